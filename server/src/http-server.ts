@@ -1,0 +1,105 @@
+/**
+ * One TCP port for every protocol: gRPC needs HTTP/2, while an operator's
+ * `curl` (Connect JSON) and browsers (gRPC-Web) speak HTTP/1.1. Node's
+ * plaintext http2 server accepts only prior-knowledge HTTP/2, so each new
+ * connection is sniffed: the HTTP/2 client preface ("PRI * HTTP/2.0") goes to
+ * the http2 server, anything else to the http1 server. Both run the same
+ * request handler.
+ */
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import type { Logger } from "pino";
+
+type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+/** A listening server on one port, with a graceful close. */
+export interface ListeningServer {
+  /** The port actually bound (differs from the requested one when that was 0). */
+  readonly port: number;
+  /** The host bound. */
+  readonly host: string;
+  /**
+   * Stops accepting connections, lets in-flight requests finish for up to
+   * graceMs, then destroys whatever is still open.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+
+/** Starts listening; rejects with the listen error (e.g. EADDRINUSE). */
+export async function listen(options: {
+  host: string;
+  port: number;
+  handler: RequestHandler;
+  logger: Logger;
+}): Promise<ListeningServer> {
+  const { handler, logger } = options;
+  const h1 = http.createServer(handler as http.RequestListener);
+  // Connect's own keep-alive pings are not needed: clients drive liveness.
+  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  h2.on("sessionError", (err) => logger.debug({ err }, "http2 session error"));
+  h1.on("clientError", (err, socket) => {
+    logger.debug({ err }, "http1 client error");
+    socket.destroy();
+  });
+
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", (err) => logger.debug({ err }, "socket error"));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, HTTP2_PREFACE.length);
+      const isHttp2 = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+      if (isHttp2 && head.length < HTTP2_PREFACE.length) return; // need more bytes to decide
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      (isHttp2 ? h2 : h1).emit("connection", socket);
+      process.nextTick(() => socket.resume());
+    };
+    socket.on("data", onData);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    tcp.once("error", reject);
+    tcp.listen(options.port, options.host, () => {
+      tcp.off("error", reject);
+      resolve();
+    });
+  });
+  const address = tcp.address() as net.AddressInfo;
+
+  return {
+    port: address.port,
+    host: options.host,
+    async close(graceMs: number) {
+      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      for (const session of sessions) session.close(); // GOAWAY: in-flight streams may finish
+      h1.closeIdleConnections();
+      const deadline = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      deadline.unref();
+      // Idle HTTP/1.1 keep-alive sockets that become idle during the grace period.
+      const idleSweep = setInterval(() => h1.closeIdleConnections(), 100);
+      idleSweep.unref();
+      await closed;
+      clearTimeout(deadline);
+      clearInterval(idleSweep);
+    },
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * Keys between the wire and the store: the one module that turns a protobuf
+ * Key into the canonical form stored in the database, and back.
+ *
+ * Canonical form: a JSON object with the attribute names sorted, int64 values
+ * as decimal strings (exact beyond 2^53), strings as strings, doubles as JSON
+ * numbers and booleans as booleans, e.g. `{"session":"2026-11-01","subject_id":"3"}`.
+ * The key hash is the first 128 bits of its SHA-256, in hex: the unique column
+ * of both the jobs table and the target, the way DataJoint keys its `~jobs`.
+ */
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import {
+  AttributeType,
+  type Key,
+  KeySchema as KeyProtoSchema,
+  type Value,
+  ValueSchema,
+} from "@populus/sdk/gen/populus/v1/types_pb.js";
+import { InvalidKeyError } from "./errors.js";
+
+/** A key attribute type, as stored in the table definition. */
+export type AttributeKind = "int64" | "string" | "double" | "bool";
+
+/** One key attribute: name and type. */
+export interface KeyAttributeDef {
+  readonly name: string;
+  readonly type: AttributeKind;
+}
+
+/** A table's key attributes, sorted by name. */
+export type KeyAttributes = readonly KeyAttributeDef[];
+
+/** A key in its stored form. */
+export interface EncodedKey {
+  /** 32 hex characters: the unique column of jobs and target. */
+  readonly hash: string;
+  /** The canonical JSON. */
+  readonly json: string;
+}
+
+/** One `attribute = value` condition of a restriction, value in canonical JSON form. */
+export interface AttributeCondition {
+  readonly name: string;
+  readonly type: AttributeKind;
+  /** The value as it appears in the canonical JSON (int64 as a decimal string). */
+  readonly value: string | number | boolean;
+}
+
+/** Attribute names as the design allows: letters, digits, underscore, at most 64. */
+export const ATTRIBUTE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+const KIND_OF_CASE = {
+  intValue: "int64",
+  stringValue: "string",
+  doubleValue: "double",
+  boolValue: "bool",
+} as const;
+
+/** Maps the stored attribute kind to its protobuf enum, and back. */
+export function attributeTypeToProto(kind: AttributeKind): AttributeType {
+  switch (kind) {
+    case "int64":
+      return AttributeType.INT64;
+    case "string":
+      return AttributeType.STRING;
+    case "double":
+      return AttributeType.DOUBLE;
+    case "bool":
+      return AttributeType.BOOL;
+  }
+}
+
+function canonicalValue(name: string, value: Value, where: string): { kind: AttributeKind; json: string | number | boolean } {
+  const v = value.kind;
+  switch (v.case) {
+    case "intValue":
+      return { kind: "int64", json: v.value.toString() };
+    case "stringValue":
+      return { kind: "string", json: v.value };
+    case "doubleValue":
+      if (!Number.isFinite(v.value)) throw new InvalidKeyError(`${where}: attribute "${name}" is ${v.value}; double values must be finite`);
+      return { kind: "double", json: v.value };
+    case "boolValue":
+      return { kind: "bool", json: v.value };
+    default:
+      throw new InvalidKeyError(`${where}: attribute "${name}" has no value set; set one of int_value, string_value, double_value, bool_value`);
+  }
+}
+
+/** Reads the attribute names and types a key has, sorted by name. */
+export function attributesOf(key: Key, where: string): KeyAttributes {
+  const names = Object.keys(key.attributes).sort();
+  if (names.length === 0) throw new InvalidKeyError(`${where}: the key has no attributes`);
+  return names.map((name) => {
+    if (!ATTRIBUTE_NAME.test(name)) {
+      throw new InvalidKeyError(
+        `${where}: attribute name "${name.slice(0, 80)}" is not allowed; use letters, digits and underscores (at most 64, not starting with a digit)`,
+      );
+    }
+    return { name, type: canonicalValue(name, key.attributes[name] as Value, where).kind };
+  });
+}
+
+function describe(attributes: KeyAttributes): string {
+  return `{ ${attributes.map((a) => `${a.name}: ${a.type}`).join(", ")} }`;
+}
+
+/**
+ * Encodes a key against a table's attributes. Throws InvalidKeyError naming
+ * the difference when the key's attribute names or types differ.
+ */
+export function encodeKey(key: Key, attributes: KeyAttributes, where: string): EncodedKey {
+  const names = Object.keys(key.attributes);
+  const mismatch = (): never => {
+    throw new InvalidKeyError(
+      `${where}: key ${describe(attributesOfLoose(key))} does not match the table's key attributes ${describe(attributes)}`,
+    );
+  };
+  if (names.length !== attributes.length) mismatch();
+  let json = "{";
+  for (let i = 0; i < attributes.length; i++) {
+    const attr = attributes[i] as KeyAttributeDef;
+    const value = key.attributes[attr.name];
+    if (value === undefined) mismatch();
+    const c = canonicalValue(attr.name, value as Value, where);
+    if (c.kind !== attr.type) mismatch();
+    json += `${i === 0 ? "" : ","}${JSON.stringify(attr.name)}:${JSON.stringify(c.json)}`;
+  }
+  json += "}";
+  return { hash: hashKeyJson(json), json };
+}
+
+/** Like attributesOf, for error messages: never throws. */
+function attributesOfLoose(key: Key): KeyAttributes {
+  return Object.keys(key.attributes)
+    .sort()
+    .map((name) => {
+      const c = (key.attributes[name] as Value).kind.case;
+      return { name: name.slice(0, 64), type: c === undefined ? ("unset" as AttributeKind) : KIND_OF_CASE[c] };
+    });
+}
+
+/** The stored hash of a canonical key JSON. */
+export function hashKeyJson(json: string): string {
+  return createHash("sha256").update(json).digest("hex").slice(0, 32);
+}
+
+/** Decodes a stored canonical key JSON into a protobuf Key. */
+export function decodeKey(json: string, attributes: KeyAttributes): Key {
+  const raw = JSON.parse(json) as Record<string, string | number | boolean>;
+  const key = create(KeyProtoSchema);
+  for (const attr of attributes) {
+    const v = raw[attr.name];
+    let value: Value;
+    switch (attr.type) {
+      case "int64":
+        value = create(ValueSchema, { kind: { case: "intValue", value: BigInt(v as string) } });
+        break;
+      case "string":
+        value = create(ValueSchema, { kind: { case: "stringValue", value: v as string } });
+        break;
+      case "double":
+        value = create(ValueSchema, { kind: { case: "doubleValue", value: v as number } });
+        break;
+      case "bool":
+        value = create(ValueSchema, { kind: { case: "boolValue", value: v as boolean } });
+        break;
+    }
+    key.attributes[attr.name] = value;
+  }
+  return key;
+}
+
+/**
+ * Turns a restriction (attribute name to value) into conditions on the
+ * canonical JSON, checked against the table's attributes.
+ */
+export function encodeRestriction(
+  restriction: { [name: string]: Value },
+  attributes: KeyAttributes,
+  where: string,
+): AttributeCondition[] {
+  return Object.keys(restriction)
+    .sort()
+    .map((name) => {
+      const attr = attributes.find((a) => a.name === name);
+      if (attr === undefined) {
+        throw new InvalidKeyError(`${where}: restriction names "${name.slice(0, 80)}", which is not a key attribute of ${describe(attributes)}`);
+      }
+      const c = canonicalValue(name, restriction[name] as Value, where);
+      if (c.kind !== attr.type) {
+        throw new InvalidKeyError(`${where}: restriction gives "${name}" a ${c.kind} value; the attribute is ${attr.type}`);
+      }
+      return { name, type: attr.type, value: c.json };
+    });
+}

@@ -1,0 +1,13 @@
+/**
+ * Structured logs: pino JSON lines on stdout, one object per event.
+ */
+import { pino, type Logger } from "pino";
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { service: "populus-server" },
+    // Bearer tokens must never reach a log line (issue 6 adds auth headers).
+    redact: ["req.headers.authorization", "*.authorization", "token"],
+  });
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * populus-server: wiring only. Parse the configuration, open the store, serve
+ * every protocol on one port, and drain on SIGTERM.
+ *
+ * Exit codes: 0 after a clean shutdown, 2 for a bad configuration, 1 when the
+ * server cannot start (database unreachable, port in use) or fails.
+ */
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ConfigError, parseServerConfig, type ServerConfig } from "./config.js";
+import { describeStartupError } from "./startup-error.js";
+import { listen } from "./http-server.js";
+import { createLogger } from "./logger.js";
+import { errorMappingInterceptor, routes } from "./routes.js";
+import { WorkNotifier } from "./service/work-notifier.js";
+import { openStore } from "./store/open-store.js";
+
+/** How often each replica returns expired leases to pending (ms). */
+const LEASE_SWEEP_MS = 1000;
+
+function fail(code: number, line: string): never {
+  process.stderr.write(`populus-server: ${line}\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  let config: ServerConfig;
+  try {
+    const outcome = parseServerConfig(process.argv.slice(2));
+    if (outcome.kind === "exit") process.exit(outcome.code);
+    config = outcome.config;
+  } catch (err) {
+    if (err instanceof ConfigError) fail(2, err.message);
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const where = config.database.dialect === "sqlite" ? `sqlite:${config.database.path}` : config.database.display;
+
+  const store = await openStore(config.database, { maxLostAttempts: config.maxLostAttempts }).catch((err: unknown) =>
+    fail(1, `cannot open database ${where}: ${describeStartupError(err)}`),
+  );
+  logger.info({ database: where, dialect: store.dialect }, "database ready, migrations applied");
+
+  const notifier = new WorkNotifier();
+  const shutdown = new AbortController();
+  const handler = connectNodeAdapter({
+    routes: routes({ store, notifier, logger, shutdownSignal: shutdown.signal }),
+    interceptors: [errorMappingInterceptor(logger)],
+    shutdownSignal: shutdown.signal,
+  });
+
+  const server = await listen({ host: config.host, port: config.port, handler, logger }).catch((err: unknown) =>
+    fail(1, `cannot listen on ${config.host}:${config.port}: ${describeStartupError(err)}`),
+  );
+  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
+  logger.info({ host: config.host, port: server.port, url }, "listening");
+
+  let sweeping = false;
+  const sweep = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    store
+      .expireLeases(Date.now())
+      .then((n) => {
+        if (n > 0) {
+          logger.info({ expired: n }, "expired leases returned");
+          notifier.notifyAll();
+        }
+      })
+      .catch((err: unknown) => logger.warn({ err }, "lease sweep failed"))
+      .finally(() => {
+        sweeping = false;
+      });
+  }, LEASE_SWEEP_MS);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, graceSeconds: config.shutdownGraceSeconds }, "draining");
+    clearInterval(sweep);
+    // Aborts handler signals: long-polls answer at once, streams end; unary calls in flight finish.
+    shutdown.abort();
+    server
+      .close(config.shutdownGraceSeconds * 1000)
+      .then(() => store.close())
+      .then(() => {
+        logger.info("stopped");
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+main().catch((err: unknown) => fail(1, describeStartupError(err)));

@@ -1,0 +1,211 @@
+/**
+ * JobService handlers: validate → store call → map the result. Handlers never
+ * touch SQL; errors are mapped to gRPC codes by the interceptor in routes.ts.
+ */
+import type { ServiceImpl } from "@connectrpc/connect";
+import { timestampFromMs, durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { JobStatus } from "@populus/sdk/gen/populus/v1/types_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { JobSchema, ProgressSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
+import { TableNotFoundError } from "../errors.js";
+import { attributeTypeToProto, decodeKey, type KeyAttributes } from "../key-codec.js";
+import type { JobRecord, JobStore, ProgressCounts, TableDefinition } from "../store/store.js";
+import { parseTableName } from "../table-name.js";
+import {
+  validateComplete,
+  validateDeleteJobs,
+  validateDeleteTargets,
+  validateFail,
+  validateHeartbeat,
+  validateIgnore,
+  validateListJobs,
+  validateListTargets,
+  validateRefresh,
+  validateRelease,
+  validateReserve,
+} from "./validate.js";
+import type { WorkNotifier } from "./work-notifier.js";
+
+const STATUS_TO_PROTO = {
+  pending: JobStatus.PENDING,
+  reserved: JobStatus.RESERVED,
+  success: JobStatus.SUCCESS,
+  error: JobStatus.ERROR,
+  ignore: JobStatus.IGNORE,
+} as const;
+
+/** Maps store counts to the Progress message. */
+export function progressMessage(table: string, c: ProgressCounts): MessageInitShape<typeof ProgressSchema> {
+  return {
+    table,
+    pending: BigInt(c.pending),
+    reserved: BigInt(c.reserved),
+    success: BigInt(c.success),
+    error: BigInt(c.error),
+    ignore: BigInt(c.ignore),
+    target: BigInt(c.target),
+    remaining: BigInt(c.pending + c.reserved),
+  };
+}
+
+function jobMessage(job: JobRecord, attributes: KeyAttributes): MessageInitShape<typeof JobSchema> {
+  const ts = (ms: number | null) => (ms === null ? undefined : timestampFromMs(ms));
+  return {
+    key: decodeKey(job.keyJson, attributes),
+    status: STATUS_TO_PROTO[job.status],
+    priority: job.priority,
+    createTime: timestampFromMs(job.createTime),
+    scheduledTime: timestampFromMs(job.scheduledTime),
+    reserveTime: ts(job.reserveTime),
+    completeTime: ts(job.completeTime),
+    duration: job.durationMs === null ? undefined : durationFromMs(job.durationMs),
+    worker: job.worker ?? undefined,
+    attempts: job.attempts,
+    leaseExpireTime: job.status === "reserved" ? ts(job.leaseExpireTime) : undefined,
+    errorMessage: job.errorMessage ?? "",
+    errorStack: job.errorStack ?? "",
+    progress: job.progress ?? 0,
+    progressMessage: job.progressMessage ?? "",
+  };
+}
+
+/** Builds the JobService implementation over a store. */
+export function createJobService(
+  store: JobStore,
+  notifier: WorkNotifier,
+  clock: () => number = Date.now,
+): Partial<ServiceImpl<typeof JobService>> {
+  /** The declared table for a request's table name; NOT_FOUND when never refreshed. */
+  async function declared(name: string): Promise<TableDefinition> {
+    const table = parseTableName(name);
+    const def = await store.describeTable(table.stored);
+    if (def === null) throw new TableNotFoundError(table.stored);
+    return def;
+  }
+
+  return {
+    async refresh(req) {
+      const table = parseTableName(req.table);
+      const def = await store.describeTable(table.stored);
+      const input = validateRefresh(req, def?.keyAttributes ?? null);
+      const counts = await store.refresh({ table: table.stored, displayName: table.display, ...input, now: clock() });
+      if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
+      return {
+        added: BigInt(counts.added),
+        removed: BigInt(counts.removed),
+        orphaned: BigInt(counts.orphaned),
+        rePended: BigInt(counts.rePended),
+      };
+    },
+
+    async reserve(req, ctx) {
+      const def = await declared(req.table);
+      const input = validateReserve(req, def.keyAttributes);
+      const deadline = clock() + input.waitMs;
+      for (;;) {
+        const grants = await store.reserve({ table: def.name, ...input, now: clock() });
+        const remaining = deadline - clock();
+        if (grants.length > 0 || remaining <= 0 || ctx.signal.aborted) {
+          return {
+            leases: grants.map((g) => ({
+              key: decodeKey(g.keyJson, def.keyAttributes),
+              leaseToken: g.leaseToken,
+              leaseExpireTime: timestampFromMs(g.leaseExpireTime),
+              attempt: g.attempt,
+              priority: g.priority,
+            })),
+          };
+        }
+        await notifier.wait(def.name, remaining, ctx.signal);
+      }
+    },
+
+    async complete(req) {
+      const def = await declared(req.table);
+      const completions = validateComplete(req);
+      const outcome = await store.complete(def.name, completions, req.keepCompleted, clock());
+      return { committed: BigInt(outcome.committed), alreadyCommitted: BigInt(outcome.alreadyCommitted) };
+    },
+
+    async fail(req) {
+      const def = await declared(req.table);
+      const f = validateFail(req);
+      await store.fail(def.name, f.leaseToken, f.errorMessage, f.errorStack, clock());
+      return {};
+    },
+
+    async heartbeat(req) {
+      const def = await declared(req.table);
+      const h = validateHeartbeat(req);
+      const result = await store.heartbeat(def.name, h.tokens, h.leaseMs, h.progress, clock());
+      return { lostLeaseTokens: result.lost, leaseExpireTime: timestampFromMs(result.leaseExpireTime) };
+    },
+
+    async release(req) {
+      const def = await declared(req.table);
+      const result = await store.release(def.name, validateRelease(req));
+      if (result.released > 0) notifier.notify(def.name);
+      return { released: BigInt(result.released), lostLeaseTokens: result.lost };
+    },
+
+    async listJobs(req) {
+      const def = await declared(req.table);
+      const { filter, page } = validateListJobs(req, def.keyAttributes);
+      const result = await store.listJobs(def.name, filter, page);
+      return { jobs: result.rows.map((j) => jobMessage(j, def.keyAttributes)), nextPageToken: result.next ?? "" };
+    },
+
+    async getProgress(req) {
+      const def = await declared(req.table);
+      return { progress: progressMessage(def.name, await store.getProgress(def.name)) };
+    },
+
+    async deleteJobs(req) {
+      const def = await declared(req.table);
+      const d = validateDeleteJobs(req, def.keyAttributes);
+      return { deleted: BigInt(await store.deleteJobs(def.name, d.statuses, d.keys)) };
+    },
+
+    async ignore(req) {
+      const def = await declared(req.table);
+      return { ignored: BigInt(await store.ignore(def.name, validateIgnore(req, def.keyAttributes), clock())) };
+    },
+
+    async listTables() {
+      const tables = await store.listTables();
+      return {
+        tables: await Promise.all(
+          tables.map(async (t) => ({
+            name: t.name,
+            displayName: t.displayName,
+            keyAttributes: t.keyAttributes.map((a) => ({ name: a.name, type: attributeTypeToProto(a.type) })),
+            createTime: timestampFromMs(t.createTime),
+            progress: progressMessage(t.name, await store.getProgress(t.name)),
+          })),
+        ),
+      };
+    },
+
+    async deleteTargets(req) {
+      const def = await declared(req.table);
+      return { deleted: BigInt(await store.deleteTargets(def.name, validateDeleteTargets(req, def.keyAttributes))) };
+    },
+
+    async listTargets(req) {
+      const def = await declared(req.table);
+      const { restriction, page } = validateListTargets(req, def.keyAttributes);
+      const result = await store.listTargets(def.name, restriction, page);
+      return {
+        rows: result.rows.map((r) => ({
+          key: decodeKey(r.keyJson, def.keyAttributes),
+          result: JSON.parse(r.resultJson) as JsonObject,
+          completeTime: timestampFromMs(r.completeTime),
+        })),
+        nextPageToken: result.next ?? "",
+      };
+    },
+  };
+}
+

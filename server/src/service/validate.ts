@@ -1,0 +1,216 @@
+/**
+ * Request validation: one function per request type, run before any store
+ * call, so a rejected request changes nothing. Each returns the store's input
+ * in normalized form (milliseconds, canonical keys, stored table names).
+ */
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import type {
+  CompleteRequest,
+  DeleteJobsRequest,
+  DeleteTargetsRequest,
+  FailRequest,
+  HeartbeatRequest,
+  IgnoreRequest,
+  ListJobsRequest,
+  ListTargetsRequest,
+  RefreshRequest,
+  ReleaseRequest,
+  ReserveRequest,
+} from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { JobStatus, type Key, type WorkerIdentity } from "@populus/sdk/gen/populus/v1/types_pb.js";
+import { InvalidRequestError, LimitExceededError } from "../errors.js";
+import { attributesOf, type EncodedKey, encodeKey, encodeRestriction, type KeyAttributes } from "../key-codec.js";
+import type { Completion, JobFilter, JobStatusName, LeaseProgressInput, PageRequest, WorkerInfo } from "../store/store.js";
+
+/** Keys one Refresh or Ignore call may carry; a larger key source is sent in several calls. */
+export const MAX_KEYS_PER_CALL = 10_000;
+/** Jobs one Reserve may lease, results one Complete may commit, tokens one Heartbeat/Release may name. */
+export const MAX_BATCH = 1000;
+/** Longest lease, and the default. */
+const MAX_LEASE_MS = 24 * 3600_000;
+export const DEFAULT_LEASE_MS = 60_000;
+/** Longest long-poll wait. */
+export const MAX_WAIT_MS = 60_000;
+export const DEFAULT_STALE_TIMEOUT_MS = 3600_000;
+export const DEFAULT_PRIORITY = 5;
+const MAX_PAGE = 1000;
+const DEFAULT_PAGE = 100;
+const MAX_TEXT = 255;
+
+/** Converts a Duration to milliseconds; negative or absurd durations are INVALID_ARGUMENT. */
+export function durationMs(d: Duration | undefined, field: string, defaultMs: number, maxMs = Number.MAX_SAFE_INTEGER): number {
+  if (d === undefined) return defaultMs;
+  const ms = Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
+  if (d.seconds < 0n || d.nanos < 0 || !Number.isFinite(ms)) throw new InvalidRequestError(`${field} must not be negative`);
+  if (ms > maxMs) throw new InvalidRequestError(`${field} must be at most ${maxMs / 1000} s, got ${ms / 1000} s`);
+  return ms;
+}
+
+function priorityValue(p: number | undefined, field: string): number | null {
+  if (p === undefined) return null;
+  if (p > 255) throw new InvalidRequestError(`${field} must be from 0 to 255 (lower is more urgent), got ${p}`);
+  return p;
+}
+
+function countLimit(n: number, max: number, what: string, hint: string): void {
+  if (n > max) throw new LimitExceededError(`${n} ${what} in one call; at most ${max} are allowed (${hint})`);
+}
+
+function encodeKeys(keys: readonly Key[], attributes: KeyAttributes, rpc: string): EncodedKey[] {
+  return keys.map((k, i) => encodeKey(k, attributes, `${rpc} key #${i + 1}`));
+}
+
+function tokens(list: readonly string[], rpc: string): string[] {
+  if (list.length === 0) throw new InvalidRequestError(`${rpc}: lease_tokens is empty; give at least one lease token`);
+  countLimit(list.length, MAX_BATCH, "lease tokens", "split the call");
+  const seen = new Set<string>();
+  for (const t of list) {
+    if (t === "" || t.length > 64) throw new InvalidRequestError(`${rpc}: "${t.slice(0, 80)}" is not a lease token`);
+    if (seen.has(t)) throw new InvalidRequestError(`${rpc}: lease token ${t} is given twice`);
+    seen.add(t);
+  }
+  return list.slice();
+}
+
+function text(value: string, field: string): string {
+  if (value.length > MAX_TEXT) throw new InvalidRequestError(`${field} is ${value.length} characters; at most ${MAX_TEXT} are allowed`);
+  return value;
+}
+
+function worker(w: WorkerIdentity | undefined): WorkerInfo {
+  return {
+    workerId: text(w?.workerId ?? "", "worker.worker_id"),
+    host: text(w?.host ?? "", "worker.host"),
+    pid: w?.pid ?? 0,
+    user: text(w?.user ?? "", "worker.user"),
+    codeVersion: text(w?.codeVersion ?? "", "worker.code_version"),
+  };
+}
+
+const STATUS_NAMES: Record<number, JobStatusName> = {
+  [JobStatus.PENDING]: "pending",
+  [JobStatus.RESERVED]: "reserved",
+  [JobStatus.SUCCESS]: "success",
+  [JobStatus.ERROR]: "error",
+  [JobStatus.IGNORE]: "ignore",
+};
+
+function statuses(list: readonly JobStatus[]): JobStatusName[] {
+  return [
+    ...new Set(
+      list.map((s) => {
+        const name = STATUS_NAMES[s];
+        if (name === undefined) throw new InvalidRequestError(`status ${s} is not a job status; use PENDING, RESERVED, SUCCESS, ERROR or IGNORE`);
+        return name;
+      }),
+    ),
+  ];
+}
+
+function page(pageSize: number, pageToken: string, tokenPattern: RegExp): PageRequest {
+  if (pageSize > MAX_PAGE) throw new InvalidRequestError(`page_size must be at most ${MAX_PAGE}, got ${pageSize}`);
+  if (pageToken !== "" && !tokenPattern.test(pageToken)) throw new InvalidRequestError(`page_token "${pageToken.slice(0, 80)}" was not issued by this server`);
+  return { pageSize: pageSize === 0 ? DEFAULT_PAGE : pageSize, after: pageToken === "" ? null : pageToken };
+}
+
+/** Refresh: `attributes` are the table's, or null for a table not yet declared. */
+export function validateRefresh(req: RefreshRequest, attributes: KeyAttributes | null) {
+  countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "send a large key source as several calls sharing one refresh_id");
+  if (req.refreshId.length > 64) throw new InvalidRequestError(`refresh_id must be at most 64 characters`);
+  const first = req.keys[0];
+  const keyAttributes = first === undefined ? null : (attributes ?? attributesOf(first, "Refresh key #1"));
+  return {
+    keyAttributes,
+    keys: keyAttributes === null ? [] : encodeKeys(req.keys, keyAttributes, "Refresh"),
+    refreshId: req.refreshId === "" ? null : req.refreshId,
+    final: req.refreshId === "" || req.final,
+    priority: priorityValue(req.priority, "priority") ?? DEFAULT_PRIORITY,
+    delayMs: durationMs(req.delay, "delay", 0),
+    staleTimeoutMs: durationMs(req.staleTimeout, "stale_timeout", DEFAULT_STALE_TIMEOUT_MS),
+    orphanTimeoutMs: req.orphanTimeout === undefined ? null : durationMs(req.orphanTimeout, "orphan_timeout", 0),
+  };
+}
+
+export function validateReserve(req: ReserveRequest, attributes: KeyAttributes) {
+  if (req.maxJobs === 0) throw new InvalidRequestError("max_jobs must be at least 1");
+  if (req.maxJobs > MAX_BATCH) throw new InvalidRequestError(`max_jobs must be at most ${MAX_BATCH}, got ${req.maxJobs}`);
+  const leaseMs = durationMs(req.leaseDuration, "lease_duration", DEFAULT_LEASE_MS, MAX_LEASE_MS);
+  if (leaseMs < 1000) throw new InvalidRequestError(`lease_duration must be at least 1 s, got ${leaseMs} ms`);
+  return {
+    maxJobs: req.maxJobs,
+    maxPriority: priorityValue(req.maxPriority, "max_priority"),
+    restriction: encodeRestriction(req.restriction, attributes, "Reserve restriction"),
+    worker: worker(req.worker),
+    leaseMs,
+    waitMs: durationMs(req.wait, "wait", 0, MAX_WAIT_MS),
+  };
+}
+
+export function validateComplete(req: CompleteRequest): Completion[] {
+  if (req.completions.length === 0) throw new InvalidRequestError("Complete: completions is empty; give at least one result");
+  tokens(
+    req.completions.map((c) => c.leaseToken),
+    "Complete",
+  );
+  return req.completions.map((c) => ({ leaseToken: c.leaseToken, resultJson: JSON.stringify(c.result ?? {}) }));
+}
+
+export function validateFail(req: FailRequest) {
+  const [token] = tokens([req.leaseToken], "Fail");
+  return { leaseToken: token as string, errorMessage: req.errorMessage, errorStack: req.errorStack };
+}
+
+export function validateHeartbeat(req: HeartbeatRequest) {
+  const list = tokens(req.leaseTokens, "Heartbeat");
+  const leaseMs = durationMs(req.leaseDuration, "lease_duration", DEFAULT_LEASE_MS, MAX_LEASE_MS);
+  if (leaseMs < 1000) throw new InvalidRequestError(`lease_duration must be at least 1 s, got ${leaseMs} ms`);
+  const progress: LeaseProgressInput[] = req.progress.map((p) => {
+    if (!(p.progress >= 0 && p.progress <= 1)) throw new InvalidRequestError(`progress must be from 0 to 1, got ${p.progress}`);
+    return { leaseToken: p.leaseToken, progress: p.progress, message: text(p.message, "progress message") };
+  });
+  return { tokens: list, leaseMs, progress };
+}
+
+export function validateRelease(req: ReleaseRequest): string[] {
+  return tokens(req.leaseTokens, "Release");
+}
+
+export function validateListJobs(req: ListJobsRequest, attributes: KeyAttributes): { filter: JobFilter; page: PageRequest } {
+  return {
+    filter: {
+      statuses: statuses(req.statuses),
+      maxPriority: priorityValue(req.maxPriority, "max_priority"),
+      restriction: encodeRestriction(req.restriction, attributes, "ListJobs restriction"),
+    },
+    page: page(req.pageSize, req.pageToken, /^\d{1,19}$/),
+  };
+}
+
+export function validateDeleteJobs(req: DeleteJobsRequest, attributes: KeyAttributes) {
+  if (req.statuses.length === 0 && req.keys.length === 0) {
+    throw new InvalidRequestError("DeleteJobs needs statuses or keys (or both); to delete every job, list all five statuses");
+  }
+  countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "split the call");
+  return { statuses: statuses(req.statuses), keys: encodeKeys(req.keys, attributes, "DeleteJobs") };
+}
+
+export function validateIgnore(req: IgnoreRequest, attributes: KeyAttributes): EncodedKey[] {
+  if (req.keys.length === 0) throw new InvalidRequestError("Ignore: keys is empty; give at least one key");
+  countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "split the call");
+  return encodeKeys(req.keys, attributes, "Ignore");
+}
+
+export function validateDeleteTargets(req: DeleteTargetsRequest, attributes: KeyAttributes): EncodedKey[] | "all" {
+  if (req.all && req.keys.length > 0) throw new InvalidRequestError("DeleteTargets: give keys or all, not both");
+  if (req.all) return "all";
+  if (req.keys.length === 0) throw new InvalidRequestError("DeleteTargets needs keys, or all = true to delete every computed row");
+  countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "split the call");
+  return encodeKeys(req.keys, attributes, "DeleteTargets");
+}
+
+export function validateListTargets(req: ListTargetsRequest, attributes: KeyAttributes) {
+  return {
+    restriction: encodeRestriction(req.restriction, attributes, "ListTargets restriction"),
+    page: page(req.pageSize, req.pageToken, /^[0-9a-f]{32}$/),
+  };
+}

@@ -1,0 +1,613 @@
+/**
+ * The MySQL/MariaDB store, through TypeORM's mysql2 pool.
+ *
+ * Every operation is one READ COMMITTED transaction on one pooled connection.
+ * Reservation is `SELECT ... FOR UPDATE SKIP LOCKED` then one UPDATE of the
+ * batch (promise 1): concurrent reservers skip each other's rows instead of
+ * waiting, and read committed avoids gap locks. Deadlocks and lock-wait
+ * timeouts are retried with jitter and then surface as ContentionError.
+ *
+ * Each statement has a header: purpose, parameters, result, and how
+ * store/sqlite/sqlite-store.ts differs.
+ */
+import { randomBytes } from "node:crypto";
+import { DataSource, type QueryRunner } from "typeorm";
+import type { DatabaseConfig } from "../../config.js";
+import { ContentionError, DatabaseUnavailableError, InvalidKeyError, LeaseLostError, TableNotFoundError } from "../../errors.js";
+import type { AttributeCondition, EncodedKey } from "../../key-codec.js";
+import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
+import {
+  describeAttributes,
+  JOB_COLUMNS,
+  type JobRow,
+  leaseToken,
+  restrictionText,
+  sameAttributes,
+  type TableRow,
+  type TargetRow,
+  toJobRecord,
+  toProgressCounts,
+  toTableDefinition,
+  toTargetRecord,
+} from "../row-mapping.js";
+import {
+  type CompleteOutcome,
+  type Completion,
+  type JobFilter,
+  type JobRecord,
+  type JobStatusName,
+  type JobStore,
+  type LeaseGrant,
+  type LeaseProgressInput,
+  type Page,
+  type PageRequest,
+  type ProgressCounts,
+  type RefreshCounts,
+  type RefreshInput,
+  type ReserveInput,
+  type StoreOptions,
+  type TableDefinition,
+  type TargetRecord,
+  truncateErrorMessage,
+  workerLostMessage,
+} from "../store.js";
+import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
+
+/** The migrations, in order; numbered alike for SQLite. */
+export const MYSQL_MIGRATIONS = [Initial0000000000001];
+
+/** Rows per multi-row INSERT: ~1,000 keeps each statement far below max_allowed_packet. */
+const INSERT_CHUNK = 1000;
+/** Staging rows of refreshes abandoned before their final call are dropped after this. */
+const ABANDONED_REFRESH_MS = 24 * 3600_000;
+/** Deadlock / lock-wait retries before ABORTED. */
+const CONTENTION_RETRIES = 5;
+const RETRYABLE_ERRNO = new Set([1213 /* ER_LOCK_DEADLOCK */, 1205 /* ER_LOCK_WAIT_TIMEOUT */]);
+
+type MysqlConfig = Extract<DatabaseConfig, { dialect: "mysql" }>;
+type Param = string | number | boolean | null;
+
+/** The oldest servers with SKIP LOCKED. */
+export function checkServerVersion(version: string): void {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  const major = Number(m?.[1] ?? 0);
+  const minor = Number(m?.[2] ?? 0);
+  if (/mariadb/i.test(version)) {
+    if (major < 10 || (major === 10 && minor < 6)) {
+      throw new DatabaseUnavailableError(`MariaDB ${version} is too old: Populus needs MariaDB 10.6 or newer (SELECT ... SKIP LOCKED)`);
+    }
+  } else if (major < 8) {
+    throw new DatabaseUnavailableError(`MySQL ${version} is too old: Populus needs MySQL 8.0 or newer (SELECT ... SKIP LOCKED)`);
+  }
+}
+
+/** Connects, checks the server version and migrates (one migrator at a time cluster-wide). */
+export async function openMysqlStore(config: MysqlConfig, options: StoreOptions & { poolSize?: number }): Promise<MysqlStore> {
+  const dataSource = new DataSource({
+    type: "mysql",
+    host: config.host,
+    port: config.port,
+    username: config.user,
+    password: config.password,
+    database: config.database,
+    charset: "utf8mb4_bin",
+    connectTimeout: 5000,
+    poolSize: options.poolSize ?? 20,
+    migrations: MYSQL_MIGRATIONS,
+    migrationsTableName: "~populus_migrations",
+    migrationsTransactionMode: "each",
+  });
+  await dataSource.initialize();
+  try {
+    const [row] = (await dataSource.query("SELECT VERSION() AS v")) as { v: string }[];
+    checkServerVersion(row?.v ?? "");
+    // Several servers may start at once: a named lock makes the migrations run one server at a time.
+    const lock = dataSource.createQueryRunner();
+    await lock.connect();
+    try {
+      const [got] = (await lock.query("SELECT GET_LOCK('populus_migrate', 60) AS ok")) as { ok: number | string }[];
+      if (Number(got?.ok) !== 1) throw new DatabaseUnavailableError("timed out waiting for another server's migrations (GET_LOCK populus_migrate)");
+      await dataSource.runMigrations({ transaction: "each" });
+    } finally {
+      await lock.query("SELECT RELEASE_LOCK('populus_migrate')").catch(() => undefined);
+      await lock.release();
+    }
+  } catch (err) {
+    await dataSource.destroy();
+    throw err;
+  }
+  return new MysqlStore(dataSource, options);
+}
+
+function placeholders(n: number): string {
+  return new Array(n).fill("?").join(",");
+}
+
+function restrictionSql(conditions: readonly AttributeCondition[]): { sql: string; params: string[] } {
+  // JSON_UNQUOTE(JSON_EXTRACT()) yields text in MariaDB and MySQL 8 alike: int64 as its decimal string, true/false.
+  const sql = conditions.map((c) => ` AND JSON_UNQUOTE(JSON_EXTRACT(key_json, '$.${c.name}')) = ?`).join("");
+  return { sql, params: conditions.map((c) => restrictionText(c.value)) };
+}
+
+function errno(err: unknown): number | undefined {
+  const e = err as { errno?: number; driverError?: { errno?: number } };
+  return e?.errno ?? e?.driverError?.errno;
+}
+
+export class MysqlStore implements JobStore {
+  readonly dialect = "mysql" as const;
+  private readonly tables = new Map<string, TableDefinition>();
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly options: StoreOptions,
+  ) {}
+
+  /** Runs fn in a READ COMMITTED transaction, retrying deadlocks and lock-wait timeouts with jitter. */
+  private async tx<T>(fn: (q: QueryRunner) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const q = this.dataSource.createQueryRunner();
+      try {
+        await q.connect();
+        await q.startTransaction("READ COMMITTED");
+        const result = await fn(q);
+        await q.commitTransaction();
+        return result;
+      } catch (err) {
+        if (q.isTransactionActive) await q.rollbackTransaction().catch(() => undefined);
+        const code = errno(err);
+        if (code !== undefined && RETRYABLE_ERRNO.has(code)) {
+          if (attempt >= CONTENTION_RETRIES) {
+            throw new ContentionError(`the database reported lock contention ${attempt} times in a row; retry the call`, { cause: err });
+          }
+          await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+          continue;
+        }
+        throw err;
+      } finally {
+        await q.release();
+      }
+    }
+  }
+
+  private async run(q: QueryRunner | DataSource, sql: string, params: Param[] = []): Promise<number> {
+    const result = await (q as QueryRunner).query(sql, params, true);
+    return (result as { affected?: number }).affected ?? 0;
+  }
+
+  private async rows<T>(q: QueryRunner | DataSource, sql: string, params: Param[] = []): Promise<T[]> {
+    return (await q.query(sql, params)) as T[];
+  }
+
+  private async table(name: string): Promise<TableDefinition> {
+    const cached = this.tables.get(name);
+    if (cached !== undefined) return cached;
+    const [row] = await this.rows<TableRow>(
+      this.dataSource,
+      "SELECT name, display_name, key_attributes, create_time FROM `~populus_tables` WHERE name = ?",
+      [name],
+    );
+    if (row === undefined) throw new TableNotFoundError(name);
+    // Key attributes never change once declared, so the cache cannot go stale.
+    const def = toTableDefinition(row);
+    this.tables.set(name, def);
+    return def;
+  }
+
+  async describeTable(name: string): Promise<TableDefinition | null> {
+    try {
+      return await this.table(name);
+    } catch (err) {
+      if (err instanceof TableNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  async listTables(): Promise<TableDefinition[]> {
+    const rows = await this.rows<TableRow>(this.dataSource, "SELECT name, display_name, key_attributes, create_time FROM `~populus_tables` ORDER BY name");
+    return rows.map(toTableDefinition);
+  }
+
+  /** Declares a table: DDL first (it commits implicitly), then the registry row; a concurrent twin is harmless. */
+  private async declare(input: RefreshInput): Promise<TableDefinition> {
+    for (const statement of createTableStatements(input.table)) await this.dataSource.query(statement);
+    await this.run(
+      this.dataSource,
+      "INSERT INTO `~populus_tables` (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE name = name",
+      [input.table, input.displayName, JSON.stringify(input.keyAttributes), input.now],
+    );
+    return this.table(input.table);
+  }
+
+  async refresh(input: RefreshInput): Promise<RefreshCounts> {
+    let def = await this.describeTable(input.table);
+    if (def === null) {
+      if (input.keyAttributes === null) return { added: 0, removed: 0, orphaned: 0, rePended: 0 };
+      def = await this.declare(input);
+    }
+    if (input.keyAttributes !== null && !sameAttributes(def.keyAttributes, input.keyAttributes)) {
+      throw new InvalidKeyError(
+        `refresh of "${input.table}": keys ${describeAttributes(input.keyAttributes)} do not match the table's key attributes ${describeAttributes(def.keyAttributes)}`,
+      );
+    }
+    const jobs = jobsTable(input.table);
+    const target = targetTable(input.table);
+    const refreshId = input.refreshId ?? `single-${randomBytes(12).toString("hex")}`;
+    const final = input.refreshId === null || input.final;
+    return this.tx(async (q) => {
+      let added = 0;
+      if (input.keys.length > 0) {
+        const callId = randomBytes(16).toString("hex");
+        // Stage this call's keys, 1,000 rows per statement. SQLite: one prepared INSERT per key, in-process.
+        for (let i = 0; i < input.keys.length; i += INSERT_CHUNK) {
+          const chunk = input.keys.slice(i, i + INSERT_CHUNK);
+          const params: Param[] = [];
+          for (const k of chunk) params.push(input.table, refreshId, k.hash, k.json, callId, input.now);
+          await this.run(
+            q,
+            `INSERT INTO \`~populus_refresh_keys\` (table_name, refresh_id, key_hash, key_json, call_id, create_time)
+             VALUES ${new Array(chunk.length).fill("(?, ?, ?, ?, ?, ?)").join(",")}
+             ON DUPLICATE KEY UPDATE key_hash = key_hash`,
+            params,
+          );
+        }
+        /*
+         * Add `keys of this call - target - jobs` as pending, in one set-based statement.
+         * Params: priority, create time, scheduled time, table, refresh id, call id. Returns: rows added.
+         * SQLite: INSERT OR IGNORE instead of ON DUPLICATE KEY UPDATE (a concurrent refresh's row is kept).
+         */
+        added = await this.run(
+          q,
+          `INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
+           SELECT s.key_hash, s.key_json, 'pending', ?, ?, ?, 0
+           FROM \`~populus_refresh_keys\` s
+           WHERE s.table_name = ? AND s.refresh_id = ? AND s.call_id = ?
+             AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = s.key_hash)
+             AND NOT EXISTS (SELECT 1 FROM ${jobs} j WHERE j.key_hash = s.key_hash)
+           ON DUPLICATE KEY UPDATE id = ${jobs}.id`,
+          [input.priority, input.now, input.now + input.delayMs, input.table, refreshId, callId],
+        );
+      }
+      let removed = 0;
+      let rePended = 0;
+      if (final) {
+        const [carried] = await this.rows(q, "SELECT 1 AS x FROM `~populus_refresh_keys` WHERE table_name = ? AND refresh_id = ? LIMIT 1", [
+          input.table,
+          refreshId,
+        ]);
+        if (carried !== undefined) {
+          /*
+           * Stale removal: jobs older than the stale timeout whose key is not in this refresh's key source.
+           * Never reserved or ignore jobs. Params: cutoff, table, refresh id. SQLite: the same statement.
+           */
+          removed = await this.run(
+            q,
+            `DELETE FROM ${jobs}
+             WHERE status IN ('pending', 'error', 'success') AND create_time < ?
+               AND NOT EXISTS (SELECT 1 FROM \`~populus_refresh_keys\` s
+                               WHERE s.table_name = ? AND s.refresh_id = ? AND s.key_hash = ${jobs}.key_hash)`,
+            [input.now - input.staleTimeoutMs, input.table, refreshId],
+          );
+        }
+        await this.run(q, "DELETE FROM `~populus_refresh_keys` WHERE table_name = ? AND refresh_id = ?", [input.table, refreshId]);
+        await this.run(q, "DELETE FROM `~populus_refresh_keys` WHERE create_time < ?", [input.now - ABANDONED_REFRESH_MS]);
+        // Re-pend kept success jobs whose key left the target. SQLite: the same statement.
+        rePended = await this.run(
+          q,
+          `UPDATE ${jobs} SET status = 'pending', scheduled_time = ?, complete_time = NULL, duration_ms = NULL, lease_token = NULL
+           WHERE status = 'success' AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = ${jobs}.key_hash)`,
+          [input.now],
+        );
+        await this.run(q, "UPDATE `~populus_tables` SET last_refresh_time = ? WHERE name = ?", [input.now, input.table]);
+      }
+      const orphaned =
+        input.orphanTimeoutMs === null ? 0 : await this.resetLeases(q, input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now);
+      return { added, removed, orphaned, rePended };
+    });
+  }
+
+  /**
+   * Reserved jobs whose `column` is before `cutoff` go back to pending, or to error once their worker
+   * was lost maxLostAttempts times. Returns rows changed. SQLite: || instead of CONCAT.
+   */
+  private async resetLeases(q: QueryRunner, table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number) {
+    const max = this.options.maxLostAttempts;
+    const [before, ...after] = workerLostMessage(0).split("0");
+    return this.run(
+      q,
+      `UPDATE ${jobsTable(table)} SET
+         error_message = CASE WHEN attempts >= ? THEN CONCAT(?, attempts, ?) ELSE error_message END,
+         complete_time = CASE WHEN attempts >= ? THEN ? ELSE NULL END,
+         status = CASE WHEN attempts >= ? THEN 'error' ELSE 'pending' END,
+         lease_token = NULL, lease_expire_time = NULL
+       WHERE status = 'reserved' AND ${column} < ?`,
+      [max, before ?? "", after.join("0"), max, now, max, cutoff],
+    );
+  }
+
+  async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
+    const jobs = jobsTable(input.table);
+    await this.table(input.table);
+    const restriction = restrictionSql(input.restriction);
+    return this.tx(async (q) => {
+      /*
+       * The next ready jobs in the total order priority, scheduled_time, id, skipping rows other
+       * reservers hold. Params: now, [max priority], [restriction], limit. SQLite: no locking clause
+       * (the IMMEDIATE transaction is the only writer).
+       */
+      const rows = await this.rows<{ id: string; key_json: string; priority: number; attempts: number }>(
+        q,
+        `SELECT id, key_json, priority, attempts FROM ${jobs} FORCE INDEX (ready_idx)
+         WHERE status = 'pending' AND scheduled_time <= ?${input.maxPriority === null ? "" : " AND priority <= ?"}${restriction.sql}
+         ORDER BY priority, scheduled_time, id LIMIT ? FOR UPDATE SKIP LOCKED`,
+        [input.now, ...(input.maxPriority === null ? [] : [input.maxPriority]), ...restriction.params, input.maxJobs],
+      );
+      if (rows.length === 0) return [];
+      const prefix = randomBytes(16).toString("hex");
+      const expire = input.now + input.leaseMs;
+      const w = input.worker;
+      /*
+       * Lease the whole batch in one statement; token = prefix + '-' + id in base 36 (as leaseToken()).
+       * Params: prefix, now, expiry, worker identity, ids. SQLite: one prepared UPDATE per job, in-process.
+       */
+      await this.run(
+        q,
+        `UPDATE ${jobs} SET status = 'reserved', lease_token = CONCAT(?, '-', LOWER(CONV(id, 10, 36))), reserve_time = ?,
+           lease_expire_time = ?, attempts = attempts + 1, worker_id = ?, host = ?, pid = ?, user = ?, code_version = ?,
+           progress = NULL, progress_message = NULL
+         WHERE id IN (${placeholders(rows.length)})`,
+        [prefix, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, ...rows.map((r) => r.id)],
+      );
+      return rows.map((row) => ({
+        keyJson: row.key_json,
+        leaseToken: leaseToken(prefix, row.id),
+        leaseExpireTime: expire,
+        attempt: Number(row.attempts) + 1,
+        priority: Number(row.priority),
+      }));
+    });
+  }
+
+  async complete(table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Promise<CompleteOutcome> {
+    const jobs = jobsTable(table);
+    const target = targetTable(table);
+    await this.table(table);
+    const tokens = completions.map((c) => c.leaseToken);
+    return this.tx(async (q) => {
+      /*
+       * Lock the jobs these leases still hold, so a concurrent sweep cannot take them mid-commit.
+       * Params: tokens. SQLite: the same SELECT without FOR UPDATE (single writer).
+       */
+      const held = await this.rows<{ id: string; key_hash: string; key_json: string; lease_token: string }>(
+        q,
+        `SELECT id, key_hash, key_json, lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)}) FOR UPDATE`,
+        tokens,
+      );
+      const byToken = new Map(held.map((r) => [r.lease_token, r]));
+      const notHeld = tokens.filter((t) => !byToken.has(t));
+      let alreadyCommitted = 0;
+      if (notHeld.length > 0) {
+        // A repeat of a Complete that committed: its token is on the target row.
+        const done = new Set(
+          (
+            await this.rows<{ lease_token: string }>(q, `SELECT lease_token FROM ${target} WHERE lease_token IN (${placeholders(notHeld.length)})`, notHeld)
+          ).map((r) => r.lease_token),
+        );
+        const lost = notHeld.filter((t) => !done.has(t));
+        if (lost.length > 0) throw new LeaseLostError(lost);
+        alreadyCommitted = done.size;
+      }
+      if (held.length === 0) return { committed: 0, alreadyCommitted };
+      /*
+       * Write the batch's results in one statement, keeping a row already there (a committed result is
+       * never overwritten). SQLite: ON CONFLICT (key_hash) DO NOTHING, one prepared INSERT per result.
+       */
+      const params: Param[] = [];
+      for (const c of completions) {
+        const row = byToken.get(c.leaseToken);
+        if (row !== undefined) params.push(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now);
+      }
+      await this.run(
+        q,
+        `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time)
+         VALUES ${new Array(held.length).fill("(?, ?, ?, ?, ?)").join(",")}
+         ON DUPLICATE KEY UPDATE key_hash = key_hash`,
+        params,
+      );
+      const ids = held.map((r) => r.id);
+      if (keepCompleted) {
+        await this.run(
+          q,
+          `UPDATE ${jobs} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
+           WHERE id IN (${placeholders(ids.length)})`,
+          [now, now, ...ids],
+        );
+      } else {
+        await this.run(q, `DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`, ids);
+      }
+      return { committed: held.length, alreadyCommitted };
+    });
+  }
+
+  async fail(table: string, token: string, errorMessage: string, errorStack: string, now: number): Promise<void> {
+    const jobs = jobsTable(table);
+    await this.table(table);
+    await this.tx(async (q) => {
+      // Fenced failure: only the current lease may set error. SQLite: the same UPDATE.
+      const changed = await this.run(
+        q,
+        `UPDATE ${jobs} SET status = 'error', error_message = ?, error_stack = ?, complete_time = ?, duration_ms = ? - reserve_time,
+           lease_expire_time = NULL
+         WHERE status = 'reserved' AND lease_token = ?`,
+        [truncateErrorMessage(errorMessage), errorStack, now, now, token],
+      );
+      if (changed === 0) {
+        const [repeat] = await this.rows(q, `SELECT 1 AS x FROM ${jobs} WHERE status = 'error' AND lease_token = ?`, [token]);
+        if (repeat === undefined) throw new LeaseLostError([token]);
+      }
+    });
+  }
+
+  private async heldTokens(q: QueryRunner, jobs: string, tokens: readonly string[]): Promise<Set<string>> {
+    const rows = await this.rows<{ lease_token: string }>(
+      q,
+      `SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)}) FOR UPDATE`,
+      [...tokens],
+    );
+    return new Set(rows.map((r) => r.lease_token));
+  }
+
+  async heartbeat(
+    table: string,
+    tokens: readonly string[],
+    leaseMs: number,
+    progress: readonly LeaseProgressInput[],
+    now: number,
+  ): Promise<{ lost: string[]; leaseExpireTime: number }> {
+    const jobs = jobsTable(table);
+    await this.table(table);
+    const expire = now + leaseMs;
+    return this.tx(async (q) => {
+      const held = await this.heldTokens(q, jobs, tokens);
+      if (held.size > 0) {
+        // Extend every held lease in one statement. SQLite: the same UPDATE.
+        await this.run(q, `UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND lease_token IN (${placeholders(held.size)})`, [
+          expire,
+          ...held,
+        ]);
+      }
+      for (const p of progress) {
+        if (held.has(p.leaseToken)) {
+          await this.run(q, `UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND lease_token = ?`, [
+            p.progress,
+            p.message,
+            p.leaseToken,
+          ]);
+        }
+      }
+      return { lost: tokens.filter((t) => !held.has(t)), leaseExpireTime: expire };
+    });
+  }
+
+  async release(table: string, tokens: readonly string[]): Promise<{ released: number; lost: string[] }> {
+    const jobs = jobsTable(table);
+    await this.table(table);
+    return this.tx(async (q) => {
+      const held = await this.heldTokens(q, jobs, tokens);
+      // Give leases back without charging an attempt. SQLite: MAX() instead of GREATEST().
+      const released =
+        held.size === 0
+          ? 0
+          : await this.run(
+              q,
+              `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = GREATEST(attempts - 1, 0)
+               WHERE status = 'reserved' AND lease_token IN (${placeholders(held.size)})`,
+              [...held],
+            );
+      return { released, lost: tokens.filter((t) => !held.has(t)) };
+    });
+  }
+
+  async expireLeases(now: number): Promise<number> {
+    let expired = 0;
+    for (const t of await this.listTables()) expired += await this.tx((q) => this.resetLeases(q, t.name, "lease_expire_time", now, now));
+    return expired;
+  }
+
+  async getProgress(table: string): Promise<ProgressCounts> {
+    await this.table(table);
+    const rows = await this.rows<{ status: string; n: string }>(this.dataSource, `SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`);
+    const [t] = await this.rows<{ n: string }>(this.dataSource, `SELECT COUNT(*) AS n FROM ${targetTable(table)}`);
+    return toProgressCounts(rows, t?.n ?? 0);
+  }
+
+  async listJobs(table: string, filter: JobFilter, page: PageRequest): Promise<Page<JobRecord>> {
+    await this.table(table);
+    const r = restrictionSql(filter.restriction);
+    const rows = await this.rows<JobRow>(
+      this.dataSource,
+      `SELECT ${JOB_COLUMNS} FROM ${jobsTable(table)}
+       WHERE id > ?${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : ""}${
+         filter.maxPriority === null ? "" : " AND priority <= ?"
+       }${r.sql}
+       ORDER BY id LIMIT ?`,
+      [page.after ?? "0", ...filter.statuses, ...(filter.maxPriority === null ? [] : [filter.maxPriority]), ...r.params, page.pageSize + 1],
+    );
+    const more = rows.length > page.pageSize;
+    const pageRows = rows.slice(0, page.pageSize);
+    return { rows: pageRows.map(toJobRecord), next: more ? String(pageRows[pageRows.length - 1]?.id) : null };
+  }
+
+  async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
+    const jobs = jobsTable(table);
+    await this.table(table);
+    const statusSql = statuses.length > 0 ? ` AND status IN (${placeholders(statuses.length)})` : "";
+    return this.tx(async (q) => {
+      if (keys.length === 0) return this.run(q, `DELETE FROM ${jobs} WHERE 1 = 1${statusSql}`, [...statuses]);
+      let deleted = 0;
+      for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
+        const chunk = keys.slice(i, i + INSERT_CHUNK).map((k) => k.hash);
+        deleted += await this.run(q, `DELETE FROM ${jobs} WHERE key_hash IN (${placeholders(chunk.length)})${statusSql}`, [...chunk, ...statuses]);
+      }
+      return deleted;
+    });
+  }
+
+  async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
+    const jobs = jobsTable(table);
+    await this.table(table);
+    return this.tx(async (q) => {
+      let ignored = 0;
+      for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
+        const chunk = keys.slice(i, i + INSERT_CHUNK);
+        const params: Param[] = [];
+        for (const k of chunk) params.push(k.hash, k.json, now, now);
+        /*
+         * Insert or update each key's job to ignore; an ignored reserved job loses its lease.
+         * SQLite: INSERT ... ON CONFLICT DO UPDATE. MySQL counts 2 per updated row: count the keys instead.
+         */
+        await this.run(
+          q,
+          `INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
+           VALUES ${new Array(chunk.length).fill("(?, ?, 'ignore', 5, ?, ?, 0)").join(",")}
+           ON DUPLICATE KEY UPDATE status = 'ignore', lease_token = NULL, lease_expire_time = NULL`,
+          params,
+        );
+        ignored += chunk.length;
+      }
+      return ignored;
+    });
+  }
+
+  async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {
+    const target = targetTable(table);
+    await this.table(table);
+    return this.tx(async (q) => {
+      if (keys === "all") return this.run(q, `DELETE FROM ${target}`);
+      let deleted = 0;
+      for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
+        const chunk = keys.slice(i, i + INSERT_CHUNK).map((k) => k.hash);
+        deleted += await this.run(q, `DELETE FROM ${target} WHERE key_hash IN (${placeholders(chunk.length)})`, chunk);
+      }
+      return deleted;
+    });
+  }
+
+  async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<TargetRecord>> {
+    await this.table(table);
+    const r = restrictionSql(restriction);
+    const rows = await this.rows<TargetRow>(
+      this.dataSource,
+      `SELECT key_hash, key_json, result_json, complete_time FROM ${targetTable(table)}
+       WHERE key_hash > ?${r.sql} ORDER BY key_hash LIMIT ?`,
+      [page.after ?? "", ...r.params, page.pageSize + 1],
+    );
+    const more = rows.length > page.pageSize;
+    const pageRows = rows.slice(0, page.pageSize);
+    return { rows: pageRows.map(toTargetRecord), next: more ? (pageRows[pageRows.length - 1]?.key_hash ?? null) : null };
+  }
+
+  async close(): Promise<void> {
+    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Rows as both dialects return them, mapped to the store's records. The SQL
+ * differs per dialect; the column names and meanings do not.
+ */
+import type { KeyAttributes } from "../key-codec.js";
+import type { JobRecord, JobStatusName, TableDefinition, TargetRecord } from "./store.js";
+
+/** Columns every job query selects, in this order. */
+export const JOB_COLUMNS =
+  "id, key_json, status, priority, create_time, scheduled_time, reserve_time, complete_time, duration_ms, " +
+  "worker_id, host, pid, user, code_version, attempts, lease_expire_time, error_message, error_stack, progress, progress_message";
+
+type Num = number | string | bigint | null;
+
+/** mysql2 returns BIGINT as string (bigNumberStrings); SQLite as number. */
+function num(v: Num): number {
+  return typeof v === "number" ? v : Number(v);
+}
+
+function numOrNull(v: Num): number | null {
+  return v === null ? null : num(v);
+}
+
+export interface JobRow {
+  id: Num;
+  key_json: string;
+  status: string;
+  priority: Num;
+  create_time: Num;
+  scheduled_time: Num;
+  reserve_time: Num;
+  complete_time: Num;
+  duration_ms: Num;
+  worker_id: string | null;
+  host: string | null;
+  pid: Num;
+  user: string | null;
+  code_version: string | null;
+  attempts: Num;
+  lease_expire_time: Num;
+  error_message: string | null;
+  error_stack: string | null;
+  progress: Num;
+  progress_message: string | null;
+}
+
+export function toJobRecord(row: JobRow): JobRecord {
+  return {
+    keyJson: row.key_json,
+    status: row.status as JobStatusName,
+    priority: num(row.priority),
+    createTime: num(row.create_time),
+    scheduledTime: num(row.scheduled_time),
+    reserveTime: numOrNull(row.reserve_time),
+    completeTime: numOrNull(row.complete_time),
+    durationMs: numOrNull(row.duration_ms),
+    worker:
+      row.worker_id === null
+        ? null
+        : {
+            workerId: row.worker_id,
+            host: row.host ?? "",
+            pid: num(row.pid ?? 0),
+            user: row.user ?? "",
+            codeVersion: row.code_version ?? "",
+          },
+    attempts: num(row.attempts),
+    leaseExpireTime: numOrNull(row.lease_expire_time),
+    errorMessage: row.error_message,
+    errorStack: row.error_stack,
+    progress: numOrNull(row.progress),
+    progressMessage: row.progress_message,
+  };
+}
+
+export interface TargetRow {
+  key_hash: string;
+  key_json: string;
+  result_json: string;
+  complete_time: Num;
+}
+
+export function toTargetRecord(row: TargetRow): TargetRecord {
+  return { keyJson: row.key_json, resultJson: row.result_json, completeTime: num(row.complete_time) };
+}
+
+export interface TableRow {
+  name: string;
+  display_name: string;
+  key_attributes: string;
+  create_time: Num;
+}
+
+export function toTableDefinition(row: TableRow): TableDefinition {
+  return {
+    name: row.name,
+    displayName: row.display_name,
+    keyAttributes: JSON.parse(row.key_attributes) as KeyAttributes,
+    createTime: num(row.create_time),
+  };
+}
+
+/** Counts rows of `SELECT status, COUNT(*) AS n ... GROUP BY status`. */
+export function toProgressCounts(rows: readonly { status: string; n: Num }[], target: Num) {
+  const counts = { pending: 0, reserved: 0, success: 0, error: 0, ignore: 0, target: num(target) };
+  for (const r of rows) {
+    if (r.status in counts) counts[r.status as JobStatusName] = num(r.n);
+  }
+  return counts;
+}
+
+/** Lease tokens: a random prefix per reservation batch, then the job id; unique and unguessable. */
+export function leaseToken(batchPrefix: string, id: Num): string {
+  return `${batchPrefix}-${num(id).toString(36)}`;
+}
+
+/** Whether two attribute lists are the same names and types in the same order. */
+export function sameAttributes(a: KeyAttributes, b: KeyAttributes): boolean {
+  return a.length === b.length && a.every((x, i) => x.name === b[i]?.name && x.type === b[i]?.type);
+}
+
+/** Describes attributes for messages: `{ session: string, subject_id: int64 }`. */
+export function describeAttributes(a: KeyAttributes): string {
+  return `{ ${a.map((x) => `${x.name}: ${x.type}`).join(", ")} }`;
+}
+
+/** A restriction value as the dialects' JSON text extraction yields it. */
+export function restrictionText(value: string | number | boolean): string {
+  return typeof value === "boolean" ? (value ? "true" : "false") : String(value);
+}

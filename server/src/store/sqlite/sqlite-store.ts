@@ -1,0 +1,537 @@
+/**
+ * The embedded store: one SQLite file through better-sqlite3.
+ *
+ * TypeORM opens the file and runs the migrations; the operations then run on
+ * TypeORM's own better-sqlite3 connection as synchronous `BEGIN IMMEDIATE`
+ * transactions. better-sqlite3 is synchronous, so no other request can
+ * interleave inside a transaction of this process, and IMMEDIATE takes the
+ * write lock up front, so another process on the same file waits (busy
+ * timeout) instead of failing half-way. That is promise 1 on SQLite: one
+ * writer transaction per reservation.
+ *
+ * Each statement below has a header: purpose, parameters, result, and how
+ * store/mysql/mysql-store.ts differs.
+ */
+import { randomBytes } from "node:crypto";
+import type BetterSqlite3 from "better-sqlite3";
+import { DataSource } from "typeorm";
+import { InvalidKeyError, TableNotFoundError, LeaseLostError } from "../../errors.js";
+import type { AttributeCondition, EncodedKey } from "../../key-codec.js";
+import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
+import {
+  describeAttributes,
+  JOB_COLUMNS,
+  type JobRow,
+  leaseToken,
+  sameAttributes,
+  type TableRow,
+  type TargetRow,
+  toJobRecord,
+  toProgressCounts,
+  toTableDefinition,
+  toTargetRecord,
+} from "../row-mapping.js";
+import {
+  type CompleteOutcome,
+  type Completion,
+  type JobFilter,
+  type JobRecord,
+  type JobStatusName,
+  type JobStore,
+  type LeaseGrant,
+  type LeaseProgressInput,
+  type Page,
+  type PageRequest,
+  type ProgressCounts,
+  type RefreshCounts,
+  type RefreshInput,
+  type ReserveInput,
+  type StoreOptions,
+  type TableDefinition,
+  type TargetRecord,
+  truncateErrorMessage,
+  workerLostMessage,
+} from "../store.js";
+import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
+
+/** Staging rows of refreshes abandoned before their final call are dropped after this. */
+const ABANDONED_REFRESH_MS = 24 * 3600_000;
+
+/** The migrations, in order; numbered alike for MySQL. */
+export const SQLITE_MIGRATIONS = [Initial0000000000001];
+
+/** Opens (creating if needed) and migrates the SQLite file at `path`. */
+export async function openSqliteStore(path: string, options: StoreOptions): Promise<SqliteStore> {
+  const dataSource = new DataSource({
+    type: "better-sqlite3",
+    database: path,
+    migrations: SQLITE_MIGRATIONS,
+    migrationsTableName: "~populus_migrations",
+    migrationsTransactionMode: "all",
+    // WAL lets readers (ListJobs, Watch) run beside the writer; synchronous stays FULL (durable).
+    enableWAL: true,
+    // Busy timeout (ms) when another process holds the write lock.
+    timeout: 5000,
+  });
+  await dataSource.initialize();
+  try {
+    await dataSource.runMigrations({ transaction: "all" });
+  } catch (err) {
+    // Another process migrating the same file at the same moment: fine if it finished the job.
+    if (await dataSource.showMigrations()) {
+      await dataSource.destroy();
+      throw err;
+    }
+  }
+  const db = (dataSource.driver as unknown as { databaseConnection: BetterSqlite3.Database }).databaseConnection;
+  return new SqliteStore(dataSource, db, options);
+}
+
+function restrictionSql(conditions: readonly AttributeCondition[]): { sql: string; params: (string | number)[] } {
+  // json_extract yields text for strings (and int64, stored as decimal strings), real for doubles, 1/0 for booleans.
+  const sql = conditions.map((c) => ` AND json_extract(key_json, '$.${c.name}') = ?`).join("");
+  const params = conditions.map((c) => (typeof c.value === "boolean" ? (c.value ? 1 : 0) : c.value));
+  return { sql, params };
+}
+
+function placeholders(n: number): string {
+  return new Array(n).fill("?").join(",");
+}
+
+export class SqliteStore implements JobStore {
+  readonly dialect = "sqlite" as const;
+  private readonly tables = new Map<string, TableDefinition>();
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly db: BetterSqlite3.Database,
+    private readonly options: StoreOptions,
+  ) {}
+
+  private tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  private table(name: string): TableDefinition {
+    const cached = this.tables.get(name);
+    if (cached !== undefined) return cached;
+    const row = this.db.prepare(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" WHERE name = ?`).get(name) as
+      | TableRow
+      | undefined;
+    if (row === undefined) throw new TableNotFoundError(name);
+    // Key attributes never change once declared, so the cache cannot go stale.
+    const def = toTableDefinition(row);
+    this.tables.set(name, def);
+    return def;
+  }
+
+  async describeTable(name: string): Promise<TableDefinition | null> {
+    try {
+      return this.table(name);
+    } catch (err) {
+      if (err instanceof TableNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  async listTables(): Promise<TableDefinition[]> {
+    const rows = this.db.prepare(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" ORDER BY name`).all() as TableRow[];
+    return rows.map(toTableDefinition);
+  }
+
+  async refresh(input: RefreshInput): Promise<RefreshCounts> {
+    return this.tx(() => {
+      let def: TableDefinition | null;
+      try {
+        def = this.table(input.table);
+      } catch (err) {
+        if (!(err instanceof TableNotFoundError)) throw err;
+        def = null;
+      }
+      if (def === null) {
+        // A call with no keys on an undeclared table has nothing to maintain.
+        if (input.keyAttributes === null) return { added: 0, removed: 0, orphaned: 0, rePended: 0 };
+        this.declare(input);
+      } else if (input.keyAttributes !== null && !sameAttributes(def.keyAttributes, input.keyAttributes)) {
+        throw new InvalidKeyError(
+          `refresh of "${input.table}": keys ${describeAttributes(input.keyAttributes)} do not match the table's key attributes ${describeAttributes(def.keyAttributes)}`,
+        );
+      }
+      const jobs = jobsTable(input.table);
+      const target = targetTable(input.table);
+      const refreshId = input.refreshId ?? `single-${randomBytes(12).toString("hex")}`;
+      const final = input.refreshId === null || input.final;
+      let added = 0;
+      if (input.keys.length > 0) {
+        const callId = randomBytes(16).toString("hex");
+        // Stage this call's keys. MySQL: multi-row INSERT ... ON DUPLICATE KEY UPDATE (a round trip per 1,000 keys).
+        const stage = this.db.prepare(
+          `INSERT OR IGNORE INTO "~populus_refresh_keys" (table_name, refresh_id, key_hash, key_json, call_id, create_time) VALUES (?, ?, ?, ?, ?, ?)`,
+        );
+        for (const key of input.keys) stage.run(input.table, refreshId, key.hash, key.json, callId, input.now);
+        /*
+         * Add `keys of this call - target - jobs` as pending, in one set-based statement.
+         * Params: priority, create time, scheduled time, table, refresh id, call id. Returns: rows added.
+         * MySQL: the same anti-join with ON DUPLICATE KEY UPDATE id = id against concurrent refreshes.
+         */
+        added = this.db
+          .prepare(
+            `INSERT OR IGNORE INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
+             SELECT s.key_hash, s.key_json, 'pending', ?, ?, ?, 0
+             FROM "~populus_refresh_keys" s
+             WHERE s.table_name = ? AND s.refresh_id = ? AND s.call_id = ?
+               AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = s.key_hash)
+               AND NOT EXISTS (SELECT 1 FROM ${jobs} j WHERE j.key_hash = s.key_hash)
+             ORDER BY s.rowid`,
+          )
+          .run(input.priority, input.now, input.now + input.delayMs, input.table, refreshId, callId).changes;
+      }
+      let removed = 0;
+      let rePended = 0;
+      if (final) {
+        const carriedKeys =
+          this.db.prepare(`SELECT 1 FROM "~populus_refresh_keys" WHERE table_name = ? AND refresh_id = ? LIMIT 1`).get(input.table, refreshId) !==
+          undefined;
+        if (carriedKeys) {
+          /*
+           * Stale removal: jobs older than the stale timeout whose key is not in this refresh's key source.
+           * Never reserved or ignore jobs. Params: cutoff, table, refresh id. Returns: rows removed.
+           * MySQL: the same statement.
+           */
+          removed = this.db
+            .prepare(
+              `DELETE FROM ${jobs}
+               WHERE status IN ('pending', 'error', 'success') AND create_time < ?
+                 AND NOT EXISTS (SELECT 1 FROM "~populus_refresh_keys" s
+                                 WHERE s.table_name = ? AND s.refresh_id = ? AND s.key_hash = ${jobs}.key_hash)`,
+            )
+            .run(input.now - input.staleTimeoutMs, input.table, refreshId).changes;
+        }
+        this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE table_name = ? AND refresh_id = ?`).run(input.table, refreshId);
+        this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE create_time < ?`).run(input.now - ABANDONED_REFRESH_MS);
+        /*
+         * Re-pend kept success jobs whose key left the target (its row was deleted to recompute it).
+         * Params: scheduled time. Returns: rows re-pended. MySQL: the same statement.
+         */
+        rePended = this.db
+          .prepare(
+            `UPDATE ${jobs} SET status = 'pending', scheduled_time = ?, complete_time = NULL, duration_ms = NULL, lease_token = NULL
+             WHERE status = 'success' AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = ${jobs}.key_hash)`,
+          )
+          .run(input.now)
+          .changes;
+        this.db.prepare(`UPDATE "~populus_tables" SET last_refresh_time = ? WHERE name = ?`).run(input.now, input.table);
+      }
+      const orphaned =
+        input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now);
+      return { added, removed, orphaned, rePended };
+    });
+  }
+
+  private declare(input: RefreshInput): void {
+    for (const statement of createTableStatements(input.table)) this.db.prepare(statement).run();
+    this.db
+      .prepare(`INSERT INTO "~populus_tables" (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?)`)
+      .run(input.table, input.displayName, JSON.stringify(input.keyAttributes), input.now);
+  }
+
+  /**
+   * Reserved jobs whose `column` (lease_expire_time or reserve_time) is before `cutoff` go back to
+   * pending, or to error once their worker was lost maxLostAttempts times.
+   * Params: max attempts (x3), now, cutoff. Returns: rows changed.
+   * MySQL: CONCAT instead of ||.
+   */
+  private resetLeases(table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number): number {
+    const max = this.options.maxLostAttempts;
+    const message = workerLostMessage(0).split("0");
+    return this.db
+      .prepare(
+        `UPDATE ${jobsTable(table)} SET
+           status = CASE WHEN attempts >= ? THEN 'error' ELSE 'pending' END,
+           error_message = CASE WHEN attempts >= ? THEN ? || attempts || ? ELSE error_message END,
+           complete_time = CASE WHEN attempts >= ? THEN ? ELSE NULL END,
+           lease_token = NULL, lease_expire_time = NULL
+         WHERE status = 'reserved' AND ${column} < ?`,
+      )
+      .run(max, max, message[0], message.slice(1).join("0"), max, now, cutoff).changes;
+  }
+
+  async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
+    const jobs = jobsTable(input.table);
+    this.table(input.table);
+    const restriction = restrictionSql(input.restriction);
+    return this.tx(() => {
+      /*
+       * The next ready jobs in the total order priority, scheduled_time, id (served by the ~ready index).
+       * Params: now, [max priority], [restriction values], limit. Returns: ids, keys, attempts.
+       * MySQL: the same SELECT with FOR UPDATE SKIP LOCKED inside a READ COMMITTED transaction.
+       */
+      const rows = this.db
+        .prepare(
+          `SELECT id, key_json, priority, attempts FROM ${jobs}
+           WHERE status = 'pending' AND scheduled_time <= ?${input.maxPriority === null ? "" : " AND priority <= ?"}${restriction.sql}
+           ORDER BY priority, scheduled_time, id LIMIT ?`,
+        )
+        .all(
+          input.now,
+          ...(input.maxPriority === null ? [] : [input.maxPriority]),
+          ...restriction.params,
+          input.maxJobs,
+        ) as { id: number; key_json: string; priority: number; attempts: number }[];
+      if (rows.length === 0) return [];
+      const prefix = randomBytes(16).toString("hex");
+      const expire = input.now + input.leaseMs;
+      const w = input.worker;
+      /*
+       * Lease each selected job: token = batch prefix + job id (base 36). A prepared statement per job costs
+       * microseconds in-process (no round trip). Params: token, now, expiry, worker identity, id.
+       * MySQL: one UPDATE ... WHERE id IN (...) per batch, the token built in SQL from the same parts.
+       */
+      const lease = this.db.prepare(
+        `UPDATE ${jobs} SET status = 'reserved', lease_token = ?, reserve_time = ?, lease_expire_time = ?,
+           attempts = attempts + 1, worker_id = ?, host = ?, pid = ?, user = ?, code_version = ?,
+           progress = NULL, progress_message = NULL
+         WHERE id = ?`,
+      );
+      return rows.map((row) => {
+        const token = leaseToken(prefix, row.id);
+        lease.run(token, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, row.id);
+        return { keyJson: row.key_json, leaseToken: token, leaseExpireTime: expire, attempt: row.attempts + 1, priority: row.priority };
+      });
+    });
+  }
+
+  async complete(table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Promise<CompleteOutcome> {
+    const jobs = jobsTable(table);
+    const target = targetTable(table);
+    this.table(table);
+    const tokens = completions.map((c) => c.leaseToken);
+    return this.tx(() => {
+      /*
+       * The jobs these leases still hold. Params: tokens. Returns: id, key, reserve time per held lease.
+       * MySQL: the same SELECT ... FOR UPDATE, so a concurrent sweep cannot take them mid-commit.
+       */
+      const held = this.db
+        .prepare(`SELECT id, key_hash, key_json, reserve_time, lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`)
+        .all(...tokens) as { id: number; key_hash: string; key_json: string; reserve_time: number; lease_token: string }[];
+      const byToken = new Map(held.map((r) => [r.lease_token, r]));
+      const notHeld = tokens.filter((t) => !byToken.has(t));
+      let alreadyCommitted = 0;
+      if (notHeld.length > 0) {
+        // A repeat of a Complete that committed: its token is on the target row.
+        const done = new Set(
+          (
+            this.db.prepare(`SELECT lease_token FROM ${target} WHERE lease_token IN (${placeholders(notHeld.length)})`).all(...notHeld) as {
+              lease_token: string;
+            }[]
+          ).map((r) => r.lease_token),
+        );
+        const lost = notHeld.filter((t) => !done.has(t));
+        if (lost.length > 0) throw new LeaseLostError(lost);
+        alreadyCommitted = done.size;
+      }
+      /*
+       * Write each result to the target, keeping a row that is already there (a committed result is never
+       * overwritten). Params: key hash, key, result, token, time. MySQL: one multi-row INSERT IGNORE-free
+       * INSERT ... ON DUPLICATE KEY UPDATE key_hash = key_hash.
+       */
+      const insert = this.db.prepare(
+        `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING`,
+      );
+      for (const c of completions) {
+        const row = byToken.get(c.leaseToken);
+        if (row !== undefined) insert.run(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now);
+      }
+      const ids = held.map((r) => r.id);
+      if (ids.length > 0) {
+        if (keepCompleted) {
+          this.db
+            .prepare(
+              `UPDATE ${jobs} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
+               WHERE id IN (${placeholders(ids.length)})`,
+            )
+            .run(now, now, ...ids);
+        } else {
+          this.db.prepare(`DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`).run(...ids);
+        }
+      }
+      return { committed: held.length, alreadyCommitted };
+    });
+  }
+
+  async fail(table: string, token: string, errorMessage: string, errorStack: string, now: number): Promise<void> {
+    const jobs = jobsTable(table);
+    this.table(table);
+    this.tx(() => {
+      /*
+       * Fenced failure: only the current lease may set error. Params: message, stack, time x2, token.
+       * MySQL: the same UPDATE.
+       */
+      const changed = this.db
+        .prepare(
+          `UPDATE ${jobs} SET status = 'error', error_message = ?, error_stack = ?, complete_time = ?, duration_ms = ? - reserve_time,
+             lease_expire_time = NULL
+           WHERE status = 'reserved' AND lease_token = ?`,
+        )
+        .run(truncateErrorMessage(errorMessage), errorStack, now, now, token).changes;
+      if (changed === 0) {
+        // A repeat of a Fail that committed keeps its token on the error row.
+        const repeat = this.db.prepare(`SELECT 1 FROM ${jobs} WHERE status = 'error' AND lease_token = ?`).get(token);
+        if (repeat === undefined) throw new LeaseLostError([token]);
+      }
+    });
+  }
+
+  async heartbeat(
+    table: string,
+    tokens: readonly string[],
+    leaseMs: number,
+    progress: readonly LeaseProgressInput[],
+    now: number,
+  ): Promise<{ lost: string[]; leaseExpireTime: number }> {
+    const jobs = jobsTable(table);
+    this.table(table);
+    const expire = now + leaseMs;
+    return this.tx(() => {
+      const held = new Set(
+        (
+          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`).all(...tokens) as {
+            lease_token: string;
+          }[]
+        ).map((r) => r.lease_token),
+      );
+      // Extend every held lease in one statement. MySQL: the same UPDATE.
+      this.db
+        .prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`)
+        .run(expire, ...tokens);
+      const setProgress = this.db.prepare(`UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND lease_token = ?`);
+      for (const p of progress) if (held.has(p.leaseToken)) setProgress.run(p.progress, p.message, p.leaseToken);
+      return { lost: tokens.filter((t) => !held.has(t)), leaseExpireTime: expire };
+    });
+  }
+
+  async release(table: string, tokens: readonly string[]): Promise<{ released: number; lost: string[] }> {
+    const jobs = jobsTable(table);
+    this.table(table);
+    return this.tx(() => {
+      const held = new Set(
+        (
+          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`).all(...tokens) as {
+            lease_token: string;
+          }[]
+        ).map((r) => r.lease_token),
+      );
+      /*
+       * Give leases back without charging an attempt. Params: tokens. Returns: rows released.
+       * MySQL: the same UPDATE.
+       */
+      const released = this.db
+        .prepare(
+          `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = MAX(attempts - 1, 0)
+           WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`,
+        )
+        .run(...tokens).changes;
+      return { released, lost: tokens.filter((t) => !held.has(t)) };
+    });
+  }
+
+  async expireLeases(now: number): Promise<number> {
+    const tables = await this.listTables();
+    let expired = 0;
+    for (const t of tables) expired += this.tx(() => this.resetLeases(t.name, "lease_expire_time", now, now));
+    return expired;
+  }
+
+  async getProgress(table: string): Promise<ProgressCounts> {
+    this.table(table);
+    const rows = this.db.prepare(`SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`).all() as { status: string; n: number }[];
+    const target = (this.db.prepare(`SELECT COUNT(*) AS n FROM ${targetTable(table)}`).get() as { n: number }).n;
+    return toProgressCounts(rows, target);
+  }
+
+  async listJobs(table: string, filter: JobFilter, page: PageRequest): Promise<Page<JobRecord>> {
+    this.table(table);
+    const restriction = restrictionSql(filter.restriction);
+    const after = page.after === null ? 0 : Number(page.after);
+    const rows = this.db
+      .prepare(
+        `SELECT ${JOB_COLUMNS} FROM ${jobsTable(table)}
+         WHERE id > ?${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : ""}${
+           filter.maxPriority === null ? "" : " AND priority <= ?"
+         }${restriction.sql}
+         ORDER BY id LIMIT ?`,
+      )
+      .all(
+        after,
+        ...filter.statuses,
+        ...(filter.maxPriority === null ? [] : [filter.maxPriority]),
+        ...restriction.params,
+        page.pageSize + 1,
+      ) as JobRow[];
+    const more = rows.length > page.pageSize;
+    const pageRows = rows.slice(0, page.pageSize);
+    return { rows: pageRows.map(toJobRecord), next: more ? String(pageRows[pageRows.length - 1]?.id) : null };
+  }
+
+  async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
+    const jobs = jobsTable(table);
+    this.table(table);
+    return this.tx(() => {
+      const statusSql = statuses.length > 0 ? ` AND status IN (${placeholders(statuses.length)})` : "";
+      if (keys.length === 0) return this.db.prepare(`DELETE FROM ${jobs} WHERE 1 = 1${statusSql}`).run(...statuses).changes;
+      const del = this.db.prepare(`DELETE FROM ${jobs} WHERE key_hash = ?${statusSql}`);
+      let deleted = 0;
+      for (const k of keys) deleted += del.run(k.hash, ...statuses).changes;
+      return deleted;
+    });
+  }
+
+  async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
+    const jobs = jobsTable(table);
+    this.table(table);
+    return this.tx(() => {
+      /*
+       * Insert or update each key's job to ignore; an ignored reserved job loses its lease.
+       * Params: key hash, key, create/scheduled time. MySQL: INSERT ... ON DUPLICATE KEY UPDATE.
+       */
+      const upsert = this.db.prepare(
+        `INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
+         VALUES (?, ?, 'ignore', 5, ?, ?, 0)
+         ON CONFLICT (key_hash) DO UPDATE SET status = 'ignore', lease_token = NULL, lease_expire_time = NULL`,
+      );
+      let ignored = 0;
+      for (const k of keys) ignored += upsert.run(k.hash, k.json, now, now).changes;
+      return ignored;
+    });
+  }
+
+  async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {
+    const target = targetTable(table);
+    this.table(table);
+    return this.tx(() => {
+      if (keys === "all") return this.db.prepare(`DELETE FROM ${target}`).run().changes;
+      const del = this.db.prepare(`DELETE FROM ${target} WHERE key_hash = ?`);
+      let deleted = 0;
+      for (const k of keys) deleted += del.run(k.hash).changes;
+      return deleted;
+    });
+  }
+
+  async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<TargetRecord>> {
+    this.table(table);
+    const r = restrictionSql(restriction);
+    const rows = this.db
+      .prepare(
+        `SELECT key_hash, key_json, result_json, complete_time FROM ${targetTable(table)}
+         WHERE key_hash > ?${r.sql} ORDER BY key_hash LIMIT ?`,
+      )
+      .all(page.after ?? "", ...r.params, page.pageSize + 1) as TargetRow[];
+    const more = rows.length > page.pageSize;
+    const pageRows = rows.slice(0, page.pageSize);
+    return { rows: pageRows.map(toTargetRecord), next: more ? (pageRows[pageRows.length - 1]?.key_hash ?? null) : null };
+  }
+
+  async close(): Promise<void> {
+    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * The store seam: everything the service needs from a database, in the
+ * design's words. One implementation per dialect (store/sqlite, store/mysql),
+ * both held to the same conformance tests.
+ *
+ * Inputs are already validated and encoded by the service (keys in canonical
+ * form, durations in milliseconds, priorities in range). The store still
+ * checks what only the database knows: whether a table exists, whether its key
+ * attributes match, whether a lease is current. Every method is one
+ * transaction: it either applies entirely or throws and changes nothing.
+ *
+ * Time: every time column is epoch milliseconds (UTC), taken from the server
+ * clock of the replica that writes it.
+ */
+import type { AttributeCondition, EncodedKey, KeyAttributes } from "../key-codec.js";
+
+/** The five job statuses, as stored. */
+export type JobStatusName = "pending" | "reserved" | "success" | "error" | "ignore";
+
+/** A declared table. */
+export interface TableDefinition {
+  /** Stored snake_case name, e.g. "processed_data". */
+  readonly name: string;
+  /** Name as first given, e.g. "ProcessedData". */
+  readonly displayName: string;
+  readonly keyAttributes: KeyAttributes;
+  /** Epoch ms. */
+  readonly createTime: number;
+}
+
+/** Counts of a table's jobs by status and of its target. */
+export interface ProgressCounts {
+  readonly pending: number;
+  readonly reserved: number;
+  readonly success: number;
+  readonly error: number;
+  readonly ignore: number;
+  readonly target: number;
+}
+
+/** Who holds a lease. */
+export interface WorkerInfo {
+  readonly workerId: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly user: string;
+  readonly codeVersion: string;
+}
+
+export interface RefreshInput {
+  readonly table: string;
+  readonly displayName: string;
+  /** The attributes of the keys in this call; null when the call has no keys. */
+  readonly keyAttributes: KeyAttributes | null;
+  readonly keys: readonly EncodedKey[];
+  /** Groups the calls of one refresh; null for a single-call refresh. */
+  readonly refreshId: string | null;
+  /** Last call: stale removal runs over every key of the refresh. */
+  readonly final: boolean;
+  readonly priority: number;
+  readonly delayMs: number;
+  readonly staleTimeoutMs: number;
+  /** Reset reservations older than this; null: no orphan reset. */
+  readonly orphanTimeoutMs: number | null;
+  readonly now: number;
+}
+
+export interface RefreshCounts {
+  readonly added: number;
+  readonly removed: number;
+  readonly orphaned: number;
+  readonly rePended: number;
+}
+
+export interface ReserveInput {
+  readonly table: string;
+  readonly maxJobs: number;
+  readonly maxPriority: number | null;
+  readonly restriction: readonly AttributeCondition[];
+  readonly worker: WorkerInfo;
+  readonly leaseMs: number;
+  readonly now: number;
+}
+
+/** A job leased to a worker. */
+export interface LeaseGrant {
+  readonly keyJson: string;
+  readonly leaseToken: string;
+  readonly leaseExpireTime: number;
+  readonly attempt: number;
+  readonly priority: number;
+}
+
+export interface Completion {
+  readonly leaseToken: string;
+  /** The result record, as JSON text. */
+  readonly resultJson: string;
+}
+
+export interface CompleteOutcome {
+  readonly committed: number;
+  readonly alreadyCommitted: number;
+}
+
+export interface LeaseProgressInput {
+  readonly leaseToken: string;
+  readonly progress: number;
+  readonly message: string;
+}
+
+/** A job row as read back. */
+export interface JobRecord {
+  readonly keyJson: string;
+  readonly status: JobStatusName;
+  readonly priority: number;
+  readonly createTime: number;
+  readonly scheduledTime: number;
+  readonly reserveTime: number | null;
+  readonly completeTime: number | null;
+  readonly durationMs: number | null;
+  readonly worker: WorkerInfo | null;
+  readonly attempts: number;
+  readonly leaseExpireTime: number | null;
+  readonly errorMessage: string | null;
+  readonly errorStack: string | null;
+  readonly progress: number | null;
+  readonly progressMessage: string | null;
+}
+
+/** A computed row as read back. */
+export interface TargetRecord {
+  readonly keyJson: string;
+  readonly resultJson: string;
+  readonly completeTime: number;
+}
+
+/** Filters of ListJobs. */
+export interface JobFilter {
+  readonly statuses: readonly JobStatusName[];
+  readonly maxPriority: number | null;
+  readonly restriction: readonly AttributeCondition[];
+}
+
+/** A page request: rows after `after` (an opaque position from the previous page). */
+export interface PageRequest {
+  readonly pageSize: number;
+  readonly after: string | null;
+}
+
+export interface Page<T> {
+  readonly rows: readonly T[];
+  /** Position to pass as `after` for the next page; null on the last page. */
+  readonly next: string | null;
+}
+
+/** The store. Every method is one transaction. */
+export interface JobStore {
+  readonly dialect: "sqlite" | "mysql";
+  /** The table's definition, or null when it was never declared. */
+  describeTable(name: string): Promise<TableDefinition | null>;
+  /** Every declared table, by name. */
+  listTables(): Promise<TableDefinition[]>;
+  /** Promise 4. Declares the table on its first call with keys. */
+  refresh(input: RefreshInput): Promise<RefreshCounts>;
+  /** Promise 1: leases up to maxJobs ready jobs; answers at once. */
+  reserve(input: ReserveInput): Promise<LeaseGrant[]>;
+  /** Promise 2: all or nothing; LeaseLostError when any lease is not current. */
+  complete(table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Promise<CompleteOutcome>;
+  /** Records a failure; LeaseLostError when the lease is not current. */
+  fail(table: string, leaseToken: string, errorMessage: string, errorStack: string, now: number): Promise<void>;
+  /** Extends the leases still held; answers the lost ones. */
+  heartbeat(
+    table: string,
+    leaseTokens: readonly string[],
+    leaseMs: number,
+    progress: readonly LeaseProgressInput[],
+    now: number,
+  ): Promise<{ lost: string[]; leaseExpireTime: number }>;
+  /** Returns held leases to pending without charging an attempt. */
+  release(table: string, leaseTokens: readonly string[]): Promise<{ released: number; lost: string[] }>;
+  /** Reserved jobs whose lease expired: back to pending, or error past maxLostAttempts. */
+  expireLeases(now: number): Promise<number>;
+  getProgress(table: string): Promise<ProgressCounts>;
+  listJobs(table: string, filter: JobFilter, page: PageRequest): Promise<Page<JobRecord>>;
+  deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number>;
+  ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number>;
+  deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number>;
+  listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<TargetRecord>>;
+  /** Closes the connections. */
+  close(): Promise<void>;
+}
+
+/** Settings every store takes. */
+export interface StoreOptions {
+  /** A job whose worker was lost this many times becomes error. */
+  readonly maxLostAttempts: number;
+}
+
+/** The message a job gets when its worker was lost too many times. */
+export function workerLostMessage(times: number): string {
+  return `worker lost ${times} times (lease expired or orphaned each time); not retried again. Delete the error job to retry it.`;
+}
+
+/** Error messages are kept to 2047 characters, as DataJoint's jobs table does. */
+export const ERROR_MESSAGE_MAX = 2047;
+const TRUNCATED = "...truncated";
+
+/** Cuts an error message to ERROR_MESSAGE_MAX characters, marking the cut. */
+export function truncateErrorMessage(message: string): string {
+  if (message.length <= ERROR_MESSAGE_MAX) return message;
+  return message.slice(0, ERROR_MESSAGE_MAX - TRUNCATED.length) + TRUNCATED;
+}

@@ -170,9 +170,15 @@ export class MysqlStore implements JobStore {
     }
   }
 
-  private async run(q: QueryRunner | DataSource, sql: string, params: Param[] = []): Promise<number> {
-    const result = await (q as QueryRunner).query(sql, params, true);
-    return (result as { affected?: number }).affected ?? 0;
+  /** Runs a write and answers the rows it affected; outside a transaction (q null) on a pooled connection. */
+  private async run(q: QueryRunner | null, sql: string, params: Param[] = []): Promise<number> {
+    const runner = q ?? this.dataSource.createQueryRunner();
+    try {
+      const result = await runner.query(sql, params, true);
+      return (result as { affected?: number }).affected ?? 0;
+    } finally {
+      if (q === null) await runner.release();
+    }
   }
 
   private async rows<T>(q: QueryRunner | DataSource, sql: string, params: Param[] = []): Promise<T[]> {
@@ -212,7 +218,7 @@ export class MysqlStore implements JobStore {
   private async declare(input: RefreshInput): Promise<TableDefinition> {
     for (const statement of createTableStatements(input.table)) await this.dataSource.query(statement);
     await this.run(
-      this.dataSource,
+      null,
       "INSERT INTO `~populus_tables` (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE name = name",
       [input.table, input.displayName, JSON.stringify(input.keyAttributes), input.now],
     );

@@ -1,0 +1,222 @@
+/**
+ * The server on its own: it starts on each database, migrates it, restarts on
+ * it without migrating twice or losing data, starts on the embedded default
+ * with no configuration, survives several servers migrating one fresh
+ * database at once, and drains on SIGTERM with exit code 0.
+ *
+ * Migrations are checked by reading the database directly (better-sqlite3,
+ * mysql2), not through the server.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test from "ava";
+import BetterSqlite3 from "better-sqlite3";
+import mysql from "mysql2/promise";
+import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { type ServerProcess, startServer } from "./helpers/server-process.js";
+
+/** The one migration so far, as TypeORM records it in `~populus_migrations`. */
+const MIGRATIONS = ["Initial0000000000001"];
+
+const databases: TestDatabase[] = [];
+const servers: ServerProcess[] = [];
+const tempDirs: string[] = [];
+
+async function database(dialect: Dialect): Promise<TestDatabase> {
+  const db = await createTestDatabase(dialect);
+  databases.push(db);
+  return db;
+}
+
+async function server(database: string | undefined, options: { cwd?: string } = {}): Promise<ServerProcess> {
+  // Without --database the server falls back to POPULUS_DATABASE_URL: unset it so the default is what runs.
+  const s = await startServer({ database, cwd: options.cwd, env: { POPULUS_DATABASE_URL: undefined } });
+  servers.push(s);
+  return s;
+}
+
+test.after.always(async () => {
+  // Servers a failed test left running: killed, so that the databases can be dropped.
+  await Promise.all(servers.map((s) => s.kill()));
+  await Promise.all(databases.map((db) => db.drop()));
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Migration names recorded in the database, in the order they ran, read directly. */
+async function migrationRows(url: string): Promise<string[]> {
+  if (url.startsWith("sqlite:")) {
+    const file = new BetterSqlite3(url.slice("sqlite:".length), { readonly: true, fileMustExist: true });
+    try {
+      return (file.prepare("SELECT name FROM `~populus_migrations` ORDER BY id").all() as { name: string }[]).map((r) => r.name);
+    } finally {
+      file.close();
+    }
+  }
+  const c = await mysql.createConnection({ uri: url });
+  try {
+    const [rows] = await c.query("SELECT name FROM `~populus_migrations` ORDER BY id");
+    return (rows as { name: string }[]).map((r) => r.name);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Tables in the database, read directly. */
+async function tableNames(url: string): Promise<string[]> {
+  if (url.startsWith("sqlite:")) {
+    if (!existsSync(url.slice("sqlite:".length))) return [];
+    const file = new BetterSqlite3(url.slice("sqlite:".length), { readonly: true, fileMustExist: true });
+    try {
+      return (file.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+    } finally {
+      file.close();
+    }
+  }
+  const c = await mysql.createConnection({ uri: url });
+  try {
+    const [rows] = await c.query("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY table_name");
+    return (rows as { name: string }[]).map((r) => r.name);
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * A unary RPC as Connect JSON over a fresh HTTP/1.1 connection that closes
+ * after the answer (curl's way): an idle keep-alive connection would hold up
+ * the server's SIGTERM drain (see the keep-alive test at the end).
+ */
+function rpc(s: ServerProcess, method: string, body: unknown): Promise<{ status: number; json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const req = http.request(
+      `${s.url}/populus.v1.JobService/${method}`,
+      { method: "POST", agent: false, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload), connection: "close" } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => (text += chunk));
+        res.on("end", () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as unknown });
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+const KEYS = [1, 2, 3].map((id) => ({ attributes: { subject_id: { intValue: String(id) } } }));
+
+function logged(s: ServerProcess, msg: string): Record<string, unknown> | undefined {
+  return s.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.msg === msg);
+}
+
+const startsMigratesAndRestarts = test.macro({
+  title: (_, dialect: Dialect) => `${dialect}: starts on a fresh database, migrates it, and restarts on it idempotently`,
+  async exec(t, dialect: Dialect) {
+    const db = await database(dialect);
+    t.deepEqual(await tableNames(db.url), [], "the database starts empty");
+
+    const first = await server(db.url);
+    t.is(logged(first, "database ready, migrations applied")?.dialect, dialect);
+    t.deepEqual(await migrationRows(db.url), MIGRATIONS);
+    t.true((await tableNames(db.url)).includes("~populus_tables"), "the migration created the table registry");
+
+    t.deepEqual(await rpc(first, "Refresh", { table: "ProcessedData", keys: KEYS }), { status: 200, json: { added: "3" } });
+    t.is(await first.stop(), 0, "SIGTERM: exit 0");
+
+    const second = await server(db.url);
+    t.deepEqual(await migrationRows(db.url), MIGRATIONS, "a restart runs no migration twice");
+    t.deepEqual(
+      await rpc(second, "GetProgress", { table: "ProcessedData" }),
+      { status: 200, json: { progress: { table: "processed_data", pending: "3", remaining: "3" } } },
+      "the jobs written before the restart are there",
+    );
+    t.deepEqual(await rpc(second, "Refresh", { table: "ProcessedData", keys: KEYS }), { status: 200, json: {} }, "nothing is added twice");
+    t.is(await second.stop(), 0);
+  },
+});
+
+const concurrentMigrations = test.macro({
+  title: (_, dialect: Dialect, n: number) => `${dialect}: ${n} servers migrating one fresh database at the same moment all start; the migration runs once`,
+  async exec(t, dialect: Dialect, n: number) {
+    const db = await database(dialect);
+    const started = await Promise.all(Array.from({ length: n }, () => server(db.url)));
+    t.deepEqual(await migrationRows(db.url), MIGRATIONS);
+    // Each of them serves on the migrated schema; the first refresh declares the table, the others see it.
+    const added = await Promise.all(started.map((s, i) => rpc(s, "Refresh", { table: "Shared", keys: [KEYS[i % KEYS.length]] })));
+    for (const r of added) t.is(r.status, 200, JSON.stringify(r.json));
+    t.deepEqual((await rpc(started[0] as ServerProcess, "GetProgress", { table: "Shared" })).json, {
+      progress: { table: "shared", pending: String(Math.min(n, KEYS.length)), remaining: String(Math.min(n, KEYS.length)) },
+    });
+    t.deepEqual(await Promise.all(started.map((s) => s.stop())), started.map(() => 0));
+  },
+});
+
+for (const dialect of testDialects()) {
+  test(startsMigratesAndRestarts, dialect);
+  test(concurrentMigrations, dialect, 2);
+}
+
+test("with no --database and no POPULUS_DATABASE_URL, the server creates populus.db in its working directory", async (t) => {
+  const cwd = mkdtempSync(join(tmpdir(), "populus-cwd-"));
+  tempDirs.push(cwd);
+  t.deepEqual(readdirSync(cwd), []);
+  const s = await server(undefined, { cwd });
+  t.is(logged(s, "database ready, migrations applied")?.database, "sqlite:populus.db");
+  t.true(existsSync(join(cwd, "populus.db")), `populus.db in ${cwd}: ${readdirSync(cwd).join(", ")}`);
+  t.deepEqual(await migrationRows(`sqlite:${join(cwd, "populus.db")}`), MIGRATIONS);
+  t.deepEqual(await rpc(s, "Refresh", { table: "ProcessedData", keys: KEYS }), { status: 200, json: { added: "3" } });
+  t.is(await s.stop(), 0);
+});
+
+test("SIGTERM while a Reserve long-polls: the call answers, the server exits 0 within the grace period", async (t) => {
+  const db = await database("sqlite");
+  const s = await server(db.url, {});
+  t.deepEqual((await rpc(s, "Refresh", { table: "Idle", keys: [KEYS[0]] })).json, { added: "1" });
+  t.is(((await rpc(s, "Reserve", { table: "Idle", maxJobs: 1 })).json as { leases: unknown[] }).leases.length, 1);
+
+  // Nothing is pending now: this Reserve waits up to 30 s for work.
+  const longPoll = rpc(s, "Reserve", { table: "Idle", maxJobs: 1, wait: "30s" });
+  await new Promise((r) => setTimeout(r, 300));
+  const t0 = Date.now();
+  const exit = s.stop();
+  t.deepEqual(await longPoll, { status: 200, json: {} }, "the long-poll ends with an empty answer, a normal one");
+  t.is(await exit, 0);
+  const elapsed = Date.now() - t0;
+  t.true(elapsed < 3000, `exited after ${elapsed} ms; the default grace is 10 s and nothing had to wait for it`);
+  t.truthy(logged(s, "draining"));
+  t.truthy(logged(s, "stopped"));
+});
+
+// KNOWN BUG (reported to the lead): server/src/http-server.ts close() calls
+// h1.closeIdleConnections(), but h1 never listens itself (connections are
+// handed to it with emit("connection")), and Node's http.Server only tracks
+// connections once its own "listening" event ran (setupConnectionsTracking),
+// so the call does nothing. An idle HTTP/1.1 keep-alive connection (fetch,
+// browsers, gRPC-Web) then holds SIGTERM up until Node's 5 s keepAliveTimeout
+// closes it (measured: 6.0 s). `failing` keeps CI green until the fix; ava
+// fails this test as soon as it passes, so drop `.failing` then.
+test.failing("SIGTERM with an idle HTTP/1.1 keep-alive connection open: exits at once, not after the keep-alive timeout", async (t) => {
+  const db = await database("sqlite");
+  const s = await server(db.url);
+  const socket = net.connect(s.port, "127.0.0.1");
+  t.teardown(() => socket.destroy());
+  await new Promise((r) => socket.once("connect", r));
+  socket.write("POST /populus.v1.JobService/ListTables HTTP/1.1\r\nHost: populus\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+  const head = await new Promise<string>((r) => socket.once("data", (d: Buffer) => r(d.toString())));
+  t.regex(head, /^HTTP\/1\.1 200 OK\r\n/);
+  t.notRegex(head, /\r\nconnection: close\r\n/i, "the server keeps the connection open");
+  const t0 = Date.now();
+  t.is(await s.stop(), 0);
+  const elapsed = Date.now() - t0;
+  t.true(elapsed < 2000, `exited ${elapsed} ms after SIGTERM with nothing in flight`);
+});

@@ -75,13 +75,8 @@ test.serial("Refresh, then GetProgress, then ListJobs, as JSON over HTTP/1.1", a
   t.is((filtered.json as { jobs: unknown[] }).jobs.length, 1, "a restriction filters by key attribute");
 });
 
-// KNOWN BUG (reported to the lead): job_service.proto says ListJobs answers "in
-// the reservation order" (priority, scheduled_time, id), but both stores
-// ORDER BY id (server/src/store/sqlite/sqlite-store.ts listJobs,
-// server/src/store/mysql/mysql-store.ts listJobs), so the urgent key 3 comes
-// last. `failing` keeps CI green until the fix; ava fails this test as soon as
-// it passes, so drop `.failing` then.
-test.serial.failing("ListJobs answers in reservation order: priority, then scheduled time, then id", async (t) => {
+// job_service.proto: ListJobs answers in reservation order (priority, scheduled_time, id).
+test.serial("ListJobs answers in reservation order: priority, then scheduled time, then id", async (t) => {
   const listed = await post("ListJobs", { table: "ProcessedData" });
   const { jobs } = listed.json as { jobs: Array<{ key: unknown; priority: number }> };
   t.deepEqual(
@@ -125,7 +120,7 @@ test.serial("an unknown table answers HTTP 404 not_found", async (t) => {
   t.deepEqual(res, {
     status: 404,
     contentType: "application/json",
-    json: { code: "not_found", message: 'table "never_refreshed" does not exist; a refresh declares a table and fixes its key attributes' },
+    json: { code: "not_found", message: 'table "NeverRefreshed" does not exist; a refresh declares a table and fixes its key attributes' },
   });
   const jobs = await post("ListJobs", { table: "NeverRefreshed" });
   t.is(jobs.status, 404);

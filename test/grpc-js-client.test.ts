@@ -173,7 +173,7 @@ test.serial("a bad table name is INVALID_ARGUMENT with a message that says what 
 test.serial("an unknown table is NOT_FOUND", async (t) => {
   const err = await t.throwsAsync<grpc.ServiceError>(call(client, "GetProgress", { table: "NeverRefreshed" }));
   t.is(err?.code, grpc.status.NOT_FOUND);
-  t.is(statusMessage(err), 'table "never_refreshed" does not exist; a refresh declares a table and fixes its key attributes');
+  t.is(statusMessage(err), 'table "NeverRefreshed" does not exist; a refresh declares a table and fixes its key attributes');
 });
 
 /** The request form of a key, in the loaded form the server answers with. */

@@ -197,15 +197,10 @@ test("SIGTERM while a Reserve long-polls: the call answers, the server exits 0 w
   t.truthy(logged(s, "stopped"));
 });
 
-// KNOWN BUG (reported to the lead): server/src/http-server.ts close() calls
-// h1.closeIdleConnections(), but h1 never listens itself (connections are
-// handed to it with emit("connection")), and Node's http.Server only tracks
-// connections once its own "listening" event ran (setupConnectionsTracking),
-// so the call does nothing. An idle HTTP/1.1 keep-alive connection (fetch,
-// browsers, gRPC-Web) then holds SIGTERM up until Node's 5 s keepAliveTimeout
-// closes it (measured: 6.0 s). `failing` keeps CI green until the fix; ava
-// fails this test as soon as it passes, so drop `.failing` then.
-test.failing("SIGTERM with an idle HTTP/1.1 keep-alive connection open: exits at once, not after the keep-alive timeout", async (t) => {
+// server/src/http-server.ts hands sockets to its http1 server with emit("connection"), so Node's
+// own idle-connection tracking never runs; close() tracks in-flight requests per socket itself.
+// Without that, an idle keep-alive connection held SIGTERM up for Node's 5 s keepAliveTimeout.
+test("SIGTERM with an idle HTTP/1.1 keep-alive connection open: exits at once, not after the keep-alive timeout", async (t) => {
   const db = await database("sqlite");
   const s = await server(db.url);
   const socket = net.connect(s.port, "127.0.0.1");

@@ -155,7 +155,9 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; message?: string };
     if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return { kind: "exit", code: 0 };
-    throw new ConfigError((errorLine.trim().split("\n")[0] ?? e.message ?? "bad arguments").replace(/^error: /, ""));
+    // One line: commander's error, with its "(Did you mean --database?)" hint when it has one.
+    const line = errorLine.trim().split("\n").map((l) => l.trim()).filter((l) => l !== "").join(" ");
+    throw new ConfigError((line || e.message || "bad arguments").replace(/^error: /, ""));
   } finally {
     process.env = savedEnv;
   }

@@ -29,6 +29,11 @@ export class TableNotFoundError extends Error {
   }
 }
 
+/** A health check for a service this server does not report: NOT_FOUND (the health protocol's own code). */
+export class ServiceNotFoundError extends Error {
+  override readonly name = "ServiceNotFoundError";
+}
+
 /** Leases that are no longer held by the caller: FAILED_PRECONDITION. */
 export class LeaseLostError extends Error {
   override readonly name = "LeaseLostError";
@@ -101,6 +106,7 @@ function driverCode(err: unknown): string | undefined {
 export function toConnectError(err: unknown, rpc: string, logger: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof InvalidRequestError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
+  if (err instanceof ServiceNotFoundError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
   if (err instanceof TableNotFoundError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
   if (err instanceof LeaseLostError) {
     return new ConnectError(

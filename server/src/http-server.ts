@@ -44,6 +44,8 @@ export async function listen(options: {
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
+  /** Which server each sniffed socket went to; absent while its first bytes are awaited. */
+  const protocolOf = new Map<net.Socket, "h1" | "h2">();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
@@ -54,9 +56,41 @@ export async function listen(options: {
     socket.destroy();
   });
 
+  // HTTP/1.1 requests in flight per socket. h1 never listens itself (sockets
+  // reach it through emit("connection")), and Node's http.Server tracks
+  // connections only for servers that listen, so h1.closeIdleConnections()
+  // sees none: an idle keep-alive socket then held SIGTERM until the 5 s
+  // keep-alive timeout (measured 6.0 s; test/server-start.test.ts pins the fix).
+  const inFlight = new Map<net.Socket, Set<http.ServerResponse>>();
+  let closing = false;
+  /** Ends a socket once its last response is written (destroySoon flushes first; destroy() would drop it). */
+  const closeWhenIdle = (socket: net.Socket) => {
+    const responses = inFlight.get(socket);
+    if (responses === undefined || responses.size === 0) {
+      socket.destroySoon();
+      return;
+    }
+    // Responses not started yet say "Connection: close", so the client does not reuse the socket.
+    for (const res of responses) if (!res.headersSent) res.shouldKeepAlive = false;
+  };
+  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    const responses = inFlight.get(socket) ?? new Set<http.ServerResponse>();
+    inFlight.set(socket, responses.add(res));
+    if (closing) res.shouldKeepAlive = false;
+    res.once("close", () => {
+      responses.delete(res);
+      if (closing) closeWhenIdle(socket);
+    });
+  });
+
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.once("close", () => {
+      sockets.delete(socket);
+      inFlight.delete(socket);
+      protocolOf.delete(socket);
+    });
     socket.on("error", (err) => logger.debug({ err }, "socket error"));
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
@@ -67,6 +101,8 @@ export async function listen(options: {
       socket.off("data", onData);
       socket.pause();
       socket.unshift(head);
+      protocolOf.set(socket, isHttp2 ? "h2" : "h1");
+      if (!isHttp2) inFlight.set(socket, new Set());
       (isHttp2 ? h2 : h1).emit("connection", socket);
       process.nextTick(() => socket.resume());
     };
@@ -87,19 +123,22 @@ export async function listen(options: {
     host: options.host,
     async close(graceMs: number) {
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      closing = true;
       for (const session of sessions) session.close(); // GOAWAY: in-flight streams may finish
-      h1.closeIdleConnections();
+      for (const socket of sockets) {
+        const protocol = protocolOf.get(socket);
+        // Not sniffed yet (no byte sent): nothing is in flight on it.
+        if (protocol === undefined) socket.destroy();
+        // HTTP/1.1: idle sockets close now, busy ones after their last response (the "request" listener above).
+        else if (protocol === "h1") closeWhenIdle(socket);
+      }
       const deadline = setTimeout(() => {
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();
       }, graceMs);
       deadline.unref();
-      // Idle HTTP/1.1 keep-alive sockets that become idle during the grace period.
-      const idleSweep = setInterval(() => h1.closeIdleConnections(), 100);
-      idleSweep.unref();
       await closed;
       clearTimeout(deadline);
-      clearInterval(idleSweep);
     },
   };
 }

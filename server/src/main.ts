@@ -12,6 +12,7 @@ import { describeStartupError } from "./startup-error.js";
 import { listen } from "./http-server.js";
 import { createLogger } from "./logger.js";
 import { errorMappingInterceptor, routes } from "./routes.js";
+import { HealthState } from "./service/health.js";
 import { WorkNotifier } from "./service/work-notifier.js";
 import { openStore } from "./store/open-store.js";
 
@@ -43,8 +44,9 @@ async function main(): Promise<void> {
 
   const notifier = new WorkNotifier();
   const shutdown = new AbortController();
+  const health = new HealthState();
   const handler = connectNodeAdapter({
-    routes: routes({ store, notifier, logger, shutdownSignal: shutdown.signal }),
+    routes: routes({ store, notifier, logger, shutdownSignal: shutdown.signal, health }),
     interceptors: [errorMappingInterceptor(logger)],
     shutdownSignal: shutdown.signal,
   });
@@ -79,6 +81,8 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal, graceSeconds: config.shutdownGraceSeconds }, "draining");
     clearInterval(sweep);
+    // NOT_SERVING first: health Watch calls hear it before the abort below ends them.
+    health.setServing(false);
     // Aborts handler signals: long-polls answer at once, streams end; unary calls in flight finish.
     shutdown.abort();
     server

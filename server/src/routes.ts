@@ -3,10 +3,15 @@
  * reflection services. Every JobService error passes through toConnectError.
  */
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { Health } from "@populus/sdk/gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "@populus/sdk/gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "@populus/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import type { Logger } from "pino";
 import { toConnectError } from "./errors.js";
+import { createHealthService, type HealthState } from "./service/health.js";
 import { createJobService } from "./service/job-service.js";
+import { ReflectionIndex, reflectionV1, reflectionV1alpha } from "./service/reflection.js";
 import type { WorkNotifier } from "./service/work-notifier.js";
 import type { JobStore } from "./store/store.js";
 
@@ -27,10 +32,17 @@ export interface RouteDeps {
   readonly logger: Logger;
   /** Aborted on SIGTERM: streams end and health answers NOT_SERVING. */
   readonly shutdownSignal: AbortSignal;
+  /** What grpc.health.v1.Health reports; main.ts sets NOT_SERVING on SIGTERM. */
+  readonly health: HealthState;
 }
 
 export function routes(deps: RouteDeps) {
   return (router: ConnectRouter) => {
     router.service(JobService, createJobService(deps.store, deps.notifier));
+    router.service(Health, createHealthService(deps.health));
+    // Keep reflection last: it describes every service registered above, and itself.
+    const reflection = new ReflectionIndex([...router.handlers.map((h) => h.service), ServerReflection, ServerReflectionV1alpha]);
+    router.service(ServerReflection, reflectionV1(reflection));
+    router.service(ServerReflectionV1alpha, reflectionV1alpha(reflection));
   };
 }

@@ -81,7 +81,7 @@ export function createJobService(
   async function declared(name: string): Promise<TableDefinition> {
     const table = parseTableName(name);
     const def = await store.describeTable(table.stored);
-    if (def === null) throw new TableNotFoundError(table.stored);
+    if (def === null) throw new TableNotFoundError(table.display);
     return def;
   }
 

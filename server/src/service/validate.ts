@@ -182,7 +182,7 @@ export function validateListJobs(req: ListJobsRequest, attributes: KeyAttributes
       maxPriority: priorityValue(req.maxPriority, "max_priority"),
       restriction: encodeRestriction(req.restriction, attributes, "ListJobs restriction"),
     },
-    page: page(req.pageSize, req.pageToken, /^\d{1,19}$/),
+    page: page(req.pageSize, req.pageToken, /^\d{1,3}\.\d{1,16}\.\d{1,16}$/),
   };
 }
 

@@ -46,9 +46,9 @@ export function createTableStatements(table: string): string[] {
       progress DOUBLE NULL,
       progress_message VARCHAR(255) NULL,
       UNIQUE KEY key_hash_idx (key_hash),
-      UNIQUE KEY lease_token_idx (lease_token),
-      KEY ready_idx (status, priority, scheduled_time, id),
-      KEY lease_idx (status, lease_expire_time)
+      -- Reserve's total order; its status prefix also serves the lease sweep. Fenced writes find
+      -- their row by id (carried in the lease token), so lease_token has no index.
+      KEY ready_idx (status, priority, scheduled_time, id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
     `CREATE TABLE IF NOT EXISTS ${targetTable(table)} (
       key_hash CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY,

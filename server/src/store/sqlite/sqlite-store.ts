@@ -21,9 +21,14 @@ import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
 import {
   describeAttributes,
   JOB_COLUMNS,
+  jobCursor,
+  parseJobCursor,
   type JobRow,
+  leaseFilter,
+  leaseJobId,
   leaseToken,
   sameAttributes,
+  stagingId,
   type TableRow,
   type TargetRow,
   toJobRecord,
@@ -67,23 +72,27 @@ export async function openSqliteStore(path: string, options: StoreOptions): Prom
     database: path,
     migrations: SQLITE_MIGRATIONS,
     migrationsTableName: "~populus_migrations",
-    migrationsTransactionMode: "all",
+    migrationsTransactionMode: "none",
     // WAL lets readers (ListJobs, Watch) run beside the writer; synchronous stays FULL (durable).
     enableWAL: true,
     // Busy timeout (ms) when another process holds the write lock.
     timeout: 5000,
   });
   await dataSource.initialize();
-  try {
-    await dataSource.runMigrations({ transaction: "all" });
-  } catch (err) {
-    // Another process migrating the same file at the same moment: fine if it finished the job.
-    if (await dataSource.showMigrations()) {
-      await dataSource.destroy();
-      throw err;
-    }
-  }
   const db = (dataSource.driver as unknown as { databaseConnection: BetterSqlite3.Database }).databaseConnection;
+  // Servers starting at once on one file take turns: BEGIN IMMEDIATE holds the write lock from the
+  // read of the executed migrations to the commit, and TypeORM runs inside it on the same connection
+  // (transaction "none": it must not open its own). The other server waits (busy timeout), then finds
+  // nothing to run. Pinned by test/server-start.test.ts (concurrent migrations).
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    await dataSource.runMigrations({ transaction: "none" });
+    db.exec("COMMIT");
+  } catch (err) {
+    if (db.inTransaction) db.exec("ROLLBACK");
+    await dataSource.destroy();
+    throw err;
+  }
   return new SqliteStore(dataSource, db, options);
 }
 
@@ -159,56 +168,45 @@ export class SqliteStore implements JobStore {
       }
       const jobs = jobsTable(input.table);
       const target = targetTable(input.table);
-      const refreshId = input.refreshId ?? `single-${randomBytes(12).toString("hex")}`;
+      const staging = stagingId(input.table, input.refreshId ?? `single-${randomBytes(12).toString("hex")}`);
       const final = input.refreshId === null || input.final;
+      const state = this.refreshState(staging, input);
+      /*
+       * Add `keys - target - jobs` as pending; a key that already has a job (any status) is left as it is.
+       * In-process prepared statements per key cost microseconds, so no set-based form is needed here.
+       * MySQL: a target lookup and a multi-row INSERT ... ON DUPLICATE KEY UPDATE per 1,000 keys.
+       */
+      const inTarget = this.db.prepare(`SELECT 1 FROM ${target} WHERE key_hash = ?`).pluck();
+      const insert = this.db.prepare(
+        `INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
+         VALUES (?, ?, 'pending', ?, ?, ?, 0) ON CONFLICT (key_hash) DO NOTHING`,
+      );
+      const stage = this.db.prepare(`INSERT OR IGNORE INTO "~populus_refresh_keys" (refresh, key_hash, create_time) VALUES (?, ?, ?)`);
       let added = 0;
-      if (input.keys.length > 0) {
-        const callId = randomBytes(16).toString("hex");
-        // Stage this call's keys. MySQL: multi-row INSERT ... ON DUPLICATE KEY UPDATE (a round trip per 1,000 keys).
-        const stage = this.db.prepare(
-          `INSERT OR IGNORE INTO "~populus_refresh_keys" (table_name, refresh_id, key_hash, key_json, call_id, create_time) VALUES (?, ?, ?, ?, ?, ?)`,
-        );
-        for (const key of input.keys) stage.run(input.table, refreshId, key.hash, key.json, callId, input.now);
-        /*
-         * Add `keys of this call - target - jobs` as pending, in one set-based statement.
-         * Params: priority, create time, scheduled time, table, refresh id, call id. Returns: rows added.
-         * MySQL: the same anti-join with ON DUPLICATE KEY UPDATE id = id against concurrent refreshes.
-         */
-        added = this.db
-          .prepare(
-            `INSERT OR IGNORE INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
-             SELECT s.key_hash, s.key_json, 'pending', ?, ?, ?, 0
-             FROM "~populus_refresh_keys" s
-             WHERE s.table_name = ? AND s.refresh_id = ? AND s.call_id = ?
-               AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = s.key_hash)
-               AND NOT EXISTS (SELECT 1 FROM ${jobs} j WHERE j.key_hash = s.key_hash)
-             ORDER BY s.rowid`,
-          )
-          .run(input.priority, input.now, input.now + input.delayMs, input.table, refreshId, callId).changes;
+      for (const key of input.keys) {
+        if (inTarget.get(key.hash) === undefined) added += insert.run(key.hash, key.json, input.priority, input.now, input.now + input.delayMs).changes;
+        if (state.staging) stage.run(staging, key.hash, input.now);
       }
       let removed = 0;
       let rePended = 0;
       if (final) {
-        const carriedKeys =
-          this.db.prepare(`SELECT 1 FROM "~populus_refresh_keys" WHERE table_name = ? AND refresh_id = ? LIMIT 1`).get(input.table, refreshId) !==
-          undefined;
-        if (carriedKeys) {
+        if (state.staging && this.db.prepare(`SELECT 1 FROM "~populus_refresh_keys" WHERE refresh = ? LIMIT 1`).get(staging) !== undefined) {
           /*
            * Stale removal: jobs older than the stale timeout whose key is not in this refresh's key source.
-           * Never reserved or ignore jobs. Params: cutoff, table, refresh id. Returns: rows removed.
-           * MySQL: the same statement.
+           * Never reserved or ignore jobs. Params: cutoff, staging id. Returns: rows removed. MySQL: the same.
            */
           removed = this.db
             .prepare(
               `DELETE FROM ${jobs}
                WHERE status IN ('pending', 'error', 'success') AND create_time < ?
-                 AND NOT EXISTS (SELECT 1 FROM "~populus_refresh_keys" s
-                                 WHERE s.table_name = ? AND s.refresh_id = ? AND s.key_hash = ${jobs}.key_hash)`,
+                 AND NOT EXISTS (SELECT 1 FROM "~populus_refresh_keys" s WHERE s.refresh = ? AND s.key_hash = ${jobs}.key_hash)`,
             )
-            .run(input.now - input.staleTimeoutMs, input.table, refreshId).changes;
+            .run(state.staleCutoff, staging).changes;
         }
-        this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE table_name = ? AND refresh_id = ?`).run(input.table, refreshId);
+        this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE refresh = ?`).run(staging);
+        this.db.prepare(`DELETE FROM "~populus_refreshes" WHERE refresh = ?`).run(staging);
         this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE create_time < ?`).run(input.now - ABANDONED_REFRESH_MS);
+        this.db.prepare(`DELETE FROM "~populus_refreshes" WHERE create_time < ?`).run(input.now - ABANDONED_REFRESH_MS);
         /*
          * Re-pend kept success jobs whose key left the target (its row was deleted to recompute it).
          * Params: scheduled time. Returns: rows re-pended. MySQL: the same statement.
@@ -218,14 +216,38 @@ export class SqliteStore implements JobStore {
             `UPDATE ${jobs} SET status = 'pending', scheduled_time = ?, complete_time = NULL, duration_ms = NULL, lease_token = NULL
              WHERE status = 'success' AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = ${jobs}.key_hash)`,
           )
-          .run(input.now)
-          .changes;
+          .run(input.now).changes;
         this.db.prepare(`UPDATE "~populus_tables" SET last_refresh_time = ? WHERE name = ?`).run(input.now, input.table);
       }
       const orphaned =
         input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now);
       return { added, removed, orphaned, rePended };
     });
+  }
+
+  /**
+   * A refresh's stale cutoff, fixed at its first call, and whether it stages its keys: only when a
+   * job older than the cutoff existed then (otherwise no job can be stale for this refresh).
+   * MySQL: the same, reading the row FOR UPDATE.
+   */
+  private refreshState(staging: string, input: RefreshInput): { staleCutoff: number; staging: boolean } {
+    if (input.refreshId !== null) {
+      const row = this.db.prepare(`SELECT stale_cutoff, staging FROM "~populus_refreshes" WHERE refresh = ?`).get(staging) as
+        | { stale_cutoff: number; staging: number }
+        | undefined;
+      if (row !== undefined) return { staleCutoff: row.stale_cutoff, staging: row.staging === 1 };
+    }
+    const staleCutoff = input.now - input.staleTimeoutMs;
+    const candidate = this.db
+      .prepare(`SELECT 1 FROM ${jobsTable(input.table)} WHERE status IN ('pending', 'error', 'success') AND create_time < ? LIMIT 1`)
+      .get(staleCutoff);
+    const state = { staleCutoff, staging: candidate !== undefined };
+    if (input.refreshId !== null) {
+      this.db
+        .prepare(`INSERT INTO "~populus_refreshes" (refresh, table_name, stale_cutoff, staging, create_time) VALUES (?, ?, ?, ?, ?)`)
+        .run(staging, input.table, staleCutoff, state.staging ? 1 : 0, input.now);
+    }
+    return state;
   }
 
   private declare(input: RefreshInput): void {
@@ -312,8 +334,8 @@ export class SqliteStore implements JobStore {
        * MySQL: the same SELECT ... FOR UPDATE, so a concurrent sweep cannot take them mid-commit.
        */
       const held = this.db
-        .prepare(`SELECT id, key_hash, key_json, reserve_time, lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`)
-        .all(...tokens) as { id: number; key_hash: string; key_json: string; reserve_time: number; lease_token: string }[];
+        .prepare(`SELECT id, key_hash, key_json, reserve_time, lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`)
+        .all(...leaseFilter(tokens).params) as { id: number; key_hash: string; key_json: string; reserve_time: number; lease_token: string }[];
       const byToken = new Map(held.map((r) => [r.lease_token, r]));
       const notHeld = tokens.filter((t) => !byToken.has(t));
       let alreadyCommitted = 0;
@@ -371,12 +393,12 @@ export class SqliteStore implements JobStore {
         .prepare(
           `UPDATE ${jobs} SET status = 'error', error_message = ?, error_stack = ?, complete_time = ?, duration_ms = ? - reserve_time,
              lease_expire_time = NULL
-           WHERE status = 'reserved' AND lease_token = ?`,
+           WHERE status = 'reserved' AND id = ? AND lease_token = ?`,
         )
-        .run(truncateErrorMessage(errorMessage), errorStack, now, now, token).changes;
+        .run(truncateErrorMessage(errorMessage), errorStack, now, now, leaseJobId(token), token).changes;
       if (changed === 0) {
         // A repeat of a Fail that committed keeps its token on the error row.
-        const repeat = this.db.prepare(`SELECT 1 FROM ${jobs} WHERE status = 'error' AND lease_token = ?`).get(token);
+        const repeat = this.db.prepare(`SELECT 1 FROM ${jobs} WHERE status = 'error' AND id = ? AND lease_token = ?`).get(leaseJobId(token), token);
         if (repeat === undefined) throw new LeaseLostError([token]);
       }
     });
@@ -395,17 +417,17 @@ export class SqliteStore implements JobStore {
     return this.tx(() => {
       const held = new Set(
         (
-          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`).all(...tokens) as {
+          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`).all(...leaseFilter(tokens).params) as {
             lease_token: string;
           }[]
         ).map((r) => r.lease_token),
       );
       // Extend every held lease in one statement. MySQL: the same UPDATE.
       this.db
-        .prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`)
-        .run(expire, ...tokens);
-      const setProgress = this.db.prepare(`UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND lease_token = ?`);
-      for (const p of progress) if (held.has(p.leaseToken)) setProgress.run(p.progress, p.message, p.leaseToken);
+        .prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`)
+        .run(expire, ...leaseFilter(tokens).params);
+      const setProgress = this.db.prepare(`UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND id = ? AND lease_token = ?`);
+      for (const p of progress) if (held.has(p.leaseToken)) setProgress.run(p.progress, p.message, leaseJobId(p.leaseToken), p.leaseToken);
       return { lost: tokens.filter((t) => !held.has(t)), leaseExpireTime: expire };
     });
   }
@@ -416,7 +438,7 @@ export class SqliteStore implements JobStore {
     return this.tx(() => {
       const held = new Set(
         (
-          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`).all(...tokens) as {
+          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`).all(...leaseFilter(tokens).params) as {
             lease_token: string;
           }[]
         ).map((r) => r.lease_token),
@@ -428,9 +450,9 @@ export class SqliteStore implements JobStore {
       const released = this.db
         .prepare(
           `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = MAX(attempts - 1, 0)
-           WHERE status = 'reserved' AND lease_token IN (${placeholders(tokens.length)})`,
+           WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`,
         )
-        .run(...tokens).changes;
+        .run(...leaseFilter(tokens).params).changes;
       return { released, lost: tokens.filter((t) => !held.has(t)) };
     });
   }
@@ -452,17 +474,21 @@ export class SqliteStore implements JobStore {
   async listJobs(table: string, filter: JobFilter, page: PageRequest): Promise<Page<JobRecord>> {
     this.table(table);
     const restriction = restrictionSql(filter.restriction);
-    const after = page.after === null ? 0 : Number(page.after);
+    const after = parseJobCursor(page.after);
+    /*
+     * A page of jobs in reservation order (priority, scheduled_time, id), keyset-paged by a row-value
+     * comparison on the ~ready index's columns. MySQL: the same row-value comparison.
+     */
     const rows = this.db
       .prepare(
         `SELECT ${JOB_COLUMNS} FROM ${jobsTable(table)}
-         WHERE id > ?${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : ""}${
+         WHERE (priority, scheduled_time, id) > (?, ?, ?)${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : ""}${
            filter.maxPriority === null ? "" : " AND priority <= ?"
          }${restriction.sql}
-         ORDER BY id LIMIT ?`,
+         ORDER BY priority, scheduled_time, id LIMIT ?`,
       )
       .all(
-        after,
+        ...after,
         ...filter.statuses,
         ...(filter.maxPriority === null ? [] : [filter.maxPriority]),
         ...restriction.params,
@@ -470,7 +496,7 @@ export class SqliteStore implements JobStore {
       ) as JobRow[];
     const more = rows.length > page.pageSize;
     const pageRows = rows.slice(0, page.pageSize);
-    return { rows: pageRows.map(toJobRecord), next: more ? String(pageRows[pageRows.length - 1]?.id) : null };
+    return { rows: pageRows.map(toJobRecord), next: more ? jobCursor(pageRows[pageRows.length - 1] as JobRow) : null };
   }
 
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {

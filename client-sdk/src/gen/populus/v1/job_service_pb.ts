@@ -1234,7 +1234,7 @@ export const JobService: GenService<{
   },
   /**
    * ListJobs lists a table's jobs, filtered by status, priority and key
-   * attributes, in the reservation order, a page at a time.
+   * attributes, in the reservation order (priority, scheduled_time, id), a page at a time.
    *
    * Errors: NOT_FOUND for an unknown table; INVALID_ARGUMENT for a bad
    * filter, page size or page token.

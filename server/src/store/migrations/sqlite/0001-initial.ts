@@ -17,21 +17,28 @@ export class Initial0000000000001 implements MigrationInterface {
       create_time INTEGER NOT NULL,
       last_refresh_time INTEGER
     )`);
-    await q.query(`CREATE TABLE IF NOT EXISTS "~populus_refresh_keys" (
+    // One row per multi-call refresh in progress: its stale cutoff, fixed at its first call, and
+    // whether stale jobs were possible then (only then are its keys staged).
+    await q.query(`CREATE TABLE IF NOT EXISTS "~populus_refreshes" (
+      refresh TEXT PRIMARY KEY NOT NULL,
       table_name TEXT NOT NULL,
-      refresh_id TEXT NOT NULL,
-      key_hash TEXT NOT NULL,
-      key_json TEXT NOT NULL,
-      call_id TEXT NOT NULL,
-      create_time INTEGER NOT NULL,
-      PRIMARY KEY (table_name, refresh_id, key_hash)
+      stale_cutoff INTEGER NOT NULL,
+      staging INTEGER NOT NULL,
+      create_time INTEGER NOT NULL
     )`);
-    await q.query(`CREATE INDEX IF NOT EXISTS "~populus_refresh_keys_call" ON "~populus_refresh_keys" (call_id)`);
+    // The keys a multi-call refresh has carried so far, for stale removal on its final call.
+    await q.query(`CREATE TABLE IF NOT EXISTS "~populus_refresh_keys" (
+      refresh TEXT NOT NULL,
+      key_hash TEXT NOT NULL,
+      create_time INTEGER NOT NULL,
+      PRIMARY KEY (refresh, key_hash)
+    ) WITHOUT ROWID`);
     await q.query(`CREATE INDEX IF NOT EXISTS "~populus_refresh_keys_age" ON "~populus_refresh_keys" (create_time)`);
   }
 
   async down(q: QueryRunner): Promise<void> {
     await q.query(`DROP TABLE IF EXISTS "~populus_refresh_keys"`);
+    await q.query(`DROP TABLE IF EXISTS "~populus_refreshes"`);
     await q.query(`DROP TABLE IF EXISTS "~populus_tables"`);
   }
 }

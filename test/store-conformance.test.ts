@@ -1,0 +1,741 @@
+/**
+ * The store conformance suite (issue 3): promises 1, 2, 4 and 6 of
+ * shared/DESIGN.md, held against every dialect alike. For each dialect of
+ * testDialects() there is one fresh database (createTestDatabase) and one real
+ * server process on it, started with --max-lost-attempts 2; every scenario
+ * below runs once per dialect, on its own table, and asserts on values read
+ * back through the RPCs (and, for the 100,000-key refresh, directly from the
+ * database).
+ *
+ * The heavy scenarios (8 reserving OS processes, two replicas, 100,000 keys)
+ * run serially first; the rest run concurrently afterwards, so that their
+ * sleeps (lease expiry, stale timeout, long-poll) overlap. No assertion is
+ * timed except the two generous long-poll bounds. Lease expiry is awaited by
+ * polling until the sweep (every 1 s per server) has run, never by a fixed
+ * sleep that a slow machine could outrun.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import test, { type ExecutionContext } from "ava";
+import BetterSqlite3 from "better-sqlite3";
+import mysql from "mysql2/promise";
+import type { RefreshResponse } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { type Job, JobStatus, LeaseLostDetailSchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
+import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import {
+  allJobs,
+  allTargets,
+  codeName,
+  counts,
+  idOf,
+  jobOf,
+  type JobsClient,
+  jobsClient,
+  key,
+  keys,
+  only,
+  rpcError,
+  seconds,
+  sleep,
+  until,
+} from "./helpers/jobs-client.js";
+import { type ServerProcess, startServer } from "./helpers/server-process.js";
+
+const RESERVE_WORKER = fileURLToPath(new URL("./fixtures/reserve-worker.js", import.meta.url));
+
+/** Every server of this file runs with this attempt limit, so the lost-worker scenario needs only two expiries. */
+const MAX_LOST_ATTEMPTS = 2;
+const SERVER_ARGS = ["--max-lost-attempts", String(MAX_LOST_ATTEMPTS)];
+
+/** One dialect's database, its server and a client of it. */
+interface Suite {
+  readonly dialect: Dialect;
+  readonly db: TestDatabase;
+  readonly server: ServerProcess;
+  readonly client: JobsClient;
+}
+
+const suites = new Map<Dialect, Promise<Suite>>();
+const databases: TestDatabase[] = [];
+/** Servers started by a scenario (replicas); stopped by it, killed in teardown if it failed first. */
+const extraServers: ServerProcess[] = [];
+const children = new Set<ChildProcess>();
+
+/** The dialect's database and server, made on first use (a MySQL failure then fails only the MySQL tests). */
+function suite(dialect: Dialect): Promise<Suite> {
+  let s = suites.get(dialect);
+  if (s === undefined) {
+    s = (async () => {
+      const db = await createTestDatabase(dialect);
+      databases.push(db);
+      const server = await startServer({ database: db.url, args: SERVER_ARGS });
+      return { dialect, db, server, client: jobsClient(server.url) };
+    })();
+    suites.set(dialect, s);
+  }
+  return s;
+}
+
+test.after.always(async (t) => {
+  for (const child of children) child.kill("SIGKILL");
+  await Promise.all(extraServers.map((s) => s.kill()));
+  for (const [dialect, pending] of suites) {
+    const s = await pending.catch(() => undefined);
+    // A clean drain after all these scenarios is part of the contract: exit code 0 on SIGTERM.
+    if (s !== undefined) t.is(await s.server.stop(), 0, `${dialect} server exits 0 on SIGTERM`);
+  }
+  await Promise.all(databases.map((db) => db.drop()));
+});
+
+/** The identity of the worker that most scenarios reserve as. */
+const WORKER = { workerId: "conformance-worker", host: "test-host", pid: 4242, user: "tester", codeVersion: "v1.2.3" };
+
+/** A RefreshResponse as plain numbers. */
+function rc(r: RefreshResponse) {
+  return { added: Number(r.added), removed: Number(r.removed), orphaned: Number(r.orphaned), rePended: Number(r.rePended) };
+}
+
+function rcOf(c: Partial<ReturnType<typeof rc>>) {
+  return { added: 0, removed: 0, orphaned: 0, rePended: 0, ...c };
+}
+
+function workerOf(job: Job | undefined) {
+  const w = job?.worker;
+  return w === undefined ? undefined : { workerId: w.workerId, host: w.host, pid: w.pid, user: w.user, codeVersion: w.codeVersion };
+}
+
+/** Sorts [id, ...] tuples by id. */
+const byFirst = (a: unknown[], b: unknown[]) => (a[0] as number) - (b[0] as number);
+
+/** The job's status as its enum name, for readable failures. */
+function statusOf(job: Job | undefined): string {
+  return job === undefined ? "absent" : (JobStatus[job.status] ?? String(job.status));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reserving OS processes (test/fixtures/reserve-worker.js)
+// ---------------------------------------------------------------------------------------------
+
+interface ReserverResult {
+  readonly workerId: string;
+  readonly calls: number;
+  readonly ids: number[];
+  readonly tokens: string[];
+}
+
+/**
+ * Starts one reserving process per entry of `baseUrls`, waits until each has its own connection
+ * open, releases them all at once ("go") and answers what each reserved.
+ */
+async function runReservers(baseUrls: readonly string[], table: string, maxJobs: number): Promise<ReserverResult[]> {
+  const started = baseUrls.map((baseUrl, i) => {
+    const workerId = `reserver-${i + 1}`;
+    const child = spawn(process.execPath, [RESERVE_WORKER, baseUrl, table, String(maxJobs), workerId], { stdio: ["pipe", "pipe", "pipe"] });
+    children.add(child);
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const lines: string[] = [];
+    const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+    const ready = new Promise<void>((resolve, reject) => {
+      createInterface({ input: child.stdout }).on("line", (line) => {
+        if (line === "ready") resolve();
+        else lines.push(line);
+      });
+      void exited.then(([code]) => reject(new Error(`${workerId} exited with ${code} before it was ready: ${stderr.trim()}`)));
+    });
+    const result = exited.then(([code, signal]): ReserverResult => {
+      children.delete(child);
+      if (code !== 0) throw new Error(`${workerId} exited with ${code ?? signal}: ${stderr.trim()}`);
+      const last = lines.at(-1);
+      if (last === undefined) throw new Error(`${workerId} printed no result`);
+      return JSON.parse(last) as ReserverResult;
+    });
+    return { child, ready, result };
+  });
+  await Promise.all(started.map((s) => s.ready));
+  for (const s of started) s.child.stdin.end("go\n");
+  return Promise.all(started.map((s) => s.result));
+}
+
+/** Every id of 0..total-1 was reserved by exactly one process, each with its own lease token. */
+async function assertReservedExactlyOnce(t: ExecutionContext, client: JobsClient, table: string, results: ReserverResult[], total: number) {
+  const ids = results.flatMap((r) => r.ids);
+  const unique = new Set(ids);
+  t.is(ids.length - unique.size, 0, "no job was handed to two reservations");
+  t.is(unique.size, total, "every job was reserved (none skipped)");
+  t.deepEqual([...unique].sort((a, b) => a - b), [...Array(total).keys()], "exactly the refreshed keys were reserved");
+  t.is(new Set(results.flatMap((r) => r.tokens)).size, total, "every lease token is distinct");
+  t.log(`jobs per process: ${results.map((r) => `${r.workerId}=${r.ids.length} (${r.calls} calls)`).join(", ")}`);
+
+  // The server's own record agrees: each job reserved once (attempts 1), by the process that reported it.
+  t.deepEqual(await counts(client, table), only({ reserved: total, remaining: total }));
+  const holder = new Map<number, string>();
+  for (const r of results) for (const id of r.ids) holder.set(id, r.workerId);
+  const jobs = await allJobs(client, table);
+  t.is(jobs.length, total);
+  t.deepEqual(
+    jobs.filter((j) => j.attempts !== 1 || j.worker?.workerId !== holder.get(idOf(j.key))).map((j) => [idOf(j.key), j.attempts, j.worker?.workerId]),
+    [],
+    "each job has attempts 1 and the worker id of the process that reported it",
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct database reads
+// ---------------------------------------------------------------------------------------------
+
+/** The ids of a table's pending jobs, read from its jobs table (`~~name`) directly. */
+async function pendingIdsInDatabase(db: TestDatabase, storedName: string): Promise<number[]> {
+  const sql = `SELECT key_json FROM ${db.dialect === "sqlite" ? `"~~${storedName}"` : `\`~~${storedName}\``} WHERE status = 'pending'`;
+  let rows: { key_json: string }[];
+  if (db.dialect === "sqlite") {
+    const file = new BetterSqlite3(db.url.slice("sqlite:".length), { readonly: true, fileMustExist: true });
+    try {
+      rows = file.prepare(sql).all() as { key_json: string }[];
+    } finally {
+      file.close();
+    }
+  } else {
+    const c = await mysql.createConnection({ uri: db.url });
+    try {
+      rows = (await c.query(sql))[0] as { key_json: string }[];
+    } finally {
+      await c.end();
+    }
+  }
+  return rows.map((r) => Number((JSON.parse(r.key_json) as { id: string }).id)).sort((a, b) => a - b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+interface Scenario {
+  readonly title: string;
+  /** Heavy scenarios run alone, before the concurrent ones. */
+  readonly serial?: boolean;
+  /** Runs on this dialect only (the reason is in the title). */
+  readonly only?: Dialect;
+  run(t: ExecutionContext, s: Suite): Promise<void>;
+}
+
+const scenarios: Scenario[] = [
+  {
+    title: "8 processes reserving batches of 25 from 2,000 jobs through one server: every job reserved exactly once",
+    serial: true,
+    async run(t, { client, server }) {
+      const table = "ConcurrentReserve";
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(0, 2000) })), rcOf({ added: 2000 }));
+      const results = await runReservers(new Array(8).fill(server.url), table, 25);
+      await assertReservedExactlyOnce(t, client, table, results, 2000);
+    },
+  },
+  {
+    title: "two server replicas on one database, 4 reserving processes each: every job reserved exactly once (MySQL family only: SQLite is one embedded file)",
+    serial: true,
+    only: "mysql",
+    async run(t, { client, server, db }) {
+      const table = "ReplicaReserve";
+      const replica = await startServer({ database: db.url, args: SERVER_ARGS });
+      extraServers.push(replica);
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(0, 2000) })), rcOf({ added: 2000 }));
+      const results = await runReservers([...new Array(4).fill(server.url), ...new Array(4).fill(replica.url)], table, 25);
+      await assertReservedExactlyOnce(t, client, table, results, 2000);
+      t.is(await replica.stop(), 0, "the replica exits 0 on SIGTERM");
+    },
+  },
+  {
+    title: "a 100,000-key refresh in 10 calls; an identical refresh adds 0; 1,000 keys leaving the key source are removed once stale",
+    serial: true,
+    async run(t, { client, db }) {
+      const table = "BigRefresh";
+      const CALL = 10_000;
+      /** One refresh of `ids` in calls of at most 10,000 keys sharing refreshId, the last one final. */
+      const refresh = async (refreshId: string, ids: number[], staleTimeoutSeconds?: number) => {
+        const answers = [];
+        for (let i = 0; i < ids.length; i += CALL) {
+          const final = i + CALL >= ids.length;
+          const r = await client.refresh({
+            table,
+            refreshId,
+            final,
+            keys: ids.slice(i, i + CALL).map(key),
+            staleTimeout: staleTimeoutSeconds === undefined ? undefined : seconds(staleTimeoutSeconds),
+          });
+          answers.push({ final, ...rc(r) });
+        }
+        return answers;
+      };
+      const sum = (answers: ReturnType<typeof rc>[]) =>
+        answers.reduce((a, b) => ({ added: a.added + b.added, removed: a.removed + b.removed, orphaned: a.orphaned + b.orphaned, rePended: a.rePended + b.rePended }), rcOf({}));
+      const all = [...Array(100_000).keys()];
+
+      const first = await refresh("first", all);
+      const firstDone = Date.now();
+      t.is(first.length, 10);
+      t.deepEqual(sum(first), rcOf({ added: 100_000 }));
+      t.deepEqual(await counts(client, table), only({ pending: 100_000, remaining: 100_000 }));
+
+      const second = await refresh("second", all);
+      t.deepEqual(sum(second), rcOf({}), "an identical refresh adds nothing and removes nothing");
+      t.deepEqual(await counts(client, table), only({ pending: 100_000, remaining: 100_000 }));
+
+      // Keys 0..999 leave the key source; with a stale timeout of 1 s they go once the jobs are older than that.
+      await sleep(Math.max(0, firstDone + 1100 - Date.now()));
+      const kept = all.slice(1000);
+      const third = await refresh("third", kept, 1);
+      t.deepEqual(
+        third.filter((a) => !a.final).map((a) => a.removed),
+        new Array(9).fill(0),
+        "stale removal happens on the final call only",
+      );
+      t.deepEqual(sum(third), rcOf({ removed: 1000 }));
+      t.deepEqual(await counts(client, table), only({ pending: 99_000, remaining: 99_000 }));
+      t.deepEqual(await pendingIdsInDatabase(db, "big_refresh"), kept, "exactly keys 0..999 were removed, read from the jobs table");
+    },
+  },
+  {
+    title: "status transitions: pending → reserved → success / deleted / error / ignore / pending again, and each refresh count",
+    async run(t, { client }) {
+      const table = "Transitions";
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(1, 6) })), rcOf({ added: 5 }));
+      t.deepEqual(await counts(client, table), only({ pending: 5, remaining: 5 }));
+      for (const job of await allJobs(client, table)) {
+        t.is(job.status, JobStatus.PENDING);
+        t.is(job.priority, 5, "default priority 5");
+        t.is(job.attempts, 0);
+        t.is(job.reserveTime, undefined);
+      }
+
+      // pending → reserved: worker identity, attempt and lease recorded.
+      const reservedAfter = Date.now();
+      const { leases } = await client.reserve({ table, maxJobs: 10, worker: WORKER });
+      t.deepEqual(
+        leases.map((l) => [idOf(l.key), l.attempt, l.priority]),
+        [1, 2, 3, 4, 5].map((id) => [id, 1, 5]),
+      );
+      const token = new Map(leases.map((l) => [idOf(l.key), l.leaseToken]));
+      t.is(new Set(token.values()).size, 5, "one lease token per job");
+      t.deepEqual(await counts(client, table), only({ reserved: 5, remaining: 5 }));
+      for (const job of await allJobs(client, table)) {
+        t.is(job.status, JobStatus.RESERVED);
+        t.is(job.attempts, 1);
+        t.deepEqual(workerOf(job), WORKER, "worker id, host, pid, user and code version recorded");
+        const reserved = timestampMs(job.reserveTime!);
+        t.true(reserved >= reservedAfter - 1000 && reserved <= Date.now() + 1000, "reserve time is now");
+        t.is(timestampMs(job.leaseExpireTime!) - reserved, 60_000, "default lease of 60 s");
+      }
+
+      // reserved → success, kept with keep_completed.
+      const one = await client.complete({ table, keepCompleted: true, completions: [{ leaseToken: token.get(1)!, result: { value: 1 } }] });
+      t.deepEqual([one.committed, one.alreadyCommitted], [1n, 0n]);
+      const success = await jobOf(client, table, 1);
+      t.is(statusOf(success), "SUCCESS");
+      t.truthy(success?.completeTime, "complete time set");
+      t.truthy(success?.duration, "duration set");
+      t.is(success?.leaseExpireTime, undefined, "no lease once done");
+
+      // reserved → deleted (the key lives on in the target) without keep_completed.
+      const two = await client.complete({ table, completions: [{ leaseToken: token.get(2)!, result: { value: 2 } }] });
+      t.deepEqual([two.committed, two.alreadyCommitted], [1n, 0n]);
+      t.is(await jobOf(client, table, 2), undefined, "the job row is deleted");
+      t.deepEqual(
+        (await allTargets(client, table)).map((r) => [idOf(r.key), r.result]).sort(byFirst),
+        [
+          [1, { value: 1 }],
+          [2, { value: 2 }],
+        ],
+        "both results are in the target",
+      );
+
+      // reserved → error: the message cut to 2047 characters ending in "...truncated", the stack kept whole.
+      const longMessage = `ValueError: ${"x".repeat(3000)}`;
+      const stack = `Traceback:\n${"  at make (pipeline.js:1:1)\n".repeat(200)}`;
+      const failure = { table, leaseToken: token.get(3)!, errorMessage: longMessage, errorStack: stack };
+      await client.fail(failure);
+      await t.notThrowsAsync(client.fail(failure), "a repeated Fail (a retry after a lost answer) answers OK");
+      const failed = await jobOf(client, table, 3);
+      t.is(statusOf(failed), "ERROR");
+      t.is(failed?.errorMessage.length, 2047);
+      t.true(failed?.errorMessage.endsWith("...truncated"), "a cut message ends with ...truncated");
+      t.is(failed?.errorMessage.slice(0, 2047 - "...truncated".length), longMessage.slice(0, 2047 - "...truncated".length));
+      t.is(failed?.errorStack, stack);
+      t.truthy(failed?.completeTime);
+
+      // reserved → ignore (the lease is lost), and a key without a job → ignore.
+      t.is((await client.ignore({ table, keys: [key(4), key(6)] })).ignored, 2n);
+      t.is(statusOf(await jobOf(client, table, 4)), "IGNORE");
+      t.is(statusOf(await jobOf(client, table, 6)), "IGNORE");
+      const ignoredLease = await rpcError(client.complete({ table, completions: [{ leaseToken: token.get(4)!, result: {} }] }));
+      t.is(codeName(ignoredLease.code), codeName(Code.FailedPrecondition), "an ignored job's lease is no longer held");
+
+      // reserved → pending by Release, without charging the attempt.
+      const released = await client.release({ table, leaseTokens: [token.get(5)!] });
+      t.deepEqual([released.released, released.lostLeaseTokens], [1n, []]);
+      const back = await jobOf(client, table, 5);
+      t.is(statusOf(back), "PENDING");
+      t.is(back?.attempts, 0, "Release gives the attempt back");
+      t.is(back?.leaseExpireTime, undefined);
+      t.deepEqual(await counts(client, table), only({ pending: 1, success: 1, error: 1, ignore: 2, target: 2, remaining: 1 }));
+
+      // The same key source again: nothing new (success, target, error, ignore and pending all count as known).
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(1, 7) })), rcOf({}));
+
+      // Deleting computed rows: key 2 (no job) is added again, key 1 (kept success) is re-pended.
+      t.is((await client.deleteTargets({ table, keys: [key(1), key(2)] })).deleted, 2n);
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(1, 7) })), rcOf({ added: 1, rePended: 1 }));
+      t.is(statusOf(await jobOf(client, table, 1)), "PENDING");
+      t.is(statusOf(await jobOf(client, table, 2)), "PENDING");
+      t.deepEqual(await counts(client, table), only({ pending: 3, error: 1, ignore: 2, remaining: 3 }));
+
+      // errors.delete(), then a refresh queues the key again.
+      t.is((await client.deleteJobs({ table, statuses: [JobStatus.ERROR] })).deleted, 1n);
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(1, 7) })), rcOf({ added: 1 }));
+      const requeued = await jobOf(client, table, 3);
+      t.is(statusOf(requeued), "PENDING");
+      t.is(requeued?.errorMessage, "", "a re-added job starts clean");
+      t.deepEqual(await counts(client, table), only({ pending: 4, ignore: 2, remaining: 4 }));
+
+      // Stale removal: with key source {1} and stale timeout 0, pending keys 3 and 5 go; the reserved
+      // key 2 and the ignored keys 4 and 6 stay although they left the key source too.
+      const [lease2] = (await client.reserve({ table, maxJobs: 10, restriction: { id: { kind: { case: "intValue", value: 2n } } }, worker: WORKER })).leases;
+      t.is(idOf(lease2?.key), 2);
+      await sleep(20);
+      t.deepEqual(rc(await client.refresh({ table, keys: [key(1)], staleTimeout: seconds(0) })), rcOf({ removed: 2 }));
+      t.deepEqual(
+        (await allJobs(client, table)).map((j) => [idOf(j.key), statusOf(j)]).sort(byFirst),
+        [
+          [1, "PENDING"],
+          [2, "RESERVED"],
+          [4, "IGNORE"],
+          [6, "IGNORE"],
+        ],
+      );
+      t.deepEqual(await counts(client, table), only({ pending: 1, reserved: 1, ignore: 2, remaining: 2 }));
+    },
+  },
+  {
+    title: "fencing: an expired lease reassigned to another worker cannot commit; the new holder commits",
+    async run(t, { client }) {
+      const table = "Fencing";
+      await client.refresh({ table, keys: [key(1)] });
+      const [a] = (await client.reserve({ table, maxJobs: 1, worker: { workerId: "worker-a" }, leaseDuration: seconds(1) })).leases;
+      t.is(a?.attempt, 1);
+      await until("worker A's expired lease is swept back to pending", async () => statusOf(await jobOf(client, table, 1)) === "PENDING");
+      const [b] = (await client.reserve({ table, maxJobs: 1, worker: { workerId: "worker-b" }, leaseDuration: seconds(60) })).leases;
+      t.is(idOf(b?.key), 1);
+      t.is(b?.attempt, 2);
+      t.not(b?.leaseToken, a?.leaseToken);
+
+      t.deepEqual((await client.heartbeat({ table, leaseTokens: [a!.leaseToken] })).lostLeaseTokens, [a!.leaseToken], "A's heartbeat says its lease is lost");
+      const rejected = await rpcError(client.complete({ table, completions: [{ leaseToken: a!.leaseToken, result: { by: "a" } }] }));
+      t.is(codeName(rejected.code), codeName(Code.FailedPrecondition));
+      t.regex(rejected.rawMessage, /lease no longer held/);
+      t.deepEqual(
+        rejected.findDetails(LeaseLostDetailSchema).map((d) => d.leaseTokens),
+        [[a!.leaseToken]],
+        "the LeaseLostDetail names A's token",
+      );
+      const rejectedFail = await rpcError(client.fail({ table, leaseToken: a!.leaseToken, errorMessage: "late" }));
+      t.is(codeName(rejectedFail.code), codeName(Code.FailedPrecondition), "A's Fail is fenced too");
+      t.deepEqual(await allTargets(client, table), [], "A's result is not in the target");
+      const held = await jobOf(client, table, 1);
+      t.deepEqual([statusOf(held), held?.worker?.workerId, held?.errorMessage], ["RESERVED", "worker-b", ""], "B still holds the job");
+
+      const done = await client.complete({ table, completions: [{ leaseToken: b!.leaseToken, result: { by: "b" } }] });
+      t.deepEqual([done.committed, done.alreadyCommitted], [1n, 0n]);
+      t.deepEqual(
+        (await allTargets(client, table)).map((r) => [idOf(r.key), r.result]),
+        [[1, { by: "b" }]],
+      );
+      t.deepEqual(await counts(client, table), only({ target: 1 }));
+    },
+  },
+  {
+    title: "priority: jobs at 1, 3 and 5 are reserved most urgent first, then by scheduled time and id",
+    async run(t, { client }) {
+      const table = "PriorityOrder";
+      // Least urgent first, so that creation order (and id) runs against priority order.
+      t.is((await client.refresh({ table, keys: keys(50, 53), priority: 5 })).added, 3n);
+      t.is((await client.refresh({ table, keys: keys(30, 33), priority: 3 })).added, 3n);
+      t.is((await client.refresh({ table, keys: keys(10, 13), priority: 1 })).added, 3n);
+      const order: number[][] = [];
+      for (;;) {
+        const { leases } = await client.reserve({ table, maxJobs: 1, worker: WORKER });
+        if (leases.length === 0) break;
+        order.push(leases.map((l) => [idOf(l.key), l.priority]).flat());
+      }
+      t.deepEqual(order, [
+        [10, 1],
+        [11, 1],
+        [12, 1],
+        [30, 3],
+        [31, 3],
+        [32, 3],
+        [50, 5],
+        [51, 5],
+        [52, 5],
+      ]);
+    },
+  },
+  {
+    title: "priority: a batch comes in priority order, and max_priority 3 never returns a 5",
+    async run(t, { client }) {
+      const table = "PriorityCap";
+      t.is((await client.refresh({ table, keys: keys(50, 53) })).added, 3n, "default priority 5");
+      t.is((await client.refresh({ table, keys: keys(30, 33), priority: 3 })).added, 3n);
+      t.is((await client.refresh({ table, keys: keys(10, 13), priority: 1 })).added, 3n);
+      const capped = await client.reserve({ table, maxJobs: 1000, maxPriority: 3, worker: WORKER });
+      t.deepEqual(
+        capped.leases.map((l) => [idOf(l.key), l.priority]),
+        [
+          [10, 1],
+          [11, 1],
+          [12, 1],
+          [30, 3],
+          [31, 3],
+          [32, 3],
+        ],
+      );
+      t.deepEqual((await client.reserve({ table, maxJobs: 1000, maxPriority: 3, worker: WORKER })).leases, [], "nothing left at priority <= 3");
+      t.deepEqual(
+        (await allJobs(client, table, [JobStatus.PENDING])).map((j) => [idOf(j.key), j.priority]),
+        [
+          [50, 5],
+          [51, 5],
+          [52, 5],
+        ],
+      );
+      const rest = await client.reserve({ table, maxJobs: 1000, worker: WORKER });
+      t.deepEqual(
+        rest.leases.map((l) => idOf(l.key)),
+        [50, 51, 52],
+      );
+    },
+  },
+  {
+    title: "orphans: a reservation older than orphan_timeout is back to pending after a refresh",
+    async run(t, { client }) {
+      const table = "OrphanTimeout";
+      await client.refresh({ table, keys: [key(1)] });
+      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER, leaseDuration: seconds(600) })).leases;
+      t.is(lease?.attempt, 1);
+      t.deepEqual(rc(await client.refresh({ table, orphanTimeout: seconds(3600) })), rcOf({}), "a young reservation is not an orphan");
+      t.is(statusOf(await jobOf(client, table, 1)), "RESERVED");
+      await sleep(1200);
+      // A refresh without keys does only maintenance.
+      t.deepEqual(rc(await client.refresh({ table, orphanTimeout: seconds(1) })), rcOf({ orphaned: 1 }));
+      const job = await jobOf(client, table, 1);
+      t.deepEqual([statusOf(job), job?.attempts, job?.leaseExpireTime], ["PENDING", 1, undefined]);
+      t.deepEqual(await counts(client, table), only({ pending: 1, remaining: 1 }));
+      const late = await rpcError(client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: {} }] }));
+      t.is(codeName(late.code), codeName(Code.FailedPrecondition), "the orphaned lease cannot commit");
+      const [again] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+      t.deepEqual([idOf(again?.key), again?.attempt], [1, 2]);
+    },
+  },
+  {
+    title: "orphans: an expired lease is back to pending without any refresh",
+    async run(t, { client }) {
+      const table = "ExpiredLease";
+      await client.refresh({ table, keys: [key(1)] });
+      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER, leaseDuration: seconds(1) })).leases;
+      t.is(lease?.attempt, 1);
+      await until("the expired lease is swept back to pending", async () => statusOf(await jobOf(client, table, 1)) === "PENDING");
+      const job = await jobOf(client, table, 1);
+      t.deepEqual([job?.attempts, job?.leaseExpireTime, job?.errorMessage], [1, undefined, ""]);
+      t.deepEqual(await counts(client, table), only({ pending: 1, remaining: 1 }));
+      const [again] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+      t.deepEqual([idOf(again?.key), again?.attempt], [1, 2]);
+    },
+  },
+  {
+    title: `orphans: after ${MAX_LOST_ATTEMPTS} lost workers (--max-lost-attempts ${MAX_LOST_ATTEMPTS}) the job is error, "worker lost ${MAX_LOST_ATTEMPTS} times"`,
+    async run(t, { client }) {
+      const table = "LostWorker";
+      await client.refresh({ table, keys: [key(1)] });
+      const [first] = (await client.reserve({ table, maxJobs: 1, worker: WORKER, leaseDuration: seconds(1) })).leases;
+      t.is(first?.attempt, 1);
+      await until("the first lost lease is back to pending", async () => statusOf(await jobOf(client, table, 1)) === "PENDING");
+      const [second] = (await client.reserve({ table, maxJobs: 1, worker: WORKER, leaseDuration: seconds(1) })).leases;
+      t.is(second?.attempt, 2);
+      await until("the second lost lease makes the job error", async () => statusOf(await jobOf(client, table, 1)) !== "RESERVED");
+      const job = await jobOf(client, table, 1);
+      t.is(statusOf(job), "ERROR");
+      t.regex(job?.errorMessage ?? "", /worker lost 2 times/);
+      t.is(job?.leaseExpireTime, undefined);
+      t.deepEqual(await counts(client, table), only({ error: 1 }));
+      t.deepEqual((await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases, [], "an error job is not reserved again");
+    },
+  },
+  {
+    title: "idempotent commit: the same Complete twice answers OK twice and the target holds one row",
+    async run(t, { client }) {
+      const table = "IdempotentCommit";
+      await client.refresh({ table, keys: keys(1, 3) });
+      const { leases } = await client.reserve({ table, maxJobs: 2, worker: WORKER });
+      const [t1, t2] = leases.map((l) => l.leaseToken);
+      const once1 = { table, completions: [{ leaseToken: t1!, result: { mean: 1.5 } }] };
+      const a = await client.complete(once1);
+      t.deepEqual([a.committed, a.alreadyCommitted], [1n, 0n]);
+      const rowsAfterFirst = await allTargets(client, table);
+      const b = await client.complete(once1);
+      t.deepEqual([b.committed, b.alreadyCommitted], [0n, 1n], "the repeat answers OK and commits nothing");
+      t.deepEqual(await allTargets(client, table), rowsAfterFirst, "the target holds the one row, unchanged");
+
+      // The same with keep_completed: the job stays success after the repeat.
+      const once2 = { table, keepCompleted: true, completions: [{ leaseToken: t2!, result: { mean: 2.5 } }] };
+      const c = await client.complete(once2);
+      const d = await client.complete(once2);
+      t.deepEqual([c.committed, c.alreadyCommitted, d.committed, d.alreadyCommitted], [1n, 0n, 0n, 1n]);
+      t.deepEqual(
+        (await allTargets(client, table)).map((r) => [idOf(r.key), r.result]).sort(byFirst),
+        [
+          [1, { mean: 1.5 }],
+          [2, { mean: 2.5 }],
+        ],
+      );
+      t.deepEqual(await counts(client, table), only({ success: 1, target: 2 }));
+    },
+  },
+  {
+    title: "long-poll: Reserve with wait 10 s answers promptly when another client refreshes a key",
+    async run(t, { client, server }) {
+      const table = "LongPollWake";
+      // Declare the table, then take its only job: nothing is ready.
+      await client.refresh({ table, keys: [key(0)] });
+      t.is((await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases.length, 1);
+      let answeredAt = 0;
+      const waiting = client.reserve({ table, maxJobs: 10, wait: seconds(10), worker: WORKER }).then((r) => {
+        answeredAt = Date.now();
+        return r;
+      });
+      await sleep(500);
+      t.is(answeredAt, 0, "the Reserve is still waiting before the refresh");
+      const other = jobsClient(server.url);
+      const refreshedAt = Date.now();
+      await other.refresh({ table, keys: [key(1)] });
+      const { leases } = await waiting;
+      const latency = answeredAt - refreshedAt;
+      t.log(`answered ${latency} ms after the refresh was sent`);
+      t.deepEqual(
+        leases.map((l) => idOf(l.key)),
+        [1],
+      );
+      t.true(latency < 2000, `the waiting Reserve answered ${latency} ms after the refresh (must be < 2 s)`);
+    },
+  },
+  {
+    title: "long-poll: Reserve with wait 1 s and no work answers empty, not an error, after about 1 s",
+    async run(t, { client }) {
+      const table = "LongPollEmpty";
+      await client.refresh({ table, keys: [key(0)] });
+      t.is((await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases.length, 1);
+      const started = Date.now();
+      const { leases } = await client.reserve({ table, maxJobs: 1, wait: seconds(1), worker: WORKER });
+      const elapsed = Date.now() - started;
+      t.log(`answered empty after ${elapsed} ms`);
+      t.deepEqual(leases, []);
+      t.true(elapsed >= 950 && elapsed < 5000, `answered after ${elapsed} ms (expected about 1 s)`);
+    },
+  },
+  {
+    title: "bad input: each bad request answers its code and message and changes nothing",
+    async run(t, { client }) {
+      const table = "BadInput";
+      const fresh = "BadNewTable";
+      // State with every kind of row: a target row, a held lease, a stale (released) lease, pending jobs.
+      await client.refresh({ table, keys: keys(1, 5) });
+      const { leases } = await client.reserve({ table, maxJobs: 3, worker: WORKER });
+      const [done, held, stale] = leases.map((l) => l.leaseToken) as [string, string, string];
+      await client.complete({ table, completions: [{ leaseToken: done, result: { ok: true } }] });
+      t.is((await client.release({ table, leaseTokens: [stale] })).released, 1n);
+
+      const snapshot = async () => ({
+        tables: (await client.listTables({})).tables.filter((x) => x.name.startsWith("bad_")),
+        progress: await counts(client, table),
+        jobs: await allJobs(client, table),
+        targets: await allTargets(client, table),
+      });
+      const before = await snapshot();
+      t.deepEqual(before.progress, only({ pending: 2, reserved: 1, target: 1, remaining: 3 }));
+      t.deepEqual(
+        before.tables.map((x) => x.name),
+        ["bad_input"],
+      );
+
+      const idIs = (v: bigint) => ({ id: { kind: { case: "intValue" as const, value: v } } });
+      const stranger = { attributes: { name: { kind: { case: "stringValue" as const, value: "x" } } } };
+      const wrongType = { attributes: { id: { kind: { case: "stringValue" as const, value: "5" } } } };
+      const extra = { attributes: { ...idIs(5n), session: { kind: { case: "stringValue" as const, value: "s" } } } };
+      const unset = { attributes: { id: { kind: { case: undefined } } } };
+      const neg = seconds(-1);
+      const InvalidArgument = Code.InvalidArgument;
+
+      const cases: [string, () => Promise<unknown>, Code, RegExp][] = [
+        ["Reserve on an unknown table", () => client.reserve({ table: "BadNoSuchTable", maxJobs: 1 }), Code.NotFound, /table "bad_no_such_table" does not exist/],
+        ["Complete on an unknown table (with a held token of another table)", () => client.complete({ table: "BadNoSuchTable", completions: [{ leaseToken: held, result: {} }] }), Code.NotFound, /does not exist/],
+        ["Fail on an unknown table", () => client.fail({ table: "BadNoSuchTable", leaseToken: held, errorMessage: "x" }), Code.NotFound, /does not exist/],
+        ["Release on an unknown table", () => client.release({ table: "BadNoSuchTable", leaseTokens: [held] }), Code.NotFound, /does not exist/],
+        ["GetProgress on an unknown table", () => client.getProgress({ table: "BadNoSuchTable" }), Code.NotFound, /does not exist/],
+        ["ListJobs on an unknown table", () => client.listJobs({ table: "BadNoSuchTable" }), Code.NotFound, /does not exist/],
+        ["Ignore on an unknown table", () => client.ignore({ table: "BadNoSuchTable", keys: [key(1)] }), Code.NotFound, /does not exist/],
+        ["Refresh with a bad table name", () => client.refresh({ table: "bad-name", keys: [key(9)] }), InvalidArgument, /is not a valid name/],
+        ["Refresh with a key of other attributes", () => client.refresh({ table, keys: [key(9), stranger] }), InvalidArgument, /key #2: key \{ name: string \} does not match the table's key attributes \{ id: int64 \}/],
+        ["Refresh with a key of an extra attribute", () => client.refresh({ table, keys: [key(9), extra] }), InvalidArgument, /key #2: .*does not match the table's key attributes/],
+        ["Refresh with a key of the wrong type", () => client.refresh({ table, keys: [key(9), wrongType] }), InvalidArgument, /key #2: key \{ id: string \} does not match the table's key attributes \{ id: int64 \}/],
+        ["Refresh with a key whose value is unset", () => client.refresh({ table, keys: [key(9), unset] }), InvalidArgument, /has no value set/],
+        ["Refresh declaring a new table with mismatched keys", () => client.refresh({ table: fresh, keys: [key(1), stranger] }), InvalidArgument, /does not match/],
+        ["Refresh with priority 256", () => client.refresh({ table, keys: [key(9)], priority: 256 }), InvalidArgument, /priority must be from 0 to 255.*got 256/],
+        ["Refresh declaring a new table with priority 256", () => client.refresh({ table: fresh, keys: [key(1)], priority: 256 }), InvalidArgument, /priority must be from 0 to 255/],
+        ["Refresh with a negative stale_timeout", () => client.refresh({ table, keys: [key(9)], staleTimeout: neg }), InvalidArgument, /stale_timeout must not be negative/],
+        ["Refresh with a negative delay", () => client.refresh({ table, keys: [key(9)], delay: neg }), InvalidArgument, /delay must not be negative/],
+        ["Refresh with a negative orphan_timeout", () => client.refresh({ table, orphanTimeout: neg }), InvalidArgument, /orphan_timeout must not be negative/],
+        ["Refresh with 10,001 keys", () => client.refresh({ table, keys: keys(100_000, 110_001) }), Code.ResourceExhausted, /10001 keys in one call; at most 10000/],
+        ["Reserve with max_priority 256", () => client.reserve({ table, maxJobs: 1, maxPriority: 256 }), InvalidArgument, /max_priority must be from 0 to 255/],
+        ["Reserve with a negative lease_duration", () => client.reserve({ table, maxJobs: 1, leaseDuration: neg }), InvalidArgument, /lease_duration must not be negative/],
+        ["Reserve with a negative wait", () => client.reserve({ table, maxJobs: 1, wait: neg }), InvalidArgument, /wait must not be negative/],
+        ["Reserve with max_jobs 0", () => client.reserve({ table, maxJobs: 0 }), InvalidArgument, /max_jobs must be at least 1/],
+        ["Reserve with max_jobs 1001", () => client.reserve({ table, maxJobs: 1001 }), InvalidArgument, /max_jobs must be at most 1000/],
+        ["Reserve restricted by an unknown attribute", () => client.reserve({ table, maxJobs: 1, restriction: { name: { kind: { case: "stringValue", value: "x" } } } }), InvalidArgument, /restriction names "name"/],
+        ["Heartbeat with a negative lease_duration", () => client.heartbeat({ table, leaseTokens: [held], leaseDuration: neg }), InvalidArgument, /lease_duration must not be negative/],
+        ["Complete with no results", () => client.complete({ table, completions: [] }), InvalidArgument, /completions is empty/],
+        ["Complete with 1,001 results", () => client.complete({ table, completions: Array.from({ length: 1001 }, (_, i) => ({ leaseToken: `t${i}`, result: {} })) }), Code.ResourceExhausted, /1001 lease tokens in one call; at most 1000/],
+        ["Complete with a stale (released) token", () => client.complete({ table, completions: [{ leaseToken: stale, result: {} }] }), Code.FailedPrecondition, /lease no longer held/],
+        ["Complete of a held and a stale lease (all or nothing)", () => client.complete({ table, completions: [{ leaseToken: held, result: { x: 1 } }, { leaseToken: stale, result: {} }] }), Code.FailedPrecondition, /no longer held/],
+        ["Complete with a token never granted", () => client.complete({ table, completions: [{ leaseToken: "0123456789abcdef0123456789abcdef-zz", result: {} }] }), Code.FailedPrecondition, /no longer held/],
+        ["Fail with a stale token", () => client.fail({ table, leaseToken: stale, errorMessage: "boom" }), Code.FailedPrecondition, /lease no longer held/],
+        ["Ignore with 10,001 keys", () => client.ignore({ table, keys: keys(100_000, 110_001) }), Code.ResourceExhausted, /10001 keys in one call/],
+        ["Ignore with a key of the wrong type", () => client.ignore({ table, keys: [key(9), wrongType] }), InvalidArgument, /does not match the table's key attributes/],
+        ["DeleteJobs with neither statuses nor keys", () => client.deleteJobs({ table }), InvalidArgument, /needs statuses or keys/],
+        ["DeleteJobs with a key of other attributes", () => client.deleteJobs({ table, keys: [key(2), stranger] }), InvalidArgument, /does not match/],
+        ["DeleteTargets with neither keys nor all", () => client.deleteTargets({ table }), InvalidArgument, /needs keys, or all/],
+      ];
+      for (const [name, call, code, message] of cases) {
+        const err = await rpcError(call());
+        t.is(codeName(err.code), codeName(code), `${name}: code`);
+        t.regex(err.rawMessage, message, `${name}: message`);
+        t.deepEqual(await snapshot(), before, `${name}: nothing changed`);
+      }
+
+      // The held lease survived every rejected call, including the all-or-nothing batch.
+      const commit = await client.complete({ table, completions: [{ leaseToken: held, result: { x: 2 } }] });
+      t.is(commit.committed, 1n);
+    },
+  },
+];
+
+for (const dialect of testDialects()) {
+  for (const scenario of scenarios) {
+    if (scenario.only !== undefined && scenario.only !== dialect) continue;
+    const register = scenario.serial === true ? test.serial : test;
+    register(`${dialect}: ${scenario.title}`, async (t) => {
+      t.timeout(180_000);
+      await scenario.run(t, await suite(dialect));
+    });
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The IPC messages between `populate({ processes })` and its child processes
+ * (populate-child.ts). The channel uses Node's "advanced" serialization
+ * (structured clone), so bigint key values cross it intact.
+ */
+import type { JobsSettings, ResolvedConnectOptions } from "./config.js";
+import type { KeyRecord, KeyValue } from "./keys.js";
+import type { KeyError } from "./reserve-loop.js";
+
+/** Parent → child, first message: what to run. */
+export interface StartMessage {
+  readonly type: "start";
+  /** The module that defines the table. */
+  readonly moduleUrl: string;
+  /** Where the table was defined, for messages. */
+  readonly where: string;
+  readonly table: string;
+  /** The parent's connection options; the child opens its own connection. */
+  readonly connect: ResolvedConnectOptions;
+  /** The parent's config.jobs at populate time. */
+  readonly jobs: JobsSettings;
+  /** This child's share of maxCalls; undefined for no limit. */
+  readonly maxCalls: number | undefined;
+  readonly priority: number | undefined;
+  readonly restriction: Readonly<Record<string, KeyValue>> | undefined;
+  readonly suppressErrors: boolean;
+}
+
+/** Parent → child: stop reserving, release what is held, report. */
+export interface StopMessage {
+  readonly type: "stop";
+}
+
+/** Child → parent: the first failure (suppressErrors false), sent at once so the parent stops the others. */
+export interface FailureMessage {
+  readonly type: "failure";
+  readonly key: KeyRecord;
+  readonly message: string;
+}
+
+/** Child → parent: the child's loop ended. */
+export interface DoneMessage {
+  readonly type: "done";
+  readonly successCount: number;
+  readonly errorList: KeyError[];
+}
+
+/** Child → parent: the child could not run (table not loadable, RPC error); the parent throws it. */
+export interface FatalMessage {
+  readonly type: "fatal";
+  /** The error class name (e.g. "WorkerProcessError", "UnavailableError"). */
+  readonly name: string;
+  readonly message: string;
+}
+
+/** Any parent → child message. */
+export type ToChild = StartMessage | StopMessage;
+/** Any child → parent message. */
+export type ToParent = FailureMessage | DoneMessage | FatalMessage;

@@ -1,0 +1,56 @@
+/**
+ * `connect()`: a client of one Populus server, which defines tables.
+ */
+import { type ConnectOptions, type ResolvedConnectOptions, resolveConnectOptions } from "./config.js";
+import { InvalidArgumentError } from "./errors.js";
+import type { KeyRecord } from "./keys.js";
+import { type JobServiceConnection, type JobServiceRpc, openConnection } from "./rpc.js";
+import { Table } from "./table.js";
+import type { TableDefinition } from "./table-definition.js";
+import { callerSite, registerTable } from "./table-registry.js";
+
+/** A client of one server. */
+export class PopulusClient {
+  /** Options in force (url, token). */
+  readonly options: ResolvedConnectOptions;
+  readonly #connection: JobServiceConnection;
+
+  /** @internal Use connect(). */
+  constructor(options: ResolvedConnectOptions) {
+    this.options = options;
+    this.#connection = openConnection(options);
+  }
+
+  /** @internal The unary RPCs (retried, typed errors). */
+  get rpc(): JobServiceRpc {
+    return this.#connection.rpc;
+  }
+
+  /**
+   * Defines a table. Define tables at the top level of a module file: the
+   * child processes of `populate({ processes })` import that module to find
+   * the table by name.
+   */
+  table<K extends object = KeyRecord>(name: string, definition: TableDefinition<K>): Table<K> {
+    if (typeof name !== "string" || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name)) {
+      throw new InvalidArgumentError(`table name "${String(name)}": use letters, digits and underscores (at most 64), e.g. ProcessedData`);
+    }
+    const site = definition.module !== undefined ? { moduleUrl: definition.module, where: definition.module } : callerSite();
+    const table = new Table<K>(name, definition, site, this.options, this.#connection.rpc);
+    registerTable(table);
+    return table;
+  }
+
+  /** Closes the connection (it reopens on the next call). Idle connections never keep the process alive. */
+  close(): void {
+    this.#connection.close();
+  }
+}
+
+/**
+ * A client of the server at `options.url`, else `POPULUS_URL`, else
+ * http://127.0.0.1:50051. Nothing is sent until the first call.
+ */
+export function connect(options: ConnectOptions = {}): PopulusClient {
+  return new PopulusClient(resolveConnectOptions(options));
+}

@@ -1,0 +1,253 @@
+/**
+ * The SDK's configuration, parsed in one place: `connect()` options (server
+ * address, bearer token) and `config.jobs`, DataJoint's job settings with
+ * DataJoint's defaults. This is the only module of the SDK that reads
+ * `process.env`; every `POPULUS_*` variable is read here, once per process
+ * (at import for `config.jobs`, at `connect()` for the address), and
+ * validated with a message that names the variable and the fix.
+ */
+import { InvalidConfigError } from "./errors.js";
+
+/** The address `connect()` uses when neither the `url` option nor `POPULUS_URL` is set. */
+export const DEFAULT_URL = "http://127.0.0.1:50051";
+
+/** Options of `connect()`. */
+export interface ConnectOptions {
+  /**
+   * The server's base URL, e.g. `http://10.0.0.5:50051`.
+   * @default process.env.POPULUS_URL, else "http://127.0.0.1:50051"
+   */
+  readonly url?: string;
+  /**
+   * A bearer token sent as `authorization: Bearer <token>` with every call.
+   * @default process.env.POPULUS_TOKEN, else none
+   */
+  readonly token?: string;
+  /**
+   * PEM file of the certificate authority that signed the server's TLS
+   * certificate. Accepted and validated for presence only: TLS arrives with
+   * issue 6, until then an `https:` URL uses the system's trust store.
+   * @default process.env.POPULUS_CA_FILE, else none
+   */
+  readonly caFile?: string;
+}
+
+/** `connect()` options with every default applied; frozen. */
+export interface ResolvedConnectOptions {
+  /** The server's base URL, without a trailing slash. */
+  readonly url: string;
+  /** The bearer token, or undefined. */
+  readonly token: string | undefined;
+  /** The CA file (issue 6), or undefined. */
+  readonly caFile: string | undefined;
+}
+
+/** Applies defaults and validates `connect()` options; throws InvalidConfigError naming the option. */
+export function resolveConnectOptions(options: ConnectOptions = {}): ResolvedConnectOptions {
+  const fromEnv = options.url === undefined;
+  const raw = options.url ?? nonEmpty(process.env.POPULUS_URL) ?? DEFAULT_URL;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new InvalidConfigError(`${fromEnv ? "POPULUS_URL" : "url"}: "${raw}" is not a URL; use e.g. http://127.0.0.1:50051`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new InvalidConfigError(`${fromEnv ? "POPULUS_URL" : "url"}: "${raw}" must start with http:// or https://`);
+  }
+  return Object.freeze({
+    url: raw.replace(/\/+$/, ""),
+    token: options.token ?? nonEmpty(process.env.POPULUS_TOKEN),
+    caFile: options.caFile ?? nonEmpty(process.env.POPULUS_CA_FILE),
+  });
+}
+
+/** How the code version recorded with each job is found: none, or `git rev-parse --short HEAD` of the cwd. */
+export type VersionMethod = null | "git";
+
+/** A plain copy of `config.jobs`, as handed to child processes. */
+export interface JobsSettings {
+  /** Refresh the key source before populate (`POPULUS_AUTO_REFRESH`). @default true */
+  readonly autoRefresh: boolean;
+  /** Keep job rows with status success after completion (`POPULUS_KEEP_COMPLETED`). @default false */
+  readonly keepCompleted: boolean;
+  /** Seconds after which a job whose key left the key source is removed by refresh (`POPULUS_STALE_TIMEOUT`). @default 3600 */
+  readonly staleTimeout: number;
+  /** Priority of jobs added by refresh, 0-255, lower is more urgent (`POPULUS_DEFAULT_PRIORITY`). @default 5 */
+  readonly defaultPriority: number;
+  /** How the code version is recorded (`POPULUS_VERSION_METHOD`: empty/"none" or "git"). @default null */
+  readonly versionMethod: VersionMethod;
+}
+
+/** DataJoint's defaults. */
+const JOBS_DEFAULTS: JobsSettings = Object.freeze({
+  autoRefresh: true,
+  keepCompleted: false,
+  staleTimeout: 3600,
+  defaultPriority: 5,
+  versionMethod: null,
+});
+
+function checkBoolean(name: string, v: unknown): boolean {
+  if (typeof v !== "boolean") throw new InvalidConfigError(`${name} must be true or false, got ${show(v)}`);
+  return v;
+}
+
+function checkStaleTimeout(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+    throw new InvalidConfigError(`${name} must be a number of seconds >= 0, got ${show(v)}`);
+  }
+  return v;
+}
+
+function checkPriority(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 255) {
+    throw new InvalidConfigError(`${name} must be an integer from 0 (most urgent) to 255, got ${show(v)}`);
+  }
+  return v;
+}
+
+function checkVersionMethod(name: string, v: unknown): VersionMethod {
+  if (v !== null && v !== "git") throw new InvalidConfigError(`${name} must be null or "git", got ${show(v)}`);
+  return v;
+}
+
+/**
+ * DataJoint's job settings. Each property validates on assignment
+ * (`config.jobs.keepCompleted = true`; a bad value throws InvalidConfigError
+ * and leaves the setting as it was). Initial values come from the
+ * environment, else DataJoint's defaults.
+ */
+export class JobsConfig implements JobsSettings {
+  #autoRefresh: boolean;
+  #keepCompleted: boolean;
+  #staleTimeout: number;
+  #defaultPriority: number;
+  #versionMethod: VersionMethod;
+
+  /** Settings from `initial` (validated), else the defaults. */
+  constructor(initial: Partial<JobsSettings> = {}) {
+    const s = { ...JOBS_DEFAULTS, ...initial };
+    this.#autoRefresh = checkBoolean("config.jobs.autoRefresh", s.autoRefresh);
+    this.#keepCompleted = checkBoolean("config.jobs.keepCompleted", s.keepCompleted);
+    this.#staleTimeout = checkStaleTimeout("config.jobs.staleTimeout", s.staleTimeout);
+    this.#defaultPriority = checkPriority("config.jobs.defaultPriority", s.defaultPriority);
+    this.#versionMethod = checkVersionMethod("config.jobs.versionMethod", s.versionMethod);
+  }
+
+  /** Refresh the key source before populate. @default true */
+  get autoRefresh(): boolean {
+    return this.#autoRefresh;
+  }
+  set autoRefresh(v: boolean) {
+    this.#autoRefresh = checkBoolean("config.jobs.autoRefresh", v);
+  }
+
+  /** Keep job rows with status success after completion. @default false */
+  get keepCompleted(): boolean {
+    return this.#keepCompleted;
+  }
+  set keepCompleted(v: boolean) {
+    this.#keepCompleted = checkBoolean("config.jobs.keepCompleted", v);
+  }
+
+  /** Seconds after which a job whose key left the key source is removed by refresh. @default 3600 */
+  get staleTimeout(): number {
+    return this.#staleTimeout;
+  }
+  set staleTimeout(v: number) {
+    this.#staleTimeout = checkStaleTimeout("config.jobs.staleTimeout", v);
+  }
+
+  /** Priority of jobs added by refresh, 0-255 (lower is more urgent). @default 5 */
+  get defaultPriority(): number {
+    return this.#defaultPriority;
+  }
+  set defaultPriority(v: number) {
+    this.#defaultPriority = checkPriority("config.jobs.defaultPriority", v);
+  }
+
+  /** null, or "git" to record `git rev-parse --short HEAD` of the cwd with each job. @default null */
+  get versionMethod(): VersionMethod {
+    return this.#versionMethod;
+  }
+  set versionMethod(v: VersionMethod) {
+    this.#versionMethod = checkVersionMethod("config.jobs.versionMethod", v);
+  }
+
+  /** Sets several settings at once, all validated before any is changed. */
+  set(settings: Partial<JobsSettings>): void {
+    const next = new JobsConfig({ ...this.snapshot(), ...settings });
+    this.#autoRefresh = next.autoRefresh;
+    this.#keepCompleted = next.keepCompleted;
+    this.#staleTimeout = next.staleTimeout;
+    this.#defaultPriority = next.defaultPriority;
+    this.#versionMethod = next.versionMethod;
+  }
+
+  /** A frozen plain copy of the current settings. */
+  snapshot(): JobsSettings {
+    return Object.freeze({
+      autoRefresh: this.#autoRefresh,
+      keepCompleted: this.#keepCompleted,
+      staleTimeout: this.#staleTimeout,
+      defaultPriority: this.#defaultPriority,
+      versionMethod: this.#versionMethod,
+    });
+  }
+}
+
+/** Parses the `POPULUS_*` job variables; throws InvalidConfigError naming the variable. */
+export function jobsSettingsFromEnv(env: NodeJS.ProcessEnv): Partial<JobsSettings> {
+  const out: { -readonly [K in keyof JobsSettings]?: JobsSettings[K] } = {};
+  const bool = (name: string): boolean | undefined => {
+    const raw = nonEmpty(env[name]);
+    if (raw === undefined) return undefined;
+    const v = raw.toLowerCase();
+    if (["1", "true", "yes", "on"].includes(v)) return true;
+    if (["0", "false", "no", "off"].includes(v)) return false;
+    throw new InvalidConfigError(`${name} must be true or false (or 1/0, yes/no, on/off), got "${raw}"`);
+  };
+  const num = (name: string): number | undefined => {
+    const raw = nonEmpty(env[name]);
+    if (raw === undefined) return undefined;
+    const v = Number(raw);
+    if (Number.isNaN(v)) throw new InvalidConfigError(`${name} must be a number, got "${raw}"`);
+    return v;
+  };
+  const autoRefresh = bool("POPULUS_AUTO_REFRESH");
+  if (autoRefresh !== undefined) out.autoRefresh = autoRefresh;
+  const keepCompleted = bool("POPULUS_KEEP_COMPLETED");
+  if (keepCompleted !== undefined) out.keepCompleted = keepCompleted;
+  const stale = num("POPULUS_STALE_TIMEOUT");
+  if (stale !== undefined) out.staleTimeout = checkStaleTimeout("POPULUS_STALE_TIMEOUT", stale);
+  const priority = num("POPULUS_DEFAULT_PRIORITY");
+  if (priority !== undefined) out.defaultPriority = checkPriority("POPULUS_DEFAULT_PRIORITY", priority);
+  const version = nonEmpty(env.POPULUS_VERSION_METHOD);
+  if (version !== undefined) {
+    if (version === "none" || version === "null") out.versionMethod = null;
+    else out.versionMethod = checkVersionMethod("POPULUS_VERSION_METHOD", version);
+  }
+  return out;
+}
+
+/** The SDK's process-wide configuration. */
+export interface PopulusConfig {
+  /** DataJoint's job settings; assign to change them (validated). */
+  readonly jobs: JobsConfig;
+}
+
+/**
+ * The process-wide configuration. `config.jobs` starts from the `POPULUS_*`
+ * environment variables (read once, at import), else DataJoint's defaults.
+ * A bad variable throws InvalidConfigError at import, naming it.
+ */
+export const config: PopulusConfig = Object.freeze({ jobs: new JobsConfig(jobsSettingsFromEnv(process.env)) });
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === "" ? undefined : v.trim();
+}
+
+function show(v: unknown): string {
+  return typeof v === "string" ? `"${v}"` : String(v);
+}

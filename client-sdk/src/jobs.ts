@@ -1,0 +1,243 @@
+/**
+ * `table.jobs`: the jobs table of one table, as DataJoint shows it: views by
+ * status (`pending`, `reserved`, `errors`, `completed`, `ignored`) with
+ * fetch/count/delete, plus refresh, ignore and progress.
+ */
+import { config } from "./config.js";
+import { InvalidArgumentError } from "./errors.js";
+import { type Job, JobStatus } from "./gen/populus/v1/types_pb.js";
+import { fromProtoKey, type KeyRecord, type KeyValue, toProtoKey, toRestriction } from "./keys.js";
+import { type RefreshCounts, refreshKeySource } from "./refresh.js";
+import type { JobServiceRpc } from "./rpc.js";
+import type { KeySource } from "./table-definition.js";
+import { count, dateOf, millisecondsOf } from "./wire-values.js";
+
+/** A job's status, as DESIGN.md names it. */
+export type JobStatusName = "pending" | "reserved" | "success" | "error" | "ignore";
+
+const STATUS_NAMES: Record<number, JobStatusName> = {
+  [JobStatus.PENDING]: "pending",
+  [JobStatus.RESERVED]: "reserved",
+  [JobStatus.SUCCESS]: "success",
+  [JobStatus.ERROR]: "error",
+  [JobStatus.IGNORE]: "ignore",
+};
+
+/** One job, as fetched. Times are Dates; unset ones are undefined. */
+export interface JobRecord<K extends object = KeyRecord> {
+  readonly key: K;
+  readonly status: JobStatusName;
+  /** 0-255, lower is more urgent. */
+  readonly priority: number;
+  readonly createTime: Date | undefined;
+  readonly scheduledTime: Date | undefined;
+  /** When the current or last lease was granted. */
+  readonly reserveTime: Date | undefined;
+  /** When the job reached success or error. */
+  readonly completeTime: Date | undefined;
+  /** Reservation to completion or failure, ms. */
+  readonly durationMs: number | undefined;
+  /** Set only while reserved. */
+  readonly leaseExpireTime: Date | undefined;
+  readonly host: string;
+  readonly pid: number;
+  readonly user: string;
+  readonly workerId: string;
+  readonly codeVersion: string;
+  /** Leases granted so far. */
+  readonly attempts: number;
+  /** Last failure's message ("" when none). */
+  readonly errorMessage: string;
+  /** Last failure's stack ("" when none). */
+  readonly errorStack: string;
+  /** Progress within the job as last reported, 0 to 1. */
+  readonly progress: number;
+  readonly progressMessage: string;
+}
+
+/** Counts of a table's jobs by status and of its target. */
+export interface ProgressCounts {
+  readonly pending: number;
+  readonly reserved: number;
+  /** Kept success jobs (keepCompleted). */
+  readonly success: number;
+  readonly error: number;
+  readonly ignore: number;
+  /** Rows of the target (keys whose make committed). */
+  readonly target: number;
+  /** pending + reserved. */
+  readonly remaining: number;
+}
+
+/** Options of `fetch()`. */
+export interface FetchJobsOptions {
+  /** Only jobs whose key has these attribute values. */
+  readonly restriction?: Readonly<Record<string, KeyValue>>;
+  /** Only jobs with priority <= this. */
+  readonly maxPriority?: number;
+}
+
+/** Options of `jobs.refresh()`, in seconds. */
+export interface JobsRefreshOptions {
+  /** Priority of added jobs, 0-255. @default config.jobs.defaultPriority */
+  readonly priority?: number;
+  /** Reset reserved jobs leased longer ago than this. @default none (expired leases come back on their own) */
+  readonly orphanTimeout?: number;
+  /** Remove jobs older than this whose key left the key source. @default config.jobs.staleTimeout */
+  readonly staleTimeout?: number;
+  /** Added jobs are not reserved before now + delay. @default 0 */
+  readonly delay?: number;
+}
+
+/** A job of a ListJobs answer as a JobRecord. */
+export function jobRecord<K extends object>(job: Job): JobRecord<K> {
+  return {
+    key: fromProtoKey(job.key) as K,
+    status: STATUS_NAMES[job.status] ?? "pending",
+    priority: job.priority,
+    createTime: dateOf(job.createTime),
+    scheduledTime: dateOf(job.scheduledTime),
+    reserveTime: dateOf(job.reserveTime),
+    completeTime: dateOf(job.completeTime),
+    durationMs: millisecondsOf(job.duration),
+    leaseExpireTime: dateOf(job.leaseExpireTime),
+    host: job.worker?.host ?? "",
+    pid: job.worker?.pid ?? 0,
+    user: job.worker?.user ?? "",
+    workerId: job.worker?.workerId ?? "",
+    codeVersion: job.worker?.codeVersion ?? "",
+    attempts: job.attempts,
+    errorMessage: job.errorMessage,
+    errorStack: job.errorStack,
+    progress: job.progress,
+    progressMessage: job.progressMessage,
+  };
+}
+
+/** The jobs of one status. */
+export class JobsView<K extends object = KeyRecord> {
+  readonly #rpc: JobServiceRpc;
+  readonly #table: string;
+  readonly #status: JobStatus;
+  readonly #countOf: (p: ProgressCounts) => number;
+
+  /** @internal Made by Jobs. */
+  constructor(rpc: JobServiceRpc, table: string, status: JobStatus, countOf: (p: ProgressCounts) => number) {
+    this.#rpc = rpc;
+    this.#table = table;
+    this.#status = status;
+    this.#countOf = countOf;
+  }
+
+  /** Every job of this status (every page), in reservation order (priority, scheduled time, id). */
+  async fetch(options: FetchJobsOptions = {}): Promise<JobRecord<K>[]> {
+    const out: JobRecord<K>[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.#rpc.listJobs({
+        table: this.#table,
+        statuses: [this.#status],
+        maxPriority: options.maxPriority,
+        restriction: toRestriction(options.restriction),
+        pageSize: 1000,
+        pageToken,
+      });
+      for (const job of page.jobs) out.push(jobRecord<K>(job));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    return out;
+  }
+
+  /** How many jobs have this status. */
+  async count(): Promise<number> {
+    return this.#countOf(await progressOf(this.#rpc, this.#table));
+  }
+
+  /** Deletes the jobs of this status (all, or only those of `keys`); answers how many. */
+  async delete(keys?: readonly K[]): Promise<number> {
+    const answer = await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: (keys ?? []).map(toProtoKey) });
+    return count(answer.deleted);
+  }
+}
+
+/** GetProgress as numbers. */
+export async function progressOf(rpc: JobServiceRpc, table: string): Promise<ProgressCounts> {
+  const { progress: p } = await rpc.getProgress({ table });
+  return {
+    pending: count(p?.pending),
+    reserved: count(p?.reserved),
+    success: count(p?.success),
+    error: count(p?.error),
+    ignore: count(p?.ignore),
+    target: count(p?.target),
+    remaining: count(p?.remaining),
+  };
+}
+
+/** `table.jobs`. */
+export class Jobs<K extends object = KeyRecord> {
+  /** Jobs waiting to be reserved. */
+  readonly pending: JobsView<K>;
+  /** Jobs leased to a worker. */
+  readonly reserved: JobsView<K>;
+  /** Failed jobs; `errors.delete()` lets the next refresh queue them again. */
+  readonly errors: JobsView<K>;
+  /** Kept success jobs (only with config.jobs.keepCompleted). */
+  readonly completed: JobsView<K>;
+  /** Jobs marked to skip. */
+  readonly ignored: JobsView<K>;
+  readonly #rpc: JobServiceRpc;
+  readonly #table: string;
+  readonly #keySource: KeySource<K>;
+
+  /** @internal Made by Table. */
+  constructor(rpc: JobServiceRpc, table: string, keySource: KeySource<K>) {
+    this.#rpc = rpc;
+    this.#table = table;
+    this.#keySource = keySource;
+    this.pending = new JobsView(rpc, table, JobStatus.PENDING, (p) => p.pending);
+    this.reserved = new JobsView(rpc, table, JobStatus.RESERVED, (p) => p.reserved);
+    this.errors = new JobsView(rpc, table, JobStatus.ERROR, (p) => p.error);
+    this.completed = new JobsView(rpc, table, JobStatus.SUCCESS, (p) => p.success);
+    this.ignored = new JobsView(rpc, table, JobStatus.IGNORE, (p) => p.ignore);
+  }
+
+  /**
+   * Syncs the jobs with the key source (promise 4): adds `key source −
+   * target − jobs` as pending, removes stale jobs, re-pends kept success
+   * jobs whose key left the target and resets orphans.
+   */
+  async refresh(options: JobsRefreshOptions = {}): Promise<RefreshCounts> {
+    const settings = config.jobs;
+    for (const [name, v] of Object.entries({ orphanTimeout: options.orphanTimeout, staleTimeout: options.staleTimeout, delay: options.delay })) {
+      if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
+        throw new InvalidArgumentError(`jobs.refresh: ${name} must be a number of seconds >= 0, got ${String(v)}`);
+      }
+    }
+    const priority = options.priority ?? settings.defaultPriority;
+    if (!Number.isInteger(priority) || priority < 0 || priority > 255) {
+      throw new InvalidArgumentError(`jobs.refresh: priority must be an integer from 0 to 255, got ${String(priority)}`);
+    }
+    return refreshKeySource(this.#rpc, this.#table, this.#keySource, {
+      priority,
+      staleTimeout: options.staleTimeout ?? settings.staleTimeout,
+      orphanTimeout: options.orphanTimeout,
+      delay: options.delay ?? 0,
+    });
+  }
+
+  /** Marks keys to skip (in calls of ≤ 10,000); answers how many jobs were set to ignore. */
+  async ignore(keys: readonly K[]): Promise<number> {
+    let ignored = 0;
+    for (let i = 0; i < keys.length; i += 10_000) {
+      const answer = await this.#rpc.ignore({ table: this.#table, keys: keys.slice(i, i + 10_000).map(toProtoKey) });
+      ignored += count(answer.ignored);
+    }
+    return ignored;
+  }
+
+  /** The table's counts by status and of its target. */
+  progress(): Promise<ProgressCounts> {
+    return progressOf(this.#rpc, this.#table);
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * `table.populate(options)`: DataJoint's populate over Populus.
+ *
+ * - `reserveJobs: true`: refresh (when `refresh`, default
+ *   `config.jobs.autoRefresh`), then reserve loops, in this process or in
+ *   `processes` child processes that each open their own connection.
+ * - `reserveJobs: false` ("direct", DataJoint's default): always refresh the
+ *   key source, then the same reserve loop. There is no RPC that writes a
+ *   result without a lease (the server is the only writer of targets, which
+ *   is what makes commits exactly-once), so direct mode commits through
+ *   leases too; it leaves no job row behind beyond what refresh creates (a
+ *   completed job's row is deleted unless keepCompleted, a failed one stays
+ *   as error, as it would with reserveJobs).
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import type { DoneMessage, FailureMessage, FatalMessage, StartMessage, ToChild, ToParent } from "./child-protocol.js";
+import { config, type JobsSettings } from "./config.js";
+import { InvalidArgumentError, MakeError, WorkerProcessError } from "./errors.js";
+import type { KeyRecord, KeyValue } from "./keys.js";
+import { refreshKeySource } from "./refresh.js";
+import type { Make } from "./table-definition.js";
+import { type KeyError, runReserveLoop } from "./reserve-loop.js";
+import type { Table } from "./table.js";
+import { childImporting } from "./table-registry.js";
+import { workerIdentity } from "./worker-identity.js";
+
+/** Options of `populate()`, with DataJoint's meanings. */
+export interface PopulateOptions<K extends object = KeyRecord> {
+  /** Coordinate through the server's jobs table (false: compute key source − target directly). @default false */
+  readonly reserveJobs?: boolean;
+  /**
+   * Real OS processes that each open their own connection and reserve on
+   * their own; 1 runs in this process. Each child imports the module that
+   * defined the table, so define tables at the top level of a module file
+   * that has no other side effects. @default 1
+   */
+  readonly processes?: number;
+  /** Most make calls in all, across processes (each process gets its share). @default no limit */
+  readonly maxCalls?: number;
+  /** false: the first failure is recorded as an error job and thrown as MakeError; true: go on and collect. @default false */
+  readonly suppressErrors?: boolean;
+  /** Only jobs at this priority or more urgent (lower numbers). @default any */
+  readonly priority?: number;
+  /** Refresh the key source first (with config.jobs.defaultPriority and staleTimeout). @default config.jobs.autoRefresh */
+  readonly refresh?: boolean;
+  /** Only keys with these attribute values (DataJoint's restriction). @default none */
+  readonly restriction?: Readonly<Partial<Record<keyof K & string, KeyValue>>>;
+  /** A progress bar (TTY) or periodic line. Accepted but not drawn yet: it arrives with Watch (issue 4, progress part). @default false */
+  readonly displayProgress?: boolean;
+}
+
+/** What populate did. */
+export interface PopulateResult<K extends object = KeyRecord> {
+  /** Results committed. */
+  readonly successCount: number;
+  /** The keys whose make failed, with the message (suppressErrors: true; else at most the one that was thrown). */
+  readonly errorList: readonly { readonly key: K; readonly message: string }[];
+}
+
+interface Resolved {
+  readonly reserveJobs: boolean;
+  readonly processes: number;
+  readonly maxCalls: number | undefined;
+  readonly suppressErrors: boolean;
+  readonly priority: number | undefined;
+  readonly refresh: boolean;
+  readonly restriction: Readonly<Record<string, KeyValue>> | undefined;
+}
+
+function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: JobsSettings): Resolved {
+  const bad = (what: string) => new InvalidArgumentError(`${table}.populate: ${what}`);
+  if (o.processes !== undefined && (!Number.isInteger(o.processes) || o.processes < 1)) throw bad(`processes must be an integer >= 1, got ${o.processes}`);
+  if (o.maxCalls !== undefined && (!Number.isInteger(o.maxCalls) || o.maxCalls < 0)) throw bad(`maxCalls must be an integer >= 0, got ${o.maxCalls}`);
+  if (o.priority !== undefined && (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 255)) {
+    throw bad(`priority must be an integer from 0 to 255, got ${o.priority}`);
+  }
+  return {
+    reserveJobs: o.reserveJobs ?? false,
+    processes: o.processes ?? 1,
+    maxCalls: o.maxCalls,
+    suppressErrors: o.suppressErrors ?? false,
+    priority: o.priority,
+    refresh: o.refresh ?? settings.autoRefresh,
+    restriction: o.restriction as Readonly<Record<string, KeyValue>> | undefined,
+  };
+}
+
+/** Runs populate for `table`; see PopulateOptions. */
+export async function populate<K extends object>(table: Table<K>, options: PopulateOptions<K>): Promise<PopulateResult<K>> {
+  if (childImporting()) {
+    throw new WorkerProcessError(
+      `${table.name}.populate() ran while a populate child process imported the module that defines the tables; ` +
+        "call populate from another module (the module that defines tables must not run populate when imported)",
+    );
+  }
+  const settings = config.jobs.snapshot();
+  const o = resolveOptions(table.name, options as PopulateOptions<KeyRecord>, settings);
+  if (!o.reserveJobs || o.refresh) {
+    await refreshKeySource(table.rpc, table.name, table.definition.keySource, {
+      priority: settings.defaultPriority,
+      staleTimeout: settings.staleTimeout,
+      orphanTimeout: undefined,
+      delay: 0,
+    });
+  }
+  const processes = o.maxCalls === undefined ? o.processes : Math.max(1, Math.min(o.processes, o.maxCalls));
+  if (processes === 1) {
+    const result = await runReserveLoop({
+      rpc: table.rpc,
+      table: table.name,
+      make: table.definition.make as unknown as Make<KeyRecord>,
+      identity: workerIdentity(settings.versionMethod),
+      maxCalls: o.maxCalls,
+      priority: o.priority,
+      restriction: o.restriction,
+      suppressErrors: o.suppressErrors,
+      keepCompleted: settings.keepCompleted,
+    });
+    if (result.failure !== undefined) throw new MakeError(result.failure.key, result.failure.message, { cause: result.failure.cause });
+    return { successCount: result.successCount, errorList: result.errorList } as unknown as PopulateResult<K>;
+  }
+  return (await runChildren(table as unknown as Table, o, processes, settings)) as PopulateResult<K>;
+}
+
+/** The child entry next to this module (populate-child.js in dist, .ts when the SDK runs from source). */
+function childEntry(): string {
+  const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+  return fileURLToPath(new URL(`./populate-child${ext}`, import.meta.url));
+}
+
+interface ChildOutcome {
+  readonly pid: number | undefined;
+  done?: DoneMessage;
+  fatal?: FatalMessage;
+  code?: number | null;
+  signal?: NodeJS.Signals | null;
+}
+
+/** Runs the reserve loop in `processes` child processes and sums their results. */
+async function runChildren(table: Table, o: Resolved, processes: number, settings: JobsSettings): Promise<PopulateResult> {
+  if (table.site.moduleUrl === undefined) throw unloadable(table.name, table.site.where);
+  const entry = childEntry();
+  const children: ChildProcess[] = [];
+  let firstFailure: FailureMessage | undefined;
+  // A child may be exiting while we write to it (EPIPE): a child that is
+  // gone needs no message, and its exit is what we wait for anyway.
+  const sendTo = (child: ChildProcess, message: ToChild) => {
+    if (child.connected) child.send(message, () => undefined);
+  };
+  const stopAll = () => {
+    for (const child of children) sendTo(child, { type: "stop" });
+  };
+  const outcomes = Array.from({ length: processes }, async (_, i): Promise<ChildOutcome> => {
+    // Each child's share of maxCalls: the remainder goes to the first ones.
+    const share = o.maxCalls === undefined ? undefined : Math.floor(o.maxCalls / processes) + (i < o.maxCalls % processes ? 1 : 0);
+    const child = fork(entry, [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    children.push(child);
+    child.on("error", () => undefined); // spawn and IPC errors end in "exit", handled below
+    const outcome: ChildOutcome = { pid: child.pid };
+    child.on("message", (m: ToParent) => {
+      if (m.type === "done") outcome.done = m;
+      else if (m.type === "fatal") {
+        outcome.fatal = m;
+        stopAll();
+      } else if (m.type === "failure" && firstFailure === undefined) {
+        firstFailure = m;
+        stopAll();
+      }
+    });
+    const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+    const start: StartMessage = {
+      type: "start",
+      moduleUrl: table.site.moduleUrl ?? "",
+      where: table.site.where,
+      table: table.name,
+      connect: table.connectOptions,
+      jobs: settings,
+      maxCalls: share,
+      priority: o.priority,
+      restriction: o.restriction,
+      suppressErrors: o.suppressErrors,
+    };
+    sendTo(child, start);
+    [outcome.code, outcome.signal] = await exited;
+    return outcome;
+  });
+  const results = await Promise.all(outcomes);
+
+  const fatal = results.find((r) => r.fatal !== undefined)?.fatal;
+  if (fatal !== undefined) throw new WorkerProcessError(fatal.name === "WorkerProcessError" ? fatal.message : `${fatal.name}: ${fatal.message}`);
+  if (firstFailure !== undefined && !o.suppressErrors) throw new MakeError(firstFailure.key, firstFailure.message);
+  const lost = results.filter((r) => r.done === undefined);
+  if (lost.length > 0) {
+    throw new WorkerProcessError(
+      `${lost.length} of ${processes} populate child processes ended before reporting (${lost
+        .map((r) => `pid ${r.pid}: ${r.signal ?? `exit code ${r.code}`}`)
+        .join(", ")}); their leased jobs come back when the leases expire or with jobs.refresh({ orphanTimeout })`,
+    );
+  }
+  const errorList: KeyError[] = results.flatMap((r) => r.done?.errorList ?? []);
+  return { successCount: results.reduce((n, r) => n + (r.done?.successCount ?? 0), 0), errorList };
+}
+
+/** The error for a table that a child process cannot import. */
+export function unloadable(table: string, where: string): WorkerProcessError {
+  return new WorkerProcessError(`table ${table} was defined in ${where}, which a child process cannot load; define tables in a module file`);
+}

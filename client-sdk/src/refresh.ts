@@ -1,0 +1,94 @@
+/**
+ * Sending a key source to Refresh (promise 4): the keys go in calls of at
+ * most 10,000 (the server's per-call limit) that share one refresh_id, the
+ * last one marked final so that stale removal sees every key. The key source
+ * is read once, streaming: only two batches are in memory at a time.
+ */
+import { randomUUID } from "node:crypto";
+import { InvalidArgumentError, TableNotFoundError } from "./errors.js";
+import type { Key } from "./gen/populus/v1/types_pb.js";
+import { toProtoKey } from "./keys.js";
+import type { JobServiceRpc } from "./rpc.js";
+import type { KeySource, KeySourceKeys } from "./table-definition.js";
+import { count, durationOf } from "./wire-values.js";
+
+/** Keys per Refresh call: the server's limit (RESOURCE_EXHAUSTED above it). */
+export const REFRESH_BATCH = 10_000;
+
+/** What a refresh changed, summed over its calls. */
+export interface RefreshCounts {
+  /** Keys added as pending. */
+  added: number;
+  /** Stale jobs removed (their key left the key source). */
+  removed: number;
+  /** Reserved jobs reset by orphanTimeout. */
+  orphaned: number;
+  /** Kept success jobs re-pended because their key left the target. */
+  rePended: number;
+}
+
+/** Options of one refresh, all resolved (seconds). */
+export interface RefreshParams {
+  /** Priority of added jobs, 0-255. */
+  readonly priority: number;
+  /** Stale removal age, seconds. */
+  readonly staleTimeout: number;
+  /** Orphan reset age, seconds; undefined for none. */
+  readonly orphanTimeout: number | undefined;
+  /** Seconds before added jobs may be reserved. */
+  readonly delay: number;
+}
+
+/** The keys of a key source (calls it when it is a function); InvalidArgumentError for anything else. */
+export async function keysOf<K extends object>(source: KeySource<K>): Promise<KeySourceKeys<K>> {
+  const keys = typeof source === "function" ? await source() : source;
+  if (typeof keys === "object" && keys !== null && (Symbol.asyncIterator in keys || Symbol.iterator in keys)) return keys;
+  throw new InvalidArgumentError(
+    `keySource must be an array, an iterable or an async iterable of keys, or a function returning one; got ${keys === null ? "null" : typeof keys}`,
+  );
+}
+
+/** Refreshes `table` with every key of `source`. A table never refreshed and an empty key source answer all zeros. */
+export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, table: string, source: KeySource<K>, params: RefreshParams): Promise<RefreshCounts> {
+  const totals: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0 };
+  const refreshId = randomUUID();
+  const send = async (keys: Key[], final: boolean) => {
+    const answer = await rpc.refresh({
+      table,
+      keys,
+      refreshId,
+      final,
+      priority: params.priority,
+      delay: durationOf(params.delay),
+      staleTimeout: durationOf(params.staleTimeout),
+      orphanTimeout: params.orphanTimeout === undefined ? undefined : durationOf(params.orphanTimeout),
+    });
+    totals.added += count(answer.added);
+    totals.removed += count(answer.removed);
+    totals.orphaned += count(answer.orphaned);
+    totals.rePended += count(answer.rePended);
+  };
+  let batch: Key[] = [];
+  let full: Key[] | undefined; // a full batch waits until we know whether it is the last
+  for await (const key of await keysOf(source)) {
+    batch.push(toProtoKey(key));
+    if (batch.length === REFRESH_BATCH) {
+      if (full !== undefined) await send(full, false);
+      full = batch;
+      batch = [];
+    }
+  }
+  if (full !== undefined && batch.length === 0) {
+    await send(full, true);
+  } else {
+    if (full !== undefined) await send(full, false);
+    try {
+      await send(batch, true);
+    } catch (err) {
+      // An empty key source of a table never declared: nothing to refresh.
+      if (batch.length === 0 && full === undefined && err instanceof TableNotFoundError) return totals;
+      throw err;
+    }
+  }
+  return totals;
+}

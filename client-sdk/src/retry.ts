@@ -1,0 +1,68 @@
+/**
+ * Retries of calls that are safe to repeat. Only UNAVAILABLE (server or
+ * database unreachable) and RESOURCE_EXHAUSTED (server overloaded) are
+ * retried: every other code means the request itself is wrong or the lease
+ * is gone, and repeating it would fail the same way. Every JobService RPC the
+ * SDK sends is safe to repeat: Complete and Fail answer OK for a repeat of a
+ * call that committed (promise 2), Refresh is a set operation (promise 4),
+ * and a repeated Reserve at worst leases jobs whose leases then expire.
+ * The SDK never sends a batch above the server's limits, so a
+ * RESOURCE_EXHAUSTED it sees is load, not size.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** How calls are retried. */
+export interface RetryPolicy {
+  /** Tries in all, the first included. @default 8 */
+  readonly maxAttempts: number;
+  /** Delay before the first retry, ms. @default 100 */
+  readonly initialDelayMs: number;
+  /** Longest delay between two tries, ms. @default 5000 */
+  readonly maxDelayMs: number;
+}
+
+/**
+ * The default: 8 tries, 100 ms doubling to at most 5 s, each delay jittered
+ * to a random value in [d/2, d]. Worst case about 12 s of waiting
+ * (0.1+0.2+0.4+0.8+1.6+3.2+5 s) before the error surfaces, which outlasts a
+ * server restart on the embedded SQLite (about 1 s on the dev machine).
+ */
+export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 8, initialDelayMs: 100, maxDelayMs: 5000 });
+
+/** True for the codes that are retried. */
+export function isRetryable(err: unknown): boolean {
+  const code = err instanceof ConnectError ? err.code : undefined;
+  return code === Code.Unavailable || code === Code.ResourceExhausted;
+}
+
+/**
+ * Runs `call` and retries it on UNAVAILABLE/RESOURCE_EXHAUSTED with jittered
+ * exponential backoff. The last error is rethrown as it was; an abort of
+ * `signal` ends the waiting with the signal's reason.
+ */
+export async function withRetry<T>(call: () => Promise<T>, signal?: AbortSignal, policy: RetryPolicy = DEFAULT_RETRY): Promise<T> {
+  let delay = policy.initialDelayMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!isRetryable(err) || attempt >= policy.maxAttempts || signal?.aborted === true) throw err;
+    }
+    await sleep(delay / 2 + Math.random() * (delay / 2), signal);
+    delay = Math.min(delay * 2, policy.maxDelayMs);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

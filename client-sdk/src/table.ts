@@ -1,0 +1,99 @@
+/**
+ * A table: an auto-populated table of one server, with its key source and
+ * make, its computed rows (`fetch`, `delete`), its jobs (`jobs`) and
+ * `populate`.
+ */
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { ResolvedConnectOptions } from "./config.js";
+import { InvalidArgumentError } from "./errors.js";
+import { Jobs } from "./jobs.js";
+import { fromProtoKey, type KeyRecord, type KeyValue, toProtoKey, toRestriction } from "./keys.js";
+import { populate, type PopulateOptions, type PopulateResult } from "./populate.js";
+import type { JobServiceRpc } from "./rpc.js";
+import type { TableDefinition } from "./table-definition.js";
+import type { DefinitionSite, RegisteredTable } from "./table-registry.js";
+import { count, dateOf } from "./wire-values.js";
+
+/** A computed row: a key whose make committed, with its result record. */
+export interface TargetRecord<K extends object = KeyRecord> {
+  readonly key: K;
+  readonly result: JsonObject;
+  /** When the result was committed. */
+  readonly completeTime: Date | undefined;
+}
+
+/** Options of `table.fetch()`. */
+export interface FetchOptions {
+  /** Only rows whose key has these attribute values. */
+  readonly restriction?: Readonly<Record<string, KeyValue>>;
+}
+
+/** An auto-populated table. Made by `db.table(name, { keySource, make })`. */
+export class Table<K extends object = KeyRecord> implements RegisteredTable {
+  /** The name as given, e.g. "ProcessedData" (the server stores processed_data). */
+  readonly name: string;
+  /** Its jobs. */
+  readonly jobs: Jobs<K>;
+  /** @internal The key source and make. */
+  readonly definition: TableDefinition<K>;
+  /** @internal Where the table was defined (for child processes). */
+  readonly site: DefinitionSite;
+  /** @internal The connection's options (child processes open their own). */
+  readonly connectOptions: ResolvedConnectOptions;
+  /** @internal The connection. */
+  readonly rpc: JobServiceRpc;
+
+  /** @internal Use db.table(). */
+  constructor(name: string, definition: TableDefinition<K>, site: DefinitionSite, connectOptions: ResolvedConnectOptions, rpc: JobServiceRpc) {
+    if (typeof definition !== "object" || definition === null || typeof definition.make !== "function") {
+      throw new InvalidArgumentError(`table ${name}: the definition needs make(key, ctx), a function`);
+    }
+    if (definition.keySource === undefined || definition.keySource === null) {
+      throw new InvalidArgumentError(`table ${name}: the definition needs a keySource (an array, iterable or function of keys)`);
+    }
+    this.name = name;
+    this.definition = definition;
+    this.site = site;
+    this.connectOptions = connectOptions;
+    this.rpc = rpc;
+    this.jobs = new Jobs<K>(rpc, name, definition.keySource);
+  }
+
+  /**
+   * Computes the keys of the key source that are not in the target yet.
+   * See PopulateOptions for the modes; answers `{ successCount, errorList }`.
+   */
+  populate(options: PopulateOptions<K> = {}): Promise<PopulateResult<K>> {
+    return populate(this, options);
+  }
+
+  /** Every computed row (every page of ListTargets). */
+  async fetch(options: FetchOptions = {}): Promise<TargetRecord<K>[]> {
+    const out: TargetRecord<K>[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.rpc.listTargets({ table: this.name, restriction: toRestriction(options.restriction), pageSize: 1000, pageToken });
+      for (const row of page.rows) out.push({ key: fromProtoKey(row.key) as K, result: row.result ?? {}, completeTime: dateOf(row.completeTime) });
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    return out;
+  }
+
+  /**
+   * Deletes computed rows so their keys are computed again after the next
+   * refresh: those of `keys`, or every row with `{ all: true }`. Answers how
+   * many rows were deleted.
+   */
+  async delete(keys: readonly K[] | { readonly all: true }): Promise<number> {
+    if (Array.isArray(keys)) {
+      let deleted = 0;
+      for (let i = 0; i < keys.length; i += 10_000) {
+        const answer = await this.rpc.deleteTargets({ table: this.name, keys: keys.slice(i, i + 10_000).map(toProtoKey) });
+        deleted += count(answer.deleted);
+      }
+      return deleted;
+    }
+    if ((keys as { all?: unknown }).all !== true) throw new InvalidArgumentError("table.delete: pass an array of keys or { all: true }");
+    return count((await this.rpc.deleteTargets({ table: this.name, all: true })).deleted);
+  }
+}

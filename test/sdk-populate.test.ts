@@ -1,0 +1,342 @@
+/**
+ * The SDK's populate() end to end, against a real server on each dialect:
+ * direct and distributed populate, processes: 4 computing every key once,
+ * maxCalls, priority scheduling, error recovery, suppressErrors both ways,
+ * keepCompleted both ways; plus the errors a pipeline author meets first
+ * (a table a child cannot load, a table never refreshed, a bad key, a bad
+ * setting).
+ *
+ * Each dialect's tables live in its own instance of
+ * fixtures/sdk-pipeline.ts (imported with ?url=&dir=); every make appends
+ * "<id> <pid>" to <dir>/<Table>.calls, which is how calls are counted
+ * across processes.
+ */
+import test from "ava";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  config,
+  connect,
+  InvalidArgumentError,
+  InvalidConfigError,
+  JobsConfig,
+  LeaseLostError,
+  MakeError,
+  PopulusError,
+  TableNotFoundError,
+  WorkerProcessError,
+} from "../client-sdk/dist/index.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { toProtoKey } from "../client-sdk/dist/keys.js";
+import { withRetry } from "../client-sdk/dist/retry.js";
+import { jobsSettingsFromEnv } from "../client-sdk/dist/config.js";
+import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { type ServerProcess, startServer } from "./helpers/server-process.js";
+
+type Pipeline = typeof import("./fixtures/sdk-pipeline.js");
+
+interface Setup {
+  readonly database: TestDatabase;
+  readonly server: ServerProcess;
+  readonly dir: string;
+  readonly pipeline: Pipeline;
+}
+
+const dialects = testDialects();
+const setups = new Map<Dialect, Promise<Setup>>();
+
+async function setUp(dialect: Dialect): Promise<Setup> {
+  const database = await createTestDatabase(dialect);
+  const server = await startServer({ database: database.url });
+  const dir = mkdtempSync(join(tmpdir(), `populus-sdk-${dialect}-`));
+  const pipeline = (await import(
+    `./fixtures/sdk-pipeline.ts?url=${encodeURIComponent(server.url)}&dir=${encodeURIComponent(dir)}`
+  )) as Pipeline;
+  return { database, server, dir, pipeline };
+}
+
+test.before(() => {
+  for (const d of dialects) setups.set(d, setUp(d));
+});
+
+test.after.always(async () => {
+  for (const s of setups.values()) {
+    const setup = await s.catch(() => undefined);
+    if (setup === undefined) continue;
+    setup.pipeline.db.close();
+    await setup.server.stop();
+    await setup.database.drop();
+    rmSync(setup.dir, { recursive: true, force: true });
+  }
+});
+
+/** The make calls of a table: one { id, pid } per call. */
+function calls(setup: Setup, table: string): { id: number; pid: number }[] {
+  let text = "";
+  try {
+    text = readFileSync(join(setup.dir, `${table}.calls`), "utf8");
+  } catch {
+    return [];
+  }
+  return text
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => {
+      const [id, pid] = l.split(" ").map(Number);
+      return { id: id ?? -1, pid: pid ?? -1 };
+    });
+}
+
+const sortedIds = (list: { id: number }[]) => list.map((c) => c.id).sort((a, b) => a - b);
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+
+for (const dialect of dialects) {
+  const setup = () => setups.get(dialect) as Promise<Setup>;
+
+  test(`${dialect}: populate() without reserveJobs computes key source − target once`, async (t) => {
+    const s = await setup();
+    const { Direct } = s.pipeline;
+    t.deepEqual(await Direct.populate(), { successCount: 20, errorList: [] });
+    const rows = await Direct.fetch();
+    t.deepEqual(
+      rows.map((r) => [r.key.id, r.result.square]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      range(0, 20).map((id) => [id, id * id]),
+    );
+    t.true(rows.every((r) => r.completeTime instanceof Date));
+    t.deepEqual(await Direct.populate(), { successCount: 0, errorList: [] });
+    t.deepEqual(sortedIds(calls(s, "Direct")), range(0, 20));
+    t.like(await Direct.jobs.progress(), { pending: 0, reserved: 0, success: 0, target: 20, remaining: 0 });
+    // Computed rows deleted are computed again.
+    t.is(await Direct.delete([{ id: 3 }, { id: 4 }]), 2);
+    t.deepEqual(await Direct.populate(), { successCount: 2, errorList: [] });
+    t.is(calls(s, "Direct").length, 22);
+  });
+
+  test(`${dialect}: populate({ reserveJobs: true, processes: 4 }) computes every key exactly once in 4 processes`, async (t) => {
+    const s = await setup();
+    const { Distributed } = s.pipeline;
+    const result = await Distributed.populate({ reserveJobs: true, processes: 4 });
+    t.deepEqual(result, { successCount: 120, errorList: [] });
+    const made = calls(s, "Distributed");
+    t.deepEqual(sortedIds(made), range(0, 120));
+    const pids = new Set(made.map((c) => c.pid));
+    t.false(pids.has(process.pid), "make ran in child processes, not in the test process");
+    t.true(pids.size >= 2, `expected several processes to make keys, saw pids ${[...pids].join(", ")}`);
+    t.like(await Distributed.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 120, remaining: 0 });
+  });
+
+  test(`${dialect}: maxCalls caps make calls across processes`, async (t) => {
+    const s = await setup();
+    const { Capped } = s.pipeline;
+    t.deepEqual(await Capped.populate({ reserveJobs: true, processes: 2, maxCalls: 15 }), { successCount: 15, errorList: [] });
+    t.is(calls(s, "Capped").length, 15);
+    t.deepEqual(await Capped.populate({ reserveJobs: true, maxCalls: 5 }), { successCount: 5, errorList: [] });
+    t.is(calls(s, "Capped").length, 20);
+    t.like(await Capped.jobs.progress(), { target: 20, pending: 20, remaining: 20 });
+  });
+
+  test(`${dialect}: populate({ priority: 3 }) touches only the keys refreshed at priority 1`, async (t) => {
+    const s = await setup();
+    const { Prioritized, setPrioritizedKeys } = s.pipeline;
+    setPrioritizedKeys(8);
+    t.like(await Prioritized.jobs.refresh({ priority: 1 }), { added: 8 });
+    setPrioritizedKeys(20);
+    t.like(await Prioritized.jobs.refresh(), { added: 12 });
+    t.is((await Prioritized.jobs.pending.fetch({ maxPriority: 1 })).length, 8);
+    t.deepEqual(await Prioritized.populate({ reserveJobs: true, priority: 3 }), { successCount: 8, errorList: [] });
+    t.deepEqual(sortedIds(calls(s, "Prioritized")), range(0, 8));
+    const pending = await Prioritized.jobs.pending.fetch();
+    t.deepEqual(pending.map((j) => j.key.id).sort((a, b) => a - b), range(8, 20));
+    t.true(pending.every((j) => j.priority === 5 && j.status === "pending"));
+  });
+
+  test(`${dialect}: error recovery: errors.fetch() shows key and message; errors.delete() and populate complete them`, async (t) => {
+    const s = await setup();
+    const { Flaky } = s.pipeline;
+    const first = await Flaky.populate({ reserveJobs: true, suppressErrors: true });
+    t.is(first.successCount, 16);
+    t.deepEqual(first.errorList.map((e) => [e.key, e.message]), [0, 5, 10, 15].map((id) => [{ id }, `key ${id} is bad`]));
+    const errors = await Flaky.jobs.errors.fetch();
+    t.deepEqual(errors.map((j) => [j.key.id, j.errorMessage]).sort((a, b) => Number(a[0]) - Number(b[0])), [0, 5, 10, 15].map((id) => [id, `key ${id} is bad`]));
+    for (const job of errors) {
+      t.is(job.status, "error");
+      t.regex(job.errorStack, /Error: key \d+ is bad/);
+      t.is(job.pid, process.pid);
+      t.is(job.attempts, 1);
+      t.true(job.completeTime instanceof Date && job.reserveTime instanceof Date);
+      t.true(job.workerId.startsWith(`${job.host}:${process.pid}:`));
+    }
+    t.is(await Flaky.jobs.errors.count(), 4);
+    // Fix make, clear the errors, populate again.
+    writeFileSync(join(s.dir, "Flaky.fixed"), "");
+    t.is(await Flaky.jobs.errors.delete(), 4);
+    t.deepEqual(await Flaky.populate({ reserveJobs: true }), { successCount: 4, errorList: [] });
+    t.like(await Flaky.jobs.progress(), { error: 0, target: 20, remaining: 0 });
+  });
+
+  test(`${dialect}: suppressErrors: true goes on and collects every failure`, async (t) => {
+    const s = await setup();
+    const { Suppressed } = s.pipeline;
+    const result = await Suppressed.populate({ reserveJobs: true, processes: 2, suppressErrors: true });
+    t.is(result.successCount, 12);
+    t.deepEqual(result.errorList.map((e) => e.key.id).sort((a, b) => a - b), [0, 4, 8, 12]);
+    t.true(result.errorList.every((e) => e.message === `key ${e.key.id} is bad`));
+    t.deepEqual(sortedIds(calls(s, "Suppressed")), range(0, 16));
+    t.like(await Suppressed.jobs.progress(), { error: 4, target: 12, remaining: 0 });
+  });
+
+  test(`${dialect}: suppressErrors: false records the first failure, stops every process and throws it`, async (t) => {
+    const s = await setup();
+    const { Stopper } = s.pipeline;
+    const err = await t.throwsAsync(Stopper.populate({ reserveJobs: true, processes: 2 }), { instanceOf: MakeError, message: "key 3 is bad" });
+    t.deepEqual(err?.key, { id: 3 });
+    t.true(err instanceof PopulusError);
+    t.deepEqual((await Stopper.jobs.errors.fetch()).map((j) => [j.key, j.errorMessage]), [[{ id: 3 }, "key 3 is bad"]]);
+    const progress = await Stopper.jobs.progress();
+    t.is(progress.reserved, 0, "the stopped processes released what they held");
+    t.true(calls(s, "Stopper").length < 30, "the other process stopped before the end");
+    t.is(progress.target + progress.pending + progress.error, 30);
+  });
+
+  test(`${dialect}: keepCompleted keeps success jobs; without it the job rows are deleted`, async (t) => {
+    const s = await setup();
+    const { Kept, NotKept } = s.pipeline;
+    // config is process-wide and read when populate() starts, synchronously:
+    // set and reset around the call so that concurrent tests keep the default.
+    config.jobs.keepCompleted = true;
+    const kept = Kept.populate({ reserveJobs: true, processes: 2 });
+    config.jobs.keepCompleted = false;
+    t.deepEqual(await kept, { successCount: 10, errorList: [] });
+    const completed = await Kept.jobs.completed.fetch();
+    t.deepEqual(completed.map((j) => j.key.id).sort((a, b) => a - b), range(0, 10));
+    for (const job of completed) {
+      t.is(job.status, "success");
+      t.true(job.completeTime instanceof Date);
+      t.is(typeof job.durationMs, "number");
+      t.not(job.pid, process.pid);
+      t.not(job.host, "");
+    }
+    t.like(await Kept.jobs.progress(), { success: 10, target: 10 });
+
+    t.deepEqual(await NotKept.populate({ reserveJobs: true }), { successCount: 10, errorList: [] });
+    t.is(await NotKept.jobs.completed.count(), 0);
+    t.like(await NotKept.jobs.progress(), { success: 0, pending: 0, target: 10 });
+  });
+
+  test(`${dialect}: a table never refreshed is a TableNotFoundError with the server's message`, async (t) => {
+    const s = await setup();
+    const db = connect({ url: s.server.url });
+    const Nope = db.table("NeverRefreshed", { keySource: [], make: () => ({}), module: import.meta.url });
+    const err = await t.throwsAsync(Nope.jobs.progress(), { instanceOf: TableNotFoundError });
+    t.regex(err?.message ?? "", /never_refreshed|NeverRefreshed/);
+    t.deepEqual(await Nope.populate({ reserveJobs: true }), { successCount: 0, errorList: [] });
+    db.close();
+  });
+
+  test(`${dialect}: a Complete with a lease not held is a LeaseLostError carrying the token`, async (t) => {
+    const s = await setup();
+    const db = connect({ url: s.server.url });
+    const Leased = db.table("Leased", { keySource: [{ id: 1 }], make: () => ({}), module: import.meta.url });
+    t.like(await Leased.jobs.refresh(), { added: 1 });
+    const err = await t.throwsAsync(
+      db.rpc.complete({ table: "Leased", completions: [{ leaseToken: "not-a-lease", result: {} }] }),
+      { instanceOf: LeaseLostError },
+    );
+    t.deepEqual(err?.leaseTokens, ["not-a-lease"]);
+    t.true(err?.cause instanceof ConnectError);
+    t.is(err?.code, Code.FailedPrecondition);
+    db.close();
+  });
+}
+
+test("a table defined in an inline script cannot go to child processes, with a clear error", async (t) => {
+  const s = await setups.get(dialects[0] ?? "sqlite");
+  t.truthy(s);
+  const sdk = new URL("../client-sdk/dist/index.js", import.meta.url).href;
+  const script = `
+    import { connect } from ${JSON.stringify(sdk)};
+    const db = connect({ url: ${JSON.stringify(s?.server.url)} });
+    const Inline = db.table("Inline", { keySource: [{ id: 1 }], make: () => ({}) });
+    try { await Inline.populate({ reserveJobs: true, processes: 2 }); console.log("no error"); }
+    catch (e) { console.log(e.name + ": " + e.message); }`;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  await once(child, "exit");
+  t.is(
+    out.trim(),
+    "WorkerProcessError: table Inline was defined in an inline script ([eval1], e.g. node -e), which a child process cannot load; define tables in a module file",
+  );
+});
+
+test("a module that does not define the table in the child is a WorkerProcessError", async (t) => {
+  const s = await setups.get(dialects[0] ?? "sqlite");
+  const db = connect({ url: s?.server.url ?? "" });
+  // This test file is a module, but importing the SDK's own index defines no table.
+  const Ghost = db.table("Ghost", { keySource: [{ id: 1 }], make: () => ({}), module: new URL("../client-sdk/dist/keys.js", import.meta.url).href });
+  const err = await t.throwsAsync(Ghost.populate({ reserveJobs: true, processes: 2 }), { instanceOf: WorkerProcessError });
+  t.regex(err?.message ?? "", /^table Ghost was defined in .*keys\.js \(importing it did not define the table; .*\), which a child process cannot load; define tables in a module file$/);
+  db.close();
+});
+
+test("keys: integers are int64, other numbers double; anything else names the attribute", (t) => {
+  t.is(toProtoKey({ id: 3 }).attributes.id?.kind.case, "intValue");
+  t.is(toProtoKey({ id: 3n }).attributes.id?.kind.case, "intValue");
+  t.is(toProtoKey({ x: 0.5 }).attributes.x?.kind.case, "doubleValue");
+  t.is(toProtoKey({ s: "a", b: true }).attributes.b?.kind.case, "boolValue");
+  t.throws(() => toProtoKey({ id: null }), {
+    instanceOf: InvalidArgumentError,
+    message: 'key attribute "id": null is not a key value; use a number, bigint, string or boolean',
+  });
+  t.throws(() => toProtoKey({ when: new Date(0) }), { instanceOf: InvalidArgumentError, message: /^key attribute "when": object/ });
+});
+
+test("retries: UNAVAILABLE and RESOURCE_EXHAUSTED are retried, other codes are not", async (t) => {
+  const policy = { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2 };
+  let tries = 0;
+  t.is(
+    await withRetry(async () => {
+      tries++;
+      if (tries === 1) throw new ConnectError("down", Code.Unavailable);
+      if (tries === 2) throw new ConnectError("busy", Code.ResourceExhausted);
+      return "ok";
+    }, undefined, policy),
+    "ok",
+  );
+  t.is(tries, 3);
+  tries = 0;
+  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("down", Code.Unavailable); }, undefined, policy), { message: "[unavailable] down" });
+  t.is(tries, 3, "gives up after maxAttempts");
+  tries = 0;
+  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("bad", Code.InvalidArgument); }, undefined, policy), { message: "[invalid_argument] bad" });
+  t.is(tries, 1);
+});
+
+test("config.jobs: DataJoint's defaults, validated in code and from the environment", (t) => {
+  const jobs = new JobsConfig();
+  t.deepEqual(jobs.snapshot(), { autoRefresh: true, keepCompleted: false, staleTimeout: 3600, defaultPriority: 5, versionMethod: null });
+  t.throws(() => (jobs.defaultPriority = 300), {
+    instanceOf: InvalidConfigError,
+    message: "config.jobs.defaultPriority must be an integer from 0 (most urgent) to 255, got 300",
+  });
+  t.is(jobs.defaultPriority, 5);
+  jobs.keepCompleted = true;
+  t.true(jobs.keepCompleted);
+  t.deepEqual(jobsSettingsFromEnv({ POPULUS_KEEP_COMPLETED: "1", POPULUS_STALE_TIMEOUT: "60", POPULUS_VERSION_METHOD: "git" }), {
+    keepCompleted: true,
+    staleTimeout: 60,
+    versionMethod: "git",
+  });
+  t.throws(() => jobsSettingsFromEnv({ POPULUS_AUTO_REFRESH: "maybe" }), {
+    instanceOf: InvalidConfigError,
+    message: 'POPULUS_AUTO_REFRESH must be true or false (or 1/0, yes/no, on/off), got "maybe"',
+  });
+  t.throws(() => jobsSettingsFromEnv({ POPULUS_STALE_TIMEOUT: "-1" }), {
+    instanceOf: InvalidConfigError,
+    message: "POPULUS_STALE_TIMEOUT must be a number of seconds >= 0, got -1",
+  });
+  t.throws(() => connect({ url: "ftp://x" }), { instanceOf: InvalidConfigError, message: 'url: "ftp://x" must start with http:// or https://' });
+});

@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import type { KeyAttributes } from "../key-codec.js";
-import type { JobRecord, JobStatusName, TableDefinition, TargetRecord } from "./store.js";
+import type { JobRecord, JobStatusName, Page, TableDefinition, TargetRecord } from "./store.js";
 
 /** Columns every job query selects, in this order. */
 export const JOB_COLUMNS =
@@ -161,4 +161,21 @@ export function parseJobCursor(cursor: string | null): [number, number, number] 
   if (cursor === null) return [-1, -1, -1];
   const [p, s, id] = cursor.split(".").map(Number);
   return [p ?? -1, s ?? -1, id ?? -1];
+}
+
+/** A page from `pageSize + 1` rows: the extra row only says whether another page follows. */
+function pageOf<R, T>(rows: readonly R[], pageSize: number, map: (row: R) => T, cursor: (last: R) => string): Page<T> {
+  const pageRows = rows.slice(0, pageSize);
+  const last = pageRows[pageRows.length - 1];
+  return { rows: pageRows.map(map), next: rows.length > pageSize && last !== undefined ? cursor(last) : null };
+}
+
+/** A ListJobs page, continued after its last job's (priority, scheduled_time, id). */
+export function jobPage(rows: readonly JobRow[], pageSize: number): Page<JobRecord> {
+  return pageOf(rows, pageSize, toJobRecord, jobCursor);
+}
+
+/** A ListTargets page, continued after its last key hash. */
+export function targetPage(rows: readonly TargetRow[], pageSize: number): Page<TargetRecord> {
+  return pageOf(rows, pageSize, toTargetRecord, (r) => r.key_hash);
 }

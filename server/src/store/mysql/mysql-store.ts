@@ -19,7 +19,7 @@ import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
 import {
   describeAttributes,
   JOB_COLUMNS,
-  jobCursor,
+  jobPage,
   parseJobCursor,
   type JobRow,
   leaseFilter,
@@ -30,10 +30,9 @@ import {
   stagingId,
   type TableRow,
   type TargetRow,
-  toJobRecord,
+  targetPage,
   toProgressCounts,
   toTableDefinition,
-  toTargetRecord,
 } from "../row-mapping.js";
 import {
   type CompleteOutcome,
@@ -637,9 +636,7 @@ export class MysqlStore implements JobStore {
        ORDER BY priority, scheduled_time, id LIMIT ?`,
       [...parseJobCursor(page.after), ...filter.statuses, ...(filter.maxPriority === null ? [] : [filter.maxPriority]), ...r.params, page.pageSize + 1],
     );
-    const more = rows.length > page.pageSize;
-    const pageRows = rows.slice(0, page.pageSize);
-    return { rows: pageRows.map(toJobRecord), next: more ? jobCursor(pageRows[pageRows.length - 1] as JobRow) : null };
+    return jobPage(rows, page.pageSize);
   }
 
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
@@ -706,9 +703,7 @@ export class MysqlStore implements JobStore {
        WHERE key_hash > ?${r.sql} ORDER BY key_hash LIMIT ?`,
       [page.after ?? "", ...r.params, page.pageSize + 1],
     );
-    const more = rows.length > page.pageSize;
-    const pageRows = rows.slice(0, page.pageSize);
-    return { rows: pageRows.map(toTargetRecord), next: more ? (pageRows[pageRows.length - 1]?.key_hash ?? null) : null };
+    return targetPage(rows, page.pageSize);
   }
 
   async close(): Promise<void> {

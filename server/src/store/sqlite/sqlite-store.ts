@@ -21,7 +21,7 @@ import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
 import {
   describeAttributes,
   JOB_COLUMNS,
-  jobCursor,
+  jobPage,
   parseJobCursor,
   type JobRow,
   leaseFilter,
@@ -31,10 +31,9 @@ import {
   stagingId,
   type TableRow,
   type TargetRow,
-  toJobRecord,
+  targetPage,
   toProgressCounts,
   toTableDefinition,
-  toTargetRecord,
 } from "../row-mapping.js";
 import {
   type CompleteOutcome,
@@ -494,9 +493,7 @@ export class SqliteStore implements JobStore {
         ...restriction.params,
         page.pageSize + 1,
       ) as JobRow[];
-    const more = rows.length > page.pageSize;
-    const pageRows = rows.slice(0, page.pageSize);
-    return { rows: pageRows.map(toJobRecord), next: more ? jobCursor(pageRows[pageRows.length - 1] as JobRow) : null };
+    return jobPage(rows, page.pageSize);
   }
 
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
@@ -552,9 +549,7 @@ export class SqliteStore implements JobStore {
          WHERE key_hash > ?${r.sql} ORDER BY key_hash LIMIT ?`,
       )
       .all(page.after ?? "", ...r.params, page.pageSize + 1) as TargetRow[];
-    const more = rows.length > page.pageSize;
-    const pageRows = rows.slice(0, page.pageSize);
-    return { rows: pageRows.map(toTargetRecord), next: more ? (pageRows[pageRows.length - 1]?.key_hash ?? null) : null };
+    return targetPage(rows, page.pageSize);
   }
 
   async close(): Promise<void> {

@@ -24,7 +24,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connect, type PopulateResult } from "../client-sdk/dist/index.js";
+import { connect, InvalidArgumentError, type PopulateResult } from "../client-sdk/dist/index.js";
 import { RESERVE_BATCH } from "../client-sdk/dist/reserve-loop.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
@@ -76,9 +76,10 @@ interface Worker {
 }
 
 /** Starts sdk-recovery-worker.ts for `table` in its own OS process. */
-function startWorker(s: Setup, table: "Orphan" | "Shared", barrier = false): Worker {
+function startWorker(s: Setup, table: "Orphan" | "Shared" | "Expiry", barrier = false, env: NodeJS.ProcessEnv = {}): Worker {
   const child = spawn(process.execPath, ["--import", "tsx", WORKER, s.server.url, s.dir, table, ...(barrier ? ["--barrier"] : [])], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
   });
   workers.add(child);
   let stdout = "";
@@ -159,6 +160,41 @@ for (const dialect of dialects) {
     const made = calls(s, "Orphan");
     t.deepEqual(made.filter((c) => c.pid === pid).map((c) => c.id), [BLOCKING_ID], "the killed worker got as far as the blocking key");
     t.deepEqual(made.filter((c) => c.pid === process.pid).map((c) => c.id).sort(byNumber), range(6));
+  });
+
+  test(`${dialect}: lease expiry: a worker with a 2 s lease killed with SIGKILL; its keys come back without any refresh`, async (t) => {
+    const s = await setup();
+    const { Expiry, BLOCKING_ID } = s.pipeline;
+    writeFileSync(join(s.dir, "Expiry.block"), "");
+    const worker = startWorker(s, "Expiry", false, { SDK_TEST_LEASE: "2" });
+    await waitFor("the worker to start the blocking make", () => existsSync(join(s.dir, "Expiry.marker")), worker);
+    const reserved = await Expiry.jobs.reserved.fetch();
+    t.true(reserved.some((j) => j.key.id === BLOCKING_ID));
+    // The lease asked for: 2 s from reservation (the server's clock), not the 60 s default.
+    for (const j of reserved) {
+      const leaseMs = (j.leaseExpireTime?.getTime() ?? 0) - (j.reserveTime?.getTime() ?? 0);
+      t.true(leaseMs >= 2000 && leaseMs < 5000, `lease of ${leaseMs} ms`);
+    }
+    worker.child.kill("SIGKILL");
+    await worker.exited;
+    rmSync(join(s.dir, "Expiry.block"));
+    // No refresh: the server's sweep returns expired leases (2 s lease + 1 s sweep).
+    let back = false;
+    for (let i = 0; i < 75 && !back; i++) {
+      back = (await Expiry.jobs.reserved.count()) === 0 && (await Expiry.jobs.pending.count()) === 6;
+      if (!back) await new Promise((r) => setTimeout(r, 200));
+    }
+    t.true(back, "every key is pending again without a refresh");
+    t.deepEqual(await Expiry.populate({ reserveJobs: true, refresh: false }), { successCount: 6, errorList: [] });
+    t.deepEqual((await Expiry.fetch()).map((r) => r.key.id).sort(byNumber), range(6));
+  });
+
+  test(`${dialect}: populate rejects a lease outside 1-86400 s`, async (t) => {
+    const s = await setup();
+    await t.throwsAsync(s.pipeline.Expiry.populate({ reserveJobs: true, leaseDuration: 0.5 }), {
+      instanceOf: InvalidArgumentError,
+      message: "Expiry.populate: leaseDuration must be from 1 to 86400 seconds, got 0.5",
+    });
   });
 
   test(`${dialect}: stale removal: refresh with a smaller key source removes exactly the dropped keys' pending jobs`, async (t) => {

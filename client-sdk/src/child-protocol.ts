@@ -24,6 +24,8 @@ export interface StartMessage {
   readonly priority: number | undefined;
   readonly restriction: Readonly<Record<string, KeyValue>> | undefined;
   readonly suppressErrors: boolean;
+  /** Lease length, seconds. */
+  readonly leaseDurationS: number;
 }
 
 /** Parent → child: stop reserving, release what is held, report. */

@@ -53,6 +53,7 @@ async function run(start: StartMessage): Promise<void> {
       restriction: start.restriction,
       suppressErrors: start.suppressErrors,
       keepCompleted: settings.keepCompleted,
+      leaseDurationS: start.leaseDurationS,
       signal: stop.signal,
       onFailure: (f) => void send({ type: "failure", key: f.key, message: f.message }),
     });

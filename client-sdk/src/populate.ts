@@ -21,7 +21,7 @@ import { InvalidArgumentError, MakeError, WorkerProcessError } from "./errors.js
 import type { KeyRecord, KeyValue } from "./keys.js";
 import { refreshKeySource } from "./refresh.js";
 import type { Make } from "./table-definition.js";
-import { type KeyError, runReserveLoop } from "./reserve-loop.js";
+import { type KeyError, LEASE_DURATION_S, runReserveLoop } from "./reserve-loop.js";
 import type { Table } from "./table.js";
 import { childImporting } from "./table-registry.js";
 import { workerIdentity } from "./worker-identity.js";
@@ -47,6 +47,11 @@ export interface PopulateOptions<K extends object = KeyRecord> {
   readonly refresh?: boolean;
   /** Only keys with these attribute values (DataJoint's restriction). @default none */
   readonly restriction?: Readonly<Partial<Record<keyof K & string, KeyValue>>>;
+  /**
+   * Lease length in seconds (1 to 86,400): a crashed worker's jobs come back this long after its
+   * last heartbeat; heartbeats every third of it keep long makes leased. @default 60
+   */
+  readonly leaseDuration?: number;
   /** A progress bar (TTY) or periodic line. Accepted but not drawn yet: it arrives with Watch (issue 4, progress part). @default false */
   readonly displayProgress?: boolean;
 }
@@ -67,6 +72,7 @@ interface Resolved {
   readonly priority: number | undefined;
   readonly refresh: boolean;
   readonly restriction: Readonly<Record<string, KeyValue>> | undefined;
+  readonly leaseDurationS: number;
 }
 
 function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: JobsSettings): Resolved {
@@ -76,6 +82,9 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
   if (o.priority !== undefined && (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 255)) {
     throw bad(`priority must be an integer from 0 to 255, got ${o.priority}`);
   }
+  if (o.leaseDuration !== undefined && !(Number.isFinite(o.leaseDuration) && o.leaseDuration >= 1 && o.leaseDuration <= 86_400)) {
+    throw bad(`leaseDuration must be from 1 to 86400 seconds, got ${o.leaseDuration}`);
+  }
   return {
     reserveJobs: o.reserveJobs ?? false,
     processes: o.processes ?? 1,
@@ -84,6 +93,7 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
     priority: o.priority,
     refresh: o.refresh ?? settings.autoRefresh,
     restriction: o.restriction as Readonly<Record<string, KeyValue>> | undefined,
+    leaseDurationS: o.leaseDuration ?? LEASE_DURATION_S,
   };
 }
 
@@ -117,6 +127,7 @@ export async function populate<K extends object>(table: Table<K>, options: Popul
       restriction: o.restriction,
       suppressErrors: o.suppressErrors,
       keepCompleted: settings.keepCompleted,
+      leaseDurationS: o.leaseDurationS,
     });
     if (result.failure !== undefined) throw new MakeError(result.failure.key, result.failure.message, { cause: result.failure.cause });
     return { successCount: result.successCount, errorList: result.errorList } as unknown as PopulateResult<K>;
@@ -181,6 +192,7 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
       priority: o.priority,
       restriction: o.restriction,
       suppressErrors: o.suppressErrors,
+      leaseDurationS: o.leaseDurationS,
     };
     sendTo(child, start);
     [outcome.code, outcome.signal] = await exited;

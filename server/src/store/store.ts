@@ -196,10 +196,14 @@ export interface StoreOptions {
   readonly maxLostAttempts: number;
 }
 
-/** The message a job gets when its worker was lost too many times. */
-export function workerLostMessage(times: number): string {
-  return `worker lost ${times} times (lease expired or orphaned each time); not retried again. Delete the error job to retry it.`;
-}
+/**
+ * The message a job gets when its worker was lost too many times, in two parts around the count:
+ * the stores build it in SQL, where the count is the row's attempts.
+ */
+export const WORKER_LOST_MESSAGE = {
+  before: "worker lost ",
+  after: " times (lease expired or orphaned each time); not retried again. Delete the error job to retry it.",
+} as const;
 
 /** Error messages are kept to 2047 characters, as DataJoint's jobs table does. */
 export const ERROR_MESSAGE_MAX = 2047;

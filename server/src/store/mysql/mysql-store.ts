@@ -53,7 +53,7 @@ import {
   type TableDefinition,
   type TargetRecord,
   truncateErrorMessage,
-  workerLostMessage,
+  WORKER_LOST_MESSAGE,
 } from "../store.js";
 import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
 
@@ -413,7 +413,6 @@ export class MysqlStore implements JobStore {
    */
   private async resetLeases(q: QueryRunner, table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number) {
     const max = this.options.maxLostAttempts;
-    const [before, ...after] = workerLostMessage(0).split("0");
     return this.run(
       q,
       `UPDATE ${jobsTable(table)} SET
@@ -422,7 +421,7 @@ export class MysqlStore implements JobStore {
          status = CASE WHEN attempts >= ? THEN 'error' ELSE 'pending' END,
          lease_token = NULL, lease_expire_time = NULL
        WHERE status = 'reserved' AND ${column} < ?`,
-      [max, before ?? "", after.join("0"), max, now, max, cutoff],
+      [max, WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, max, now, max, cutoff],
     );
   }
 

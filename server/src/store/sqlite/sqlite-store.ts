@@ -54,7 +54,7 @@ import {
   type TableDefinition,
   type TargetRecord,
   truncateErrorMessage,
-  workerLostMessage,
+  WORKER_LOST_MESSAGE,
 } from "../store.js";
 import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
 
@@ -264,7 +264,6 @@ export class SqliteStore implements JobStore {
    */
   private resetLeases(table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number): number {
     const max = this.options.maxLostAttempts;
-    const message = workerLostMessage(0).split("0");
     return this.db
       .prepare(
         `UPDATE ${jobsTable(table)} SET
@@ -274,7 +273,7 @@ export class SqliteStore implements JobStore {
            lease_token = NULL, lease_expire_time = NULL
          WHERE status = 'reserved' AND ${column} < ?`,
       )
-      .run(max, max, message[0], message.slice(1).join("0"), max, now, cutoff).changes;
+      .run(max, max, WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, max, now, cutoff).changes;
   }
 
   async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
@@ -403,6 +402,15 @@ export class SqliteStore implements JobStore {
     });
   }
 
+  /** The given leases that are still held. MySQL: the same SELECT ... FOR UPDATE. */
+  private heldTokens(jobs: string, tokens: readonly string[]): Set<string> {
+    const filter = leaseFilter(tokens);
+    const rows = this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND ${filter.sql}`).all(...filter.params) as {
+      lease_token: string;
+    }[];
+    return new Set(rows.map((r) => r.lease_token));
+  }
+
   async heartbeat(
     table: string,
     tokens: readonly string[],
@@ -414,13 +422,7 @@ export class SqliteStore implements JobStore {
     this.table(table);
     const expire = now + leaseMs;
     return this.tx(() => {
-      const held = new Set(
-        (
-          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`).all(...leaseFilter(tokens).params) as {
-            lease_token: string;
-          }[]
-        ).map((r) => r.lease_token),
-      );
+      const held = this.heldTokens(jobs, tokens);
       // Extend every held lease in one statement. MySQL: the same UPDATE.
       this.db
         .prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`)
@@ -435,13 +437,7 @@ export class SqliteStore implements JobStore {
     const jobs = jobsTable(table);
     this.table(table);
     return this.tx(() => {
-      const held = new Set(
-        (
-          this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`).all(...leaseFilter(tokens).params) as {
-            lease_token: string;
-          }[]
-        ).map((r) => r.lease_token),
-      );
+      const held = this.heldTokens(jobs, tokens);
       /*
        * Give leases back without charging an attempt. Params: tokens. Returns: rows released.
        * MySQL: the same UPDATE.

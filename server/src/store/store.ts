@@ -13,6 +13,7 @@
  * clock of the replica that writes it.
  */
 import type { AttributeCondition, EncodedKey, KeyAttributes } from "../key-codec.js";
+import type { ChangeRow } from "./change-log.js";
 
 /** The five job statuses, as stored. */
 export type JobStatusName = "pending" | "reserved" | "success" | "error" | "ignore";
@@ -186,8 +187,27 @@ export interface JobStore {
   ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number>;
   deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number>;
   listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<TargetRecord>>;
+
+  // The change log (store/change-log.ts): every mutating method above appends its change in its own transaction.
+
+  /** Change rows with id > afterId in id order, at most `limit`, of one table or (null) all. */
+  readChanges(afterId: number, limit: number, table: string | null): Promise<ChangeRow[]>;
+  /** The highest change id written so far, and the highest pruned (0: none). */
+  changeBounds(): Promise<ChangeBounds>;
+  /**
+   * A table's counts read in one snapshot with the change ids after `afterId` that the snapshot
+   * already includes: a tailer positioned at afterId applies every later change except those.
+   */
+  progressSnapshot(table: string, afterId: number): Promise<{ counts: ProgressCounts; includedIds: number[] }>;
+  /** Deletes change rows written before `before` (epoch ms); answers how many. */
+  pruneChanges(before: number): Promise<number>;
   /** Closes the connections. */
   close(): Promise<void>;
+}
+
+export interface ChangeBounds {
+  readonly lastId: number;
+  readonly prunedThrough: number;
 }
 
 /** Settings every store takes. */

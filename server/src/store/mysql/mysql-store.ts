@@ -15,7 +15,9 @@ import { DataSource, type QueryRunner } from "typeorm";
 import type { DatabaseConfig } from "../../config.js";
 import { ContentionError, DatabaseUnavailableError, InvalidKeyError, LeaseLostError, TableNotFoundError } from "../../errors.js";
 import type { AttributeCondition, EncodedKey } from "../../key-codec.js";
+import { Change, type ChangeRow, completionChange, type HeldLease, ignoreChange, parseChangeRow, releaseChange } from "../change-log.js";
 import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
+import { ChangeLog0000000000002 } from "../migrations/mysql/0002-change-log.js";
 import {
   describeAttributes,
   JOB_COLUMNS,
@@ -35,6 +37,7 @@ import {
   toTableDefinition,
 } from "../row-mapping.js";
 import {
+  type ChangeBounds,
   type CompleteOutcome,
   type Completion,
   type JobFilter,
@@ -58,7 +61,7 @@ import {
 import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
 
 /** The migrations, in order; numbered alike for SQLite. */
-export const MYSQL_MIGRATIONS = [Initial0000000000001];
+export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002];
 
 /** Rows per multi-row INSERT: ~1,000 keeps each statement far below max_allowed_packet. */
 const INSERT_CHUNK = 1000;
@@ -70,6 +73,8 @@ const RETRYABLE_ERRNO = new Set([1213 /* ER_LOCK_DEADLOCK */, 1205 /* ER_LOCK_WA
 
 type MysqlConfig = Extract<DatabaseConfig, { dialect: "mysql" }>;
 type Param = string | number | boolean | null;
+
+const JOB_STATUSES: readonly JobStatusName[] = ["pending", "reserved", "success", "error", "ignore"];
 
 /** The oldest servers with SKIP LOCKED. */
 export function checkServerVersion(version: string): void {
@@ -148,6 +153,14 @@ function restrictionSql(conditions: readonly AttributeCondition[]): { sql: strin
   return { sql, params: conditions.map((c) => restrictionText(c.value)) };
 }
 
+interface ChangeLogRow {
+  id: string;
+  table_name: string;
+  time: string;
+  deltas: string;
+  events: string;
+}
+
 function errno(err: unknown): number | undefined {
   const e = err as { errno?: number; driverError?: { errno?: number } };
   return e?.errno ?? e?.driverError?.errno;
@@ -204,6 +217,17 @@ export class MysqlStore implements JobStore {
 
   private async rows<T>(q: QueryRunner | DataSource, sql: string, params: Param[] = []): Promise<T[]> {
     return (await q.query(sql, params)) as T[];
+  }
+
+  /**
+   * Appends a transaction's change to the log, as the transaction's last statement: the auto-increment
+   * id is taken as late as possible, so ids commit nearly in order and tailers rarely meet a gap.
+   * SQLite: the same INSERT.
+   */
+  private async logChange(q: QueryRunner, table: string, change: Change, now: number): Promise<void> {
+    if (change.empty) return;
+    const c = change.columns();
+    await this.run(q, "INSERT INTO `~populus_events` (table_name, time, deltas, events) VALUES (?, ?, ?, ?)", [table, now, c.deltas, c.events]);
   }
 
   private async table(name: string): Promise<TableDefinition> {
@@ -270,6 +294,7 @@ export class MysqlStore implements JobStore {
     const final = input.refreshId === null || input.final;
     let dropStaging = false;
     const counts = await this.tx(async (q) => {
+      const change = new Change();
       const state = await this.refreshState(q, staging, input);
       let added = 0;
       for (let i = 0; i < input.keys.length; i += INSERT_CHUNK) {
@@ -327,15 +352,20 @@ export class MysqlStore implements JobStore {
         if (carried !== undefined) {
           /*
            * Stale removal: jobs older than the stale timeout whose key is not in this refresh's key source.
-           * Never reserved or ignore jobs. Params: cutoff, staging id. SQLite: the same statement.
+           * Never reserved or ignore jobs. One statement per status, so the change log gets exact counts.
+           * Params: status, cutoff, staging id. SQLite: the same statement.
            */
-          removed = await this.run(
-            q,
-            `DELETE FROM ${jobs}
-             WHERE status IN ('pending', 'error', 'success') AND create_time < ?
-               AND NOT EXISTS (SELECT 1 FROM \`~populus_refresh_keys\` s WHERE s.refresh = ? AND s.key_hash = ${jobs}.key_hash)`,
-            [state.staleCutoff, staging],
-          );
+          for (const status of ["pending", "error", "success"] as const) {
+            const n = await this.run(
+              q,
+              `DELETE FROM ${jobs}
+               WHERE status = ? AND create_time < ?
+                 AND NOT EXISTS (SELECT 1 FROM \`~populus_refresh_keys\` s WHERE s.refresh = ? AND s.key_hash = ${jobs}.key_hash)`,
+              [status, state.staleCutoff, staging],
+            );
+            change.move(status, null, n);
+            removed += n;
+          }
         }
         await this.run(q, "DELETE FROM `~populus_refreshes` WHERE refresh = ?", [staging]);
         dropStaging = state.staging;
@@ -346,10 +376,15 @@ export class MysqlStore implements JobStore {
            WHERE status = 'success' AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = ${jobs}.key_hash)`,
           [input.now],
         );
+        change.move("success", "pending", rePended);
         await this.run(q, "UPDATE `~populus_tables` SET last_refresh_time = ? WHERE name = ?", [input.now, input.table]);
       }
+      change.move(null, "pending", added);
       const orphaned =
-        input.orphanTimeoutMs === null ? 0 : await this.resetLeases(q, input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now);
+        input.orphanTimeoutMs === null
+          ? 0
+          : await this.resetLeases(q, input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change);
+      await this.logChange(q, input.table, change, input.now);
       return { added, removed, orphaned, rePended };
     });
     if (dropStaging) void this.dropStaging(staging, input.now);
@@ -409,20 +444,52 @@ export class MysqlStore implements JobStore {
 
   /**
    * Reserved jobs whose `column` is before `cutoff` go back to pending, or to error once their worker
-   * was lost maxLostAttempts times. Returns rows changed. SQLite: || instead of CONCAT.
+   * was lost maxLostAttempts times; both logged with their keys. Rows another transaction holds (a
+   * Complete in flight) are skipped: the next sweep sees them if they are still reserved then.
+   * Returns rows changed. SQLite: || instead of CONCAT, no locking clause.
    */
-  private async resetLeases(q: QueryRunner, table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number) {
+  private async resetLeases(
+    q: QueryRunner,
+    table: string,
+    column: "lease_expire_time" | "reserve_time",
+    cutoff: number,
+    now: number,
+    change: Change,
+  ): Promise<number> {
+    const jobs = jobsTable(table);
     const max = this.options.maxLostAttempts;
-    return this.run(
+    const rows = await this.rows<{ id: string; key_json: string; attempts: number; worker_id: string | null }>(
       q,
-      `UPDATE ${jobsTable(table)} SET
-         error_message = CASE WHEN attempts >= ? THEN CONCAT(?, attempts, ?) ELSE error_message END,
-         complete_time = CASE WHEN attempts >= ? THEN ? ELSE NULL END,
-         status = CASE WHEN attempts >= ? THEN 'error' ELSE 'pending' END,
-         lease_token = NULL, lease_expire_time = NULL
-       WHERE status = 'reserved' AND ${column} < ?`,
-      [max, WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, max, now, max, cutoff],
+      `SELECT id, key_json, attempts, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${column} < ? FOR UPDATE SKIP LOCKED`,
+      [cutoff],
     );
+    if (rows.length === 0) return 0;
+    const lost = rows.filter((r) => Number(r.attempts) >= max);
+    const back = rows.filter((r) => Number(r.attempts) < max);
+    if (lost.length > 0) {
+      await this.run(
+        q,
+        `UPDATE ${jobs} SET status = 'error', error_message = CONCAT(?, attempts, ?), complete_time = ?, lease_token = NULL, lease_expire_time = NULL
+         WHERE id IN (${placeholders(lost.length)})`,
+        [WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...lost.map((r) => r.id)],
+      );
+      change.move("reserved", "error", lost.length);
+      change.jobs(
+        "error",
+        lost.map((r) => r.key_json),
+        { errorMessages: lost.map((r) => `${WORKER_LOST_MESSAGE.before}${r.attempts}${WORKER_LOST_MESSAGE.after}`) },
+      );
+    }
+    if (back.length > 0) {
+      await this.run(
+        q,
+        `UPDATE ${jobs} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
+        back.map((r) => r.id),
+      );
+      change.move("reserved", "pending", back.length);
+      change.jobs("pending", back.map((r) => r.key_json));
+    }
+    return rows.length;
   }
 
   async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
@@ -458,6 +525,8 @@ export class MysqlStore implements JobStore {
          WHERE id IN (${placeholders(rows.length)})`,
         [prefix, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, ...rows.map((r) => r.id)],
       );
+      const change = new Change().move("pending", "reserved", rows.length).jobs("reserved", rows.map((r) => r.key_json), { workerId: w.workerId });
+      await this.logChange(q, input.table, change, input.now);
       return rows.map((row) => ({
         keyJson: row.key_json,
         leaseToken: leaseToken(prefix, row.id),
@@ -478,9 +547,9 @@ export class MysqlStore implements JobStore {
        * Lock the jobs these leases still hold, so a concurrent sweep cannot take them mid-commit.
        * Params: tokens. SQLite: the same SELECT without FOR UPDATE (single writer).
        */
-      const held = await this.rows<{ id: string; key_hash: string; key_json: string; lease_token: string }>(
+      const held = await this.rows<{ id: string; key_hash: string; key_json: string; lease_token: string; worker_id: string | null }>(
         q,
-        `SELECT id, key_hash, key_json, lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
+        `SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
         leaseFilter(tokens).params,
       );
       const byToken = new Map(held.map((r) => [r.lease_token, r]));
@@ -507,7 +576,7 @@ export class MysqlStore implements JobStore {
         const row = byToken.get(c.leaseToken);
         if (row !== undefined) params.push(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now);
       }
-      await this.run(
+      const written = await this.run(
         q,
         `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time)
          VALUES ${new Array(held.length).fill("(?, ?, ?, ?, ?)").join(",")}
@@ -525,6 +594,7 @@ export class MysqlStore implements JobStore {
       } else {
         await this.run(q, `DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`, ids);
       }
+      await this.logChange(q, table, completionChange(held, written, keepCompleted), now);
       return { committed: held.length, alreadyCommitted };
     });
   }
@@ -544,17 +614,30 @@ export class MysqlStore implements JobStore {
       if (changed === 0) {
         const [repeat] = await this.rows(q, `SELECT 1 AS x FROM ${jobs} WHERE status = 'error' AND id = ? AND lease_token = ?`, [leaseJobId(token), token]);
         if (repeat === undefined) throw new LeaseLostError([token]);
+        return;
+      }
+      const [row] = await this.rows<{ key_json: string; worker_id: string | null; error_message: string }>(
+        q,
+        `SELECT key_json, worker_id, error_message FROM ${jobs} WHERE id = ?`,
+        [leaseJobId(token)],
+      );
+      if (row !== undefined) {
+        const change = new Change()
+          .move("reserved", "error", 1)
+          .jobs("error", [row.key_json], { workerId: row.worker_id ?? "", errorMessages: [row.error_message] });
+        await this.logChange(q, table, change, now);
       }
     });
   }
 
-  private async heldTokens(q: QueryRunner, jobs: string, tokens: readonly string[]): Promise<Set<string>> {
-    const rows = await this.rows<{ lease_token: string }>(
+  /** The given leases that are still held, locked, with their keys and holders. SQLite: the same SELECT without FOR UPDATE. */
+  private async heldTokens(q: QueryRunner, jobs: string, tokens: readonly string[]): Promise<Map<string, HeldLease>> {
+    const rows = await this.rows<{ lease_token: string; key_json: string; worker_id: string | null }>(
       q,
-      `SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
+      `SELECT lease_token, key_json, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
       leaseFilter(tokens).params,
     );
-    return new Set(rows.map((r) => r.lease_token));
+    return new Map(rows.map((r) => [r.lease_token, { keyJson: r.key_json, workerId: r.worker_id ?? "" }]));
   }
 
   async heartbeat(
@@ -571,9 +654,9 @@ export class MysqlStore implements JobStore {
       const held = await this.heldTokens(q, jobs, tokens);
       if (held.size > 0) {
         // Extend every held lease in one statement. SQLite: the same UPDATE.
-        await this.run(q, `UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leaseFilter([...held]).sql}`, [
+        await this.run(q, `UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leaseFilter([...held.keys()]).sql}`, [
           expire,
-          ...leaseFilter([...held]).params,
+          ...leaseFilter([...held.keys()]).params,
         ]);
       }
       for (const p of progress) {
@@ -602,16 +685,24 @@ export class MysqlStore implements JobStore {
           : await this.run(
               q,
               `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = GREATEST(attempts - 1, 0)
-               WHERE status = 'reserved' AND ${leaseFilter([...held]).sql}`,
-              leaseFilter([...held]).params,
+               WHERE status = 'reserved' AND ${leaseFilter([...held.keys()]).sql}`,
+              leaseFilter([...held.keys()]).params,
             );
+      await this.logChange(q, table, releaseChange(held), Date.now());
       return { released, lost: tokens.filter((t) => !held.has(t)) };
     });
   }
 
   async expireLeases(now: number): Promise<number> {
     let expired = 0;
-    for (const t of await this.listTables()) expired += await this.tx((q) => this.resetLeases(q, t.name, "lease_expire_time", now, now));
+    for (const t of await this.listTables()) {
+      expired += await this.tx(async (q) => {
+        const change = new Change();
+        const n = await this.resetLeases(q, t.name, "lease_expire_time", now, now, change);
+        await this.logChange(q, t.name, change, now);
+        return n;
+      });
+    }
     return expired;
   }
 
@@ -642,13 +733,24 @@ export class MysqlStore implements JobStore {
     const jobs = jobsTable(table);
     await this.table(table);
     const statusSql = statuses.length > 0 ? ` AND status IN (${placeholders(statuses.length)})` : "";
+    // One DELETE per status, so the change log gets exact counts. SQLite: the same statements.
+    const each = statuses.length > 0 ? statuses : JOB_STATUSES;
     return this.tx(async (q) => {
-      if (keys.length === 0) return this.run(q, `DELETE FROM ${jobs} WHERE 1 = 1${statusSql}`, [...statuses]);
+      const change = new Change();
       let deleted = 0;
-      for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
-        const chunk = keys.slice(i, i + INSERT_CHUNK).map((k) => k.hash);
-        deleted += await this.run(q, `DELETE FROM ${jobs} WHERE key_hash IN (${placeholders(chunk.length)})${statusSql}`, [...chunk, ...statuses]);
+      const remove = async (sql: string, params: Param[], status: JobStatusName) => {
+        const n = await this.run(q, sql, [...params, status]);
+        change.move(status, null, n);
+        deleted += n;
+      };
+      for (const status of each) {
+        if (keys.length === 0) await remove(`DELETE FROM ${jobs} WHERE status = ?`, [], status);
+        for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
+          const chunk = keys.slice(i, i + INSERT_CHUNK).map((k) => k.hash);
+          await remove(`DELETE FROM ${jobs} WHERE key_hash IN (${placeholders(chunk.length)}) AND status = ?`, chunk, status);
+        }
       }
+      await this.logChange(q, table, change, Date.now());
       return deleted;
     });
   }
@@ -660,6 +762,13 @@ export class MysqlStore implements JobStore {
       let ignored = 0;
       for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
         const chunk = keys.slice(i, i + INSERT_CHUNK);
+        // The statuses the keys leave, for the change log (locked: the upsert below changes them).
+        const before = await this.rows<{ status: JobStatusName }>(
+          q,
+          `SELECT status FROM ${jobs} WHERE key_hash IN (${placeholders(chunk.length)}) FOR UPDATE`,
+          chunk.map((k) => k.hash),
+        );
+        const change = ignoreChange(chunk, before.map((r) => r.status));
         const params: Param[] = [];
         for (const k of chunk) params.push(k.hash, k.json, now, now);
         /*
@@ -674,6 +783,7 @@ export class MysqlStore implements JobStore {
           params,
         );
         ignored += chunk.length;
+        await this.logChange(q, table, change, now);
       }
       return ignored;
     });
@@ -683,12 +793,15 @@ export class MysqlStore implements JobStore {
     const target = targetTable(table);
     await this.table(table);
     return this.tx(async (q) => {
-      if (keys === "all") return this.run(q, `DELETE FROM ${target}`);
       let deleted = 0;
-      for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
-        const chunk = keys.slice(i, i + INSERT_CHUNK).map((k) => k.hash);
-        deleted += await this.run(q, `DELETE FROM ${target} WHERE key_hash IN (${placeholders(chunk.length)})`, chunk);
+      if (keys === "all") deleted = await this.run(q, `DELETE FROM ${target}`);
+      else {
+        for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
+          const chunk = keys.slice(i, i + INSERT_CHUNK).map((k) => k.hash);
+          deleted += await this.run(q, `DELETE FROM ${target} WHERE key_hash IN (${placeholders(chunk.length)})`, chunk);
+        }
       }
+      await this.logChange(q, table, new Change().move("target", null, deleted), Date.now());
       return deleted;
     });
   }
@@ -703,6 +816,60 @@ export class MysqlStore implements JobStore {
       [page.after ?? "", ...r.params, page.pageSize + 1],
     );
     return targetPage(rows, page.pageSize);
+  }
+
+  async readChanges(afterId: number, limit: number, table: string | null): Promise<ChangeRow[]> {
+    const rows = await this.rows<ChangeLogRow>(
+      this.dataSource,
+      `SELECT id, table_name, time, deltas, events FROM \`~populus_events\` WHERE id > ?${table === null ? "" : " AND table_name = ?"} ORDER BY id LIMIT ?`,
+      [afterId, ...(table === null ? [] : [table]), limit],
+    );
+    return rows.map(parseChangeRow);
+  }
+
+  async changeBounds(): Promise<ChangeBounds> {
+    const [row] = await this.rows<{ last_id: string | null; pruned: string | null }>(
+      this.dataSource,
+      "SELECT (SELECT MAX(id) FROM `~populus_events`) AS last_id, (SELECT value FROM `~populus_meta` WHERE name = 'events_pruned_through') AS pruned",
+    );
+    const prunedThrough = Number(row?.pruned ?? 0);
+    return { lastId: Math.max(Number(row?.last_id ?? 0), prunedThrough), prunedThrough };
+  }
+
+  async progressSnapshot(table: string, afterId: number): Promise<{ counts: ProgressCounts; includedIds: number[] }> {
+    await this.table(table);
+    const q = this.dataSource.createQueryRunner();
+    await q.connect();
+    try {
+      // One consistent snapshot (InnoDB MVCC) for the counts and the log, so that the log tells which changes the counts hold.
+      await q.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+      await q.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+      try {
+        const ids = await this.rows<{ id: string }>(q, "SELECT id FROM `~populus_events` WHERE id > ? AND table_name = ?", [afterId, table]);
+        const rows = await this.rows<{ status: string; n: string }>(q, `SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`);
+        const [t] = await this.rows<{ n: string }>(q, `SELECT COUNT(*) AS n FROM ${targetTable(table)}`);
+        return { counts: toProgressCounts(rows, t?.n ?? 0), includedIds: ids.map((r) => Number(r.id)) };
+      } finally {
+        await q.query("COMMIT");
+      }
+    } finally {
+      await q.release();
+    }
+  }
+
+  async pruneChanges(before: number): Promise<number> {
+    const [row] = await this.rows<{ through: string | null }>(this.dataSource, "SELECT MAX(id) AS through FROM `~populus_events` WHERE time < ?", [before]);
+    if (row?.through == null) return 0;
+    const through = Number(row.through);
+    // Record the bound first: a cursor below it is answered OUT_OF_RANGE even while the deletes run.
+    await this.run(
+      null,
+      "INSERT INTO `~populus_meta` (name, value) VALUES ('events_pruned_through', ?) ON DUPLICATE KEY UPDATE value = GREATEST(value, VALUES(value))",
+      [through],
+    );
+    let pruned = 0;
+    for (let n = -1; n !== 0; pruned += n) n = await this.run(null, "DELETE FROM `~populus_events` WHERE id <= ? LIMIT 10000", [through]);
+    return pruned;
   }
 
   async close(): Promise<void> {

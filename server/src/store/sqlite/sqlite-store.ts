@@ -17,7 +17,9 @@ import type BetterSqlite3 from "better-sqlite3";
 import { DataSource } from "typeorm";
 import { InvalidKeyError, TableNotFoundError, LeaseLostError } from "../../errors.js";
 import type { AttributeCondition, EncodedKey } from "../../key-codec.js";
+import { Change, type ChangeRow, completionChange, type HeldLease, ignoreChange, parseChangeRow, releaseChange } from "../change-log.js";
 import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
+import { ChangeLog0000000000002 } from "../migrations/sqlite/0002-change-log.js";
 import {
   describeAttributes,
   JOB_COLUMNS,
@@ -36,6 +38,7 @@ import {
   toTableDefinition,
 } from "../row-mapping.js";
 import {
+  type ChangeBounds,
   type CompleteOutcome,
   type Completion,
   type JobFilter,
@@ -62,7 +65,9 @@ import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
 const ABANDONED_REFRESH_MS = 24 * 3600_000;
 
 /** The migrations, in order; numbered alike for MySQL. */
-export const SQLITE_MIGRATIONS = [Initial0000000000001];
+export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002];
+
+const JOB_STATUSES: readonly JobStatusName[] = ["pending", "reserved", "success", "error", "ignore"];
 
 /** Opens (creating if needed) and migrates the SQLite file at `path`. */
 export async function openSqliteStore(path: string, options: StoreOptions): Promise<SqliteStore> {
@@ -120,6 +125,13 @@ export class SqliteStore implements JobStore {
     return this.db.transaction(fn).immediate();
   }
 
+  /** Appends a transaction's change to the log, as its last statement. MySQL: the same INSERT. */
+  private logChange(table: string, change: Change, now: number): void {
+    if (change.empty) return;
+    const c = change.columns();
+    this.db.prepare(`INSERT INTO "~populus_events" (table_name, time, deltas, events) VALUES (?, ?, ?, ?)`).run(table, now, c.deltas, c.events);
+  }
+
   private table(name: string): TableDefinition {
     const cached = this.tables.get(name);
     if (cached !== undefined) return cached;
@@ -170,6 +182,7 @@ export class SqliteStore implements JobStore {
       const staging = stagingId(input.table, input.refreshId ?? `single-${randomBytes(12).toString("hex")}`);
       const final = input.refreshId === null || input.final;
       const state = this.refreshState(staging, input);
+      const change = new Change();
       /*
        * Add `keys - target - jobs` as pending; a key that already has a job (any status) is left as it is.
        * In-process prepared statements per key cost microseconds, so no set-based form is needed here.
@@ -192,15 +205,19 @@ export class SqliteStore implements JobStore {
         if (state.staging && this.db.prepare(`SELECT 1 FROM "~populus_refresh_keys" WHERE refresh = ? LIMIT 1`).get(staging) !== undefined) {
           /*
            * Stale removal: jobs older than the stale timeout whose key is not in this refresh's key source.
-           * Never reserved or ignore jobs. Params: cutoff, staging id. Returns: rows removed. MySQL: the same.
+           * Never reserved or ignore jobs; one statement per status, for the change log's counts.
+           * Params: status, cutoff, staging id. Returns: rows removed. MySQL: the same.
            */
-          removed = this.db
-            .prepare(
-              `DELETE FROM ${jobs}
-               WHERE status IN ('pending', 'error', 'success') AND create_time < ?
-                 AND NOT EXISTS (SELECT 1 FROM "~populus_refresh_keys" s WHERE s.refresh = ? AND s.key_hash = ${jobs}.key_hash)`,
-            )
-            .run(state.staleCutoff, staging).changes;
+          const removeStale = this.db.prepare(
+            `DELETE FROM ${jobs}
+             WHERE status = ? AND create_time < ?
+               AND NOT EXISTS (SELECT 1 FROM "~populus_refresh_keys" s WHERE s.refresh = ? AND s.key_hash = ${jobs}.key_hash)`,
+          );
+          for (const status of ["pending", "error", "success"] as const) {
+            const n = removeStale.run(status, state.staleCutoff, staging).changes;
+            change.move(status, null, n);
+            removed += n;
+          }
         }
         this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE refresh = ?`).run(staging);
         this.db.prepare(`DELETE FROM "~populus_refreshes" WHERE refresh = ?`).run(staging);
@@ -216,10 +233,13 @@ export class SqliteStore implements JobStore {
              WHERE status = 'success' AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = ${jobs}.key_hash)`,
           )
           .run(input.now).changes;
+        change.move("success", "pending", rePended);
         this.db.prepare(`UPDATE "~populus_tables" SET last_refresh_time = ? WHERE name = ?`).run(input.now, input.table);
       }
+      change.move(null, "pending", added);
       const orphaned =
-        input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now);
+        input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change);
+      this.logChange(input.table, change, input.now);
       return { added, removed, orphaned, rePended };
     });
   }
@@ -258,22 +278,39 @@ export class SqliteStore implements JobStore {
 
   /**
    * Reserved jobs whose `column` (lease_expire_time or reserve_time) is before `cutoff` go back to
-   * pending, or to error once their worker was lost maxLostAttempts times.
-   * Params: max attempts (x3), now, cutoff. Returns: rows changed.
-   * MySQL: CONCAT instead of ||.
+   * pending, or to error once their worker was lost maxLostAttempts times; both logged with their keys.
+   * Returns: rows changed. MySQL: the same, CONCAT instead of ||, skipping rows locked by a Complete.
    */
-  private resetLeases(table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number): number {
+  private resetLeases(table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number, change: Change): number {
+    const jobs = jobsTable(table);
     const max = this.options.maxLostAttempts;
-    return this.db
-      .prepare(
-        `UPDATE ${jobsTable(table)} SET
-           status = CASE WHEN attempts >= ? THEN 'error' ELSE 'pending' END,
-           error_message = CASE WHEN attempts >= ? THEN ? || attempts || ? ELSE error_message END,
-           complete_time = CASE WHEN attempts >= ? THEN ? ELSE NULL END,
-           lease_token = NULL, lease_expire_time = NULL
-         WHERE status = 'reserved' AND ${column} < ?`,
-      )
-      .run(max, max, WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, max, now, cutoff).changes;
+    const rows = this.db.prepare(`SELECT id, key_json, attempts FROM ${jobs} WHERE status = 'reserved' AND ${column} < ?`).all(cutoff) as {
+      id: number;
+      key_json: string;
+      attempts: number;
+    }[];
+    const lost = rows.filter((r) => r.attempts >= max);
+    const back = rows.filter((r) => r.attempts < max);
+    if (lost.length > 0) {
+      this.db
+        .prepare(
+          `UPDATE ${jobs} SET status = 'error', error_message = ? || attempts || ?, complete_time = ?, lease_token = NULL, lease_expire_time = NULL
+           WHERE id IN (${placeholders(lost.length)})`,
+        )
+        .run(WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...lost.map((r) => r.id));
+      change.move("reserved", "error", lost.length).jobs(
+        "error",
+        lost.map((r) => r.key_json),
+        { errorMessages: lost.map((r) => `${WORKER_LOST_MESSAGE.before}${r.attempts}${WORKER_LOST_MESSAGE.after}`) },
+      );
+    }
+    if (back.length > 0) {
+      this.db
+        .prepare(`UPDATE ${jobs} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`)
+        .run(...back.map((r) => r.id));
+      change.move("reserved", "pending", back.length).jobs("pending", back.map((r) => r.key_json));
+    }
+    return rows.length;
   }
 
   async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
@@ -313,11 +350,13 @@ export class SqliteStore implements JobStore {
            progress = NULL, progress_message = NULL
          WHERE id = ?`,
       );
-      return rows.map((row) => {
+      const grants = rows.map((row) => {
         const token = leaseToken(prefix, row.id);
         lease.run(token, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, row.id);
         return { keyJson: row.key_json, leaseToken: token, leaseExpireTime: expire, attempt: row.attempts + 1, priority: row.priority };
       });
+      this.logChange(input.table, new Change().move("pending", "reserved", rows.length).jobs("reserved", rows.map((r) => r.key_json), { workerId: w.workerId }), input.now);
+      return grants;
     });
   }
 
@@ -332,8 +371,8 @@ export class SqliteStore implements JobStore {
        * MySQL: the same SELECT ... FOR UPDATE, so a concurrent sweep cannot take them mid-commit.
        */
       const held = this.db
-        .prepare(`SELECT id, key_hash, key_json, reserve_time, lease_token FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`)
-        .all(...leaseFilter(tokens).params) as { id: number; key_hash: string; key_json: string; reserve_time: number; lease_token: string }[];
+        .prepare(`SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`)
+        .all(...leaseFilter(tokens).params) as { id: number; key_hash: string; key_json: string; lease_token: string; worker_id: string | null }[];
       const byToken = new Map(held.map((r) => [r.lease_token, r]));
       const notHeld = tokens.filter((t) => !byToken.has(t));
       let alreadyCommitted = 0;
@@ -358,9 +397,10 @@ export class SqliteStore implements JobStore {
       const insert = this.db.prepare(
         `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING`,
       );
+      let written = 0;
       for (const c of completions) {
         const row = byToken.get(c.leaseToken);
-        if (row !== undefined) insert.run(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now);
+        if (row !== undefined) written += insert.run(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now).changes;
       }
       const ids = held.map((r) => r.id);
       if (ids.length > 0) {
@@ -375,6 +415,7 @@ export class SqliteStore implements JobStore {
           this.db.prepare(`DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`).run(...ids);
         }
       }
+      this.logChange(table, completionChange(held, written, keepCompleted), now);
       return { committed: held.length, alreadyCommitted };
     });
   }
@@ -398,17 +439,29 @@ export class SqliteStore implements JobStore {
         // A repeat of a Fail that committed keeps its token on the error row.
         const repeat = this.db.prepare(`SELECT 1 FROM ${jobs} WHERE status = 'error' AND id = ? AND lease_token = ?`).get(leaseJobId(token), token);
         if (repeat === undefined) throw new LeaseLostError([token]);
+        return;
       }
+      const row = this.db.prepare(`SELECT key_json, worker_id, error_message FROM ${jobs} WHERE id = ?`).get(leaseJobId(token)) as {
+        key_json: string;
+        worker_id: string | null;
+        error_message: string;
+      };
+      const change = new Change()
+        .move("reserved", "error", 1)
+        .jobs("error", [row.key_json], { workerId: row.worker_id ?? "", errorMessages: [row.error_message] });
+      this.logChange(table, change, now);
     });
   }
 
-  /** The given leases that are still held. MySQL: the same SELECT ... FOR UPDATE. */
-  private heldTokens(jobs: string, tokens: readonly string[]): Set<string> {
+  /** The given leases that are still held, with their keys and holders. MySQL: the same SELECT ... FOR UPDATE. */
+  private heldTokens(jobs: string, tokens: readonly string[]): Map<string, HeldLease> {
     const filter = leaseFilter(tokens);
-    const rows = this.db.prepare(`SELECT lease_token FROM ${jobs} WHERE status = 'reserved' AND ${filter.sql}`).all(...filter.params) as {
+    const rows = this.db.prepare(`SELECT lease_token, key_json, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${filter.sql}`).all(...filter.params) as {
       lease_token: string;
+      key_json: string;
+      worker_id: string | null;
     }[];
-    return new Set(rows.map((r) => r.lease_token));
+    return new Map(rows.map((r) => [r.lease_token, { keyJson: r.key_json, workerId: r.worker_id ?? "" }]));
   }
 
   async heartbeat(
@@ -448,6 +501,7 @@ export class SqliteStore implements JobStore {
            WHERE status = 'reserved' AND ${leaseFilter(tokens).sql}`,
         )
         .run(...leaseFilter(tokens).params).changes;
+      this.logChange(table, releaseChange(held), Date.now());
       return { released, lost: tokens.filter((t) => !held.has(t)) };
     });
   }
@@ -455,7 +509,14 @@ export class SqliteStore implements JobStore {
   async expireLeases(now: number): Promise<number> {
     const tables = await this.listTables();
     let expired = 0;
-    for (const t of tables) expired += this.tx(() => this.resetLeases(t.name, "lease_expire_time", now, now));
+    for (const t of tables) {
+      expired += this.tx(() => {
+        const change = new Change();
+        const n = this.resetLeases(t.name, "lease_expire_time", now, now, change);
+        this.logChange(t.name, change, now);
+        return n;
+      });
+    }
     return expired;
   }
 
@@ -495,12 +556,21 @@ export class SqliteStore implements JobStore {
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
     const jobs = jobsTable(table);
     this.table(table);
+    // One DELETE per status, so the change log gets exact counts. MySQL: the same statements, per 1,000 keys.
+    const each = statuses.length > 0 ? statuses : JOB_STATUSES;
     return this.tx(() => {
-      const statusSql = statuses.length > 0 ? ` AND status IN (${placeholders(statuses.length)})` : "";
-      if (keys.length === 0) return this.db.prepare(`DELETE FROM ${jobs} WHERE 1 = 1${statusSql}`).run(...statuses).changes;
-      const del = this.db.prepare(`DELETE FROM ${jobs} WHERE key_hash = ?${statusSql}`);
+      const change = new Change();
       let deleted = 0;
-      for (const k of keys) deleted += del.run(k.hash, ...statuses).changes;
+      const byStatus = this.db.prepare(`DELETE FROM ${jobs} WHERE status = ?`);
+      const byKey = this.db.prepare(`DELETE FROM ${jobs} WHERE key_hash = ? AND status = ?`);
+      for (const status of each) {
+        let n = 0;
+        if (keys.length === 0) n = byStatus.run(status).changes;
+        for (const k of keys) n += byKey.run(k.hash, status).changes;
+        change.move(status, null, n);
+        deleted += n;
+      }
+      this.logChange(table, change, Date.now());
       return deleted;
     });
   }
@@ -518,8 +588,11 @@ export class SqliteStore implements JobStore {
          VALUES (?, ?, 'ignore', 5, ?, ?, 0)
          ON CONFLICT (key_hash) DO UPDATE SET status = 'ignore', lease_token = NULL, lease_expire_time = NULL`,
       );
+      const statusOf = this.db.prepare(`SELECT status FROM ${jobs} WHERE key_hash = ?`).pluck();
+      const before = keys.flatMap((k) => (statusOf.get(k.hash) as JobStatusName | undefined) ?? []);
       let ignored = 0;
       for (const k of keys) ignored += upsert.run(k.hash, k.json, now, now).changes;
+      this.logChange(table, ignoreChange(keys, before), now);
       return ignored;
     });
   }
@@ -528,10 +601,13 @@ export class SqliteStore implements JobStore {
     const target = targetTable(table);
     this.table(table);
     return this.tx(() => {
-      if (keys === "all") return this.db.prepare(`DELETE FROM ${target}`).run().changes;
-      const del = this.db.prepare(`DELETE FROM ${target} WHERE key_hash = ?`);
       let deleted = 0;
-      for (const k of keys) deleted += del.run(k.hash).changes;
+      if (keys === "all") deleted = this.db.prepare(`DELETE FROM ${target}`).run().changes;
+      else {
+        const del = this.db.prepare(`DELETE FROM ${target} WHERE key_hash = ?`);
+        for (const k of keys) deleted += del.run(k.hash).changes;
+      }
+      this.logChange(table, new Change().move("target", null, deleted), Date.now());
       return deleted;
     });
   }
@@ -546,6 +622,43 @@ export class SqliteStore implements JobStore {
       )
       .all(page.after ?? "", ...r.params, page.pageSize + 1) as TargetRow[];
     return targetPage(rows, page.pageSize);
+  }
+
+  async readChanges(afterId: number, limit: number, table: string | null): Promise<ChangeRow[]> {
+    const rows = this.db
+      .prepare(`SELECT id, table_name, time, deltas, events FROM "~populus_events" WHERE id > ?${table === null ? "" : " AND table_name = ?"} ORDER BY id LIMIT ?`)
+      .all(afterId, ...(table === null ? [] : [table]), limit) as { id: number; table_name: string; time: number; deltas: string; events: string }[];
+    return rows.map(parseChangeRow);
+  }
+
+  async changeBounds(): Promise<ChangeBounds> {
+    const row = this.db
+      .prepare(`SELECT (SELECT MAX(id) FROM "~populus_events") AS last_id, (SELECT value FROM "~populus_meta" WHERE name = 'events_pruned_through') AS pruned`)
+      .get() as { last_id: number | null; pruned: number | null };
+    const prunedThrough = row.pruned ?? 0;
+    return { lastId: Math.max(row.last_id ?? 0, prunedThrough), prunedThrough };
+  }
+
+  async progressSnapshot(table: string, afterId: number): Promise<{ counts: ProgressCounts; includedIds: number[] }> {
+    this.table(table);
+    // A deferred read transaction: one WAL snapshot for the counts and the log (another process may write the file).
+    return this.db.transaction(() => {
+      const ids = this.db.prepare(`SELECT id FROM "~populus_events" WHERE id > ? AND table_name = ?`).pluck().all(afterId, table) as number[];
+      const rows = this.db.prepare(`SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`).all() as { status: string; n: number }[];
+      const target = (this.db.prepare(`SELECT COUNT(*) AS n FROM ${targetTable(table)}`).get() as { n: number }).n;
+      return { counts: toProgressCounts(rows, target), includedIds: ids };
+    })();
+  }
+
+  async pruneChanges(before: number): Promise<number> {
+    return this.tx(() => {
+      const through = this.db.prepare(`SELECT MAX(id) FROM "~populus_events" WHERE time < ?`).pluck().get(before) as number | null;
+      if (through === null) return 0;
+      this.db
+        .prepare(`INSERT INTO "~populus_meta" (name, value) VALUES ('events_pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`)
+        .run(through);
+      return this.db.prepare(`DELETE FROM "~populus_events" WHERE id <= ?`).run(through).changes;
+    });
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,147 @@
+/**
+ * The change log (promise 5): every transaction that changes a table's jobs
+ * or target appends one row to `~populus_events`, inside that same
+ * transaction, as its last statement. A row holds the count deltas of the
+ * change (pending −2, reserved +2, …) and its job-level events (which keys
+ * went to which status, by which worker, with which error). Because the row
+ * commits with the change, every replica that tails the log sees every change
+ * exactly once and in id order, and a client that resumes from a cursor (an
+ * event id) on any replica misses nothing.
+ *
+ * Bulk queue maintenance (refresh adding or removing keys, DeleteJobs,
+ * DeleteTargets) is logged as count deltas without job-level events: a
+ * million-key refresh must not write a million events.
+ */
+import type { JobStatusName } from "./store.js";
+
+/** What Progress counts: the five statuses and the target's rows. */
+export type CountName = JobStatusName | "target";
+
+export type CountDeltas = Partial<Record<CountName, number>>;
+
+/** A job's status after an event; "deleted" when its row went away (completed without keepCompleted). */
+export type EventStatus = JobStatusName | "deleted";
+
+/** One job-level event. */
+export interface JobEventRecord {
+  /** The key as canonical JSON (as stored in key_json). */
+  readonly keyJson: string;
+  readonly status: EventStatus;
+  /** The worker that made the change; "" for changes made by the server or an operator. */
+  readonly workerId: string;
+  /** The change committed a result to the target. */
+  readonly committed: boolean;
+  readonly errorMessage: string;
+}
+
+/** A row of the change log, as read back. */
+export interface ChangeRow {
+  readonly id: number;
+  readonly table: string;
+  /** Commit time, epoch ms (the writing replica's clock). */
+  readonly time: number;
+  readonly deltas: CountDeltas;
+  readonly events: readonly JobEventRecord[];
+}
+
+/** The columns a change row is written with. */
+export interface ChangeColumns {
+  readonly deltas: string;
+  readonly events: string;
+}
+
+/** A serialized group: jobs that went to one status in one step. Keys stay the raw JSON text they are stored as. */
+interface EventGroup {
+  s: EventStatus;
+  w: string;
+  c: 0 | 1;
+  k: unknown[];
+  e?: string[];
+}
+
+/**
+ * The change of one transaction, built up as it runs. Serializes to the two
+ * columns of `~populus_events`; an empty change writes nothing.
+ */
+export class Change {
+  private readonly deltas: Record<string, number> = {};
+  /** Serialized groups; keys are spliced in as their stored JSON text, not re-parsed. */
+  private readonly groups: string[] = [];
+
+  /** n jobs went from `from` (null: inserted) to `to` (null: deleted). */
+  move(from: CountName | null, to: CountName | null, n: number): this {
+    if (n === 0 || from === to) return this;
+    if (from !== null) this.deltas[from] = (this.deltas[from] ?? 0) - n;
+    if (to !== null) this.deltas[to] = (this.deltas[to] ?? 0) + n;
+    return this;
+  }
+
+  /** Job-level events: these keys went to `status` in one step. */
+  jobs(status: EventStatus, keyJsons: readonly string[], o: { workerId?: string; committed?: boolean; errorMessages?: readonly string[] } = {}): this {
+    if (keyJsons.length === 0) return this;
+    const head = JSON.stringify({ s: status, w: o.workerId ?? "", c: o.committed === true ? 1 : 0, ...(o.errorMessages ? { e: o.errorMessages } : {}) });
+    this.groups.push(`${head.slice(0, -1)},"k":[${keyJsons.join(",")}]}`);
+    return this;
+  }
+
+  get empty(): boolean {
+    return this.groups.length === 0 && Object.values(this.deltas).every((n) => n === 0);
+  }
+
+  columns(): ChangeColumns {
+    const deltas: CountDeltas = {};
+    for (const [name, n] of Object.entries(this.deltas)) if (n !== 0) deltas[name as CountName] = n;
+    return { deltas: JSON.stringify(deltas), events: `[${this.groups.join(",")}]` };
+  }
+}
+
+/** Parses a stored change row. Keys come back as canonical JSON text, as the rest of the store hands them out. */
+export function parseChangeRow(row: { id: number | string; table_name: string; time: number | string; deltas: string; events: string }): ChangeRow {
+  const groups = JSON.parse(row.events) as EventGroup[];
+  const events: JobEventRecord[] = [];
+  for (const g of groups) {
+    g.k.forEach((key, i) => {
+      events.push({ keyJson: JSON.stringify(key), status: g.s, workerId: g.w, committed: g.c === 1, errorMessage: g.e?.[i] ?? "" });
+    });
+  }
+  return { id: Number(row.id), table: row.table_name, time: Number(row.time), deltas: JSON.parse(row.deltas) as CountDeltas, events };
+}
+
+/** A lease still held, as the stores read it before changing it. */
+export interface HeldLease {
+  readonly keyJson: string;
+  readonly workerId: string;
+}
+
+/** The change of a Complete: the held jobs leave reserved (to success or deleted) and `written` target rows appear. */
+export function completionChange(
+  held: readonly { key_json: string; worker_id: string | null }[],
+  written: number,
+  keepCompleted: boolean,
+): Change {
+  const change = new Change().move("reserved", keepCompleted ? "success" : null, held.length).move(null, "target", written);
+  const byWorker = new Map<string, string[]>();
+  for (const row of held) {
+    const keys = byWorker.get(row.worker_id ?? "") ?? [];
+    keys.push(row.key_json);
+    byWorker.set(row.worker_id ?? "", keys);
+  }
+  for (const [workerId, keys] of byWorker) change.jobs(keepCompleted ? "success" : "deleted", keys, { workerId, committed: true });
+  return change;
+}
+
+/** The change of a Release: the held jobs go back to pending. */
+export function releaseChange(held: ReadonlyMap<string, HeldLease>): Change {
+  const change = new Change().move("reserved", "pending", held.size);
+  const byWorker = new Map<string, string[]>();
+  for (const h of held.values()) byWorker.set(h.workerId, [...(byWorker.get(h.workerId) ?? []), h.keyJson]);
+  for (const [workerId, keys] of byWorker) change.jobs("pending", keys, { workerId });
+  return change;
+}
+
+/** The change of an Ignore of `keys`, given the statuses of those that already had a job. */
+export function ignoreChange(keys: readonly { json: string }[], statusesBefore: readonly JobStatusName[]): Change {
+  const change = new Change().move(null, "ignore", keys.length - statusesBefore.length);
+  for (const status of statusesBefore) change.move(status, "ignore", 1);
+  return change.jobs("ignore", keys.map((k) => k.json));
+}

@@ -33,6 +33,8 @@ export interface ServerConfig {
   readonly shutdownGraceSeconds: number;
   /** A job whose worker was lost this many times becomes error. @default 3 */
   readonly maxLostAttempts: number;
+  /** Seconds the change log keeps changes for Watch resumes; older cursors answer OUT_OF_RANGE. @default 3600 */
+  readonly eventRetentionSeconds: number;
 }
 
 /** A configuration the program cannot start with; main exits 2 with its message. */
@@ -125,6 +127,12 @@ function buildCommand(): Command {
         .default(3)
         .argParser(intInRange("--max-lost-attempts", 1, 1000)),
     )
+    .addOption(
+      new Option("--event-retention <seconds>", "how long Watch changes are kept for clients that resume with a cursor")
+        .env("POPULUS_EVENT_RETENTION")
+        .default(3600)
+        .argParser(intInRange("--event-retention", 60, 30 * 24 * 3600)),
+    )
     .helpOption("-h, --help", "show this help")
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
@@ -168,6 +176,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     logLevel: ServerConfig["logLevel"];
     shutdownGrace: number;
     maxLostAttempts: number;
+    eventRetention: number;
   }>();
   if (o.host.trim() === "") throw new ConfigError("--host must not be empty");
   return {
@@ -179,6 +188,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       logLevel: o.logLevel,
       shutdownGraceSeconds: o.shutdownGrace,
       maxLostAttempts: o.maxLostAttempts,
+      eventRetentionSeconds: o.eventRetention,
     }),
   };
 }

@@ -13,11 +13,15 @@ import { listen } from "./http-server.js";
 import { createLogger } from "./logger.js";
 import { errorMappingInterceptor, routes } from "./routes.js";
 import { HealthState } from "./service/health.js";
+import { ChangeFeed } from "./service/change-feed.js";
+import { WatchHub } from "./service/watch-hub.js";
 import { WorkNotifier } from "./service/work-notifier.js";
 import { openStore } from "./store/open-store.js";
 
 /** How often each replica returns expired leases to pending (ms). */
 const LEASE_SWEEP_MS = 1000;
+/** How often each replica prunes changes older than the retention (ms). */
+const EVENT_PRUNE_MS = 60_000;
 
 function fail(code: number, line: string): never {
   process.stderr.write(`populus-server: ${line}\n`);
@@ -43,10 +47,17 @@ async function main(): Promise<void> {
   logger.info({ database: where, dialect: store.dialect }, "database ready, migrations applied");
 
   const notifier = new WorkNotifier();
+  const feed = new ChangeFeed(store, { logger });
+  // Work made ready through any replica wakes this replica's long-polling Reserve calls.
+  feed.subscribe((changes) => {
+    for (const c of changes) if ((c.deltas.pending ?? 0) > 0) notifier.notify(c.table);
+  });
+  await feed.start().catch((err: unknown) => fail(1, `cannot read the change log: ${describeStartupError(err)}`));
+  const hub = new WatchHub(store, feed);
   const shutdown = new AbortController();
   const health = new HealthState();
   const handler = connectNodeAdapter({
-    routes: routes({ store, notifier, logger, shutdownSignal: shutdown.signal, health }),
+    routes: routes({ store, notifier, hub, logger, shutdownSignal: shutdown.signal, health }),
     interceptors: [errorMappingInterceptor(logger)],
     shutdownSignal: shutdown.signal,
   });
@@ -75,14 +86,26 @@ async function main(): Promise<void> {
       });
   }, LEASE_SWEEP_MS);
 
+  const prune = setInterval(() => {
+    store
+      .pruneChanges(Date.now() - config.eventRetentionSeconds * 1000)
+      .then((n) => n > 0 && logger.debug({ pruned: n }, "old changes pruned"))
+      .catch((err: unknown) => logger.warn({ err }, "pruning the change log failed"));
+  }, EVENT_PRUNE_MS);
+  prune.unref();
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, graceSeconds: config.shutdownGraceSeconds }, "draining");
     clearInterval(sweep);
+    clearInterval(prune);
     // NOT_SERVING first: health Watch calls hear it before the abort below ends them.
     health.setServing(false);
+    // Watch streams end with UNAVAILABLE, which tells clients to resume elsewhere with their cursor.
+    hub.close();
+    feed.stop();
     // Aborts handler signals: long-polls answer at once, streams end; unary calls in flight finish.
     shutdown.abort();
     server

@@ -12,6 +12,7 @@ import { toConnectError } from "./errors.js";
 import { createHealthService, type HealthState } from "./service/health.js";
 import { createJobService } from "./service/job-service.js";
 import { ReflectionIndex, reflectionV1, reflectionV1alpha } from "./service/reflection.js";
+import type { WatchHub } from "./service/watch-hub.js";
 import type { WorkNotifier } from "./service/work-notifier.js";
 import type { JobStore } from "./store/store.js";
 
@@ -19,7 +20,20 @@ import type { JobStore } from "./store/store.js";
 export function errorMappingInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     try {
-      return await next(req);
+      const res = await next(req);
+      if (!res.stream) return res;
+      // A server stream fails while it is read, after next() has answered: map those errors too.
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } catch (err) {
+            throw toConnectError(err, req.method.name, logger);
+          }
+        })(),
+      };
     } catch (err) {
       throw toConnectError(err, req.method.name, logger);
     }
@@ -29,6 +43,7 @@ export function errorMappingInterceptor(logger: Logger): Interceptor {
 export interface RouteDeps {
   readonly store: JobStore;
   readonly notifier: WorkNotifier;
+  readonly hub: WatchHub;
   readonly logger: Logger;
   /** Aborted on SIGTERM: streams end and health answers NOT_SERVING. */
   readonly shutdownSignal: AbortSignal;
@@ -38,7 +53,7 @@ export interface RouteDeps {
 
 export function routes(deps: RouteDeps) {
   return (router: ConnectRouter) => {
-    router.service(JobService, createJobService(deps.store, deps.notifier));
+    router.service(JobService, createJobService(deps.store, deps.notifier, deps.hub));
     router.service(Health, createHealthService(deps.health));
     // Keep reflection last: it describes every service registered above, and itself.
     const reflection = new ReflectionIndex([...router.handlers.map((h) => h.service), ServerReflection, ServerReflectionV1alpha]);

@@ -9,6 +9,7 @@ import type { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { JobStatus } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { JobSchema, ProgressSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
+import type { WatchResponseSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { TableNotFoundError } from "../errors.js";
 import { attributeTypeToProto, decodeKey, type KeyAttributes } from "../key-codec.js";
 import type { JobRecord, JobStore, ProgressCounts, TableDefinition } from "../store/store.js";
@@ -25,7 +26,9 @@ import {
   validateRefresh,
   validateRelease,
   validateReserve,
+  validateWatch,
 } from "./validate.js";
+import type { WatchHub, WatchMessage } from "./watch-hub.js";
 import type { WorkNotifier } from "./work-notifier.js";
 
 const STATUS_TO_PROTO = {
@@ -71,12 +74,28 @@ function jobMessage(job: JobRecord, attributes: KeyAttributes): MessageInitShape
   };
 }
 
+function watchResponse(table: TableDefinition, m: WatchMessage): MessageInitShape<typeof WatchResponseSchema> {
+  return {
+    cursor: String(m.cursor),
+    progress: m.progress === null ? undefined : progressMessage(table.name, m.progress),
+    events: m.events.map((e) => ({
+      key: decodeKey(e.keyJson, table.keyAttributes),
+      status: e.status === "deleted" ? JobStatus.UNSPECIFIED : STATUS_TO_PROTO[e.status],
+      time: timestampFromMs(e.time),
+      workerId: e.workerId,
+      committed: e.committed,
+      errorMessage: e.errorMessage,
+    })),
+  };
+}
+
 /** Builds the JobService implementation over a store. */
 export function createJobService(
   store: JobStore,
   notifier: WorkNotifier,
+  hub: WatchHub,
   clock: () => number = Date.now,
-): Partial<ServiceImpl<typeof JobService>> {
+): ServiceImpl<typeof JobService> {
   /** The declared table for a request's table name; NOT_FOUND when never refreshed. */
   async function declared(name: string): Promise<TableDefinition> {
     const table = parseTableName(name);
@@ -148,6 +167,12 @@ export function createJobService(
       const result = await store.release(def.name, validateRelease(req));
       if (result.released > 0) notifier.notify(def.name);
       return { released: BigInt(result.released), lostLeaseTokens: result.lost };
+    },
+
+    async *watch(req, ctx) {
+      const def = await declared(req.table);
+      const w = validateWatch(req);
+      for await (const message of hub.watch(def.name, { ...w, signal: ctx.signal })) yield watchResponse(def, message);
     },
 
     async listJobs(req) {

@@ -16,6 +16,7 @@ import type {
   RefreshRequest,
   ReleaseRequest,
   ReserveRequest,
+  WatchRequest,
 } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { JobStatus, type Key, type WorkerIdentity } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { InvalidRequestError, LimitExceededError } from "../errors.js";
@@ -173,6 +174,13 @@ export function validateHeartbeat(req: HeartbeatRequest) {
 
 export function validateRelease(req: ReleaseRequest): string[] {
   return tokens(req.leaseTokens, "Release");
+}
+
+/** A Watch cursor is a change id, written in decimal. */
+export function validateWatch(req: WatchRequest): { cursor: number | null; countsOnly: boolean } {
+  if (req.cursor === "") return { cursor: null, countsOnly: req.countsOnly };
+  if (!/^\d{1,15}$/.test(req.cursor)) throw new InvalidRequestError(`Watch: cursor "${req.cursor.slice(0, 40)}" was not issued by this server`);
+  return { cursor: Number(req.cursor), countsOnly: req.countsOnly };
 }
 
 export function validateListJobs(req: ListJobsRequest, attributes: KeyAttributes): { filter: JobFilter; page: PageRequest } {

@@ -1,0 +1,109 @@
+/**
+ * Tails the shared change log (store/change-log.ts) on this replica. Every
+ * replica runs one feed, so a change committed through any replica reaches
+ * Watch clients and long-polling Reserve calls on all of them, and nothing
+ * depends on one replica's memory: a restarted replica starts again from the
+ * log.
+ *
+ * Ordering: changes are delivered in id order, each exactly once. An id is
+ * taken when a transaction inserts its change (its last statement), so a
+ * transaction that took id n may commit after one that took n + 1. The feed
+ * therefore stops at a gap and waits for it to fill; an id that stays missing
+ * for gapTimeoutMs belonged to a transaction that rolled back (a deadlock
+ * retry, a failed batch), and the feed moves past it.
+ */
+import type { Logger } from "pino";
+import type { ChangeRow } from "../store/change-log.js";
+import type { JobStore } from "../store/store.js";
+
+export interface ChangeFeedOptions {
+  /** How often the log is read (ms). */
+  readonly pollMs?: number;
+  /** How long a missing id holds back later ones before it is taken as rolled back (ms). */
+  readonly gapTimeoutMs?: number;
+  /** Rows read per query. */
+  readonly batchSize?: number;
+  readonly logger?: Logger;
+}
+
+/** Called with each batch of newly delivered changes and the feed's position after them. */
+export type ChangeListener = (rows: readonly ChangeRow[], position: number) => void;
+
+export class ChangeFeed {
+  private positionId = 0;
+  private readonly listeners = new Set<ChangeListener>();
+  private gap: { after: number; since: number } | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly pollMs: number;
+  private readonly gapTimeoutMs: number;
+  private readonly batchSize: number;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly options: ChangeFeedOptions = {},
+  ) {
+    this.pollMs = options.pollMs ?? 50;
+    this.gapTimeoutMs = options.gapTimeoutMs ?? 2000;
+    this.batchSize = options.batchSize ?? 1000;
+  }
+
+  /** Every change with an id up to here has been delivered (or given up as rolled back). */
+  get position(): number {
+    return this.positionId;
+  }
+
+  /** Starts at the end of the log: history is read on demand (Watch resume), not replayed. */
+  async start(): Promise<void> {
+    this.positionId = (await this.store.changeBounds()).lastId;
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  /** Listens from the current position on; answers the function that stops listening. */
+  subscribe(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.poll().finally(() => this.schedule()), this.pollMs);
+    this.timer.unref();
+  }
+
+  /** Reads and delivers what committed since the last poll; a full batch is followed at once by the next. */
+  private async poll(): Promise<void> {
+    try {
+      for (;;) {
+        const rows = await this.store.readChanges(this.positionId, this.batchSize, null);
+        const delivered = this.inOrder(rows, Date.now());
+        if (delivered.length > 0) {
+          for (const listener of this.listeners) listener(delivered, this.positionId);
+        }
+        if (rows.length < this.batchSize || delivered.length === 0) return;
+      }
+    } catch (err) {
+      this.options.logger?.warn({ err }, "reading the change log failed; retrying");
+    }
+  }
+
+  /** The rows that continue the log without a gap, advancing the position past them. */
+  private inOrder(rows: readonly ChangeRow[], now: number): ChangeRow[] {
+    const delivered: ChangeRow[] = [];
+    for (const row of rows) {
+      if (row.id !== this.positionId + 1) {
+        if (this.gap?.after !== this.positionId) this.gap = { after: this.positionId, since: now };
+        if (now - this.gap.since < this.gapTimeoutMs) break;
+        this.options.logger?.debug({ from: this.positionId + 1, to: row.id - 1 }, "change ids never committed; moving past them");
+      }
+      delivered.push(row);
+      this.positionId = row.id;
+    }
+    return delivered;
+  }
+}

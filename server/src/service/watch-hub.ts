@@ -1,0 +1,259 @@
+/**
+ * Watch streams of this replica (promise 5), fed by the change feed.
+ *
+ * Per watched table the hub keeps one set of counts, read once in a snapshot
+ * when the first watcher arrives and then kept current by the count deltas of
+ * each change, so a thousand watchers cost one snapshot and no queries per
+ * change. A snapshot and the log are read together (store.progressSnapshot),
+ * so changes the snapshot already holds are not counted twice.
+ *
+ * Cursors are change ids. A watcher that resumes after cursor c first gets
+ * the table's changes after c read back from the log (catch-up, without
+ * counts), then the counts, then live changes; it registers for live changes
+ * before reading the log, so nothing falls between the two.
+ *
+ * A watcher that reads slower than changes arrive is ended with
+ * RESOURCE_EXHAUSTED once more than maxQueuedEvents wait for it; it resumes
+ * with its last cursor. A counts-only watcher never falls behind: only its
+ * latest counts are kept.
+ */
+import { ChangeFeed } from "./change-feed.js";
+import type { ChangeRow, CountName, JobEventRecord } from "../store/change-log.js";
+import type { JobStore, ProgressCounts } from "../store/store.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { CursorExpiredError, InvalidRequestError, LimitExceededError } from "../errors.js";
+
+/** One message of a Watch stream. */
+export interface WatchMessage {
+  /** Resume after this change id. */
+  readonly cursor: number;
+  /** Counts after this message's changes; null in catch-up messages. */
+  readonly progress: ProgressCounts | null;
+  readonly events: readonly TimedEvent[];
+}
+
+export interface TimedEvent extends JobEventRecord {
+  /** The change this event is part of. */
+  readonly changeId: number;
+  /** When the change committed, epoch ms. */
+  readonly time: number;
+}
+
+export interface WatchOptions {
+  /** Resume after this cursor; null starts with a snapshot. */
+  readonly cursor: number | null;
+  /** Only counts, no job-level events. */
+  readonly countsOnly: boolean;
+  readonly signal: AbortSignal;
+}
+
+export interface WatchHubOptions {
+  /** A watcher with more job events than this waiting is ended (RESOURCE_EXHAUSTED). */
+  readonly maxQueuedEvents?: number;
+  /** Changes read back per catch-up query. */
+  readonly catchUpBatch?: number;
+}
+
+type Counts = Record<CountName, number>;
+
+class Watcher {
+  private readonly queue: WatchMessage[] = [];
+  private queuedEvents = 0;
+  private wake: (() => void) | null = null;
+  failure: Error | null = null;
+
+  constructor(
+    readonly countsOnly: boolean,
+    private readonly maxQueuedEvents: number,
+  ) {}
+
+  push(message: WatchMessage): void {
+    if (this.failure !== null) return;
+    if (this.countsOnly) {
+      // Only the newest counts matter to a counts-only watcher.
+      if (this.queue.length > 0 && this.queue[this.queue.length - 1]!.events.length === 0) this.queue.pop();
+      this.queue.push({ ...message, events: [] });
+    } else {
+      this.queue.push(message);
+      this.queuedEvents += message.events.length;
+      if (this.queuedEvents > this.maxQueuedEvents) {
+        this.fail(
+          new LimitExceededError(
+            `this Watch stream fell more than ${this.maxQueuedEvents} events behind; reconnect with the last cursor received`,
+          ),
+        );
+      }
+    }
+    this.wake?.();
+  }
+
+  fail(err: Error): void {
+    this.failure ??= err;
+    this.wake?.();
+  }
+
+  /** The next message, or null once the watcher is failed or signal aborted. */
+  async next(signal: AbortSignal): Promise<WatchMessage | null> {
+    while (this.queue.length === 0 && this.failure === null && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      this.wake = null;
+    }
+    const message = this.queue.shift();
+    if (message === undefined) return null;
+    this.queuedEvents -= message.events.length;
+    return message;
+  }
+}
+
+/** A watched table: its counts as of `position`, and its watchers. */
+class TableState {
+  counts: Counts = { pending: 0, reserved: 0, success: 0, error: 0, ignore: 0, target: 0 };
+  position = 0;
+  /** Changes after the snapshot's position that the snapshot's counts already hold. */
+  included = new Set<number>();
+  readonly watchers = new Set<Watcher>();
+  /** Changes that arrived while the snapshot was being read. */
+  early: { rows: ChangeRow[]; position: number }[] | null = [];
+  ready!: Promise<void>;
+}
+
+function sameCounts(c: Counts): ProgressCounts {
+  return { ...c };
+}
+
+export class WatchHub {
+  private readonly tables = new Map<string, TableState>();
+  private readonly maxQueuedEvents: number;
+  private readonly catchUpBatch: number;
+  private readonly stopListening: () => void;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly feed: ChangeFeed,
+    options: WatchHubOptions = {},
+  ) {
+    this.maxQueuedEvents = options.maxQueuedEvents ?? 100_000;
+    this.catchUpBatch = options.catchUpBatch ?? 1000;
+    this.stopListening = feed.subscribe((rows, position) => this.onChanges(rows, position));
+  }
+
+  /** Watchers connected to this replica, all tables. */
+  get watcherCount(): number {
+    let n = 0;
+    for (const s of this.tables.values()) n += s.watchers.size;
+    return n;
+  }
+
+  close(): void {
+    this.stopListening();
+    for (const s of this.tables.values()) for (const w of s.watchers) w.fail(new ConnectError("the server is shutting down; reconnect with the last cursor", Code.Unavailable));
+  }
+
+  /** The messages of one Watch stream of a declared table, until the signal aborts. */
+  async *watch(table: string, o: WatchOptions): AsyncGenerator<WatchMessage> {
+    if (o.cursor !== null) await this.checkCursor(o.cursor);
+    const state = await this.open(table);
+    const watcher = new Watcher(o.countsOnly, this.maxQueuedEvents);
+    // Registered before the log is read back: every change after `from` reaches this watcher once.
+    state.watchers.add(watcher);
+    const from = state.position;
+    const countsThen = sameCounts(state.counts);
+    try {
+      let cursor = Math.max(o.cursor ?? from, from);
+      if (o.cursor !== null && o.cursor < from && !o.countsOnly) {
+        for (let after = o.cursor; after < from; ) {
+          const rows = (await this.store.readChanges(after, this.catchUpBatch, table)).filter((r) => r.id <= from);
+          if (rows.length === 0) break;
+          after = rows[rows.length - 1]!.id;
+          yield { cursor: after, progress: null, events: rows.flatMap(timedEvents) };
+        }
+      }
+      yield { cursor, progress: countsThen, events: [] };
+      for (;;) {
+        const message = await watcher.next(o.signal);
+        if (message === null) break;
+        // A cursor from a replica whose feed is ahead of this one: skip what the client already has.
+        if (message.cursor <= cursor) continue;
+        const events = message.events.filter((e) => e.changeId > cursor);
+        cursor = message.cursor;
+        yield events.length === message.events.length ? message : { ...message, events };
+      }
+      if (watcher.failure !== null) throw watcher.failure;
+    } finally {
+      state.watchers.delete(watcher);
+      if (state.watchers.size === 0) this.tables.delete(table);
+    }
+  }
+
+  /** INVALID_ARGUMENT for a cursor past the log's end, OUT_OF_RANGE for one whose changes were pruned. */
+  private async checkCursor(cursor: number): Promise<void> {
+    const bounds = await this.store.changeBounds();
+    if (cursor > bounds.lastId) {
+      throw new InvalidRequestError(`cursor "${cursor}" was not issued by this server (the newest change is ${bounds.lastId})`);
+    }
+    if (cursor < bounds.prunedThrough) {
+      throw new CursorExpiredError(
+        `cursor "${cursor}" is older than the kept changes (pruned through ${bounds.prunedThrough}); start again without a cursor`,
+      );
+    }
+  }
+
+  private async open(table: string): Promise<TableState> {
+    let state = this.tables.get(table);
+    if (state === undefined) {
+      const created = new TableState();
+      state = created;
+      this.tables.set(table, created);
+      created.position = this.feed.position;
+      created.ready = this.store.progressSnapshot(table, created.position).then(
+        (snapshot) => {
+          created.counts = { ...snapshot.counts };
+          created.included = new Set(snapshot.includedIds);
+          const early = created.early ?? [];
+          created.early = null;
+          for (const e of early) this.apply(created, e.rows, e.position);
+        },
+        (err: unknown) => {
+          if (this.tables.get(table) === created) this.tables.delete(table);
+          throw err;
+        },
+      );
+    }
+    await state.ready;
+    return state;
+  }
+
+  private onChanges(rows: readonly ChangeRow[], position: number): void {
+    const byTable = new Map<string, ChangeRow[]>();
+    for (const row of rows) {
+      if (!this.tables.has(row.table)) continue;
+      const list = byTable.get(row.table) ?? [];
+      list.push(row);
+      byTable.set(row.table, list);
+    }
+    for (const [table, state] of this.tables) {
+      const changed = byTable.get(table) ?? [];
+      if (state.early !== null) state.early.push({ rows: changed, position });
+      else this.apply(state, changed, position);
+    }
+  }
+
+  private apply(state: TableState, rows: readonly ChangeRow[], position: number): void {
+    for (const row of rows) {
+      if (state.included.delete(row.id)) continue;
+      for (const [name, n] of Object.entries(row.deltas)) state.counts[name as CountName] += n;
+    }
+    state.position = position;
+    if (state.included.size > 0) for (const id of state.included) if (id <= position) state.included.delete(id);
+    if (rows.length === 0) return;
+    const message: WatchMessage = { cursor: position, progress: sameCounts(state.counts), events: rows.flatMap(timedEvents) };
+    for (const w of state.watchers) w.push(message);
+  }
+}
+
+function timedEvents(row: ChangeRow): TimedEvent[] {
+  return row.events.map((e) => ({ ...e, changeId: row.id, time: row.time }));
+}

@@ -14,6 +14,7 @@ import { createLogger } from "./logger.js";
 import { errorMappingInterceptor, routes } from "./routes.js";
 import { HealthState } from "./service/health.js";
 import { ChangeFeed } from "./service/change-feed.js";
+import { ServerMetrics } from "./service/metrics.js";
 import { WatchHub } from "./service/watch-hub.js";
 import { WorkNotifier } from "./service/work-notifier.js";
 import { openStore } from "./store/open-store.js";
@@ -54,13 +55,18 @@ async function main(): Promise<void> {
   });
   await feed.start().catch((err: unknown) => fail(1, `cannot read the change log: ${describeStartupError(err)}`));
   const hub = new WatchHub(store, feed);
+  const metrics = new ServerMetrics(store, hub, logger);
   const shutdown = new AbortController();
   const health = new HealthState();
-  const handler = connectNodeAdapter({
-    routes: routes({ store, notifier, hub, logger, shutdownSignal: shutdown.signal, health }),
-    interceptors: [errorMappingInterceptor(logger)],
+  const rpcHandler = connectNodeAdapter({
+    routes: routes({ store, notifier, hub, metrics, logger, shutdownSignal: shutdown.signal, health }),
+    // The metrics interceptor is outermost, so it records the codes the error mapping chose.
+    interceptors: [metrics.interceptor(), errorMappingInterceptor(logger)],
     shutdownSignal: shutdown.signal,
   });
+  const handler: typeof rpcHandler = (req, res) => {
+    if (!metrics.serve(req, res)) rpcHandler(req, res);
+  };
 
   const server = await listen({ host: config.host, port: config.port, handler, logger }).catch((err: unknown) =>
     fail(1, `cannot listen on ${config.host}:${config.port}: ${describeStartupError(err)}`),
@@ -76,6 +82,7 @@ async function main(): Promise<void> {
       .expireLeases(Date.now())
       .then((n) => {
         if (n > 0) {
+          metrics.leaseExpiries.inc(n);
           logger.info({ expired: n }, "expired leases returned");
           notifier.notifyAll();
         }

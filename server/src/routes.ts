@@ -12,6 +12,7 @@ import { toConnectError } from "./errors.js";
 import { createHealthService, type HealthState } from "./service/health.js";
 import { createJobService } from "./service/job-service.js";
 import { ReflectionIndex, reflectionV1, reflectionV1alpha } from "./service/reflection.js";
+import type { ServerMetrics } from "./service/metrics.js";
 import type { WatchHub } from "./service/watch-hub.js";
 import type { WorkNotifier } from "./service/work-notifier.js";
 import type { JobStore } from "./store/store.js";
@@ -44,6 +45,7 @@ export interface RouteDeps {
   readonly store: JobStore;
   readonly notifier: WorkNotifier;
   readonly hub: WatchHub;
+  readonly metrics?: ServerMetrics;
   readonly logger: Logger;
   /** Aborted on SIGTERM: streams end and health answers NOT_SERVING. */
   readonly shutdownSignal: AbortSignal;
@@ -53,7 +55,7 @@ export interface RouteDeps {
 
 export function routes(deps: RouteDeps) {
   return (router: ConnectRouter) => {
-    router.service(JobService, createJobService(deps.store, deps.notifier, deps.hub));
+    router.service(JobService, createJobService(deps));
     router.service(Health, createHealthService(deps.health));
     // Keep reflection last: it describes every service registered above, and itself.
     const reflection = new ReflectionIndex([...router.handlers.map((h) => h.service), ServerReflection, ServerReflectionV1alpha]);

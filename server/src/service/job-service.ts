@@ -29,6 +29,7 @@ import {
   validateWatch,
 } from "./validate.js";
 import type { WatchHub, WatchMessage } from "./watch-hub.js";
+import type { ServerMetrics } from "./metrics.js";
 import type { WorkNotifier } from "./work-notifier.js";
 
 const STATUS_TO_PROTO = {
@@ -89,13 +90,20 @@ function watchResponse(table: TableDefinition, m: WatchMessage): MessageInitShap
   };
 }
 
+export interface JobServiceDeps {
+  readonly store: JobStore;
+  /** Wakes long-polling Reserve calls of this replica. */
+  readonly notifier: WorkNotifier;
+  readonly hub: WatchHub;
+  /** Counts leases, commits and failures; none in tests that build the service alone. */
+  readonly metrics?: ServerMetrics;
+  readonly clock?: () => number;
+}
+
 /** Builds the JobService implementation over a store. */
-export function createJobService(
-  store: JobStore,
-  notifier: WorkNotifier,
-  hub: WatchHub,
-  clock: () => number = Date.now,
-): ServiceImpl<typeof JobService> {
+export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobService> {
+  const { store, notifier, hub, metrics } = deps;
+  const clock = deps.clock ?? Date.now;
   /** The declared table for a request's table name; NOT_FOUND when never refreshed. */
   async function declared(name: string): Promise<TableDefinition> {
     const table = parseTableName(name);
@@ -127,6 +135,7 @@ export function createJobService(
         const grants = await store.reserve({ table: def.name, ...input, now: clock() });
         const remaining = deadline - clock();
         if (grants.length > 0 || remaining <= 0 || ctx.signal.aborted) {
+          metrics?.reservations.inc({ table: def.name }, grants.length);
           return {
             leases: grants.map((g) => ({
               key: decodeKey(g.keyJson, def.keyAttributes),
@@ -145,6 +154,7 @@ export function createJobService(
       const def = await declared(req.table);
       const completions = validateComplete(req);
       const outcome = await store.complete(def.name, completions, req.keepCompleted, clock());
+      metrics?.completions.inc({ table: def.name }, outcome.committed);
       return { committed: BigInt(outcome.committed), alreadyCommitted: BigInt(outcome.alreadyCommitted) };
     },
 
@@ -152,6 +162,7 @@ export function createJobService(
       const def = await declared(req.table);
       const f = validateFail(req);
       await store.fail(def.name, f.leaseToken, f.errorMessage, f.errorStack, clock());
+      metrics?.failures.inc({ table: def.name });
       return {};
     },
 

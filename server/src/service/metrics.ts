@@ -1,0 +1,152 @@
+/**
+ * `GET /metrics` in the Prometheus text format, on the service's own port.
+ *
+ * Counters and histograms are this replica's (Prometheus sums replicas);
+ * the job gauges are read from the shared database at scrape time, so every
+ * replica reports the same cluster-wide counts. Default process metrics
+ * (memory, CPU, event-loop lag) come from prom-client.
+ */
+import type { Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Logger } from "pino";
+import type { JobStore } from "../store/store.js";
+import type { WatchHub } from "./watch-hub.js";
+
+/** What serve() needs of an HTTP/1.1 or HTTP/2 response. */
+interface MinimalResponse {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  end(body: string): unknown;
+}
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  /** Jobs leased by Reserve, per table. */
+  readonly reservations: Counter<"table">;
+  /** Results committed by Complete, per table. */
+  readonly completions: Counter<"table">;
+  /** Failures recorded by Fail, per table. */
+  readonly failures: Counter<"table">;
+  /** Leases that expired and went back to pending or to error (this replica's sweeps). */
+  readonly leaseExpiries: Counter;
+  private readonly rpcDuration: Histogram<"method" | "code">;
+
+  constructor(store: JobStore, hub: WatchHub, logger: Logger) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "populus_server_" });
+    this.reservations = new Counter({ name: "populus_reservations_total", help: "Jobs leased by Reserve on this replica.", labelNames: ["table"], registers });
+    this.completions = new Counter({ name: "populus_completions_total", help: "Results committed by Complete on this replica.", labelNames: ["table"], registers });
+    this.failures = new Counter({ name: "populus_failures_total", help: "Failures recorded by Fail on this replica.", labelNames: ["table"], registers });
+    this.leaseExpiries = new Counter({
+      name: "populus_lease_expiries_total",
+      help: "Reserved jobs whose lease expired, returned by this replica's sweep.",
+      registers,
+    });
+    this.rpcDuration = new Histogram({
+      name: "populus_rpc_duration_seconds",
+      help: "JobService call latency on this replica, by method and gRPC code (streams: until the stream ends).",
+      labelNames: ["method", "code"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    new Gauge({
+      name: "populus_watch_subscribers",
+      help: "Watch streams open on this replica.",
+      registers,
+      collect() {
+        this.set(hub.watcherCount);
+      },
+    });
+    new Gauge({
+      name: "populus_jobs",
+      help: "Jobs by table and status (cluster-wide, read from the database at scrape time).",
+      labelNames: ["table", "status"],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const t of await store.listTables()) {
+            const c = await store.getProgress(t.name);
+            for (const status of ["pending", "reserved", "success", "error", "ignore"] as const) this.set({ table: t.name, status }, c[status]);
+          }
+        } catch (err) {
+          logger.warn({ err }, "metrics: reading job counts failed");
+        }
+      },
+    });
+    new Gauge({
+      name: "populus_target_rows",
+      help: "Computed rows in each table's target (cluster-wide).",
+      labelNames: ["table"],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const t of await store.listTables()) this.set({ table: t.name }, (await store.getProgress(t.name)).target);
+        } catch (err) {
+          logger.warn({ err }, "metrics: reading target counts failed");
+        }
+      },
+    });
+  }
+
+  /** Times every JobService call; sits outside the error mapping, so it sees the final code. */
+  interceptor(): Interceptor {
+    return (next) => async (req) => {
+      if (req.service.typeName !== "populus.v1.JobService") return next(req);
+      const end = this.rpcDuration.startTimer({ method: req.method.name });
+      try {
+        const res = await next(req);
+        if (!res.stream) {
+          end({ code: "OK" });
+          return res;
+        }
+        const messages = res.message;
+        return {
+          ...res,
+          message: (async function* () {
+            let code = "OK";
+            try {
+              yield* messages;
+            } catch (err) {
+              code = codeOf(err);
+              throw err;
+            } finally {
+              end({ code });
+            }
+          })(),
+        };
+      } catch (err) {
+        end({ code: codeOf(err) });
+        throw err;
+      }
+    };
+  }
+
+  /** Answers GET /metrics; false for any other request (not ours). */
+  serve(req: { url?: string; method?: string }, res: MinimalResponse): boolean {
+    if (req.url !== "/metrics" && !req.url?.startsWith("/metrics?")) return false;
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" });
+      res.end("");
+      return true;
+    }
+    this.registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { "content-type": this.registry.contentType });
+        res.end(req.method === "HEAD" ? "" : text);
+      },
+      () => {
+        res.writeHead(500, {});
+        res.end("");
+      },
+    );
+    return true;
+  }
+}
+
+/** The gRPC code name of an error, as grpc-go's and grpc-java's metrics label it (e.g. "NotFound"). */
+function codeOf(err: unknown): string {
+  const code = ConnectError.from(err).code;
+  return Code[code] ?? String(code);
+}

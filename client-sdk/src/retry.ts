@@ -10,6 +10,7 @@
  * RESOURCE_EXHAUSTED it sees is load, not size.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { PopulusError } from "./errors.js";
 
 /** How calls are retried. */
 export interface RetryPolicy {
@@ -29,9 +30,14 @@ export interface RetryPolicy {
  */
 export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 8, initialDelayMs: 100, maxDelayMs: 5000 });
 
-/** True for the codes that are retried. */
-export function isRetryable(err: unknown): boolean {
-  const code = err instanceof ConnectError ? err.code : undefined;
+/**
+ * True for the codes that are retried (of a ConnectError, or of a PopulusError it was mapped to).
+ * CANCELED counts too when `signal` (the caller's) did not abort: a server that dies mid-call
+ * resets its HTTP/2 streams, which connect-node reports as CANCELED, not UNAVAILABLE.
+ */
+export function isRetryable(err: unknown, signal?: AbortSignal): boolean {
+  const code = err instanceof ConnectError || err instanceof PopulusError ? err.code : undefined;
+  if (code === Code.Canceled) return signal?.aborted !== true;
   return code === Code.Unavailable || code === Code.ResourceExhausted;
 }
 
@@ -46,14 +52,20 @@ export async function withRetry<T>(call: () => Promise<T>, signal?: AbortSignal,
     try {
       return await call();
     } catch (err) {
-      if (!isRetryable(err) || attempt >= policy.maxAttempts || signal?.aborted === true) throw err;
+      if (!isRetryable(err, signal) || attempt >= policy.maxAttempts || signal?.aborted === true) throw err;
     }
-    await sleep(delay / 2 + Math.random() * (delay / 2), signal);
+    await sleep(jittered(delay), signal);
     delay = Math.min(delay * 2, policy.maxDelayMs);
   }
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/** `delay` jittered to a random value in [delay/2, delay], so that clients cut off together do not come back together. */
+export function jittered(delay: number): number {
+  return delay / 2 + Math.random() * (delay / 2);
+}
+
+/** Waits `ms`; an abort of `signal` rejects with the signal's reason. */
+export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       clearTimeout(timer);

@@ -56,6 +56,9 @@ export interface WatchHubOptions {
 
 type Counts = Record<CountName, number>;
 
+/** Longest wait for the feed to reach a new snapshot (it polls every 50 ms). */
+const CATCH_UP_WAIT_MS = 5000;
+
 class Watcher {
   private readonly queue: WatchMessage[] = [];
   private queuedEvents = 0;
@@ -117,7 +120,10 @@ class TableState {
   readonly watchers = new Set<Watcher>();
   /** Changes that arrived while the snapshot was being read. */
   early: { rows: ChangeRow[]; position: number }[] | null = [];
+  /** Resolves once the snapshot is read and the feed has passed every change it holds. */
   ready!: Promise<void>;
+  /** Called when `included` empties. */
+  onCaughtUp: (() => void) | null = null;
 }
 
 function sameCounts(c: Counts): ProgressCounts {
@@ -209,12 +215,20 @@ export class WatchHub {
       this.tables.set(table, created);
       created.position = this.feed.position;
       created.ready = this.store.progressSnapshot(table, created.position).then(
-        (snapshot) => {
+        async (snapshot) => {
           created.counts = { ...snapshot.counts };
           created.included = new Set(snapshot.includedIds);
           const early = created.early ?? [];
           created.early = null;
           for (const e of early) this.apply(created, e.rows, e.position);
+          // The counts are ahead of the feed until it delivers the changes the snapshot already
+          // holds; watchers start after that, so that a message's counts match its cursor.
+          if (created.included.size > 0) {
+            await new Promise<void>((resolve) => {
+              created.onCaughtUp = resolve;
+              setTimeout(resolve, CATCH_UP_WAIT_MS).unref();
+            });
+          }
         },
         (err: unknown) => {
           if (this.tables.get(table) === created) this.tables.delete(table);
@@ -248,6 +262,10 @@ export class WatchHub {
     }
     state.position = position;
     if (state.included.size > 0) for (const id of state.included) if (id <= position) state.included.delete(id);
+    if (state.included.size === 0 && state.onCaughtUp !== null) {
+      state.onCaughtUp();
+      state.onCaughtUp = null;
+    }
     if (rows.length === 0) return;
     const message: WatchMessage = { cursor: position, progress: sameCounts(state.counts), events: rows.flatMap(timedEvents) };
     for (const w of state.watchers) w.push(message);

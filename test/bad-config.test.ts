@@ -125,9 +125,36 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
   t.deepEqual(r.files, []);
   t.regex(r.stdout, /^Usage: populus-server \[options\]\n/);
   const flags = [...r.stdout.matchAll(/^\s+(?:-\w, )?(--[a-z-]+)/gm)].map((m) => m[1]);
-  t.deepEqual(flags, ["--host", "--port", "--database", "--log-level", "--shutdown-grace", "--max-lost-attempts", "--help"]);
+  t.deepEqual(flags, [
+    "--host",
+    "--port",
+    "--database",
+    "--log-level",
+    "--shutdown-grace",
+    "--max-lost-attempts",
+    "--event-retention",
+    "--tokens-file",
+    "--insecure",
+    "--tls-cert",
+    "--tls-key",
+    "--max-watch-streams",
+    "--help",
+  ]);
   const text = r.stdout.replace(/\s+/g, " ");
-  for (const env of ["POPULUS_HOST", "POPULUS_PORT", "POPULUS_DATABASE_URL", "POPULUS_LOG_LEVEL", "POPULUS_SHUTDOWN_GRACE", "POPULUS_MAX_LOST_ATTEMPTS"]) {
+  for (const env of [
+    "POPULUS_HOST",
+    "POPULUS_PORT",
+    "POPULUS_DATABASE_URL",
+    "POPULUS_LOG_LEVEL",
+    "POPULUS_SHUTDOWN_GRACE",
+    "POPULUS_MAX_LOST_ATTEMPTS",
+    "POPULUS_EVENT_RETENTION",
+    "POPULUS_TOKENS_FILE",
+    "POPULUS_INSECURE",
+    "POPULUS_TLS_CERT",
+    "POPULUS_TLS_KEY",
+    "POPULUS_MAX_WATCH_STREAMS",
+  ]) {
     t.true(text.includes(`env: ${env}`), `--help names ${env}`);
   }
   for (const fallback of ['default: "127.0.0.1"', "default: 50051", 'default: "sqlite:populus.db"', 'default: "info"', "default: 10", "default: 3"]) {

@@ -3,7 +3,9 @@
  * vars, validated, defaulted and frozen. A bad value ends the program with
  * exit code 2 and one line on stderr, before any port is bound.
  */
+import { isIP } from "node:net";
 import { Command, InvalidArgumentError, Option } from "commander";
+import type { TokenSource } from "./service/auth.js";
 
 /** Where the server keeps its jobs and targets. */
 export type DatabaseConfig =
@@ -35,6 +37,14 @@ export interface ServerConfig {
   readonly maxLostAttempts: number;
   /** Seconds the change log keeps changes for Watch resumes; older cursors answer OUT_OF_RANGE. @default 3600 */
   readonly eventRetentionSeconds: number;
+  /** Where the bearer tokens come from; null serves JobService to anyone (loopback, or --insecure). */
+  readonly tokens: TokenSource | null;
+  /** Serve without tokens on a non-loopback address. @default false */
+  readonly insecure: boolean;
+  /** PEM files of the server's certificate and key; null serves plaintext. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
+  /** Concurrent Watch streams per client (token, or peer address without tokens). @default 64 */
+  readonly maxWatchStreams: number;
 }
 
 /** A configuration the program cannot start with; main exits 2 with its message. */
@@ -133,6 +143,19 @@ function buildCommand(): Command {
         .default(3600)
         .argParser(intInRange("--event-retention", 60, 30 * 24 * 3600)),
     )
+    .addOption(
+      new Option("--tokens-file <path>", "bearer tokens, one \"<role> <token>\" per line (roles: reader, worker, admin); or POPULUS_TOKENS=\"<role>:<token>,...\"")
+        .env("POPULUS_TOKENS_FILE"),
+    )
+    .addOption(new Option("--insecure", "serve without tokens on a non-loopback address (env: POPULUS_INSECURE=true)"))
+    .addOption(new Option("--tls-cert <path>", "serve TLS with this PEM certificate (chain) and the key of --tls-key").env("POPULUS_TLS_CERT"))
+    .addOption(new Option("--tls-key <path>", "PEM private key of --tls-cert").env("POPULUS_TLS_KEY"))
+    .addOption(
+      new Option("--max-watch-streams <n>", "concurrent Watch streams per client (per token, or per peer address without tokens)")
+        .env("POPULUS_MAX_WATCH_STREAMS")
+        .default(64)
+        .argParser(intInRange("--max-watch-streams", 1, 100_000)),
+    )
     .helpOption("-h, --help", "show this help")
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
@@ -177,8 +200,24 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     shutdownGrace: number;
     maxLostAttempts: number;
     eventRetention: number;
+    tokensFile?: string;
+    insecure?: boolean;
+    tlsCert?: string;
+    tlsKey?: string;
+    maxWatchStreams: number;
   }>();
   if (o.host.trim() === "") throw new ConfigError("--host must not be empty");
+  const tokens = tokenSource(o.tokensFile, env.POPULUS_TOKENS);
+  const insecure = o.insecure === true || envFlag(env, "POPULUS_INSECURE");
+  if (tokens === null && !insecure && !isLoopback(o.host)) {
+    throw new ConfigError(
+      `--host ${o.host} is not a loopback address and no tokens are configured, so anyone who reaches it could delete jobs; ` +
+        "give --tokens-file (or POPULUS_TOKENS), or --insecure to serve it unauthenticated anyway",
+    );
+  }
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+    throw new ConfigError(o.tlsCert === undefined ? "--tls-key needs --tls-cert (POPULUS_TLS_CERT) too" : "--tls-cert needs --tls-key (POPULUS_TLS_KEY) too");
+  }
   return {
     kind: "run",
     config: Object.freeze({
@@ -189,6 +228,46 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       shutdownGraceSeconds: o.shutdownGrace,
       maxLostAttempts: o.maxLostAttempts,
       eventRetentionSeconds: o.eventRetention,
+      tokens,
+      insecure,
+      tls: o.tlsCert === undefined || o.tlsKey === undefined ? null : Object.freeze({ certFile: o.tlsCert, keyFile: o.tlsKey }),
+      maxWatchStreams: o.maxWatchStreams,
     }),
   };
+}
+
+/**
+ * The token source: --tokens-file / POPULUS_TOKENS_FILE, or the tokens
+ * themselves in POPULUS_TOKENS. Not both: which one wins would be a guess.
+ * There is no flag for the tokens themselves: argv is visible to every user in `ps`.
+ */
+function tokenSource(file: string | undefined, inline: string | undefined): TokenSource | null {
+  const text = inline?.trim() === "" ? undefined : inline;
+  if (file !== undefined && text !== undefined) {
+    throw new ConfigError("both a tokens file (--tokens-file/POPULUS_TOKENS_FILE) and POPULUS_TOKENS are set; give one");
+  }
+  if (file !== undefined) return Object.freeze({ kind: "file", path: file });
+  if (text !== undefined) return Object.freeze({ kind: "env", text });
+  return null;
+}
+
+/**
+ * A boolean variable read by hand: commander treats any set variable as true
+ * for a flag, so POPULUS_INSECURE=false would switch authentication off.
+ */
+function envFlag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return false;
+  if (["1", "true", "yes", "on"].includes(raw)) return true;
+  if (["0", "false", "no", "off"].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false (or 1/0, yes/no, on/off), got "${env[name]}"`);
+}
+
+/** Loopback only: 127.0.0.0/8, ::1 and localhost (the only names that cannot reach another machine). */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (h === "localhost") return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(h);
+  return false;
 }

@@ -50,6 +50,16 @@ export interface AttributeCondition {
 /** Attribute names as the design allows: letters, digits, underscore, at most 64. */
 export const ATTRIBUTE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
+/** Attributes one key may have: a primary key, not a record (DataJoint keys rarely pass ten). */
+export const MAX_KEY_ATTRIBUTES = 32;
+
+/**
+ * Largest key, in UTF-8 bytes of its canonical JSON: 4 KiB, a little above
+ * InnoDB's 3072-byte index key limit, which bounds DataJoint's primary keys
+ * (names and quotes count here too). A key identifies a row; data belongs in the result.
+ */
+export const MAX_KEY_BYTES = 4096;
+
 const KIND_OF_CASE = {
   intValue: "int64",
   stringValue: "string",
@@ -92,6 +102,7 @@ function canonicalValue(name: string, value: Value, where: string): { kind: Attr
 export function attributesOf(key: Key, where: string): KeyAttributes {
   const names = Object.keys(key.attributes).sort();
   if (names.length === 0) throw new InvalidKeyError(`${where}: the key has no attributes`);
+  tooManyAttributes(names.length, where);
   return names.map((name) => {
     if (!ATTRIBUTE_NAME.test(name)) {
       throw new InvalidKeyError(
@@ -100,6 +111,10 @@ export function attributesOf(key: Key, where: string): KeyAttributes {
     }
     return { name, type: canonicalValue(name, key.attributes[name] as Value, where).kind };
   });
+}
+
+function tooManyAttributes(n: number, where: string): void {
+  if (n > MAX_KEY_ATTRIBUTES) throw new InvalidKeyError(`${where}: the key has ${n} attributes; at most ${MAX_KEY_ATTRIBUTES} are allowed`);
 }
 
 function describe(attributes: KeyAttributes): string {
@@ -117,17 +132,24 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
       `${where}: key ${describe(attributesOfLoose(key))} does not match the table's key attributes ${describe(attributes)}`,
     );
   };
+  // Before mismatch(), whose message lists the key's attributes.
+  tooManyAttributes(names.length, where);
   if (names.length !== attributes.length) mismatch();
   let json = "{";
   for (let i = 0; i < attributes.length; i++) {
     const attr = attributes[i] as KeyAttributeDef;
-    const value = key.attributes[attr.name];
+    // Own properties only: a table attribute named "constructor" must not find Object.prototype's.
+    const value = Object.hasOwn(key.attributes, attr.name) ? key.attributes[attr.name] : undefined;
     if (value === undefined) mismatch();
     const c = canonicalValue(attr.name, value as Value, where);
     if (c.kind !== attr.type) mismatch();
     json += `${i === 0 ? "" : ","}${JSON.stringify(attr.name)}:${JSON.stringify(c.json)}`;
   }
   json += "}";
+  const bytes = Buffer.byteLength(json, "utf8");
+  if (bytes > MAX_KEY_BYTES) {
+    throw new InvalidKeyError(`${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`);
+  }
   return { hash: hashKeyJson(json), json };
 }
 

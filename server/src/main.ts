@@ -6,18 +6,24 @@
  * Exit codes: 0 after a clean shutdown, 2 for a bad configuration, 1 when the
  * server cannot start (database unreachable, port in use) or fails.
  */
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
+import { createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConfigError, parseServerConfig, type ServerConfig } from "./config.js";
 import { describeStartupError } from "./startup-error.js";
-import { listen } from "./http-server.js";
+import { listen, type TlsFiles } from "./http-server.js";
 import { createLogger } from "./logger.js";
 import { errorMappingInterceptor, routes } from "./routes.js";
+import { authInterceptor, loadTokens, type TokenTable } from "./service/auth.js";
 import { HealthState } from "./service/health.js";
+import { PEER_ADDRESS, READ_MAX_BYTES, watchLimitInterceptor } from "./service/limits.js";
 import { ChangeFeed } from "./service/change-feed.js";
 import { ServerMetrics } from "./service/metrics.js";
 import { WatchHub } from "./service/watch-hub.js";
 import { WorkNotifier } from "./service/work-notifier.js";
 import { openStore } from "./store/open-store.js";
+import { preserveByteOrderMarks } from "./text-encoding.js";
 
 /** How often each replica returns expired leases to pending (ms). */
 const LEASE_SWEEP_MS = 1000;
@@ -30,11 +36,22 @@ function fail(code: number, line: string): never {
 }
 
 async function main(): Promise<void> {
+  preserveByteOrderMarks();
   let config: ServerConfig;
   try {
     const outcome = parseServerConfig(process.argv.slice(2));
     if (outcome.kind === "exit") process.exit(outcome.code);
     config = outcome.config;
+  } catch (err) {
+    if (err instanceof ConfigError) fail(2, err.message);
+    throw err;
+  }
+  // Tokens and TLS files are read before the database is touched: a bad one is a configuration error (exit 2).
+  let tokens: TokenTable | null = null;
+  let tls: TlsFiles | undefined;
+  try {
+    tokens = config.tokens === null ? null : loadTokens(config.tokens);
+    tls = config.tls === null ? undefined : readTls(config.tls.certFile, config.tls.keyFile);
   } catch (err) {
     if (err instanceof ConfigError) fail(2, err.message);
     throw err;
@@ -58,21 +75,31 @@ async function main(): Promise<void> {
   const metrics = new ServerMetrics(store, hub, logger);
   const shutdown = new AbortController();
   const health = new HealthState();
+  // Outermost first. Metrics records every final code, auth refusals included; auth runs before
+  // the Watch limit, which counts per authenticated token; the error mapping is innermost.
+  const interceptors: Interceptor[] = [metrics.interceptor()];
+  if (tokens !== null) interceptors.push(authInterceptor(tokens));
+  interceptors.push(watchLimitInterceptor(config.maxWatchStreams), errorMappingInterceptor(logger));
   const rpcHandler = connectNodeAdapter({
     routes: routes({ store, notifier, hub, metrics, logger, shutdownSignal: shutdown.signal, health }),
-    // The metrics interceptor is outermost, so it records the codes the error mapping chose.
-    interceptors: [metrics.interceptor(), errorMappingInterceptor(logger)],
+    interceptors,
+    readMaxBytes: READ_MAX_BYTES,
+    // The Watch limit's client without tokens: the peer's address.
+    contextValues: (req) => createContextValues().set(PEER_ADDRESS, req.socket?.remoteAddress ?? "unknown"),
     shutdownSignal: shutdown.signal,
   });
   const handler: typeof rpcHandler = (req, res) => {
     if (!metrics.serve(req, res)) rpcHandler(req, res);
   };
 
-  const server = await listen({ host: config.host, port: config.port, handler, logger }).catch((err: unknown) =>
+  const server = await listen({ host: config.host, port: config.port, handler, logger, tls }).catch((err: unknown) =>
     fail(1, `cannot listen on ${config.host}:${config.port}: ${describeStartupError(err)}`),
   );
-  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
-  logger.info({ host: config.host, port: server.port, url }, "listening");
+  const url = `${tls === undefined ? "http" : "https"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
+  if (tokens === null && config.insecure) logger.warn({ host: config.host }, "no tokens configured: JobService is open to anyone who reaches this address (--insecure)");
+  // Counts only: never a token, nor its hash.
+  const auth = tokens === null ? "none" : tokens.roleCounts;
+  logger.info({ host: config.host, port: server.port, url, tls: tls !== undefined, auth }, "listening");
 
   let sweeping = false;
   const sweep = setInterval(() => {
@@ -129,6 +156,31 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/** Reads a PEM file named by an option; unreadable or not PEM is a configuration error. */
+function readPem(path: string, option: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new ConfigError(`${option} ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : "cannot be read"}`);
+  }
+  if (!pem.includes("-----BEGIN ")) throw new ConfigError(`${option} ${path}: not a PEM file (no "-----BEGIN" line)`);
+  return pem;
+}
+
+/** The certificate and key, checked to form a usable pair now rather than at the first handshake. */
+function readTls(certFile: string, keyFile: string): TlsFiles {
+  const files = { cert: readPem(certFile, "--tls-cert"), key: readPem(keyFile, "--tls-key") };
+  try {
+    createSecureContext(files);
+  } catch (err) {
+    const reason = (err as { message?: string }).message?.split("\n")[0] ?? "unusable";
+    throw new ConfigError(`--tls-cert ${certFile} with --tls-key ${keyFile}: ${/mismatch/i.test(reason) ? "the key does not belong to the certificate" : reason}`);
+  }
+  return files;
 }
 
 main().catch((err: unknown) => fail(1, describeStartupError(err)));

@@ -34,6 +34,20 @@ export const DEFAULT_LEASE_MS = 60_000;
 export const MAX_WAIT_MS = 60_000;
 export const DEFAULT_STALE_TIMEOUT_MS = 3600_000;
 export const DEFAULT_PRIORITY = 5;
+/** Largest result of one Complete, in UTF-8 bytes of its JSON; MEDIUMTEXT holds 16 MiB, a row should hold far less. */
+export const MAX_RESULT_BYTES = 4 * 1024 * 1024;
+/** Largest sum of the results of one Complete call: one INSERT must stay below MariaDB's default max_allowed_packet (16 MiB). */
+export const MAX_COMPLETE_BYTES = 8 * 1024 * 1024;
+/**
+ * Deepest nesting of objects and arrays in a result. Below protobuf-es's own
+ * decoding limit (100 message levels, two per JSON level, about 48 JSON
+ * levels after the request's own), so that this check, with its message,
+ * answers first; deeper still, decoding fails before validation.
+ */
+export const MAX_RESULT_DEPTH = 32;
+/** error_stack is cut (not refused) to this many characters: a failure must always be recordable. */
+export const MAX_ERROR_STACK = 65_536;
+const TRUNCATED = "...truncated";
 const MAX_PAGE = 1000;
 const DEFAULT_PAGE = 100;
 const MAX_TEXT = 255;
@@ -66,7 +80,8 @@ function tokens(list: readonly string[], rpc: string): string[] {
   countLimit(list.length, MAX_BATCH, "lease tokens", "split the call");
   const seen = new Set<string>();
   for (const t of list) {
-    if (t === "" || t.length > 64) throw new InvalidRequestError(`${rpc}: "${t.slice(0, 80)}" is not a lease token`);
+    // Lease tokens are issued in printable ASCII (and stored in an ASCII column: MySQL refuses to compare one with other text).
+    if (t === "" || t.length > 64 || !/^[\x21-\x7e]+$/.test(t)) throw new InvalidRequestError(`${rpc}: "${t.slice(0, 80)}" is not a lease token`);
     if (seen.has(t)) throw new InvalidRequestError(`${rpc}: lease token ${t} is given twice`);
     seen.add(t);
   }
@@ -147,24 +162,55 @@ export function validateReserve(req: ReserveRequest, attributes: KeyAttributes) 
   };
 }
 
+/** Throws when a result nests deeper than MAX_RESULT_DEPTH; iterative, so a hostile depth cannot overflow the stack here. */
+function checkDepth(result: unknown, where: string): void {
+  const pending: [unknown, number][] = [[result, 1]];
+  for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+    const [value, depth] = item;
+    if (value === null || typeof value !== "object") continue;
+    if (depth > MAX_RESULT_DEPTH) throw new InvalidRequestError(`${where} nests objects and arrays deeper than ${MAX_RESULT_DEPTH} levels`);
+    for (const child of Array.isArray(value) ? value : Object.values(value)) pending.push([child, depth + 1]);
+  }
+}
+
 export function validateComplete(req: CompleteRequest): Completion[] {
   if (req.completions.length === 0) throw new InvalidRequestError("Complete: completions is empty; give at least one result");
   tokens(
     req.completions.map((c) => c.leaseToken),
     "Complete",
   );
-  return req.completions.map((c) => ({ leaseToken: c.leaseToken, resultJson: JSON.stringify(c.result ?? {}) }));
+  let total = 0;
+  const out = req.completions.map((c, i) => {
+    const where = `Complete: the result of completion #${i + 1}`;
+    checkDepth(c.result, where);
+    const resultJson = JSON.stringify(c.result ?? {});
+    const bytes = Buffer.byteLength(resultJson, "utf8");
+    if (bytes > MAX_RESULT_BYTES) {
+      throw new InvalidRequestError(`${where} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`);
+    }
+    total += bytes;
+    return { leaseToken: c.leaseToken, resultJson };
+  });
+  if (total > MAX_COMPLETE_BYTES) {
+    throw new LimitExceededError(`Complete: the results are ${total} bytes as JSON in one call; at most ${MAX_COMPLETE_BYTES} are allowed (split the call)`);
+  }
+  return out;
 }
 
 export function validateFail(req: FailRequest) {
   const [token] = tokens([req.leaseToken], "Fail");
-  return { leaseToken: token as string, errorMessage: req.errorMessage, errorStack: req.errorStack };
+  // The message is cut to 2047 characters by the store (DataJoint's limit); the stack only needs a bound.
+  const errorStack =
+    req.errorStack.length > MAX_ERROR_STACK ? req.errorStack.slice(0, MAX_ERROR_STACK - TRUNCATED.length) + TRUNCATED : req.errorStack;
+  return { leaseToken: token as string, errorMessage: req.errorMessage, errorStack };
 }
 
 export function validateHeartbeat(req: HeartbeatRequest) {
   const list = tokens(req.leaseTokens, "Heartbeat");
   const leaseMs = durationMs(req.leaseDuration, "lease_duration", DEFAULT_LEASE_MS, MAX_LEASE_MS);
   if (leaseMs < 1000) throw new InvalidRequestError(`lease_duration must be at least 1 s, got ${leaseMs} ms`);
+  // Each progress entry is one UPDATE: unbounded, one call could keep the database busy for minutes.
+  countLimit(req.progress.length, MAX_BATCH, "progress entries", "split the call");
   const progress: LeaseProgressInput[] = req.progress.map((p) => {
     if (!(p.progress >= 0 && p.progress <= 1)) throw new InvalidRequestError(`progress must be from 0 to 1, got ${p.progress}`);
     return { leaseToken: p.leaseToken, progress: p.progress, message: text(p.message, "progress message") };

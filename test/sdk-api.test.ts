@@ -16,6 +16,7 @@ import * as sdk from "../client-sdk/dist/index.js";
 import {
   config,
   connect,
+  CursorExpiredError,
   DEFAULT_RETRY,
   DEFAULT_URL,
   fromRpcError,
@@ -38,8 +39,11 @@ import {
 } from "../client-sdk/dist/index.js";
 import type {
   ConnectOptions,
+  DisplayProgressOptions,
   FetchJobsOptions,
   FetchOptions,
+  JobEvent,
+  JobEventStatus,
   JobRecord,
   JobStatusName,
   JobsRefreshOptions,
@@ -62,6 +66,8 @@ import type {
   TableDefinition,
   TargetRecord,
   VersionMethod,
+  WatchOptions,
+  WatchUpdate,
 } from "../client-sdk/dist/index.js";
 import { createTestDatabase } from "./helpers/databases.js";
 import { startServer } from "./helpers/server-process.js";
@@ -69,8 +75,11 @@ import { startServer } from "./helpers/server-process.js";
 /** Every public type: removing or renaming one fails `tsc -p test`. */
 export type PublicTypes = [
   ConnectOptions,
+  DisplayProgressOptions,
   FetchJobsOptions,
   FetchOptions,
+  JobEvent,
+  JobEventStatus,
   JobRecord,
   JobStatusName,
   JobsRefreshOptions,
@@ -93,6 +102,8 @@ export type PublicTypes = [
   TableDefinition,
   TargetRecord,
   VersionMethod,
+  WatchOptions,
+  WatchUpdate,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -101,6 +112,7 @@ test("the runtime exports of @populus/sdk are exactly the public list", (t) => {
   const imported = {
     config,
     connect,
+    CursorExpiredError,
     DEFAULT_RETRY,
     DEFAULT_URL,
     fromRpcError,
@@ -122,6 +134,7 @@ test("the runtime exports of @populus/sdk are exactly the public list", (t) => {
     WorkerProcessError,
   };
   t.deepEqual(Object.keys(sdk).sort(), [
+    "CursorExpiredError",
     "DEFAULT_RETRY",
     "DEFAULT_URL",
     "InvalidArgumentError",
@@ -153,7 +166,7 @@ test("the runtime exports of @populus/sdk are exactly the public list", (t) => {
 test("index.ts has named exports only, and the error classes all extend PopulusError", (t) => {
   const index = readFileSync(join(ROOT, "client-sdk/src/index.ts"), "utf8");
   t.notRegex(index, /export \*/);
-  for (const E of [InvalidArgumentError, InvalidConfigError, LeaseLostError, MakeError, PermissionDeniedError, ResourceExhaustedError, TableNotFoundError, UnauthenticatedError, UnavailableError, WorkerProcessError]) {
+  for (const E of [CursorExpiredError, InvalidArgumentError, InvalidConfigError, LeaseLostError, MakeError, PermissionDeniedError, ResourceExhaustedError, TableNotFoundError, UnauthenticatedError, UnavailableError, WorkerProcessError]) {
     t.true(Object.prototype.isPrototypeOf.call(PopulusError.prototype, E.prototype), E.name);
   }
 });
@@ -161,7 +174,7 @@ test("index.ts has named exports only, and the error classes all extend PopulusE
 test("client-sdk depends on no server-side package, and its built code imports only what it declares", (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, "client-sdk/package.json"), "utf8")) as Record<string, Record<string, string> | undefined>;
   const declared = Object.keys({ ...pkg.dependencies, ...pkg.peerDependencies, ...pkg.optionalDependencies });
-  t.deepEqual(Object.keys(pkg.dependencies ?? {}).sort(), ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node"]);
+  t.deepEqual(Object.keys(pkg.dependencies ?? {}).sort(), ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node", "cli-progress", "rxjs"]);
   for (const name of declared) {
     t.false(/^(typeorm|mysql2?|better-sqlite3|sqlite3|@populus\/server|populus-server|@testcontainers\/.*|testcontainers)$/.test(name), `client-sdk depends on ${name}`);
   }

@@ -5,6 +5,7 @@
  */
 import type { JobsSettings, ResolvedConnectOptions } from "./config.js";
 import type { KeyRecord, KeyValue } from "./keys.js";
+import type { MakeOutcome } from "./populate-progress.js";
 import type { KeyError } from "./reserve-loop.js";
 
 /** Parent → child, first message: what to run. */
@@ -26,11 +27,17 @@ export interface StartMessage {
   readonly suppressErrors: boolean;
   /** Lease length, seconds. */
   readonly leaseDurationS: number;
+  /** populate's grace: how long running makes may finish when a SIGTERM/SIGINT reaches the child itself, seconds. */
+  readonly graceS: number;
+  /** Send a MakeMessage as each make call starts and ends (displayProgress without reserveJobs). */
+  readonly reportMakes?: boolean;
 }
 
-/** Parent → child: stop reserving, release what is held, report. */
+/** Parent → child: stop reserving; running makes may finish for graceS seconds, then are cancelled; release what is held, report. */
 export interface StopMessage {
   readonly type: "stop";
+  /** Seconds running makes may take to finish (0: cancel them now). */
+  readonly graceS: number;
 }
 
 /** Child → parent: the first failure (suppressErrors false), sent at once so the parent stops the others. */
@@ -47,6 +54,12 @@ export interface DoneMessage {
   readonly errorList: KeyError[];
 }
 
+/** Child → parent: a make call started or ended (only with StartMessage.reportMakes), for populate's progress display. */
+export interface MakeMessage {
+  readonly type: "make";
+  readonly outcome: MakeOutcome;
+}
+
 /** Child → parent: the child could not run (table not loadable, RPC error); the parent throws it. */
 export interface FatalMessage {
   readonly type: "fatal";
@@ -58,4 +71,4 @@ export interface FatalMessage {
 /** Any parent → child message. */
 export type ToChild = StartMessage | StopMessage;
 /** Any child → parent message. */
-export type ToParent = FailureMessage | DoneMessage | FatalMessage;
+export type ToParent = FailureMessage | DoneMessage | FatalMessage | MakeMessage;

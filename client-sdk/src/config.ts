@@ -6,6 +6,7 @@
  * (at import for `config.jobs`, at `connect()` for the address), and
  * validated with a message that names the variable and the fix.
  */
+import { readFileSync } from "node:fs";
 import { InvalidConfigError } from "./errors.js";
 
 /** The address `connect()` uses when neither the `url` option nor `POPULUS_URL` is set. */
@@ -25,11 +26,14 @@ export interface ConnectOptions {
   readonly token?: string;
   /**
    * PEM file of the certificate authority that signed the server's TLS
-   * certificate. Accepted and validated for presence only: TLS arrives with
-   * issue 6, until then an `https:` URL uses the system's trust store.
+   * certificate (a private CA, or a self-signed certificate itself), for
+   * `https:` URLs; read once, by `connect()`. Without it (and without `ca`)
+   * the system's trust store is used.
    * @default process.env.POPULUS_CA_FILE, else none
    */
   readonly caFile?: string;
+  /** The same as `caFile`, as PEM text (e.g. from a secret store); takes precedence over `caFile`. */
+  readonly ca?: string;
 }
 
 /** `connect()` options with every default applied; frozen. */
@@ -38,8 +42,14 @@ export interface ResolvedConnectOptions {
   readonly url: string;
   /** The bearer token, or undefined. */
   readonly token: string | undefined;
-  /** The CA file (issue 6), or undefined. */
+  /** The CA file, or undefined. */
   readonly caFile: string | undefined;
+  /**
+   * The CA certificate(s) in PEM, from `ca` or read from `caFile`, or
+   * undefined for the system's trust store. Text, not a path, so that child
+   * processes and the heartbeat thread trust exactly what the parent read.
+   */
+  readonly ca: string | undefined;
 }
 
 /** Applies defaults and validates `connect()` options; throws InvalidConfigError naming the option. */
@@ -55,11 +65,30 @@ export function resolveConnectOptions(options: ConnectOptions = {}): ResolvedCon
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     throw new InvalidConfigError(`${fromEnv ? "POPULUS_URL" : "url"}: "${raw}" must start with http:// or https://`);
   }
+  const caFile = options.caFile ?? nonEmpty(process.env.POPULUS_CA_FILE);
+  const caOption = options.caFile === undefined ? "POPULUS_CA_FILE" : "caFile";
   return Object.freeze({
     url: raw.replace(/\/+$/, ""),
     token: options.token ?? nonEmpty(process.env.POPULUS_TOKEN),
-    caFile: options.caFile ?? nonEmpty(process.env.POPULUS_CA_FILE),
+    caFile,
+    ca: options.ca !== undefined ? checkPem(options.ca, "ca") : caFile === undefined ? undefined : readPem(caFile, caOption),
   });
+}
+
+function readPem(path: string, option: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new InvalidConfigError(`${option}: cannot read "${path}" (${code === "ENOENT" ? "no such file" : (code ?? "unreadable")})`);
+  }
+  return checkPem(text, `${option} "${path}"`);
+}
+
+function checkPem(text: string, what: string): string {
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) throw new InvalidConfigError(`${what}: not a PEM certificate (no "-----BEGIN CERTIFICATE-----" line)`);
+  return text;
 }
 
 /** How the code version recorded with each job is found: none, or `git rev-parse --short HEAD` of the cwd. */

@@ -102,6 +102,18 @@ export class PermissionDeniedError extends PopulusError {
   }
 }
 
+/**
+ * OUT_OF_RANGE: a `jobs.watch({ cursor })` cursor whose events the server
+ * has already pruned, so resuming after it would skip events. Subscribe again
+ * without a cursor: that starts from a fresh snapshot of the counts.
+ */
+export class CursorExpiredError extends PopulusError {
+  /** An OUT_OF_RANGE error. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, Code.OutOfRange, options);
+  }
+}
+
 /** A `make` failed (thrown by populate with `suppressErrors: false`, after the failure was recorded). */
 export class MakeError extends PopulusError {
   /** The key whose make failed. */
@@ -128,7 +140,7 @@ export class WorkerProcessError extends PopulusError {
  * FAILED_PRECONDITION → LeaseLostError (tokens from LeaseLostDetail),
  * UNAVAILABLE → UnavailableError, RESOURCE_EXHAUSTED → ResourceExhaustedError,
  * UNAUTHENTICATED → UnauthenticatedError, PERMISSION_DENIED →
- * PermissionDeniedError; any other code → PopulusError with that code. The
+ * PermissionDeniedError, OUT_OF_RANGE → CursorExpiredError; any other code → PopulusError with that code. The
  * message is the server's (`rawMessage`). A PopulusError passes through.
  */
 export function fromRpcError(err: unknown): PopulusError {
@@ -151,6 +163,8 @@ export function fromRpcError(err: unknown): PopulusError {
       return new UnauthenticatedError(message, options);
     case Code.PermissionDenied:
       return new PermissionDeniedError(message, options);
+    case Code.OutOfRange:
+      return new CursorExpiredError(message, options);
     default:
       return new PopulusError(message, ce.code, options);
   }

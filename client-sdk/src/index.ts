@@ -18,7 +18,7 @@
  * await ProcessedData.jobs.refresh({ priority: 1, orphanTimeout: 3600 }); // { added, removed, orphaned, rePended }
  * for (const job of await ProcessedData.jobs.errors.fetch()) console.log(job.key, job.errorMessage);
  * await ProcessedData.jobs.errors.delete();
- * ProcessedData.jobs.watch();                  // Observable of progress (arrives with issue 4's progress part)
+ * ProcessedData.jobs.watch();                  // Observable of progress
  * ```
  *
  * Define tables at the top level of a module file with no other side
@@ -28,6 +28,7 @@ export { connect, PopulusClient } from "./client.js";
 export type { ConnectOptions, JobsSettings, PopulusConfig, ResolvedConnectOptions, VersionMethod } from "./config.js";
 export { config, DEFAULT_URL, JobsConfig } from "./config.js";
 export {
+  CursorExpiredError,
   fromRpcError,
   InvalidArgumentError,
   InvalidConfigError,
@@ -44,7 +45,7 @@ export {
 export type { FetchJobsOptions, JobRecord, JobStatusName, JobsRefreshOptions, ProgressCounts } from "./jobs.js";
 export { Jobs, JobsView } from "./jobs.js";
 export type { KeyRecord, KeyValue } from "./keys.js";
-export type { PopulateOptions, PopulateResult } from "./populate.js";
+export type { DisplayProgressOptions, PopulateOptions, PopulateResult } from "./populate.js";
 export type { RefreshCounts } from "./refresh.js";
 export type { KeyError } from "./reserve-loop.js";
 export type { RetryPolicy } from "./retry.js";
@@ -52,3 +53,4 @@ export { DEFAULT_RETRY } from "./retry.js";
 export type { FetchOptions, TargetRecord } from "./table.js";
 export { Table } from "./table.js";
 export type { KeySource, KeySourceKeys, Make, MakeContext, ResultRecord, TableDefinition } from "./table-definition.js";
+export type { JobEvent, JobEventStatus, WatchOptions, WatchUpdate } from "./watch.js";

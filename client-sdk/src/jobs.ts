@@ -1,8 +1,10 @@
 /**
  * `table.jobs`: the jobs table of one table, as DataJoint shows it: views by
  * status (`pending`, `reserved`, `errors`, `completed`, `ignored`) with
- * fetch/count/delete, plus refresh, ignore and progress.
+ * fetch/count/delete, plus refresh, ignore, progress and its live stream
+ * (watch.ts).
  */
+import { distinctUntilChanged, filter, map, type Observable } from "rxjs";
 import { config } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type Job, JobStatus } from "./gen/populus/v1/types_pb.js";
@@ -11,6 +13,7 @@ import { type RefreshCounts, refreshKeySource } from "./refresh.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { KeySource } from "./table-definition.js";
 import { count, dateOf, millisecondsOf } from "./wire-values.js";
+import { progressCountsOf, sameCounts, type WatchOptions, type WatchUpdate, watchJobs } from "./watch.js";
 
 /** A job's status, as DESIGN.md names it. */
 export type JobStatusName = "pending" | "reserved" | "success" | "error" | "ignore";
@@ -162,16 +165,7 @@ export class JobsView<K extends object = KeyRecord> {
 
 /** GetProgress as numbers. */
 export async function progressOf(rpc: JobServiceRpc, table: string): Promise<ProgressCounts> {
-  const { progress: p } = await rpc.getProgress({ table });
-  return {
-    pending: count(p?.pending),
-    reserved: count(p?.reserved),
-    success: count(p?.success),
-    error: count(p?.error),
-    ignore: count(p?.ignore),
-    target: count(p?.target),
-    remaining: count(p?.remaining),
-  };
+  return progressCountsOf((await rpc.getProgress({ table })).progress);
 }
 
 /** `table.jobs`. */
@@ -239,5 +233,42 @@ export class Jobs<K extends object = KeyRecord> {
   /** The table's counts by status and of its target. */
   progress(): Promise<ProgressCounts> {
     return progressOf(this.#rpc, this.#table);
+  }
+
+  /**
+   * The live stream of the table's counts and job events (the server's
+   * Watch), as a cold Observable: each subscription opens its own stream,
+   * unsubscribing closes it. The first update is a snapshot of the counts
+   * (no events); each later one carries the job changes since, in commit
+   * order, and the counts after them. A stream cut by the network or a server
+   * restart reconnects by itself and resumes after the last update, so no
+   * event is missed or repeated; other failures end it with a typed error
+   * (TableNotFoundError, InvalidArgumentError for a foreign cursor,
+   * CursorExpiredError for one whose events were pruned). It never completes
+   * on its own: unsubscribe when done.
+   *
+   * ```ts
+   * const sub = ProcessedData.jobs.watch().subscribe(({ progress, events }) => {
+   *   for (const e of events) if (e.status === "error") console.log(e.key, e.errorMessage);
+   * });
+   * sub.unsubscribe();
+   * ```
+   */
+  watch(options: WatchOptions = {}): Observable<WatchUpdate<K>> {
+    return watchJobs<K>(this.#rpc, this.#table, options);
+  }
+
+  /**
+   * Just the counts of `watch()`: the snapshot, then the counts each time
+   * they change. The server sends no job events on this stream, and a
+   * subscriber slower than the changes gets the newest counts rather than
+   * every intermediate one, so it suits dashboards and progress bars.
+   */
+  watchProgress(options: WatchOptions = {}): Observable<ProgressCounts> {
+    return watchJobs<K>(this.#rpc, this.#table, options, true).pipe(
+      map((u) => u.progress),
+      filter((p): p is ProgressCounts => p !== undefined),
+      distinctUntilChanged(sameCounts),
+    );
   }
 }

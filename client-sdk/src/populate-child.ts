@@ -3,22 +3,30 @@
  * child_process.fork). It waits for the parent's StartMessage, imports the
  * module that defined the table (which registers it), opens its own
  * connection, runs the reserve loop and reports a DoneMessage (or a
- * FatalMessage) before it exits. A StopMessage, or the parent going away
- * (IPC disconnect), stops the loop: held leases are released.
+ * FatalMessage) before it exits. A StopMessage stops the loop with the
+ * grace it names; SIGTERM/SIGINT reaching this process (Ctrl-C signals the
+ * whole process group) stops it with populate's grace; the parent going away
+ * (IPC disconnect) stops it at once. Either way held leases are released
+ * without charging an attempt. This process is the SDK's own, so taking over
+ * its signals hijacks nothing of the user's.
  *
  * @internal Not part of the public API.
  */
 import type { StartMessage, ToChild, ToParent } from "./child-protocol.js";
 import { JobsConfig } from "./config.js";
 import { PopulusError } from "./errors.js";
+import { GracefulStop } from "./graceful-stop.js";
 import { unloadable } from "./populate.js";
+import { countingMake } from "./populate-progress.js";
 import { runReserveLoop } from "./reserve-loop.js";
 import { openConnection } from "./rpc.js";
 import type { Table } from "./table.js";
 import { findTable, setChildImporting } from "./table-registry.js";
 import { workerIdentity } from "./worker-identity.js";
 
-const stop = new AbortController();
+const stop = new GracefulStop();
+/** populate's grace, known once the StartMessage arrived; a signal before that stops at once. */
+let graceS = 0;
 
 function send(message: ToParent): Promise<void> {
   return new Promise((resolve) => {
@@ -40,13 +48,15 @@ async function run(start: StartMessage): Promise<void> {
   if (table === undefined) {
     throw unloadable(start.table, `${start.where} (importing it did not define the table; is it defined inside a function or behind a condition?)`);
   }
+  graceS = start.graceS;
   const settings = new JobsConfig(start.jobs);
   const connection = openConnection(start.connect);
   try {
     const result = await runReserveLoop({
       rpc: connection.rpc,
+      connect: start.connect,
       table: start.table,
-      make: table.definition.make,
+      make: start.reportMakes === true ? countingMake(table.definition.make, (outcome) => void send({ type: "make", outcome })) : table.definition.make,
       identity: workerIdentity(settings.versionMethod),
       maxCalls: start.maxCalls,
       priority: start.priority,
@@ -54,7 +64,8 @@ async function run(start: StartMessage): Promise<void> {
       suppressErrors: start.suppressErrors,
       keepCompleted: settings.keepCompleted,
       leaseDurationS: start.leaseDurationS,
-      signal: stop.signal,
+      signal: stop.stopSignal,
+      cancel: stop.cancelSignal,
       onFailure: (f) => void send({ type: "failure", key: f.key, message: f.message }),
     });
     await send({ type: "done", successCount: result.successCount, errorList: result.errorList });
@@ -64,7 +75,7 @@ async function run(start: StartMessage): Promise<void> {
 }
 
 process.on("message", (m: ToChild) => {
-  if (m.type === "stop") stop.abort();
+  if (m.type === "stop") stop.request(m.graceS);
   else if (m.type === "start") {
     run(m)
       .catch((err: unknown) =>
@@ -76,4 +87,6 @@ process.on("message", (m: ToChild) => {
       .finally(() => process.exit(0));
   }
 });
-process.on("disconnect", () => stop.abort());
+process.on("disconnect", () => stop.request(0));
+process.on("SIGTERM", () => stop.request(graceS));
+process.on("SIGINT", () => stop.request(graceS));

@@ -17,10 +17,12 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import type { DoneMessage, FailureMessage, FatalMessage, StartMessage, ToChild, ToParent } from "./child-protocol.js";
 import { config, type JobsSettings } from "./config.js";
-import { InvalidArgumentError, MakeError, WorkerProcessError } from "./errors.js";
+import { InvalidArgumentError, MakeError, UnavailableError, WorkerProcessError } from "./errors.js";
 import type { KeyRecord, KeyValue } from "./keys.js";
+import { PopulateProgress } from "./populate-progress.js";
 import { refreshKeySource } from "./refresh.js";
 import type { Make } from "./table-definition.js";
+import { GracefulStop } from "./graceful-stop.js";
 import { type KeyError, LEASE_DURATION_S, runReserveLoop } from "./reserve-loop.js";
 import type { Table } from "./table.js";
 import { childImporting } from "./table-registry.js";
@@ -52,8 +54,41 @@ export interface PopulateOptions<K extends object = KeyRecord> {
    * last heartbeat; heartbeats every third of it keep long makes leased. @default 60
    */
   readonly leaseDuration?: number;
-  /** A progress bar (TTY) or periodic line. Accepted but not drawn yet: it arrives with Watch (issue 4, progress part). @default false */
-  readonly displayProgress?: boolean;
+  /**
+   * Stops populate gracefully when aborted: nothing more is reserved, running
+   * makes get `grace` seconds to finish (and commit), then their `ctx.signal`
+   * is aborted and every held lease is released without charging an
+   * attempt; populate then resolves as usual with what was done. populate
+   * installs no signal handlers of its own (a library must not take over the
+   * process's SIGTERM/SIGINT): wire them to this, e.g.
+   * `process.once("SIGTERM", () => ac.abort())`, as populus-worker does.
+   * With `processes: N` the children stop the same way, and a SIGTERM/SIGINT
+   * that reaches a child directly (Ctrl-C reaches the whole process group)
+   * stops it with the same grace. @default none
+   */
+  readonly signal?: AbortSignal;
+  /** Seconds running makes may take to finish after `signal` aborts (0: abort them at once). @default 30 */
+  readonly grace?: number;
+  /**
+   * Draws progress on stderr: a bar redrawn in place on a TTY, else one line
+   * every 2 s and a last one at the end, e.g. `ProcessedData: 120/300 done,
+   * 3 errors, 4 reserved, 2.1 s, 57 keys/s` ("done" counts computed and
+   * failed keys). With reserveJobs the numbers are the server's, for the
+   * whole table and every worker: done = target + error, total = done +
+   * pending + reserved. Without it they are this populate's own: the pending
+   * jobs it is about to compute and its make calls. An object draws to
+   * another stream (`isTTY` decides bar or lines) or at another line
+   * interval. @default false
+   */
+  readonly displayProgress?: boolean | DisplayProgressOptions;
+}
+
+/** Where and how often `populate({ displayProgress })` draws. */
+export interface DisplayProgressOptions {
+  /** The stream to draw to: a bar when its `isTTY` is true, else lines. @default process.stderr */
+  readonly stream?: NodeJS.WritableStream & { readonly isTTY?: boolean; readonly columns?: number };
+  /** Seconds between two lines when the stream is not a TTY. @default 2 */
+  readonly lineInterval?: number;
 }
 
 /** What populate did. */
@@ -73,7 +108,11 @@ interface Resolved {
   readonly refresh: boolean;
   readonly restriction: Readonly<Record<string, KeyValue>> | undefined;
   readonly leaseDurationS: number;
+  readonly graceS: number;
 }
+
+/** Default of populate's `grace`, seconds. */
+export const GRACE_S = 30;
 
 function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: JobsSettings): Resolved {
   const bad = (what: string) => new InvalidArgumentError(`${table}.populate: ${what}`);
@@ -85,6 +124,7 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
   if (o.leaseDuration !== undefined && !(Number.isFinite(o.leaseDuration) && o.leaseDuration >= 1 && o.leaseDuration <= 86_400)) {
     throw bad(`leaseDuration must be from 1 to 86400 seconds, got ${o.leaseDuration}`);
   }
+  if (o.grace !== undefined && !(Number.isFinite(o.grace) && o.grace >= 0 && o.grace <= 86_400)) throw bad(`grace must be from 0 to 86400 seconds, got ${o.grace}`);
   return {
     reserveJobs: o.reserveJobs ?? false,
     processes: o.processes ?? 1,
@@ -94,6 +134,7 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
     refresh: o.refresh ?? settings.autoRefresh,
     restriction: o.restriction as Readonly<Record<string, KeyValue>> | undefined,
     leaseDurationS: o.leaseDuration ?? LEASE_DURATION_S,
+    graceS: o.grace ?? GRACE_S,
   };
 }
 
@@ -107,6 +148,37 @@ export async function populate<K extends object>(table: Table<K>, options: Popul
   }
   const settings = config.jobs.snapshot();
   const o = resolveOptions(table.name, options as PopulateOptions<KeyRecord>, settings);
+  const progress = progressDisplayOf(table as unknown as Table, o, options.displayProgress);
+  try {
+    const result = await populateResolved(table, options, settings, o, progress);
+    await progress?.finish(result);
+    return result;
+  } catch (err) {
+    await progress?.finish(undefined);
+    throw err;
+  }
+}
+
+/** The display of `displayProgress`, or undefined when it is off. */
+function progressDisplayOf(table: Table, o: Resolved, display: PopulateOptions["displayProgress"]): PopulateProgress | undefined {
+  if (display === undefined || display === false) return undefined;
+  const { stream, lineInterval } = display === true ? {} : display;
+  if (lineInterval !== undefined && !(Number.isFinite(lineInterval) && lineInterval > 0)) {
+    throw new InvalidArgumentError(`${table.name}.populate: displayProgress.lineInterval must be a number of seconds > 0, got ${lineInterval}`);
+  }
+  return new PopulateProgress(table, o, { stream, lineIntervalMs: lineInterval === undefined ? undefined : lineInterval * 1000 });
+}
+
+/** populate after its options were resolved. */
+async function populateResolved<K extends object>(
+  table: Table<K>,
+  options: PopulateOptions<K>,
+  settings: JobsSettings,
+  o: Resolved,
+  progress: PopulateProgress | undefined,
+): Promise<PopulateResult<K>> {
+  // Stopped before it started: nothing reserved, nothing to give back.
+  if (options.signal?.aborted === true) return { successCount: 0, errorList: [] };
   if (!o.reserveJobs || o.refresh) {
     await refreshKeySource(table.rpc, table.name, table.definition.keySource, {
       priority: settings.defaultPriority,
@@ -115,12 +187,15 @@ export async function populate<K extends object>(table: Table<K>, options: Popul
       delay: 0,
     });
   }
+  await progress?.begin();
   const processes = o.maxCalls === undefined ? o.processes : Math.max(1, Math.min(o.processes, o.maxCalls));
   if (processes === 1) {
+    const stop = new GracefulStop().follow(options.signal, o.graceS);
     const result = await runReserveLoop({
       rpc: table.rpc,
+      connect: table.connectOptions,
       table: table.name,
-      make: table.definition.make as unknown as Make<KeyRecord>,
+      make: progress?.counting(table.definition.make as unknown as Make<KeyRecord>) ?? (table.definition.make as unknown as Make<KeyRecord>),
       identity: workerIdentity(settings.versionMethod),
       maxCalls: o.maxCalls,
       priority: o.priority,
@@ -128,11 +203,13 @@ export async function populate<K extends object>(table: Table<K>, options: Popul
       suppressErrors: o.suppressErrors,
       keepCompleted: settings.keepCompleted,
       leaseDurationS: o.leaseDurationS,
-    });
+      signal: stop.stopSignal,
+      cancel: stop.cancelSignal,
+    }).finally(() => stop.dispose());
     if (result.failure !== undefined) throw new MakeError(result.failure.key, result.failure.message, { cause: result.failure.cause });
     return { successCount: result.successCount, errorList: result.errorList } as unknown as PopulateResult<K>;
   }
-  return (await runChildren(table as unknown as Table, o, processes, settings)) as PopulateResult<K>;
+  return (await runChildren(table as unknown as Table, o, processes, settings, options.signal, progress)) as PopulateResult<K>;
 }
 
 /** The child entry next to this module (populate-child.js in dist, .ts when the SDK runs from source). */
@@ -150,7 +227,7 @@ interface ChildOutcome {
 }
 
 /** Runs the reserve loop in `processes` child processes and sums their results. */
-async function runChildren(table: Table, o: Resolved, processes: number, settings: JobsSettings): Promise<PopulateResult> {
+async function runChildren(table: Table, o: Resolved, processes: number, settings: JobsSettings, signal: AbortSignal | undefined, progress?: PopulateProgress): Promise<PopulateResult> {
   if (table.site.moduleUrl === undefined) throw unloadable(table.name, table.site.where);
   const entry = childEntry();
   const children: ChildProcess[] = [];
@@ -160,9 +237,12 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
   const sendTo = (child: ChildProcess, message: ToChild) => {
     if (child.connected) child.send(message, () => undefined);
   };
-  const stopAll = () => {
-    for (const child of children) sendTo(child, { type: "stop" });
+  // After a failure the others stop at once (grace 0), as DataJoint's populate raises at the first error.
+  const stopAll = (graceS = 0) => {
+    for (const child of children) sendTo(child, { type: "stop", graceS });
   };
+  const onAbort = () => stopAll(o.graceS);
+  signal?.addEventListener("abort", onAbort, { once: true });
   const outcomes = Array.from({ length: processes }, async (_, i): Promise<ChildOutcome> => {
     // Each child's share of maxCalls: the remainder goes to the first ones.
     const share = o.maxCalls === undefined ? undefined : Math.floor(o.maxCalls / processes) + (i < o.maxCalls % processes ? 1 : 0);
@@ -172,6 +252,7 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
     const outcome: ChildOutcome = { pid: child.pid };
     child.on("message", (m: ToParent) => {
       if (m.type === "done") outcome.done = m;
+      else if (m.type === "make") progress?.made(m.outcome);
       else if (m.type === "fatal") {
         outcome.fatal = m;
         stopAll();
@@ -193,15 +274,21 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
       restriction: o.restriction,
       suppressErrors: o.suppressErrors,
       leaseDurationS: o.leaseDurationS,
+      graceS: o.graceS,
+      reportMakes: progress?.wantsMakeReports ?? false,
     };
     sendTo(child, start);
     [outcome.code, outcome.signal] = await exited;
     return outcome;
   });
-  const results = await Promise.all(outcomes);
+  const results = await Promise.all(outcomes).finally(() => signal?.removeEventListener("abort", onAbort));
 
   const fatal = results.find((r) => r.fatal !== undefined)?.fatal;
-  if (fatal !== undefined) throw new WorkerProcessError(fatal.name === "WorkerProcessError" ? fatal.message : `${fatal.name}: ${fatal.message}`);
+  if (fatal !== undefined) {
+    // The same class as in a single process, so callers (populus-worker) can tell a server that is gone from a broken pipeline.
+    if (fatal.name === "UnavailableError") throw new UnavailableError(fatal.message);
+    throw new WorkerProcessError(fatal.name === "WorkerProcessError" ? fatal.message : `${fatal.name}: ${fatal.message}`);
+  }
   if (firstFailure !== undefined && !o.suppressErrors) throw new MakeError(firstFailure.key, firstFailure.message);
   const lost = results.filter((r) => r.done === undefined);
   if (lost.length > 0) {

@@ -2,19 +2,23 @@
  * The reserve loop of one process: reserve a small batch of jobs, run make on
  * each, commit the successes in one Complete, record failures with Fail, and
  * repeat until Reserve answers nothing (or maxCalls is reached, or the loop is
- * told to stop). Held leases are kept alive by a heartbeat timer in this
- * process (issue 5 moves it off the thread that runs make, so a CPU-bound make
- * cannot starve it).
+ * told to stop). Held leases are kept alive by a heartbeat thread
+ * (heartbeat-thread.ts), off the event loop that runs make, so a CPU-bound
+ * make cannot starve it.
  *
  * Outcomes per lease: make returned → committed (counted in successCount) or,
  * when the lease was lost meanwhile, dropped (another worker has the key);
  * make threw → Fail (errorList), or dropped when the lease was lost, or
- * released (no attempt charged) when the loop was stopping; never started
- * because the loop stopped → released.
+ * released (no attempt charged) when its signal was aborted because the loop
+ * was stopping; never started because the loop stopped → released; still
+ * running when the stop's grace period ended → released, and make's promise
+ * is no longer waited for.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
-import { InvalidArgumentError, LeaseLostError, TableNotFoundError } from "./errors.js";
+import type { ResolvedConnectOptions } from "./config.js";
+import { InvalidArgumentError, LeaseLostError, ResourceExhaustedError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
 import type { Lease } from "./gen/populus/v1/job_service_pb.js";
+import { type HeartbeatThread, startHeartbeatThread } from "./heartbeat-thread.js";
 import { fromProtoKey, type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { Make, MakeContext } from "./table-definition.js";
@@ -28,7 +32,7 @@ import type { WorkerIdentityInfo } from "./worker-identity.js";
  */
 export const RESERVE_BATCH = 2;
 
-/** Lease length asked for, seconds; the heartbeat renews it every third of it. */
+/** Lease length asked for, seconds; the heartbeat thread renews it every third of it. */
 export const LEASE_DURATION_S = 60;
 
 /** One failed key. */
@@ -52,6 +56,8 @@ export interface LoopResult {
 /** Everything a reserve loop needs. */
 export interface LoopOptions {
   readonly rpc: JobServiceRpc;
+  /** The options `rpc` was opened with: the heartbeat thread opens its own connection with them. */
+  readonly connect: ResolvedConnectOptions;
   /** Table name. */
   readonly table: string;
   readonly make: Make<KeyRecord>;
@@ -68,8 +74,10 @@ export interface LoopOptions {
   readonly keepCompleted: boolean;
   /** Lease length, seconds. @default LEASE_DURATION_S */
   readonly leaseDurationS?: number;
-  /** Aborted: stop reserving, abort running makes' signals, release what is held. */
+  /** Aborted: reserve nothing more and start no new make; a running make may finish (and commit). */
   readonly signal?: AbortSignal;
+  /** Aborted: abort running makes' signals, stop waiting for them and release what is held (no attempt charged). */
+  readonly cancel?: AbortSignal;
   /** Called once with the first failure when suppressErrors is false (a child tells its parent at once). */
   readonly onFailure?: (failure: KeyError) => void;
 }
@@ -78,50 +86,57 @@ interface Held {
   readonly lease: Lease;
   readonly controller: AbortController;
   lost: boolean;
-  progress?: { fraction: number; message: string };
 }
 
-/** Runs the loop to its end; rejects only on an RPC error that is not about a lease. */
+/** Runs the loop to its end; rejects only on an RPC error that is not about a lease, or when the heartbeat thread dies. */
 export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
   const result: LoopResult = { successCount: 0, errorList: [] };
+  const restriction = toRestriction(o.restriction);
   const leaseDurationS = o.leaseDurationS ?? LEASE_DURATION_S;
   const held = new Map<string, Held>();
-  let stopping = o.signal?.aborted ?? false;
+  let stopping = false;
+  let fatal: Error | undefined;
   const onStop = () => {
     stopping = true;
-    for (const h of held.values()) h.controller.abort(new Error("the worker is stopping"));
   };
+  const onCancel = () => {
+    stopping = true;
+    for (const h of held.values()) h.controller.abort(o.cancel?.reason ?? new Error("the worker is stopping"));
+  };
+  if (o.signal?.aborted === true) onStop();
   o.signal?.addEventListener("abort", onStop, { once: true });
+  o.cancel?.addEventListener("abort", onCancel, { once: true });
 
-  let beating: Promise<void> | undefined;
-  const heartbeat = async () => {
-    if (held.size === 0) return;
-    const tokens = [...held.keys()];
-    const progress = [...held.values()].flatMap((h) =>
-      h.progress === undefined ? [] : [{ leaseToken: h.lease.leaseToken, progress: h.progress.fraction, message: h.progress.message }],
-    );
-    try {
-      const answer = await o.rpc.heartbeat({ table: o.table, leaseTokens: tokens, leaseDuration: durationOf(leaseDurationS), progress });
-      for (const token of answer.lostLeaseTokens) markLost(token);
-    } catch {
-      // The next beat tries again; a lease that expires meanwhile shows up
-      // as lost there or as LeaseLostError at Complete.
+  const markLost = (tokens: readonly string[]) => {
+    for (const token of tokens) {
+      const h = held.get(token);
+      if (h === undefined || h.lost) continue;
+      h.lost = true;
+      h.controller.abort(new LeaseLostError(`the lease of this job was lost (expired and reassigned)`, [token]));
     }
   };
-  const markLost = (token: string) => {
-    const h = held.get(token);
-    if (h === undefined || h.lost) return;
-    h.lost = true;
-    h.controller.abort(new LeaseLostError(`the lease of this job was lost (expired and reassigned)`, [token]));
+  // Running before the first Reserve, so that no lease waits for it: started
+  // once leases were held, it came up too late for 1 s leases on the loaded
+  // 2-core dev machine (sdk-heartbeat.test.ts, both dialects at once, load
+  // average 6: a lease expired before its first renewal in 1 run of 4).
+  const heartbeat: HeartbeatThread = startHeartbeatThread(
+    { connect: o.connect, table: o.table, leaseDurationS },
+    {
+      onLost: markLost,
+      onError: (err) => {
+        fatal ??= new WorkerProcessError(`the heartbeat thread of ${o.table} failed, so held leases are no longer renewed: ${err.message}`, { cause: err });
+        onCancel();
+      },
+    },
+  );
+  const forget = (tokens: readonly string[]) => {
+    for (const t of tokens) held.delete(t);
+    heartbeat.drop(tokens);
   };
-  const timer = setInterval(() => {
-    beating ??= heartbeat().finally(() => (beating = undefined));
-  }, (leaseDurationS * 1000) / 3);
-  timer.unref();
 
-  const restriction = toRestriction(o.restriction);
   let calls = 0;
   try {
+    await heartbeat.ready.catch(() => undefined); // a thread that could not start has set fatal and stopping
     while (!stopping) {
       const want = o.maxCalls === undefined ? RESERVE_BATCH : Math.min(RESERVE_BATCH, o.maxCalls - calls);
       if (want <= 0) break;
@@ -148,7 +163,8 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
       }
       if (leases.length === 0) break;
       for (const lease of leases) held.set(lease.leaseToken, { lease, controller: new AbortController(), lost: false });
-      if (stopping) onStop();
+      heartbeat.hold(leases.map((l) => l.leaseToken));
+      if (o.cancel?.aborted === true) onCancel();
 
       const completions: { leaseToken: string; result: JsonObject }[] = [];
       for (const lease of leases) {
@@ -161,20 +177,24 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
           attempt: lease.attempt,
           signal: h.controller.signal,
           progress(fraction, message = "") {
-            h.progress = { fraction: Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0)), message: message.slice(0, 255) };
+            const clamped = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
+            heartbeat.progress(lease.leaseToken, clamped, message.slice(0, 255));
           },
         };
         try {
-          completions.push({ leaseToken: lease.leaseToken, result: toResultRecord(await o.make(key, ctx)) });
+          const outcome = await unlessCancelled(() => o.make(key, ctx), o.cancel);
+          // Cancelled: the grace period ended with make still running; its lease is released below.
+          if (outcome.done) completions.push({ leaseToken: lease.leaseToken, result: toResultRecord(outcome.value) });
         } catch (err) {
           if (h.lost) {
-            held.delete(lease.leaseToken); // another worker holds the key now
+            forget([lease.leaseToken]); // another worker holds the key now
             continue;
           }
-          if (stopping) continue; // released below, no attempt charged
+          // make gave up because the loop is stopping: released below, no attempt charged.
+          if (h.controller.signal.aborted) continue;
           const message = err instanceof Error ? err.message : String(err);
           const recorded = await fail(o, lease.leaseToken, message, err instanceof Error ? (err.stack ?? "") : "");
-          held.delete(lease.leaseToken);
+          forget([lease.leaseToken]);
           if (!recorded) continue;
           const failure = { key, message };
           result.errorList.push(failure);
@@ -182,21 +202,51 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
             result.failure = { ...failure, cause: err };
             o.onFailure?.(failure);
             stopping = true;
-            onStop();
           }
         }
       }
       result.successCount += await complete(o, completions.filter((c) => held.get(c.leaseToken)?.lost !== true));
-      for (const c of completions) held.delete(c.leaseToken);
-      await release(o, held);
+      forget(completions.map((c) => c.leaseToken));
+      await release(o, held, forget);
     }
   } finally {
-    clearInterval(timer);
     o.signal?.removeEventListener("abort", onStop);
-    await beating;
-    await release(o, held);
+    o.cancel?.removeEventListener("abort", onCancel);
+    // Release before the thread stops, so no held lease goes unrenewed meanwhile.
+    await release(o, held, forget);
+    await heartbeat.stop();
   }
+  if (fatal !== undefined) throw fatal;
   return result;
+}
+
+/**
+ * Runs make (a synchronous throw becomes a rejection) and waits for it, or
+ * only until `cancel` aborts: then answers `{ done: false }` and leaves the
+ * promise behind (its late rejection is handled by Promise's subscription,
+ * never unhandled).
+ */
+function unlessCancelled<T>(make: () => T | Promise<T>, cancel: AbortSignal | undefined): Promise<{ done: true; value: T } | { done: false }> {
+  const work = new Promise<T>((resolve) => resolve(make()));
+  if (cancel === undefined) return work.then((value) => ({ done: true, value }));
+  if (cancel.aborted) {
+    work.catch(() => undefined);
+    return Promise.resolve({ done: false });
+  }
+  return new Promise((resolve, reject) => {
+    const onCancel = () => resolve({ done: false });
+    cancel.addEventListener("abort", onCancel, { once: true });
+    work.then(
+      (value) => {
+        cancel.removeEventListener("abort", onCancel);
+        resolve({ done: true, value });
+      },
+      (err: unknown) => {
+        cancel.removeEventListener("abort", onCancel);
+        reject(err);
+      },
+    );
+  });
 }
 
 /**
@@ -231,8 +281,16 @@ async function fail(o: LoopOptions, leaseToken: string, errorMessage: string, er
  * Completes in batches of ≤ 1000; on LeaseLostError drops the lost leases
  * (named by the error's detail) and commits the rest. Answers results
  * committed (including ones an identical earlier call committed).
+ *
+ * A server that stays unreachable past rpc's retries (about 12 s) is waited
+ * for, for as long as the leases could still be current (one lease length):
+ * giving up would throw away computed results and, once the release reached
+ * the restarted server, make those keys again. A server stopped with its
+ * 10 s drain and started again took longer than the retries on the loaded
+ * dev machine (worker-cli.test.ts, keys made twice before this).
  */
 async function complete(o: LoopOptions, completions: { leaseToken: string; result: JsonObject }[]): Promise<number> {
+  const until = Date.now() + (o.leaseDurationS ?? LEASE_DURATION_S) * 1000;
   let committed = 0;
   for (let i = 0; i < completions.length; i += 1000) {
     let batch = completions.slice(i, i + 1000);
@@ -242,6 +300,10 @@ async function complete(o: LoopOptions, completions: { leaseToken: string; resul
         committed += count(answer.committed) + count(answer.alreadyCommitted);
         break;
       } catch (err) {
+        if ((err instanceof UnavailableError || err instanceof ResourceExhaustedError) && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
         if (!(err instanceof LeaseLostError)) throw err;
         const lost = new Set(err.leaseTokens);
         // Without a detail we cannot tell which lease was lost: commit one at a time.
@@ -257,15 +319,16 @@ async function complete(o: LoopOptions, completions: { leaseToken: string; resul
   return committed;
 }
 
-/** Releases every held lease (no attempt charged) and forgets them. */
-async function release(o: LoopOptions, held: Map<string, Held>): Promise<void> {
-  const tokens = [...held.entries()].filter(([, h]) => !h.lost).map(([t]) => t);
-  held.clear();
+/** Releases every held lease that is not lost (no attempt charged) and forgets them all. */
+async function release(o: LoopOptions, held: Map<string, Held>, forget: (tokens: readonly string[]) => void): Promise<void> {
+  const all = [...held.keys()];
+  const tokens = all.filter((t) => held.get(t)?.lost !== true);
+  forget(all);
   for (let i = 0; i < tokens.length; i += 1000) {
     try {
       await o.rpc.release({ table: o.table, leaseTokens: tokens.slice(i, i + 1000) });
     } catch {
-      // Unreleased leases expire on their own (LEASE_DURATION_S) and come back.
+      // Unreleased leases expire on their own (leaseDurationS) and come back.
     }
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The JobService connection of one `connect()`: the generated client over an
  * HTTP/2 Connect transport of its own, with the bearer token, retries
- * (retry.ts) and typed errors (errors.ts) applied to every unary call. The
- * rest of the SDK calls the server only through this.
+ * (retry.ts) and typed errors (errors.ts) applied to every unary call, and
+ * typed errors to the Watch stream. The rest of the SDK calls the server only
+ * through this.
  */
 import { type CallOptions, type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -11,12 +12,16 @@ import { fromRpcError } from "./errors.js";
 import { JobService } from "./gen/populus/v1/job_service_pb.js";
 import { withRetry } from "./retry.js";
 
-/** The unary JobService RPCs, retried and with typed errors. Watch is not here (issue 4's progress part). */
-export type JobServiceRpc = Omit<Client<typeof JobService>, "watch">;
+/**
+ * The JobService RPCs with typed errors. The unary ones are retried; Watch
+ * is not, since a blind repeat would replay events: watch.ts reconnects it
+ * with the last cursor it saw.
+ */
+export type JobServiceRpc = Client<typeof JobService>;
 
 /** A connection to one server. */
 export interface JobServiceConnection {
-  /** The unary RPCs. */
+  /** The RPCs. */
   readonly rpc: JobServiceRpc;
   /** Closes the HTTP/2 connection; calls after this open a new one. */
   close(): void;
@@ -34,11 +39,29 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
   }
   // Our own session manager so that close() can end the connection; idle
   // connections are unref'd by connect-node and never keep a process alive.
-  const sessionManager = new Http2SessionManager(options.url);
+  //
+  // Pings every 30 s on a connection that received nothing for that long:
+  // a Watch stream can be quiet for hours, and without pings a connection
+  // that died silently (a NAT or a peer gone without a FIN) would leave it
+  // waiting forever instead of failing and reconnecting. Idle connections
+  // still close after connect-node's 15 min.
+  //
+  // maxSessionMemory: Node's default of 10 MB would refuse every new call on
+  // the connection (ENHANCE_YOUR_CALM, not retried) while a large Complete
+  // batch is being sent; the server accepts requests of up to 16 MiB.
+  // ca: a private CA for https:// URLs (connect({ caFile }) / POPULUS_CA_FILE).
+  const sessionManager = new Http2SessionManager(
+    options.url,
+    { pingIntervalMs: 30_000 },
+    { maxSessionMemory: 64, ...(options.ca === undefined ? {} : { ca: options.ca }) },
+  );
   const raw = createClient(JobService, createConnectTransport({ baseUrl: options.url, httpVersion: "2", sessionManager, interceptors }));
   const rpc = {} as Record<string, unknown>;
   for (const name of Object.keys(JobService.method)) {
-    if (name === "watch") continue;
+    if (name === "watch") {
+      rpc[name] = (req: Parameters<typeof raw.watch>[0], opts?: CallOptions) => typedErrors(raw.watch(req, opts));
+      continue;
+    }
     const method = (raw as unknown as Record<string, (req: unknown, opts?: CallOptions) => Promise<unknown>>)[name];
     if (method === undefined) continue;
     rpc[name] = async (req: unknown, opts?: CallOptions) => {
@@ -53,4 +76,13 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
     rpc: rpc as unknown as JobServiceRpc,
     close: () => sessionManager.abort(),
   };
+}
+
+/** The stream with every error it throws mapped to the SDK's typed errors. */
+async function* typedErrors<T>(stream: AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
+  try {
+    yield* stream;
+  } catch (err) {
+    throw fromRpcError(err);
+  }
 }

@@ -1,0 +1,200 @@
+/**
+ * The heartbeat runs off the thread that runs make (DESIGN promise 3),
+ * against a real server on each dialect:
+ *
+ * - a make that blocks its event loop with synchronous CPU work for four
+ *   lease lengths keeps its lease: its job is leased once (attempts 1), its
+ *   key is made once and committed once, and a second populate process that
+ *   keeps reserving meanwhile never gets it (with the heartbeat on make's
+ *   event loop, the 1 s lease expired and the competitor made the key too);
+ * - a lease the server takes back while make runs reaches make as an abort
+ *   of ctx.signal with LeaseLostError, and its result is dropped; the key is
+ *   leased again and committed once.
+ *
+ * Tables: fixtures/sdk-heartbeat-pipeline.ts (imported with ?url=&dir=),
+ * worker processes: fixtures/sdk-heartbeat-worker.ts.
+ */
+import test from "ava";
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect, LeaseLostError, type PopulateResult } from "../client-sdk/dist/index.js";
+import { RESERVE_BATCH } from "../client-sdk/dist/reserve-loop.js";
+import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { type ServerProcess, startServer } from "./helpers/server-process.js";
+
+type Pipeline = typeof import("./fixtures/sdk-heartbeat-pipeline.js");
+
+interface Setup {
+  readonly database: TestDatabase;
+  readonly server: ServerProcess;
+  readonly dir: string;
+  readonly pipeline: Pipeline;
+}
+
+const WORKER = fileURLToPath(new URL("./fixtures/sdk-heartbeat-worker.ts", import.meta.url));
+const dialects = testDialects();
+const setups = new Map<Dialect, Promise<Setup>>();
+const workers = new Set<ChildProcess>();
+
+async function setUp(dialect: Dialect): Promise<Setup> {
+  const database = await createTestDatabase(dialect);
+  const server = await startServer({ database: database.url });
+  const dir = mkdtempSync(join(tmpdir(), `populus-heartbeat-${dialect}-`));
+  const pipeline = (await import(
+    `./fixtures/sdk-heartbeat-pipeline.ts?url=${encodeURIComponent(server.url)}&dir=${encodeURIComponent(dir)}`
+  )) as Pipeline;
+  return { database, server, dir, pipeline };
+}
+
+test.before(() => {
+  for (const d of dialects) setups.set(d, setUp(d));
+});
+
+test.after.always(async () => {
+  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill("SIGKILL");
+  for (const s of setups.values()) {
+    const setup = await s.catch(() => undefined);
+    if (setup === undefined) continue;
+    setup.pipeline.db.close();
+    await setup.server.stop();
+    await setup.database.drop();
+    rmSync(setup.dir, { recursive: true, force: true });
+  }
+});
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Starts sdk-heartbeat-worker.ts; `exited` rejects when it has not exited 20 s after start (e.g. a thread kept it alive). */
+function startWorker(s: Setup, mode: "once" | "compete", env: NodeJS.ProcessEnv = {}): { child: ChildProcess; exited: Promise<Exit> } {
+  const child = spawn(process.execPath, ["--import", "tsx", WORKER, s.server.url, s.dir, mode], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  workers.add(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<Exit>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker ${mode} still running after 20 s: ${stderr.trim()}`)), 20_000);
+    void (once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>).then(([code, signal]) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  // Handled here too: a test that failed before awaiting it must not turn its timeout into an unhandled rejection.
+  exited.catch(() => undefined);
+  return { child, exited };
+}
+
+/** The make calls recorded for a table: one { id, pid } per call, in order. */
+function calls(s: Setup, table: string): { id: number; pid: number }[] {
+  const file = join(s.dir, `${table}.calls`);
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => {
+      const [id, pid] = l.split(" ").map(Number);
+      return { id: id ?? -1, pid: pid ?? -1 };
+    });
+}
+
+const byNumber = (a: number, b: number) => a - b;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+for (const dialect of dialects) {
+  const setup = () => setups.get(dialect) as Promise<Setup>;
+
+  test(`${dialect}: a make that blocks its event loop for four 1 s lease lengths keeps its lease and commits once; a competing worker never gets the key`, async (t) => {
+    const s = await setup();
+    const { Busy, BUSY_ID, BUSY_MS } = s.pipeline;
+    // keepCompleted: the job rows stay (status success) so their attempts can be read after the commit.
+    const busy = startWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true" });
+    const rival = startWorker(s, "compete");
+    const marker = join(s.dir, "Busy.marker");
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(marker)) {
+      if (Date.now() > deadline) t.fail("the busy worker never started the blocking make");
+      if (busy.child.exitCode !== null) t.fail(`the busy worker exited first: ${(await busy.exited).stderr}`);
+      await sleep(10);
+    }
+    // The busy worker holds one Reserve batch (the blocking key and the next); the rival takes the rest and keeps asking.
+    writeFileSync(join(s.dir, "go"), "");
+    const started = Date.now();
+    const b = await busy.exited;
+    t.true(Date.now() - started >= BUSY_MS - 1000, "the busy worker ran through its blocking make");
+    writeFileSync(join(s.dir, "stop"), "");
+    const r = await rival.exited;
+    t.is(b.code, 0, b.stderr);
+    t.is(r.code, 0, r.stderr);
+
+    const busyResult = JSON.parse(b.stdout) as PopulateResult;
+    const rivalResult = JSON.parse(r.stdout) as PopulateResult;
+    t.deepEqual([busyResult.errorList, rivalResult.errorList], [[], []]);
+    t.is(busyResult.successCount, RESERVE_BATCH, "the busy worker committed both keys it held");
+    t.is(rivalResult.successCount, 4 - RESERVE_BATCH);
+
+    const made = calls(s, "Busy");
+    t.deepEqual(made.map((c) => c.id).sort(byNumber), [0, 1, 2, 3], "each key was made once");
+    t.deepEqual(made.filter((c) => c.id === BUSY_ID).map((c) => c.pid), [busy.child.pid], "only the busy worker made the blocking key");
+    t.false(made.some((c) => c.pid === rival.child.pid && c.id < RESERVE_BATCH), "the rival never made a key the busy worker held");
+
+    const rows = await Busy.fetch();
+    t.deepEqual(rows.map((row) => row.key.id).sort(byNumber), [0, 1, 2, 3]);
+    t.true((rows.find((row) => row.key.id === BUSY_ID)?.result.spins as number) > 0, "the committed row is the blocking make's result");
+    const completed = await Busy.jobs.completed.fetch();
+    const blocking = completed.find((j) => j.key.id === BUSY_ID);
+    t.is(blocking?.attempts, 1, "the blocking key was leased once: its lease never expired");
+    t.is(blocking?.pid, busy.child.pid);
+    t.like(await Busy.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 4 });
+  });
+
+  test(`${dialect}: a lease taken back while make runs aborts ctx.signal with LeaseLostError; the result is dropped and the key committed once`, async (t) => {
+    const s = await setup();
+    const db = connect({ url: s.server.url });
+    const reasons: unknown[] = [];
+    let started: () => void = () => undefined;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    const Reclaimed = db.table<{ id: number }>("Reclaimed", {
+      keySource: [{ id: 1 }],
+      make: async (_key, ctx) => {
+        if (reasons.length > 0) return { first: false };
+        started();
+        // Waits for the abort (at most 10 s, so a missing abort fails the assertions rather than hanging).
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 10_000);
+          ctx.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        reasons.push(ctx.signal.reason);
+        return { first: true };
+      },
+      module: import.meta.url,
+    });
+    // 3 s leases: renewed every second, so the loss is heard within about a second.
+    const populating = Reclaimed.populate({ reserveJobs: true, leaseDuration: 3 });
+    await firstStarted;
+    await sleep(5);
+    // The server takes the lease back (as for a worker it thinks is gone); the next heartbeat hears it is lost.
+    t.like(await Reclaimed.jobs.refresh({ orphanTimeout: 0 }), { orphaned: 1 });
+    const result = await populating;
+    t.is(reasons.length, 1);
+    t.true(reasons[0] instanceof LeaseLostError, `aborted with ${String(reasons[0])}`);
+    t.deepEqual(result, { successCount: 1, errorList: [] }, "the lost lease's result was dropped, the second lease's committed");
+    t.deepEqual((await Reclaimed.fetch()).map((r) => r.result), [{ first: false }]);
+    t.like(await Reclaimed.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 1 });
+    db.close();
+  });
+}

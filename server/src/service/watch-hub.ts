@@ -141,7 +141,7 @@ export class WatchHub {
     private readonly feed: ChangeFeed,
     options: WatchHubOptions = {},
   ) {
-    this.maxQueuedEvents = options.maxQueuedEvents ?? 100_000;
+    this.maxQueuedEvents = options.maxQueuedEvents ?? 10_000;
     this.catchUpBatch = options.catchUpBatch ?? 1000;
     this.stopListening = feed.subscribe((rows, position) => this.onChanges(rows, position));
   }

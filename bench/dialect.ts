@@ -1,0 +1,47 @@
+/**
+ * One dialect's bench run, in a process of its own (bench/pipeline.ts reads
+ * BENCH_URL when imported, and populate's children inherit it):
+ *
+ *   node --import tsx bench/dialect.ts <sqlite|mysql> <quick|full>
+ *
+ * Progress lines go to stderr; the results are the last stdout line, as JSON.
+ */
+import { createServer } from "node:net";
+import type { Dialect } from "../test/helpers/databases.js";
+
+const [dialect, mode] = process.argv.slice(2) as [Dialect, "quick" | "full"];
+if ((dialect !== "sqlite" && dialect !== "mysql") || (mode !== "quick" && mode !== "full")) {
+  throw new Error("usage: bench/dialect.ts <sqlite|mysql> <quick|full>");
+}
+
+/** A port free now: every server of this run listens on it, so BENCH_URL stays right across restarts. */
+const port = await new Promise<number>((resolve, reject) => {
+  const probe = createServer().listen(0, "127.0.0.1", () => {
+    const address = probe.address();
+    probe.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
+  });
+});
+process.env.BENCH_URL = `http://127.0.0.1:${port}`;
+
+const { drain, flat, FULL, latency, QUICK, refresh, watch } = await import("./scenarios.js");
+const sizes = mode === "full" ? FULL : QUICK;
+const log = (line: string) => process.stderr.write(`[${dialect}] ${line}\n`);
+
+const drained = await drain(dialect, port, sizes, log);
+const refreshed = await refresh(dialect, port, sizes, log);
+const flatCost = await flat(dialect, port, sizes, log);
+const latencies = await latency(dialect, port, sizes, log);
+const watched = await watch(dialect, port, sizes, log);
+
+console.log(
+  JSON.stringify({
+    sizes,
+    drain: drained.results,
+    refresh: refreshed,
+    flat: flatCost,
+    latency: latencies,
+    watch: watched.results,
+    peakRssMb: { drain: drained.peakRssMb, watch: watched.peakRssMb },
+  }),
+);
+process.exit(0);

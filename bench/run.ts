@@ -1,0 +1,122 @@
+/**
+ * `npm run bench [-- --full] [-- --dialect sqlite|mysql]`: the figures of
+ * issue 7. Quick mode (the default) runs every scenario at small sizes in
+ * about two minutes; full mode at the sizes the targets are stated for.
+ * Each dialect runs in its own process (bench/dialect.ts). Prints a table
+ * per dialect, with each target and by how much it is missed, and writes the
+ * same figures, the machine and the versions to bench/results.json.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import mysql from "mysql2/promise";
+import type { Spread } from "./stats.js";
+
+const { values } = parseArgs({ options: { full: { type: "boolean", default: false }, dialect: { type: "string", multiple: true } } });
+const mode = values.full ? "full" : "quick";
+const dialects = values.dialect ?? ["mysql", "sqlite"];
+
+interface Results {
+  drain: Record<string, Spread>;
+  refresh: Record<string, Spread>;
+  flat: Record<string, Spread>;
+  latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
+  watch: { jobsPerSecond: Spread; withoutWatchers: Spread; delayP50: Spread; delayP99: Spread };
+  peakRssMb: { drain: number; watch: number };
+  sizes: Record<string, number>;
+}
+
+function runDialect(dialect: string): Promise<Results> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./dialect.ts", import.meta.url)), dialect, mode], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("exit", (code) => {
+      const last = out.trim().split("\n").at(-1) ?? "";
+      if (code !== 0) return reject(new Error(`the ${dialect} bench failed (exit ${code})`));
+      resolve(JSON.parse(last) as Results);
+    });
+  });
+}
+
+const fmt = (s: Spread, digits = 0) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+
+/** "met" or how far off a target is. */
+function verdict(value: number, target: number, higherIsBetter: boolean): string {
+  const met = higherIsBetter ? value >= target : value <= target;
+  if (met) return "met";
+  const off = higherIsBetter ? (1 - value / target) * 100 : (value / target - 1) * 100;
+  return `missed by ${off.toFixed(0)}%`;
+}
+
+function report(dialect: string, r: Results): string[] {
+  const lines: string[] = [];
+  const row = (what: string, value: string, target = "") => lines.push(`  ${what.padEnd(44)} ${value.padEnd(30)} ${target}`);
+  lines.push(`${dialect} (${mode}: ${r.sizes.repetitions} repetitions; median (min–max))`);
+  const drainTarget = dialect === "mysql" ? 25_000 : 10_000;
+  for (const [k, s] of Object.entries(r.drain)) {
+    row(`1. drain ${r.sizes.drainKeys} no-op jobs, ${k} (jobs/s)`, fmt(s), k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(s.median, drainTarget, true)}` : "");
+  }
+  for (const [k, s] of Object.entries(r.refresh)) row(`2. refresh ${r.sizes.refreshKeys} keys, ${k} (keys/s)`, fmt(s), `target ≥ 150000: ${verdict(s.median, 150_000, true)}`);
+  const flat = Object.entries(r.flat);
+  for (const [k, s] of flat) row(`3. drain ${r.sizes.flatDrain} of ${k} (jobs/s)`, fmt(s));
+  if (flat.length === 2) {
+    const ratio = flat[1]![1].median / flat[0]![1].median;
+    row("   large queue vs small", `${(ratio * 100).toFixed(0)}%`, `target ≥ 90%: ${verdict(ratio, 0.9, true)}`);
+  }
+  for (const [k, l] of Object.entries(r.latency)) {
+    row(`4. Reserve→Complete, ${k} (ms) p50`, fmt(l.p50, 2));
+    row(`   p99`, fmt(l.p99, 2), k.startsWith("4") ? `target < 10 ms: ${verdict(l.p99.median, 10, false)}` : "");
+    row(`   max`, fmt(l.max, 2));
+  }
+  const cost = 1 - r.watch.jobsPerSecond.median / r.watch.withoutWatchers.median;
+  row(`5. drain with ${r.sizes.watchers} watchers (jobs/s)`, fmt(r.watch.jobsPerSecond));
+  row(`   without watchers (jobs/s)`, fmt(r.watch.withoutWatchers));
+  row(`   cost of the watchers`, `${(cost * 100).toFixed(0)}%`, `target < 10%: ${verdict(cost * 100, 10, false)}`);
+  row(`   commit→event delay p50 (ms)`, fmt(r.watch.delayP50));
+  row(`   commit→event delay p99 (ms)`, fmt(r.watch.delayP99), `target < 500 ms: ${verdict(r.watch.delayP99.median, 500, false)}`);
+  row(`6. server peak RSS, scenario 1 (MB)`, r.peakRssMb.drain.toFixed(0), `target < 250: ${verdict(r.peakRssMb.drain, 250, false)}`);
+  row(`   server peak RSS, scenario 5 (MB)`, r.peakRssMb.watch.toFixed(0), `target < 250: ${verdict(r.peakRssMb.watch, 250, false)}`);
+  return lines;
+}
+
+async function mariadbVersion(): Promise<string> {
+  try {
+    const c = await mysql.createConnection({ uri: process.env.POPULUS_TEST_MYSQL_URL ?? "mysql://root@127.0.0.1:3306" });
+    const [rows] = await c.query("SELECT VERSION() AS v, @@innodb_flush_log_at_trx_commit AS flush, @@sync_binlog AS sync_binlog, @@innodb_buffer_pool_size AS pool");
+    await c.end();
+    const r = (rows as { v: string; flush: number; sync_binlog: number; pool: number }[])[0]!;
+    return `${r.v} (innodb_flush_log_at_trx_commit=${r.flush}, sync_binlog=${r.sync_binlog}, buffer pool ${Math.round(r.pool / 2 ** 20)} MB)`;
+  } catch {
+    return "unreachable";
+  }
+}
+
+const started = Date.now();
+const results: Record<string, Results> = {};
+for (const dialect of dialects) results[dialect] = await runDialect(dialect);
+const machine = {
+  cpus: os.cpus().length,
+  cpuModel: os.cpus()[0]?.model ?? "",
+  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  node: process.version,
+  mariadb: await mariadbVersion(),
+  sqlite: "better-sqlite3 (WAL, synchronous=FULL)",
+  commit: (() => {
+    try {
+      return execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+    } catch {
+      return "";
+    }
+  })(),
+};
+console.log(`\nPopulus bench, ${mode} mode, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+console.log(`machine: ${machine.cpus} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Node ${machine.node}, MariaDB ${machine.mariadb}\n`);
+for (const [dialect, r] of Object.entries(results)) console.log(`${report(dialect, r).join("\n")}\n`);
+const file = fileURLToPath(new URL("./results.json", import.meta.url));
+writeFileSync(file, `${JSON.stringify({ mode, date: new Date().toISOString(), machine, results }, null, 2)}\n`);
+console.log(`written: ${file}`);

@@ -1,0 +1,258 @@
+/**
+ * The bench scenarios of issue 7, run against one dialect. Every scenario
+ * starts its own server (so that its peak RSS is its own) on the port of
+ * BENCH_URL, on a fresh database, and checks what it measured: a drain that
+ * does not commit every key exactly once throws, and the bench fails.
+ */
+import { setMaxListeners } from "node:events";
+import { readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
+import { type ServerProcess, startServer } from "../test/helpers/server-process.js";
+import { db, makeCalls, tables } from "./pipeline.js";
+import { percentile, type Spread, spread } from "./stats.js";
+
+type Rpc = Client<typeof JobService>;
+
+/** Sizes of one bench mode. */
+export interface Sizes {
+  readonly repetitions: number;
+  /** Keys drained per run (scenarios 1 and 5). */
+  readonly drainKeys: number;
+  /** Keys of the refresh scenario. */
+  readonly refreshKeys: number;
+  /** Jobs drained per run of the flat-cost scenario, from a small and a large queue. */
+  readonly flatDrain: number;
+  readonly flatLargeQueue: number;
+  /** Reserve→Complete round trips per run of the latency scenario. */
+  readonly roundTrips: number;
+  readonly watchers: number;
+}
+
+export const QUICK: Sizes = { repetitions: 3, drainKeys: 3000, refreshKeys: 30_000, flatDrain: 2000, flatLargeQueue: 50_000, roundTrips: 300, watchers: 500 };
+export const FULL: Sizes = {
+  repetitions: 3,
+  drainKeys: 20_000,
+  refreshKeys: 1_000_000,
+  flatDrain: 10_000,
+  flatLargeQueue: 1_000_000,
+  roundTrips: 2000,
+  watchers: 500,
+};
+
+export interface DialectResults {
+  drain: Record<string, Spread>;
+  refresh: Record<string, Spread>;
+  flat: Record<string, Spread>;
+  latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
+  watch: { jobsPerSecond: Spread; withoutWatchers: Spread; delayP50: Spread; delayP99: Spread };
+  peakRssMb: Record<string, number>;
+}
+
+/** One watcher in this many takes job-level events; the others take counts only. */
+const EVENT_WATCHER_EVERY = 50;
+
+const WORKER = { workerId: "bench", host: "bench", pid: process.pid, user: "bench", codeVersion: "" };
+let nextTable = 0;
+
+function rpcClient(url: string): Rpc {
+  return createClient(JobService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+}
+
+/** A server on the port of BENCH_URL with a database of its own; stop() also answers its peak RSS. */
+async function benchServer(dialect: Dialect, port: number): Promise<{ server: ServerProcess; rpc: Rpc; finish(): Promise<number> }> {
+  const database = await createTestDatabase(dialect);
+  const server = await startServer({ database: database.url, args: ["--port", String(port)] });
+  db.close(); // the pipeline's connection went to the previous server
+  return {
+    server,
+    rpc: rpcClient(server.url),
+    async finish() {
+      const status = readFileSync(`/proc/${server.process.pid}/status`, "utf8");
+      const peakKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+      await server.stop();
+      await database.drop();
+      return peakKb / 1024;
+    },
+  };
+}
+
+/** Queues keys `{ id: from … to-1 }` of `table` as pending, 10,000 per call. */
+async function queue(rpc: Rpc, table: string, from: number, to: number): Promise<void> {
+  for (let start = from; start < to; start += 10_000) {
+    const keys = [];
+    for (let id = start; id < Math.min(to, start + 10_000); id++) keys.push({ attributes: { id: { kind: { case: "intValue" as const, value: BigInt(id) } } } });
+    await rpc.refresh({ table, keys });
+  }
+}
+
+async function progress(rpc: Rpc, table: string) {
+  const p = (await rpc.getProgress({ table })).progress!;
+  return { pending: Number(p.pending), reserved: Number(p.reserved), error: Number(p.error), target: Number(p.target) };
+}
+
+/** Drains `keys` queued jobs with populate; answers jobs/s after checking every key was committed exactly once. */
+async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number): Promise<number> {
+  const table = tables[nextTable++];
+  if (table === undefined) throw new Error("bench/pipeline.ts ran out of tables");
+  await queue(rpc, table.name, 0, keys);
+  const callsBefore = makeCalls.count;
+  const started = performance.now();
+  const result = await table.populate({ reserveJobs: true, refresh: false, processes, suppressErrors: true, ...(maxCalls === undefined ? {} : { maxCalls }) });
+  const seconds = (performance.now() - started) / 1000;
+  const expected = maxCalls ?? keys;
+  const after = await progress(rpc, table.name);
+  const problems = [];
+  if (result.successCount !== expected) problems.push(`populate committed ${result.successCount}, expected ${expected}`);
+  if (result.errorList.length > 0) problems.push(`${result.errorList.length} errors`);
+  if (after.target !== expected) problems.push(`the target holds ${after.target} rows, expected ${expected}`);
+  if (after.reserved !== 0 || after.error !== 0 || after.pending !== keys - expected) problems.push(`jobs left: ${JSON.stringify(after)}`);
+  if (processes === 1 && makeCalls.count - callsBefore !== expected) problems.push(`make ran ${makeCalls.count - callsBefore} times for ${expected} keys`);
+  if (problems.length > 0) throw new Error(`exactly-once check failed on ${table.name}: ${problems.join("; ")}`);
+  return expected / seconds;
+}
+
+/** Scenario 1 (and 6): end-to-end drain with 4 worker processes and with 1. */
+export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
+  const results: Record<string, Spread> = {};
+  const srv = await benchServer(dialect, port);
+  for (const processes of [4, 1]) {
+    const runs = [];
+    for (let i = 0; i < s.repetitions; i++) runs.push(await drainOnce(srv.rpc, s.drainKeys, processes));
+    results[`${processes} process${processes === 1 ? "" : "es"}`] = spread(runs);
+    log(`drain ${processes} proc: ${runs.map((r) => r.toFixed(0)).join(", ")} jobs/s`);
+  }
+  return { results, peakRssMb: await srv.finish() };
+}
+
+/** Scenario 2: a key source into an empty table, the same again, then with 10% of it changed. */
+export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
+  const srv = await benchServer(dialect, port);
+  const phases: Record<string, number[]> = { "empty table": [], "same again (adds 0)": [], "10% changed": [] };
+  for (let i = 0; i < s.repetitions; i++) {
+    let shift = 0;
+    const table = db.table<{ id: number }>(`Refresh${i}`, {
+      *keySource() {
+        for (let id = shift; id < shift + s.refreshKeys; id++) yield { id };
+      },
+      make: () => ({}),
+    });
+    for (const [phase, runs] of Object.entries(phases)) {
+      if (phase === "10% changed") shift = Math.round(s.refreshKeys / 10);
+      const started = performance.now();
+      const counts = await table.jobs.refresh();
+      runs.push(s.refreshKeys / ((performance.now() - started) / 1000));
+      const expected = phase === "empty table" ? s.refreshKeys : phase === "10% changed" ? shift : 0;
+      if (counts.added !== expected) throw new Error(`refresh "${phase}" added ${counts.added}, expected ${expected}`);
+    }
+    log(`refresh run ${i + 1}: ${Object.values(phases).map((r) => r.at(-1)!.toFixed(0)).join(" / ")} keys/s`);
+  }
+  await srv.finish();
+  return Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, spread(v)]));
+}
+
+/** Scenario 3: drain rate with a small queue versus a large one. */
+export async function flat(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
+  const srv = await benchServer(dialect, port);
+  const small: number[] = [];
+  const large: number[] = [];
+  for (let i = 0; i < s.repetitions; i++) {
+    small.push(await drainOnce(srv.rpc, s.flatDrain, 4));
+    large.push(await drainOnce(srv.rpc, s.flatLargeQueue, 4, s.flatDrain));
+    log(`flat run ${i + 1}: ${small.at(-1)!.toFixed(0)} vs ${large.at(-1)!.toFixed(0)} jobs/s`);
+  }
+  await srv.finish();
+  return { [`${s.flatDrain} pending`]: spread(small), [`${s.flatLargeQueue} pending`]: spread(large) };
+}
+
+/** Scenario 4: Reserve→Complete round trips of single jobs at 1 and 4 concurrent workers. */
+export async function latency(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
+  const srv = await benchServer(dialect, port);
+  const results: Record<string, { p50: Spread; p99: Spread; max: Spread }> = {};
+  for (const workers of [1, 4]) {
+    const p50: number[] = [];
+    const p99: number[] = [];
+    const max: number[] = [];
+    for (let i = 0; i < s.repetitions; i++) {
+      const table = `Latency${workers}x${i}`;
+      await queue(srv.rpc, table, 0, s.roundTrips);
+      const times: number[] = [];
+      await Promise.all(
+        Array.from({ length: workers }, async () => {
+          const rpc = rpcClient(srv.server.url);
+          for (;;) {
+            const started = performance.now();
+            const { leases } = await rpc.reserve({ table, maxJobs: 1, worker: WORKER });
+            if (leases.length === 0) return;
+            await rpc.complete({ table, completions: [{ leaseToken: leases[0]!.leaseToken, result: {} }] });
+            times.push(performance.now() - started);
+          }
+        }),
+      );
+      if (times.length !== s.roundTrips) throw new Error(`latency: ${times.length} round trips for ${s.roundTrips} jobs`);
+      times.sort((a, b) => a - b);
+      p50.push(percentile(times, 50));
+      p99.push(percentile(times, 99));
+      max.push(times.at(-1)!);
+    }
+    results[`${workers} worker${workers === 1 ? "" : "s"}`] = { p50: spread(p50), p99: spread(p99), max: spread(max) };
+    log(`latency ${workers} workers: p50 ${p50.map((v) => v.toFixed(2)).join(", ")} ms; p99 ${p99.map((v) => v.toFixed(2)).join(", ")} ms`);
+  }
+  await srv.finish();
+  return results;
+}
+
+/** Scenario 5 (and 6): the drain of scenario 1 (4 processes) with watchers attached; commit-to-event delay. */
+export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
+  const srv = await benchServer(dialect, port);
+  const rates: number[] = [];
+  const baseline: number[] = [];
+  const p50: number[] = [];
+  const p99: number[] = [];
+  for (let i = 0; i < s.repetitions; i++) {
+    baseline.push(await drainOnce(srv.rpc, s.drainKeys, 4));
+    const table = tables[nextTable];
+    if (table === undefined) throw new Error("bench/pipeline.ts ran out of tables");
+    // The table must exist before it can be watched: declare it with one key that is drained with the rest.
+    await queue(srv.rpc, table.name, 0, 1);
+    const controller = new AbortController();
+    setMaxListeners(s.watchers + 10, controller.signal);
+    const connections = Array.from({ length: 10 }, () => rpcClient(srv.server.url));
+    const delays: number[] = [];
+    let ready = 0;
+    // Dashboards and progress bars (counts only) with a few event tailers: every 50th watcher takes job-level events.
+    const streams = Array.from({ length: s.watchers }, async (_, w) => {
+      let first = true;
+      try {
+        for await (const m of connections[w % connections.length]!.watch(
+          { table: table.name, countsOnly: w % EVENT_WATCHER_EVERY !== 0 },
+          { signal: controller.signal },
+        )) {
+          if (first) ready++;
+          first = false;
+          if (w % EVENT_WATCHER_EVERY !== 0) continue;
+          const now = Date.now();
+          for (const e of m.events) if (e.committed && e.time !== undefined) delays.push(now - (Number(e.time.seconds) * 1000 + e.time.nanos / 1e6));
+        }
+      } catch (err) {
+        if (!controller.signal.aborted) throw err;
+      }
+    });
+    while (ready < s.watchers) await new Promise((r) => setTimeout(r, 20));
+    rates.push(await drainOnce(srv.rpc, s.drainKeys, 4));
+    await new Promise((r) => setTimeout(r, 500)); // the last events reach the watchers
+    controller.abort();
+    await Promise.all(streams);
+    delays.sort((a, b) => a - b);
+    p50.push(percentile(delays, 50));
+    p99.push(percentile(delays, 99));
+    log(`watch run ${i + 1}: ${rates.at(-1)!.toFixed(0)} jobs/s with ${s.watchers} watchers vs ${baseline.at(-1)!.toFixed(0)} without; delay p50 ${p50.at(-1)} ms p99 ${p99.at(-1)} ms`);
+  }
+  return {
+    results: { jobsPerSecond: spread(rates), withoutWatchers: spread(baseline), delayP50: spread(p50), delayP99: spread(p99) },
+    peakRssMb: await srv.finish(),
+  };
+}

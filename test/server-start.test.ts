@@ -18,8 +18,8 @@ import mysql from "mysql2/promise";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
-/** The one migration so far, as TypeORM records it in `~populus_migrations`. */
-const MIGRATIONS = ["Initial0000000000001"];
+/** The migrations so far, as TypeORM records them in `~populus_migrations`. */
+const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002"];
 
 const databases: TestDatabase[] = [];
 const servers: ServerProcess[] = [];

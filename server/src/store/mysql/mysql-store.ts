@@ -383,7 +383,7 @@ export class MysqlStore implements JobStore {
       const orphaned =
         input.orphanTimeoutMs === null
           ? 0
-          : await this.resetLeases(q, input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change);
+          : await this.resetLeases(q, input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change, "wait");
       await this.logChange(q, input.table, change, input.now);
       return { added, removed, orphaned, rePended };
     });
@@ -455,12 +455,20 @@ export class MysqlStore implements JobStore {
     cutoff: number,
     now: number,
     change: Change,
+    /**
+     * The sweep skips rows another transaction holds (a Complete or Heartbeat
+     * in flight: its lease is being settled now, and the next sweep sees it).
+     * An orphan refresh waits for them: its caller asked for every lease older
+     * than the timeout and reads the count, so a row locked for an instant by
+     * the sweep's own scan must not go uncounted.
+     */
+    locked: "skip" | "wait",
   ): Promise<number> {
     const jobs = jobsTable(table);
     const max = this.options.maxLostAttempts;
     const rows = await this.rows<{ id: string; key_json: string; attempts: number; worker_id: string | null }>(
       q,
-      `SELECT id, key_json, attempts, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${column} < ? FOR UPDATE SKIP LOCKED`,
+      `SELECT id, key_json, attempts, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${column} < ? FOR UPDATE${locked === "skip" ? " SKIP LOCKED" : ""}`,
       [cutoff],
     );
     if (rows.length === 0) return 0;
@@ -698,7 +706,7 @@ export class MysqlStore implements JobStore {
     for (const t of await this.listTables()) {
       expired += await this.tx(async (q) => {
         const change = new Change();
-        const n = await this.resetLeases(q, t.name, "lease_expire_time", now, now, change);
+        const n = await this.resetLeases(q, t.name, "lease_expire_time", now, now, change, "skip");
         await this.logChange(q, t.name, change, now);
         return n;
       });

@@ -149,7 +149,8 @@ function placeholders(n: number): string {
 
 function restrictionSql(conditions: readonly AttributeCondition[]): { sql: string; params: string[] } {
   // JSON_UNQUOTE(JSON_EXTRACT()) yields text in MariaDB and MySQL 8 alike: int64 as its decimal string, true/false.
-  const sql = conditions.map((c) => ` AND JSON_UNQUOTE(JSON_EXTRACT(key_json, '$.${c.name}')) = ?`).join("");
+  // Compared as bytes: every text collation here pads spaces, so "a" would also match "a ".
+  const sql = conditions.map((c) => ` AND CAST(JSON_UNQUOTE(JSON_EXTRACT(key_json, '$.${c.name}')) AS BINARY) = CAST(? AS BINARY)`).join("");
   return { sql, params: conditions.map((c) => restrictionText(c.value)) };
 }
 

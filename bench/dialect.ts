@@ -1,5 +1,5 @@
 /**
- * One dialect's bench run, in a process of its own (bench/pipeline.ts reads
+ * One dialect's bench run, in a process of its own (bench/pipeline.js reads
  * BENCH_URL when imported, and populate's children inherit it):
  *
  *   node --import tsx bench/dialect.ts <sqlite|mysql> <quick|full>
@@ -22,6 +22,13 @@ const port = await new Promise<number>((resolve, reject) => {
   });
 });
 process.env.BENCH_URL = `http://127.0.0.1:${port}`;
+
+// populate's children inherit this process's node flags; this process needs tsx, they do not
+// (bench/pipeline.js is JavaScript, as a deployed pipeline is), and tsx costs each of them a
+// second or more of start-up on this machine, which the drain would otherwise count.
+for (let i = process.execArgv.indexOf("tsx"); i > 0 && process.execArgv[i - 1] === "--import"; i = process.execArgv.indexOf("tsx")) {
+  process.execArgv.splice(i - 1, 2);
+}
 
 const { drain, flat, FULL, latency, QUICK, refresh, watch } = await import("./scenarios.js");
 const sizes = mode === "full" ? FULL : QUICK;

@@ -97,7 +97,7 @@ async function progress(rpc: Rpc, table: string) {
 /** Drains `keys` queued jobs with populate; answers jobs/s after checking every key was committed exactly once. */
 async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number): Promise<number> {
   const table = tables[nextTable++];
-  if (table === undefined) throw new Error("bench/pipeline.ts ran out of tables");
+  if (table === undefined) throw new Error("bench/pipeline.js ran out of tables");
   await queue(rpc, table.name, 0, keys);
   const callsBefore = makeCalls.count;
   const started = performance.now();
@@ -215,7 +215,7 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
   for (let i = 0; i < s.repetitions; i++) {
     baseline.push(await drainOnce(srv.rpc, s.drainKeys, 4));
     const table = tables[nextTable];
-    if (table === undefined) throw new Error("bench/pipeline.ts ran out of tables");
+    if (table === undefined) throw new Error("bench/pipeline.js ran out of tables");
     // The table must exist before it can be watched: declare it with one key that is drained with the rest.
     await queue(srv.rpc, table.name, 0, 1);
     const controller = new AbortController();

@@ -56,7 +56,7 @@ if (testDialects().includes("mysql")) {
           workers.delete(child);
           if (signal === null) {
             exits.push(code);
-            if (code !== 0) t.log(`worker ${child.pid} exited ${code}: ${stderr.trim().slice(-500)}`);
+            if (code !== 0) t.log(`worker ${child.pid} exited ${code}: ${stderr.trim().slice(0, 2000)}`);
           }
         });
       };

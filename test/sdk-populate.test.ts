@@ -294,22 +294,30 @@ test("keys: integers are int64, other numbers double; anything else names the at
   t.throws(() => toProtoKey({ when: new Date(0) }), { instanceOf: InvalidArgumentError, message: /^key attribute "when": object/ });
 });
 
-test("retries: UNAVAILABLE and RESOURCE_EXHAUSTED are retried, other codes are not", async (t) => {
-  const policy = { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2 };
+test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED and an unasked CANCELED are retried, other codes are not", async (t) => {
+  const policy = { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 2 };
   let tries = 0;
   t.is(
     await withRetry(async () => {
       tries++;
       if (tries === 1) throw new ConnectError("down", Code.Unavailable);
       if (tries === 2) throw new ConnectError("busy", Code.ResourceExhausted);
+      if (tries === 3) throw new ConnectError("read ECONNRESET", Code.Aborted);
+      if (tries === 4) throw new ConnectError("stream reset", Code.Canceled);
       return "ok";
     }, undefined, policy),
     "ok",
   );
-  t.is(tries, 3);
+  t.is(tries, 5);
+  // A CANCELED the caller asked for (its signal aborted) is not retried.
+  tries = 0;
+  const asked = new AbortController();
+  asked.abort();
+  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("cancelled", Code.Canceled); }, asked.signal, policy));
+  t.is(tries, 1);
   tries = 0;
   await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("down", Code.Unavailable); }, undefined, policy), { message: "[unavailable] down" });
-  t.is(tries, 3, "gives up after maxAttempts");
+  t.is(tries, 5, "gives up after maxAttempts");
   tries = 0;
   await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("bad", Code.InvalidArgument); }, undefined, policy), { message: "[invalid_argument] bad" });
   t.is(tries, 1);

@@ -1,10 +1,19 @@
 /**
- * The reserve loop of one process: reserve a small batch of jobs, run make on
- * each, commit the successes in one Complete, record failures with Fail, and
- * repeat until Reserve answers nothing (or maxCalls is reached, or the loop is
- * told to stop). Held leases are kept alive by a heartbeat thread
+ * The reserve loop of one process: reserve a batch of jobs, run make on each,
+ * commit the successes in one Complete, record failures with Fail, and repeat
+ * until Reserve answers nothing (or maxCalls is reached, or the loop is told
+ * to stop). Held leases are kept alive by a heartbeat thread
  * (heartbeat-thread.ts), off the event loop that runs make, so a CPU-bound
  * make cannot starve it.
+ *
+ * Batching is what makes the coordinator cheap (one round trip and one
+ * commit per batch), and pipelining hides the round trips: while a batch's
+ * makes run, the next batch is already being reserved and the previous one's
+ * results are being committed. The batch size follows the observed make
+ * time, so a batch is about BATCH_TARGET_MS of work: a no-op make grows it to
+ * MAX_RESERVE_BATCH, a slow one keeps it at one key, and then a process holds
+ * two keys at most (the one it makes and the next), as DataJoint's one at a
+ * time does with the round trip hidden.
  *
  * Outcomes per lease: make returned → committed (counted in successCount) or,
  * when the lease was lost meanwhile, dropped (another worker has the key);
@@ -26,11 +35,20 @@ import { count, durationOf } from "./wire-values.js";
 import type { WorkerIdentityInfo } from "./worker-identity.js";
 
 /**
- * Jobs reserved per Reserve call: 2 × the makes run at once (one, as in
- * DataJoint), so the next job is already leased when one finishes, while a
- * process never sits on more keys than it is about to compute.
+ * Jobs reserved by a loop's first Reserve, before any make time is known; the
+ * next batch is not reserved ahead until that first batch has been made.
+ * Two: the next job is already leased when one finishes.
  */
 export const RESERVE_BATCH = 2;
+
+/** Largest batch: the server's limit for one Reserve and one Complete. */
+export const MAX_RESERVE_BATCH = 1000;
+
+/** Work per batch the batch size aims at, ms of make time. */
+export const BATCH_TARGET_MS = 200;
+
+/** A batch grows at most this many times over the last one: a few fast makes are no proof. */
+const BATCH_GROWTH = 8;
 
 /** Lease length asked for, seconds; the heartbeat thread renews it every third of it. */
 export const LEASE_DURATION_S = 60;
@@ -135,36 +153,60 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
   };
 
   let calls = 0;
+  const sizer = new BatchSizer();
+  const take = (leases: readonly Lease[]) => {
+    for (const lease of leases) held.set(lease.leaseToken, { lease, controller: new AbortController(), lost: false });
+    heartbeat.hold(leases.map((l) => l.leaseToken));
+    if (o.cancel?.aborted === true) onCancel();
+  };
+  /** Reserves a batch and holds it (heartbeats) from the moment it arrives, also when it arrives ahead of its turn. */
+  const reserve = async (want: number) => {
+    const leases = await reserveBatch(o, restriction, leaseDurationS, want);
+    if (leases !== undefined) take(leases);
+    return leases;
+  };
+  /** The next batch, reserved while the current one is made. */
+  let ahead: Promise<Lease[] | undefined> | undefined;
+  let aheadSize = 0;
+  /** The previous batch's Complete; one at a time, so results commit in order and memory stays bounded. */
+  let committing: Promise<void> = Promise.resolve();
+  const commit = (completions: { leaseToken: string; result: JsonObject }[]) => {
+    const previous = committing;
+    committing = (async () => {
+      await previous;
+      if (completions.length === 0) return;
+      try {
+        result.successCount += await complete(o, completions.filter((c) => held.get(c.leaseToken)?.lost !== true));
+      } catch (err) {
+        fatal ??= err instanceof Error ? err : new Error(String(err));
+        stopping = true;
+      } finally {
+        forget(completions.map((c) => c.leaseToken));
+      }
+    })();
+  };
   try {
     await heartbeat.ready.catch(() => undefined); // a thread that could not start has set fatal and stopping
+    let want = RESERVE_BATCH;
+    let first = true;
     while (!stopping) {
-      const want = o.maxCalls === undefined ? RESERVE_BATCH : Math.min(RESERVE_BATCH, o.maxCalls - calls);
-      if (want <= 0) break;
-      let leases: Lease[];
-      try {
-        ({ leases } = await o.rpc.reserve({
-          table: o.table,
-          maxJobs: want,
-          maxPriority: o.priority,
-          restriction,
-          worker: {
-            workerId: o.identity.workerId,
-            host: o.identity.host,
-            pid: o.identity.pid,
-            user: o.identity.user,
-            codeVersion: o.identity.codeVersion,
-          },
-          leaseDuration: durationOf(leaseDurationS),
-        }));
-      } catch (err) {
-        // A table that was never refreshed has no jobs: nothing to do.
-        if (err instanceof TableNotFoundError) break;
-        throw err;
+      let requested = o.maxCalls === undefined ? want : Math.min(want, o.maxCalls - calls);
+      if (ahead === undefined && requested <= 0) break;
+      let leases: Lease[] | undefined;
+      if (ahead === undefined) leases = await reserve(requested);
+      else [leases, requested] = [await ahead, aheadSize];
+      ahead = undefined;
+      if (leases === undefined || leases.length === 0) break;
+
+      // Reserve the next batch now, while this one is made (not during the first: its make time is not known yet).
+      want = sizer.next(want);
+      const nextBudget = o.maxCalls === undefined ? want : Math.min(want, o.maxCalls - calls - leases.length);
+      // A short batch means the queue is (nearly) empty: the next Reserve waits its turn and will likely end the loop.
+      if (!first && !stopping && nextBudget > 0 && leases.length >= requested) {
+        aheadSize = nextBudget;
+        ahead = reserve(nextBudget);
       }
-      if (leases.length === 0) break;
-      for (const lease of leases) held.set(lease.leaseToken, { lease, controller: new AbortController(), lost: false });
-      heartbeat.hold(leases.map((l) => l.leaseToken));
-      if (o.cancel?.aborted === true) onCancel();
+      first = false;
 
       const completions: { leaseToken: string; result: JsonObject }[] = [];
       for (const lease of leases) {
@@ -181,11 +223,14 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
             heartbeat.progress(lease.leaseToken, clamped, message.slice(0, 255));
           },
         };
+        const started = performance.now();
         try {
           const outcome = await unlessCancelled(() => o.make(key, ctx), o.cancel);
+          sizer.observe(performance.now() - started);
           // Cancelled: the grace period ended with make still running; its lease is released below.
           if (outcome.done) completions.push({ leaseToken: lease.leaseToken, result: toResultRecord(outcome.value) });
         } catch (err) {
+          sizer.observe(performance.now() - started);
           if (h.lost) {
             forget([lease.leaseToken]); // another worker holds the key now
             continue;
@@ -205,19 +250,70 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
           }
         }
       }
-      result.successCount += await complete(o, completions.filter((c) => held.get(c.leaseToken)?.lost !== true));
-      forget(completions.map((c) => c.leaseToken));
-      await release(o, held, forget);
+      commit(completions);
+      // What this batch did not start (the loop is stopping) goes back now, not after the next batch.
+      if (stopping) {
+        await committing;
+        await release(o, held, forget);
+      }
     }
   } finally {
     o.signal?.removeEventListener("abort", onStop);
     o.cancel?.removeEventListener("abort", onCancel);
+    await committing;
+    // A batch reserved ahead that will not be made goes back with the rest.
+    await ahead?.catch(() => undefined);
     // Release before the thread stops, so no held lease goes unrenewed meanwhile.
     await release(o, held, forget);
     await heartbeat.stop();
   }
   if (fatal !== undefined) throw fatal;
   return result;
+}
+
+/**
+ * The next batch size from the mean make time so far: about BATCH_TARGET_MS
+ * of work, from 1 to MAX_RESERVE_BATCH, growing at most BATCH_GROWTH-fold.
+ */
+class BatchSizer {
+  #makes = 0;
+  #totalMs = 0;
+
+  observe(ms: number): void {
+    this.#makes++;
+    this.#totalMs += ms;
+  }
+
+  next(current: number): number {
+    if (this.#makes === 0) return current;
+    const meanMs = Math.max(this.#totalMs / this.#makes, 0.001);
+    const ideal = Math.max(1, Math.min(MAX_RESERVE_BATCH, Math.floor(BATCH_TARGET_MS / meanMs)));
+    return Math.min(ideal, current * BATCH_GROWTH);
+  }
+}
+
+/** One Reserve; undefined when the table does not exist yet (never refreshed: nothing to do). */
+async function reserveBatch(o: LoopOptions, restriction: ReturnType<typeof toRestriction>, leaseDurationS: number, want: number): Promise<Lease[] | undefined> {
+  try {
+    const { leases } = await o.rpc.reserve({
+      table: o.table,
+      maxJobs: want,
+      maxPriority: o.priority,
+      restriction,
+      worker: {
+        workerId: o.identity.workerId,
+        host: o.identity.host,
+        pid: o.identity.pid,
+        user: o.identity.user,
+        codeVersion: o.identity.codeVersion,
+      },
+      leaseDuration: durationOf(leaseDurationS),
+    });
+    return leases;
+  } catch (err) {
+    if (err instanceof TableNotFoundError) return undefined;
+    throw err;
+  }
 }
 
 /**

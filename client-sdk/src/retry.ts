@@ -1,8 +1,11 @@
 /**
- * Retries of calls that are safe to repeat. Only UNAVAILABLE (server or
- * database unreachable) and RESOURCE_EXHAUSTED (server overloaded) are
- * retried: every other code means the request itself is wrong or the lease
- * is gone, and repeating it would fail the same way. Every JobService RPC the
+ * Retries of calls that are safe to repeat. UNAVAILABLE (server or database
+ * unreachable), RESOURCE_EXHAUSTED (server overloaded), ABORTED (the
+ * connection was reset mid-call, which connect-node reports as ABORTED, or a
+ * transaction the server gave up on after its own deadlock retries) and a
+ * CANCELED the caller did not ask for are retried: every other code means the
+ * request itself is wrong or the lease is gone, and repeating it would fail
+ * the same way. Every JobService RPC the
  * SDK sends is safe to repeat: Complete and Fail answer OK for a repeat of a
  * call that committed (promise 2), Refresh is a set operation (promise 4),
  * and a repeated Reserve at worst leases jobs whose leases then expire.
@@ -32,12 +35,14 @@ export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 8, initia
 
 /**
  * True for the codes that are retried (of a ConnectError, or of a PopulusError it was mapped to).
- * CANCELED counts too when `signal` (the caller's) did not abort: a server that dies mid-call
- * resets its HTTP/2 streams, which connect-node reports as CANCELED, not UNAVAILABLE.
+ * CANCELED and ABORTED count when `signal` (the caller's) did not abort: a server that dies
+ * mid-call resets its HTTP/2 streams and its TCP connection, which connect-node reports as
+ * CANCELED or ABORTED ("read ECONNRESET"), not UNAVAILABLE (test/chaos.test.ts, a replica
+ * SIGKILLed under three workers).
  */
 export function isRetryable(err: unknown, signal?: AbortSignal): boolean {
   const code = err instanceof ConnectError || err instanceof PopulusError ? err.code : undefined;
-  if (code === Code.Canceled) return signal?.aborted !== true;
+  if (code === Code.Canceled || code === Code.Aborted) return signal?.aborted !== true;
   return code === Code.Unavailable || code === Code.ResourceExhausted;
 }
 

@@ -9,7 +9,8 @@ import type { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { JobStatus } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { JobSchema, ProgressSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
-import type { WatchResponseSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { type WatchResponse, WatchResponseSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { create } from "@bufbuild/protobuf";
 import { TableNotFoundError } from "../errors.js";
 import { attributeTypeToProto, decodeKey, type KeyAttributes } from "../key-codec.js";
 import type { JobRecord, JobStore, ProgressCounts, TableDefinition } from "../store/store.js";
@@ -75,19 +76,30 @@ function jobMessage(job: JobRecord, attributes: KeyAttributes): MessageInitShape
   };
 }
 
-function watchResponse(table: TableDefinition, m: WatchMessage): MessageInitShape<typeof WatchResponseSchema> {
-  return {
-    cursor: String(m.cursor),
-    progress: m.progress === null ? undefined : progressMessage(table.name, m.progress),
-    events: m.events.map((e) => ({
-      key: decodeKey(e.keyJson, table.keyAttributes),
-      status: e.status === "deleted" ? JobStatus.UNSPECIFIED : STATUS_TO_PROTO[e.status],
-      time: timestampFromMs(e.time),
-      workerId: e.workerId,
-      committed: e.committed,
-      errorMessage: e.errorMessage,
-    })),
-  };
+/**
+ * The hub hands every watcher of a table the same message object per change:
+ * converted once (keys decoded, times made), not once per watcher.
+ */
+const watchResponses = new WeakMap<WatchMessage, WatchResponse>();
+
+function watchResponse(table: TableDefinition, m: WatchMessage): WatchResponse {
+  let response = watchResponses.get(m);
+  if (response === undefined) {
+    response = create(WatchResponseSchema, {
+      cursor: String(m.cursor),
+      progress: m.progress === null ? undefined : progressMessage(table.name, m.progress),
+      events: m.events.map((e) => ({
+        key: decodeKey(e.keyJson, table.keyAttributes),
+        status: e.status === "deleted" ? JobStatus.UNSPECIFIED : STATUS_TO_PROTO[e.status],
+        time: timestampFromMs(e.time),
+        workerId: e.workerId,
+        committed: e.committed,
+        errorMessage: e.errorMessage,
+      })),
+    });
+    watchResponses.set(m, response);
+  }
+  return response;
 }
 
 export interface JobServiceDeps {

@@ -75,7 +75,7 @@ class Watcher {
     if (this.countsOnly) {
       // Only the newest counts matter to a counts-only watcher.
       if (this.queue.length > 0 && this.queue[this.queue.length - 1]!.events.length === 0) this.queue.pop();
-      this.queue.push({ ...message, events: [] });
+      this.queue.push(message.events.length === 0 ? message : { ...message, events: [] });
     } else {
       this.queue.push(message);
       this.queuedEvents += message.events.length;
@@ -267,8 +267,11 @@ export class WatchHub {
       state.onCaughtUp = null;
     }
     if (rows.length === 0) return;
+    // One message object per change for all watchers (and one counts-only view of it), so that
+    // the service converts each to protobuf once however many watch (job-service.ts).
     const message: WatchMessage = { cursor: position, progress: sameCounts(state.counts), events: rows.flatMap(timedEvents) };
-    for (const w of state.watchers) w.push(message);
+    let countsOnly: WatchMessage | undefined;
+    for (const w of state.watchers) w.push(w.countsOnly ? (countsOnly ??= { ...message, events: [] }) : message);
   }
 }
 

@@ -294,7 +294,7 @@ test("keys: integers are int64, other numbers double; anything else names the at
   t.throws(() => toProtoKey({ when: new Date(0) }), { instanceOf: InvalidArgumentError, message: /^key attribute "when": object/ });
 });
 
-test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED and an unasked CANCELED are retried, other codes are not", async (t) => {
+test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, an unasked CANCELED and a refused stream are retried, other errors are not", async (t) => {
   const policy = { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 2 };
   let tries = 0;
   t.is(
@@ -304,11 +304,15 @@ test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED and an unasked CANCELED 
       if (tries === 2) throw new ConnectError("busy", Code.ResourceExhausted);
       if (tries === 3) throw new ConnectError("read ECONNRESET", Code.Aborted);
       if (tries === 4) throw new ConnectError("stream reset", Code.Canceled);
+      if (tries === 5) throw new ConnectError("Stream closed with error code NGHTTP2_REFUSED_STREAM", Code.Internal);
       return "ok";
-    }, undefined, policy),
+    }, undefined, { ...policy, maxAttempts: 6 }),
     "ok",
   );
-  t.is(tries, 5);
+  t.is(tries, 6);
+  tries = 0;
+  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("a bug", Code.Internal); }, undefined, policy));
+  t.is(tries, 1, "other INTERNAL errors are not retried");
   // A CANCELED the caller asked for (its signal aborted) is not retried.
   tries = 0;
   const asked = new AbortController();

@@ -359,8 +359,8 @@ for (const dialect of dialects) {
     const notFound = await t.throwsAsync(unknown.until(() => false, "an error"), { instanceOf: TableNotFoundError });
     t.regex(notFound?.message ?? "", /never_refreshed|NeverRefreshed/);
 
-    await pipeline.Watched.jobs.refresh();
-    const foreign = new Recorder(pipeline.Watched.jobs.watch({ cursor: "99999999999" }));
+    await pipeline.Foreign.jobs.refresh();
+    const foreign = new Recorder(pipeline.Foreign.jobs.watch({ cursor: "99999999999" }));
     await t.throwsAsync(foreign.until(() => false, "an error"), { instanceOf: InvalidArgumentError, message: /cursor/ });
     t.deepEqual(foreign.values, []);
   });

@@ -17,7 +17,7 @@
 import test from "ava";
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -128,6 +128,7 @@ test("bad options exit 2 with one line naming the option", async (t) => {
     [["--pipeline", PIPELINE], { POPULUS_LEASE_DURATION: "0" }, `populus-worker: option '--lease-duration <seconds>' value '0' from env 'POPULUS_LEASE_DURATION' is invalid. --lease-duration must be a number of seconds from 1 to 86400, got "0"\n`],
     [["--pipeline", PIPELINE], { POPULUS_ONCE: "sometimes" }, `populus-worker: POPULUS_ONCE must be true or false (or 1/0, yes/no, on/off), got "sometimes"\n`],
     [["--pipeline", PIPELINE, "--tabel", "Squares"], {}, "populus-worker: unknown option '--tabel' (Did you mean --table?)\n"],
+    [["--pipeline", PIPELINE, "--token-file", "/no/such/token"], {}, "populus-worker: --token-file /no/such/token: no such file\n"],
     [
       ["--pipeline", PIPELINE, "--table", "Squares", "--table", "Cubes"],
       { WORKER_TEST_DIR: tmpdir() },
@@ -139,6 +140,31 @@ test("bad options exit 2 with one line naming the option", async (t) => {
     t.is(exit.code, 2, args.join(" "));
     t.is(exit.stderr, line);
     t.is(exit.stdout, "");
+  }
+});
+
+test("--token-file: the worker sends its token; a worker token populates, a reader token is refused (exit 1)", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "populus-worker-token-"));
+  const tokens = { worker: "w".repeat(32), reader: "r".repeat(32) };
+  writeFileSync(join(dir, "tokens"), `worker ${tokens.worker}\nreader ${tokens.reader}\n`);
+  writeFileSync(join(dir, "worker.token"), `${tokens.worker}\n`);
+  writeFileSync(join(dir, "reader.token"), `${tokens.reader}\n`);
+  const database = await createTestDatabase("sqlite");
+  const server = await startServer({ database: database.url, args: ["--tokens-file", join(dir, "tokens")] });
+  try {
+    const run = (token: string) =>
+      runWorker(["--pipeline", PIPELINE, "--table", "Squares", "--once", "--server", server.url, "--token-file", join(dir, token)], { WORKER_TEST_DIR: dir }).exited;
+    const refused = await run("reader.token");
+    t.is(refused.code, 1);
+    t.regex(refused.stderr + refused.stdout, /needs the worker role; this token has the reader role/);
+    t.deepEqual(calls(dir, "Squares"), [], "nothing made with a reader token");
+    const ok = await run("worker.token");
+    t.is(ok.code, 0, ok.stderr);
+    t.deepEqual(sortedIds(calls(dir, "Squares")), range(20));
+  } finally {
+    await server.stop();
+    await database.drop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

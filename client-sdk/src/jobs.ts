@@ -160,10 +160,18 @@ export class JobsView<K extends object = KeyRecord> {
     return this.#countOf(await progressOf(this.#rpc, this.#table));
   }
 
-  /** Deletes the jobs of this status (all, or only those of `keys`); answers how many. */
+  /** Deletes the jobs of this status (all, or only those of `keys`; an empty `keys` deletes none); answers how many. */
   async delete(keys?: readonly K[]): Promise<number> {
-    const answer = await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: (keys ?? []).map(toProtoKey) });
-    return count(answer.deleted);
+    if (keys === undefined) return count((await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: [] })).deleted);
+    // An empty list restricts to nothing, as in DataJoint (not "no restriction": that would delete them all).
+    if (keys.length === 0) return 0;
+    // The server takes at most 10,000 keys per call.
+    let deleted = 0;
+    for (let i = 0; i < keys.length; i += 10_000) {
+      const answer = await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: keys.slice(i, i + 10_000).map(toProtoKey) });
+      deleted += count(answer.deleted);
+    }
+    return deleted;
   }
 }
 

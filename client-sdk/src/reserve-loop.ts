@@ -374,7 +374,7 @@ async function fail(o: LoopOptions, leaseToken: string, errorMessage: string, er
 }
 
 /**
- * Completes in batches of ≤ 1000; on LeaseLostError drops the lost leases
+ * Completes in calls the server accepts (completeBatches); on LeaseLostError drops the lost leases
  * (named by the error's detail) and commits the rest. Answers results
  * committed (including ones an identical earlier call committed).
  *
@@ -388,8 +388,7 @@ async function fail(o: LoopOptions, leaseToken: string, errorMessage: string, er
 async function complete(o: LoopOptions, completions: { leaseToken: string; result: JsonObject }[]): Promise<number> {
   const until = Date.now() + (o.leaseDurationS ?? LEASE_DURATION_S) * 1000;
   let committed = 0;
-  for (let i = 0; i < completions.length; i += 1000) {
-    let batch = completions.slice(i, i + 1000);
+  for (let batch of completeBatches(completions)) {
     while (batch.length > 0) {
       try {
         const answer = await o.rpc.complete({ table: o.table, completions: batch, keepCompleted: o.keepCompleted });
@@ -413,6 +412,27 @@ async function complete(o: LoopOptions, completions: { leaseToken: string; resul
     }
   }
   return committed;
+}
+
+/** Results per Complete call, and their JSON bytes per call: the server's limits (1,000 and 8 MiB), with room for the envelope. */
+const COMPLETE_BATCH = 1000;
+const COMPLETE_BATCH_BYTES = 7 * 1024 * 1024;
+
+/** The completions cut into calls the server accepts: at most COMPLETE_BATCH results and COMPLETE_BATCH_BYTES of results each. */
+function* completeBatches<T extends { result: JsonObject }>(completions: readonly T[]): Generator<T[]> {
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const c of completions) {
+    const size = Buffer.byteLength(JSON.stringify(c.result), "utf8");
+    if (batch.length > 0 && (batch.length === COMPLETE_BATCH || bytes + size > COMPLETE_BATCH_BYTES)) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(c);
+    bytes += size;
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /** Releases every held lease that is not lost (no attempt charged) and forgets them all. */

@@ -2,8 +2,9 @@
  * Retries of calls that are safe to repeat. UNAVAILABLE (server or database
  * unreachable), RESOURCE_EXHAUSTED (server overloaded), ABORTED (the
  * connection was reset mid-call, which connect-node reports as ABORTED, or a
- * transaction the server gave up on after its own deadlock retries) and a
- * CANCELED the caller did not ask for are retried: every other code means the
+ * transaction the server gave up on after its own deadlock retries), a
+ * CANCELED the caller did not ask for and a stream the server refused
+ * unprocessed are retried: every other code means the
  * request itself is wrong or the lease is gone, and repeating it would fail
  * the same way. Every JobService RPC the
  * SDK sends is safe to repeat: Complete and Fail answer OK for a repeat of a
@@ -43,7 +44,21 @@ export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 8, initia
 export function isRetryable(err: unknown, signal?: AbortSignal): boolean {
   const code = err instanceof ConnectError || err instanceof PopulusError ? err.code : undefined;
   if (code === Code.Canceled || code === Code.Aborted) return signal?.aborted !== true;
-  return code === Code.Unavailable || code === Code.ResourceExhausted;
+  return code === Code.Unavailable || code === Code.ResourceExhausted || neverProcessed(err);
+}
+
+/**
+ * An HTTP/2 stream the server refused (REFUSED_STREAM: it was draining or
+ * restarting) or one opened on a connection it had already sent GOAWAY on:
+ * the server did not process the call, so repeating it is safe.
+ * connect-node reports these as INTERNAL (worker-cli.test.ts, a server
+ * stopped while a Reserve was in flight).
+ */
+function neverProcessed(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (/NGHTTP2_REFUSED_STREAM|ERR_HTTP2_GOAWAY_SESSION/.test(`${e.message} ${(e as { code?: unknown }).code ?? ""}`)) return true;
+  }
+  return false;
 }
 
 /**

@@ -6,6 +6,7 @@
  * Exit codes: 0 after a clean shutdown, 2 for a bad configuration, 1 when the
  * server cannot start (database unreachable, port in use) or fails.
  */
+import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { createContextValues, type Interceptor } from "@connectrpc/connect";
@@ -74,6 +75,9 @@ async function main(): Promise<void> {
   const hub = new WatchHub(store, feed);
   const metrics = new ServerMetrics(store, hub, logger);
   const shutdown = new AbortController();
+  // connect links every call's signal to this one for as long as the call runs: one listener per
+  // open call (Watch streams and long-polls stay open), not a leak.
+  setMaxListeners(0, shutdown.signal);
   const health = new HealthState();
   // Outermost first. Metrics records every final code, auth refusals included; auth runs before
   // the Watch limit, which counts per authenticated token; the error mapping is innermost.
@@ -99,7 +103,6 @@ async function main(): Promise<void> {
   if (tokens === null && config.insecure) logger.warn({ host: config.host }, "no tokens configured: JobService is open to anyone who reaches this address (--insecure)");
   // Counts only: never a token, nor its hash.
   const auth = tokens === null ? "none" : tokens.roleCounts;
-  logger.info({ host: config.host, port: server.port, url, tls: tls !== undefined, auth }, "listening");
 
   let sweeping = false;
   const sweep = setInterval(() => {
@@ -156,6 +159,9 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // Last: whoever waits for this line may signal at once, and a SIGTERM that came before the
+  // handlers above killed the process outright (exit by signal, no drain).
+  logger.info({ host: config.host, port: server.port, url, tls: tls !== undefined, auth }, "listening");
 }
 
 /** Reads a PEM file named by an option; unreadable or not PEM is a configuration error. */

@@ -5,6 +5,7 @@
  * module is loaded. This is the only module of the worker that touches
  * `process.env`.
  */
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 
 /** Every setting of populus-worker, fully defaulted. */
@@ -25,6 +26,10 @@ export interface WorkerConfig {
   readonly suppressErrors: boolean;
   /** The server's base URL, or undefined for the SDK's default (POPULUS_URL, else http://127.0.0.1:50051). */
   readonly server: string | undefined;
+  /** The bearer token, read from --token-file; undefined leaves the SDK's default (POPULUS_TOKEN). */
+  readonly token: string | undefined;
+  /** PEM file of the CA that signed an https server's certificate; undefined leaves the SDK's default (POPULUS_CA_FILE). */
+  readonly caFile: string | undefined;
   /** Lease length, seconds. @default 60 */
   readonly leaseDurationS: number;
   /** On SIGTERM/SIGINT, how long running makes may finish, seconds. @default 30 */
@@ -93,6 +98,9 @@ function buildCommand(): Command {
     .addOption(new Option("--once", "one pass over the tables, then exit (env POPULUS_ONCE)"))
     .addOption(new Option("--suppress-errors", "record failed makes and go on (env POPULUS_SUPPRESS_ERRORS)"))
     .addOption(new Option("--server <url>", "the Populus server").env("POPULUS_URL").argParser(serverUrl))
+    // A file, not the token itself: argv is visible to every user in `ps`. POPULUS_TOKEN also works.
+    .addOption(new Option("--token-file <path>", "a file holding the bearer token (or the token itself in POPULUS_TOKEN)").env("POPULUS_TOKEN_FILE"))
+    .addOption(new Option("--ca-file <path>", "PEM file of the CA of an https:// server's certificate").env("POPULUS_CA_FILE"))
     .addOption(
       new Option("--lease-duration <seconds>", "lease length").env("POPULUS_LEASE_DURATION").default(60).argParser(secondsInRange("--lease-duration", 1, 86_400)),
     )
@@ -157,6 +165,8 @@ export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     once?: boolean;
     suppressErrors?: boolean;
     server?: string;
+    tokenFile?: string;
+    caFile?: string;
     leaseDuration: number;
     grace: number;
     idleWait: number;
@@ -174,6 +184,8 @@ export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       once: flag(o.once, env, "POPULUS_ONCE"),
       suppressErrors: flag(o.suppressErrors, env, "POPULUS_SUPPRESS_ERRORS"),
       server: o.server,
+      token: o.tokenFile === undefined ? undefined : readToken(o.tokenFile),
+      caFile: o.caFile === undefined || o.caFile.trim() === "" ? undefined : o.caFile.trim(),
       leaseDurationS: o.leaseDuration,
       graceS: o.grace,
       idleWaitS: o.idleWait,
@@ -182,11 +194,28 @@ export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   };
 }
 
+/** The token in a --token-file: its one line, trimmed; unreadable or empty is a ConfigError. */
+function readToken(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new ConfigError(`--token-file ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : "cannot be read"}`);
+  }
+  const token = text.trim();
+  if (token === "" || /\s/.test(token)) throw new ConfigError(`--token-file ${path} must hold one token on one line`);
+  return token;
+}
+
 /**
- * Makes `--server` the address of the pipeline module's `connect()`, which
- * reads POPULUS_URL (a module that passes `url` itself keeps its own). Call
- * before the module is imported; populate's child processes inherit it.
+ * Makes `--server`, `--token-file` and `--ca-file` the settings of the
+ * pipeline module's `connect()`, which reads POPULUS_URL, POPULUS_TOKEN and
+ * POPULUS_CA_FILE (a module that passes its own keeps them). Call before the
+ * module is imported; populate's child processes inherit them.
  */
-export function exportServerUrl(config: WorkerConfig, env: NodeJS.ProcessEnv = process.env): void {
+export function exportConnectSettings(config: WorkerConfig, env: NodeJS.ProcessEnv = process.env): void {
   if (config.server !== undefined) env.POPULUS_URL = config.server;
+  if (config.token !== undefined) env.POPULUS_TOKEN = config.token;
+  if (config.caFile !== undefined) env.POPULUS_CA_FILE = config.caFile;
 }

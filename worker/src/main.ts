@@ -9,7 +9,7 @@
  * - 2: bad usage or configuration (one line on stderr);
  * - 3: the pipeline module could not be loaded or exports no table (one line on stderr).
  */
-import { ConfigError, exportServerUrl, parseWorkerConfig, type WorkerConfig } from "./config.js";
+import { ConfigError, exportConnectSettings, parseWorkerConfig, type WorkerConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { loadPipeline, PipelineLoadError, type PipelineTable, selectTables } from "./pipeline-module.js";
 import { runPasses, type WorkerState } from "./populate-passes.js";
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  exportServerUrl(config);
+  exportConnectSettings(config);
 
   let tables: PipelineTable[];
   try {

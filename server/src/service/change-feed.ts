@@ -35,6 +35,8 @@ export class ChangeFeed {
   private gap: { after: number; since: number } | null = null;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private polling = false;
+  private pollAgain = false;
   private readonly pollMs: number;
   private readonly gapTimeoutMs: number;
   private readonly batchSize: number;
@@ -70,10 +72,36 @@ export class ChangeFeed {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Reads the log now instead of at the next tick: a change just committed
+   * through this replica reaches its watchers without waiting up to pollMs.
+   * Nudges during a read are folded into one more read right after it.
+   */
+  nudge(): void {
+    if (this.stopped) return;
+    if (this.polling) {
+      this.pollAgain = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.run();
+  }
+
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.poll().finally(() => this.schedule()), this.pollMs);
+    this.timer = setTimeout(() => this.run(), this.pollMs);
     this.timer.unref();
+  }
+
+  private run(): void {
+    this.polling = true;
+    void this.poll().finally(() => {
+      this.polling = false;
+      if (this.pollAgain && !this.stopped) {
+        this.pollAgain = false;
+        this.run();
+      } else this.schedule();
+    });
   }
 
   /** Reads and delivers what committed since the last poll; a full batch is followed at once by the next. */

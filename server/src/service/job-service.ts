@@ -131,6 +131,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const input = validateRefresh(req, def?.keyAttributes ?? null);
       const counts = await store.refresh({ table: table.stored, displayName: table.display, ...input, now: clock() });
       if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
+      hub.committed(table.stored);
       return {
         added: BigInt(counts.added),
         removed: BigInt(counts.removed),
@@ -148,6 +149,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
         const remaining = deadline - clock();
         if (grants.length > 0 || remaining <= 0 || ctx.signal.aborted) {
           metrics?.reservations.inc({ table: def.name }, grants.length);
+          if (grants.length > 0) hub.committed(def.name);
           return {
             leases: grants.map((g) => ({
               key: decodeKey(g.keyJson, def.keyAttributes),
@@ -167,6 +169,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const completions = validateComplete(req);
       const outcome = await store.complete(def.name, completions, req.keepCompleted, clock());
       metrics?.completions.inc({ table: def.name }, outcome.committed);
+      if (outcome.committed > 0) hub.committed(def.name);
       return { committed: BigInt(outcome.committed), alreadyCommitted: BigInt(outcome.alreadyCommitted) };
     },
 
@@ -175,6 +178,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const f = validateFail(req);
       await store.fail(def.name, f.leaseToken, f.errorMessage, f.errorStack, clock());
       metrics?.failures.inc({ table: def.name });
+      hub.committed(def.name);
       return {};
     },
 
@@ -188,7 +192,10 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async release(req) {
       const def = await declared(req.table);
       const result = await store.release(def.name, validateRelease(req));
-      if (result.released > 0) notifier.notify(def.name);
+      if (result.released > 0) {
+        notifier.notify(def.name);
+        hub.committed(def.name);
+      }
       return { released: BigInt(result.released), lostLeaseTokens: result.lost };
     },
 

@@ -59,10 +59,27 @@ type Counts = Record<CountName, number>;
 /** Longest wait for the feed to reach a new snapshot (it polls every 50 ms). */
 const CATCH_UP_WAIT_MS = 5000;
 
+/** Shortest interval between two messages of a counts-only stream (ms). */
+export const COUNTS_ONLY_INTERVAL_MS = 100;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 class Watcher {
   private readonly queue: WatchMessage[] = [];
   private queuedEvents = 0;
   private wake: (() => void) | null = null;
+  private lastSentAt = 0;
   failure: Error | null = null;
 
   constructor(
@@ -99,10 +116,24 @@ class Watcher {
   async next(signal: AbortSignal): Promise<WatchMessage | null> {
     while (this.queue.length === 0 && this.failure === null && !signal.aborted) {
       await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        signal.addEventListener("abort", () => resolve(), { once: true });
+        // Removed on wake-up: a stream waits once per message, and a listener left behind each
+        // time piled up on the call's signal for as long as the stream lived.
+        const onAbort = () => resolve();
+        this.wake = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
       });
       this.wake = null;
+    }
+    if (this.countsOnly && this.failure === null) {
+      // Counts-only streams (dashboards, progress bars) get the newest counts at most every
+      // COUNTS_ONLY_INTERVAL_MS: what changes meanwhile folds into one message (push), so
+      // hundreds of them cost the replica a few messages a second each, not one per change.
+      const wait = this.lastSentAt + COUNTS_ONLY_INTERVAL_MS - Date.now();
+      if (wait > 0) await abortableDelay(wait, signal);
+      this.lastSentAt = Date.now();
     }
     const message = this.queue.shift();
     if (message === undefined) return null;
@@ -238,6 +269,11 @@ export class WatchHub {
     }
     await state.ready;
     return state;
+  }
+
+  /** A change of `table` committed through this replica: when someone watches it, read the log now. */
+  committed(table: string): void {
+    if (this.tables.has(table)) this.feed.nudge();
   }
 
   private onChanges(rows: readonly ChangeRow[], position: number): void {

@@ -90,8 +90,12 @@ function startWorker(s: Setup, table: "Orphan" | "Shared" | "Expiry", barrier = 
   return { child, exited };
 }
 
-/** Polls until `check()` is true; rejects after `ms`, or when `worker` exits first. */
-async function waitFor(what: string, check: () => boolean, worker?: Worker, ms = 20_000): Promise<void> {
+/**
+ * Polls until `check()` is true; rejects after `ms`, or when `worker` exits first. Generous: with
+ * sdk-populate's tests beside these, a dozen tsx processes start at once on the 2-core machine, and
+ * a worker took over 20 s to reach its first make.
+ */
+async function waitFor(what: string, check: () => boolean, worker?: Worker, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
   let gone: string | undefined;
   void worker?.exited.then((e) => (gone = `exited (${e.signal ?? e.code}) first: ${e.stderr.trim()}`));

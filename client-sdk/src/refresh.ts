@@ -2,7 +2,9 @@
  * Sending a key source to Refresh (promise 4): the keys go in calls of at
  * most 10,000 (the server's per-call limit) that share one refresh_id, the
  * last one marked final so that stale removal sees every key. The key source
- * is read once, streaming: only two batches are in memory at a time.
+ * is read once, streaming: at most four batches are in memory at a time
+ * (two being sent, one held back until the next key shows whether it is the
+ * last, one being filled).
  */
 import { randomUUID } from "node:crypto";
 import { InvalidArgumentError, TableNotFoundError } from "./errors.js";
@@ -14,6 +16,9 @@ import { count, durationOf } from "./wire-values.js";
 
 /** Keys per Refresh call: the server's limit (RESOURCE_EXHAUSTED above it). */
 export const REFRESH_BATCH = 10_000;
+
+/** Refresh calls of one refresh in flight at once, past its first. */
+const REFRESH_CALLS_AT_ONCE = 2;
 
 /** What a refresh changed, summed over its calls. */
 export interface RefreshCounts {
@@ -68,20 +73,41 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
     totals.orphaned += count(answer.orphaned);
     totals.rePended += count(answer.rePended);
   };
+  /*
+   * The first call alone (the server fixes the refresh's stale cutoff then),
+   * then up to two calls at once, the final one alone after every other has
+   * answered (stale removal must see every key). With two at once the
+   * server decodes and hashes one call's keys while the database writes the
+   * other's, and the SDK reads and converts the next batch meanwhile.
+   */
+  const inFlight = new Set<Promise<void>>();
+  let sentFirst = false;
+  const sendAfterPrevious = async (keys: Key[], final: boolean) => {
+    if (final || !sentFirst) {
+      await Promise.all(inFlight);
+      sentFirst = true;
+      return send(keys, final);
+    }
+    while (inFlight.size >= REFRESH_CALLS_AT_ONCE) await Promise.race(inFlight);
+    const call = send(keys, final).finally(() => inFlight.delete(call));
+    call.catch(() => undefined); // rethrown where it is awaited: the next race, or the final call's wait
+    inFlight.add(call);
+  };
   let batch: Key[] = [];
   let full: Key[] | undefined; // a full batch waits until we know whether it is the last
   for await (const key of await keysOf(source)) {
     batch.push(toProtoKey(key));
     if (batch.length === REFRESH_BATCH) {
-      if (full !== undefined) await send(full, false);
+      if (full !== undefined) await sendAfterPrevious(full, false);
       full = batch;
       batch = [];
     }
   }
   if (full !== undefined && batch.length === 0) {
-    await send(full, true);
+    await sendAfterPrevious(full, true);
   } else {
-    if (full !== undefined) await send(full, false);
+    if (full !== undefined) await sendAfterPrevious(full, false);
+    await Promise.all(inFlight);
     try {
       await send(batch, true);
     } catch (err) {

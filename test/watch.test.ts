@@ -6,7 +6,9 @@
  * watcher on replica B; counts-only streams; cursor errors; and the stream
  * ending with UNAVAILABLE when its server drains.
  */
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import test from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
@@ -109,6 +111,24 @@ for (const dialect of dialects) {
     databases.push(db);
     return { db, ...(await server(db)) };
   })();
+
+  test.serial(`${dialect}: Connect+protobuf, Connect+JSON and gRPC streams carry the same events (the binary ones are encoded once per change)`, async (t) => {
+    const { server: s, client } = await setup;
+    const table = "WatchCodecs";
+    await client.refresh({ table, keys: keys(0, 6) });
+    const json = createClient(JobService, createConnectTransport({ baseUrl: s.url, httpVersion: "2", useBinaryFormat: false }));
+    const grpc = createClient(JobService, createGrpcTransport({ baseUrl: s.url }));
+    const streams = [new Stream(client, table), new Stream(json, table), new Stream(grpc, table)];
+    for (const w of streams) await w.until("the snapshot", (x) => x.messages.length >= 1);
+    const held = await reserve(client, table, 4);
+    await client.complete({ table, completions: held.slice(0, 3).map((h) => ({ leaseToken: h.token, result: { ok: true } })) });
+    await client.fail({ table, leaseToken: held[3]!.token, errorMessage: "boom ✗", errorStack: "" });
+    for (const w of streams) await w.until("all 8 events", (x) => x.events.length === 8);
+    const [binary, ...others] = streams.map((w) => ({ events: w.events, cursors: w.messages.map((m) => m.cursor), progress: w.progress }));
+    t.is(binary!.events.filter((e) => e.status === "ERROR" && e.error === "boom ✗").length, 1);
+    for (const other of others) t.deepEqual(other, binary);
+    await Promise.all(streams.map((w) => w.close()));
+  });
 
   test.serial(`${dialect}: a snapshot, then each change with its events and counts, ending at the totals GetProgress reports`, async (t) => {
     const { client } = await setup;

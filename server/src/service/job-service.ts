@@ -9,8 +9,9 @@ import type { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { JobStatus } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { JobSchema, ProgressSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
-import { type WatchResponse, WatchResponseSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
-import { create } from "@bufbuild/protobuf";
+import { JobEventSchema, type WatchResponse, WatchResponseSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { TableNotFoundError } from "../errors.js";
 import { attributeTypeToProto, decodeKey, type KeyAttributes } from "../key-codec.js";
 import type { JobRecord, JobStore, ProgressCounts, TableDefinition } from "../store/store.js";
@@ -98,6 +99,37 @@ function watchResponse(table: TableDefinition, m: WatchMessage): WatchResponse {
       })),
     });
     watchResponses.set(m, response);
+  }
+  return response;
+}
+
+/** WatchResponse.events (proto field number). */
+const WATCH_EVENTS_FIELD = WatchResponseSchema.field.events.number;
+
+/**
+ * The same response for binary codecs (gRPC, gRPC-Web, Connect with
+ * protobuf), with its events already encoded: protobuf-es writes a message's
+ * unknown fields verbatim, so each event, encoded once here as a field-3
+ * entry, is copied into every watcher's stream instead of being encoded
+ * again per watcher (the encoding was most of what a watcher cost the
+ * replica). The bytes on the wire are the same as a normal encoding; JSON
+ * codecs ignore unknown fields, so JSON clients get watchResponse().
+ */
+const binaryWatchResponses = new WeakMap<WatchMessage, WatchResponse>();
+
+function binaryWatchResponse(table: TableDefinition, m: WatchMessage): WatchResponse {
+  let response = binaryWatchResponses.get(m);
+  if (response === undefined) {
+    const full = watchResponse(table, m);
+    response = create(WatchResponseSchema, { cursor: full.cursor, progress: full.progress });
+    if (full.events.length > 0) {
+      response.$unknown = full.events.map((event) => ({
+        no: WATCH_EVENTS_FIELD,
+        wireType: WireType.LengthDelimited,
+        data: new BinaryWriter().bytes(toBinary(JobEventSchema, event)).finish(),
+      }));
+    }
+    binaryWatchResponses.set(m, response);
   }
   return response;
 }
@@ -202,7 +234,10 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async *watch(req, ctx) {
       const def = await declared(req.table);
       const w = validateWatch(req);
-      for await (const message of hub.watch(def.name, { ...w, signal: ctx.signal })) yield watchResponse(def, message);
+      const binary = !/\+json\b|\/json\b/i.test(ctx.requestHeader.get("content-type") ?? "");
+      for await (const message of hub.watch(def.name, { ...w, signal: ctx.signal })) {
+        yield binary ? binaryWatchResponse(def, message) : watchResponse(def, message);
+      }
     },
 
     async listJobs(req) {

@@ -60,7 +60,7 @@ type Counts = Record<CountName, number>;
 const CATCH_UP_WAIT_MS = 5000;
 
 /** Shortest interval between two messages of a counts-only stream (ms). */
-export const COUNTS_ONLY_INTERVAL_MS = 100;
+export const COUNTS_ONLY_INTERVAL_MS = 250;
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
 function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {

@@ -17,89 +17,27 @@
  * Tables: fixtures/sdk-stop-pipeline.ts; processes: fixtures/sdk-stop-worker.ts.
  */
 import test from "ava";
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { JobRecord, PopulateResult } from "../client-sdk/dist/index.js";
 import { RESERVE_BATCH } from "../client-sdk/dist/reserve-loop.js";
-import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { testDialects } from "./helpers/databases.js";
+import { pipelinePerDialect, type PipelineSetup, startWorker, waitFor, type Worker } from "./helpers/pipeline-setup.js";
 
 type Pipeline = typeof import("./fixtures/sdk-stop-pipeline.js");
 type TableName = "Finishing" | "Stuck" | "Parallel";
 
-interface Setup {
-  readonly database: TestDatabase;
-  readonly server: ServerProcess;
-  readonly dir: string;
-  readonly pipeline: Pipeline;
-}
+type Setup = PipelineSetup<Pipeline>;
+
+const dialects = testDialects();
+const setupOf = pipelinePerDialect<Pipeline>("sdk-stop-pipeline.ts");
 
 const WORKER = fileURLToPath(new URL("./fixtures/sdk-stop-worker.ts", import.meta.url));
-const dialects = testDialects();
-const setups = new Map<Dialect, Promise<Setup>>();
-const workers = new Set<ChildProcess>();
-
-async function setUp(dialect: Dialect): Promise<Setup> {
-  const database = await createTestDatabase(dialect);
-  const server = await startServer({ database: database.url });
-  const dir = mkdtempSync(join(tmpdir(), `populus-stop-${dialect}-`));
-  const pipeline = (await import(
-    `./fixtures/sdk-stop-pipeline.ts?url=${encodeURIComponent(server.url)}&dir=${encodeURIComponent(dir)}`
-  )) as Pipeline;
-  return { database, server, dir, pipeline };
-}
-
-test.before(() => {
-  for (const d of dialects) setups.set(d, setUp(d));
-});
-
-test.after.always(async () => {
-  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill("SIGKILL");
-  for (const s of setups.values()) {
-    const setup = await s.catch(() => undefined);
-    if (setup === undefined) continue;
-    setup.pipeline.db.close();
-    await setup.server.stop();
-    await setup.database.drop();
-    rmSync(setup.dir, { recursive: true, force: true });
-  }
-});
-
-interface Exit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  /** ms since start */
-  readonly at: number;
-}
 
 /** Starts sdk-stop-worker.ts in its own process group; `exited` rejects if it is still running 30 s after start. */
-function startWorker(s: Setup, table: TableName, grace: number, processes: number): { child: ChildProcess; exited: Promise<Exit> } {
-  const started = Date.now();
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER, s.server.url, s.dir, table, String(grace), String(processes)], {
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true, // its own process group, so a test can signal the group as a terminal's Ctrl-C does
-  });
-  workers.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<Exit>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker still running after 30 s: ${stderr.trim()}`)), 30_000);
-    void (once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>).then(([code, signal]) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, at: Date.now() - started });
-    });
-  });
-  // Handled here too: a test that failed before awaiting it must not turn its timeout into an unhandled rejection.
-  exited.catch(() => undefined);
-  return { child, exited };
+function stopWorker(s: Setup, table: TableName, grace: number, processes: number): Worker {
+  return startWorker(WORKER, [s.server.url, s.dir, table, String(grace), String(processes)], { detached: true, exitWithinMs: 30_000 });
 }
 
 /** The make calls recorded for a table (one per line), or the aborted signals (`.aborted`). */
@@ -108,27 +46,16 @@ function lines(s: Setup, file: string): string[] {
   return existsSync(path) ? readFileSync(path, "utf8").split("\n").filter((l) => l !== "") : [];
 }
 
-async function waitFor(what: string, check: () => boolean, exited: Promise<Exit>): Promise<void> {
-  let gone: Exit | undefined;
-  void exited.then((e) => (gone = e));
-  const deadline = Date.now() + 20_000;
-  while (!check()) {
-    if (gone !== undefined) throw new Error(`waiting for ${what}: the worker exited first (${gone.signal ?? gone.code}): ${gone.stderr.trim()}`);
-    if (Date.now() > deadline) throw new Error(`waiting for ${what}: timed out`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const ids = (jobs: readonly JobRecord[]) => jobs.map((j) => Number(j.key.id)).sort((a, b) => a - b);
 
 for (const dialect of dialects) {
-  const setup = () => setups.get(dialect) as Promise<Setup>;
+  const setup = () => setupOf(dialect);
 
   test(`${dialect}: SIGTERM while make runs: it finishes within the grace period and commits; the other held lease is released, no attempt charged`, async (t) => {
     const s = await setup();
     const { Finishing } = s.pipeline;
-    const w = startWorker(s, "Finishing", 10, 1);
-    await waitFor("make of key 0 to start", () => lines(s, "Finishing.calls").length > 0, w.exited);
+    const w = stopWorker(s, "Finishing", 10, 1);
+    await waitFor("make of key 0 to start", () => lines(s, "Finishing.calls").length > 0, w);
     // Key 1 came with key 0 in one Reserve batch and is held, not started.
     t.deepEqual(ids(await Finishing.jobs.reserved.fetch()), [0, 1].slice(0, RESERVE_BATCH));
     w.child.kill("SIGTERM");
@@ -147,8 +74,8 @@ for (const dialect of dialects) {
   test(`${dialect}: a make that ignores its signal past the grace period is aborted and its lease released; populate returns and the process exits 0`, async (t) => {
     const s = await setup();
     const { Stuck } = s.pipeline;
-    const w = startWorker(s, "Stuck", 0.5, 1);
-    await waitFor("make of key 0 to start", () => lines(s, "Stuck.calls").length > 0, w.exited);
+    const w = stopWorker(s, "Stuck", 0.5, 1);
+    await waitFor("make of key 0 to start", () => lines(s, "Stuck.calls").length > 0, w);
     const signalled = Date.now();
     w.child.kill("SIGTERM");
     const exit = await w.exited;
@@ -173,9 +100,9 @@ for (const dialect of dialects) {
       await Parallel.delete({ all: true });
       await Parallel.jobs.refresh();
       rmSync(join(s.dir, "Parallel.calls"), { force: true });
-      const w = startWorker(s, "Parallel", 10, 2);
+      const w = stopWorker(s, "Parallel", 10, 2);
       // Both children are inside a make.
-      await waitFor("both children to start a make", () => new Set(lines(s, "Parallel.calls").map((l) => l.split(" ")[1])).size === 2, w.exited);
+      await waitFor("both children to start a make", () => new Set(lines(s, "Parallel.calls").map((l) => l.split(" ")[1])).size === 2, w);
       if (how === "SIGTERM to the parent") w.child.kill("SIGTERM");
       else process.kill(-(w.child.pid ?? 0), "SIGINT");
       const exit = await w.exited;

@@ -15,112 +15,42 @@
  * worker processes: fixtures/sdk-heartbeat-worker.ts.
  */
 import test from "ava";
-import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, LeaseLostError, type PopulateResult } from "../client-sdk/dist/index.js";
 import { RESERVE_BATCH } from "../client-sdk/dist/reserve-loop.js";
-import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { testDialects } from "./helpers/databases.js";
+import { pipelinePerDialect, type PipelineSetup, recordedCalls, startWorker, type Worker } from "./helpers/pipeline-setup.js";
 
 type Pipeline = typeof import("./fixtures/sdk-heartbeat-pipeline.js");
 
-interface Setup {
-  readonly database: TestDatabase;
-  readonly server: ServerProcess;
-  readonly dir: string;
-  readonly pipeline: Pipeline;
-}
+type Setup = PipelineSetup<Pipeline>;
+
+const dialects = testDialects();
+const setupOf = pipelinePerDialect<Pipeline>("sdk-heartbeat-pipeline.ts");
 
 const WORKER = fileURLToPath(new URL("./fixtures/sdk-heartbeat-worker.ts", import.meta.url));
-const dialects = testDialects();
-const setups = new Map<Dialect, Promise<Setup>>();
-const workers = new Set<ChildProcess>();
-
-async function setUp(dialect: Dialect): Promise<Setup> {
-  const database = await createTestDatabase(dialect);
-  const server = await startServer({ database: database.url });
-  const dir = mkdtempSync(join(tmpdir(), `populus-heartbeat-${dialect}-`));
-  const pipeline = (await import(
-    `./fixtures/sdk-heartbeat-pipeline.ts?url=${encodeURIComponent(server.url)}&dir=${encodeURIComponent(dir)}`
-  )) as Pipeline;
-  return { database, server, dir, pipeline };
-}
-
-test.before(() => {
-  for (const d of dialects) setups.set(d, setUp(d));
-});
-
-test.after.always(async () => {
-  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill("SIGKILL");
-  for (const s of setups.values()) {
-    const setup = await s.catch(() => undefined);
-    if (setup === undefined) continue;
-    setup.pipeline.db.close();
-    await setup.server.stop();
-    await setup.database.drop();
-    rmSync(setup.dir, { recursive: true, force: true });
-  }
-});
-
-interface Exit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 /** Starts sdk-heartbeat-worker.ts; `exited` rejects when it has not exited 20 s after start (e.g. a thread kept it alive). */
-function startWorker(s: Setup, mode: "once" | "compete", env: NodeJS.ProcessEnv = {}): { child: ChildProcess; exited: Promise<Exit> } {
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER, s.server.url, s.dir, mode], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
-  });
-  workers.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<Exit>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker ${mode} still running after 20 s: ${stderr.trim()}`)), 20_000);
-    void (once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>).then(([code, signal]) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  // Handled here too: a test that failed before awaiting it must not turn its timeout into an unhandled rejection.
-  exited.catch(() => undefined);
-  return { child, exited };
+function heartbeatWorker(s: Setup, mode: "once" | "compete", env: NodeJS.ProcessEnv = {}): Worker {
+  return startWorker(WORKER, [s.server.url, s.dir, mode], { env, exitWithinMs: 20_000 });
 }
 
-/** The make calls recorded for a table: one { id, pid } per call, in order. */
-function calls(s: Setup, table: string): { id: number; pid: number }[] {
-  const file = join(s.dir, `${table}.calls`);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => {
-      const [id, pid] = l.split(" ").map(Number);
-      return { id: id ?? -1, pid: pid ?? -1 };
-    });
-}
-
+const calls = (s: Setup, table: string) => recordedCalls(s.dir, table);
 const byNumber = (a: number, b: number) => a - b;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const dialect of dialects) {
-  const setup = () => setups.get(dialect) as Promise<Setup>;
+  const setup = () => setupOf(dialect);
 
   test(`${dialect}: a make that blocks its event loop for four 1 s lease lengths keeps its lease and commits once; a competing worker never gets the key`, async (t) => {
     const s = await setup();
     const { Busy, BUSY_ID, BUSY_MS } = s.pipeline;
     // keepCompleted: the job rows stay (status success) so their attempts can be read after the commit.
-    const busy = startWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true" });
-    const rival = startWorker(s, "compete");
+    const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true" });
+    const rival = heartbeatWorker(s, "compete");
     const marker = join(s.dir, "Busy.marker");
     const deadline = Date.now() + 20_000;
     while (!existsSync(marker)) {

@@ -14,8 +14,7 @@
 import test from "ava";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   config,
@@ -33,68 +32,23 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { toProtoKey } from "../client-sdk/dist/keys.js";
 import { withRetry } from "../client-sdk/dist/retry.js";
 import { jobsSettingsFromEnv } from "../client-sdk/dist/config.js";
-import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { testDialects } from "./helpers/databases.js";
+import { pipelinePerDialect, type PipelineSetup, recordedCalls } from "./helpers/pipeline-setup.js";
 
 type Pipeline = typeof import("./fixtures/sdk-pipeline.js");
 
-interface Setup {
-  readonly database: TestDatabase;
-  readonly server: ServerProcess;
-  readonly dir: string;
-  readonly pipeline: Pipeline;
-}
+type Setup = PipelineSetup<Pipeline>;
 
 const dialects = testDialects();
-const setups = new Map<Dialect, Promise<Setup>>();
+const setupOf = pipelinePerDialect<Pipeline>("sdk-pipeline.ts");
 
-async function setUp(dialect: Dialect): Promise<Setup> {
-  const database = await createTestDatabase(dialect);
-  const server = await startServer({ database: database.url });
-  const dir = mkdtempSync(join(tmpdir(), `populus-sdk-${dialect}-`));
-  const pipeline = (await import(
-    `./fixtures/sdk-pipeline.ts?url=${encodeURIComponent(server.url)}&dir=${encodeURIComponent(dir)}`
-  )) as Pipeline;
-  return { database, server, dir, pipeline };
-}
-
-test.before(() => {
-  for (const d of dialects) setups.set(d, setUp(d));
-});
-
-test.after.always(async () => {
-  for (const s of setups.values()) {
-    const setup = await s.catch(() => undefined);
-    if (setup === undefined) continue;
-    setup.pipeline.db.close();
-    await setup.server.stop();
-    await setup.database.drop();
-    rmSync(setup.dir, { recursive: true, force: true });
-  }
-});
-
-/** The make calls of a table: one { id, pid } per call. */
-function calls(setup: Setup, table: string): { id: number; pid: number }[] {
-  let text = "";
-  try {
-    text = readFileSync(join(setup.dir, `${table}.calls`), "utf8");
-  } catch {
-    return [];
-  }
-  return text
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => {
-      const [id, pid] = l.split(" ").map(Number);
-      return { id: id ?? -1, pid: pid ?? -1 };
-    });
-}
+const calls = (setup: Setup, table: string) => recordedCalls(setup.dir, table);
 
 const sortedIds = (list: { id: number }[]) => list.map((c) => c.id).sort((a, b) => a - b);
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
 for (const dialect of dialects) {
-  const setup = () => setups.get(dialect) as Promise<Setup>;
+  const setup = () => setupOf(dialect);
 
   test(`${dialect}: populate() without reserveJobs computes key source − target once`, async (t) => {
     const s = await setup();
@@ -253,7 +207,7 @@ for (const dialect of dialects) {
 }
 
 test("a table defined in an inline script cannot go to child processes, with a clear error", async (t) => {
-  const s = await setups.get(dialects[0] ?? "sqlite");
+  const s = await setupOf(dialects[0] ?? "sqlite");
   t.truthy(s);
   const sdk = new URL("../client-sdk/dist/index.js", import.meta.url).href;
   const script = `
@@ -273,7 +227,7 @@ test("a table defined in an inline script cannot go to child processes, with a c
 });
 
 test("a module that does not define the table in the child is a WorkerProcessError", async (t) => {
-  const s = await setups.get(dialects[0] ?? "sqlite");
+  const s = await setupOf(dialects[0] ?? "sqlite");
   const db = connect({ url: s?.server.url ?? "" });
   // This test file is a module, but importing the SDK's own index defines no table.
   const Ghost = db.table("Ghost", { keySource: [{ id: 1 }], make: () => ({}), module: new URL("../client-sdk/dist/keys.js", import.meta.url).href });

@@ -10,40 +10,15 @@
 import test from "ava";
 import { Writable } from "node:stream";
 import { InvalidArgumentError, MakeError } from "../client-sdk/dist/index.js";
-import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { testDialects } from "./helpers/databases.js";
+import { pipelinePerDialect, type PipelineSetup } from "./helpers/pipeline-setup.js";
 
 type Pipeline = typeof import("./fixtures/sdk-watch-pipeline.js");
 
-interface Setup {
-  readonly database: TestDatabase;
-  readonly server: ServerProcess;
-  readonly pipeline: Pipeline;
-}
+type Setup = PipelineSetup<Pipeline>;
 
 const dialects = testDialects();
-const setups = new Map<Dialect, Promise<Setup>>();
-
-async function setUp(dialect: Dialect): Promise<Setup> {
-  const database = await createTestDatabase(dialect);
-  const server = await startServer({ database: database.url });
-  const pipeline = (await import(`./fixtures/sdk-watch-pipeline.ts?url=${encodeURIComponent(server.url)}`)) as Pipeline;
-  return { database, server, pipeline };
-}
-
-test.before(() => {
-  for (const d of dialects) setups.set(d, setUp(d));
-});
-
-test.after.always(async () => {
-  for (const s of setups.values()) {
-    const setup = await s.catch(() => undefined);
-    if (setup === undefined) continue;
-    setup.pipeline.db.close();
-    await setup.server.stop();
-    await setup.database.drop();
-  }
-});
+const setupOf = pipelinePerDialect<Pipeline>("sdk-watch-pipeline.ts");
 
 /** A writable that keeps what is written; `isTTY`/`columns` as given. */
 class Capture extends Writable {
@@ -91,7 +66,7 @@ const nonDecreasing = (ns: number[]) => ns.every((n, i) => i === 0 || n >= (ns[i
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const dialect of dialects) {
-  const setup = () => setups.get(dialect) as Promise<Setup>;
+  const setup = () => setupOf(dialect);
 
   test(`${dialect}: direct populate draws a line per interval and a last one at its total, then nothing more`, async (t) => {
     const { ShownDirect } = (await setup()).pipeline;

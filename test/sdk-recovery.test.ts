@@ -18,118 +18,42 @@
  * ?url=&dir=); worker processes are fixtures/sdk-recovery-worker.ts.
  */
 import test from "ava";
-import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, InvalidArgumentError, type PopulateResult } from "../client-sdk/dist/index.js";
 import { RESERVE_BATCH } from "../client-sdk/dist/reserve-loop.js";
-import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { testDialects } from "./helpers/databases.js";
+import { pipelinePerDialect, type PipelineSetup, recordedCalls, startWorker, waitFor, type Worker } from "./helpers/pipeline-setup.js";
 
 type Pipeline = typeof import("./fixtures/sdk-recovery-pipeline.js");
 
-interface Setup {
-  readonly database: TestDatabase;
-  readonly server: ServerProcess;
-  readonly dir: string;
-  readonly pipeline: Pipeline;
-}
+type Setup = PipelineSetup<Pipeline>;
+
+const dialects = testDialects();
+const setupOf = pipelinePerDialect<Pipeline>("sdk-recovery-pipeline.ts");
 
 const WORKER = fileURLToPath(new URL("./fixtures/sdk-recovery-worker.ts", import.meta.url));
-const dialects = testDialects();
-const setups = new Map<Dialect, Promise<Setup>>();
-const workers = new Set<ChildProcess>();
-
-async function setUp(dialect: Dialect): Promise<Setup> {
-  const database = await createTestDatabase(dialect);
-  const server = await startServer({ database: database.url });
-  const dir = mkdtempSync(join(tmpdir(), `populus-recovery-${dialect}-`));
-  const pipeline = (await import(
-    `./fixtures/sdk-recovery-pipeline.ts?url=${encodeURIComponent(server.url)}&dir=${encodeURIComponent(dir)}`
-  )) as Pipeline;
-  return { database, server, dir, pipeline };
-}
-
-test.before(() => {
-  for (const d of dialects) setups.set(d, setUp(d));
-});
-
-test.after.always(async () => {
-  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill("SIGKILL");
-  for (const s of setups.values()) {
-    const setup = await s.catch(() => undefined);
-    if (setup === undefined) continue;
-    setup.pipeline.db.close();
-    await setup.server.stop();
-    await setup.database.drop();
-    rmSync(setup.dir, { recursive: true, force: true });
-  }
-});
-
-interface Worker {
-  readonly child: ChildProcess;
-  /** Resolves when it exits: its code, signal, stdout and stderr. */
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
-}
 
 /** Starts sdk-recovery-worker.ts for `table` in its own OS process. */
-function startWorker(s: Setup, table: "Orphan" | "Shared" | "Expiry", barrier = false, env: NodeJS.ProcessEnv = {}): Worker {
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER, s.server.url, s.dir, table, ...(barrier ? ["--barrier"] : [])], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
-  });
-  workers.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = (once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>).then(([code, signal]) => ({ code, signal, stdout, stderr }));
-  return { child, exited };
+function recoveryWorker(s: Setup, table: "Orphan" | "Shared" | "Expiry", barrier = false, env: NodeJS.ProcessEnv = {}): Worker {
+  return startWorker(WORKER, [s.server.url, s.dir, table, ...(barrier ? ["--barrier"] : [])], { env });
 }
 
-/**
- * Polls until `check()` is true; rejects after `ms`, or when `worker` exits first. Generous: with
- * sdk-populate's tests beside these, a dozen tsx processes start at once on the 2-core machine, and
- * a worker took over 20 s to reach its first make.
- */
-async function waitFor(what: string, check: () => boolean, worker?: Worker, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  let gone: string | undefined;
-  void worker?.exited.then((e) => (gone = `exited (${e.signal ?? e.code}) first: ${e.stderr.trim()}`));
-  while (!check()) {
-    if (gone !== undefined) throw new Error(`waiting for ${what}: the worker ${gone}`);
-    if (Date.now() > deadline) throw new Error(`waiting for ${what}: timed out after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The make calls recorded for a table: one { id, pid } per call, in order. */
-function calls(s: Setup, table: string): { id: number; pid: number }[] {
-  const file = join(s.dir, `${table}.calls`);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => {
-      const [id, pid] = l.split(" ").map(Number);
-      return { id: id ?? -1, pid: pid ?? -1 };
-    });
-}
+const calls = (s: Setup, table: string) => recordedCalls(s.dir, table);
 
 const byNumber = (a: number, b: number) => a - b;
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 for (const dialect of dialects) {
-  const setup = () => setups.get(dialect) as Promise<Setup>;
+  const setup = () => setupOf(dialect);
 
   test(`${dialect}: orphan recovery: a worker killed with SIGKILL mid-job; refresh({ orphanTimeout }) re-pends its keys and another populate completes them once`, async (t) => {
     const s = await setup();
     const { Orphan, BLOCKING_ID } = s.pipeline;
     writeFileSync(join(s.dir, "Orphan.block"), "");
-    const worker = startWorker(s, "Orphan");
+    const worker = recoveryWorker(s, "Orphan");
     const marker = join(s.dir, "Orphan.marker");
     await waitFor("the worker to start the blocking make", () => existsSync(marker), worker);
     const pid = worker.child.pid;
@@ -170,7 +94,7 @@ for (const dialect of dialects) {
     const s = await setup();
     const { Expiry, BLOCKING_ID } = s.pipeline;
     writeFileSync(join(s.dir, "Expiry.block"), "");
-    const worker = startWorker(s, "Expiry", false, { SDK_TEST_LEASE: "2" });
+    const worker = recoveryWorker(s, "Expiry", false, { SDK_TEST_LEASE: "2" });
     await waitFor("the worker to start the blocking make", () => existsSync(join(s.dir, "Expiry.marker")), worker);
     const reserved = await Expiry.jobs.reserved.fetch();
     t.true(reserved.some((j) => j.key.id === BLOCKING_ID));
@@ -229,8 +153,8 @@ for (const dialect of dialects) {
   test(`${dialect}: two populate runs in separate processes on one table at once never make a key twice`, async (t) => {
     const s = await setup();
     const { Shared } = s.pipeline;
-    const a = startWorker(s, "Shared", true);
-    const b = startWorker(s, "Shared", true);
+    const a = recoveryWorker(s, "Shared", true);
+    const b = recoveryWorker(s, "Shared", true);
     const ready = (w: Worker) => existsSync(join(s.dir, `ready.${w.child.pid}`));
     await Promise.all([waitFor("worker a to be ready", () => ready(a), a), waitFor("worker b to be ready", () => ready(b), b)]);
     writeFileSync(join(s.dir, "go"), "");

@@ -36,40 +36,16 @@ import { type WatchRequest, WatchResponseSchema } from "../client-sdk/dist/gen/p
 import { JobStatus } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import type { JobServiceRpc } from "../client-sdk/dist/rpc.js";
 import { watchJobs } from "../client-sdk/dist/watch.js";
-import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { createTestDatabase, testDialects } from "./helpers/databases.js";
+import { pipelinePerDialect, type PipelineSetup } from "./helpers/pipeline-setup.js";
+import { startServer } from "./helpers/server-process.js";
 
 type Pipeline = typeof import("./fixtures/sdk-watch-pipeline.js");
 
-interface Setup {
-  readonly database: TestDatabase;
-  readonly server: ServerProcess;
-  readonly pipeline: Pipeline;
-}
+type Setup = PipelineSetup<Pipeline>;
 
 const dialects = testDialects();
-const setups = new Map<Dialect, Promise<Setup>>();
-
-async function setUp(dialect: Dialect): Promise<Setup> {
-  const database = await createTestDatabase(dialect);
-  const server = await startServer({ database: database.url });
-  const pipeline = (await import(`./fixtures/sdk-watch-pipeline.ts?url=${encodeURIComponent(server.url)}&for=watch`)) as Pipeline;
-  return { database, server, pipeline };
-}
-
-test.before(() => {
-  for (const d of dialects) setups.set(d, setUp(d));
-});
-
-test.after.always(async () => {
-  for (const s of setups.values()) {
-    const setup = await s.catch(() => undefined);
-    if (setup === undefined) continue;
-    setup.pipeline.db.close();
-    await setup.server.stop();
-    await setup.database.drop();
-  }
-});
+const setupOf = pipelinePerDialect<Pipeline>("sdk-watch-pipeline.ts", { for: "watch" });
 
 /** A subscription that records what it gets, and waits for a condition on it. */
 class Recorder<T> {
@@ -150,7 +126,7 @@ const sortedIds = (events: readonly JobEvent[]) => events.map((e) => Number(e.ke
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 for (const dialect of dialects) {
-  const setup = () => setups.get(dialect) as Promise<Setup>;
+  const setup = () => setupOf(dialect);
 
   test(`${dialect}: watch() emits a snapshot, then each job change in commit order, with counts that end at the populate's totals`, async (t) => {
     const { Watched } = (await setup()).pipeline;

@@ -17,12 +17,13 @@
 import test from "ava";
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, type PopulusClient } from "../client-sdk/dist/index.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { recordedCalls } from "./helpers/pipeline-setup.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
 const WORKER_MAIN = fileURLToPath(new URL("../worker/dist/main.js", import.meta.url));
@@ -92,17 +93,8 @@ function runWorker(args: readonly string[], env: NodeJS.ProcessEnv = {}): { chil
   return { child, exited };
 }
 
-function calls(dir: string, table: string): { id: number; pid: number }[] {
-  const file = join(dir, `${table}.calls`);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => {
-      const [id, pid] = l.split(" ").map(Number);
-      return { id: id ?? -1, pid: pid ?? -1 };
-    });
-}
+const calls = recordedCalls;
+
 
 async function until(what: string, check: () => boolean, exited: Promise<Exit>): Promise<void> {
   let gone: Exit | undefined;

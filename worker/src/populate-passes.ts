@@ -26,6 +26,7 @@
  * pass, is logged as a warning and retried after the idle wait, in every
  * mode: a server restart is not the worker's failure.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { MakeError, ResourceExhaustedError, UnavailableError } from "@populus/sdk";
 import type { Logger } from "pino";
 import type { PipelineTable } from "./pipeline-module.js";
@@ -109,22 +110,9 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
       idleMs = 1000;
       continue;
     }
-    await sleep(idleMs, o.signal);
+    await delay(idleMs, undefined, { signal: o.signal }).catch(() => undefined); // a stop ends the wait early
     idleMs = Math.min(idleMs * 2, o.idleWaitS * 1000);
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** A key for a log line: bigint values (int64 beyond 2^53) as strings, which JSON cannot hold otherwise. */

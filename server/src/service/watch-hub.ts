@@ -17,6 +17,7 @@
  * with its last cursor. A counts-only watcher never falls behind: only its
  * latest counts are kept.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { ChangeFeed } from "./change-feed.js";
 import type { ChangeRow, CountName, JobEventRecord } from "../store/change-log.js";
 import type { JobStore, ProgressCounts } from "../store/store.js";
@@ -61,19 +62,6 @@ const CATCH_UP_WAIT_MS = 5000;
 
 /** Shortest interval between two messages of a counts-only stream (ms). */
 export const COUNTS_ONLY_INTERVAL_MS = 250;
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 class Watcher {
   private readonly queue: WatchMessage[] = [];
@@ -132,7 +120,7 @@ class Watcher {
       // COUNTS_ONLY_INTERVAL_MS: what changes meanwhile folds into one message (push), so
       // hundreds of them cost the replica a few messages a second each, not one per change.
       const wait = this.lastSentAt + COUNTS_ONLY_INTERVAL_MS - Date.now();
-      if (wait > 0) await abortableDelay(wait, signal);
+      if (wait > 0) await delay(wait, undefined, { signal }).catch(() => undefined); // an abort ends the wait
       this.lastSentAt = Date.now();
     }
     const message = this.queue.shift();

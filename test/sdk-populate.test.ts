@@ -30,7 +30,10 @@ import {
 } from "../client-sdk/dist/index.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toProtoKey } from "../client-sdk/dist/keys.js";
+import { refreshKeySource } from "../client-sdk/dist/refresh.js";
+import { toResultRecord } from "../client-sdk/dist/reserve-loop.js";
 import { withRetry } from "../client-sdk/dist/retry.js";
+import type { JobServiceRpc } from "../client-sdk/dist/rpc.js";
 import { jobsSettingsFromEnv } from "../client-sdk/dist/config.js";
 import { testDialects } from "./helpers/databases.js";
 import { pipelinePerDialect, type PipelineSetup, recordedCalls } from "./helpers/pipeline-setup.js";
@@ -246,6 +249,37 @@ test("keys: integers are int64, other numbers double; anything else names the at
     message: 'key attribute "id": null is not a key value; use a number, bigint, string or boolean',
   });
   t.throws(() => toProtoKey({ when: new Date(0) }), { instanceOf: InvalidArgumentError, message: /^key attribute "when": object/ });
+});
+
+test("refresh: a call that fails while another is in flight fails the refresh, and the final call (stale removal) is never sent", async (t) => {
+  const sent: { keys: number; final: boolean }[] = [];
+  const rpc = {
+    async refresh(req: { keys: unknown[]; final: boolean }) {
+      sent.push({ keys: req.keys.length, final: req.final });
+      await new Promise((r) => setTimeout(r, 5));
+      if (sent.length === 2) throw new InvalidArgumentError("batch 2 is bad");
+      return { added: BigInt(req.keys.length), removed: 0n, orphaned: 0n, rePended: 0n };
+    },
+  } as unknown as JobServiceRpc;
+  async function* keys() {
+    for (let id = 0; id < 60_000; id++) {
+      if (id % 10_000 === 0) await new Promise((r) => setTimeout(r, 20)); // a slow key source: calls fail while it is read
+      yield { id };
+    }
+  }
+  const params = { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 };
+  await t.throwsAsync(refreshKeySource(rpc, "T", keys, params), { instanceOf: InvalidArgumentError, message: "batch 2 is bad" });
+  t.false(sent.some((c) => c.final), `no final call after a failed one: ${JSON.stringify(sent)}`);
+});
+
+test("result records: JSON-able objects only, at most 4 MiB as JSON; large ones measured exactly for Complete's size limit", (t) => {
+  t.deepEqual(toResultRecord("tok", undefined), { leaseToken: "tok", result: {}, wireBytes: 12 });
+  t.deepEqual(toResultRecord("tok", { at: new Date(0), gone: undefined }).result, { at: "1970-01-01T00:00:00.000Z" });
+  t.throws(() => toResultRecord("tok", [1]), { instanceOf: InvalidArgumentError, message: /returned an array/ });
+  t.throws(() => toResultRecord("tok", { big: "x".repeat(5 * 1024 * 1024) }), { instanceOf: InvalidArgumentError, message: /at most 4194304/ });
+  // 100k small numbers: about 200 KB of JSON, several times that as a protobuf Struct.
+  const numbers = toResultRecord("tok", { values: Array.from({ length: 100_000 }, (_, i) => i % 10) });
+  t.true(numbers.wireBytes > 3 * JSON.stringify(numbers.result).length, `wire ${numbers.wireBytes} bytes`);
 });
 
 test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, an unasked CANCELED and a refused stream are retried, other errors are not", async (t) => {

@@ -13,7 +13,6 @@
  *   as error, as it would with reserveJobs).
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import type { DoneMessage, FailureMessage, FatalMessage, StartMessage, ToChild, ToParent } from "./child-protocol.js";
 import { config, type JobsSettings } from "./config.js";
@@ -248,7 +247,11 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
     const share = o.maxCalls === undefined ? undefined : Math.floor(o.maxCalls / processes) + (i < o.maxCalls % processes ? 1 : 0);
     const child = fork(entry, [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
     children.push(child);
-    child.on("error", () => undefined); // spawn and IPC errors end in "exit", handled below
+    // An IPC error is followed by "exit"; a child that could not be spawned has no exit to wait for.
+    let spawnFailed: (err: Error) => void = () => undefined;
+    child.on("error", (err) => {
+      if (child.pid === undefined) spawnFailed(err);
+    });
     const outcome: ChildOutcome = { pid: child.pid };
     child.on("message", (m: ToParent) => {
       if (m.type === "done") outcome.done = m;
@@ -261,7 +264,11 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
         stopAll();
       }
     });
-    const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+    // Not events.once: it rejects on an "error" event, which would end populate while the other children still run.
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+      child.once("exit", (code, signal) => resolve([code, signal]));
+      spawnFailed = () => resolve([null, null]);
+    });
     const start: StartMessage = {
       type: "start",
       moduleUrl: table.site.moduleUrl ?? "",

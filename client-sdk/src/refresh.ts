@@ -81,16 +81,26 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
    * other's, and the SDK reads and converts the next batch meanwhile.
    */
   const inFlight = new Set<Promise<void>>();
+  /** The first failure of a call in flight: no later call is sent, least of all the final one. */
+  let failure: { error: unknown } | undefined;
+  const settled = async () => {
+    await Promise.allSettled(inFlight);
+    if (failure !== undefined) throw failure.error;
+  };
   let sentFirst = false;
   const sendAfterPrevious = async (keys: Key[], final: boolean) => {
     if (final || !sentFirst) {
-      await Promise.all(inFlight);
+      await settled();
       sentFirst = true;
       return send(keys, final);
     }
     while (inFlight.size >= REFRESH_CALLS_AT_ONCE) await Promise.race(inFlight);
-    const call = send(keys, final).finally(() => inFlight.delete(call));
-    call.catch(() => undefined); // rethrown where it is awaited: the next race, or the final call's wait
+    if (failure !== undefined) throw failure.error;
+    const call: Promise<void> = send(keys, final)
+      .catch((error: unknown) => {
+        failure ??= { error };
+      })
+      .finally(() => inFlight.delete(call));
     inFlight.add(call);
   };
   let batch: Key[] = [];
@@ -107,7 +117,7 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
     await sendAfterPrevious(full, true);
   } else {
     if (full !== undefined) await sendAfterPrevious(full, false);
-    await Promise.all(inFlight);
+    await settled();
     try {
       await send(batch, true);
     } catch (err) {

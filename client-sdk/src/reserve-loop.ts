@@ -23,7 +23,8 @@
  * running when the stop's grace period ended → released, and make's promise
  * is no longer waited for.
  */
-import type { JsonObject } from "@bufbuild/protobuf";
+import { fromJson, type JsonObject, toBinary } from "@bufbuild/protobuf";
+import { StructSchema } from "@bufbuild/protobuf/wkt";
 import type { ResolvedConnectOptions } from "./config.js";
 import { InvalidArgumentError, LeaseLostError, ResourceExhaustedError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
 import type { Lease } from "./gen/populus/v1/job_service_pb.js";
@@ -168,9 +169,9 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
   /** The next batch, reserved while the current one is made. */
   let ahead: Promise<Lease[] | undefined> | undefined;
   let aheadSize = 0;
-  /** The previous batch's Complete; one at a time, so results commit in order and memory stays bounded. */
+  /** The latest batch's Complete; each waits for the one before, so results commit in order. */
   let committing: Promise<void> = Promise.resolve();
-  const commit = (completions: { leaseToken: string; result: JsonObject }[]) => {
+  const commit = (completions: ResultRecord[]) => {
     const previous = committing;
     committing = (async () => {
       await previous;
@@ -205,10 +206,13 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
       if (!first && !stopping && nextBudget > 0 && leases.length >= requested) {
         aheadSize = nextBudget;
         ahead = reserve(nextBudget);
+        // Its failure is rethrown where it is awaited (next turn, or on the way out); until then
+        // (a batch of makes, a Complete being retried) it must not count as unhandled.
+        ahead.catch(() => undefined);
       }
       first = false;
 
-      const completions: { leaseToken: string; result: JsonObject }[] = [];
+      const completions: ResultRecord[] = [];
       for (const lease of leases) {
         const h = held.get(lease.leaseToken);
         if (h === undefined || h.lost || stopping) continue;
@@ -228,7 +232,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
           const outcome = await unlessCancelled(() => o.make(key, ctx), o.cancel);
           sizer.observe(performance.now() - started);
           // Cancelled: the grace period ended with make still running; its lease is released below.
-          if (outcome.done) completions.push({ leaseToken: lease.leaseToken, result: toResultRecord(outcome.value) });
+          if (outcome.done) completions.push(toResultRecord(lease.leaseToken, outcome.value));
         } catch (err) {
           sizer.observe(performance.now() - started);
           if (h.lost) {
@@ -238,7 +242,15 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
           // make gave up because the loop is stopping: released below, no attempt charged.
           if (h.controller.signal.aborted) continue;
           const message = err instanceof Error ? err.message : String(err);
-          const recorded = await fail(o, lease.leaseToken, message, err instanceof Error ? (err.stack ?? "") : "");
+          let recorded: boolean;
+          try {
+            recorded = await fail(o, lease.leaseToken, message, err instanceof Error ? (err.stack ?? "") : "");
+          } catch (failErr) {
+            // Fail itself failed (server unreachable past retries): stop, but still commit what this batch made.
+            fatal ??= failErr instanceof Error ? failErr : new Error(String(failErr));
+            stopping = true;
+            continue;
+          }
           forget([lease.leaseToken]);
           if (!recorded) continue;
           const failure = { key, message };
@@ -250,7 +262,10 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
           }
         }
       }
+      // At most two Completes outstanding: this one, overlapping the next batch's makes, and none older.
+      const previous = committing;
       commit(completions);
+      await previous;
       // What this batch did not start (the loop is stopping) goes back now, not after the next batch.
       if (stopping) {
         await committing;
@@ -345,21 +360,41 @@ function unlessCancelled<T>(make: () => T | Promise<T>, cancel: AbortSignal | un
   });
 }
 
+/** The server's limit on one result, in bytes of its JSON (larger is INVALID_ARGUMENT there). */
+const MAX_RESULT_JSON_BYTES = 4 * 1024 * 1024;
+
+/** A result ready for Complete: the record, and an upper bound of its size on the wire. */
+export interface ResultRecord {
+  readonly leaseToken: string;
+  readonly result: JsonObject;
+  readonly wireBytes: number;
+}
+
 /**
  * The result record of what make returned: an object, made JSON (Dates
  * become strings, undefined members disappear); nothing means `{}`.
- * Anything else is an InvalidArgumentError, recorded as the job's failure.
+ * Anything else, or a record over the server's size limit, is an
+ * InvalidArgumentError, recorded as the job's failure.
  */
-export function toResultRecord(v: unknown): JsonObject {
-  if (v === undefined) return {};
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+export function toResultRecord(leaseToken: string, v: unknown): ResultRecord {
+  if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v))) {
     throw new InvalidArgumentError(`make must return an object (the result record) or nothing; it returned ${Array.isArray(v) ? "an array" : String(v)}`);
   }
+  let json: string;
   try {
-    return JSON.parse(JSON.stringify(v)) as JsonObject;
+    json = v === undefined ? "{}" : JSON.stringify(v);
   } catch (err) {
     throw new InvalidArgumentError(`make's result record is not JSON-able: ${(err as Error).message}`, { cause: err });
   }
+  const jsonBytes = Buffer.byteLength(json, "utf8");
+  if (jsonBytes > MAX_RESULT_JSON_BYTES) {
+    throw new InvalidArgumentError(`make's result record is ${jsonBytes} bytes as JSON; the server takes at most ${MAX_RESULT_JSON_BYTES} (store large data elsewhere and return a reference)`);
+  }
+  const result = JSON.parse(json) as JsonObject;
+  // Complete goes as binary protobuf, where a Struct of small numbers takes up to about 6 times its
+  // JSON; a large record is measured exactly instead, so that its call stays under the server's limit.
+  const wireBytes = jsonBytes <= 64 * 1024 ? jsonBytes * 6 : toBinary(StructSchema, fromJson(StructSchema, result)).length;
+  return { leaseToken, result, wireBytes };
 }
 
 /** Fail; false when the lease was already lost (another worker has the key, nothing recorded). */
@@ -385,13 +420,13 @@ async function fail(o: LoopOptions, leaseToken: string, errorMessage: string, er
  * 10 s drain and started again took longer than the retries on the loaded
  * dev machine (worker-cli.test.ts, keys made twice before this).
  */
-async function complete(o: LoopOptions, completions: { leaseToken: string; result: JsonObject }[]): Promise<number> {
+async function complete(o: LoopOptions, completions: readonly ResultRecord[]): Promise<number> {
   const until = Date.now() + (o.leaseDurationS ?? LEASE_DURATION_S) * 1000;
   let committed = 0;
   for (let batch of completeBatches(completions)) {
     while (batch.length > 0) {
       try {
-        const answer = await o.rpc.complete({ table: o.table, completions: batch, keepCompleted: o.keepCompleted });
+        const answer = await o.rpc.complete({ table: o.table, completions: batch.map(({ leaseToken, result }) => ({ leaseToken, result })), keepCompleted: o.keepCompleted });
         committed += count(answer.committed) + count(answer.alreadyCommitted);
         break;
       } catch (err) {
@@ -414,23 +449,22 @@ async function complete(o: LoopOptions, completions: { leaseToken: string; resul
   return committed;
 }
 
-/** Results per Complete call, and their JSON bytes per call: the server's limits (1,000 and 8 MiB), with room for the envelope. */
+/** Results per Complete call (the server's limit), and their wire bytes per call: under the server's 16 MiB request limit, with room for the envelope. */
 const COMPLETE_BATCH = 1000;
-const COMPLETE_BATCH_BYTES = 7 * 1024 * 1024;
+const COMPLETE_BATCH_BYTES = 15 * 1024 * 1024;
 
-/** The completions cut into calls the server accepts: at most COMPLETE_BATCH results and COMPLETE_BATCH_BYTES of results each. */
-function* completeBatches<T extends { result: JsonObject }>(completions: readonly T[]): Generator<T[]> {
-  let batch: T[] = [];
+/** The completions cut into calls the server accepts: at most COMPLETE_BATCH results and COMPLETE_BATCH_BYTES on the wire each. */
+function* completeBatches(completions: readonly ResultRecord[]): Generator<ResultRecord[]> {
+  let batch: ResultRecord[] = [];
   let bytes = 0;
   for (const c of completions) {
-    const size = Buffer.byteLength(JSON.stringify(c.result), "utf8");
-    if (batch.length > 0 && (batch.length === COMPLETE_BATCH || bytes + size > COMPLETE_BATCH_BYTES)) {
+    if (batch.length > 0 && (batch.length === COMPLETE_BATCH || bytes + c.wireBytes > COMPLETE_BATCH_BYTES)) {
       yield batch;
       batch = [];
       bytes = 0;
     }
     batch.push(c);
-    bytes += size;
+    bytes += c.wireBytes;
   }
   if (batch.length > 0) yield batch;
 }

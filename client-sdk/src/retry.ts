@@ -10,7 +10,8 @@
  * SDK sends is safe to repeat: Complete and Fail answer OK for a repeat of a
  * call that committed (promise 2), Refresh is a set operation (promise 4),
  * and a repeated Reserve at worst leases jobs whose leases then expire.
- * The SDK never sends a batch above the server's limits, so a
+ * The SDK never sends a batch above the server's limits (reserve-loop.ts
+ * sizes Complete calls by their bytes on the wire), so a
  * RESOURCE_EXHAUSTED it sees is load, not size.
  */
 import { Code, ConnectError } from "@connectrpc/connect";

@@ -180,10 +180,9 @@ export class WatchHub {
   /** The messages of one Watch stream of a declared table, until the signal aborts. */
   async *watch(table: string, o: WatchOptions): AsyncGenerator<WatchMessage> {
     if (o.cursor !== null) await this.checkCursor(o.cursor);
-    const state = await this.open(table);
     const watcher = new Watcher(o.countsOnly, this.maxQueuedEvents);
     // Registered before the log is read back: every change after `from` reaches this watcher once.
-    state.watchers.add(watcher);
+    const state = await this.open(table, watcher);
     const from = state.position;
     const countsThen = sameCounts(state.counts);
     try {
@@ -226,7 +225,23 @@ export class WatchHub {
     }
   }
 
-  private async open(table: string): Promise<TableState> {
+  /**
+   * The table's state, ready, with `watcher` registered on it. Registered in
+   * the same turn as the check that the state is still the table's: the last
+   * watcher of a table leaving drops its state, and a watcher added to a
+   * dropped state would get its snapshot and then nothing.
+   */
+  private async open(table: string, watcher: Watcher): Promise<TableState> {
+    for (;;) {
+      const state = await this.openState(table);
+      if (this.tables.get(table) === state) {
+        state.watchers.add(watcher);
+        return state;
+      }
+    }
+  }
+
+  private async openState(table: string): Promise<TableState> {
     let state = this.tables.get(table);
     if (state === undefined) {
       const created = new TableState();

@@ -264,9 +264,12 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
         stopAll();
       }
     });
+    // "close", not "exit": the IPC channel is closed by then, so every message the child sent
+    // (its "done" report) has been received; after "exit" one may still be on its way (under
+    // load a child that reported and exited 0 was taken for one that never reported).
     // Not events.once: it rejects on an "error" event, which would end populate while the other children still run.
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-      child.once("exit", (code, signal) => resolve([code, signal]));
+      child.once("close", (code, signal) => resolve([code, signal]));
       spawnFailed = () => resolve([null, null]);
     });
     const start: StartMessage = {

@@ -12,7 +12,7 @@ import { map } from "rxjs/internal/operators/map";
 import { config } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type Job, JobStatus } from "./gen/populus/v1/types_pb.js";
-import { fromProtoKey, type KeyRecord, type KeyValue, toProtoKey, toRestriction } from "./keys.js";
+import { fromProtoKey, type KeyRecord, type KeyValue, sumOverKeyCalls, toRestriction } from "./keys.js";
 import { type RefreshCounts, refreshKeySource } from "./refresh.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { KeySource } from "./table-definition.js";
@@ -164,14 +164,7 @@ export class JobsView<K extends object = KeyRecord> {
   async delete(keys?: readonly K[]): Promise<number> {
     if (keys === undefined) return count((await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: [] })).deleted);
     // An empty list restricts to nothing, as in DataJoint (not "no restriction": that would delete them all).
-    if (keys.length === 0) return 0;
-    // The server takes at most 10,000 keys per call.
-    let deleted = 0;
-    for (let i = 0; i < keys.length; i += 10_000) {
-      const answer = await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: keys.slice(i, i + 10_000).map(toProtoKey) });
-      deleted += count(answer.deleted);
-    }
-    return deleted;
+    return sumOverKeyCalls(keys, async (chunk) => count((await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: chunk })).deleted));
   }
 }
 
@@ -233,13 +226,8 @@ export class Jobs<K extends object = KeyRecord> {
   }
 
   /** Marks keys to skip (in calls of ≤ 10,000); answers how many jobs were set to ignore. */
-  async ignore(keys: readonly K[]): Promise<number> {
-    let ignored = 0;
-    for (let i = 0; i < keys.length; i += 10_000) {
-      const answer = await this.#rpc.ignore({ table: this.#table, keys: keys.slice(i, i + 10_000).map(toProtoKey) });
-      ignored += count(answer.ignored);
-    }
-    return ignored;
+  ignore(keys: readonly K[]): Promise<number> {
+    return sumOverKeyCalls(keys, async (chunk) => count((await this.#rpc.ignore({ table: this.#table, keys: chunk })).ignored));
   }
 
   /** The table's counts by status and of its target. */

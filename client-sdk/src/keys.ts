@@ -47,6 +47,16 @@ export function toProtoValue(attribute: string, v: unknown): Value {
   }
 }
 
+/** Keys per call of the RPCs that take key lists (Refresh, Ignore, DeleteJobs, DeleteTargets): the server's limit. */
+export const KEYS_PER_CALL = 10_000;
+
+/** Sends `keys` as protobuf keys in calls of at most KEYS_PER_CALL, one after another; answers the sum of the calls' counts. */
+export async function sumOverKeyCalls(keys: readonly unknown[], call: (keys: Key[]) => Promise<number>): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < keys.length; i += KEYS_PER_CALL) total += await call(keys.slice(i, i + KEYS_PER_CALL).map(toProtoKey));
+  return total;
+}
+
 /** The proto Key of a key record; throws InvalidArgumentError for a non-object or a bad attribute. */
 export function toProtoKey(key: unknown): Key {
   if (typeof key !== "object" || key === null || Array.isArray(key)) {

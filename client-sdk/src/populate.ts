@@ -248,9 +248,9 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
     const child = fork(entry, [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
     children.push(child);
     // An IPC error is followed by "exit"; a child that could not be spawned has no exit to wait for.
-    let spawnFailed: (err: Error) => void = () => undefined;
-    child.on("error", (err) => {
-      if (child.pid === undefined) spawnFailed(err);
+    let spawnFailed = () => undefined as void;
+    child.on("error", () => {
+      if (child.pid === undefined) spawnFailed();
     });
     const outcome: ChildOutcome = { pid: child.pid };
     child.on("message", (m: ToParent) => {

@@ -9,13 +9,13 @@
 import { randomUUID } from "node:crypto";
 import { InvalidArgumentError, TableNotFoundError } from "./errors.js";
 import type { Key } from "./gen/populus/v1/types_pb.js";
-import { toProtoKey } from "./keys.js";
+import { KEYS_PER_CALL, toProtoKey } from "./keys.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { KeySource, KeySourceKeys } from "./table-definition.js";
 import { count, durationOf } from "./wire-values.js";
 
 /** Keys per Refresh call: the server's limit (RESOURCE_EXHAUSTED above it). */
-export const REFRESH_BATCH = 10_000;
+export const REFRESH_BATCH = KEYS_PER_CALL;
 
 /** Refresh calls of one refresh in flight at once, past its first. */
 const REFRESH_CALLS_AT_ONCE = 2;
@@ -88,15 +88,15 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
     if (failure !== undefined) throw failure.error;
   };
   let sentFirst = false;
-  const sendAfterPrevious = async (keys: Key[], final: boolean) => {
-    if (final || !sentFirst) {
-      await settled();
+  /** A call before the last: the first alone, then up to REFRESH_CALLS_AT_ONCE in flight. */
+  const sendMiddle = async (keys: Key[]) => {
+    if (!sentFirst) {
       sentFirst = true;
-      return send(keys, final);
+      return send(keys, false);
     }
     while (inFlight.size >= REFRESH_CALLS_AT_ONCE) await Promise.race(inFlight);
     if (failure !== undefined) throw failure.error;
-    const call: Promise<void> = send(keys, final)
+    const call: Promise<void> = send(keys, false)
       .catch((error: unknown) => {
         failure ??= { error };
       })
@@ -108,23 +108,20 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
   for await (const key of await keysOf(source)) {
     batch.push(toProtoKey(key));
     if (batch.length === REFRESH_BATCH) {
-      if (full !== undefined) await sendAfterPrevious(full, false);
+      if (full !== undefined) await sendMiddle(full);
       full = batch;
       batch = [];
     }
   }
-  if (full !== undefined && batch.length === 0) {
-    await sendAfterPrevious(full, true);
-  } else {
-    if (full !== undefined) await sendAfterPrevious(full, false);
-    await settled();
-    try {
-      await send(batch, true);
-    } catch (err) {
-      // An empty key source of a table never declared: nothing to refresh.
-      if (batch.length === 0 && full === undefined && err instanceof TableNotFoundError) return totals;
-      throw err;
-    }
+  const last = batch.length === 0 && full !== undefined ? full : batch;
+  if (full !== undefined && last !== full) await sendMiddle(full);
+  await settled();
+  try {
+    await send(last, true);
+  } catch (err) {
+    // An empty key source of a table never declared: nothing to refresh.
+    if (last.length === 0 && full === undefined && err instanceof TableNotFoundError) return totals;
+    throw err;
   }
   return totals;
 }

@@ -7,7 +7,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { ResolvedConnectOptions } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
 import { Jobs } from "./jobs.js";
-import { fromProtoKey, type KeyRecord, type KeyValue, toProtoKey, toRestriction } from "./keys.js";
+import { fromProtoKey, type KeyRecord, type KeyValue, sumOverKeyCalls, toRestriction } from "./keys.js";
 import { populate, type PopulateOptions, type PopulateResult } from "./populate.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { TableDefinition } from "./table-definition.js";
@@ -86,12 +86,7 @@ export class Table<K extends object = KeyRecord> implements RegisteredTable {
    */
   async delete(keys: readonly K[] | { readonly all: true }): Promise<number> {
     if (Array.isArray(keys)) {
-      let deleted = 0;
-      for (let i = 0; i < keys.length; i += 10_000) {
-        const answer = await this.rpc.deleteTargets({ table: this.name, keys: keys.slice(i, i + 10_000).map(toProtoKey) });
-        deleted += count(answer.deleted);
-      }
-      return deleted;
+      return sumOverKeyCalls(keys, async (chunk) => count((await this.rpc.deleteTargets({ table: this.name, keys: chunk })).deleted));
     }
     if ((keys as { all?: unknown }).all !== true) throw new InvalidArgumentError("table.delete: pass an array of keys or { all: true }");
     return count((await this.rpc.deleteTargets({ table: this.name, all: true })).deleted);

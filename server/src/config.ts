@@ -3,6 +3,7 @@
  * vars, validated, defaulted and frozen. A bad value ends the program with
  * exit code 2 and one line on stderr, before any port is bound.
  */
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { TokenSource } from "./service/auth.js";
@@ -50,6 +51,16 @@ export interface ServerConfig {
 /** A configuration the program cannot start with; main exits 2 with its message. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
+}
+
+/** Reads a file an option names (tokens, certificate, key); one that cannot be read is a ConfigError naming the option. */
+export function readOptionFile(path: string, option: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new ConfigError(`${option} ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : "cannot be read"}`);
+  }
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;

@@ -7,11 +7,10 @@
  * server cannot start (database unreachable, port in use) or fails.
  */
 import { setMaxListeners } from "node:events";
-import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ConfigError, parseServerConfig, type ServerConfig } from "./config.js";
+import { ConfigError, parseServerConfig, readOptionFile, type ServerConfig } from "./config.js";
 import { describeStartupError } from "./startup-error.js";
 import { listen, type TlsFiles } from "./http-server.js";
 import { createLogger } from "./logger.js";
@@ -166,13 +165,7 @@ async function main(): Promise<void> {
 
 /** Reads a PEM file named by an option; unreadable or not PEM is a configuration error. */
 function readPem(path: string, option: string): Buffer {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    throw new ConfigError(`${option} ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : "cannot be read"}`);
-  }
+  const pem = readOptionFile(path, option);
   if (!pem.includes("-----BEGIN ")) throw new ConfigError(`${option} ${path}: not a PEM file (no "-----BEGIN" line)`);
   return pem;
 }

@@ -15,10 +15,9 @@
  * RPCs, never a token.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
-import { ConfigError } from "../config.js";
+import { ConfigError, readOptionFile } from "../config.js";
 
 export type Role = "reader" | "worker" | "admin";
 
@@ -158,14 +157,7 @@ export class TokenTable {
 
   /** Reads a tokens file; a file that cannot be read is a ConfigError (exit 2). */
   static readFile(path: string): TokenTable {
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      throw new ConfigError(`--tokens-file ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : "cannot be read"}`);
-    }
-    return TokenTable.parseFile(text, path);
+    return TokenTable.parseFile(readOptionFile(path, "--tokens-file").toString("utf8"), path);
   }
 }
 

@@ -9,20 +9,22 @@
  *   event loop, the 1 s lease expired and the competitor made the key too);
  * - a lease the server takes back while make runs reaches make as an abort
  *   of ctx.signal with LeaseLostError, and its result is dropped; the key is
- *   leased again and committed once.
+ *   leased again and committed once;
+ * - both again with `processes: 2`, where the parent's one heartbeat thread
+ *   renews the children's leases and routes a lost one to the child holding it.
  *
  * Tables: fixtures/sdk-heartbeat-pipeline.ts (imported with ?url=&dir=),
  * worker processes: fixtures/sdk-heartbeat-worker.ts.
  */
 import test from "ava";
 import { once } from "node:events";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, LeaseLostError, type PopulateResult } from "../client-sdk/dist/index.js";
 import { RESERVE_BATCH } from "../client-sdk/dist/reserve-loop.js";
 import { testDialects } from "./helpers/databases.js";
-import { pipelinePerDialect, type PipelineSetup, recordedCalls, startWorker, type Worker } from "./helpers/pipeline-setup.js";
+import { pipelinePerDialect, type PipelineSetup, recordedCalls, startWorker, waitFor, type Worker } from "./helpers/pipeline-setup.js";
 
 type Pipeline = typeof import("./fixtures/sdk-heartbeat-pipeline.js");
 
@@ -59,11 +61,11 @@ for (const dialect of dialects) {
       await sleep(10);
     }
     // The busy worker holds one Reserve batch (the blocking key and the next); the rival takes the rest and keeps asking.
-    writeFileSync(join(s.dir, "go"), "");
+    writeFileSync(join(s.dir, "Busy.go"), "");
     const started = Date.now();
     const b = await busy.exited;
     t.true(Date.now() - started >= BUSY_MS - 1000, "the busy worker ran through its blocking make");
-    writeFileSync(join(s.dir, "stop"), "");
+    writeFileSync(join(s.dir, "Busy.stop"), "");
     const r = await rival.exited;
     t.is(b.code, 0, b.stderr);
     t.is(r.code, 0, r.stderr);
@@ -126,5 +128,47 @@ for (const dialect of dialects) {
     t.deepEqual((await Reclaimed.fetch()).map((r) => r.result), [{ first: false }]);
     t.like(await Reclaimed.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 1 });
     db.close();
+  });
+
+  test(`${dialect}: processes: 2: a child's make that blocks its event loop for four 1 s lease lengths keeps its lease (the parent renews it) and commits once`, async (t) => {
+    const s = await setup();
+    const { BusyInChild, BUSY_ID, BUSY_MS } = s.pipeline;
+    const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true", POPULUS_TEST_PROCESSES: "2" });
+    const rival = heartbeatWorker(s, "compete", { POPULUS_TEST_PROCESSES: "2" });
+    await waitFor("the busy child starts the blocking make", () => existsSync(join(s.dir, "BusyInChild.marker")), busy);
+    writeFileSync(join(s.dir, "BusyInChild.go"), "");
+    const started = Date.now();
+    const b = await busy.exited;
+    t.true(Date.now() - started >= BUSY_MS - 1000, "the busy worker ran through its blocking make");
+    writeFileSync(join(s.dir, "BusyInChild.stop"), "");
+    const r = await rival.exited;
+    t.is(b.code, 0, b.stderr);
+    t.is(r.code, 0, r.stderr);
+
+    const busyResult = JSON.parse(b.stdout) as PopulateResult;
+    const rivalResult = JSON.parse(r.stdout) as PopulateResult;
+    t.deepEqual([busyResult.errorList, rivalResult.errorList], [[], []]);
+    t.is(busyResult.successCount + rivalResult.successCount, 4);
+    const made = calls(s, "BusyInChild");
+    t.deepEqual(made.map((c) => c.id).sort(byNumber), [0, 1, 2, 3], "each key was made once");
+    const blockingPid = Number(readFileSync(join(s.dir, "BusyInChild.marker"), "utf8"));
+    t.not(blockingPid, busy.child.pid, "the blocking make ran in a child process");
+    t.deepEqual(made.filter((c) => c.id === BUSY_ID).map((c) => c.pid), [blockingPid], "only the busy child made the blocking key");
+    const blocking = (await BusyInChild.jobs.completed.fetch()).find((j) => j.key.id === BUSY_ID);
+    t.is(blocking?.attempts, 1, "the blocking key was leased once: its lease never expired");
+    t.like(await BusyInChild.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 4 });
+  });
+
+  test(`${dialect}: processes: 2: a lease taken back while a child's make runs aborts its ctx.signal with LeaseLostError; the key is committed once`, async (t) => {
+    const s = await setup();
+    const { ReclaimedInChild } = s.pipeline;
+    const populating = ReclaimedInChild.populate({ reserveJobs: true, leaseDuration: 3, processes: 2 });
+    await waitFor("a child starts the first make", () => existsSync(join(s.dir, "ReclaimedInChild.marker")));
+    t.like(await ReclaimedInChild.jobs.refresh({ orphanTimeout: 0 }), { orphaned: 1 });
+    const result = await populating;
+    t.deepEqual(readFileSync(join(s.dir, "ReclaimedInChild.reasons"), "utf8").split("\n").filter(Boolean), ["LeaseLostError"]);
+    t.deepEqual(result, { successCount: 1, errorList: [] }, "the lost lease's result was dropped, the second lease's committed");
+    t.deepEqual((await ReclaimedInChild.fetch()).map((r) => r.result), [{ first: false }]);
+    t.like(await ReclaimedInChild.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 1 });
   });
 }

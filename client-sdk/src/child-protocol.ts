@@ -68,7 +68,36 @@ export interface FatalMessage {
   readonly message: string;
 }
 
+/** Child → parent: renew these leases (the parent's heartbeat thread keeps every child's leases; populate-heartbeat.ts). */
+export interface HoldMessage {
+  readonly type: "hold";
+  readonly tokens: string[];
+}
+
+/** Child → parent: renew these leases no more (committed, failed, released or lost). */
+export interface DropMessage {
+  readonly type: "drop";
+  readonly tokens: string[];
+}
+
+/** Child → parent: progress of one job, sent with its next renewal. */
+export interface ProgressMessage {
+  readonly type: "progress";
+  readonly token: string;
+  readonly fraction: number;
+  readonly message: string;
+}
+
+/** Parent → child: the server answered these leases of the child as lost. */
+export interface LostMessage {
+  readonly type: "lost";
+  readonly tokens: readonly string[];
+}
+
+/** What a child's reserve loop tells the parent's heartbeat. */
+export type HeartbeatMessage = HoldMessage | DropMessage | ProgressMessage;
+
 /** Any parent → child message. */
-export type ToChild = StartMessage | StopMessage;
+export type ToChild = StartMessage | StopMessage | LostMessage;
 /** Any child → parent message. */
-export type ToParent = FailureMessage | DoneMessage | FatalMessage | MakeMessage;
+export type ToParent = FailureMessage | DoneMessage | FatalMessage | MakeMessage | HeartbeatMessage;

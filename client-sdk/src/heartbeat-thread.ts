@@ -50,16 +50,59 @@ const ROLE = "@populus/sdk/heartbeat-thread";
 /** Heartbeat has at most 1000 lease tokens per call (the server's limit). */
 const HEARTBEAT_BATCH = 1000;
 
-/** What the loop hears from the thread. */
+/** What the loop hears from whatever keeps its leases. */
 export interface HeartbeatListener {
   /** Leases the server answered as lost (expired and reassigned, or released). */
   onLost(tokens: readonly string[]): void;
-  /** The thread died (it could not start, or a bug): its leases are no longer renewed. */
+  /** The heartbeat died (its thread could not start, or a bug): its leases are no longer renewed. */
   onError(err: Error): void;
 }
 
+/**
+ * What a reserve loop hands its leases to: a heartbeat off the loop's own
+ * event loop. In one process that is a HeartbeatThread; in a populate child
+ * process it is the parent's thread, reached over IPC (populate-heartbeat.ts).
+ */
+export interface LeaseKeeper {
+  /** Resolves once held leases are renewed; rejects when that can never happen. Wait for it before running make. */
+  readonly ready: Promise<void>;
+  /** Starts renewing these leases. */
+  hold(tokens: readonly string[]): void;
+  /** Stops renewing these leases (committed, failed, released or lost). */
+  drop(tokens: readonly string[]): void;
+  /** Progress of one job, sent with its next renewal. */
+  progress(token: string, fraction: number, message: string): void;
+  /** Renews nothing more; resolves once that is so. */
+  stop(): Promise<void>;
+}
+
+/** Starts the lease keeper of one reserve loop, telling `listener` what happens to its leases. */
+export type StartLeaseKeeper = (listener: HeartbeatListener) => LeaseKeeper;
+
+/**
+ * Which progress reports are worth sending: only when the message changes
+ * or the fraction moves by at least 0.001 (or reaches 1), so a make that
+ * reports from a tight loop sends at most about a thousand per job instead
+ * of one per call.
+ */
+export class ProgressFilter {
+  readonly #sent = new Map<string, { fraction: number; message: string }>();
+
+  /** True when this report should be sent (and it is then remembered as sent). */
+  worthSending(token: string, fraction: number, message: string): boolean {
+    const last = this.#sent.get(token);
+    if (last !== undefined && last.message === message && Math.abs(last.fraction - fraction) < 0.001 && !(fraction === 1 && last.fraction !== 1)) return false;
+    this.#sent.set(token, { fraction, message });
+    return true;
+  }
+
+  forget(tokens: readonly string[]): void {
+    for (const t of tokens) this.#sent.delete(t);
+  }
+}
+
 /** The main side: a running heartbeat thread. Create with startHeartbeatThread(). */
-export class HeartbeatThread {
+export class HeartbeatThread implements LeaseKeeper {
   /**
    * Resolves once the thread runs and renews what it is given; rejects when
    * it could not start. Wait for it before running make: a lease handed out
@@ -67,7 +110,7 @@ export class HeartbeatThread {
    */
   readonly ready: Promise<void>;
   readonly #worker: Worker;
-  readonly #sentProgress = new Map<string, { fraction: number; message: string }>();
+  readonly #sentProgress = new ProgressFilter();
   #stopped = false;
 
   /** @internal Use startHeartbeatThread(). */
@@ -84,21 +127,13 @@ export class HeartbeatThread {
   /** Stops renewing these leases (committed, failed, released or lost). */
   drop(tokens: readonly string[]): void {
     if (tokens.length === 0) return;
-    for (const t of tokens) this.#sentProgress.delete(t);
+    this.#sentProgress.forget(tokens);
     this.#post({ type: "drop", tokens });
   }
 
-  /**
-   * Progress of one job, sent with its next renewal. Posted only when the
-   * message changes or the fraction moves by at least 0.001, so a make that
-   * reports from a tight loop posts at most about a thousand messages per
-   * job instead of one per call.
-   */
+  /** Progress of one job, sent with its next renewal (see ProgressFilter for which reports are posted). */
   progress(token: string, fraction: number, message: string): void {
-    const last = this.#sentProgress.get(token);
-    if (last !== undefined && last.message === message && Math.abs(last.fraction - fraction) < 0.001 && !(fraction === 1 && last.fraction !== 1)) return;
-    this.#sentProgress.set(token, { fraction, message });
-    this.#post({ type: "progress", token, fraction, message });
+    if (this.#sentProgress.worthSending(token, fraction, message)) this.#post({ type: "progress", token, fraction, message });
   }
 
   /** Ends the thread (and its connection); resolves once it is gone. */

@@ -3,7 +3,8 @@
  * child_process.fork). It waits for the parent's StartMessage, imports the
  * module that defined the table (which registers it), opens its own
  * connection, runs the reserve loop and reports a DoneMessage (or a
- * FatalMessage) before it exits. A StopMessage stops the loop with the
+ * FatalMessage) before it exits. Its leases are renewed by the parent's
+ * heartbeat thread (populate-heartbeat.ts). A StopMessage stops the loop with the
  * grace it names; SIGTERM/SIGINT reaching this process (Ctrl-C signals the
  * whole process group) stops it with populate's grace; the parent going away
  * (IPC disconnect) stops it at once. Either way held leases are released
@@ -16,6 +17,7 @@ import type { StartMessage, ToChild, ToParent } from "./child-protocol.js";
 import { JobsConfig } from "./config.js";
 import { PopulusError } from "./errors.js";
 import { GracefulStop } from "./graceful-stop.js";
+import { RelayedLeaseKeeper } from "./populate-heartbeat.js";
 import { unloadable } from "./populate.js";
 import { countingMake } from "./populate-progress.js";
 import { runReserveLoop } from "./reserve-loop.js";
@@ -27,6 +29,8 @@ import { workerIdentity } from "./worker-identity.js";
 const stop = new GracefulStop();
 /** populate's grace, known once the StartMessage arrived; a signal before that stops at once. */
 let graceS = 0;
+/** The running loop's lease keeper, which hears of lost leases from the parent. */
+let leaseKeeper: RelayedLeaseKeeper | undefined;
 
 function send(message: ToParent): Promise<void> {
   return new Promise((resolve) => {
@@ -54,7 +58,7 @@ async function run(start: StartMessage): Promise<void> {
   try {
     const result = await runReserveLoop({
       rpc: connection.rpc,
-      connect: start.connect,
+      heartbeat: (listener) => (leaseKeeper = new RelayedLeaseKeeper((m) => void send(m), listener)),
       table: start.table,
       make: start.reportMakes === true ? countingMake(table.definition.make, (outcome) => void send({ type: "make", outcome })) : table.definition.make,
       identity: workerIdentity(settings.versionMethod),
@@ -76,6 +80,7 @@ async function run(start: StartMessage): Promise<void> {
 
 process.on("message", (m: ToChild) => {
   if (m.type === "stop") stop.request(m.graceS);
+  else if (m.type === "lost") leaseKeeper?.deliver(m);
   else if (m.type === "start") {
     run(m)
       .catch((err: unknown) =>

@@ -22,6 +22,8 @@ import { PopulateProgress } from "./populate-progress.js";
 import { refreshKeySource } from "./refresh.js";
 import type { Make } from "./table-definition.js";
 import { GracefulStop } from "./graceful-stop.js";
+import { startHeartbeatThread } from "./heartbeat-thread.js";
+import { ChildLeaseRelay } from "./populate-heartbeat.js";
 import { type KeyError, LEASE_DURATION_S, runReserveLoop } from "./reserve-loop.js";
 import type { Table } from "./table.js";
 import { childImporting } from "./table-registry.js";
@@ -192,7 +194,7 @@ async function populateResolved<K extends object>(
     const stop = new GracefulStop().follow(options.signal, o.graceS);
     const result = await runReserveLoop({
       rpc: table.rpc,
-      connect: table.connectOptions,
+      heartbeat: (listener) => startHeartbeatThread({ connect: table.connectOptions, table: table.name, leaseDurationS: o.leaseDurationS }, listener),
       table: table.name,
       make: progress?.counting(table.definition.make as unknown as Make<KeyRecord>) ?? (table.definition.make as unknown as Make<KeyRecord>),
       identity: workerIdentity(settings.versionMethod),
@@ -242,6 +244,19 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
   };
   const onAbort = () => stopAll(o.graceS);
   signal?.addEventListener("abort", onAbort, { once: true });
+  // One heartbeat thread here renews the leases of every child (populate-heartbeat.ts).
+  let heartbeatFailure: Error | undefined;
+  const heartbeat = startHeartbeatThread(
+    { connect: table.connectOptions, table: table.name, leaseDurationS: o.leaseDurationS },
+    {
+      onLost: (tokens) => relay.lost(tokens),
+      onError: (err) => {
+        heartbeatFailure ??= err;
+        stopAll();
+      },
+    },
+  );
+  const relay = new ChildLeaseRelay(heartbeat);
   const outcomes = Array.from({ length: processes }, async (_, i): Promise<ChildOutcome> => {
     // Each child's share of maxCalls: the remainder goes to the first ones.
     const share = o.maxCalls === undefined ? undefined : Math.floor(o.maxCalls / processes) + (i < o.maxCalls % processes ? 1 : 0);
@@ -254,7 +269,8 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
     });
     const outcome: ChildOutcome = { pid: child.pid };
     child.on("message", (m: ToParent) => {
-      if (m.type === "done") outcome.done = m;
+      if (m.type === "hold" || m.type === "drop" || m.type === "progress") relay.receive(child, m);
+      else if (m.type === "done") outcome.done = m;
       else if (m.type === "make") progress?.made(m.outcome);
       else if (m.type === "fatal") {
         outcome.fatal = m;
@@ -269,7 +285,10 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
     // load a child that reported and exited 0 was taken for one that never reported).
     // Not events.once: it rejects on an "error" event, which would end populate while the other children still run.
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-      child.once("close", (code, signal) => resolve([code, signal]));
+      child.once("close", (code, signal) => {
+        relay.gone(child);
+        resolve([code, signal]);
+      });
       spawnFailed = () => resolve([null, null]);
     });
     const start: StartMessage = {
@@ -287,11 +306,22 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
       graceS: o.graceS,
       reportMakes: progress?.wantsMakeReports ?? false,
     };
-    sendTo(child, start);
+    // The child boots meanwhile; it may reserve only once its leases are renewed.
+    await heartbeat.ready.catch(() => undefined);
+    if (heartbeatFailure === undefined) sendTo(child, start);
+    else child.disconnect(); // the child stops when its parent goes away; it has nothing to report
     [outcome.code, outcome.signal] = await exited;
     return outcome;
   });
-  const results = await Promise.all(outcomes).finally(() => signal?.removeEventListener("abort", onAbort));
+  const results = await Promise.all(outcomes).finally(() => {
+    signal?.removeEventListener("abort", onAbort);
+    return heartbeat.stop();
+  });
+  if (heartbeatFailure !== undefined) {
+    throw new WorkerProcessError(`the heartbeat thread of ${table.name} failed, so the children's leases were no longer renewed: ${heartbeatFailure.message}`, {
+      cause: heartbeatFailure,
+    });
+  }
 
   const fatal = results.find((r) => r.fatal !== undefined)?.fatal;
   if (fatal !== undefined) {

@@ -2,9 +2,9 @@
  * The reserve loop of one process: reserve a batch of jobs, run make on each,
  * commit the successes in one Complete, record failures with Fail, and repeat
  * until Reserve answers nothing (or maxCalls is reached, or the loop is told
- * to stop). Held leases are kept alive by a heartbeat thread
- * (heartbeat-thread.ts), off the event loop that runs make, so a CPU-bound
- * make cannot starve it.
+ * to stop). Held leases are kept alive by a heartbeat off the event loop
+ * that runs make (a thread, heartbeat-thread.ts, or populate's parent
+ * process, populate-heartbeat.ts), so a CPU-bound make cannot starve it.
  *
  * Batching is what makes the coordinator cheap (one round trip and one
  * commit per batch), and pipelining hides the round trips: while a batch's
@@ -25,10 +25,9 @@
  */
 import { fromJson, type JsonObject, toBinary } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
-import type { ResolvedConnectOptions } from "./config.js";
 import { InvalidArgumentError, LeaseLostError, ResourceExhaustedError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
 import type { Lease } from "./gen/populus/v1/job_service_pb.js";
-import { type HeartbeatThread, startHeartbeatThread } from "./heartbeat-thread.js";
+import type { LeaseKeeper, StartLeaseKeeper } from "./heartbeat-thread.js";
 import { fromProtoKey, type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { Make, MakeContext } from "./table-definition.js";
@@ -75,8 +74,8 @@ export interface LoopResult {
 /** Everything a reserve loop needs. */
 export interface LoopOptions {
   readonly rpc: JobServiceRpc;
-  /** The options `rpc` was opened with: the heartbeat thread opens its own connection with them. */
-  readonly connect: ResolvedConnectOptions;
+  /** Starts what renews the loop's leases (with the loop's lease length) until stopped. */
+  readonly heartbeat: StartLeaseKeeper;
   /** Table name. */
   readonly table: string;
   readonly make: Make<KeyRecord>;
@@ -138,16 +137,13 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
   // once leases were held, it came up too late for 1 s leases on the loaded
   // 2-core dev machine (sdk-heartbeat.test.ts, both dialects at once, load
   // average 6: a lease expired before its first renewal in 1 run of 4).
-  const heartbeat: HeartbeatThread = startHeartbeatThread(
-    { connect: o.connect, table: o.table, leaseDurationS },
-    {
-      onLost: markLost,
-      onError: (err) => {
-        fatal ??= new WorkerProcessError(`the heartbeat thread of ${o.table} failed, so held leases are no longer renewed: ${err.message}`, { cause: err });
-        onCancel();
-      },
+  const heartbeat: LeaseKeeper = o.heartbeat({
+    onLost: markLost,
+    onError: (err) => {
+      fatal ??= new WorkerProcessError(`the heartbeat of ${o.table} failed, so held leases are no longer renewed: ${err.message}`, { cause: err });
+      onCancel();
     },
-  );
+  });
   const forget = (tokens: readonly string[]) => {
     for (const t of tokens) held.delete(t);
     heartbeat.drop(tokens);

@@ -299,3 +299,35 @@ if (dialects.includes("mysql" as Dialect)) {
     await Promise.all([resumed.close(), onA.close()]);
   });
 }
+
+// Pacing is the hub's, the same on every dialect: one run on the first.
+if (dialects[0] !== undefined) {
+  const dialect = dialects[0];
+  test(`${dialect}: counts-only streams are paced by their number: 600 of them get a message at most every 600 ms, and the last counts`, async (t) => {
+    const db = await createTestDatabase(dialect);
+    databases.push(db);
+    const s = await startServer({ database: db.url, args: ["--max-watch-streams", "700"] });
+    servers.push(s);
+    const clients = Array.from({ length: 10 }, () => jobsClient(s.url));
+    const table = "WatchPaced";
+    await clients[0]!.refresh({ table, keys: keys(0, 3000) });
+    const streams = Array.from({ length: 600 }, (_, i) => new Stream(clients[i % clients.length]!, table, { countsOnly: true }));
+    await Promise.all(streams.map((w) => w.until("the snapshot", (x) => x.messages.length >= 1)));
+    // About 3 s of changes, one every 25 ms, each of which would be news to every stream.
+    let done = 0;
+    for (const started = Date.now(); Date.now() - started < 3000; await sleep(25)) {
+      const leased = await reserve(clients[0]!, table, 10);
+      await clients[0]!.complete({ table, completions: leased.map((l) => ({ leaseToken: l.token, result: {} })) });
+      done += leased.length;
+    }
+    await Promise.all(streams.map((w) => w.until("the last counts", (x) => x.progress?.target === done)));
+    const gaps = streams.flatMap((w) => w.arrivals.slice(2).map((at, i) => at - w.arrivals[i + 1]!));
+    const updates = streams.map((w) => w.messages.length - 1);
+    t.log(`${done} jobs completed; ${Math.min(...updates)}–${Math.max(...updates)} updates per stream; shortest gap ${Math.min(...gaps)} ms`);
+    // 600 streams × 1000 ms / 1000 messages a second: 600 ms apart (the fixed 250 ms would be 4 a second each).
+    // Delivery jitter can bring two arrivals closer than the server sent them, never by much.
+    t.true(Math.min(...gaps) >= 450, `shortest gap ${Math.min(...gaps)} ms`);
+    t.true(Math.min(...updates) >= 3, "each stream kept getting counts while the jobs ran");
+    await Promise.all(streams.map((w) => w.close()));
+  });
+}

@@ -15,7 +15,9 @@
  * A watcher that reads slower than changes arrive is ended with
  * RESOURCE_EXHAUSTED once more than maxQueuedEvents wait for it; it resumes
  * with its last cursor. A counts-only watcher never falls behind: only its
- * latest counts are kept.
+ * latest counts are kept, and sent at most every COUNTS_ONLY_INTERVAL_MS, or
+ * less often when so many watch that the replica would otherwise send more
+ * than COUNTS_ONLY_MESSAGES_PER_S counts messages a second.
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { ChangeFeed } from "./change-feed.js";
@@ -63,6 +65,15 @@ const CATCH_UP_WAIT_MS = 5000;
 /** Shortest interval between two messages of a counts-only stream (ms). */
 export const COUNTS_ONLY_INTERVAL_MS = 250;
 
+/**
+ * Counts messages a replica sends per second to all its counts-only streams,
+ * at most: past COUNTS_ONLY_INTERVAL_MS × this many streams, each one's
+ * interval grows with their number. A message costs the replica about
+ * 110 µs of CPU (and its reader about 50 µs), so 500 dashboards at 4 a
+ * second took a fifth of a 2-core machine during a drain (bench scenario 5).
+ */
+export const COUNTS_ONLY_MESSAGES_PER_S = 1000;
+
 class Watcher {
   private readonly queue: WatchMessage[] = [];
   private queuedEvents = 0;
@@ -70,9 +81,11 @@ class Watcher {
   private lastSentAt = 0;
   failure: Error | null = null;
 
+  /** `countsInterval` answers the current interval between two counts-only messages, ms. */
   constructor(
     readonly countsOnly: boolean,
     private readonly maxQueuedEvents: number,
+    private readonly countsInterval: () => number,
   ) {}
 
   push(message: WatchMessage): void {
@@ -117,9 +130,9 @@ class Watcher {
     }
     if (this.countsOnly && this.failure === null) {
       // Counts-only streams (dashboards, progress bars) get the newest counts at most every
-      // COUNTS_ONLY_INTERVAL_MS: what changes meanwhile folds into one message (push), so
-      // hundreds of them cost the replica a few messages a second each, not one per change.
-      const wait = this.lastSentAt + COUNTS_ONLY_INTERVAL_MS - Date.now();
+      // countsInterval(): what changes meanwhile folds into one message (push), so hundreds
+      // of them cost the replica a bounded number of messages a second, not one per change.
+      const wait = this.lastSentAt + this.countsInterval() - Date.now();
       if (wait > 0) await delay(wait, undefined, { signal }).catch(() => undefined); // an abort ends the wait
       this.lastSentAt = Date.now();
     }
@@ -154,6 +167,8 @@ export class WatchHub {
   private readonly maxQueuedEvents: number;
   private readonly catchUpBatch: number;
   private readonly stopListening: () => void;
+  /** Counts-only streams open on this replica, all tables. */
+  private countsOnlyWatchers = 0;
 
   constructor(
     private readonly store: JobStore,
@@ -180,9 +195,12 @@ export class WatchHub {
   /** The messages of one Watch stream of a declared table, until the signal aborts. */
   async *watch(table: string, o: WatchOptions): AsyncGenerator<WatchMessage> {
     if (o.cursor !== null) await this.checkCursor(o.cursor);
-    const watcher = new Watcher(o.countsOnly, this.maxQueuedEvents);
+    const watcher = new Watcher(o.countsOnly, this.maxQueuedEvents, () =>
+      Math.max(COUNTS_ONLY_INTERVAL_MS, Math.ceil((this.countsOnlyWatchers * 1000) / COUNTS_ONLY_MESSAGES_PER_S)),
+    );
     // Registered before the log is read back: every change after `from` reaches this watcher once.
     const state = await this.open(table, watcher);
+    if (o.countsOnly) this.countsOnlyWatchers++;
     const from = state.position;
     const countsThen = sameCounts(state.counts);
     try {
@@ -207,6 +225,7 @@ export class WatchHub {
       }
       if (watcher.failure !== null) throw watcher.failure;
     } finally {
+      if (o.countsOnly) this.countsOnlyWatchers--;
       state.watchers.delete(watcher);
       if (state.watchers.size === 0) this.tables.delete(table);
     }

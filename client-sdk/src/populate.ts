@@ -309,7 +309,7 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
     // The child boots meanwhile; it may reserve only once its leases are renewed.
     await heartbeat.ready.catch(() => undefined);
     if (heartbeatFailure === undefined) sendTo(child, start);
-    else child.disconnect(); // the child stops when its parent goes away; it has nothing to report
+    else if (child.connected) child.disconnect(); // the child stops when its parent goes away; it has nothing to report
     [outcome.code, outcome.signal] = await exited;
     return outcome;
   });

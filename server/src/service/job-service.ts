@@ -177,6 +177,8 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const input = validateReserve(req, def.keyAttributes);
       const deadline = clock() + input.waitMs;
       for (;;) {
+        // Taken before looking: a refresh that commits while we look wakes the wait below at once.
+        const seen = notifier.mark(def.name);
         const grants = await store.reserve({ table: def.name, ...input, now: clock() });
         const remaining = deadline - clock();
         if (grants.length > 0 || remaining <= 0 || ctx.signal.aborted) {
@@ -192,7 +194,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
             })),
           };
         }
-        await notifier.wait(def.name, remaining, ctx.signal);
+        await notifier.wait(def.name, remaining, ctx.signal, seen);
       }
     },
 

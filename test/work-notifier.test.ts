@@ -1,0 +1,52 @@
+/**
+ * The long-poll wake-ups of Reserve (server/src/service/work-notifier.ts): a
+ * notification that comes while a Reserve is still looking for work (after
+ * its mark, before its wait) wakes it at once instead of leaving it to the
+ * fallback recheck. store-conformance's long-poll tests cover the same
+ * through a real server; this pins the race that made them flaky under load.
+ */
+import test from "ava";
+import { WorkNotifier } from "../server/dist/service/work-notifier.js";
+
+const PENDING = Symbol("still waiting");
+/** What `p` settled to within `ms`, or PENDING. */
+const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<typeof PENDING>((r) => setTimeout(() => r(PENDING), ms))]);
+
+/** A notifier whose fallback recheck never comes during a test. */
+const notifier = () => new WorkNotifier(60_000);
+
+test("a notification after the mark wakes the wait at once, even though it came before the wait began", async (t) => {
+  const n = notifier();
+  const seen = n.mark("A");
+  n.notify("A"); // while the Reserve was still querying
+  t.not(await within(n.wait("A", 60_000, new AbortController().signal, seen), 2000), PENDING);
+});
+
+test("notifyAll after the mark wakes a wait of any table", async (t) => {
+  const n = notifier();
+  const seen = n.mark("A");
+  n.notifyAll();
+  t.not(await within(n.wait("A", 60_000, new AbortController().signal, seen), 2000), PENDING);
+});
+
+test("a notification of another table, or one before the mark, does not wake the wait; one during it does", async (t) => {
+  const n = notifier();
+  n.notify("A");
+  const seen = n.mark("A");
+  n.notify("B");
+  const waiting = n.wait("A", 60_000, new AbortController().signal, seen);
+  t.is(await within(waiting, 200), PENDING);
+  n.notify("A");
+  t.not(await within(waiting, 2000), PENDING);
+});
+
+test("without a notification the wait ends at the recheck interval or when its signal aborts", async (t) => {
+  const n = new WorkNotifier(50);
+  t.not(await within(n.wait("A", 60_000, new AbortController().signal, n.mark("A")), 2000), PENDING);
+  const slow = notifier();
+  const abort = new AbortController();
+  const waiting = slow.wait("A", 60_000, abort.signal, slow.mark("A"));
+  t.is(await within(waiting, 100), PENDING);
+  abort.abort();
+  t.not(await within(waiting, 2000), PENDING);
+});

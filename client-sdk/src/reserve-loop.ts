@@ -102,8 +102,27 @@ export interface LoopOptions {
 
 interface Held {
   readonly lease: Lease;
-  readonly controller: AbortController;
   lost: boolean;
+  /** make's ctx.signal, made when make first reads it: most makes never do, and one per job cost 2 µs and garbage. */
+  controller?: AbortController;
+  /** Set once the job is aborted (its lease lost, or the loop cancelled), with the signal's reason. */
+  aborted?: { readonly reason: unknown };
+}
+
+/** Aborts the job's signal (made now or when make first reads it); the first reason stays. */
+function abortHeld(h: Held, reason: unknown): void {
+  if (h.aborted !== undefined) return;
+  h.aborted = { reason };
+  h.controller?.abort(reason);
+}
+
+/** The job's ctx.signal. */
+function signalOf(h: Held): AbortSignal {
+  if (h.controller === undefined) {
+    h.controller = new AbortController();
+    if (h.aborted !== undefined) h.controller.abort(h.aborted.reason);
+  }
+  return h.controller.signal;
 }
 
 /** Runs the loop to its end; rejects only on an RPC error that is not about a lease, or when the heartbeat thread dies. */
@@ -119,7 +138,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
   };
   const onCancel = () => {
     stopping = true;
-    for (const h of held.values()) h.controller.abort(o.cancel?.reason ?? new Error("the worker is stopping"));
+    for (const h of held.values()) abortHeld(h, o.cancel?.reason ?? new Error("the worker is stopping"));
   };
   if (o.signal?.aborted === true) onStop();
   o.signal?.addEventListener("abort", onStop, { once: true });
@@ -130,7 +149,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
       const h = held.get(token);
       if (h === undefined || h.lost) continue;
       h.lost = true;
-      h.controller.abort(new LeaseLostError(`the lease of this job was lost (expired and reassigned)`, [token]));
+      abortHeld(h, new LeaseLostError(`the lease of this job was lost (expired and reassigned)`, [token]));
     }
   };
   // Running before the first Reserve, so that no lease waits for it: started
@@ -152,7 +171,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
   let calls = 0;
   const sizer = new BatchSizer();
   const take = (leases: readonly Lease[]) => {
-    for (const lease of leases) held.set(lease.leaseToken, { lease, controller: new AbortController(), lost: false });
+    for (const lease of leases) held.set(lease.leaseToken, { lease, lost: false });
     heartbeat.hold(leases.map((l) => l.leaseToken));
     if (o.cancel?.aborted === true) onCancel();
   };
@@ -217,7 +236,9 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
         const ctx: MakeContext<KeyRecord> = {
           key,
           attempt: lease.attempt,
-          signal: h.controller.signal,
+          get signal() {
+            return signalOf(h);
+          },
           progress(fraction, message = "") {
             const clamped = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
             heartbeat.progress(lease.leaseToken, clamped, message.slice(0, 255));
@@ -236,7 +257,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
             continue;
           }
           // make gave up because the loop is stopping: released below, no attempt charged.
-          if (h.controller.signal.aborted) continue;
+          if (h.aborted !== undefined) continue;
           const message = err instanceof Error ? err.message : String(err);
           let recorded: boolean;
           try {

@@ -14,7 +14,7 @@
 import test from "ava";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   config,
@@ -83,6 +83,21 @@ for (const dialect of dialects) {
     t.false(pids.has(process.pid), "make ran in child processes, not in the test process");
     t.true(pids.size >= 2, `expected several processes to make keys, saw pids ${[...pids].join(", ")}`);
     t.like(await Distributed.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 120, remaining: 0 });
+  });
+
+  // Serial: the count of processes that imported the pipeline module must not see other tests' children.
+  test.serial(`${dialect}: populate({ processes: 2 }) with nothing pending starts no child process`, async (t) => {
+    const s = await setup();
+    const { Idle } = s.pipeline;
+    const imports = () => readFileSync(join(s.dir, "imports"), "utf8").split("\n").filter(Boolean).length;
+    const first = imports();
+    t.deepEqual(await Idle.populate({ reserveJobs: true, processes: 2 }), { successCount: 6, errorList: [] });
+    const afterWork = imports();
+    t.is(afterWork, first + 2, "two child processes made the keys");
+    t.deepEqual(await Idle.populate({ reserveJobs: true, processes: 2 }), { successCount: 0, errorList: [] });
+    t.deepEqual(await Idle.populate({ reserveJobs: true, refresh: false, processes: 2, priority: 0 }), { successCount: 0, errorList: [] });
+    t.is(imports(), afterWork, "no child process started for an empty queue");
+    t.is(calls(s, "Idle").length, 6);
   });
 
   test(`${dialect}: maxCalls caps make calls across processes`, async (t) => {

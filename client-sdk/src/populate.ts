@@ -16,8 +16,9 @@ import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { DoneMessage, FailureMessage, FatalMessage, StartMessage, ToChild, ToParent } from "./child-protocol.js";
 import { config, type JobsSettings } from "./config.js";
-import { InvalidArgumentError, MakeError, UnavailableError, WorkerProcessError } from "./errors.js";
-import type { KeyRecord, KeyValue } from "./keys.js";
+import { InvalidArgumentError, MakeError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
+import { JobStatus } from "./gen/populus/v1/types_pb.js";
+import { type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
 import { PopulateProgress } from "./populate-progress.js";
 import { refreshKeySource } from "./refresh.js";
 import type { Make } from "./table-definition.js";
@@ -37,7 +38,8 @@ export interface PopulateOptions<K extends object = KeyRecord> {
    * Real OS processes that each open their own connection and reserve on
    * their own; 1 runs in this process. Each child imports the module that
    * defined the table, so define tables at the top level of a module file
-   * that has no other side effects. @default 1
+   * that has no other side effects. No child starts when no job is pending
+   * (at the asked priority and restriction). @default 1
    */
   readonly processes?: number;
   /** Most make calls in all, across processes (each process gets its share). @default no limit */
@@ -230,6 +232,10 @@ interface ChildOutcome {
 /** Runs the reserve loop in `processes` child processes and sums their results. */
 async function runChildren(table: Table, o: Resolved, processes: number, settings: JobsSettings, signal: AbortSignal | undefined, progress?: PopulateProgress): Promise<PopulateResult> {
   if (table.site.moduleUrl === undefined) throw unloadable(table.name, table.site.where);
+  // No child process starts for an empty queue, as DataJoint's populate starts no pool for no keys:
+  // an idle populus-worker --processes N forked N processes (about 0.2 s of CPU each) every pass
+  // only for them to find nothing.
+  if (!(await anyPending(table, o))) return { successCount: 0, errorList: [] };
   const entry = childEntry();
   const children: ChildProcess[] = [];
   let firstFailure: FailureMessage | undefined;
@@ -340,6 +346,23 @@ async function runChildren(table: Table, o: Resolved, processes: number, setting
   }
   const errorList: KeyError[] = results.flatMap((r) => r.done?.errorList ?? []);
   return { successCount: results.reduce((n, r) => n + (r.done?.successCount ?? 0), 0), errorList };
+}
+
+/** Whether `table` has a pending job populate may reserve (by priority and restriction; a delayed one counts too). */
+async function anyPending(table: Table, o: Resolved): Promise<boolean> {
+  try {
+    const page = await table.rpc.listJobs({
+      table: table.name,
+      statuses: [JobStatus.PENDING],
+      maxPriority: o.priority,
+      restriction: toRestriction(o.restriction),
+      pageSize: 1,
+    });
+    return page.jobs.length > 0;
+  } catch (err) {
+    if (err instanceof TableNotFoundError) return false; // never refreshed: nothing to do, as the reserve loop finds too
+    throw err;
+  }
 }
 
 /** The error for a table that a child process cannot import. */

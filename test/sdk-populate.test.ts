@@ -287,6 +287,53 @@ test("refresh: a call that fails while another is in flight fails the refresh, a
   t.false(sent.some((c) => c.final), `no final call after a failed one: ${JSON.stringify(sent)}`);
 });
 
+test("refresh: sync and async key sources send the same calls; a key source that throws sends no final call", async (t) => {
+  const callsOf = async (source: Parameters<typeof refreshKeySource>[2]) => {
+    const sent: { ids: number[]; final: boolean }[] = [];
+    const rpc = {
+      async refresh(req: { keys: { attributes: Record<string, { kind: { value: bigint } }> }[]; final: boolean }) {
+        sent.push({ ids: req.keys.map((k) => Number(k.attributes.id!.kind.value)), final: req.final });
+        return { added: BigInt(req.keys.length), removed: 0n, orphaned: 0n, rePended: 0n };
+      },
+    } as unknown as JobServiceRpc;
+    const counts = await refreshKeySource(rpc, "T", source, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 });
+    return { counts, sent };
+  };
+  function* syncKeys() {
+    for (let id = 0; id < 25_000; id++) yield { id };
+  }
+  async function* asyncKeys() {
+    for (let id = 0; id < 25_000; id++) yield { id };
+  }
+  const fromSync = await callsOf(syncKeys);
+  const fromAsync = await callsOf(asyncKeys);
+  t.deepEqual(
+    fromSync.sent.map((c) => [c.ids.length, c.final]),
+    [
+      [10_000, false],
+      [10_000, false],
+      [5_000, true],
+    ],
+  );
+  t.deepEqual(fromSync.sent.flatMap((c) => c.ids), range(0, 25_000));
+  t.deepEqual(fromAsync, fromSync);
+  t.is(fromSync.counts.added, 25_000);
+
+  function* failing() {
+    for (let id = 0; id < 15_000; id++) yield { id };
+    throw new Error("the key source broke");
+  }
+  const sent: boolean[] = [];
+  const rpc = {
+    async refresh(req: { keys: unknown[]; final: boolean }) {
+      sent.push(req.final);
+      return { added: BigInt(req.keys.length), removed: 0n, orphaned: 0n, rePended: 0n };
+    },
+  } as unknown as JobServiceRpc;
+  await t.throwsAsync(refreshKeySource(rpc, "T", failing, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 }), { message: "the key source broke" });
+  t.false(sent.includes(true), "no final call (stale removal) after a broken key source");
+});
+
 test("result records: JSON-able objects only, at most 4 MiB as JSON; large ones measured exactly for Complete's size limit", (t) => {
   t.deepEqual(toResultRecord("tok", undefined), { leaseToken: "tok", result: {}, wireBytes: 12 });
   t.deepEqual(toResultRecord("tok", { at: new Date(0), gone: undefined }).result, { at: "1970-01-01T00:00:00.000Z" });

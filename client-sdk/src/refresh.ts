@@ -105,12 +105,23 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
   };
   let batch: Key[] = [];
   let full: Key[] | undefined; // a full batch waits until we know whether it is the last
-  for await (const key of await keysOf(source)) {
+  /** Adds a key; answers the call to wait for when a batch was sent. */
+  const take = (key: unknown): Promise<void> | undefined => {
     batch.push(toProtoKey(key));
-    if (batch.length === REFRESH_BATCH) {
-      if (full !== undefined) await sendMiddle(full);
-      full = batch;
-      batch = [];
+    if (batch.length < REFRESH_BATCH) return undefined;
+    const ready = full;
+    full = batch;
+    batch = [];
+    return ready === undefined ? undefined : sendMiddle(ready);
+  };
+  const keys = await keysOf(source);
+  if (Symbol.asyncIterator in keys) {
+    for await (const key of keys) await take(key);
+  } else {
+    // A sync key source is read without an await per key (for await wraps every key in a promise).
+    for (const key of keys) {
+      const sending = take(key);
+      if (sending !== undefined) await sending;
     }
   }
   const last = batch.length === 0 && full !== undefined ? full : batch;

@@ -135,7 +135,8 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
   // Before mismatch(), whose message lists the key's attributes.
   tooManyAttributes(names.length, where);
   if (names.length !== attributes.length) mismatch();
-  let json = "{";
+  const prefixes = attributePrefixes(attributes);
+  let json = attributes.length === 0 ? "{" : "";
   for (let i = 0; i < attributes.length; i++) {
     const attr = attributes[i] as KeyAttributeDef;
     // Own properties only: a table attribute named "constructor" must not find Object.prototype's.
@@ -143,14 +144,26 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
     if (value === undefined) mismatch();
     const c = canonicalValue(attr.name, value as Value, where);
     if (c.kind !== attr.type) mismatch();
-    json += `${i === 0 ? "" : ","}${JSON.stringify(attr.name)}:${JSON.stringify(c.json)}`;
+    json += prefixes[i] + JSON.stringify(c.json);
   }
   json += "}";
-  const bytes = Buffer.byteLength(json, "utf8");
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting.
+  const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
   if (bytes > MAX_KEY_BYTES) {
     throw new InvalidKeyError(`${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`);
   }
   return { hash: hashKeyJson(json), json };
+}
+
+/** `{"a":`, `,"b":`, …: the canonical JSON before each attribute's value, made once per table definition. */
+const prefixCache = new WeakMap<KeyAttributes, string[]>();
+function attributePrefixes(attributes: KeyAttributes): string[] {
+  let prefixes = prefixCache.get(attributes);
+  if (prefixes === undefined) {
+    prefixes = attributes.map((a, i) => `${i === 0 ? "{" : ","}${JSON.stringify(a.name)}:`);
+    prefixCache.set(attributes, prefixes);
+  }
+  return prefixes;
 }
 
 /** Like attributesOf, for error messages: never throws. */

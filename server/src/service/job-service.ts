@@ -3,9 +3,9 @@
  * touch SQL; errors are mapped to gRPC codes by the interceptor in routes.ts.
  */
 import type { ServiceImpl } from "@connectrpc/connect";
-import { timestampFromMs, durationFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import type { JobService, Lease } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { JobStatus } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { JobSchema, ProgressSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
@@ -184,14 +184,21 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
         if (grants.length > 0 || remaining <= 0 || ctx.signal.aborted) {
           metrics?.reservations.inc({ table: def.name }, grants.length);
           if (grants.length > 0) hub.committed(def.name);
+          // Message literals (up to 1,000 per answer), not init objects for connect's create() to
+          // reflect over; the leases of one Reserve share their expiry time.
+          let expiry: { ms: number; at: Timestamp } | undefined;
+          const expireTime = (ms: number) => (expiry?.ms === ms ? expiry.at : (expiry = { ms, at: timestampFromMs(ms) }).at);
           return {
-            leases: grants.map((g) => ({
-              key: decodeKey(g.keyJson, def.keyAttributes),
-              leaseToken: g.leaseToken,
-              leaseExpireTime: timestampFromMs(g.leaseExpireTime),
-              attempt: g.attempt,
-              priority: g.priority,
-            })),
+            leases: grants.map(
+              (g): Lease => ({
+                $typeName: "populus.v1.Lease",
+                key: decodeKey(g.keyJson, def.keyAttributes),
+                leaseToken: g.leaseToken,
+                leaseExpireTime: expireTime(g.leaseExpireTime),
+                attempt: g.attempt,
+                priority: g.priority,
+              }),
+            ),
           };
         }
         await notifier.wait(def.name, remaining, ctx.signal, seen);

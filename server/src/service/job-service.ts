@@ -109,8 +109,8 @@ const WATCH_EVENTS_FIELD = WatchResponseSchema.field.events.number;
 /**
  * The same response for binary codecs (gRPC, gRPC-Web, Connect with
  * protobuf), with its events already encoded: protobuf-es writes a message's
- * unknown fields verbatim, so each event, encoded once here as a field-3
- * entry, is copied into every watcher's stream instead of being encoded
+ * unknown fields verbatim, so the events, encoded once here as field-3
+ * entries, are copied into every watcher's stream instead of being encoded
  * again per watcher (the encoding was most of what a watcher cost the
  * replica). The bytes on the wire are the same as a normal encoding; JSON
  * codecs ignore unknown fields, so JSON clients get watchResponse().
@@ -123,11 +123,16 @@ function binaryWatchResponse(table: TableDefinition, m: WatchMessage): WatchResp
     const full = watchResponse(table, m);
     response = create(WatchResponseSchema, { cursor: full.cursor, progress: full.progress });
     if (full.events.length > 0) {
-      response.$unknown = full.events.map((event) => ({
-        no: WATCH_EVENTS_FIELD,
-        wireType: WireType.LengthDelimited,
-        data: new BinaryWriter().bytes(toBinary(JobEventSchema, event)).finish(),
-      }));
+      // One unknown field holding every event: protobuf-es writes its tag, then the data, which is
+      // the first event (length-prefixed) followed by tag + length + bytes of each other one. The
+      // same bytes as one field per event, copied into each watcher's stream in one piece instead
+      // of a thousand.
+      const writer = new BinaryWriter();
+      full.events.forEach((event, i) => {
+        if (i > 0) writer.tag(WATCH_EVENTS_FIELD, WireType.LengthDelimited);
+        writer.bytes(toBinary(JobEventSchema, event));
+      });
+      response.$unknown = [{ no: WATCH_EVENTS_FIELD, wireType: WireType.LengthDelimited, data: writer.finish() }];
     }
     binaryWatchResponses.set(m, response);
   }

@@ -7,7 +7,7 @@
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
@@ -252,21 +252,30 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
     const delays: number[] = [];
     let ready = 0;
     // Dashboards and progress bars (counts only) with a few event tailers: every 50th watcher takes job-level events.
+    let resumed = 0;
     const streams = Array.from({ length: s.watchers }, async (_, w) => {
       let first = true;
-      try {
-        for await (const m of connections[w % connections.length]!.watch(
-          { table: table.name, countsOnly: w % EVENT_WATCHER_EVERY !== 0 },
-          { signal: controller.signal },
-        )) {
-          if (first) ready++;
-          first = false;
-          if (w % EVENT_WATCHER_EVERY !== 0) continue;
-          const now = Date.now();
-          for (const e of m.events) if (e.committed && e.time !== undefined) delays.push(now - (Number(e.time.seconds) * 1000 + e.time.nanos / 1e6));
+      let cursor = "";
+      // A tailer that falls too far behind is cut (RESOURCE_EXHAUSTED) and resumes from its cursor, as the SDK's watch() does.
+      for (;;) {
+        try {
+          for await (const m of connections[w % connections.length]!.watch(
+            { table: table.name, countsOnly: w % EVENT_WATCHER_EVERY !== 0, cursor },
+            { signal: controller.signal },
+          )) {
+            if (first) ready++;
+            first = false;
+            cursor = m.cursor;
+            if (w % EVENT_WATCHER_EVERY !== 0) continue;
+            const now = Date.now();
+            for (const e of m.events) if (e.committed && e.time !== undefined) delays.push(now - (Number(e.time.seconds) * 1000 + e.time.nanos / 1e6));
+          }
+          return;
+        } catch (err) {
+          if (controller.signal.aborted) return;
+          if (!(err instanceof ConnectError && err.code === Code.ResourceExhausted && cursor !== "")) throw err;
+          resumed++;
         }
-      } catch (err) {
-        if (!controller.signal.aborted) throw err;
       }
     });
     while (ready < s.watchers) await new Promise((r) => setTimeout(r, 20));
@@ -277,7 +286,9 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
     delays.sort((a, b) => a - b);
     p50.push(percentile(delays, 50));
     p99.push(percentile(delays, 99));
-    log(`watch run ${i + 1}: ${rates.at(-1)!.toFixed(0)} jobs/s with ${s.watchers} watchers vs ${baseline.at(-1)!.toFixed(0)} without; delay p50 ${p50.at(-1)} ms p99 ${p99.at(-1)} ms`);
+    log(
+      `watch run ${i + 1}: ${rates.at(-1)!.toFixed(0)} jobs/s with ${s.watchers} watchers vs ${baseline.at(-1)!.toFixed(0)} without; delay p50 ${p50.at(-1)} ms p99 ${p99.at(-1)} ms; ${resumed} streams cut for falling behind and resumed`,
+    );
   }
   return {
     results: { jobsPerSecond: spread(rates), withoutWatchers: spread(baseline), delayP50: spread(p50), delayP99: spread(p99) },

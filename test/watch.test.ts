@@ -202,6 +202,11 @@ for (const dialect of dialects) {
       resumed.messages.some((m) => m.progress === undefined && m.events.length > 0),
       `catch-up messages carry events without counts: ${JSON.stringify(resumed.messages.map((m) => [m.cursor, m.progress !== undefined, m.events.length]))}`,
     );
+    t.deepEqual(
+      resumed.messages.filter((m) => m.progress === undefined).map((m) => m.events.length),
+      [4, 4, 4, 4, 4, 4],
+      "catch-up comes one change per message (3 Reserves and 3 Completes of 4 jobs), never a batch of changes in one",
+    );
     t.deepEqual(resumed.progress, await counts(client, table));
     await Promise.all([resumed.close(), whole.close()]);
   });

@@ -53,7 +53,7 @@ export interface WatchOptions {
 export interface WatchHubOptions {
   /** A watcher with more job events than this waiting is ended (RESOURCE_EXHAUSTED). */
   readonly maxQueuedEvents?: number;
-  /** Changes read back per catch-up query. */
+  /** Changes read back per catch-up query (each holds up to 1,000 events, or 10,000 for Ignore). */
   readonly catchUpBatch?: number;
 }
 
@@ -176,7 +176,7 @@ export class WatchHub {
     options: WatchHubOptions = {},
   ) {
     this.maxQueuedEvents = options.maxQueuedEvents ?? 10_000;
-    this.catchUpBatch = options.catchUpBatch ?? 1000;
+    this.catchUpBatch = options.catchUpBatch ?? 20;
     this.stopListening = feed.subscribe((rows, position) => this.onChanges(rows, position));
   }
 
@@ -206,11 +206,13 @@ export class WatchHub {
     try {
       let cursor = Math.max(o.cursor ?? from, from);
       if (o.cursor !== null && o.cursor < from && !o.countsOnly) {
+        // One message per change, as live: a change holds up to 1,000 events (a whole Reserve or
+        // Complete batch), and a message of a whole batch of changes held a million of them.
         for (let after = o.cursor; after < from; ) {
           const rows = (await this.store.readChanges(after, this.catchUpBatch, table)).filter((r) => r.id <= from);
           if (rows.length === 0) break;
+          for (const row of rows) yield { cursor: row.id, progress: null, events: timedEvents(row) };
           after = rows[rows.length - 1]!.id;
-          yield { cursor: after, progress: null, events: rows.flatMap(timedEvents) };
         }
       }
       yield { cursor, progress: countsThen, events: [] };

@@ -31,7 +31,8 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toProtoKey } from "../client-sdk/dist/keys.js";
 import { refreshKeySource } from "../client-sdk/dist/refresh.js";
-import { toResultRecord } from "../client-sdk/dist/reserve-loop.js";
+import { runReserveLoop, toResultRecord } from "../client-sdk/dist/reserve-loop.js";
+import type { HeartbeatListener, LeaseKeeper } from "../client-sdk/dist/heartbeat-thread.js";
 import { withRetry } from "../client-sdk/dist/retry.js";
 import type { JobServiceRpc } from "../client-sdk/dist/rpc.js";
 import { jobsSettingsFromEnv } from "../client-sdk/dist/config.js";
@@ -332,6 +333,55 @@ test("refresh: sync and async key sources send the same calls; a key source that
   } as unknown as JobServiceRpc;
   await t.throwsAsync(refreshKeySource(rpc, "T", failing, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 }), { message: "the key source broke" });
   t.false(sent.includes(true), "no final call (stale removal) after a broken key source");
+});
+
+test("reserve loop: the heartbeat starts with the first leases (or before the first Reserve for leases under 30 s), never for nothing to do", async (t) => {
+  const run = async (leaseDurationS: number, batches: number[]) => {
+    const log: string[] = [];
+    let next = 0;
+    const rpc = {
+      async reserve() {
+        log.push("reserve");
+        const n = batches.shift() ?? 0;
+        const leases = Array.from({ length: n }, () => ({ key: { attributes: { id: { kind: { case: "intValue", value: BigInt(next) } } } }, leaseToken: `t${next++}`, attempt: 1 }));
+        return { leases };
+      },
+      async complete(req: { completions: unknown[] }) {
+        log.push(`complete ${req.completions.length}`);
+        return { committed: BigInt(req.completions.length), alreadyCommitted: 0n };
+      },
+    } as unknown as JobServiceRpc;
+    const heartbeat = (_listener: HeartbeatListener): LeaseKeeper => {
+      log.push("heartbeat started");
+      return {
+        ready: Promise.resolve(),
+        hold: (tokens) => log.push(`hold ${tokens.join(",")}`),
+        drop: (tokens) => log.push(`drop ${tokens.join(",")}`),
+        progress: () => undefined,
+        stop: async () => void log.push("heartbeat stopped"),
+      };
+    };
+    const result = await runReserveLoop({
+      rpc,
+      heartbeat,
+      table: "T",
+      make: () => ({}),
+      identity: { workerId: "w", host: "h", pid: 1, user: "u", codeVersion: "" },
+      maxCalls: undefined,
+      priority: undefined,
+      restriction: undefined,
+      suppressErrors: false,
+      keepCompleted: false,
+      leaseDurationS,
+    });
+    return { log, successCount: result.successCount };
+  };
+  t.deepEqual((await run(60, [])).log, ["reserve"], "nothing to do: no heartbeat");
+  t.deepEqual((await run(5, [])).log, ["heartbeat started", "reserve", "heartbeat stopped"], "short leases: started before the first Reserve");
+  const worked = await run(60, [2]);
+  t.is(worked.successCount, 2);
+  t.deepEqual(worked.log.slice(0, 3), ["reserve", "heartbeat started", "hold t0,t1"], "started with the first leases, which it holds at once");
+  t.true(worked.log.includes("drop t0,t1") && worked.log.at(-1) === "heartbeat stopped", worked.log.join("; "));
 });
 
 test("result records: JSON-able objects only, at most 4 MiB as JSON; large ones measured exactly for Complete's size limit", (t) => {

@@ -51,12 +51,13 @@ export const BATCH_TARGET_MS = 200;
 const BATCH_GROWTH = 8;
 
 /**
- * Leases shorter than this (seconds) wait for the heartbeat to run before the
- * first Reserve. A longer one need not: its first renewal comes a third of a
- * lease after the heartbeat starts, so the heartbeat may start up to two
- * thirds of a lease late (20 s here) while the first batch is already being
- * made, instead of every populate waiting for a thread to load (0.1-0.2 s of
- * a 1 s drain of 20,000 no-op jobs).
+ * Leases shorter than this (seconds) start the heartbeat before the first
+ * Reserve and wait for it to run. A longer one need not: its first renewal
+ * comes a third of a lease after the heartbeat starts, so the heartbeat may
+ * start with the first leases and come up to two thirds of a lease late
+ * (20 s here) while the first batch is already being made. So a populate
+ * waits for no thread to load (0.1-0.2 s of a 1 s drain of 20,000 no-op
+ * jobs), and one that finds nothing to do starts none.
  */
 const WAIT_FOR_HEARTBEAT_BELOW_S = 30;
 
@@ -162,28 +163,31 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
       abortHeld(h, new LeaseLostError(`the lease of this job was lost (expired and reassigned)`, [token]));
     }
   };
-  // Started before the first Reserve: started once leases were held, it came
-  // up too late for 1 s leases on the loaded 2-core dev machine
-  // (sdk-heartbeat.test.ts, both dialects at once, load average 6: a lease
-  // expired before its first renewal in 1 run of 4). Short leases also wait
-  // for it to run (below); long ones do not (WAIT_FOR_HEARTBEAT_BELOW_S).
-  const heartbeat: LeaseKeeper = o.heartbeat({
-    onLost: markLost,
-    onError: (err) => {
-      fatal ??= new WorkerProcessError(`the heartbeat of ${o.table} failed, so held leases are no longer renewed: ${err.message}`, { cause: err });
-      onCancel();
-    },
-  });
+  // Short leases (under WAIT_FOR_HEARTBEAT_BELOW_S) start the heartbeat before the first Reserve
+  // and wait for it to run: started once leases were held, it came up too late for 1 s leases on
+  // the loaded 2-core dev machine (sdk-heartbeat.test.ts, both dialects at once, load average 6: a
+  // lease expired before its first renewal in 1 run of 4). Longer ones start it with the first
+  // leases they get: it has a third of a lease to come up, and a populate that finds nothing to
+  // do (an idle populus-worker's every pass) starts no thread at all.
+  let heartbeat: LeaseKeeper | undefined;
+  const keeper = (): LeaseKeeper =>
+    (heartbeat ??= o.heartbeat({
+      onLost: markLost,
+      onError: (err) => {
+        fatal ??= new WorkerProcessError(`the heartbeat of ${o.table} failed, so held leases are no longer renewed: ${err.message}`, { cause: err });
+        onCancel();
+      },
+    }));
   const forget = (tokens: readonly string[]) => {
     for (const t of tokens) held.delete(t);
-    heartbeat.drop(tokens);
+    if (tokens.length > 0) heartbeat?.drop(tokens);
   };
 
   let calls = 0;
   const sizer = new BatchSizer();
   const take = (leases: readonly Lease[]) => {
     for (const lease of leases) held.set(lease.leaseToken, { lease, lost: false });
-    heartbeat.hold(leases.map((l) => l.leaseToken));
+    if (leases.length > 0) keeper().hold(leases.map((l) => l.leaseToken));
     if (o.cancel?.aborted === true) onCancel();
   };
   /** Reserves a batch and holds it (heartbeats) from the moment it arrives, also when it arrives ahead of its turn. */
@@ -214,7 +218,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
   };
   try {
     // A heartbeat that cannot start sets fatal and stopping (onError), whether or not we wait here.
-    if (leaseDurationS < WAIT_FOR_HEARTBEAT_BELOW_S) await heartbeat.ready.catch(() => undefined);
+    if (leaseDurationS < WAIT_FOR_HEARTBEAT_BELOW_S) await keeper().ready.catch(() => undefined);
     let want = RESERVE_BATCH;
     let first = true;
     while (!stopping) {
@@ -253,7 +257,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
           },
           progress(fraction, message = "") {
             const clamped = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
-            heartbeat.progress(lease.leaseToken, clamped, message.slice(0, 255));
+            keeper().progress(lease.leaseToken, clamped, message.slice(0, 255));
           },
         };
         const started = performance.now();
@@ -309,7 +313,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
     await ahead?.catch(() => undefined);
     // Release before the thread stops, so no held lease goes unrenewed meanwhile.
     await release(o, held, forget);
-    await heartbeat.stop();
+    await heartbeat?.stop();
   }
   if (fatal !== undefined) throw fatal;
   return result;

@@ -16,7 +16,7 @@
  * Tables: fixtures/sdk-heartbeat-pipeline.ts (imported with ?url=&dir=),
  * worker processes: fixtures/sdk-heartbeat-worker.ts.
  */
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { once } from "node:events";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -44,35 +44,44 @@ const calls = (s: Setup, table: string) => recordedCalls(s.dir, table);
 const byNumber = (a: number, b: number) => a - b;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Runs a `once` worker on `table` (its key BUSY_ID blocks make for BUSY_MS) against a `compete`
+ * worker that keeps reserving: waits until the blocking make started (at most `startMs`), lets the
+ * rival go, checks the busy worker ran through the block and both exited 0, and answers both.
+ */
+async function busyAgainstRival(
+  t: ExecutionContext,
+  s: Setup,
+  table: "Busy" | "BusyInChild",
+  env: NodeJS.ProcessEnv,
+  startMs: number,
+): Promise<{ busy: Worker; rival: Worker; busyResult: PopulateResult; rivalResult: PopulateResult }> {
+  // keepCompleted: the job rows stay (status success) so their attempts can be read after the commit.
+  const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true", ...env });
+  const rival = heartbeatWorker(s, "compete", env);
+  await waitFor(`the busy worker to start the blocking make of ${table}`, () => existsSync(join(s.dir, `${table}.marker`)), busy, startMs);
+  writeFileSync(join(s.dir, `${table}.go`), "");
+  const started = Date.now();
+  const b = await busy.exited;
+  t.true(Date.now() - started >= s.pipeline.BUSY_MS - 1000, "the busy worker ran through its blocking make");
+  writeFileSync(join(s.dir, `${table}.stop`), "");
+  const r = await rival.exited;
+  t.is(b.code, 0, b.stderr);
+  t.is(r.code, 0, r.stderr);
+  const busyResult = JSON.parse(b.stdout) as PopulateResult;
+  const rivalResult = JSON.parse(r.stdout) as PopulateResult;
+  t.deepEqual([busyResult.errorList, rivalResult.errorList], [[], []]);
+  return { busy, rival, busyResult, rivalResult };
+}
+
 for (const dialect of dialects) {
   const setup = () => setupOf(dialect);
 
   test(`${dialect}: a make that blocks its event loop for four 1 s lease lengths keeps its lease and commits once; a competing worker never gets the key`, async (t) => {
     const s = await setup();
-    const { Busy, BUSY_ID, BUSY_MS } = s.pipeline;
-    // keepCompleted: the job rows stay (status success) so their attempts can be read after the commit.
-    const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true" });
-    const rival = heartbeatWorker(s, "compete");
-    const marker = join(s.dir, "Busy.marker");
-    const deadline = Date.now() + 20_000;
-    while (!existsSync(marker)) {
-      if (Date.now() > deadline) t.fail("the busy worker never started the blocking make");
-      if (busy.child.exitCode !== null) t.fail(`the busy worker exited first: ${(await busy.exited).stderr}`);
-      await sleep(10);
-    }
+    const { Busy, BUSY_ID } = s.pipeline;
     // The busy worker holds one Reserve batch (the blocking key and the next); the rival takes the rest and keeps asking.
-    writeFileSync(join(s.dir, "Busy.go"), "");
-    const started = Date.now();
-    const b = await busy.exited;
-    t.true(Date.now() - started >= BUSY_MS - 1000, "the busy worker ran through its blocking make");
-    writeFileSync(join(s.dir, "Busy.stop"), "");
-    const r = await rival.exited;
-    t.is(b.code, 0, b.stderr);
-    t.is(r.code, 0, r.stderr);
-
-    const busyResult = JSON.parse(b.stdout) as PopulateResult;
-    const rivalResult = JSON.parse(r.stdout) as PopulateResult;
-    t.deepEqual([busyResult.errorList, rivalResult.errorList], [[], []]);
+    const { busy, rival, busyResult, rivalResult } = await busyAgainstRival(t, s, "Busy", {}, 20_000);
     t.is(busyResult.successCount, RESERVE_BATCH, "the busy worker committed both keys it held");
     t.is(rivalResult.successCount, 4 - RESERVE_BATCH);
 
@@ -132,22 +141,8 @@ for (const dialect of dialects) {
 
   test(`${dialect}: processes: 2: a child's make that blocks its event loop for four 1 s lease lengths keeps its lease (the parent renews it) and commits once`, async (t) => {
     const s = await setup();
-    const { BusyInChild, BUSY_ID, BUSY_MS } = s.pipeline;
-    const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true", POPULUS_TEST_PROCESSES: "2" });
-    const rival = heartbeatWorker(s, "compete", { POPULUS_TEST_PROCESSES: "2" });
-    await waitFor("the busy child starts the blocking make", () => existsSync(join(s.dir, "BusyInChild.marker")), busy);
-    writeFileSync(join(s.dir, "BusyInChild.go"), "");
-    const started = Date.now();
-    const b = await busy.exited;
-    t.true(Date.now() - started >= BUSY_MS - 1000, "the busy worker ran through its blocking make");
-    writeFileSync(join(s.dir, "BusyInChild.stop"), "");
-    const r = await rival.exited;
-    t.is(b.code, 0, b.stderr);
-    t.is(r.code, 0, r.stderr);
-
-    const busyResult = JSON.parse(b.stdout) as PopulateResult;
-    const rivalResult = JSON.parse(r.stdout) as PopulateResult;
-    t.deepEqual([busyResult.errorList, rivalResult.errorList], [[], []]);
+    const { BusyInChild, BUSY_ID } = s.pipeline;
+    const { busy, busyResult, rivalResult } = await busyAgainstRival(t, s, "BusyInChild", { POPULUS_TEST_PROCESSES: "2" }, 60_000);
     t.is(busyResult.successCount + rivalResult.successCount, 4);
     const made = calls(s, "BusyInChild");
     t.deepEqual(made.map((c) => c.id).sort(byNumber), [0, 1, 2, 3], "each key was made once");

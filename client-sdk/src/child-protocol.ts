@@ -71,13 +71,13 @@ export interface FatalMessage {
 /** Child → parent: renew these leases (the parent's heartbeat thread keeps every child's leases; populate-heartbeat.ts). */
 export interface HoldMessage {
   readonly type: "hold";
-  readonly tokens: string[];
+  readonly tokens: readonly string[];
 }
 
 /** Child → parent: renew these leases no more (committed, failed, released or lost). */
 export interface DropMessage {
   readonly type: "drop";
-  readonly tokens: string[];
+  readonly tokens: readonly string[];
 }
 
 /** Child → parent: progress of one job, sent with its next renewal. */

@@ -64,7 +64,7 @@ export interface HeartbeatListener {
  * process it is the parent's thread, reached over IPC (populate-heartbeat.ts).
  */
 export interface LeaseKeeper {
-  /** Resolves once held leases are renewed; rejects when that can never happen. Wait for it before running make. */
+  /** Resolves once held leases are renewed; rejects when that can never happen. A lease held before then is first renewed a third of a lease after. */
   readonly ready: Promise<void>;
   /** Starts renewing these leases. */
   hold(tokens: readonly string[]): void;
@@ -105,8 +105,8 @@ export class ProgressFilter {
 export class HeartbeatThread implements LeaseKeeper {
   /**
    * Resolves once the thread runs and renews what it is given; rejects when
-   * it could not start. Wait for it before running make: a lease handed out
-   * before then is renewed only from then on.
+   * it could not start. A lease handed out before then is renewed only from
+   * then on (the reserve loop waits for it when leases are short).
    */
   readonly ready: Promise<void>;
   readonly #worker: Worker;

@@ -37,13 +37,13 @@ export class RelayedLeaseKeeper implements LeaseKeeper {
   }
 
   hold(tokens: readonly string[]): void {
-    if (tokens.length > 0 && !this.#stopped) this.#send({ type: "hold", tokens: [...tokens] });
+    if (tokens.length > 0 && !this.#stopped) this.#send({ type: "hold", tokens });
   }
 
   drop(tokens: readonly string[]): void {
     if (tokens.length === 0 || this.#stopped) return;
     this.#sentProgress.forget(tokens);
-    this.#send({ type: "drop", tokens: [...tokens] });
+    this.#send({ type: "drop", tokens });
   }
 
   progress(token: string, fraction: number, message: string): void {

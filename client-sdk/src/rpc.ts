@@ -50,18 +50,12 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
   // the connection (ENHANCE_YOUR_CALM, not retried) while a large Complete
   // batch is being sent; the server accepts requests of up to 16 MiB.
   // ca: a private CA for https:// URLs (connect({ caFile }) / POPULUS_CA_FILE).
-  //
-  // acceptCompression []: responses come uncompressed. connect-node would ask
-  // for gzip, and the server then gzips every answer over 1 KiB (a Reserve of
-  // two leases already): on the LAN a coordinator runs on, that costs both
-  // sides more CPU than the bytes it saves (measured with the bench: see the
-  // README).
   const sessionManager = new Http2SessionManager(
     options.url,
     { pingIntervalMs: 30_000 },
     { maxSessionMemory: 64, ...(options.ca === undefined ? {} : { ca: options.ca }) },
   );
-  const raw = createClient(JobService, createConnectTransport({ baseUrl: options.url, httpVersion: "2", sessionManager, interceptors, acceptCompression: [] }));
+  const raw = createClient(JobService, createConnectTransport({ baseUrl: options.url, httpVersion: "2", sessionManager, interceptors }));
   const rpc = {} as Record<string, unknown>;
   for (const name of Object.keys(JobService.method)) {
     if (name === "watch") {

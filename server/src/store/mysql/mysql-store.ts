@@ -125,6 +125,15 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
 }
 
 /**
+ * The index hint of statements that address jobs by their leases (`id IN (...) AND lease_token IN
+ * (...)`, leaseFilter). Without it the optimizer took the status prefix of ready_idx and walked every
+ * reserved job: 4,000-9,000 rows examined per 1,000-lease Complete in a bench drain, each locked
+ * with FOR UPDATE, so a Complete also waited for other workers' Reserve transactions on rows it
+ * did not want. By primary key it reads and locks just its own rows.
+ */
+const BY_ID = "FORCE INDEX (PRIMARY)";
+
+/**
  * Runs fn while holding a MySQL named lock (GET_LOCK), which is per server and held by one
  * connection: cluster-wide mutual exclusion without a table. Names longer than 64 characters
  * (MySQL's limit) are hashed.
@@ -576,7 +585,7 @@ export class MysqlStore implements JobStore {
        */
       const held = await this.rows<{ id: string; key_hash: string; key_json: string; lease_token: string; worker_id: string | null }>(
         q,
-        `SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
+        `SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} ${BY_ID} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
         leaseFilter(tokens).params,
       );
       const byToken = new Map(held.map((r) => [r.lease_token, r]));
@@ -661,7 +670,7 @@ export class MysqlStore implements JobStore {
   private async heldTokens(q: QueryRunner, jobs: string, tokens: readonly string[]): Promise<Map<string, HeldLease>> {
     const rows = await this.rows<{ lease_token: string; key_json: string; worker_id: string | null }>(
       q,
-      `SELECT lease_token, key_json, worker_id FROM ${jobs} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
+      `SELECT lease_token, key_json, worker_id FROM ${jobs} ${BY_ID} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
       leaseFilter(tokens).params,
     );
     return new Map(rows.map((r) => [r.lease_token, { keyJson: r.key_json, workerId: r.worker_id ?? "" }]));
@@ -681,7 +690,7 @@ export class MysqlStore implements JobStore {
       const held = await this.heldTokens(q, jobs, tokens);
       if (held.size > 0) {
         // Extend every held lease in one statement. SQLite: the same UPDATE.
-        await this.run(q, `UPDATE ${jobs} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leaseFilter([...held.keys()]).sql}`, [
+        await this.run(q, `UPDATE ${jobs} ${BY_ID} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leaseFilter([...held.keys()]).sql}`, [
           expire,
           ...leaseFilter([...held.keys()]).params,
         ]);
@@ -711,7 +720,7 @@ export class MysqlStore implements JobStore {
           ? 0
           : await this.run(
               q,
-              `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = GREATEST(attempts - 1, 0)
+              `UPDATE ${jobs} ${BY_ID} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = GREATEST(attempts - 1, 0)
                WHERE status = 'reserved' AND ${leaseFilter([...held.keys()]).sql}`,
               leaseFilter([...held.keys()]).params,
             );

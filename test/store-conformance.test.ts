@@ -648,6 +648,38 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title: "Heartbeat, Release and Complete of 1,000 leases lock only their own rows: another transaction's lock on a job they do not hold does not hold them up (MySQL family only: row locks)",
+    only: "mysql",
+    async run(t, { client, db }) {
+      const table = "LockScope";
+      await client.refresh({ table, keys: keys(0, 1100) });
+      const mine = (await client.reserve({ table, maxJobs: 1000, worker: WORKER })).leases.map((l) => l.leaseToken);
+      const [other] = (await client.reserve({ table, maxJobs: 1, worker: { workerId: "someone-else" } })).leases;
+      // A lease token ends in its job's id in base 36.
+      const otherId = parseInt(other!.leaseToken.split("-").at(-1)!, 36);
+      const holder = await mysql.createConnection({ uri: db.url });
+      try {
+        // Another transaction holds the row of a reserved job these calls do not name, as a
+        // concurrent Reserve or Complete of another worker does. A statement that walked every
+        // reserved job FOR UPDATE (MariaDB scanned the whole table for an IN list of 1,000 ids)
+        // waited for it until innodb_lock_wait_timeout (50 s).
+        await holder.query("BEGIN");
+        await holder.query("SELECT id FROM `~~lock_scope` WHERE id = ? FOR UPDATE", [otherId]);
+        const unblocked = <T>(what: string, call: Promise<T>) =>
+          Promise.race([call, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} waited for a lock on a row it does not hold`)), 20_000))]);
+        t.deepEqual((await unblocked("Heartbeat", client.heartbeat({ table, leaseTokens: mine }))).lostLeaseTokens, [], "every lease renewed");
+        t.is((await unblocked("Release", client.release({ table, leaseTokens: mine.slice(0, 10) }))).released, 10n);
+        const done = await unblocked("Complete", client.complete({ table, completions: mine.slice(10).map((leaseToken) => ({ leaseToken, result: {} })) }));
+        t.is(done.committed, 990n);
+      } finally {
+        await holder.query("ROLLBACK");
+        await holder.end();
+      }
+      t.is((await client.complete({ table, completions: [{ leaseToken: other!.leaseToken, result: {} }] })).committed, 1n, "the other lease is untouched");
+      t.deepEqual(await counts(client, table), only({ pending: 109, target: 991, remaining: 109 }));
+    },
+  },
+  {
     title: "bad input: each bad request answers its code and message and changes nothing",
     async run(t, { client }) {
       const table = "BadInput";

@@ -112,24 +112,26 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
     migrationsTransactionMode: "each",
   });
   await dataSource.initialize();
+  let version = "";
   try {
     const [row] = (await dataSource.query("SELECT VERSION() AS v")) as { v: string }[];
-    checkServerVersion(row?.v ?? "");
+    version = row?.v ?? "";
+    checkServerVersion(version);
     // Several servers may start at once: a named lock (per database) makes them migrate one at a time.
     await withNamedLock(dataSource, `populus_migrate:${config.database}`, () => dataSource.runMigrations({ transaction: "each" }));
   } catch (err) {
     await dataSource.destroy();
     throw err;
   }
-  return new MysqlStore(dataSource, options, config.database);
+  return new MysqlStore(dataSource, options, config.database, /mariadb/i.test(version));
 }
 
 /**
- * The index hint of statements that address jobs by their leases (`id IN (...) AND lease_token IN
- * (...)`, leaseFilter). Without it the optimizer took the status prefix of ready_idx and walked every
- * reserved job: 4,000-9,000 rows examined per 1,000-lease Complete in a bench drain, each locked
- * with FOR UPDATE, so a Complete also waited for other workers' Reserve transactions on rows it
- * did not want. By primary key it reads and locks just its own rows.
+ * The index hint of statements that address jobs by id (`id IN (...)`, and leaseFilter's `id IN
+ * (...) AND lease_token IN (...)`): they read and lock their own rows by primary key. Without it
+ * MariaDB scanned the whole jobs table for a 1,000-lease Complete (ANALYZE: 5,000 rows for 1,000),
+ * and so whenever a batch was a large part of the table, and with FOR UPDATE (or in an UPDATE) it
+ * locked and waited for rows that other workers' transactions held. See prepareSession.
  */
 const BY_ID = "FORCE INDEX (PRIMARY)";
 
@@ -182,14 +184,16 @@ function errno(err: unknown): number | undefined {
 export class MysqlStore implements JobStore {
   readonly dialect = "mysql" as const;
   private readonly tables = new Map<string, TableDefinition>();
-  /** Pooled connections whose session isolation level is READ COMMITTED (readCommittedSession). */
-  private readonly readCommittedConnections = new WeakSet<object>();
+  /** Pooled connections whose session is set up for our transactions (prepareSession). */
+  private readonly preparedConnections = new WeakSet<object>();
 
   constructor(
     private readonly dataSource: DataSource,
     private readonly options: StoreOptions,
     /** The database name, scoping named locks (they are per server, not per database). */
     private readonly database: string,
+    /** MariaDB rather than MySQL: its sessions also keep IN lists as they are (prepareSession). */
+    private readonly mariadb: boolean,
   ) {}
 
   /** Runs fn in a READ COMMITTED transaction, retrying deadlocks and lock-wait timeouts with jitter. */
@@ -197,7 +201,7 @@ export class MysqlStore implements JobStore {
     for (let attempt = 1; ; attempt++) {
       const q = this.dataSource.createQueryRunner();
       try {
-        await this.readCommittedSession(q);
+        await this.prepareSession(q);
         await q.startTransaction();
         const result = await fn(q);
         await q.commitTransaction();
@@ -220,16 +224,23 @@ export class MysqlStore implements JobStore {
   }
 
   /**
-   * Connects `q` to a pooled connection whose transactions are READ COMMITTED. Set once per
-   * connection (the session default), not before each transaction: that was one more round
-   * trip in every Reserve and Complete. A transaction that needs another level sets it for
-   * itself (progressSnapshot).
+   * Connects `q` to a pooled connection set up once (session defaults), not before each
+   * transaction: that was one more round trip in every Reserve and Complete.
+   *
+   * - Transactions are READ COMMITTED; one that needs another level sets it for itself
+   *   (progressSnapshot).
+   * - MariaDB: IN lists stay lists. From 1,000 values (in_predicate_conversion_threshold, and a
+   *   batch is up to 1,000 leases) MariaDB turns `id IN (...)` into a join with a table of the
+   *   values, and then chose to scan the jobs table: a locking read of 1,000 leases locked (and
+   *   waited for) rows of other workers it does not hold. As a list, it is 1,000 primary-key
+   *   lookups (with BY_ID). MySQL makes no such conversion.
    */
-  private async readCommittedSession(q: QueryRunner): Promise<void> {
+  private async prepareSession(q: QueryRunner): Promise<void> {
     const connection = (await q.connect()) as object;
-    if (this.readCommittedConnections.has(connection)) return;
+    if (this.preparedConnections.has(connection)) return;
     await q.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
-    this.readCommittedConnections.add(connection);
+    if (this.mariadb) await q.query("SET SESSION in_predicate_conversion_threshold = 0");
+    this.preparedConnections.add(connection);
   }
 
   /** Runs a write and answers the rows it affected; outside a transaction (q null) on a pooled connection. */
@@ -505,7 +516,7 @@ export class MysqlStore implements JobStore {
     if (lost.length > 0) {
       await this.run(
         q,
-        `UPDATE ${jobs} SET status = 'error', error_message = CONCAT(?, attempts, ?), complete_time = ?, lease_token = NULL, lease_expire_time = NULL
+        `UPDATE ${jobs} ${BY_ID} SET status = 'error', error_message = CONCAT(?, attempts, ?), complete_time = ?, lease_token = NULL, lease_expire_time = NULL
          WHERE id IN (${placeholders(lost.length)})`,
         [WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...lost.map((r) => r.id)],
       );
@@ -519,7 +530,7 @@ export class MysqlStore implements JobStore {
     if (back.length > 0) {
       await this.run(
         q,
-        `UPDATE ${jobs} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
+        `UPDATE ${jobs} ${BY_ID} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
         back.map((r) => r.id),
       );
       change.move("reserved", "pending", back.length);
@@ -555,7 +566,7 @@ export class MysqlStore implements JobStore {
        */
       await this.run(
         q,
-        `UPDATE ${jobs} SET status = 'reserved', lease_token = CONCAT(?, '-', LOWER(CONV(id, 10, 36))), reserve_time = ?,
+        `UPDATE ${jobs} ${BY_ID} SET status = 'reserved', lease_token = CONCAT(?, '-', LOWER(CONV(id, 10, 36))), reserve_time = ?,
            lease_expire_time = ?, attempts = attempts + 1, worker_id = ?, host = ?, pid = ?, user = ?, code_version = ?,
            progress = NULL, progress_message = NULL
          WHERE id IN (${placeholders(rows.length)})`,
@@ -623,12 +634,15 @@ export class MysqlStore implements JobStore {
       if (keepCompleted) {
         await this.run(
           q,
-          `UPDATE ${jobs} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
+          `UPDATE ${jobs} ${BY_ID} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
            WHERE id IN (${placeholders(ids.length)})`,
           [now, now, ...ids],
         );
       } else {
-        await this.run(q, `DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`, ids);
+        // No index hint in a single-table DELETE: a join with the ids as a table makes it primary-key lookups too (BY_ID).
+        await this.run(q, `DELETE j FROM ${jobs} AS j JOIN JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS done ON j.id = done.id`, [
+          JSON.stringify(ids.map(Number)),
+        ]);
       }
       await this.logChange(q, table, completionChange(held, written, keepCompleted), now);
       return { committed: held.length, alreadyCommitted };

@@ -9,7 +9,14 @@
  * This module only draws; what the numbers are is decided by
  * populate-progress.ts.
  */
-import cliProgress from "cli-progress";
+import { createRequire } from "node:module";
+import type CliProgress from "cli-progress";
+
+/**
+ * cli-progress, loaded when a bar is first drawn on a TTY: most processes that load the SDK
+ * (every populate child, every worker) never draw one, and loading it cost each about 20 ms.
+ */
+const loadCliProgress = (): typeof CliProgress => createRequire(import.meta.url)("cli-progress") as typeof CliProgress;
 
 /** The numbers drawn. */
 export interface DisplayCounts {
@@ -71,6 +78,7 @@ export function startProgressDisplay(label: string, options: ProgressDisplayOpti
   const text = () => (latest === undefined ? "waiting for counts" : describeProgress(latest, finishedAtStart ?? latest.done, Date.now() - startedAt));
 
   if (stream.isTTY === true) {
+    const cliProgress = loadCliProgress();
     const bar = new cliProgress.SingleBar({
       stream,
       // The bar, its percentage, then the same text as the plain lines.

@@ -89,6 +89,12 @@ test(
   `option '--max-lost-attempts <n>' argument '0' is invalid. --max-lost-attempts must be a whole number from 1 to 1000, got "0"`,
 );
 
+test(
+  exitsWithConfigError,
+  ["--reserve-recheck", "0"],
+  `option '--reserve-recheck <seconds>' argument '0' is invalid. --reserve-recheck must be a whole number from 1 to 60, got "0"`,
+);
+
 test("an unreachable database → exit 1, one line naming it and the likely cause, password masked", async (t) => {
   const r = await run(["--port", "0", "--database", "mysql://root:hunter2@127.0.0.1:1/x"]);
   t.is(r.code, 1);
@@ -133,6 +139,7 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "--shutdown-grace",
     "--max-lost-attempts",
     "--event-retention",
+    "--reserve-recheck",
     "--tokens-file",
     "--insecure",
     "--tls-cert",
@@ -149,6 +156,7 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "POPULUS_SHUTDOWN_GRACE",
     "POPULUS_MAX_LOST_ATTEMPTS",
     "POPULUS_EVENT_RETENTION",
+    "POPULUS_RESERVE_RECHECK",
     "POPULUS_TOKENS_FILE",
     "POPULUS_INSECURE",
     "POPULUS_TLS_CERT",

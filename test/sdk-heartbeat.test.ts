@@ -36,8 +36,9 @@ const setupOf = pipelinePerDialect<Pipeline>("sdk-heartbeat-pipeline.ts");
 const WORKER = fileURLToPath(new URL("./fixtures/sdk-heartbeat-worker.ts", import.meta.url));
 
 /** Starts sdk-heartbeat-worker.ts; `exited` rejects when it has not exited 20 s after start (e.g. a thread kept it alive). */
-function heartbeatWorker(s: Setup, mode: "once" | "compete", env: NodeJS.ProcessEnv = {}): Worker {
-  return startWorker(WORKER, [s.server.url, s.dir, mode], { env, exitWithinMs: 20_000 });
+/** A worker that must exit within `exitWithinMs` of its start (its start-up under load included). */
+function heartbeatWorker(s: Setup, mode: "once" | "compete", env: NodeJS.ProcessEnv = {}, exitWithinMs = 20_000): Worker {
+  return startWorker(WORKER, [s.server.url, s.dir, mode], { env, exitWithinMs });
 }
 
 const calls = (s: Setup, table: string) => recordedCalls(s.dir, table);
@@ -57,8 +58,9 @@ async function busyAgainstRival(
   startMs: number,
 ): Promise<{ busy: Worker; rival: Worker; busyResult: PopulateResult; rivalResult: PopulateResult }> {
   // keepCompleted: the job rows stay (status success) so their attempts can be read after the commit.
-  const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true", ...env });
-  const rival = heartbeatWorker(s, "compete", env);
+  // Each may take up to startMs to reach its first make, then about 20 s for the rest.
+  const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true", ...env }, startMs + 20_000);
+  const rival = heartbeatWorker(s, "compete", env, startMs + 20_000);
   await waitFor(`the busy worker to start the blocking make of ${table}`, () => existsSync(join(s.dir, `${table}.marker`)), busy, startMs);
   writeFileSync(join(s.dir, `${table}.go`), "");
   const started = Date.now();

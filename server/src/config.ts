@@ -38,6 +38,12 @@ export interface ServerConfig {
   readonly maxLostAttempts: number;
   /** Seconds the change log keeps changes for Watch resumes; older cursors answer OUT_OF_RANGE. @default 3600 */
   readonly eventRetentionSeconds: number;
+  /**
+   * Seconds between a waiting (long-polling) Reserve's re-reads of the queue when nothing wakes it:
+   * a refresh or a release on any replica wakes it at once, so the re-read only finds delayed jobs
+   * whose time came. Each waiting worker costs a query this often. @default 1
+   */
+  readonly reserveRecheckSeconds: number;
   /** Where the bearer tokens come from; null serves JobService to anyone (loopback, or --insecure). */
   readonly tokens: TokenSource | null;
   /** Serve without tokens on a non-loopback address. @default false */
@@ -155,6 +161,12 @@ function buildCommand(): Command {
         .argParser(intInRange("--event-retention", 60, 30 * 24 * 3600)),
     )
     .addOption(
+      new Option("--reserve-recheck <seconds>", "how often a waiting Reserve re-reads the queue when nothing wakes it (delayed jobs whose time came)")
+        .env("POPULUS_RESERVE_RECHECK")
+        .default(1)
+        .argParser(intInRange("--reserve-recheck", 1, 60)),
+    )
+    .addOption(
       new Option("--tokens-file <path>", "bearer tokens, one \"<role> <token>\" per line (roles: reader, worker, admin); or POPULUS_TOKENS=\"<role>:<token>,...\"")
         .env("POPULUS_TOKENS_FILE"),
     )
@@ -211,6 +223,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     shutdownGrace: number;
     maxLostAttempts: number;
     eventRetention: number;
+    reserveRecheck: number;
     tokensFile?: string;
     insecure?: boolean;
     tlsCert?: string;
@@ -239,6 +252,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       shutdownGraceSeconds: o.shutdownGrace,
       maxLostAttempts: o.maxLostAttempts,
       eventRetentionSeconds: o.eventRetention,
+      reserveRecheckSeconds: o.reserveRecheck,
       tokens,
       insecure,
       tls: o.tlsCert === undefined || o.tlsKey === undefined ? null : Object.freeze({ certFile: o.tlsCert, keyFile: o.tlsKey }),

@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   );
   logger.info({ database: where, dialect: store.dialect }, "database ready, migrations applied");
 
-  const notifier = new WorkNotifier();
+  const notifier = new WorkNotifier(config.reserveRecheckSeconds * 1000);
   const feed = new ChangeFeed(store, { logger });
   // Work made ready through any replica wakes this replica's long-polling Reserve calls.
   feed.subscribe((changes) => {

@@ -62,6 +62,8 @@ async function busyAgainstRival(
   const busy = heartbeatWorker(s, "once", { POPULUS_KEEP_COMPLETED: "true", ...env }, startMs + 20_000);
   const rival = heartbeatWorker(s, "compete", env, startMs + 20_000);
   await waitFor(`the busy worker to start the blocking make of ${table}`, () => existsSync(join(s.dir, `${table}.marker`)), busy, startMs);
+  // The blocking make spins only once the rival is ready to take the other keys meanwhile.
+  await waitFor(`the rival worker of ${table} to be ready`, () => existsSync(join(s.dir, `${table}.rival`)), rival, startMs);
   writeFileSync(join(s.dir, `${table}.go`), "");
   const started = Date.now();
   const b = await busy.exited;

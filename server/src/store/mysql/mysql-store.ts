@@ -176,6 +176,17 @@ function restrictionSql(conditions: readonly AttributeCondition[]): { sql: strin
   return { sql, params: conditions.map((c) => restrictionText(c.value)) };
 }
 
+type SqlFilter = { sql: string; params: Param[] };
+
+/** The jobs Reserve may lease now: pending, scheduled by now, within its priority and restriction. */
+function readyFilter(input: ReserveInput): SqlFilter {
+  const restriction = restrictionSql(input.restriction);
+  return {
+    sql: `status = 'pending' AND scheduled_time <= ?${input.maxPriority === null ? "" : " AND priority <= ?"}${restriction.sql}`,
+    params: [input.now, ...(input.maxPriority === null ? [] : [input.maxPriority]), ...restriction.params],
+  };
+}
+
 interface ChangeLogRow {
   id: string;
   table_name: string;
@@ -557,41 +568,34 @@ export class MysqlStore implements JobStore {
    * either lease it (it is then no longer pending) or let it go; try again shortly.
    */
   async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
+    await this.table(input.table);
+    const ready = readyFilter(input);
     for (let attempt = 1; ; attempt++) {
-      const leases = await this.reserveOnce(input);
-      if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || !(await this.anyReady(input))) return leases;
+      const leases = await this.reserveOnce(input, ready);
+      if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || !(await this.anyReady(input.table, ready))) return leases;
       await new Promise((r) => setTimeout(r, LOCKED_READY_PAUSE_MS));
     }
   }
 
   /** Whether a ready job (by Reserve's filters) shows as pending to a read that takes no locks. */
-  private async anyReady(input: ReserveInput): Promise<boolean> {
-    const restriction = restrictionSql(input.restriction);
-    const [row] = await this.rows(
-      this.dataSource,
-      `SELECT 1 AS x FROM ${jobsTable(input.table)} FORCE INDEX (ready_idx)
-       WHERE status = 'pending' AND scheduled_time <= ?${input.maxPriority === null ? "" : " AND priority <= ?"}${restriction.sql} LIMIT 1`,
-      [input.now, ...(input.maxPriority === null ? [] : [input.maxPriority]), ...restriction.params],
-    );
+  private async anyReady(table: string, ready: SqlFilter): Promise<boolean> {
+    const [row] = await this.rows(this.dataSource, `SELECT 1 AS x FROM ${jobsTable(table)} FORCE INDEX (ready_idx) WHERE ${ready.sql} LIMIT 1`, ready.params);
     return row !== undefined;
   }
 
-  private async reserveOnce(input: ReserveInput): Promise<LeaseGrant[]> {
+  private async reserveOnce(input: ReserveInput, ready: SqlFilter): Promise<LeaseGrant[]> {
     const jobs = jobsTable(input.table);
-    await this.table(input.table);
-    const restriction = restrictionSql(input.restriction);
     return this.tx(async (q) => {
       /*
        * The next ready jobs in the total order priority, scheduled_time, id, skipping rows other
-       * reservers hold. Params: now, [max priority], [restriction], limit. SQLite: no locking clause
-       * (the IMMEDIATE transaction is the only writer).
+       * reservers hold. Params: readyFilter's, limit. SQLite: no locking clause (the IMMEDIATE
+       * transaction is the only writer).
        */
       const rows = await this.rows<{ id: string; key_json: string; priority: number; attempts: number }>(
         q,
         `SELECT id, key_json, priority, attempts FROM ${jobs} FORCE INDEX (ready_idx)
-         WHERE status = 'pending' AND scheduled_time <= ?${input.maxPriority === null ? "" : " AND priority <= ?"}${restriction.sql}
-         ORDER BY priority, scheduled_time, id LIMIT ? FOR UPDATE SKIP LOCKED`,
-        [input.now, ...(input.maxPriority === null ? [] : [input.maxPriority]), ...restriction.params, input.maxJobs],
+         WHERE ${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ? FOR UPDATE SKIP LOCKED`,
+        [...ready.params, input.maxJobs],
       );
       if (rows.length === 0) return [];
       const prefix = randomBytes(16).toString("hex");
@@ -631,10 +635,11 @@ export class MysqlStore implements JobStore {
        * Lock the jobs these leases still hold, so a concurrent sweep cannot take them mid-commit.
        * Params: tokens. SQLite: the same SELECT without FOR UPDATE (single writer).
        */
+      const leases = leaseFilter(tokens);
       const held = await this.rows<{ id: string; key_hash: string; key_json: string; lease_token: string; worker_id: string | null }>(
         q,
-        `SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} ${BY_ID} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
-        leaseFilter(tokens).params,
+        `SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} ${BY_ID} WHERE status = 'reserved' AND ${leases.sql} FOR UPDATE`,
+        leases.params,
       );
       const byToken = new Map(held.map((r) => [r.lease_token, r]));
       const notHeld = tokens.filter((t) => !byToken.has(t));
@@ -719,10 +724,11 @@ export class MysqlStore implements JobStore {
 
   /** The given leases that are still held, locked, with their keys and holders. SQLite: the same SELECT without FOR UPDATE. */
   private async heldTokens(q: QueryRunner, jobs: string, tokens: readonly string[]): Promise<Map<string, HeldLease>> {
+    const leases = leaseFilter(tokens);
     const rows = await this.rows<{ lease_token: string; key_json: string; worker_id: string | null }>(
       q,
-      `SELECT lease_token, key_json, worker_id FROM ${jobs} ${BY_ID} WHERE status = 'reserved' AND ${leaseFilter(tokens).sql} FOR UPDATE`,
-      leaseFilter(tokens).params,
+      `SELECT lease_token, key_json, worker_id FROM ${jobs} ${BY_ID} WHERE status = 'reserved' AND ${leases.sql} FOR UPDATE`,
+      leases.params,
     );
     return new Map(rows.map((r) => [r.lease_token, { keyJson: r.key_json, workerId: r.worker_id ?? "" }]));
   }
@@ -741,10 +747,8 @@ export class MysqlStore implements JobStore {
       const held = await this.heldTokens(q, jobs, tokens);
       if (held.size > 0) {
         // Extend every held lease in one statement. SQLite: the same UPDATE.
-        await this.run(q, `UPDATE ${jobs} ${BY_ID} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leaseFilter([...held.keys()]).sql}`, [
-          expire,
-          ...leaseFilter([...held.keys()]).params,
-        ]);
+        const leases = leaseFilter([...held.keys()]);
+        await this.run(q, `UPDATE ${jobs} ${BY_ID} SET lease_expire_time = ? WHERE status = 'reserved' AND ${leases.sql}`, [expire, ...leases.params]);
       }
       for (const p of progress) {
         if (held.has(p.leaseToken)) {
@@ -765,6 +769,7 @@ export class MysqlStore implements JobStore {
     await this.table(table);
     return this.tx(async (q) => {
       const held = await this.heldTokens(q, jobs, tokens);
+      const leases = leaseFilter([...held.keys()]);
       // Give leases back without charging an attempt. SQLite: MAX() instead of GREATEST().
       const released =
         held.size === 0
@@ -772,8 +777,8 @@ export class MysqlStore implements JobStore {
           : await this.run(
               q,
               `UPDATE ${jobs} ${BY_ID} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = GREATEST(attempts - 1, 0)
-               WHERE status = 'reserved' AND ${leaseFilter([...held.keys()]).sql}`,
-              leaseFilter([...held.keys()]).params,
+               WHERE status = 'reserved' AND ${leases.sql}`,
+              leases.params,
             );
       await this.logChange(q, table, releaseChange(held), Date.now());
       return { released, lost: tokens.filter((t) => !held.has(t)) };

@@ -151,9 +151,15 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
     stopping = true;
     for (const h of held.values()) abortHeld(h, o.cancel?.reason ?? new Error("the worker is stopping"));
   };
+  const makes = new MakeRunner();
+  // The loop's cancel signal also stops waiting for running makes (a failed heartbeat only aborts them).
+  const onCancelSignal = () => {
+    makes.cancel();
+    onCancel();
+  };
   if (o.signal?.aborted === true) onStop();
   o.signal?.addEventListener("abort", onStop, { once: true });
-  o.cancel?.addEventListener("abort", onCancel, { once: true });
+  o.cancel?.addEventListener("abort", onCancelSignal, { once: true });
 
   const markLost = (tokens: readonly string[]) => {
     for (const token of tokens) {
@@ -185,11 +191,10 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
 
   let calls = 0;
   const sizer = new BatchSizer();
-  const makes = new MakeRunner(o.cancel);
   const take = (leases: readonly Lease[]) => {
     for (const lease of leases) held.set(lease.leaseToken, { lease, lost: false });
     if (leases.length > 0) keeper().hold(leases.map((l) => l.leaseToken));
-    if (o.cancel?.aborted === true) onCancel();
+    if (o.cancel?.aborted === true) onCancelSignal();
   };
   /** Reserves a batch and holds it (heartbeats) from the moment it arrives, also when it arrives ahead of its turn. */
   const reserve = async (want: number) => {
@@ -309,7 +314,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
     }
   } finally {
     o.signal?.removeEventListener("abort", onStop);
-    o.cancel?.removeEventListener("abort", onCancel);
+    o.cancel?.removeEventListener("abort", onCancelSignal);
     await committing;
     // A batch reserved ahead that will not be made goes back with the rest.
     await ahead?.catch(() => undefined);
@@ -370,22 +375,21 @@ async function reserveBatch(o: LoopOptions, restriction: ReturnType<typeof toRes
 type MakeOutcome<T> = { readonly done: true; readonly value: T } | { readonly done: false };
 
 /**
- * Waits for makes unless the loop's `cancel` aborts first. One listener on
- * the signal for the whole loop, not one per job: adding and removing an
- * AbortSignal listener cost about 3 µs a job, and a synchronous make (most
- * of them) needs no waiting at all.
+ * Runs makes and waits for them until the loop is cancelled. The loop's one
+ * cancel listener tells it (cancel()), not one listener per job: adding and
+ * removing an AbortSignal listener cost about 3 µs a job, and a synchronous
+ * make (most of them) needs no waiting at all.
  */
 class MakeRunner {
-  readonly #cancel: AbortSignal | undefined;
+  #cancelled = false;
   /** Resolvers of the makes being waited for, told when the loop is cancelled. */
   readonly #waiting = new Set<(outcome: MakeOutcome<never>) => void>();
 
-  constructor(cancel: AbortSignal | undefined) {
-    this.#cancel = cancel;
-    cancel?.addEventListener("abort", () => {
-      for (const resolve of this.#waiting) resolve({ done: false });
-      this.#waiting.clear();
-    }, { once: true });
+  /** Stops waiting for running makes (their outcome is `{ done: false }`) and starts no more. */
+  cancel(): void {
+    this.#cancelled = true;
+    for (const resolve of this.#waiting) resolve({ done: false });
+    this.#waiting.clear();
   }
 
   /**
@@ -395,14 +399,12 @@ class MakeRunner {
    * left behind (its late rejection is handled here, never unhandled).
    */
   run<T>(make: () => T | PromiseLike<T>): MakeOutcome<T> | Promise<MakeOutcome<T>> {
-    if (this.#cancel?.aborted === true) return { done: false };
+    if (this.#cancelled) return { done: false };
     const value = make();
     if (!isThenable(value)) return { done: true, value };
-    const work = Promise.resolve(value);
-    if (this.#cancel === undefined) return work.then((v) => ({ done: true, value: v }));
     return new Promise((resolve, reject) => {
       this.#waiting.add(resolve);
-      work.then(
+      Promise.resolve(value).then(
         (v) => {
           this.#waiting.delete(resolve);
           resolve({ done: true, value: v });

@@ -10,7 +10,7 @@
  */
 import test from "ava";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./databases.js";
@@ -130,15 +130,4 @@ export async function waitFor(what: string, check: () => boolean, worker?: Worke
   }
 }
 
-/** The make calls a fixture recorded for `table` in `dir`: one `{ id, pid }` per line of `<table>.calls`, in order. */
-export function recordedCalls(dir: string, table: string): { id: number; pid: number }[] {
-  const file = join(dir, `${table}.calls`);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => {
-      const [id, pid] = l.split(" ").map(Number);
-      return { id: id ?? -1, pid: pid ?? -1 };
-    });
-}
+export { recordedCalls } from "../fixtures/calls.js";

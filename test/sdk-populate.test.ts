@@ -29,9 +29,10 @@ import {
   WorkerProcessError,
 } from "../client-sdk/dist/index.js";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { toProtoKey } from "../client-sdk/dist/keys.js";
 import { refreshKeySource } from "../client-sdk/dist/refresh.js";
-import { runReserveLoop, toResultRecord } from "../client-sdk/dist/reserve-loop.js";
+import { runReserveLoop, toReadyResult } from "../client-sdk/dist/reserve-loop.js";
 import type { HeartbeatListener, LeaseKeeper } from "../client-sdk/dist/heartbeat-thread.js";
 import { withRetry } from "../client-sdk/dist/retry.js";
 import type { JobServiceRpc } from "../client-sdk/dist/rpc.js";
@@ -343,12 +344,19 @@ test("reserve loop: the heartbeat starts with the first leases (or before the fi
       async reserve() {
         log.push("reserve");
         const n = batches.shift() ?? 0;
-        const leases = Array.from({ length: n }, () => ({ key: { attributes: { id: { kind: { case: "intValue", value: BigInt(next) } } } }, leaseToken: `t${next++}`, attempt: 1 }));
-        return { leases };
+        if (n === 0) return { leases: [] };
+        const ids = Array.from({ length: n }, () => next++);
+        const columns = {
+          leaseTokens: ids.map((id) => `t${id}`),
+          keyJsons: ids.map((id) => `{"id":"${id}"}`),
+          attempts: ids.map(() => 1),
+          keyAttributes: [{ name: "id", type: AttributeType.INT64 }],
+        };
+        return { leases: [], columns };
       },
-      async complete(req: { completions: unknown[] }) {
-        log.push(`complete ${req.completions.length}`);
-        return { committed: BigInt(req.completions.length), alreadyCommitted: 0n };
+      async complete(req: { leaseTokens: unknown[] }) {
+        log.push(`complete ${req.leaseTokens.length}`);
+        return { committed: BigInt(req.leaseTokens.length), alreadyCommitted: 0n };
       },
     } as unknown as JobServiceRpc;
     const heartbeat = (_listener: HeartbeatListener): LeaseKeeper => {
@@ -384,14 +392,20 @@ test("reserve loop: the heartbeat starts with the first leases (or before the fi
   t.true(worked.log.includes("drop t0,t1") && worked.log.at(-1) === "heartbeat stopped", worked.log.join("; "));
 });
 
-test("result records: JSON-able objects only, at most 4 MiB as JSON; large ones measured exactly for Complete's size limit", (t) => {
-  t.deepEqual(toResultRecord("tok", undefined), { leaseToken: "tok", result: {}, wireBytes: 12 });
-  t.deepEqual(toResultRecord("tok", { at: new Date(0), gone: undefined }).result, { at: "1970-01-01T00:00:00.000Z" });
-  t.throws(() => toResultRecord("tok", [1]), { instanceOf: InvalidArgumentError, message: /returned an array/ });
-  t.throws(() => toResultRecord("tok", { big: "x".repeat(5 * 1024 * 1024) }), { instanceOf: InvalidArgumentError, message: /at most 4194304/ });
-  // 100k small numbers: about 200 KB of JSON, several times that as a protobuf Struct.
-  const numbers = toResultRecord("tok", { values: Array.from({ length: 100_000 }, (_, i) => i % 10) });
-  t.true(numbers.wireBytes > 3 * JSON.stringify(numbers.result).length, `wire ${numbers.wireBytes} bytes`);
+test("result records: JSON-able objects only, at most 4 MiB as JSON, with a bound of their UTF-8 bytes for Complete's size limit", (t) => {
+  t.deepEqual(toReadyResult("tok", undefined), { leaseToken: "tok", resultJson: "{}", jsonBytes: 2 });
+  t.is(toReadyResult("tok", { at: new Date(0), gone: undefined }).resultJson, '{"at":"1970-01-01T00:00:00.000Z"}');
+  t.throws(() => toReadyResult("tok", [1]), { instanceOf: InvalidArgumentError, message: /returned an array/ });
+  t.throws(() => toReadyResult("tok", 3), { instanceOf: InvalidArgumentError, message: /returned 3/ });
+  t.throws(() => toReadyResult("tok", { big: "x".repeat(5 * 1024 * 1024) }), { instanceOf: InvalidArgumentError, message: /at most 4194304/ });
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  t.throws(() => toReadyResult("tok", circular), { instanceOf: InvalidArgumentError, message: /not JSON-able/ });
+  // Three-byte characters: the bound is never below the real size, small or large.
+  for (const text of ["€".repeat(10), "€".repeat(1_000_000)]) {
+    const r = toReadyResult("tok", { text });
+    t.true(r.jsonBytes >= Buffer.byteLength(r.resultJson, "utf8"), `${r.jsonBytes} >= ${Buffer.byteLength(r.resultJson, "utf8")}`);
+  }
 });
 
 test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, an unasked CANCELED and a refused stream are retried, other errors are not", async (t) => {

@@ -573,6 +573,81 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title: "column forms: as_columns answers the leases as lists with each key's canonical JSON and the attribute types; result_jsons commit as Structs would; bad ones are refused and change nothing",
+    async run(t, { client }) {
+      const table = "ColumnForms";
+      const big = 2n ** 60n + 7n;
+      const mixed = (id: bigint, name: string) => ({
+        attributes: {
+          id: { kind: { case: "intValue" as const, value: id } },
+          name: { kind: { case: "stringValue" as const, value: name } },
+          ratio: { kind: { case: "doubleValue" as const, value: 0.5 } },
+          flag: { kind: { case: "boolValue" as const, value: true } },
+        },
+      });
+      await client.refresh({ table, keys: [mixed(1n, "a"), mixed(big, 'q"uote €'), mixed(3n, "c")], priority: 4 });
+
+      const before = Date.now();
+      const asColumns = await client.reserve({ table, maxJobs: 2, worker: WORKER, asColumns: true, leaseDuration: seconds(90) });
+      t.deepEqual(asColumns.leases, [], "no Lease messages");
+      const c = asColumns.columns!;
+      t.deepEqual(
+        c.keyAttributes.map((a) => [a.name, a.type]),
+        [
+          ["flag", 4],
+          ["id", 1],
+          ["name", 2],
+          ["ratio", 3],
+        ],
+        "the table's attributes and types (bool, int64, string, double), in name order",
+      );
+      t.deepEqual(
+        c.keyJsons,
+        ['{"flag":true,"id":"1","name":"a","ratio":0.5}', `{"flag":true,"id":"${big}","name":"q\\"uote €","ratio":0.5}`],
+        "canonical JSON, int64 as a decimal string (exact beyond 2^53)",
+      );
+      t.deepEqual([c.attempts, c.priorities, c.leaseTokens.length, new Set(c.leaseTokens).size], [[1, 1], [4, 4], 2, 2]);
+      const expires = timestampMs(c.leaseExpireTime!);
+      t.true(expires >= before + 89_000 && expires <= Date.now() + 91_000, "one expiry, 90 s out");
+      const asMessages = await client.reserve({ table, maxJobs: 1, worker: WORKER });
+      t.is(asMessages.columns, undefined, "without as_columns: no columns");
+      t.is(asMessages.leases[0]?.key?.attributes.id?.kind.value, 3n);
+      t.is((await client.reserve({ table, maxJobs: 1, worker: WORKER, asColumns: true })).columns, undefined, "nothing ready: no columns");
+
+      const [first, second] = c.leaseTokens as [string, string];
+      const third = asMessages.leases[0]!.leaseToken;
+      const refused: [string, Parameters<JobsClient["complete"]>[0], RegExp][] = [
+        ["not JSON", { table, leaseTokens: [first], resultJsons: ["{mean: 1"] }, /result_jsons\[0\] is not JSON/],
+        ["an array", { table, leaseTokens: [first], resultJsons: ["[1, 2]"] }, /must be a JSON object.*an array/],
+        ["null", { table, leaseTokens: [first], resultJsons: ["null"] }, /must be a JSON object.*null/],
+        ["a result missing", { table, leaseTokens: [first, second], resultJsons: ["{}"] }, /2 lease_tokens but 1 result_jsons/],
+        ["both forms", { table, leaseTokens: [first], resultJsons: ["{}"], completions: [{ leaseToken: second, result: {} }] }, /not both/],
+        ["too deep", { table, leaseTokens: [first], resultJsons: ['{"a":' + "[".repeat(39) + "]".repeat(39) + "}"] }, /deeper than 32/],
+        // All or nothing: one bad result among good ones refuses the whole call.
+        ["one bad of two", { table, leaseTokens: [second, first], resultJsons: ['{"ok":true}', "{"] }, /result_jsons\[1\] is not JSON/],
+      ];
+      for (const [what, request, message] of refused) {
+        const err = await rpcError(client.complete(request));
+        t.is(err.code, Code.InvalidArgument, what);
+        t.regex(err.rawMessage, message, what);
+      }
+      t.deepEqual(await counts(client, table), only({ reserved: 3, remaining: 3 }), "the refused calls changed nothing");
+
+      const done = await client.complete({ table, leaseTokens: [first, second], resultJsons: [' { "mean" : 1.5, "tags": ["x", "€"], "nested": {"n": null} } ', "{}"] });
+      t.deepEqual([done.committed, done.alreadyCommitted], [2n, 0n]);
+      const again = await client.complete({ table, leaseTokens: [first], resultJsons: ['{"mean":1.5}'] });
+      t.deepEqual([again.committed, again.alreadyCommitted], [0n, 1n], "a repeat commits nothing, as with completions");
+      await client.complete({ table, completions: [{ leaseToken: third, result: { mean: 3 } }] });
+      const stored = (await allTargets(client, table)).map((r) => [r.key?.attributes.id?.kind.value, r.result]);
+      stored.sort((a, b) => Number((a[0] as bigint) - (b[0] as bigint)));
+      t.deepEqual(stored, [
+        [1n, { mean: 1.5, tags: ["x", "€"], nested: { n: null } }],
+        [3n, { mean: 3 }],
+        [big, {}],
+      ]);
+    },
+  },
+  {
     title: "idempotent commit: the same Complete twice answers OK twice and the target holds one row",
     async run(t, { client }) {
       const table = "IdempotentCommit";

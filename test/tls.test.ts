@@ -232,3 +232,31 @@ test("Connect over HTTP/2 with TLS and JSON over HTTPS/1.1 read and write the sa
   const viaJson = await httpsPost("/populus.v1.JobService/GetProgress", { table: "TlsDelete" }, ca);
   t.deepEqual(viaJson.json, { progress: { table: "tls_delete", pending: "1", remaining: "1" } });
 });
+
+test("the heartbeat thread renews leases over TLS with the token: 1 s leases of a 3.5 s make are extended, and it commits", async (t) => {
+  const sdk = connect({ url: httpsUrl, token: ADMIN, ca });
+  const reserveTimes: number[] = [];
+  const expiries: number[] = [];
+  const table = sdk.table("TlsHeartbeat", {
+    keySource: [{ id: 1 }],
+    make: async () => {
+      // The loop's own event loop stays free, so this test can watch the lease while make runs.
+      const until = Date.now() + 3500;
+      while (Date.now() < until) {
+        for (const job of await table.jobs.reserved.fetch()) {
+          reserveTimes.push(job.reserveTime?.getTime() ?? 0);
+          expiries.push(job.leaseExpireTime?.getTime() ?? 0);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return { ok: true };
+    },
+    module: import.meta.url,
+  });
+  const result = await table.populate({ reserveJobs: true, leaseDuration: 1 });
+  sdk.close();
+  t.is(result.successCount, 1);
+  t.true(expiries.length > 0, "the job was seen reserved");
+  const reservedAt = Math.min(...reserveTimes);
+  t.true(Math.max(...expiries) > reservedAt + 2500, `lease renewed: expiry ${Math.max(...expiries) - reservedAt} ms after the reservation`);
+});

@@ -14,41 +14,13 @@
  * LeaseLostError for it anyway, and the lease was kept for as long as the
  * server could be reached.
  *
- * This one module is both sides: the thread runs this same file, and the
- * code at the bottom starts the thread's role when it finds the thread's
- * workerData marker.
+ * The thread runs lease-renewer.ts, which loads nothing but node:http2.
  *
  * @internal Not part of the public API.
  */
-import { isMainThread, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads";
+import { Worker } from "node:worker_threads";
 import type { ResolvedConnectOptions } from "./config.js";
-import { openConnection } from "./rpc.js";
-import { durationOf } from "./wire-values.js";
-
-/** What the thread is started with. */
-interface ThreadInit {
-  /** Marks a heartbeat thread (a pipeline's own worker threads may import the SDK too). */
-  readonly role: typeof ROLE;
-  /** The loop's connection options; the thread opens its own connection with them. */
-  readonly connect: ResolvedConnectOptions;
-  readonly table: string;
-  /** Lease length asked for at each renewal, seconds. */
-  readonly leaseDurationS: number;
-}
-
-/** Main → thread. */
-type ToThread =
-  | { readonly type: "hold"; readonly tokens: readonly string[] }
-  | { readonly type: "drop"; readonly tokens: readonly string[] }
-  | { readonly type: "progress"; readonly token: string; readonly fraction: number; readonly message: string };
-
-/** Thread → main: leases the server no longer holds for us; or, once, that the thread is running. */
-type FromThread = { readonly type: "lost"; readonly tokens: readonly string[] } | { readonly type: "ready" };
-
-const ROLE = "@populus/sdk/heartbeat-thread";
-
-/** Heartbeat has at most 1000 lease tokens per call (the server's limit). */
-const HEARTBEAT_BATCH = 1000;
+import type { FromRenewer, RenewerInit, ToRenewer } from "./lease-renewer.js";
 
 /** What the loop hears from whatever keeps its leases. */
 export interface HeartbeatListener {
@@ -143,7 +115,7 @@ export class HeartbeatThread implements LeaseKeeper {
     await this.#worker.terminate();
   }
 
-  #post(message: ToThread): void {
+  #post(message: ToRenewer): void {
     if (!this.#stopped) this.#worker.postMessage(message);
   }
 }
@@ -157,10 +129,17 @@ export function startHeartbeatThread(
   options: { readonly connect: ResolvedConnectOptions; readonly table: string; readonly leaseDurationS: number },
   listener: HeartbeatListener,
 ): HeartbeatThread {
-  const init: ThreadInit = { role: ROLE, connect: options.connect, table: options.table, leaseDurationS: options.leaseDurationS };
-  // This very file: dist/heartbeat-thread.js, or the .ts source under tsx
-  // (the thread inherits the process's execArgv, so `--import tsx` too).
-  const worker = new Worker(new URL(import.meta.url), { workerData: init });
+  const init: RenewerInit = {
+    url: options.connect.url,
+    token: options.connect.token,
+    ca: options.connect.ca,
+    table: options.table,
+    leaseDurationS: options.leaseDurationS,
+  };
+  // lease-renewer.js beside this file, or the .ts source under tsx (the thread inherits the
+  // process's execArgv, so `--import tsx` too).
+  const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+  const worker = new Worker(new URL(`./lease-renewer${ext}`, import.meta.url), { workerData: init });
   let started: () => void = () => undefined;
   let failed: (err: Error) => void = () => undefined;
   const ready = new Promise<void>((resolve, reject) => {
@@ -168,7 +147,7 @@ export function startHeartbeatThread(
     failed = reject;
   });
   ready.catch(() => undefined); // also reported through onError
-  worker.on("message", (m: FromThread) => {
+  worker.on("message", (m: FromRenewer) => {
     if (m.type === "lost") listener.onLost(m.tokens);
     else {
       // Ref'd until now: a loop awaiting `ready` may have nothing else keeping the process alive.
@@ -184,49 +163,3 @@ export function startHeartbeatThread(
   return new HeartbeatThread(worker, ready);
 }
 
-/** The thread's side: renews the held leases every third of the lease length until terminated. */
-function runThread(init: ThreadInit, port: MessagePort): void {
-  const { rpc } = openConnection(init.connect);
-  /** Held leases, with progress not yet sent. */
-  const held = new Map<string, { fraction: number; message: string } | undefined>();
-
-  port.on("message", (m: ToThread) => {
-    if (m.type === "hold") for (const t of m.tokens) held.set(t, undefined);
-    else if (m.type === "drop") for (const t of m.tokens) held.delete(t);
-    else if (held.has(m.token)) held.set(m.token, { fraction: m.fraction, message: m.message });
-  });
-
-  const beat = async () => {
-    const tokens = [...held.keys()];
-    for (let i = 0; i < tokens.length; i += HEARTBEAT_BATCH) {
-      const batch = tokens.slice(i, i + HEARTBEAT_BATCH);
-      const sent = batch.flatMap((leaseToken) => {
-        const p = held.get(leaseToken);
-        return p === undefined ? [] : [{ leaseToken, p }];
-      });
-      const progress = sent.map(({ leaseToken, p }) => ({ leaseToken, progress: p.fraction, message: p.message }));
-      try {
-        const answer = await rpc.heartbeat({ table: init.table, leaseTokens: batch, leaseDuration: durationOf(init.leaseDurationS), progress });
-        // Progress is sent once; a newer report that arrived meanwhile goes with the next beat.
-        for (const { leaseToken, p } of sent) if (held.get(leaseToken) === p) held.set(leaseToken, undefined);
-        // A lease the loop dropped while the call was in flight is no news to it.
-        const lost = answer.lostLeaseTokens.filter((t) => held.delete(t));
-        if (lost.length > 0) port.postMessage({ type: "lost", tokens: lost } satisfies FromThread);
-      } catch {
-        // rpc retries UNAVAILABLE with backoff; past that the next beat tries
-        // again, and a lease that expires meanwhile is answered as lost then
-        // (or as LeaseLostError at Complete).
-      }
-    }
-  };
-  let beating = false;
-  setInterval(() => {
-    if (beating || held.size === 0) return;
-    beating = true;
-    void beat().finally(() => (beating = false));
-  }, (init.leaseDurationS * 1000) / 3);
-  port.postMessage({ type: "ready" } satisfies FromThread);
-}
-
-const data = workerData as Partial<ThreadInit> | null;
-if (!isMainThread && parentPort !== null && data?.role === ROLE) runThread(data as ThreadInit, parentPort);

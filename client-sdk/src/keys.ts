@@ -110,6 +110,20 @@ export function fromProtoValue(v: Value | undefined): KeyValue {
   }
 }
 
+/**
+ * Decodes a key sent as JSON text (Lease.key_json): int64 attributes, named in `int64`, come as
+ * decimal strings and become numbers, or bigints beyond 2^53 as fromProtoValue makes them.
+ */
+export function fromKeyJson(json: string, int64: readonly string[]): KeyRecord {
+  const key = JSON.parse(json) as Record<string, KeyValue>;
+  for (const name of int64) {
+    const text = key[name] as string;
+    const n = Number(text);
+    key[name] = Number.isSafeInteger(n) ? n : BigInt(text);
+  }
+  return key;
+}
+
 /** The key record of a proto Key, attributes in name order. */
 export function fromProtoKey(key: Key | undefined): KeyRecord {
   const out: Record<string, KeyValue> = {};

@@ -23,12 +23,12 @@
  * running when the stop's grace period ended → released, and make's promise
  * is no longer waited for.
  */
-import { fromJson, type JsonObject, toBinary } from "@bufbuild/protobuf";
-import { StructSchema } from "@bufbuild/protobuf/wkt";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { InvalidArgumentError, LeaseLostError, ResourceExhaustedError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
-import type { CompleteRequest, Completion, Lease } from "./gen/populus/v1/job_service_pb.js";
+import type { CompleteRequest, Completion, ReserveResponse } from "./gen/populus/v1/job_service_pb.js";
+import { AttributeType } from "./gen/populus/v1/types_pb.js";
 import type { LeaseKeeper, StartLeaseKeeper } from "./heartbeat-thread.js";
-import { fromProtoKey, type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
+import { fromKeyJson, fromProtoKey, type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { Make, MakeContext } from "./table-definition.js";
 import { count, durationOf } from "./wire-values.js";
@@ -111,8 +111,16 @@ export interface LoopOptions {
   readonly onFailure?: (failure: KeyError) => void;
 }
 
+/** A leased job, as the loop keeps it. */
+interface LeasedJob {
+  readonly leaseToken: string;
+  readonly key: KeyRecord;
+  /** Which lease of this job this is, from 1. */
+  readonly attempt: number;
+}
+
 interface Held {
-  readonly lease: Lease;
+  readonly lease: LeasedJob;
   lost: boolean;
   /** make's ctx.signal, made when make first reads it: most makes never do, and one per job cost 2 µs and garbage. */
   controller?: AbortController;
@@ -191,29 +199,33 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
 
   let calls = 0;
   const sizer = new BatchSizer();
-  const take = (leases: readonly Lease[]) => {
+  /** Whether the server takes results in columns (result_jsons): it answered a Reserve in columns. */
+  let columnResults = false;
+  const take = (leases: readonly LeasedJob[]) => {
     for (const lease of leases) held.set(lease.leaseToken, { lease, lost: false });
     if (leases.length > 0) keeper().hold(leases.map((l) => l.leaseToken));
     if (o.cancel?.aborted === true) onCancelSignal();
   };
   /** Reserves a batch and holds it (heartbeats) from the moment it arrives, also when it arrives ahead of its turn. */
   const reserve = async (want: number) => {
-    const leases = await reserveBatch(o, restriction, leaseDurationS, want);
-    if (leases !== undefined) take(leases);
-    return leases;
+    const batch = await reserveBatch(o, restriction, leaseDurationS, want);
+    if (batch === undefined) return undefined;
+    columnResults ||= batch.columns;
+    take(batch.leases);
+    return batch.leases;
   };
   /** The next batch, reserved while the current one is made. */
-  let ahead: Promise<Lease[] | undefined> | undefined;
+  let ahead: Promise<LeasedJob[] | undefined> | undefined;
   let aheadSize = 0;
   /** The latest batch's Complete; each waits for the one before, so results commit in order. */
   let committing: Promise<void> = Promise.resolve();
-  const commit = (completions: ResultRecord[]) => {
+  const commit = (completions: ReadyResult[]) => {
     const previous = committing;
     committing = (async () => {
       await previous;
       if (completions.length === 0) return;
       try {
-        result.successCount += await complete(o, completions.filter((c) => held.get(c.leaseToken)?.lost !== true));
+        result.successCount += await complete(o, completions.filter((c) => held.get(c.leaseToken)?.lost !== true), columnResults);
       } catch (err) {
         fatal ??= err instanceof Error ? err : new Error(String(err));
         stopping = true;
@@ -230,7 +242,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
     while (!stopping) {
       let requested = o.maxCalls === undefined ? want : Math.min(want, o.maxCalls - calls);
       if (ahead === undefined && requested <= 0) break;
-      let leases: Lease[] | undefined;
+      let leases: LeasedJob[] | undefined;
       if (ahead === undefined) leases = await reserve(requested);
       else [leases, requested] = [await ahead, aheadSize];
       ahead = undefined;
@@ -249,11 +261,11 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
       }
       first = false;
 
-      const completions: ResultRecord[] = [];
+      const completions: ReadyResult[] = [];
       for (const lease of leases) {
         const h = held.get(lease.leaseToken);
         if (h === undefined || h.lost || stopping) continue;
-        const key = fromProtoKey(lease.key);
+        const key = lease.key;
         calls++;
         const ctx: MakeContext<KeyRecord> = {
           key,
@@ -272,7 +284,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
           const outcome = running instanceof Promise ? await running : running;
           sizer.observe(performance.now() - started);
           // Cancelled: the grace period ended with make still running; its lease is released below.
-          if (outcome.done) completions.push(toResultRecord(lease.leaseToken, outcome.value));
+          if (outcome.done) completions.push(toReadyResult(lease.leaseToken, outcome.value));
         } catch (err) {
           sizer.observe(performance.now() - started);
           if (h.lost) {
@@ -347,10 +359,22 @@ class BatchSizer {
   }
 }
 
-/** One Reserve; undefined when the table does not exist yet (never refreshed: nothing to do). */
-async function reserveBatch(o: LoopOptions, restriction: ReturnType<typeof toRestriction>, leaseDurationS: number, want: number): Promise<Lease[] | undefined> {
+/** A reserved batch: its jobs, and whether the server answered in columns (so it also takes results so). */
+interface ReservedBatch {
+  readonly leases: LeasedJob[];
+  readonly columns: boolean;
+}
+
+/**
+ * One Reserve, asking for the answer in columns (as_columns): a few lists to decode and a native
+ * JSON.parse per key, instead of a Lease message with a map of Value messages per job. A server
+ * that predates as_columns answers Lease messages, which are taken too. Undefined when the table
+ * does not exist yet (never refreshed: nothing to do).
+ */
+async function reserveBatch(o: LoopOptions, restriction: ReturnType<typeof toRestriction>, leaseDurationS: number, want: number): Promise<ReservedBatch | undefined> {
+  let answer: ReserveResponse;
   try {
-    const { leases } = await o.rpc.reserve({
+    answer = await o.rpc.reserve({
       table: o.table,
       maxJobs: want,
       maxPriority: o.priority,
@@ -363,12 +387,22 @@ async function reserveBatch(o: LoopOptions, restriction: ReturnType<typeof toRes
         codeVersion: o.identity.codeVersion,
       },
       leaseDuration: durationOf(leaseDurationS),
+      asColumns: true,
     });
-    return leases;
   } catch (err) {
     if (err instanceof TableNotFoundError) return undefined;
     throw err;
   }
+  const c = answer.columns;
+  if (c === undefined) {
+    return { leases: answer.leases.map((l): LeasedJob => ({ leaseToken: l.leaseToken, key: fromProtoKey(l.key), attempt: l.attempt })), columns: false };
+  }
+  const int64 = c.keyAttributes.filter((a) => a.type === AttributeType.INT64).map((a) => a.name);
+  const leases = new Array<LeasedJob>(c.leaseTokens.length);
+  for (let i = 0; i < leases.length; i++) {
+    leases[i] = { leaseToken: c.leaseTokens[i] as string, key: fromKeyJson(c.keyJsons[i] as string, int64), attempt: c.attempts[i] as number };
+  }
+  return { leases, columns: true };
 }
 
 /** What make did: returned `value`, or was left running because the loop was cancelled. */
@@ -425,11 +459,12 @@ function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
 /** The server's limit on one result, in bytes of its JSON (larger is INVALID_ARGUMENT there). */
 const MAX_RESULT_JSON_BYTES = 4 * 1024 * 1024;
 
-/** A result ready for Complete: the record, and an upper bound of its size on the wire. */
-export interface ResultRecord {
+/** A result ready for Complete: the record as JSON text, and a bound of its UTF-8 bytes. */
+export interface ReadyResult {
   readonly leaseToken: string;
-  readonly result: JsonObject;
-  readonly wireBytes: number;
+  readonly resultJson: string;
+  /** At least the UTF-8 bytes of resultJson: exact for a large record, 3 per UTF-16 unit for a small one. */
+  readonly jsonBytes: number;
 }
 
 /**
@@ -438,25 +473,23 @@ export interface ResultRecord {
  * Anything else, or a record over the server's size limit, is an
  * InvalidArgumentError, recorded as the job's failure.
  */
-export function toResultRecord(leaseToken: string, v: unknown): ResultRecord {
-  if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v))) {
+export function toReadyResult(leaseToken: string, v: unknown): ReadyResult {
+  if (v === undefined) return { leaseToken, resultJson: "{}", jsonBytes: 2 };
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
     throw new InvalidArgumentError(`make must return an object (the result record) or nothing; it returned ${Array.isArray(v) ? "an array" : String(v)}`);
   }
   let json: string;
   try {
-    json = v === undefined ? "{}" : JSON.stringify(v);
+    json = JSON.stringify(v);
   } catch (err) {
     throw new InvalidArgumentError(`make's result record is not JSON-able: ${(err as Error).message}`, { cause: err });
   }
-  const jsonBytes = Buffer.byteLength(json, "utf8");
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only a record that might be over the limit is measured.
+  const jsonBytes = json.length * 3 <= MAX_RESULT_JSON_BYTES ? json.length * 3 : Buffer.byteLength(json, "utf8");
   if (jsonBytes > MAX_RESULT_JSON_BYTES) {
     throw new InvalidArgumentError(`make's result record is ${jsonBytes} bytes as JSON; the server takes at most ${MAX_RESULT_JSON_BYTES} (store large data elsewhere and return a reference)`);
   }
-  const result = JSON.parse(json) as JsonObject;
-  // Complete goes as binary protobuf, where a Struct of small numbers takes up to about 6 times its
-  // JSON; a large record is measured exactly instead, so that its call stays under the server's limit.
-  const wireBytes = jsonBytes <= 64 * 1024 ? jsonBytes * 6 : toBinary(StructSchema, fromJson(StructSchema, result)).length;
-  return { leaseToken, result, wireBytes };
+  return { leaseToken, resultJson: json, jsonBytes };
 }
 
 /** Fail; false when the lease was already lost (another worker has the key, nothing recorded). */
@@ -482,18 +515,22 @@ async function fail(o: LoopOptions, leaseToken: string, errorMessage: string, er
  * 10 s drain and started again took longer than the retries on the loaded
  * dev machine (worker-cli.test.ts, keys made twice before this).
  */
-async function complete(o: LoopOptions, completions: readonly ResultRecord[]): Promise<number> {
+async function complete(o: LoopOptions, completions: readonly ReadyResult[], columnResults: boolean): Promise<number> {
   const until = Date.now() + (o.leaseDurationS ?? LEASE_DURATION_S) * 1000;
   let committed = 0;
-  for (let batch of completeBatches(completions)) {
+  for (let batch of completeBatches(completions, columnResults)) {
     while (batch.length > 0) {
       try {
         // A message literal: the client's create() takes it as it is instead of copying every completion by reflection.
         const request: CompleteRequest = {
           $typeName: "populus.v1.CompleteRequest",
           table: o.table,
-          completions: batch.map(({ leaseToken, result }): Completion => ({ $typeName: "populus.v1.Completion", leaseToken, result })),
+          completions: columnResults
+            ? []
+            : batch.map(({ leaseToken, resultJson }): Completion => ({ $typeName: "populus.v1.Completion", leaseToken, result: JSON.parse(resultJson) as JsonObject })),
           keepCompleted: o.keepCompleted,
+          leaseTokens: columnResults ? batch.map((c) => c.leaseToken) : [],
+          resultJsons: columnResults ? batch.map((c) => c.resultJson) : [],
         };
         const answer = await o.rpc.complete(request);
         committed += count(answer.committed) + count(answer.alreadyCommitted);
@@ -508,7 +545,7 @@ async function complete(o: LoopOptions, completions: readonly ResultRecord[]): P
         // Without a detail we cannot tell which lease was lost: commit one at a time.
         if (lost.size === 0) {
           if (batch.length === 1) break;
-          for (const one of batch) committed += await complete(o, [one]);
+          for (const one of batch) committed += await complete(o, [one], columnResults);
           break;
         }
         batch = batch.filter((c) => !lost.has(c.leaseToken));
@@ -521,19 +558,24 @@ async function complete(o: LoopOptions, completions: readonly ResultRecord[]): P
 /** Results per Complete call (the server's limit), and their wire bytes per call: under the server's 16 MiB request limit, with room for the envelope. */
 const COMPLETE_BATCH = 1000;
 const COMPLETE_BATCH_BYTES = 15 * 1024 * 1024;
+/** Bytes on the wire per JSON byte of a result sent as a Struct (to a server without result_json): small numbers take about 6 times their JSON. */
+const STRUCT_WIRE_FACTOR = 6;
+/** Bytes on the wire per completion besides its result: the lease token and the framing. */
+const COMPLETION_OVERHEAD_BYTES = 128;
 
 /** The completions cut into calls the server accepts: at most COMPLETE_BATCH results and COMPLETE_BATCH_BYTES on the wire each. */
-function* completeBatches(completions: readonly ResultRecord[]): Generator<ResultRecord[]> {
-  let batch: ResultRecord[] = [];
+function* completeBatches(completions: readonly ReadyResult[], columnResults: boolean): Generator<ReadyResult[]> {
+  let batch: ReadyResult[] = [];
   let bytes = 0;
   for (const c of completions) {
-    if (batch.length > 0 && (batch.length === COMPLETE_BATCH || bytes + c.wireBytes > COMPLETE_BATCH_BYTES)) {
+    const wireBytes = (columnResults ? c.jsonBytes : c.jsonBytes * STRUCT_WIRE_FACTOR) + COMPLETION_OVERHEAD_BYTES;
+    if (batch.length > 0 && (batch.length === COMPLETE_BATCH || bytes + wireBytes > COMPLETE_BATCH_BYTES)) {
       yield batch;
       batch = [];
       bytes = 0;
     }
     batch.push(c);
-    bytes += c.wireBytes;
+    bytes += wireBytes;
   }
   if (batch.length > 0) yield batch;
 }

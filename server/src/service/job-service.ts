@@ -5,8 +5,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { timestampFromMs, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { JobService, Lease } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
-import { JobStatus } from "@populus/sdk/gen/populus/v1/types_pb.js";
+import type { JobService, Lease, LeaseColumns } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { JobStatus, type KeyAttribute } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { JobSchema, ProgressSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { JobEventSchema, type WatchResponse, WatchResponseSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
@@ -14,7 +14,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { TableNotFoundError } from "../errors.js";
 import { attributeTypeToProto, decodeKey, type KeyAttributes } from "../key-codec.js";
-import type { JobRecord, JobStore, ProgressCounts, TableDefinition } from "../store/store.js";
+import type { JobRecord, JobStore, LeaseGrant, ProgressCounts, TableDefinition } from "../store/store.js";
 import { parseTableName } from "../table-name.js";
 import {
   validateComplete,
@@ -54,6 +54,43 @@ export function progressMessage(table: string, c: ProgressCounts): MessageInitSh
     target: BigInt(c.target),
     remaining: BigInt(c.pending + c.reserved),
   };
+}
+
+/** A table's key attributes as KeyAttribute messages, made once per table definition (Reserve sends them with json_keys). */
+const keyAttributeCache = new WeakMap<KeyAttributes, KeyAttribute[]>();
+function keyAttributeMessages(attributes: KeyAttributes): KeyAttribute[] {
+  let messages = keyAttributeCache.get(attributes);
+  if (messages === undefined) {
+    messages = attributes.map((a): KeyAttribute => ({ $typeName: "populus.v1.KeyAttribute", name: a.name, type: attributeTypeToProto(a.type) }));
+    keyAttributeCache.set(attributes, messages);
+  }
+  return messages;
+}
+
+/**
+ * A Reserve's leases as columns (as_columns): the stored canonical key JSON goes out as it is, and
+ * no message per lease is built or encoded. The leases of one Reserve share their expiry.
+ */
+function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes): LeaseColumns | undefined {
+  if (grants.length === 0) return undefined;
+  const n = grants.length;
+  const columns: LeaseColumns = {
+    $typeName: "populus.v1.LeaseColumns",
+    leaseTokens: new Array<string>(n),
+    keyJsons: new Array<string>(n),
+    attempts: new Array<number>(n),
+    priorities: new Array<number>(n),
+    leaseExpireTime: timestampFromMs((grants[0] as LeaseGrant).leaseExpireTime),
+    keyAttributes: keyAttributeMessages(attributes),
+  };
+  for (let i = 0; i < n; i++) {
+    const g = grants[i] as LeaseGrant;
+    columns.leaseTokens[i] = g.leaseToken;
+    columns.keyJsons[i] = g.keyJson;
+    columns.attempts[i] = g.attempt;
+    columns.priorities[i] = g.priority;
+  }
+  return columns;
 }
 
 function jobMessage(job: JobRecord, attributes: KeyAttributes): MessageInitShape<typeof JobSchema> {
@@ -193,7 +230,9 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
           // reflect over; the leases of one Reserve share their expiry time.
           let expiry: { ms: number; at: Timestamp } | undefined;
           const expireTime = (ms: number) => (expiry?.ms === ms ? expiry.at : (expiry = { ms, at: timestampFromMs(ms) }).at);
+          if (req.asColumns) return { $typeName: "populus.v1.ReserveResponse", leases: [], columns: leaseColumns(grants, def.keyAttributes) };
           return {
+            $typeName: "populus.v1.ReserveResponse",
             leases: grants.map(
               (g): Lease => ({
                 $typeName: "populus.v1.Lease",

@@ -3,6 +3,7 @@
  * call, so a rejected request changes nothing. Each returns the store's input
  * in normalized form (milliseconds, canonical keys, stored table names).
  */
+import type { JsonObject } from "@bufbuild/protobuf";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import type {
   CompleteRequest,
@@ -173,23 +174,52 @@ function checkDepth(result: unknown, where: string): void {
   }
 }
 
+/** A result given as a Struct, as compact JSON text. */
+function resultOfStruct(result: JsonObject | undefined, where: string): string {
+  checkDepth(result, where);
+  return JSON.stringify(result ?? {});
+}
+
+/** A result given as JSON text (result_jsons), checked as a Struct would be and made compact, as the Struct's text is. */
+function resultOfJsonText(text: string, where: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidRequestError(`${where} is not JSON (${(err as Error).message.slice(0, 200)})`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new InvalidRequestError(`${where} must be a JSON object (the result record), got ${parsed === null ? "null" : Array.isArray(parsed) ? "an array" : typeof parsed}`);
+  }
+  checkDepth(parsed, where);
+  return JSON.stringify(parsed);
+}
+
+/** Complete's results, from completions or from the lists lease_tokens and result_jsons. */
 export function validateComplete(req: CompleteRequest): Completion[] {
-  if (req.completions.length === 0) throw new InvalidRequestError("Complete: completions is empty; give at least one result");
-  tokens(
-    req.completions.map((c) => c.leaseToken),
-    "Complete",
-  );
+  const columns = req.leaseTokens.length > 0 || req.resultJsons.length > 0;
+  if (columns && req.completions.length > 0) {
+    throw new InvalidRequestError("Complete: give completions or lease_tokens with result_jsons, not both");
+  }
+  if (columns && req.leaseTokens.length !== req.resultJsons.length) {
+    throw new InvalidRequestError(`Complete: ${req.leaseTokens.length} lease_tokens but ${req.resultJsons.length} result_jsons; give one result per lease`);
+  }
+  const leaseTokens = columns ? req.leaseTokens : req.completions.map((c) => c.leaseToken);
+  if (leaseTokens.length === 0) throw new InvalidRequestError("Complete: completions is empty; give at least one result");
+  tokens(leaseTokens, "Complete");
   let total = 0;
-  const out = req.completions.map((c, i) => {
-    const where = `Complete: the result of completion #${i + 1}`;
-    checkDepth(c.result, where);
-    const resultJson = JSON.stringify(c.result ?? {});
+  const out = leaseTokens.map((leaseToken, i) => {
+    const resultJson = columns
+      ? resultOfJsonText(req.resultJsons[i] as string, `Complete: result_jsons[${i}]`)
+      : resultOfStruct(req.completions[i]?.result, `Complete: the result of completion #${i + 1}`);
     const bytes = Buffer.byteLength(resultJson, "utf8");
     if (bytes > MAX_RESULT_BYTES) {
-      throw new InvalidRequestError(`${where} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`);
+      throw new InvalidRequestError(
+        `Complete: result #${i + 1} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`,
+      );
     }
     total += bytes;
-    return { leaseToken: c.leaseToken, resultJson };
+    return { leaseToken, resultJson };
   });
   if (total > MAX_COMPLETE_BYTES) {
     throw new LimitExceededError(`Complete: the results are ${total} bytes as JSON in one call; at most ${MAX_COMPLETE_BYTES} are allowed (split the call)`);

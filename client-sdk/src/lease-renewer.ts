@@ -1,0 +1,178 @@
+/**
+ * The heartbeat thread's side (heartbeat-thread.ts starts it): renews the
+ * leases the loop holds every third of the lease length, and posts back the
+ * ones the server answered as lost.
+ *
+ * It speaks JobService.Heartbeat in the Connect protocol's unary JSON form
+ * (a POST of the request as JSON over HTTP/2) with node:http2 alone, not
+ * through the generated client: loading connect and protobuf-es made each
+ * thread cost about 200 ms of CPU to start, against about 60 ms for a thread
+ * that loads node:http2, and every populate that gets work starts one.
+ * Heartbeat is one small unary call, so the protocol is a few lines here:
+ * https://connectrpc.com/docs/protocol#unary-request.
+ *
+ * @internal Not part of the public API.
+ */
+import http2 from "node:http2";
+import { type MessagePort, parentPort, workerData } from "node:worker_threads";
+
+/** What the thread is started with. */
+export interface RenewerInit {
+  /** The server's base URL, without a trailing slash. */
+  readonly url: string;
+  readonly token: string | undefined;
+  /** PEM text of a private CA, or undefined for the system's trust store. */
+  readonly ca: string | undefined;
+  readonly table: string;
+  /** Lease length asked for at each renewal, seconds. */
+  readonly leaseDurationS: number;
+}
+
+/** Main → thread. */
+export type ToRenewer =
+  | { readonly type: "hold"; readonly tokens: readonly string[] }
+  | { readonly type: "drop"; readonly tokens: readonly string[] }
+  | { readonly type: "progress"; readonly token: string; readonly fraction: number; readonly message: string };
+
+/** Thread → main: leases the server no longer holds for us; or, once, that the thread is running. */
+export type FromRenewer = { readonly type: "lost"; readonly tokens: readonly string[] } | { readonly type: "ready" };
+
+/** Heartbeat has at most 1000 lease tokens per call (the server's limit). */
+const HEARTBEAT_BATCH = 1000;
+/** Tries of one Heartbeat call while the server is unavailable, and the first pause (doubling) between them. */
+const TRIES = 5;
+const FIRST_PAUSE_MS = 200;
+/** One call's deadline. */
+const CALL_TIMEOUT_MS = 10_000;
+
+/** Connect's error codes that say the call may be tried again (the server did not act on it). */
+const RETRYABLE = new Set(["unavailable", "resource_exhausted"]);
+
+interface HeartbeatAnswer {
+  readonly lostLeaseTokens?: string[];
+}
+
+class CallError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** A Connect-protocol JSON client of JobService.Heartbeat over one HTTP/2 session, opened on first use and again after it closes. */
+class HeartbeatClient {
+  #session: http2.ClientHttp2Session | undefined;
+
+  constructor(private readonly init: RenewerInit) {}
+
+  async call(body: unknown): Promise<HeartbeatAnswer> {
+    for (let attempt = 1, pause = FIRST_PAUSE_MS; ; attempt++, pause *= 2) {
+      try {
+        return await this.#post(JSON.stringify(body));
+      } catch (err) {
+        if (attempt >= TRIES || (err instanceof CallError && !err.retryable)) throw err;
+      }
+      await new Promise((r) => setTimeout(r, pause / 2 + Math.random() * (pause / 2)));
+    }
+  }
+
+  #connect(): http2.ClientHttp2Session {
+    if (this.#session !== undefined && !this.#session.closed && !this.#session.destroyed) return this.#session;
+    const session = http2.connect(this.init.url, this.init.ca === undefined ? {} : { ca: this.init.ca });
+    // A session error also fails its streams, which report it; the next call opens a new session.
+    session.on("error", () => undefined);
+    session.on("close", () => {
+      if (this.#session === session) this.#session = undefined;
+    });
+    session.unref();
+    this.#session = session;
+    return session;
+  }
+
+  #post(payload: string): Promise<HeartbeatAnswer> {
+    return new Promise((resolve, reject) => {
+      let session: http2.ClientHttp2Session;
+      try {
+        session = this.#connect();
+      } catch (err) {
+        reject(new CallError(`cannot connect to ${this.init.url}: ${(err as Error).message}`, true));
+        return;
+      }
+      const headers: http2.OutgoingHttpHeaders = {
+        ":method": "POST",
+        ":path": `${new URL(this.init.url).pathname.replace(/\/$/, "")}/populus.v1.JobService/Heartbeat`,
+        "content-type": "application/json",
+        "connect-protocol-version": "1",
+        "connect-timeout-ms": String(CALL_TIMEOUT_MS),
+      };
+      if (this.init.token !== undefined) headers.authorization = `Bearer ${this.init.token}`;
+      const stream = session.request(headers);
+      stream.setTimeout(CALL_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      let status = 0;
+      const chunks: Buffer[] = [];
+      stream.on("response", (h) => (status = Number(h[":status"])));
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("error", (err) => reject(new CallError(`Heartbeat failed: ${err.message}`, true)));
+      stream.on("close", () => {
+        if (status === 0) return reject(new CallError("Heartbeat: the connection closed before an answer", true));
+        let answer: { code?: string; message?: string } & HeartbeatAnswer;
+        try {
+          answer = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as typeof answer;
+        } catch {
+          return reject(new CallError(`Heartbeat: HTTP ${status} with a body that is not JSON`, status >= 500));
+        }
+        if (status === 200) return resolve(answer);
+        const code = answer.code ?? "unknown";
+        reject(new CallError(`Heartbeat: ${code}: ${answer.message ?? `HTTP ${status}`}`, RETRYABLE.has(code)));
+      });
+      stream.end(payload);
+    });
+  }
+}
+
+/** Renews the held leases every third of the lease length until the thread is terminated. */
+function run(init: RenewerInit, port: MessagePort): void {
+  const client = new HeartbeatClient(init);
+  /** Held leases, with progress not yet sent. */
+  const held = new Map<string, { fraction: number; message: string } | undefined>();
+
+  port.on("message", (m: ToRenewer) => {
+    if (m.type === "hold") for (const t of m.tokens) held.set(t, undefined);
+    else if (m.type === "drop") for (const t of m.tokens) held.delete(t);
+    else if (held.has(m.token)) held.set(m.token, { fraction: m.fraction, message: m.message });
+  });
+
+  const beat = async () => {
+    const tokens = [...held.keys()];
+    for (let i = 0; i < tokens.length; i += HEARTBEAT_BATCH) {
+      const batch = tokens.slice(i, i + HEARTBEAT_BATCH);
+      const sent = batch.flatMap((leaseToken) => {
+        const p = held.get(leaseToken);
+        return p === undefined ? [] : [{ leaseToken, p }];
+      });
+      const progress = sent.map(({ leaseToken, p }) => ({ leaseToken, progress: p.fraction, message: p.message }));
+      try {
+        const answer = await client.call({ table: init.table, leaseTokens: batch, leaseDuration: `${init.leaseDurationS}s`, progress });
+        // Progress is sent once; a newer report that arrived meanwhile goes with the next beat.
+        for (const { leaseToken, p } of sent) if (held.get(leaseToken) === p) held.set(leaseToken, undefined);
+        // A lease the loop dropped while the call was in flight is no news to it.
+        const lost = (answer.lostLeaseTokens ?? []).filter((t) => held.delete(t));
+        if (lost.length > 0) port.postMessage({ type: "lost", tokens: lost } satisfies FromRenewer);
+      } catch {
+        // Past the retries the next beat tries again, and a lease that expires meanwhile is
+        // answered as lost then (or as LeaseLostError at Complete).
+      }
+    }
+  };
+  let beating = false;
+  setInterval(() => {
+    if (beating || held.size === 0) return;
+    beating = true;
+    void beat().finally(() => (beating = false));
+  }, (init.leaseDurationS * 1000) / 3);
+  port.postMessage({ type: "ready" } satisfies FromRenewer);
+}
+
+if (parentPort !== null) run(workerData as RenewerInit, parentPort);

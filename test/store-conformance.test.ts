@@ -623,6 +623,7 @@ const scenarios: Scenario[] = [
         ["a result missing", { table, leaseTokens: [first, second], resultJsons: ["{}"] }, /2 lease_tokens but 1 result_jsons/],
         ["both forms", { table, leaseTokens: [first], resultJsons: ["{}"], completions: [{ leaseToken: second, result: {} }] }, /not both/],
         ["too deep", { table, leaseTokens: [first], resultJsons: ['{"a":' + "[".repeat(39) + "]".repeat(39) + "}"] }, /deeper than 32/],
+        ["too large", { table, leaseTokens: [first], resultJsons: [JSON.stringify({ big: "x".repeat(4 * 1024 * 1024) })] }, /result_jsons\[0\] is 4194314 bytes as JSON; at most 4194304/],
         // All or nothing: one bad result among good ones refuses the whole call.
         ["one bad of two", { table, leaseTokens: [second, first], resultJsons: ['{"ok":true}', "{"] }, /result_jsons\[1\] is not JSON/],
       ];

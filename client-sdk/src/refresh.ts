@@ -61,7 +61,9 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
     const answer = await rpc.refresh({
       table,
       keys,
-      refreshId,
+      // A key source that fits in one call is a refresh of that call alone (no refresh id), which
+      // spares the server the bookkeeping that ties several calls together (3 statements a call).
+      refreshId: final && !sentFirst ? "" : refreshId,
       final,
       priority: params.priority,
       delay: durationOf(params.delay),

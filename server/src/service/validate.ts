@@ -209,14 +209,11 @@ export function validateComplete(req: CompleteRequest): Completion[] {
   tokens(leaseTokens, "Complete");
   let total = 0;
   const out = leaseTokens.map((leaseToken, i) => {
-    const resultJson = columns
-      ? resultOfJsonText(req.resultJsons[i] as string, `Complete: result_jsons[${i}]`)
-      : resultOfStruct(req.completions[i]?.result, `Complete: the result of completion #${i + 1}`);
+    const where = columns ? `Complete: result_jsons[${i}]` : `Complete: the result of completion #${i + 1}`;
+    const resultJson = columns ? resultOfJsonText(req.resultJsons[i] as string, where) : resultOfStruct(req.completions[i]?.result, where);
     const bytes = Buffer.byteLength(resultJson, "utf8");
     if (bytes > MAX_RESULT_BYTES) {
-      throw new InvalidRequestError(
-        `Complete: result #${i + 1} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`,
-      );
+      throw new InvalidRequestError(`${where} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`);
     }
     total += bytes;
     return { leaseToken, resultJson };

@@ -348,7 +348,7 @@ test("reserve loop: the heartbeat starts with the first leases (or before the fi
         const ids = Array.from({ length: n }, () => next++);
         const columns = {
           leaseTokens: ids.map((id) => `t${id}`),
-          keyJsons: ids.map((id) => `{"id":"${id}"}`),
+          keysJson: JSON.stringify(ids.map((id) => ({ id: String(id) }))),
           attempts: ids.map(() => 1),
           keyAttributes: [{ name: "id", type: AttributeType.INT64 }],
         };

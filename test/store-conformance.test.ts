@@ -573,7 +573,7 @@ const scenarios: Scenario[] = [
     },
   },
   {
-    title: "column forms: as_columns answers the leases as lists with each key's canonical JSON and the attribute types; result_jsons commit as Structs would; bad ones are refused and change nothing",
+    title: "column forms: as_columns answers the leases as lists, the keys as one JSON array of their canonical JSON, and the attribute types; results_json commits as Structs would; bad ones are refused and change nothing",
     async run(t, { client }) {
       const table = "ColumnForms";
       const big = 2n ** 60n + 7n;
@@ -601,9 +601,9 @@ const scenarios: Scenario[] = [
         ],
         "the table's attributes and types (bool, int64, string, double), in name order",
       );
-      t.deepEqual(
-        c.keyJsons,
-        ['{"flag":true,"id":"1","name":"a","ratio":0.5}', `{"flag":true,"id":"${big}","name":"q\\"uote €","ratio":0.5}`],
+      t.is(
+        c.keysJson,
+        `[{"flag":true,"id":"1","name":"a","ratio":0.5},{"flag":true,"id":"${big}","name":"q\\"uote €","ratio":0.5}]`,
         "canonical JSON, int64 as a decimal string (exact beyond 2^53)",
       );
       t.deepEqual([c.attempts, c.priorities, c.leaseTokens.length, new Set(c.leaseTokens).size], [[1, 1], [4, 4], 2, 2]);
@@ -617,15 +617,18 @@ const scenarios: Scenario[] = [
       const [first, second] = c.leaseTokens as [string, string];
       const third = asMessages.leases[0]!.leaseToken;
       const refused: [string, Parameters<JobsClient["complete"]>[0], RegExp][] = [
-        ["not JSON", { table, leaseTokens: [first], resultJsons: ["{mean: 1"] }, /result_jsons\[0\] is not JSON/],
-        ["an array", { table, leaseTokens: [first], resultJsons: ["[1, 2]"] }, /must be a JSON object.*an array/],
-        ["null", { table, leaseTokens: [first], resultJsons: ["null"] }, /must be a JSON object.*null/],
-        ["a result missing", { table, leaseTokens: [first, second], resultJsons: ["{}"] }, /2 lease_tokens but 1 result_jsons/],
-        ["both forms", { table, leaseTokens: [first], resultJsons: ["{}"], completions: [{ leaseToken: second, result: {} }] }, /not both/],
-        ["too deep", { table, leaseTokens: [first], resultJsons: ['{"a":' + "[".repeat(39) + "]".repeat(39) + "}"] }, /deeper than 32/],
-        ["too large", { table, leaseTokens: [first], resultJsons: [JSON.stringify({ big: "x".repeat(4 * 1024 * 1024) })] }, /result_jsons\[0\] is 4194314 bytes as JSON; at most 4194304/],
+        ["not JSON", { table, leaseTokens: [first], resultsJson: "[{mean: 1}]" }, /results_json is not JSON/],
+        ["not an array", { table, leaseTokens: [first], resultsJson: '{"mean":1}' }, /results_json must be a JSON array.*got object/],
+        ["an array result", { table, leaseTokens: [first], resultsJson: "[[1, 2]]" }, /results_json\[0\] must be a JSON object.*an array/],
+        ["a null result", { table, leaseTokens: [first], resultsJson: "[null]" }, /results_json\[0\] must be a JSON object.*null/],
+        ["a result missing", { table, leaseTokens: [first, second], resultsJson: "[{}]" }, /2 lease_tokens but 1 results/],
+        ["no results", { table, leaseTokens: [first] }, /results_json is not JSON/],
+        ["results without leases", { table, resultsJson: "[{}]" }, /lease_tokens is empty/],
+        ["both forms", { table, leaseTokens: [first], resultsJson: "[{}]", completions: [{ leaseToken: second, result: {} }] }, /not both/],
+        ["too deep", { table, leaseTokens: [first], resultsJson: '[{"a":' + "[".repeat(39) + "]".repeat(39) + "}]" }, /results_json\[0\] nests objects and arrays deeper than 32/],
+        ["too large", { table, leaseTokens: [first], resultsJson: JSON.stringify([{ big: "x".repeat(4 * 1024 * 1024) }]) }, /results_json\[0\] is 4194314 bytes as JSON; at most 4194304/],
         // All or nothing: one bad result among good ones refuses the whole call.
-        ["one bad of two", { table, leaseTokens: [second, first], resultJsons: ['{"ok":true}', "{"] }, /result_jsons\[1\] is not JSON/],
+        ["one bad of two", { table, leaseTokens: [second, first], resultsJson: '[{"ok":true}, 3]' }, /results_json\[1\] must be a JSON object.*number/],
       ];
       for (const [what, request, message] of refused) {
         const err = await rpcError(client.complete(request));
@@ -634,9 +637,9 @@ const scenarios: Scenario[] = [
       }
       t.deepEqual(await counts(client, table), only({ reserved: 3, remaining: 3 }), "the refused calls changed nothing");
 
-      const done = await client.complete({ table, leaseTokens: [first, second], resultJsons: [' { "mean" : 1.5, "tags": ["x", "€"], "nested": {"n": null} } ', "{}"] });
+      const done = await client.complete({ table, leaseTokens: [first, second], resultsJson: '[ { "mean" : 1.5, "tags": ["x", "€"], "nested": {"n": null} } , {}]' });
       t.deepEqual([done.committed, done.alreadyCommitted], [2n, 0n]);
-      const again = await client.complete({ table, leaseTokens: [first], resultJsons: ['{"mean":1.5}'] });
+      const again = await client.complete({ table, leaseTokens: [first], resultsJson: '[{"mean":1.5}]' });
       t.deepEqual([again.committed, again.alreadyCommitted], [0n, 1n], "a repeat commits nothing, as with completions");
       await client.complete({ table, completions: [{ leaseToken: third, result: { mean: 3 } }] });
       const stored = (await allTargets(client, table)).map((r) => [r.key?.attributes.id?.kind.value, r.result]);

@@ -111,17 +111,22 @@ export function fromProtoValue(v: Value | undefined): KeyValue {
 }
 
 /**
- * Decodes a key sent as JSON text (Lease.key_json): int64 attributes, named in `int64`, come as
- * decimal strings and become numbers, or bigints beyond 2^53 as fromProtoValue makes them.
+ * Decodes keys sent as the text of one JSON array (LeaseColumns.keys_json): int64 attributes, named
+ * in `int64`, come as decimal strings and become numbers, or bigints beyond 2^53 as fromProtoValue
+ * makes them.
  */
-export function fromKeyJson(json: string, int64: readonly string[]): KeyRecord {
-  const key = JSON.parse(json) as Record<string, KeyValue>;
-  for (const name of int64) {
-    const text = key[name] as string;
-    const n = Number(text);
-    key[name] = Number.isSafeInteger(n) ? n : BigInt(text);
+export function fromKeysJson(json: string, int64: readonly string[]): KeyRecord[] {
+  const keys = JSON.parse(json) as Record<string, KeyValue>[];
+  if (!Array.isArray(keys)) throw new InvalidArgumentError("the server sent keys_json that is not a JSON array");
+  if (int64.length === 0) return keys;
+  for (const key of keys) {
+    for (const name of int64) {
+      const text = key[name] as string;
+      const n = Number(text);
+      key[name] = Number.isSafeInteger(n) ? n : BigInt(text);
+    }
   }
-  return key;
+  return keys;
 }
 
 /** The key record of a proto Key, attributes in name order. */

@@ -28,7 +28,7 @@ import { InvalidArgumentError, LeaseLostError, ResourceExhaustedError, TableNotF
 import type { CompleteRequest, Completion, ReserveResponse } from "./gen/populus/v1/job_service_pb.js";
 import { AttributeType } from "./gen/populus/v1/types_pb.js";
 import type { LeaseKeeper, StartLeaseKeeper } from "./heartbeat-thread.js";
-import { fromKeyJson, fromProtoKey, type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
+import { fromKeysJson, fromProtoKey, type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { Make, MakeContext } from "./table-definition.js";
 import { count, durationOf } from "./wire-values.js";
@@ -199,7 +199,7 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
 
   let calls = 0;
   const sizer = new BatchSizer();
-  /** Whether the server takes results in columns (result_jsons): it answered a Reserve in columns. */
+  /** Whether the server takes results in columns (results_json): it answered a Reserve in columns. */
   let columnResults = false;
   const take = (leases: readonly LeasedJob[]) => {
     for (const lease of leases) held.set(lease.leaseToken, { lease, lost: false });
@@ -366,8 +366,8 @@ interface ReservedBatch {
 }
 
 /**
- * One Reserve, asking for the answer in columns (as_columns): a few lists to decode and a native
- * JSON.parse per key, instead of a Lease message with a map of Value messages per job. A server
+ * One Reserve, asking for the answer in columns (as_columns): a few lists and one native
+ * JSON.parse of every key, instead of a Lease message with a map of Value messages per job. A server
  * that predates as_columns answers Lease messages, which are taken too. Undefined when the table
  * does not exist yet (never refreshed: nothing to do).
  */
@@ -398,9 +398,11 @@ async function reserveBatch(o: LoopOptions, restriction: ReturnType<typeof toRes
     return { leases: answer.leases.map((l): LeasedJob => ({ leaseToken: l.leaseToken, key: fromProtoKey(l.key), attempt: l.attempt })), columns: false };
   }
   const int64 = c.keyAttributes.filter((a) => a.type === AttributeType.INT64).map((a) => a.name);
-  const leases = new Array<LeasedJob>(c.leaseTokens.length);
+  const keys = fromKeysJson(c.keysJson, int64);
+  if (keys.length !== c.leaseTokens.length) throw new InvalidArgumentError(`the server sent ${c.leaseTokens.length} lease tokens but ${keys.length} keys`);
+  const leases = new Array<LeasedJob>(keys.length);
   for (let i = 0; i < leases.length; i++) {
-    leases[i] = { leaseToken: c.leaseTokens[i] as string, key: fromKeyJson(c.keyJsons[i] as string, int64), attempt: c.attempts[i] as number };
+    leases[i] = { leaseToken: c.leaseTokens[i] as string, key: keys[i] as KeyRecord, attempt: c.attempts[i] as number };
   }
   return { leases, columns: true };
 }
@@ -530,7 +532,7 @@ async function complete(o: LoopOptions, completions: readonly ReadyResult[], col
             : batch.map(({ leaseToken, resultJson }): Completion => ({ $typeName: "populus.v1.Completion", leaseToken, result: JSON.parse(resultJson) as JsonObject })),
           keepCompleted: o.keepCompleted,
           leaseTokens: columnResults ? batch.map((c) => c.leaseToken) : [],
-          resultJsons: columnResults ? batch.map((c) => c.resultJson) : [],
+          resultsJson: columnResults ? `[${batch.map((c) => c.resultJson).join(",")}]` : "",
         };
         const answer = await o.rpc.complete(request);
         committed += count(answer.committed) + count(answer.alreadyCommitted);

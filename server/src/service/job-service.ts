@@ -77,19 +77,21 @@ function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes):
   const columns: LeaseColumns = {
     $typeName: "populus.v1.LeaseColumns",
     leaseTokens: new Array<string>(n),
-    keyJsons: new Array<string>(n),
+    keysJson: "",
     attempts: new Array<number>(n),
     priorities: new Array<number>(n),
     leaseExpireTime: timestampFromMs((grants[0] as LeaseGrant).leaseExpireTime),
     keyAttributes: keyAttributeMessages(attributes),
   };
+  const keys = new Array<string>(n);
   for (let i = 0; i < n; i++) {
     const g = grants[i] as LeaseGrant;
     columns.leaseTokens[i] = g.leaseToken;
-    columns.keyJsons[i] = g.keyJson;
+    keys[i] = g.keyJson;
     columns.attempts[i] = g.attempt;
     columns.priorities[i] = g.priority;
   }
+  columns.keysJson = `[${keys.join(",")}]`;
   return columns;
 }
 

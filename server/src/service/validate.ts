@@ -180,37 +180,48 @@ function resultOfStruct(result: JsonObject | undefined, where: string): string {
   return JSON.stringify(result ?? {});
 }
 
-/** A result given as JSON text (result_jsons), checked as a Struct would be and made compact, as the Struct's text is. */
-function resultOfJsonText(text: string, where: string): string {
+/** The results of a Complete in columns: results_json parsed as an array of one object per lease token. */
+function resultsOfJsonText(text: string, count: number): unknown[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new InvalidRequestError(`${where} is not JSON (${(err as Error).message.slice(0, 200)})`);
+    throw new InvalidRequestError(`Complete: results_json is not JSON (${(err as Error).message.slice(0, 200)})`);
   }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new InvalidRequestError(`${where} must be a JSON object (the result record), got ${parsed === null ? "null" : Array.isArray(parsed) ? "an array" : typeof parsed}`);
-  }
-  checkDepth(parsed, where);
-  return JSON.stringify(parsed);
+  if (!Array.isArray(parsed)) throw new InvalidRequestError(`Complete: results_json must be a JSON array with one result record per lease token, got ${kindOf(parsed)}`);
+  if (parsed.length !== count) throw new InvalidRequestError(`Complete: ${count} lease_tokens but ${parsed.length} results in results_json; give one result per lease`);
+  return parsed;
 }
 
-/** Complete's results, from completions or from the lists lease_tokens and result_jsons. */
-export function validateComplete(req: CompleteRequest): Completion[] {
-  const columns = req.leaseTokens.length > 0 || req.resultJsons.length > 0;
-  if (columns && req.completions.length > 0) {
-    throw new InvalidRequestError("Complete: give completions or lease_tokens with result_jsons, not both");
+/** One result record of results_json, checked as a Struct would be, as compact JSON text (as a Struct's text is). */
+function resultOfJsonValue(value: unknown, where: string): string {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InvalidRequestError(`${where} must be a JSON object (the result record), got ${kindOf(value)}`);
   }
-  if (columns && req.leaseTokens.length !== req.resultJsons.length) {
-    throw new InvalidRequestError(`Complete: ${req.leaseTokens.length} lease_tokens but ${req.resultJsons.length} result_jsons; give one result per lease`);
+  checkDepth(value, where);
+  return JSON.stringify(value);
+}
+
+function kindOf(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+}
+
+/** Complete's results, from completions or from lease_tokens with results_json. */
+export function validateComplete(req: CompleteRequest): Completion[] {
+  const columns = req.leaseTokens.length > 0 || req.resultsJson !== "";
+  if (columns && req.completions.length > 0) {
+    throw new InvalidRequestError("Complete: give completions or lease_tokens with results_json, not both");
   }
   const leaseTokens = columns ? req.leaseTokens : req.completions.map((c) => c.leaseToken);
-  if (leaseTokens.length === 0) throw new InvalidRequestError("Complete: completions is empty; give at least one result");
+  if (leaseTokens.length === 0) {
+    throw new InvalidRequestError(columns ? "Complete: lease_tokens is empty; give the lease of each result in results_json" : "Complete: completions is empty; give at least one result");
+  }
   tokens(leaseTokens, "Complete");
+  const fromJson = columns ? resultsOfJsonText(req.resultsJson, leaseTokens.length) : [];
   let total = 0;
   const out = leaseTokens.map((leaseToken, i) => {
-    const where = columns ? `Complete: result_jsons[${i}]` : `Complete: the result of completion #${i + 1}`;
-    const resultJson = columns ? resultOfJsonText(req.resultJsons[i] as string, where) : resultOfStruct(req.completions[i]?.result, where);
+    const where = columns ? `Complete: results_json[${i}]` : `Complete: the result of completion #${i + 1}`;
+    const resultJson = columns ? resultOfJsonValue(fromJson[i], where) : resultOfStruct(req.completions[i]?.result, where);
     const bytes = Buffer.byteLength(resultJson, "utf8");
     if (bytes > MAX_RESULT_BYTES) {
       throw new InvalidRequestError(`${where} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`);

@@ -30,7 +30,7 @@ import {
 } from "../client-sdk/dist/index.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
-import { toProtoKey } from "../client-sdk/dist/keys.js";
+import { RefreshKeys, toProtoKey } from "../client-sdk/dist/keys.js";
 import { refreshKeySource } from "../client-sdk/dist/refresh.js";
 import { runReserveLoop, toReadyResult } from "../client-sdk/dist/reserve-loop.js";
 import type { HeartbeatListener, LeaseKeeper } from "../client-sdk/dist/heartbeat-thread.js";
@@ -465,4 +465,36 @@ test("config.jobs: DataJoint's defaults, validated in code and from the environm
     message: "POPULUS_STALE_TIMEOUT must be a number of seconds >= 0, got -1",
   });
   t.throws(() => connect({ url: "ftp://x" }), { instanceOf: InvalidConfigError, message: 'url: "ftp://x" must start with http:// or https://' });
+});
+
+test("refresh keys: a call of keys sharing their attributes goes in columns as canonical JSON; mixed keys go as Key messages; bad values are refused as before", (t) => {
+  const columns = new RefreshKeys();
+  columns.add({ id: 1, name: 'a"€', ratio: 0.5, ok: true });
+  columns.add({ ok: false, ratio: -2.5, name: "b", id: 2n ** 62n });
+  const c = columns.fields();
+  t.deepEqual(c.keys, []);
+  t.is(c.keysJson, `[{"id":"1","name":"a\\"€","ok":true,"ratio":0.5},{"id":"${2n ** 62n}","name":"b","ok":false,"ratio":-2.5}]`);
+  t.deepEqual(
+    c.keyAttributes.map((a) => [a.name, a.type]),
+    [
+      ["id", AttributeType.INT64],
+      ["name", AttributeType.STRING],
+      ["ok", AttributeType.BOOL],
+      ["ratio", AttributeType.DOUBLE],
+    ],
+  );
+  for (const other of [{ id: 1.5, name: "x", ratio: 1.5, ok: true }, { id: 3, name: "x", ratio: 1.5 }, { id: 3, name: "x", ratio: 1.5, ok: true, more: 1 }]) {
+    const mixed = new RefreshKeys();
+    mixed.add({ id: 1, name: "a", ratio: 0.5, ok: true });
+    mixed.add(other);
+    const m = mixed.fields();
+    t.is(m.keysJson, "", JSON.stringify(other));
+    t.is(m.keys.length, 2);
+  }
+  const bad = new RefreshKeys();
+  t.throws(() => bad.add({ id: null }), { instanceOf: InvalidArgumentError, message: /"id": null is not a key value/ });
+  t.throws(() => bad.add({ id: 2 ** 60 }), { instanceOf: InvalidArgumentError, message: /beyond 2\^53/ });
+  t.throws(() => bad.add({ name: "\ud800" }), { instanceOf: InvalidArgumentError, message: /lone surrogate/ });
+  t.throws(() => bad.add({}), { instanceOf: InvalidArgumentError, message: /at least one attribute/ });
+  t.throws(() => bad.add([1]), { instanceOf: InvalidArgumentError, message: /must be an object/ });
 });

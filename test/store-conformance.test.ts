@@ -24,7 +24,7 @@ import test, { type ExecutionContext } from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
 import type { RefreshResponse } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
-import { type Job, JobStatus, LeaseLostDetailSchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
+import { AttributeType, type Job, JobStatus, LeaseLostDetailSchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import {
   allJobs,
@@ -649,6 +649,87 @@ const scenarios: Scenario[] = [
         [3n, { mean: 3 }],
         [big, {}],
       ]);
+    },
+  },
+  {
+    title: "column-form refresh: keys_json with key_attributes stores the same keys as Key messages do (each adds once across both forms); bad ones are refused and change nothing",
+    async run(t, { client }) {
+      const table = "ColumnRefresh";
+      const big = 2n ** 62n + 1n;
+      const attrs = [
+        { name: "subject", type: AttributeType.STRING },
+        { name: "id", type: AttributeType.INT64 },
+        { name: "ratio", type: AttributeType.DOUBLE },
+        { name: "flag", type: AttributeType.BOOL },
+      ];
+      const asMessage = (id: bigint, subject: string, ratio: number, flag: boolean) => ({
+        attributes: {
+          id: { kind: { case: "intValue" as const, value: id } },
+          subject: { kind: { case: "stringValue" as const, value: subject } },
+          ratio: { kind: { case: "doubleValue" as const, value: ratio } },
+          flag: { kind: { case: "boolValue" as const, value: flag } },
+        },
+      });
+      // Members in any order and with spaces: the server writes the canonical form.
+      const first = await client.refresh({
+        table,
+        keyAttributes: attrs,
+        keysJson: `[{"subject":"a\\"€","id":"1","ratio":0.25,"flag":true}, {"flag":false,"ratio":-1.5e-7,"id":"${big}","subject":"b"}]`,
+      });
+      t.deepEqual(rc(first), rcOf({ added: 2 }), "declares the table and adds both keys");
+      const tableDef = (await client.listTables({})).tables.find((x) => x.name === "column_refresh");
+      t.deepEqual(
+        tableDef?.keyAttributes.map((a) => [a.name, a.type]),
+        [
+          ["flag", AttributeType.BOOL],
+          ["id", AttributeType.INT64],
+          ["ratio", AttributeType.DOUBLE],
+          ["subject", AttributeType.STRING],
+        ],
+      );
+      const again = await client.refresh({ table, keys: [asMessage(1n, 'a"€', 0.25, true), asMessage(big, "b", -1.5e-7, false), asMessage(3n, "c", 1, true)] });
+      t.deepEqual(rc(again), rcOf({ added: 1 }), "as Key messages the same two keys are already there");
+      t.deepEqual(rc(await client.refresh({ table, keyAttributes: attrs, keysJson: '[{"subject":"c","id":"3","ratio":1,"flag":true}]' })), rcOf({}), "and back: adds 0");
+      const { columns } = await client.reserve({ table, maxJobs: 3, worker: WORKER, asColumns: true });
+      t.deepEqual(
+        (JSON.parse(columns!.keysJson) as unknown[]).length,
+        3,
+      );
+      t.true(columns!.keysJson.includes(`{"flag":false,"id":"${big}","ratio":-1.5e-7,"subject":"b"}`), columns!.keysJson);
+      await client.release({ table, leaseTokens: columns!.leaseTokens });
+
+      const before = { jobs: await allJobs(client, table), tables: (await client.listTables({})).tables.length };
+      const InvalidArgument = Code.InvalidArgument;
+      const refused: [string, Parameters<JobsClient["refresh"]>[0], Code, RegExp][] = [
+        ["not JSON", { table, keyAttributes: attrs, keysJson: "[{" }, InvalidArgument, /keys_json is not JSON/],
+        ["not an array", { table, keyAttributes: attrs, keysJson: "{}" }, InvalidArgument, /keys_json must be a JSON array/],
+        ["both forms", { table, keyAttributes: attrs, keysJson: "[]", keys: [key(1)] }, InvalidArgument, /keys or keys_json, not both/],
+        ["no key_attributes", { table, keysJson: '[{"id":"1"}]' }, InvalidArgument, /key_attributes is empty/],
+        ["an attribute named twice", { table: "ColumnNew", keyAttributes: [attrs[1]!, attrs[1]!], keysJson: '[{"id":"1"}]' }, InvalidArgument, /"id" is named twice/],
+        ["an attribute without a type", { table: "ColumnNew", keyAttributes: [{ name: "id" }], keysJson: '[{"id":"1"}]' }, InvalidArgument, /"id" has no type/],
+        ["a bad attribute name", { table: "ColumnNew", keyAttributes: [{ name: "1d", type: AttributeType.INT64 }], keysJson: '[{"1d":"1"}]' }, InvalidArgument, /attribute name "1d" is not allowed/],
+        ["attributes not the table's", { table, keyAttributes: [attrs[1]!], keysJson: '[{"id":"9"}]' }, InvalidArgument, /key_attributes \{ id: int64 \} do not match the table's key attributes/],
+        ["a key that is not an object", { table, keyAttributes: attrs, keysJson: "[[1]]" }, InvalidArgument, /keys_json\[0\]: a key must be a JSON object.*an array/],
+        ["an attribute missing", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1}]' }, InvalidArgument, /keys_json\[0\]: the key has 3 attributes/],
+        ["an attribute not declared", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"other":true}]' }, InvalidArgument, /keys_json\[0\]: the key has no attribute "flag"/],
+        ["int64 as a number", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":9,"ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64: its value must be a decimal string/],
+        ["int64 with a leading zero", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"09","ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64/],
+        ["int64 -0", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"-0","ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64/],
+        ["int64 out of range", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9223372036854775808","ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64/],
+        ["a double as a string", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":"1","flag":true}]' }, InvalidArgument, /"ratio" is double: its value must be a finite number/],
+        ["a double too large", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1e999,"flag":true}]' }, InvalidArgument, /"ratio" is double/],
+        ["a bool as 1", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"flag":1}]' }, InvalidArgument, /"flag" is bool/],
+        ["a lone surrogate", { table, keyAttributes: attrs, keysJson: '[{"subject":"\\ud800","id":"9","ratio":1,"flag":true}]' }, InvalidArgument, /"subject" is string/],
+        ["a key too large", { table, keyAttributes: attrs, keysJson: JSON.stringify([{ subject: "x".repeat(5000), id: "9", ratio: 1, flag: true }]) }, InvalidArgument, /4096 are allowed/],
+        ["one bad key of two", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"flag":true},{"subject":"y","id":"10","ratio":1,"flag":null}]' }, InvalidArgument, /keys_json\[1\]: attribute "flag"/],
+        ["10,001 keys", { table, keyAttributes: attrs, keysJson: JSON.stringify(Array.from({ length: 10_001 }, (_, i) => ({ subject: "x", id: String(i + 100), ratio: 1, flag: true }))) }, Code.ResourceExhausted, /10001 keys in one call; at most 10000/],
+      ];
+      for (const [what, request, code, message] of refused) {
+        const err = await rpcError(client.refresh(request));
+        t.is(codeName(err.code), codeName(code), what);
+        t.regex(err.rawMessage, message, what);
+      }
+      t.deepEqual({ jobs: await allJobs(client, table), tables: (await client.listTables({})).tables.length }, before, "the refused calls changed nothing");
     },
   },
   {

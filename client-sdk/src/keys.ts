@@ -13,7 +13,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { InvalidArgumentError } from "./errors.js";
-import type { Key, Value, ValueSchema } from "./gen/populus/v1/types_pb.js";
+import { AttributeType, type Key, type KeyAttribute, type Value, type ValueSchema } from "./gen/populus/v1/types_pb.js";
 
 /** One attribute value of a key, as the pipeline writes it. */
 export type KeyValue = bigint | number | string | boolean;
@@ -34,25 +34,30 @@ function value(kind: Value["kind"]): Value {
   return { $typeName: "populus.v1.Value", kind };
 }
 
-/** The proto Value of one attribute; throws InvalidArgumentError naming `attribute`. */
-export function toProtoValue(attribute: string, v: unknown): Value {
+/** An attribute value's type on the wire. */
+type ValueKind = "int64" | "double" | "string" | "bool";
+
+/** The wire type of one attribute value; throws InvalidArgumentError naming `attribute` for anything else. */
+function kindOf(attribute: string, v: unknown): ValueKind {
   switch (typeof v) {
     case "bigint":
       if (v < INT64_MIN || v >= INT64_END) throw new InvalidArgumentError(`key attribute "${attribute}": ${v} does not fit in int64`);
-      return value({ case: "intValue", value: v });
+      return "int64";
     case "number":
       if (!Number.isFinite(v)) throw new InvalidArgumentError(`key attribute "${attribute}": ${v} is not a finite number`);
-      if (Number.isInteger(v)) {
-        if (!Number.isSafeInteger(v)) {
-          throw new InvalidArgumentError(`key attribute "${attribute}": ${v} is beyond 2^53 and was already rounded; pass it as a bigint`);
-        }
-        return value({ case: "intValue", value: BigInt(v) });
+      if (!Number.isInteger(v)) return "double";
+      if (!Number.isSafeInteger(v)) {
+        throw new InvalidArgumentError(`key attribute "${attribute}": ${v} is beyond 2^53 and was already rounded; pass it as a bigint`);
       }
-      return value({ case: "doubleValue", value: v });
+      return "int64";
     case "string":
-      return value({ case: "stringValue", value: v });
+      // A lone surrogate has no UTF-8 form: on the wire it would become U+FFFD, another key.
+      if (!(v as string & { isWellFormed(): boolean }).isWellFormed()) {
+        throw new InvalidArgumentError(`key attribute "${attribute}": the string has a lone surrogate (not well-formed UTF-16)`);
+      }
+      return "string";
     case "boolean":
-      return value({ case: "boolValue", value: v });
+      return "bool";
     default:
       throw new InvalidArgumentError(
         `key attribute "${attribute}": ${v === null ? "null" : typeof v} is not a key value; use a number, bigint, string or boolean`,
@@ -60,7 +65,105 @@ export function toProtoValue(attribute: string, v: unknown): Value {
   }
 }
 
-/** Keys per call of the RPCs that take key lists (Refresh, Ignore, DeleteJobs, DeleteTargets): the server's limit. */
+/** The proto Value of one attribute; throws InvalidArgumentError naming `attribute`. */
+export function toProtoValue(attribute: string, v: unknown): Value {
+  switch (kindOf(attribute, v)) {
+    case "int64":
+      return value({ case: "intValue", value: BigInt(v as number | bigint) });
+    case "double":
+      return value({ case: "doubleValue", value: v as number });
+    case "string":
+      return value({ case: "stringValue", value: v as string });
+    case "bool":
+      return value({ case: "boolValue", value: v as boolean });
+  }
+}
+
+const ATTRIBUTE_TYPE: Record<ValueKind, AttributeType> = {
+  int64: AttributeType.INT64,
+  double: AttributeType.DOUBLE,
+  string: AttributeType.STRING,
+  bool: AttributeType.BOOL,
+};
+
+/** One attribute value as it appears in the canonical JSON of a key (int64 as a decimal string). */
+function columnText(kind: ValueKind, v: unknown): string {
+  switch (kind) {
+    case "int64":
+      return `"${v}"`;
+    case "double":
+    case "string":
+      return JSON.stringify(v);
+    case "bool":
+      return v ? "true" : "false";
+  }
+}
+
+/**
+ * One Refresh call's keys, taken one by one: in columns (RefreshRequest.keys_json with
+ * key_attributes) while they share the first key's attributes and types, which is one JSON text
+ * for the server to parse instead of a Key message with a map of Value messages per key; as Key
+ * messages when they do not (the server then names the key that does not match).
+ */
+export class RefreshKeys {
+  readonly #keys: unknown[] = [];
+  readonly #texts: string[] = [];
+  /** The first key's attribute names, sorted, with their wire types. */
+  #shape: { readonly names: string[]; readonly kinds: ValueKind[] } | undefined;
+  #mixed = false;
+
+  get length(): number {
+    return this.#keys.length;
+  }
+
+  /** Adds a key; throws InvalidArgumentError for a key that is no key at all (as toProtoKey does). */
+  add(key: unknown): void {
+    if (typeof key !== "object" || key === null || Array.isArray(key)) toProtoKey(key);
+    const record = key as Record<string, unknown>;
+    if (this.#mixed) {
+      toProtoKey(key);
+      this.#keys.push(key);
+      return;
+    }
+    if (this.#shape === undefined) {
+      const names = Object.keys(record).sort();
+      if (names.length === 0) toProtoKey(key);
+      this.#shape = { names, kinds: names.map((name) => kindOf(name, record[name])) };
+    }
+    const { names, kinds } = this.#shape;
+    let n = 0;
+    for (const name in record) if (Object.hasOwn(record, name)) n++;
+    let text = "{";
+    for (let i = 0; i < names.length && n === names.length; i++) {
+      const name = names[i] as string;
+      const v = Object.hasOwn(record, name) ? record[name] : undefined;
+      const kind = v === undefined ? undefined : kindOf(name, v);
+      if (kind === undefined || kind !== kinds[i]) n = -1;
+      else text += `${i === 0 ? "" : ","}${JSON.stringify(name)}:${columnText(kind, v)}`;
+    }
+    if (n !== names.length) {
+      // Another set of attributes or types: the call goes as Key messages, and the server says which key differs.
+      toProtoKey(key);
+      this.#mixed = true;
+      this.#keys.push(key);
+      return;
+    }
+    this.#keys.push(key);
+    this.#texts.push(`${text}}`);
+  }
+
+  /** The call's keys: in columns, or as Key messages when they do not share one set of attributes. */
+  fields(): { keys: Key[]; keysJson: string; keyAttributes: KeyAttribute[] } {
+    if (this.#mixed || this.#shape === undefined) return { keys: this.#keys.map(toProtoKey), keysJson: "", keyAttributes: [] };
+    const { names, kinds } = this.#shape;
+    return {
+      keys: [],
+      keysJson: `[${this.#texts.join(",")}]`,
+      keyAttributes: names.map((name, i): KeyAttribute => ({ $typeName: "populus.v1.KeyAttribute", name, type: ATTRIBUTE_TYPE[kinds[i] as ValueKind] })),
+    };
+  }
+}
+
 export const KEYS_PER_CALL = 10_000;
 
 /** Sends `keys` as protobuf keys in calls of at most KEYS_PER_CALL, one after another; answers the sum of the calls' counts. */

@@ -8,8 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { InvalidArgumentError, TableNotFoundError } from "./errors.js";
-import type { Key } from "./gen/populus/v1/types_pb.js";
-import { KEYS_PER_CALL, toProtoKey } from "./keys.js";
+import { KEYS_PER_CALL, RefreshKeys } from "./keys.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { KeySource, KeySourceKeys } from "./table-definition.js";
 import { count, durationOf } from "./wire-values.js";
@@ -57,10 +56,10 @@ export async function keysOf<K extends object>(source: KeySource<K>): Promise<Ke
 export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, table: string, source: KeySource<K>, params: RefreshParams): Promise<RefreshCounts> {
   const totals: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0 };
   const refreshId = randomUUID();
-  const send = async (keys: Key[], final: boolean) => {
+  const send = async (keys: RefreshKeys, final: boolean) => {
     const answer = await rpc.refresh({
       table,
-      keys,
+      ...keys.fields(),
       // A key source that fits in one call is a refresh of that call alone (no refresh id), which
       // spares the server the bookkeeping that ties several calls together (3 statements a call).
       refreshId: final && !sentFirst ? "" : refreshId,
@@ -91,7 +90,7 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
   };
   let sentFirst = false;
   /** A call before the last: the first alone, then up to REFRESH_CALLS_AT_ONCE in flight. */
-  const sendMiddle = async (keys: Key[]) => {
+  const sendMiddle = async (keys: RefreshKeys) => {
     if (!sentFirst) {
       sentFirst = true;
       return send(keys, false);
@@ -105,15 +104,15 @@ export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, tab
       .finally(() => inFlight.delete(call));
     inFlight.add(call);
   };
-  let batch: Key[] = [];
-  let full: Key[] | undefined; // a full batch waits until we know whether it is the last
+  let batch = new RefreshKeys();
+  let full: RefreshKeys | undefined; // a full batch waits until we know whether it is the last
   /** Adds a key; answers the call to wait for when a batch was sent. */
   const take = (key: unknown): Promise<void> | undefined => {
-    batch.push(toProtoKey(key));
+    batch.add(key);
     if (batch.length < REFRESH_BATCH) return undefined;
     const ready = full;
     full = batch;
-    batch = [];
+    batch = new RefreshKeys();
     return ready === undefined ? undefined : sendMiddle(ready);
   };
   const keys = await keysOf(source);

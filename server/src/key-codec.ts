@@ -148,6 +148,107 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
   return { hash: hashKeyJson(json), json };
 }
 
+const KIND_OF_PROTO: Partial<Record<AttributeType, AttributeKind>> = {
+  [AttributeType.INT64]: "int64",
+  [AttributeType.STRING]: "string",
+  [AttributeType.DOUBLE]: "double",
+  [AttributeType.BOOL]: "bool",
+};
+
+/**
+ * The key attributes a column-form refresh declares (RefreshRequest.key_attributes), checked as
+ * attributesOf checks a key's: names allowed, none twice, at most MAX_KEY_ATTRIBUTES, a type each.
+ */
+export function declaredAttributes(declared: readonly { name: string; type: AttributeType }[], where: string): KeyAttributes {
+  if (declared.length === 0) throw new InvalidKeyError(`${where}: key_attributes is empty; name each key attribute and its type`);
+  tooManyAttributes(declared.length, where);
+  const out = declared.map(({ name, type }) => {
+    if (!ATTRIBUTE_NAME.test(name)) {
+      throw new InvalidKeyError(
+        `${where}: attribute name "${name.slice(0, 80)}" is not allowed; use letters, digits and underscores (at most 64, not starting with a digit)`,
+      );
+    }
+    const kind = KIND_OF_PROTO[type];
+    if (kind === undefined) throw new InvalidKeyError(`${where}: attribute "${name}" has no type; set INT64, STRING, DOUBLE or BOOL`);
+    return { name, type: kind };
+  });
+  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (let i = 1; i < out.length; i++) {
+    if (out[i]?.name === out[i - 1]?.name) throw new InvalidKeyError(`${where}: attribute "${out[i]?.name}" is named twice`);
+  }
+  return out;
+}
+
+/** An int64 in canonical form: a decimal string, no sign on zero, no leading zeros. */
+const INT64_TEXT = /^(?:0|-?[1-9][0-9]{0,18})$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_END = 2n ** 63n;
+
+/** The canonical JSON of one attribute value of a key in columns, or undefined when it is not of `type`. */
+function canonicalJsonValue(type: AttributeKind, value: unknown): string | undefined {
+  switch (type) {
+    case "int64":
+      if (typeof value !== "string" || !INT64_TEXT.test(value)) return undefined;
+      if (value.length >= 19) {
+        const n = BigInt(value);
+        if (n < INT64_MIN || n >= INT64_END) return undefined;
+      }
+      return `"${value}"`;
+    case "string":
+      // Lone surrogates: a Value message cannot carry them (UTF-8), so neither does a key here.
+      return typeof value === "string" && isWellFormed(value) ? JSON.stringify(value) : undefined;
+    case "double":
+      return typeof value === "number" && Number.isFinite(value) ? JSON.stringify(value) : undefined;
+    case "bool":
+      return typeof value === "boolean" ? (value ? "true" : "false") : undefined;
+  }
+}
+
+/** String.prototype.isWellFormed (Node 20 has it; the ES2023 typings this build targets do not). */
+function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** What a column-form value of `type` must look like, for error messages. */
+const COLUMN_VALUE_FORM: Record<AttributeKind, string> = {
+  int64: "a decimal string within int64 (e.g. \"42\")",
+  string: "a string (well-formed UTF-16)",
+  double: "a finite number",
+  bool: "true or false",
+};
+
+/**
+ * Encodes a key of a column-form refresh (a member of keys_json, already parsed) against the
+ * attributes the call declared: the same canonical JSON and hash as encodeKey gives the same key
+ * as a Key message.
+ */
+export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: string): EncodedKey {
+  if (key === null || typeof key !== "object" || Array.isArray(key)) {
+    throw new InvalidKeyError(`${where}: a key must be a JSON object of attribute values, got ${key === null ? "null" : Array.isArray(key) ? "an array" : typeof key}`);
+  }
+  const record = key as Record<string, unknown>;
+  let n = 0;
+  for (const name in record) if (Object.hasOwn(record, name)) n++;
+  if (n !== attributes.length) {
+    throw new InvalidKeyError(`${where}: the key has ${n} attributes; key_attributes ${describe(attributes)} has ${attributes.length}`);
+  }
+  const prefixes = attributePrefixes(attributes);
+  let json = "";
+  for (let i = 0; i < attributes.length; i++) {
+    const attr = attributes[i] as KeyAttributeDef;
+    if (!Object.hasOwn(record, attr.name)) throw new InvalidKeyError(`${where}: the key has no attribute "${attr.name}" of key_attributes ${describe(attributes)}`);
+    const value = canonicalJsonValue(attr.type, record[attr.name]);
+    if (value === undefined) throw new InvalidKeyError(`${where}: attribute "${attr.name}" is ${attr.type}: its value must be ${COLUMN_VALUE_FORM[attr.type]}`);
+    json += prefixes[i] + value;
+  }
+  json += "}";
+  const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
+  if (bytes > MAX_KEY_BYTES) {
+    throw new InvalidKeyError(`${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`);
+  }
+  return { hash: hashKeyJson(json), json };
+}
+
 /** `{"a":`, `,"b":`, …: the canonical JSON before each attribute's value, made once per table definition. */
 const prefixCache = new WeakMap<KeyAttributes, string[]>();
 function attributePrefixes(attributes: KeyAttributes): string[] {

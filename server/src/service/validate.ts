@@ -20,8 +20,9 @@ import type {
   WatchRequest,
 } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { JobStatus, type Key, type WorkerIdentity } from "@populus/sdk/gen/populus/v1/types_pb.js";
-import { InvalidRequestError, LimitExceededError } from "../errors.js";
-import { attributesOf, type EncodedKey, encodeKey, encodeRestriction, type KeyAttributes } from "../key-codec.js";
+import { InvalidKeyError, InvalidRequestError, LimitExceededError } from "../errors.js";
+import { attributesOf, declaredAttributes, type EncodedKey, encodeJsonKey, encodeKey, encodeRestriction, type KeyAttributes } from "../key-codec.js";
+import { describeAttributes, sameAttributes } from "../store/row-mapping.js";
 import type { Completion, JobFilter, JobStatusName, LeaseProgressInput, PageRequest, WorkerInfo } from "../store/store.js";
 
 /** Keys one Refresh or Ignore call may carry; a larger key source is sent in several calls. */
@@ -130,15 +131,45 @@ function page(pageSize: number, pageToken: string, tokenPattern: RegExp): PageRe
   return { pageSize: pageSize === 0 ? DEFAULT_PAGE : pageSize, after: pageToken === "" ? null : pageToken };
 }
 
+/**
+ * A column-form Refresh's keys (keys_json with key_attributes): the declared attributes must be the
+ * table's when it exists; each key is encoded as the same key sent as a Key message would be.
+ */
+function refreshKeysInColumns(req: RefreshRequest, attributes: KeyAttributes | null): { keyAttributes: KeyAttributes | null; keys: EncodedKey[] } {
+  if (req.keys.length > 0) throw new InvalidRequestError("Refresh: give keys or keys_json, not both");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(req.keysJson);
+  } catch (err) {
+    throw new InvalidRequestError(`Refresh: keys_json is not JSON (${(err as Error).message.slice(0, 200)})`);
+  }
+  if (!Array.isArray(parsed)) throw new InvalidRequestError("Refresh: keys_json must be a JSON array of keys");
+  countLimit(parsed.length, MAX_KEYS_PER_CALL, "keys", "send a large key source as several calls sharing one refresh_id");
+  if (parsed.length === 0) return { keyAttributes: null, keys: [] };
+  const declared = declaredAttributes(req.keyAttributes, "Refresh");
+  if (attributes !== null && !sameAttributes(attributes, declared)) {
+    throw new InvalidKeyError(`Refresh: key_attributes ${describeAttributes(declared)} do not match the table's key attributes ${describeAttributes(attributes)}`);
+  }
+  const keyAttributes = attributes ?? declared;
+  return { keyAttributes, keys: parsed.map((k, i) => encodeJsonKey(k, keyAttributes, `Refresh keys_json[${i}]`)) };
+}
+
 /** Refresh: `attributes` are the table's, or null for a table not yet declared. */
 export function validateRefresh(req: RefreshRequest, attributes: KeyAttributes | null) {
   countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "send a large key source as several calls sharing one refresh_id");
   if (req.refreshId.length > 64) throw new InvalidRequestError(`refresh_id must be at most 64 characters`);
-  const first = req.keys[0];
-  const keyAttributes = first === undefined ? null : (attributes ?? attributesOf(first, "Refresh key #1"));
+  let keyAttributes: KeyAttributes | null;
+  let keys: EncodedKey[];
+  if (req.keysJson !== "" || req.keyAttributes.length > 0) {
+    ({ keyAttributes, keys } = refreshKeysInColumns(req, attributes));
+  } else {
+    const first = req.keys[0];
+    keyAttributes = first === undefined ? null : (attributes ?? attributesOf(first, "Refresh key #1"));
+    keys = keyAttributes === null ? [] : encodeKeys(req.keys, keyAttributes, "Refresh");
+  }
   return {
     keyAttributes,
-    keys: keyAttributes === null ? [] : encodeKeys(req.keys, keyAttributes, "Refresh"),
+    keys,
     refreshId: req.refreshId === "" ? null : req.refreshId,
     final: req.refreshId === "" || req.final,
     priority: priorityValue(req.priority, "priority") ?? DEFAULT_PRIORITY,

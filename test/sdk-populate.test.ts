@@ -293,9 +293,10 @@ test("refresh: sync and async key sources send the same calls; a key source that
   const callsOf = async (source: Parameters<typeof refreshKeySource>[2]) => {
     const sent: { ids: number[]; final: boolean }[] = [];
     const rpc = {
-      async refresh(req: { keys: { attributes: Record<string, { kind: { value: bigint } }> }[]; final: boolean }) {
-        sent.push({ ids: req.keys.map((k) => Number(k.attributes.id!.kind.value)), final: req.final });
-        return { added: BigInt(req.keys.length), removed: 0n, orphaned: 0n, rePended: 0n };
+      async refresh(req: { keysJson: string; final: boolean }) {
+        const keys = req.keysJson === "" ? [] : (JSON.parse(req.keysJson) as { id: string }[]);
+        sent.push({ ids: keys.map((k) => Number(k.id)), final: req.final });
+        return { added: BigInt(keys.length), removed: 0n, orphaned: 0n, rePended: 0n };
       },
     } as unknown as JobServiceRpc;
     const counts = await refreshKeySource(rpc, "T", source, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 });

@@ -1,6 +1,6 @@
 /**
- * `npm run bench [-- --full] [-- --dialect sqlite|mysql]`: the figures of
- * issue 7. Quick mode (the default) runs every scenario at small sizes in
+ * `npm run bench [-- --full] [-- --dialect sqlite|mysql]`: the speed, latency
+ * and memory figures the README lists (Benchmark). Quick mode (the default) runs every scenario at small sizes in
  * about two minutes; full mode at the sizes the targets are stated for.
  * Each dialect runs in its own process (bench/dialect.ts). Prints a table
  * per dialect, with each target and by how much it is missed, and writes the

@@ -1,5 +1,5 @@
 /**
- * The bench scenarios of issue 7, run against one dialect. Every scenario
+ * The bench scenarios (README, Benchmark), run against one dialect. Every scenario
  * starts its own server (so that its peak RSS is its own) on the port of
  * BENCH_URL, on a fresh database, and checks what it measured: a drain that
  * does not commit every key exactly once throws, and the bench fails.

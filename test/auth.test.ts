@@ -1,5 +1,5 @@
 /**
- * Who may do what (issue 6): a real server with a tokens file, and every
+ * Who may do what: a real server with a tokens file, and every
  * JobService RPC called as each kind of caller (reader, worker and admin
  * tokens, no token, a wrong token). Each cell of that table is its own test
  * and asserts the exact outcome: the RPC's own answer (OK, or the domain

@@ -1,5 +1,5 @@
 /**
- * Chaos (issue 5, MariaDB): two server replicas on one database, three SDK
+ * Chaos (MariaDB): two server replicas on one database, three SDK
  * worker processes spread over them populating 5,000 keys with 2 s leases,
  * while the test SIGKILLs a random worker about every second (starting a
  * replacement at once) and restarts one replica once, also with SIGKILL.

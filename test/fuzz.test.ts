@@ -1,5 +1,5 @@
 /**
- * Hostile input (issue 6, promise 6) against one live server on MariaDB (the
+ * Hostile input (promise 6, ARCHITECTURE.md) against one live server on MariaDB (the
  * SQLite file when POPULUS_TEST_DIALECTS leaves MySQL out): thousands of
  * requests sent concurrently, of four kinds:
  *

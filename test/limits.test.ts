@@ -1,5 +1,5 @@
 /**
- * Limits (issue 6): each one answered with a clear code and message, and a
+ * Limits: each one answered with a clear code and message, and a
  * refused request leaves the store as it was. Size limits are checked at the
  * edge and just inside it, on both dialects where the value is stored (a
  * result just under 4 MiB must really commit to MariaDB's MEDIUMTEXT within

@@ -1,5 +1,5 @@
 /**
- * populate's graceful stop (DESIGN promise 3: a worker told to stop releases
+ * populate's graceful stop (promise 3, ARCHITECTURE.md: a worker told to stop releases
  * what it holds without charging an attempt), with real worker processes
  * that wire SIGTERM/SIGINT to populate's `signal`, against a real server on
  * each dialect:

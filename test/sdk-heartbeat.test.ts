@@ -1,5 +1,5 @@
 /**
- * The heartbeat runs off the thread that runs make (DESIGN promise 3),
+ * The heartbeat runs off the thread that runs make (promise 3, ARCHITECTURE.md),
  * against a real server on each dialect:
  *
  * - a make that blocks its event loop with synchronous CPU work for four

@@ -1,5 +1,5 @@
 /**
- * The store conformance suite (issue 3): promises 1, 2, 4 and 6 of
+ * The store conformance suite: promises 1, 2, 4 and 6 of
  * shared/DESIGN.md, held against every dialect alike. For each dialect of
  * testDialects() there is one fresh database (createTestDatabase) and one real
  * server process on it, started with --max-lost-attempts 2; every scenario

@@ -1,5 +1,5 @@
 /**
- * TLS (issue 6): a server started with --tls-cert/--tls-key, its certificate
+ * TLS: a server started with --tls-cert/--tls-key, its certificate
  * signed by a private CA made here with openssl, tokens on as in a real
  * deployment. It refuses plaintext; it serves gRPC over HTTP/2 (connect-node
  * and grpc-js, which insists on ALPN h2) and Connect JSON over HTTPS/1.1 to

@@ -1,6 +1,6 @@
 /**
  * The heartbeat of a reserve loop, on a `worker_threads` thread of its own
- * with its own connection to the server (DESIGN promise 3): a make that
+ * with its own connection to the server (promise 3, ARCHITECTURE.md): a make that
  * blocks its event loop with synchronous CPU work for minutes cannot starve
  * the timer that renews its leases. test/sdk-heartbeat.test.ts pins this: a
  * make that busy-loops for three lease lengths keeps its lease and commits

@@ -2,7 +2,7 @@
  * Heartbeats of `populate({ processes })`: one heartbeat thread in the parent
  * renews the leases of all its child processes, instead of one thread per
  * child. The parent runs no make, so its thread is as far from a CPU-bound
- * make as a child's own thread would be (DESIGN promise 3: "from a thread or
+ * make as a child's own thread would be (promise 3, ARCHITECTURE.md: "from a thread or
  * process other than the one running make"), and each child starts about
  * 100 ms of CPU faster (measured on the 2-core dev machine: a thread of its
  * own loads the connection and protobuf code a second time).

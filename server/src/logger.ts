@@ -7,7 +7,7 @@ export function createLogger(level: string): Logger {
   return pino({
     level,
     base: { service: "populus-server" },
-    // Bearer tokens must never reach a log line (issue 6 adds auth headers).
+    // Bearer tokens must never reach a log line (requests carry them in the authorization header).
     redact: ["req.headers.authorization", "*.authorization", "token"],
   });
 }

@@ -9,7 +9,7 @@ export function createLogger(level: string): Logger {
     {
       level,
       base: { service: "populus-worker" },
-      // A bearer token (issue 6) must never reach a log line.
+      // A bearer token must never reach a log line.
       redact: ["*.authorization", "token"],
     },
     // Synchronous: main ends with process.exit right after the "stop" line,

@@ -14,7 +14,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { TableNotFoundError } from "../errors.js";
 import { attributeTypeToProto, decodeKey, type KeyAttributes } from "../key-codec.js";
-import type { JobRecord, JobStore, LeaseGrant, ProgressCounts, TableDefinition } from "../store/store.js";
+import type { JobRecord, JobStore, LeaseGrant, ProgressCounts, DeclaredTable } from "../store/store.js";
 import { parseTableName } from "../table-name.js";
 import {
   validateComplete,
@@ -122,7 +122,7 @@ function jobMessage(job: JobRecord, attributes: KeyAttributes): MessageInitShape
  */
 const watchResponses = new WeakMap<WatchMessage, WatchResponse>();
 
-function watchResponse(table: TableDefinition, m: WatchMessage): WatchResponse {
+function watchResponse(table: DeclaredTable, m: WatchMessage): WatchResponse {
   let response = watchResponses.get(m);
   if (response === undefined) {
     response = create(WatchResponseSchema, {
@@ -156,7 +156,7 @@ const WATCH_EVENTS_FIELD = WatchResponseSchema.field.events.number;
  */
 const binaryWatchResponses = new WeakMap<WatchMessage, WatchResponse>();
 
-function binaryWatchResponse(table: TableDefinition, m: WatchMessage): WatchResponse {
+function binaryWatchResponse(table: DeclaredTable, m: WatchMessage): WatchResponse {
   let response = binaryWatchResponses.get(m);
   if (response === undefined) {
     const full = watchResponse(table, m);
@@ -193,7 +193,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
   const { store, notifier, hub, metrics } = deps;
   const clock = deps.clock ?? Date.now;
   /** The declared table for a request's table name; NOT_FOUND when never refreshed. */
-  async function declared(name: string): Promise<TableDefinition> {
+  async function declared(name: string): Promise<DeclaredTable> {
     const table = parseTableName(name);
     const def = await store.describeTable(table.stored);
     if (def === null) throw new TableNotFoundError(table.display);

@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import type { KeyAttributes } from "../key-codec.js";
-import type { JobRecord, JobStatusName, Page, TableDefinition, TargetRecord } from "./store.js";
+import type { JobRecord, JobStatusName, Page, DeclaredTable, StoredTarget } from "./store.js";
 
 /** Columns every job query selects, in this order. */
 export const JOB_COLUMNS =
@@ -81,7 +81,7 @@ export interface TargetRow {
   complete_time: Num;
 }
 
-export function toTargetRecord(row: TargetRow): TargetRecord {
+export function toTargetRecord(row: TargetRow): StoredTarget {
   return { keyJson: row.key_json, resultJson: row.result_json, completeTime: num(row.complete_time) };
 }
 
@@ -92,7 +92,7 @@ export interface TableRow {
   create_time: Num;
 }
 
-export function toTableDefinition(row: TableRow): TableDefinition {
+export function toDeclaredTable(row: TableRow): DeclaredTable {
   return {
     name: row.name,
     displayName: row.display_name,
@@ -176,6 +176,6 @@ export function jobPage(rows: readonly JobRow[], pageSize: number): Page<JobReco
 }
 
 /** A ListTargets page, continued after its last key hash. */
-export function targetPage(rows: readonly TargetRow[], pageSize: number): Page<TargetRecord> {
+export function targetPage(rows: readonly TargetRow[], pageSize: number): Page<StoredTarget> {
   return pageOf(rows, pageSize, toTargetRecord, (r) => r.key_hash);
 }

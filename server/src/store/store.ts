@@ -11,6 +11,9 @@
  *
  * Time: every time column is epoch milliseconds (UTC), taken from the server
  * clock of the replica that writes it.
+ *
+ * The words (job, lease, target, change log, ...) and the promises that
+ * comments cite by number are defined in ARCHITECTURE.md.
  */
 import type { AttributeCondition, EncodedKey, KeyAttributes } from "../key-codec.js";
 import type { ChangeRow } from "./change-log.js";
@@ -19,7 +22,7 @@ import type { ChangeRow } from "./change-log.js";
 export type JobStatusName = "pending" | "reserved" | "success" | "error" | "ignore";
 
 /** A declared table. */
-export interface TableDefinition {
+export interface DeclaredTable {
   /** Stored snake_case name, e.g. "processed_data". */
   readonly name: string;
   /** Name as first given, e.g. "ProcessedData". */
@@ -129,7 +132,7 @@ export interface JobRecord {
 }
 
 /** A computed row as read back. */
-export interface TargetRecord {
+export interface StoredTarget {
   readonly keyJson: string;
   readonly resultJson: string;
   readonly completeTime: number;
@@ -158,9 +161,9 @@ export interface Page<T> {
 export interface JobStore {
   readonly dialect: "sqlite" | "mysql";
   /** The table's definition, or null when it was never declared. */
-  describeTable(name: string): Promise<TableDefinition | null>;
+  describeTable(name: string): Promise<DeclaredTable | null>;
   /** Every declared table, by name. */
-  listTables(): Promise<TableDefinition[]>;
+  listTables(): Promise<DeclaredTable[]>;
   /** Promise 4. Declares the table on its first call with keys. */
   refresh(input: RefreshInput): Promise<RefreshCounts>;
   /** Promise 1: leases up to maxJobs ready jobs; answers at once. */
@@ -186,7 +189,7 @@ export interface JobStore {
   deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number>;
   ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number>;
   deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number>;
-  listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<TargetRecord>>;
+  listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>>;
 
   // The change log (store/change-log.ts): every mutating method above appends its change in its own transaction.
 

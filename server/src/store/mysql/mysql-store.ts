@@ -34,7 +34,7 @@ import {
   type TargetRow,
   targetPage,
   toProgressCounts,
-  toTableDefinition,
+  toDeclaredTable,
 } from "../row-mapping.js";
 import {
   type ChangeBounds,
@@ -53,8 +53,8 @@ import {
   type RefreshInput,
   type ReserveInput,
   type StoreOptions,
-  type TableDefinition,
-  type TargetRecord,
+  type DeclaredTable,
+  type StoredTarget,
   truncateErrorMessage,
   WORKER_LOST_MESSAGE,
 } from "../store.js";
@@ -202,7 +202,7 @@ function errno(err: unknown): number | undefined {
 
 export class MysqlStore implements JobStore {
   readonly dialect = "mysql" as const;
-  private readonly tables = new Map<string, TableDefinition>();
+  private readonly tables = new Map<string, DeclaredTable>();
   /** Pooled connections whose session is set up for our transactions (prepareSession). */
   private readonly preparedConnections = new WeakSet<object>();
 
@@ -288,7 +288,7 @@ export class MysqlStore implements JobStore {
     await this.run(q, "INSERT INTO `~populus_events` (table_name, time, deltas, events) VALUES (?, ?, ?, ?)", [table, now, c.deltas, c.events]);
   }
 
-  private async table(name: string): Promise<TableDefinition> {
+  private async table(name: string): Promise<DeclaredTable> {
     const cached = this.tables.get(name);
     if (cached !== undefined) return cached;
     const [row] = await this.rows<TableRow>(
@@ -298,12 +298,12 @@ export class MysqlStore implements JobStore {
     );
     if (row === undefined) throw new TableNotFoundError(name);
     // Key attributes never change once declared, so the cache cannot go stale.
-    const def = toTableDefinition(row);
+    const def = toDeclaredTable(row);
     this.tables.set(name, def);
     return def;
   }
 
-  async describeTable(name: string): Promise<TableDefinition | null> {
+  async describeTable(name: string): Promise<DeclaredTable | null> {
     try {
       return await this.table(name);
     } catch (err) {
@@ -312,9 +312,9 @@ export class MysqlStore implements JobStore {
     }
   }
 
-  async listTables(): Promise<TableDefinition[]> {
+  async listTables(): Promise<DeclaredTable[]> {
     const rows = await this.rows<TableRow>(this.dataSource, "SELECT name, display_name, key_attributes, create_time FROM `~populus_tables` ORDER BY name");
-    return rows.map(toTableDefinition);
+    return rows.map(toDeclaredTable);
   }
 
   /**
@@ -322,7 +322,7 @@ export class MysqlStore implements JobStore {
    * always means both tables exist. Declarers of one table (on any replica) take turns under a
    * named lock; the later ones find the registry row and do nothing.
    */
-  private async declare(input: RefreshInput): Promise<TableDefinition> {
+  private async declare(input: RefreshInput): Promise<DeclaredTable> {
     await withNamedLock(this.dataSource, `populus_declare:${this.database}:${input.table}`, async () => {
       if ((await this.describeTable(input.table)) !== null) return;
       for (const statement of createTableStatements(input.table)) await this.dataSource.query(statement);
@@ -898,7 +898,7 @@ export class MysqlStore implements JobStore {
     });
   }
 
-  async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<TargetRecord>> {
+  async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>> {
     await this.table(table);
     const r = restrictionSql(restriction);
     const rows = await this.rows<TargetRow>(

@@ -35,7 +35,7 @@ import {
   type TargetRow,
   targetPage,
   toProgressCounts,
-  toTableDefinition,
+  toDeclaredTable,
 } from "../row-mapping.js";
 import {
   type ChangeBounds,
@@ -54,8 +54,8 @@ import {
   type RefreshInput,
   type ReserveInput,
   type StoreOptions,
-  type TableDefinition,
-  type TargetRecord,
+  type DeclaredTable,
+  type StoredTarget,
   truncateErrorMessage,
   WORKER_LOST_MESSAGE,
 } from "../store.js";
@@ -123,7 +123,7 @@ const HELD = "+status = 'reserved'";
 
 export class SqliteStore implements JobStore {
   readonly dialect = "sqlite" as const;
-  private readonly tables = new Map<string, TableDefinition>();
+  private readonly tables = new Map<string, DeclaredTable>();
   /**
    * The per-job path's statements by their text, prepared once: a Reserve or Complete of 1,000
    * jobs compiled statements of 1,000 to 2,000 placeholders on every call (about a tenth of the
@@ -158,7 +158,7 @@ export class SqliteStore implements JobStore {
     this.prepared(`INSERT INTO "~populus_events" (table_name, time, deltas, events) VALUES (?, ?, ?, ?)`).run(table, now, c.deltas, c.events);
   }
 
-  private table(name: string): TableDefinition {
+  private table(name: string): DeclaredTable {
     const cached = this.tables.get(name);
     if (cached !== undefined) return cached;
     const row = this.db.prepare(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" WHERE name = ?`).get(name) as
@@ -166,12 +166,12 @@ export class SqliteStore implements JobStore {
       | undefined;
     if (row === undefined) throw new TableNotFoundError(name);
     // Key attributes never change once declared, so the cache cannot go stale.
-    const def = toTableDefinition(row);
+    const def = toDeclaredTable(row);
     this.tables.set(name, def);
     return def;
   }
 
-  async describeTable(name: string): Promise<TableDefinition | null> {
+  async describeTable(name: string): Promise<DeclaredTable | null> {
     try {
       return this.table(name);
     } catch (err) {
@@ -180,14 +180,14 @@ export class SqliteStore implements JobStore {
     }
   }
 
-  async listTables(): Promise<TableDefinition[]> {
+  async listTables(): Promise<DeclaredTable[]> {
     const rows = this.db.prepare(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" ORDER BY name`).all() as TableRow[];
-    return rows.map(toTableDefinition);
+    return rows.map(toDeclaredTable);
   }
 
   async refresh(input: RefreshInput): Promise<RefreshCounts> {
     return this.tx(() => {
-      let def: TableDefinition | null;
+      let def: DeclaredTable | null;
       try {
         def = this.table(input.table);
       } catch (err) {
@@ -637,7 +637,7 @@ export class SqliteStore implements JobStore {
     });
   }
 
-  async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<TargetRecord>> {
+  async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>> {
     this.table(table);
     const r = restrictionSql(restriction);
     const rows = this.db

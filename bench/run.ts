@@ -59,10 +59,19 @@ function report(dialect: string, r: Results): string[] {
   lines.push(`${dialect} (${mode}: ${r.sizes.repetitions} repetitions; median (min–max))`);
   const drainTarget = dialect === "mysql" ? 25_000 : 10_000;
   for (const [k, d] of Object.entries(r.drain)) {
-    row(`1. drain ${r.sizes.drainKeys} no-op jobs, ${k} (jobs/s)`, fmt(d.endToEnd), k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(d.endToEnd.median, drainTarget, true)}` : "");
-    row(`   first to last commit (jobs/s)`, fmt(d.commitSpan), k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(d.commitSpan.median, drainTarget, true)}` : "");
+    row(
+      `1. drain ${r.sizes.drainKeys} no-op jobs, ${k} (jobs/s)`,
+      fmt(d.endToEnd),
+      k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(d.endToEnd.median, drainTarget, true)}` : "",
+    );
+    row(
+      `   first to last commit (jobs/s)`,
+      fmt(d.commitSpan),
+      k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(d.commitSpan.median, drainTarget, true)}` : "",
+    );
   }
-  for (const [k, s] of Object.entries(r.refresh)) row(`2. refresh ${r.sizes.refreshKeys} keys, ${k} (keys/s)`, fmt(s), `target ≥ 150000: ${verdict(s.median, 150_000, true)}`);
+  for (const [k, s] of Object.entries(r.refresh))
+    row(`2. refresh ${r.sizes.refreshKeys} keys, ${k} (keys/s)`, fmt(s), `target ≥ 150000: ${verdict(s.median, 150_000, true)}`);
   const flat = Object.entries(r.flat);
   for (const [k, s] of flat) row(`3. drain ${r.sizes.flatDrain} of ${k} (jobs/s, first to last commit)`, fmt(s));
   if (flat.length === 2) {
@@ -88,7 +97,9 @@ function report(dialect: string, r: Results): string[] {
 async function mariadbVersion(): Promise<string> {
   try {
     const c = await mysql.createConnection({ uri: process.env.POPULUS_TEST_MYSQL_URL ?? "mysql://root@127.0.0.1:3306" });
-    const [rows] = await c.query("SELECT VERSION() AS v, @@innodb_flush_log_at_trx_commit AS flush, @@sync_binlog AS sync_binlog, @@innodb_buffer_pool_size AS pool");
+    const [rows] = await c.query(
+      "SELECT VERSION() AS v, @@innodb_flush_log_at_trx_commit AS flush, @@sync_binlog AS sync_binlog, @@innodb_buffer_pool_size AS pool",
+    );
     await c.end();
     const r = (rows as { v: string; flush: number; sync_binlog: number; pool: number }[])[0]!;
     return `${r.v} (innodb_flush_log_at_trx_commit=${r.flush}, sync_binlog=${r.sync_binlog}, buffer pool ${Math.round(r.pool / 2 ** 20)} MB)`;

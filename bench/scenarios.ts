@@ -147,7 +147,10 @@ export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line
   for (const processes of [4, 1]) {
     const runs: DrainRate[] = [];
     for (let i = 0; i < s.repetitions; i++) runs.push(await drainOnce(srv.rpc, s.drainKeys, processes));
-    results[`${processes} process${processes === 1 ? "" : "es"}`] = { endToEnd: spread(runs.map((r) => r.endToEnd)), commitSpan: spread(runs.map((r) => r.commitSpan)) };
+    results[`${processes} process${processes === 1 ? "" : "es"}`] = {
+      endToEnd: spread(runs.map((r) => r.endToEnd)),
+      commitSpan: spread(runs.map((r) => r.commitSpan)),
+    };
     log(`drain ${processes} proc: ${runs.map((r) => `${r.endToEnd.toFixed(0)} (${r.commitSpan.toFixed(0)} first→last commit)`).join(", ")} jobs/s`);
   }
   return { results, peakRssMb: await srv.finish() };
@@ -173,7 +176,11 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
       const expected = phase === "empty table" ? s.refreshKeys : phase === "10% changed" ? shift : 0;
       if (counts.added !== expected) throw new Error(`refresh "${phase}" added ${counts.added}, expected ${expected}`);
     }
-    log(`refresh run ${i + 1}: ${Object.values(phases).map((r) => r.at(-1)!.toFixed(0)).join(" / ")} keys/s`);
+    log(
+      `refresh run ${i + 1}: ${Object.values(phases)
+        .map((r) => r.at(-1)!.toFixed(0))
+        .join(" / ")} keys/s`,
+    );
   }
   await srv.finish();
   return Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, spread(v)]));

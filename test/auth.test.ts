@@ -89,9 +89,7 @@ function clientAs(caller: CallerKind): Client<typeof JobService> {
 
 test.before(async () => {
   db = await createTestDatabase("sqlite");
-  const file = tokensFile(
-    ["# role token", `reader ${TOKENS.reader}`, "", `worker ${TOKENS.worker}`, `admin   ${TOKENS.admin}`, ""].join("\n"),
-  );
+  const file = tokensFile(["# role token", `reader ${TOKENS.reader}`, "", `worker ${TOKENS.worker}`, `admin   ${TOKENS.admin}`, ""].join("\n"));
   // debug: the most a log can say must still not include a token.
   server = await startServer({ database: db.url, args: ["--tokens-file", file, "--log-level", "debug"], env: CLEAN_ENV });
   await clientAs("admin").refresh({ table: TABLE, keys: keys(1, 4) });
@@ -164,7 +162,8 @@ for (const [rpc, spec] of Object.entries(CALLS)) {
       if (got.code === Code.PermissionDenied) {
         t.is(got.message, `${rpcName} needs the ${spec.needs} role; this token has the ${caller} role`);
       }
-      if (caller === "none") t.is(got.message, `${rpcName} needs a bearer token: send the header "authorization: Bearer <token>" (SDK: connect({ token }) or POPULUS_TOKEN)`);
+      if (caller === "none")
+        t.is(got.message, `${rpcName} needs a bearer token: send the header "authorization: Bearer <token>" (SDK: connect({ token }) or POPULUS_TOKEN)`);
       if (caller === "wrong") t.is(got.message, "the bearer token is not valid on this server");
       for (const secret of [...Object.values(TOKENS), WRONG]) t.false(got.message.includes(secret), "no token in the message");
     });
@@ -296,7 +295,10 @@ test("--insecure serves a non-loopback address without tokens, and warns", async
     await s.stop();
     await insecureDb.drop();
   });
-  t.true(s.logs.some((l) => l.includes('"level":40') && l.includes("--insecure")), "a warning says the service is open");
+  t.true(
+    s.logs.some((l) => l.includes('"level":40') && l.includes("--insecure")),
+    "a warning says the service is open",
+  );
   const anonymous = createClient(JobService, createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" }));
   t.is(show((await outcome(anonymous.refresh({ table: "Open", keys: [key(1)] }))).code), "OK");
 });
@@ -338,10 +340,25 @@ const badTokens = test.macro({
 });
 
 const fileArgs = (content: string) => () => ({ args: ["--tokens-file", tokensFile(content)] });
-test("missing file", badTokens, () => ({ args: ["--tokens-file", join(tmpdir(), `populus-none-${token()}`)] }), (a) => `--tokens-file ${a[1]}: no such file`);
-test("empty file", badTokens, fileArgs("# nothing yet\n\n"), (a) => `${a[1]} holds no tokens; give at least one "<role> <token>" (roles: reader, worker, admin)`);
+test(
+  "missing file",
+  badTokens,
+  () => ({ args: ["--tokens-file", join(tmpdir(), `populus-none-${token()}`)] }),
+  (a) => `--tokens-file ${a[1]}: no such file`,
+);
+test(
+  "empty file",
+  badTokens,
+  fileArgs("# nothing yet\n\n"),
+  (a) => `${a[1]} holds no tokens; give at least one "<role> <token>" (roles: reader, worker, admin)`,
+);
 test("unknown role", badTokens, fileArgs(`admin ${token()}\nroot ${token()}\n`), (a) => `${a[1]}:2: unknown role "root"; use reader, worker or admin`);
-test("short token", badTokens, fileArgs(`worker ${SHORT}\n`), (a) => `${a[1]}:1: the token is ${SHORT.length} characters; at least 16 are required (e.g. openssl rand -hex 32)`);
+test(
+  "short token",
+  badTokens,
+  fileArgs(`worker ${SHORT}\n`),
+  (a) => `${a[1]}:1: the token is ${SHORT.length} characters; at least 16 are required (e.g. openssl rand -hex 32)`,
+);
 test("three fields", badTokens, fileArgs(`worker ${SHORT} extra\n`), (a) => `${a[1]}:1: expected "<role> <token>", got 3 fields`);
 test(
   "a token a header cannot carry",
@@ -350,8 +367,18 @@ test(
   (a) => `${a[1]}:1: the token has characters a bearer token cannot have; use letters, digits and - . _ ~ + / (e.g. openssl rand -hex 32)`,
 );
 const dup = token();
-test("one token, two roles", badTokens, fileArgs(`reader ${dup}\n\nadmin ${dup}\n`), (a) => `${a[1]}:3: the same token is already given at ${a[1]}:1; each token has one role`);
-test("POPULUS_TOKENS entry without a role", badTokens, () => ({ args: [], env: { POPULUS_TOKENS: `admin:${token()},${SHORT}` } }), () => 'POPULUS_TOKENS entry 2: expected "<role>:<token>"');
+test(
+  "one token, two roles",
+  badTokens,
+  fileArgs(`reader ${dup}\n\nadmin ${dup}\n`),
+  (a) => `${a[1]}:3: the same token is already given at ${a[1]}:1; each token has one role`,
+);
+test(
+  "POPULUS_TOKENS entry without a role",
+  badTokens,
+  () => ({ args: [], env: { POPULUS_TOKENS: `admin:${token()},${SHORT}` } }),
+  () => 'POPULUS_TOKENS entry 2: expected "<role>:<token>"',
+);
 test(
   "both a file and POPULUS_TOKENS",
   badTokens,

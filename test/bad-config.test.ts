@@ -37,7 +37,14 @@ async function run(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
 
 const exitsWithConfigError = test.macro({
   title: (given, args: readonly string[], _line: string, env?: NodeJS.ProcessEnv) =>
-    given ?? `${env === undefined ? "" : `${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ")} `}${args.join(" ")} → exit 2, one line`,
+    given ??
+    `${
+      env === undefined
+        ? ""
+        : `${Object.entries(env)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ")} `
+    }${args.join(" ")} → exit 2, one line`,
   async exec(t, args: readonly string[], line: string, env?: NodeJS.ProcessEnv) {
     const r = await run(args, env);
     t.is(r.code, 2);
@@ -105,14 +112,17 @@ test("an unreachable database → exit 1, one line naming it and the likely caus
 });
 
 const mysqlTest = testDialects().includes("mysql") ? test : test.skip;
-mysqlTest(`a MySQL database that does not exist → exit 1, one line saying to create it${testDialects().includes("mysql") ? "" : " (skipped: POPULUS_TEST_DIALECTS excludes mysql)"}`, async (t) => {
-  const db = await createTestDatabase("mysql");
-  t.teardown(() => db.drop());
-  const missing = `${db.url}_missing`;
-  const r = await run(["--port", "0", "--database", missing]);
-  t.is(r.code, 1);
-  t.is(r.stderr, `populus-server: cannot open database ${missing}: the database does not exist; create it first (CREATE DATABASE name)\n`);
-});
+mysqlTest(
+  `a MySQL database that does not exist → exit 1, one line saying to create it${testDialects().includes("mysql") ? "" : " (skipped: POPULUS_TEST_DIALECTS excludes mysql)"}`,
+  async (t) => {
+    const db = await createTestDatabase("mysql");
+    t.teardown(() => db.drop());
+    const missing = `${db.url}_missing`;
+    const r = await run(["--port", "0", "--database", missing]);
+    t.is(r.code, 1);
+    t.is(r.stderr, `populus-server: cannot open database ${missing}: the database does not exist; create it first (CREATE DATABASE name)\n`);
+  },
+);
 
 test("a port in use → exit 1, one line saying it is in use", async (t) => {
   const holder = net.createServer();

@@ -102,7 +102,10 @@ if (testDialects().includes("mysql")) {
 
       const results = await committed(urls[0]!);
       t.is(results.size, KEYS, "every key committed");
-      t.deepEqual([...results.keys()].sort((a, b) => a - b), Array.from({ length: KEYS }, (_, i) => i));
+      t.deepEqual(
+        [...results.keys()].sort((a, b) => a - b),
+        Array.from({ length: KEYS }, (_, i) => i),
+      );
       const made = new Set(readFileSync(calls, "utf8").trim().split("\n"));
       const strays = [...results].filter(([id, nonce]) => !made.has(`${id} ${nonce}`));
       t.deepEqual(strays, [], "each committed result came from a make call of its key");
@@ -111,7 +114,10 @@ if (testDialects().includes("mysql")) {
       const overwritten = [...(halfway ?? [])].filter(([id, nonce]) => results.get(id) !== nonce);
       t.deepEqual(overwritten, [], "no result committed by halfway changed afterwards");
       t.like(await counts(client, TABLE), { pending: 0, reserved: 0, error: 0, target: KEYS });
-      t.true(exits.every((code) => code === 0), `workers that were not killed exited 0: ${JSON.stringify(exits)}`);
+      t.true(
+        exits.every((code) => code === 0),
+        `workers that were not killed exited 0: ${JSON.stringify(exits)}`,
+      );
     } finally {
       for (const w of workers) w.kill("SIGKILL");
       await Promise.all([...workers].map((w) => once(w, "exit")));

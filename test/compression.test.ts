@@ -6,7 +6,7 @@
  */
 import test from "ava";
 import { createClient } from "@connectrpc/connect";
-import { compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { compressionGzip, createGrpcTransport } from "@connectrpc/connect-node";
 import { JobService, ReserveRequestSchema, ReserveResponseSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { connect } from "node:http2";
 import { gzipSync } from "node:zlib";

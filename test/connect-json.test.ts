@@ -65,11 +65,14 @@ test.serial("Refresh, then GetProgress, then ListJobs, as JSON over HTTP/1.1", a
   }
   // Compared by key here; the order of the answer is pinned by the next test.
   const bySubject = (job: Record<string, unknown>) => JSON.stringify(job.key);
-  t.deepEqual(jobs.sort((a, b) => (bySubject(a) < bySubject(b) ? -1 : 1)), [
-    { key: subject("1", "a"), status: "JOB_STATUS_PENDING", priority: 5 },
-    { key: subject("2", "b"), status: "JOB_STATUS_PENDING", priority: 5 },
-    { key: subject("3", "c"), status: "JOB_STATUS_PENDING", priority: 1 },
-  ]);
+  t.deepEqual(
+    jobs.sort((a, b) => (bySubject(a) < bySubject(b) ? -1 : 1)),
+    [
+      { key: subject("1", "a"), status: "JOB_STATUS_PENDING", priority: 5 },
+      { key: subject("2", "b"), status: "JOB_STATUS_PENDING", priority: 5 },
+      { key: subject("3", "c"), status: "JOB_STATUS_PENDING", priority: 1 },
+    ],
+  );
 
   const filtered = await post("ListJobs", { table: "ProcessedData", restriction: { session: { stringValue: "b" } } });
   t.is((filtered.json as { jobs: unknown[] }).jobs.length, 1, "a restriction filters by key attribute");
@@ -101,7 +104,10 @@ test.serial("a bad request answers HTTP 400 invalid_argument with the message, a
   });
 
   // subject_id was fixed as int64 at the table's first refresh; the second key sends it as a string.
-  const badKey = await post("Refresh", { table: "ProcessedData", keys: [subject("9", "z"), { attributes: { subject_id: { stringValue: "10" }, session: { stringValue: "y" } } }] });
+  const badKey = await post("Refresh", {
+    table: "ProcessedData",
+    keys: [subject("9", "z"), { attributes: { subject_id: { stringValue: "10" }, session: { stringValue: "y" } } }],
+  });
   t.is(badKey.status, 400);
   t.deepEqual(badKey.json, {
     code: "invalid_argument",

@@ -60,16 +60,34 @@ test("toConnectError never shows driver or SQL text for INTERNAL and UNAVAILABLE
 test("a lost lease carries the tokens as a LeaseLostDetail", (t) => {
   const mapped = toConnectError(new LeaseLostError(["t-1", "t-2"]), "Complete", silent);
   t.is(mapped.rawMessage, "2 leases no longer held (expired and reassigned, released or deleted): t-1, t-2; nothing was written");
-  t.deepEqual(mapped.findDetails(LeaseLostDetailSchema).map((d) => d.leaseTokens), [["t-1", "t-2"]]);
+  t.deepEqual(
+    mapped.findDetails(LeaseLostDetailSchema).map((d) => d.leaseTokens),
+    [["t-1", "t-2"]],
+  );
 });
 
-const key = (attributes: Record<string, { case: "intValue"; value: bigint } | { case: "stringValue"; value: string } | { case: "doubleValue"; value: number } | { case: "boolValue"; value: boolean }>) =>
-  create(KeySchema, { attributes: Object.fromEntries(Object.entries(attributes).map(([k, kind]) => [k, { kind }])) });
+const key = (
+  attributes: Record<
+    string,
+    | { case: "intValue"; value: bigint }
+    | { case: "stringValue"; value: string }
+    | { case: "doubleValue"; value: number }
+    | { case: "boolValue"; value: boolean }
+  >,
+) => create(KeySchema, { attributes: Object.fromEntries(Object.entries(attributes).map(([k, kind]) => [k, { kind }])) });
 
 test("keys are canonical: sorted names, int64 exact as decimal strings, and round-trip", (t) => {
-  const k = key({ subject_id: { case: "intValue", value: 9007199254740993n }, session: { case: "stringValue", value: "2026-11-01" }, ok: { case: "boolValue", value: true }, w: { case: "doubleValue", value: 0.5 } });
+  const k = key({
+    subject_id: { case: "intValue", value: 9007199254740993n },
+    session: { case: "stringValue", value: "2026-11-01" },
+    ok: { case: "boolValue", value: true },
+    w: { case: "doubleValue", value: 0.5 },
+  });
   const attrs = attributesOf(k, "test");
-  t.deepEqual(attrs.map((a) => `${a.name}:${a.type}`), ["ok:bool", "session:string", "subject_id:int64", "w:double"]);
+  t.deepEqual(
+    attrs.map((a) => `${a.name}:${a.type}`),
+    ["ok:bool", "session:string", "subject_id:int64", "w:double"],
+  );
   const encoded = encodeKey(k, attrs, "test");
   t.is(encoded.json, '{"ok":true,"session":"2026-11-01","subject_id":"9007199254740993","w":0.5}');
   t.regex(encoded.hash, /^[0-9a-f]{32}$/);
@@ -108,7 +126,9 @@ test("error messages are cut to 2047 characters ending in ...truncated", (t) => 
 });
 
 test("servers without SKIP LOCKED are refused with one clear line", (t) => {
-  t.throws(() => checkServerVersion("10.5.23-MariaDB"), { message: "MariaDB 10.5.23-MariaDB is too old: Populus needs MariaDB 10.6 or newer (SELECT ... SKIP LOCKED)" });
+  t.throws(() => checkServerVersion("10.5.23-MariaDB"), {
+    message: "MariaDB 10.5.23-MariaDB is too old: Populus needs MariaDB 10.6 or newer (SELECT ... SKIP LOCKED)",
+  });
   t.throws(() => checkServerVersion("5.7.44"), { message: "MySQL 5.7.44 is too old: Populus needs MySQL 8.0 or newer (SELECT ... SKIP LOCKED)" });
   t.notThrows(() => checkServerVersion("10.11.19-MariaDB-0+deb12u1"));
   t.notThrows(() => checkServerVersion("8.0.36"));

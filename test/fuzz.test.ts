@@ -207,7 +207,14 @@ function authHeader(): string | undefined {
   if (r < 7) return `Bearer ${ADMIN}`;
   if (r === 7) return undefined;
   if (r === 8) return `Bearer ${READER}`;
-  return pick([`Bearer ${bytes(8).toString("base64")}`, "Basic Zm9vOmJhcg==", "Bearer", `Bearer ${ADMIN} ${ADMIN}`, "bearer\u0000x", `Bearer ${"A".repeat(4000)}`]);
+  return pick([
+    `Bearer ${bytes(8).toString("base64")}`,
+    "Basic Zm9vOmJhcg==",
+    "Bearer",
+    `Bearer ${ADMIN} ${ADMIN}`,
+    "bearer\u0000x",
+    `Bearer ${"A".repeat(4000)}`,
+  ]);
 }
 
 // ---- raw gRPC: random protobuf bodies and broken framing -----------------------
@@ -241,6 +248,7 @@ function rawGrpcPath(): string {
   if (r < 16) return `/populus.v1.JobService/${pick(METHODS).name}`;
   if (r === 16) return "/grpc.health.v1.Health/Check";
   if (r === 17) return "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces.
   if (r === 18) return `/populus.v1.JobService/${pick(BAD_NAMES)}`.replace(/[\u0000-\u001f\u007f]/g, "x");
   return "/populus.v1.Nope/Refresh";
 }
@@ -248,7 +256,13 @@ function rawGrpcPath(): string {
 function rawGrpcCall(session: http2.ClientHttp2Session): Promise<void> {
   const path = rawGrpcPath();
   const body = rawGrpcBody();
-  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": encodeURI(path), "content-type": "application/grpc", te: "trailers", "grpc-timeout": "10S" };
+  const headers: http2.OutgoingHttpHeaders = {
+    ":method": "POST",
+    ":path": encodeURI(path),
+    "content-type": "application/grpc",
+    te: "trailers",
+    "grpc-timeout": "10S",
+  };
   const auth = authHeader();
   if (auth !== undefined && !auth.includes("\u0000")) headers.authorization = auth;
   return new Promise((resolve) => {
@@ -384,7 +398,10 @@ const CONNECT_CODES = new Set([
 async function randomJsonCall(baseUrl: string): Promise<void> {
   const method = pick(METHODS);
   const body = randomJsonBody(method.input);
-  const headers: Record<string, string> = { "content-type": chance(0.95) ? "application/json" : pick(["text/plain", "application/proto", "application/json; charset=latin1"]), "connect-timeout-ms": "3000" };
+  const headers: Record<string, string> = {
+    "content-type": chance(0.95) ? "application/json" : pick(["text/plain", "application/proto", "application/json; charset=latin1"]),
+    "connect-timeout-ms": "3000",
+  };
   const auth = authHeader();
   if (auth !== undefined && !auth.includes("\u0000")) headers.authorization = auth;
   const where = `Connect ${method.name} ${body.slice(0, 120)}`;
@@ -474,7 +491,9 @@ test.serial(`${DIALECT}: thousands of hostile requests: the server stays up, ans
   const attackedLeases = leases.slice(5);
   await client.refresh({ table: DECOY, keys: keys(1, 50) });
   // Attribute names that are also Object.prototype's: a key without them must not find the prototype's.
-  const protoKey = (n: bigint) => ({ attributes: { constructor: { kind: { case: "intValue" as const, value: n } }, toString: { kind: { case: "stringValue" as const, value: "s" } } } });
+  const protoKey = (n: bigint) => ({
+    attributes: { constructor: { kind: { case: "intValue" as const, value: n } }, toString: { kind: { case: "stringValue" as const, value: "s" } } },
+  });
   await client.refresh({ table: "FuzzProto", keys: [protoKey(1n)] });
   const tablesBefore = await databaseTables();
 
@@ -507,50 +526,146 @@ test.serial(`${DIALECT}: thousands of hostile requests: the server stays up, ans
     attack(`DeleteJobs table ${JSON.stringify(bad)}`, () => client.deleteJobs({ table: bad, statuses: [JobStatus.PENDING] }), Code.InvalidArgument);
     attack(`DeleteTargets table ${JSON.stringify(bad)}`, () => client.deleteTargets({ table: bad, all: true }), Code.InvalidArgument);
     attack(`GetProgress table ${JSON.stringify(bad)}`, () => client.getProgress({ table: bad }), Code.InvalidArgument);
-    attack(`Complete a real lease on table ${JSON.stringify(bad)}`, () => client.complete({ table: bad, completions: [{ leaseToken: attackedLeases[0]?.leaseToken as string }] }), Code.InvalidArgument);
+    attack(
+      `Complete a real lease on table ${JSON.stringify(bad)}`,
+      () => client.complete({ table: bad, completions: [{ leaseToken: attackedLeases[0]?.leaseToken as string }] }),
+      Code.InvalidArgument,
+    );
     const badKey = { attributes: { id: { kind: { case: "intValue" as const, value: 1n } }, [bad]: { kind: { case: "stringValue" as const, value: "x" } } } };
     attack(`Refresh attribute ${JSON.stringify(bad)}`, () => client.refresh({ table: TARGET, keys: [badKey] }), Code.InvalidArgument);
     attack(`Ignore attribute ${JSON.stringify(bad)}`, () => client.ignore({ table: TARGET, keys: [badKey] }), Code.InvalidArgument);
-    attack(`ListJobs restricted on attribute ${JSON.stringify(bad)}`, () => client.listJobs({ table: TARGET, restriction: { [bad]: { kind: { case: "stringValue", value: "x" } } } }), Code.InvalidArgument);
-    attack(`Reserve restricted on attribute ${JSON.stringify(bad)}`, () => client.reserve({ table: WORK, maxJobs: 5, restriction: { [bad]: { kind: { case: "intValue", value: 1n } } } }), Code.InvalidArgument);
+    attack(
+      `ListJobs restricted on attribute ${JSON.stringify(bad)}`,
+      () => client.listJobs({ table: TARGET, restriction: { [bad]: { kind: { case: "stringValue", value: "x" } } } }),
+      Code.InvalidArgument,
+    );
+    attack(
+      `Reserve restricted on attribute ${JSON.stringify(bad)}`,
+      () => client.reserve({ table: WORK, maxJobs: 5, restriction: { [bad]: { kind: { case: "intValue", value: 1n } } } }),
+      Code.InvalidArgument,
+    );
   }
   for (const s of HOSTILE_STRINGS) {
     // A valid batch spoiled by its last key must add none of it (no partial writes).
-    const spoiled = [targetKey("777", `never-${s}`), { attributes: { id: { kind: { case: "stringValue" as const, value: s } }, name: { kind: { case: "stringValue" as const, value: s } } } }];
-    attack(`Refresh with a wrongly typed last key (${JSON.stringify(s).slice(0, 30)})`, () => client.refresh({ table: TARGET, keys: spoiled }), Code.InvalidArgument);
+    const spoiled = [
+      targetKey("777", `never-${s}`),
+      { attributes: { id: { kind: { case: "stringValue" as const, value: s } }, name: { kind: { case: "stringValue" as const, value: s } } } },
+    ];
+    attack(
+      `Refresh with a wrongly typed last key (${JSON.stringify(s).slice(0, 30)})`,
+      () => client.refresh({ table: TARGET, keys: spoiled }),
+      Code.InvalidArgument,
+    );
     // Lease tokens are printable ASCII, at most 64 characters: anything else is refused before the store.
     const tokenLike = /^[\x21-\x7e]{1,64}$/.test(s);
-    attack(`Complete with lease token ${JSON.stringify(s).slice(0, 30)}`, () => client.complete({ table: WORK, completions: [{ leaseToken: s }] }), tokenLike ? Code.FailedPrecondition : Code.InvalidArgument);
-    attack(`Fail with lease token ${JSON.stringify(s).slice(0, 30)}`, () => client.fail({ table: WORK, leaseToken: s, errorMessage: s, errorStack: s }), tokenLike ? Code.FailedPrecondition : Code.InvalidArgument);
-    attack(`Release lease token ${JSON.stringify(s).slice(0, 30)}`, () => client.release({ table: WORK, leaseTokens: [s] }), tokenLike ? "released none" : Code.InvalidArgument);
-    attack(`Watch cursor ${JSON.stringify(s).slice(0, 30)}`, async () => {
-      for await (const _ of client.watch({ table: TARGET, cursor: s || "x" })) break;
-    }, Code.InvalidArgument);
+    attack(
+      `Complete with lease token ${JSON.stringify(s).slice(0, 30)}`,
+      () => client.complete({ table: WORK, completions: [{ leaseToken: s }] }),
+      tokenLike ? Code.FailedPrecondition : Code.InvalidArgument,
+    );
+    attack(
+      `Fail with lease token ${JSON.stringify(s).slice(0, 30)}`,
+      () => client.fail({ table: WORK, leaseToken: s, errorMessage: s, errorStack: s }),
+      tokenLike ? Code.FailedPrecondition : Code.InvalidArgument,
+    );
+    attack(
+      `Release lease token ${JSON.stringify(s).slice(0, 30)}`,
+      () => client.release({ table: WORK, leaseTokens: [s] }),
+      tokenLike ? "released none" : Code.InvalidArgument,
+    );
+    attack(
+      `Watch cursor ${JSON.stringify(s).slice(0, 30)}`,
+      async () => {
+        for await (const _ of client.watch({ table: TARGET, cursor: s || "x" })) break;
+      },
+      Code.InvalidArgument,
+    );
     attack(`ListJobs page token ${JSON.stringify(s).slice(0, 30)}`, () => client.listJobs({ table: TARGET, pageToken: s || "x" }), Code.InvalidArgument);
   }
   const nested = (depth: number): JsonObject => (depth <= 1 ? { leaf: 1 } : { deeper: nested(depth - 1) });
   for (const lease of attackedLeases) {
-    attack("Complete a real lease with a result nested 33 deep", () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken, result: nested(33) }] }), Code.InvalidArgument);
+    attack(
+      "Complete a real lease with a result nested 33 deep",
+      () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken, result: nested(33) }] }),
+      Code.InvalidArgument,
+    );
     // Deeper than protobuf-es decodes (100 message levels): refused by the decoder, before any handler.
-    attack("Complete a real lease with a result nested 60 deep", () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken, result: nested(60) }] }), Code.Internal);
-    attack("Complete a real lease with a 5 MiB result", () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken, result: { blob: "x".repeat(5 * 1024 * 1024) } }] }), Code.InvalidArgument);
-    attack("Complete a real lease on the wrong table", () => client.complete({ table: TARGET, completions: [{ leaseToken: lease.leaseToken }] }), Code.FailedPrecondition);
-    attack("Fail a real lease on a table never declared", () => client.fail({ table: "NeverDeclared", leaseToken: lease.leaseToken, errorMessage: "x" }), Code.NotFound);
-    attack("Complete a real lease twice in one call", () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken }, { leaseToken: lease.leaseToken }] }), Code.InvalidArgument);
-    attack("Complete a real lease as a reader", () => createClient(JobService, createGrpcTransport({ baseUrl: server.url, interceptors: [(next) => (req) => {
-      req.header.set("authorization", `Bearer ${READER}`);
-      return next(req);
-    }] })).complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken }] }), Code.PermissionDenied);
+    attack(
+      "Complete a real lease with a result nested 60 deep",
+      () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken, result: nested(60) }] }),
+      Code.Internal,
+    );
+    attack(
+      "Complete a real lease with a 5 MiB result",
+      () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken, result: { blob: "x".repeat(5 * 1024 * 1024) } }] }),
+      Code.InvalidArgument,
+    );
+    attack(
+      "Complete a real lease on the wrong table",
+      () => client.complete({ table: TARGET, completions: [{ leaseToken: lease.leaseToken }] }),
+      Code.FailedPrecondition,
+    );
+    attack(
+      "Fail a real lease on a table never declared",
+      () => client.fail({ table: "NeverDeclared", leaseToken: lease.leaseToken, errorMessage: "x" }),
+      Code.NotFound,
+    );
+    attack(
+      "Complete a real lease twice in one call",
+      () => client.complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken }, { leaseToken: lease.leaseToken }] }),
+      Code.InvalidArgument,
+    );
+    attack(
+      "Complete a real lease as a reader",
+      () =>
+        createClient(
+          JobService,
+          createGrpcTransport({
+            baseUrl: server.url,
+            interceptors: [
+              (next) => (req) => {
+                req.header.set("authorization", `Bearer ${READER}`);
+                return next(req);
+              },
+            ],
+          }),
+        ).complete({ table: WORK, completions: [{ leaseToken: lease.leaseToken }] }),
+      Code.PermissionDenied,
+    );
   }
   const intValue = (value: bigint) => ({ kind: { case: "intValue" as const, value } });
-  attack("Refresh a { constructor, toString } table with other attributes", () => client.refresh({ table: "FuzzProto", keys: [{ attributes: { a: intValue(1n), b: intValue(2n) } }] }), Code.InvalidArgument);
-  attack("Ignore on a { constructor, toString } table with one attribute", () => client.ignore({ table: "FuzzProto", keys: [{ attributes: { valueOf: intValue(1n) } }] }), Code.InvalidArgument);
-  attack("Refresh with a __proto__ attribute", () => client.refresh({ table: TARGET, keys: [{ attributes: { id: intValue(1n), __proto__: { kind: { case: "stringValue", value: "x" } } } }] }), Code.InvalidArgument);
-  attack("Refresh with 33 attributes", () => client.refresh({ table: TARGET, keys: [{ attributes: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`a${i}`, { kind: { case: "boolValue" as const, value: true } }])) }] }), Code.InvalidArgument);
+  attack(
+    "Refresh a { constructor, toString } table with other attributes",
+    () => client.refresh({ table: "FuzzProto", keys: [{ attributes: { a: intValue(1n), b: intValue(2n) } }] }),
+    Code.InvalidArgument,
+  );
+  attack(
+    "Ignore on a { constructor, toString } table with one attribute",
+    () => client.ignore({ table: "FuzzProto", keys: [{ attributes: { valueOf: intValue(1n) } }] }),
+    Code.InvalidArgument,
+  );
+  attack(
+    "Refresh with a __proto__ attribute",
+    () => client.refresh({ table: TARGET, keys: [{ attributes: { id: intValue(1n), __proto__: { kind: { case: "stringValue", value: "x" } } } }] }),
+    Code.InvalidArgument,
+  );
+  attack(
+    "Refresh with 33 attributes",
+    () =>
+      client.refresh({
+        table: TARGET,
+        keys: [{ attributes: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`a${i}`, { kind: { case: "boolValue" as const, value: true } }])) }],
+      }),
+    Code.InvalidArgument,
+  );
   attack("Refresh with a 5 KB name", () => client.refresh({ table: TARGET, keys: [targetKey("1", "n".repeat(5000))] }), Code.InvalidArgument);
   attack("Refresh with priority 256", () => client.refresh({ table: TARGET, keys: [targetKey("1", "p")], priority: 256 }), Code.InvalidArgument);
   attack("Refresh with a negative delay", () => client.refresh({ table: TARGET, keys: [targetKey("1", "d")], delay: { seconds: -5n } }), Code.InvalidArgument);
-  attack("Refresh with 10,001 keys", () => client.refresh({ table: TARGET, keys: Array.from({ length: 10_001 }, (_, i) => targetKey(String(i), "many")) }), Code.ResourceExhausted);
+  attack(
+    "Refresh with 10,001 keys",
+    () => client.refresh({ table: TARGET, keys: Array.from({ length: 10_001 }, (_, i) => targetKey(String(i), "many")) }),
+    Code.ResourceExhausted,
+  );
   attack("DeleteTargets with a key of the wrong attributes", () => client.deleteTargets({ table: WORK, keys: [targetKey("1", "x")] }), Code.InvalidArgument);
   attack("Reserve 1,001 jobs", () => client.reserve({ table: WORK, maxJobs: 1001 }), Code.InvalidArgument);
   for (const [what, call, code] of attacks) {
@@ -584,7 +699,12 @@ test.serial(`${DIALECT}: thousands of hostile requests: the server stays up, ans
   }
   await pool(tasks);
   session.close();
-  t.log(`${tasks.length} requests in ${((Date.now() - started) / 1000).toFixed(1)} s: ${[...seen].sort().map(([k, n]) => `${k} ${n}`).join(", ")}`);
+  t.log(
+    `${tasks.length} requests in ${((Date.now() - started) / 1000).toFixed(1)} s: ${[...seen]
+      .sort()
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ")}`,
+  );
 
   // Every answer was proper.
   t.deepEqual(improper.slice(0, 20), [], `${improper.length} improper answers`);
@@ -638,6 +758,10 @@ test.serial(`${DIALECT}: a restriction on a string matches it exactly, trailing 
   await client.refresh({ table: "FuzzPad", keys: names.map((n, i) => targetKey(String(i), n)) });
   for (const [i, n] of names.entries()) {
     const { jobs } = await client.listJobs({ table: "FuzzPad", restriction: { name: { kind: { case: "stringValue", value: n } } } });
-    t.deepEqual(jobs.map((j) => identityOf(j.key)), [identity(String(i), n)], `restriction name = ${JSON.stringify(n)}`);
+    t.deepEqual(
+      jobs.map((j) => identityOf(j.key)),
+      [identity(String(i), n)],
+      `restriction name = ${JSON.stringify(n)}`,
+    );
   }
 });

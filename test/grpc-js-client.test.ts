@@ -75,11 +75,7 @@ function statusMessage(err: grpc.ServiceError | undefined): string | undefined {
   return err === undefined ? undefined : decodeURIComponent(err.details);
 }
 
-const KEYS = [
-  key("9007199254740993", "2026-11-01 ünïcode", 0.1, true),
-  key("-42", "2026-11-02", -1.5e300, false),
-  key("0", "", 3, true),
-];
+const KEYS = [key("9007199254740993", "2026-11-01 ünïcode", 0.1, true), key("-42", "2026-11-02", -1.5e300, false), key("0", "", 3, true)];
 
 let db: TestDatabase;
 let server: ServerProcess;
@@ -162,10 +158,7 @@ test.serial("Refresh, Reserve, GetProgress, ListTables over HTTP/2 give well-for
 test.serial("a bad table name is INVALID_ARGUMENT with a message that says what is allowed", async (t) => {
   const err = await t.throwsAsync<grpc.ServiceError>(call(client, "Refresh", { table: "bad-name", keys: KEYS }));
   t.is(err?.code, grpc.status.INVALID_ARGUMENT);
-  t.is(
-    statusMessage(err),
-    'table "bad-name" is not a valid name; use letters, digits and underscores, starting with a letter, at most 64 characters',
-  );
+  t.is(statusMessage(err), 'table "bad-name" is not a valid name; use letters, digits and underscores, starting with a letter, at most 64 characters');
   const tables = await call<{ tables: unknown[] }>(client, "ListTables", {});
   t.is(tables.tables.length, 1, "the rejected refresh declared no table");
 });

@@ -75,7 +75,10 @@ for (const dialect of testDialects()) {
     t.is(stored?.key?.attributes.s?.kind.value, "é".repeat(2044), "a key at the limit round-trips intact");
     const tooLong = await rpcError(client.refresh({ table: "Long", keys: [stringKey({ s: "short" }), stringKey({ s: `${"é".repeat(2044)}x` })] }));
     t.is(tooLong.code, Code.InvalidArgument);
-    t.is(tooLong.rawMessage, "Refresh key #2: the key is 4097 bytes as canonical JSON; at most 4096 are allowed (a key identifies a row: keep data in the result)");
+    t.is(
+      tooLong.rawMessage,
+      "Refresh key #2: the key is 4097 bytes as canonical JSON; at most 4096 are allowed (a key identifies a row: keep data in the result)",
+    );
     t.deepEqual(await counts(client, "Long"), only({ pending: 1, remaining: 1 }), "the refused call added nothing, not even its valid first key");
 
     // Results: depth, size per result, size per call.
@@ -87,9 +90,15 @@ for (const dialect of testDialects()) {
       client.complete({ table: "Results", completions: [{ leaseToken: bigToken as string, result: { blob: "z".repeat(4 * MiB) } }] }),
     );
     t.is(oversized.code, Code.InvalidArgument);
-    t.is(oversized.rawMessage, `Complete: the result of completion #1 is ${4 * MiB + 11} bytes as JSON; at most ${4 * MiB} are allowed (store large data elsewhere and return a reference)`);
+    t.is(
+      oversized.rawMessage,
+      `Complete: the result of completion #1 is ${4 * MiB + 11} bytes as JSON; at most ${4 * MiB} are allowed (store large data elsewhere and return a reference)`,
+    );
     const tooMuch = await rpcError(
-      client.complete({ table: "Results", completions: [a, b, c].map((leaseToken) => ({ leaseToken: leaseToken as string, result: { blob: "z".repeat(3 * MiB) } })) }),
+      client.complete({
+        table: "Results",
+        completions: [a, b, c].map((leaseToken) => ({ leaseToken: leaseToken as string, result: { blob: "z".repeat(3 * MiB) } })),
+      }),
     );
     t.is(tooMuch.code, Code.ResourceExhausted);
     t.is(tooMuch.rawMessage, `Complete: the results are ${3 * (3 * MiB + 11)} bytes as JSON in one call; at most ${8 * MiB} are allowed (split the call)`);
@@ -101,8 +110,14 @@ for (const dialect of testDialects()) {
     t.is((await client.complete({ table: "Results", completions: [{ leaseToken: bigToken as string, result: nearLimit }] })).committed, 1n);
     const rows = await allTargets(client, "Results");
     t.is(rows.length, 2);
-    t.true(rows.some((r) => JSON.stringify(r.result) === JSON.stringify(nearLimit)), "the ~4 MiB result is stored whole");
-    t.true(rows.some((r) => JSON.stringify(r.result) === JSON.stringify(nested(32))), "the 32-deep result is stored whole");
+    t.true(
+      rows.some((r) => JSON.stringify(r.result) === JSON.stringify(nearLimit)),
+      "the ~4 MiB result is stored whole",
+    );
+    t.true(
+      rows.some((r) => JSON.stringify(r.result) === JSON.stringify(nested(32))),
+      "the 32-deep result is stored whole",
+    );
 
     // Error message and stack are cut, never refused: a failure must always be recordable.
     await client.fail({ table: "Results", leaseToken: a as string, errorMessage: "m".repeat(5000), errorStack: "s".repeat(MiB) });
@@ -167,7 +182,11 @@ test("Watch streams per token: one token at its cap does not block another", asy
   const reader = randomBytes(24).toString("hex");
   const admin = randomBytes(24).toString("hex");
   writeFileSync(join(dir, "tokens"), `reader ${reader}\nadmin ${admin}\n`);
-  const server = await startServer({ database: db.url, args: ["--max-watch-streams", "1", "--tokens-file", join(dir, "tokens")], env: { POPULUS_TOKENS: undefined } });
+  const server = await startServer({
+    database: db.url,
+    args: ["--max-watch-streams", "1", "--tokens-file", join(dir, "tokens")],
+    env: { POPULUS_TOKENS: undefined },
+  });
   t.teardown(async () => {
     await server.stop();
     await db.drop();

@@ -147,7 +147,11 @@ test.before(async () => {
 test.after.always(async (t) => {
   for (const c of clients) c.close();
   const codes = await Promise.all(servers.map((s) => s.stop()));
-  t.deepEqual(codes, servers.map(() => 0), "every server exits 0 on SIGTERM");
+  t.deepEqual(
+    codes,
+    servers.map(() => 0),
+    "every server exits 0 on SIGTERM",
+  );
   for (const db of databases) await db.drop();
 });
 
@@ -169,23 +173,37 @@ for (const version of ["v1", "v1alpha"] as const) {
     t.is(main?.name, "populus/v1/job_service.proto", "the file declaring the symbol comes first");
     t.is(main?.package, "populus.v1");
     const service = main?.service.find((s) => s.name === "JobService");
-    t.deepEqual(service?.method.map((m) => m.name), JOB_SERVICE_METHODS);
+    t.deepEqual(
+      service?.method.map((m) => m.name),
+      JOB_SERVICE_METHODS,
+    );
     const watchMethod = service?.method.find((m) => m.name === "Watch");
     t.true(watchMethod?.serverStreaming === true && watchMethod.clientStreaming !== true, "Watch is a server stream");
-    t.deepEqual(
-      [...(main?.dependency ?? [])].sort(),
-      ["google/protobuf/duration.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto", "populus/v1/types.proto"],
-    );
+    t.deepEqual([...(main?.dependency ?? [])].sort(), [
+      "google/protobuf/duration.proto",
+      "google/protobuf/struct.proto",
+      "google/protobuf/timestamp.proto",
+      "populus/v1/types.proto",
+    ]);
     t.deepEqual(
       returned.map((f) => f.name).sort(),
-      ["google/protobuf/duration.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto", "populus/v1/job_service.proto", "populus/v1/types.proto"],
+      [
+        "google/protobuf/duration.proto",
+        "google/protobuf/struct.proto",
+        "google/protobuf/timestamp.proto",
+        "populus/v1/job_service.proto",
+        "populus/v1/types.proto",
+      ],
       "the answer carries the transitive imports, each once",
     );
 
     // What grpcurl does with the answer: build a registry from the returned files alone; every import and type resolves.
     const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: dependenciesFirst(returned) }));
     const described = registry.getService("populus.v1.JobService");
-    t.deepEqual(described?.methods.map((m) => m.name), JOB_SERVICE_METHODS);
+    t.deepEqual(
+      described?.methods.map((m) => m.name),
+      JOB_SERVICE_METHODS,
+    );
     t.is(described?.methods.find((m) => m.name === "Reserve")?.input.typeName, "populus.v1.ReserveRequest");
     t.truthy(registry.getMessage("populus.v1.Key"), "types.proto's messages resolve");
 

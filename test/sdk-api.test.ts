@@ -73,6 +73,7 @@ import { createTestDatabase } from "./helpers/databases.js";
 import { startServer } from "./helpers/server-process.js";
 
 /** Every public type: removing or renaming one fails `tsc -p test`. */
+// biome-ignore lint/suspicious/noExportsInTest: exported so that the compiler checks every public type is exported by the SDK, and reports none unused.
 export type PublicTypes = [
   ConnectOptions,
   DisplayProgressOptions,
@@ -166,7 +167,19 @@ test("the runtime exports of @populus/sdk are exactly the public list", (t) => {
 test("index.ts has named exports only, and the error classes all extend PopulusError", (t) => {
   const index = readFileSync(join(ROOT, "client-sdk/src/index.ts"), "utf8");
   t.notRegex(index, /export \*/);
-  for (const E of [CursorExpiredError, InvalidArgumentError, InvalidConfigError, LeaseLostError, MakeError, PermissionDeniedError, ResourceExhaustedError, TableNotFoundError, UnauthenticatedError, UnavailableError, WorkerProcessError]) {
+  for (const E of [
+    CursorExpiredError,
+    InvalidArgumentError,
+    InvalidConfigError,
+    LeaseLostError,
+    MakeError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    TableNotFoundError,
+    UnauthenticatedError,
+    UnavailableError,
+    WorkerProcessError,
+  ]) {
     t.true(Object.prototype.isPrototypeOf.call(PopulusError.prototype, E.prototype), E.name);
   }
 });
@@ -176,7 +189,10 @@ test("client-sdk depends on no server-side package, and its built code imports o
   const declared = Object.keys({ ...pkg.dependencies, ...pkg.peerDependencies, ...pkg.optionalDependencies });
   t.deepEqual(Object.keys(pkg.dependencies ?? {}).sort(), ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node", "cli-progress", "rxjs"]);
   for (const name of declared) {
-    t.false(/^(typeorm|mysql2?|better-sqlite3|sqlite3|@populus\/server|populus-server|@testcontainers\/.*|testcontainers)$/.test(name), `client-sdk depends on ${name}`);
+    t.false(
+      /^(typeorm|mysql2?|better-sqlite3|sqlite3|@populus\/server|populus-server|@testcontainers\/.*|testcontainers)$/.test(name),
+      `client-sdk depends on ${name}`,
+    );
   }
   // Every bare import in dist is a declared dependency (or node:*).
   const dist = join(ROOT, "client-sdk/dist");
@@ -185,14 +201,20 @@ test("client-sdk depends on no server-side package, and its built code imports o
   const bare = new Set<string>();
   for (const f of files) {
     // Static imports and re-exports start a line in tsc's output; dynamic ones are import("...").
-    for (const m of readFileSync(join(dist, f), "utf8").matchAll(/^(?:import|export)\b[^;"']*?\bfrom\s*["']([^"']+)["']|^import\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']/gm)) {
+    for (const m of readFileSync(join(dist, f), "utf8").matchAll(
+      /^(?:import|export)\b[^;"']*?\bfrom\s*["']([^"']+)["']|^import\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']/gm,
+    )) {
       const spec = m[1] ?? m[2] ?? m[3] ?? "";
       if (spec.startsWith(".") || spec.startsWith("node:")) continue;
       bare.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : (spec.split("/")[0] ?? spec));
     }
   }
   t.true(bare.has("@connectrpc/connect") && bare.has("@bufbuild/protobuf"), "the scan finds the SDK's imports");
-  t.deepEqual([...bare].filter((b) => !declared.includes(b)), [], `dist imports ${[...bare].join(", ")}`);
+  t.deepEqual(
+    [...bare].filter((b) => !declared.includes(b)),
+    [],
+    `dist imports ${[...bare].join(", ")}`,
+  );
 });
 
 /** The ```ts blocks of README's "Writing a pipeline" that start with `// <file>.ts`, by file name. */
@@ -205,7 +227,7 @@ function readmeFiles(): Map<string, string> {
   return files;
 }
 
-test("README's \"Writing a pipeline\" example type-checks and runs against a real server on SQLite, printing what its comments say", async (t) => {
+test('README\'s "Writing a pipeline" example type-checks and runs against a real server on SQLite, printing what its comments say', async (t) => {
   const files = readmeFiles();
   t.deepEqual([...files.keys()], ["pipeline.ts", "run.ts"]);
   const run = files.get("run.ts") ?? "";

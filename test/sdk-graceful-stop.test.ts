@@ -43,7 +43,11 @@ function stopWorker(s: Setup, table: TableName, grace: number, processes: number
 /** The make calls recorded for a table (one per line), or the aborted signals (`.aborted`). */
 function lines(s: Setup, file: string): string[] {
   const path = join(s.dir, file);
-  return existsSync(path) ? readFileSync(path, "utf8").split("\n").filter((l) => l !== "") : [];
+  return existsSync(path)
+    ? readFileSync(path, "utf8")
+        .split("\n")
+        .filter((l) => l !== "")
+    : [];
 }
 
 const ids = (jobs: readonly JobRecord[]) => jobs.map((j) => Number(j.key.id)).sort((a, b) => a - b);
@@ -62,13 +66,23 @@ for (const dialect of dialects) {
     const exit = await w.exited;
     t.is(exit.code, 0, exit.stderr);
     t.deepEqual(JSON.parse(exit.stdout) as PopulateResult, { successCount: 1, errorList: [] });
-    t.deepEqual(lines(s, "Finishing.calls").map((l) => l.split(" ")[0]), ["0"], "no make started after SIGTERM");
+    t.deepEqual(
+      lines(s, "Finishing.calls").map((l) => l.split(" ")[0]),
+      ["0"],
+      "no make started after SIGTERM",
+    );
     t.deepEqual(lines(s, "Finishing.aborted"), [], "the running make was not aborted: it finished within the grace period");
-    t.deepEqual((await Finishing.fetch()).map((r) => r.key.id), [0]);
+    t.deepEqual(
+      (await Finishing.fetch()).map((r) => r.key.id),
+      [0],
+    );
     t.is(await Finishing.jobs.reserved.count(), 0);
     const pending = await Finishing.jobs.pending.fetch();
     t.deepEqual(ids(pending), [1, 2, 3]);
-    t.true(pending.every((j) => j.attempts === 0), `attempts: ${pending.map((j) => j.attempts).join(",")}`);
+    t.true(
+      pending.every((j) => j.attempts === 0),
+      `attempts: ${pending.map((j) => j.attempts).join(",")}`,
+    );
   });
 
   test(`${dialect}: a make that ignores its signal past the grace period is aborted and its lease released; populate returns and the process exits 0`, async (t) => {
@@ -88,7 +102,10 @@ for (const dialect of dialects) {
     t.is(await Stuck.jobs.reserved.count(), 0);
     const pending = await Stuck.jobs.pending.fetch();
     t.deepEqual(ids(pending), [0, 1, 2, 3]);
-    t.true(pending.every((j) => j.attempts === 0), `attempts: ${pending.map((j) => j.attempts).join(",")}`);
+    t.true(
+      pending.every((j) => j.attempts === 0),
+      `attempts: ${pending.map((j) => j.attempts).join(",")}`,
+    );
   });
 
   for (const how of ["SIGTERM to the parent", "SIGINT to the process group"] as const) {
@@ -117,7 +134,10 @@ for (const dialect of dialects) {
       t.is(await Parallel.jobs.reserved.count(), 0);
       const pending = await Parallel.jobs.pending.fetch();
       t.is(pending.length, 12 - result.successCount);
-      t.true(pending.every((j) => j.attempts === 0), `attempts: ${pending.map((j) => j.attempts).join(",")}`);
+      t.true(
+        pending.every((j) => j.attempts === 0),
+        `attempts: ${pending.map((j) => j.attempts).join(",")}`,
+      );
     });
   }
 }

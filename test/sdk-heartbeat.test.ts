@@ -17,7 +17,6 @@
  * worker processes: fixtures/sdk-heartbeat-worker.ts.
  */
 import test, { type ExecutionContext } from "ava";
-import { once } from "node:events";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -91,8 +90,15 @@ for (const dialect of dialects) {
 
     const made = calls(s, "Busy");
     t.deepEqual(made.map((c) => c.id).sort(byNumber), [0, 1, 2, 3], "each key was made once");
-    t.deepEqual(made.filter((c) => c.id === BUSY_ID).map((c) => c.pid), [busy.child.pid], "only the busy worker made the blocking key");
-    t.false(made.some((c) => c.pid === rival.child.pid && c.id < RESERVE_BATCH), "the rival never made a key the busy worker held");
+    t.deepEqual(
+      made.filter((c) => c.id === BUSY_ID).map((c) => c.pid),
+      [busy.child.pid],
+      "only the busy worker made the blocking key",
+    );
+    t.false(
+      made.some((c) => c.pid === rival.child.pid && c.id < RESERVE_BATCH),
+      "the rival never made a key the busy worker held",
+    );
 
     const rows = await Busy.fetch();
     t.deepEqual(rows.map((row) => row.key.id).sort(byNumber), [0, 1, 2, 3]);
@@ -138,7 +144,10 @@ for (const dialect of dialects) {
     t.is(reasons.length, 1);
     t.true(reasons[0] instanceof LeaseLostError, `aborted with ${String(reasons[0])}`);
     t.deepEqual(result, { successCount: 1, errorList: [] }, "the lost lease's result was dropped, the second lease's committed");
-    t.deepEqual((await Reclaimed.fetch()).map((r) => r.result), [{ first: false }]);
+    t.deepEqual(
+      (await Reclaimed.fetch()).map((r) => r.result),
+      [{ first: false }],
+    );
     t.like(await Reclaimed.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 1 });
     db.close();
   });
@@ -152,7 +161,11 @@ for (const dialect of dialects) {
     t.deepEqual(made.map((c) => c.id).sort(byNumber), [0, 1, 2, 3], "each key was made once");
     const blockingPid = Number(readFileSync(join(s.dir, "BusyInChild.marker"), "utf8"));
     t.not(blockingPid, busy.child.pid, "the blocking make ran in a child process");
-    t.deepEqual(made.filter((c) => c.id === BUSY_ID).map((c) => c.pid), [blockingPid], "only the busy child made the blocking key");
+    t.deepEqual(
+      made.filter((c) => c.id === BUSY_ID).map((c) => c.pid),
+      [blockingPid],
+      "only the busy child made the blocking key",
+    );
     const blocking = (await BusyInChild.jobs.completed.fetch()).find((j) => j.key.id === BUSY_ID);
     t.is(blocking?.attempts, 1, "the blocking key was leased once: its lease never expired");
     t.like(await BusyInChild.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 4 });
@@ -167,7 +180,10 @@ for (const dialect of dialects) {
     const result = await populating;
     t.deepEqual(readFileSync(join(s.dir, "ReclaimedInChild.reasons"), "utf8").split("\n").filter(Boolean), ["LeaseLostError"]);
     t.deepEqual(result, { successCount: 1, errorList: [] }, "the lost lease's result was dropped, the second lease's committed");
-    t.deepEqual((await ReclaimedInChild.fetch()).map((r) => r.result), [{ first: false }]);
+    t.deepEqual(
+      (await ReclaimedInChild.fetch()).map((r) => r.result),
+      [{ first: false }],
+    );
     t.like(await ReclaimedInChild.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 1 });
   });
 }

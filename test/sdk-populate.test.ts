@@ -123,7 +123,10 @@ for (const dialect of dialects) {
     t.deepEqual(await Prioritized.populate({ reserveJobs: true, priority: 3 }), { successCount: 8, errorList: [] });
     t.deepEqual(sortedIds(calls(s, "Prioritized")), range(0, 8));
     const pending = await Prioritized.jobs.pending.fetch();
-    t.deepEqual(pending.map((j) => j.key.id).sort((a, b) => a - b), range(8, 20));
+    t.deepEqual(
+      pending.map((j) => j.key.id).sort((a, b) => a - b),
+      range(8, 20),
+    );
     t.true(pending.every((j) => j.priority === 5 && j.status === "pending"));
   });
 
@@ -132,9 +135,15 @@ for (const dialect of dialects) {
     const { Flaky } = s.pipeline;
     const first = await Flaky.populate({ reserveJobs: true, suppressErrors: true });
     t.is(first.successCount, 16);
-    t.deepEqual(first.errorList.map((e) => [e.key, e.message]), [0, 5, 10, 15].map((id) => [{ id }, `key ${id} is bad`]));
+    t.deepEqual(
+      first.errorList.map((e) => [e.key, e.message]),
+      [0, 5, 10, 15].map((id) => [{ id }, `key ${id} is bad`]),
+    );
     const errors = await Flaky.jobs.errors.fetch();
-    t.deepEqual(errors.map((j) => [j.key.id, j.errorMessage]).sort((a, b) => Number(a[0]) - Number(b[0])), [0, 5, 10, 15].map((id) => [id, `key ${id} is bad`]));
+    t.deepEqual(
+      errors.map((j) => [j.key.id, j.errorMessage]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      [0, 5, 10, 15].map((id) => [id, `key ${id} is bad`]),
+    );
     for (const job of errors) {
       t.is(job.status, "error");
       t.regex(job.errorStack, /Error: key \d+ is bad/);
@@ -156,7 +165,10 @@ for (const dialect of dialects) {
     const { Suppressed } = s.pipeline;
     const result = await Suppressed.populate({ reserveJobs: true, processes: 2, suppressErrors: true });
     t.is(result.successCount, 12);
-    t.deepEqual(result.errorList.map((e) => e.key.id).sort((a, b) => a - b), [0, 4, 8, 12]);
+    t.deepEqual(
+      result.errorList.map((e) => e.key.id).sort((a, b) => a - b),
+      [0, 4, 8, 12],
+    );
     t.true(result.errorList.every((e) => e.message === `key ${e.key.id} is bad`));
     t.deepEqual(sortedIds(calls(s, "Suppressed")), range(0, 16));
     t.like(await Suppressed.jobs.progress(), { error: 4, target: 12, remaining: 0 });
@@ -168,7 +180,10 @@ for (const dialect of dialects) {
     const err = await t.throwsAsync(Stopper.populate({ reserveJobs: true, processes: 2 }), { instanceOf: MakeError, message: "key 3 is bad" });
     t.deepEqual(err?.key, { id: 3 });
     t.true(err instanceof PopulusError);
-    t.deepEqual((await Stopper.jobs.errors.fetch()).map((j) => [j.key, j.errorMessage]), [[{ id: 3 }, "key 3 is bad"]]);
+    t.deepEqual(
+      (await Stopper.jobs.errors.fetch()).map((j) => [j.key, j.errorMessage]),
+      [[{ id: 3 }, "key 3 is bad"]],
+    );
     const progress = await Stopper.jobs.progress();
     t.is(progress.reserved, 0, "the stopped processes released what they held");
     t.true(calls(s, "Stopper").length < 30, "the other process stopped before the end");
@@ -185,7 +200,10 @@ for (const dialect of dialects) {
     config.jobs.keepCompleted = false;
     t.deepEqual(await kept, { successCount: 10, errorList: [] });
     const completed = await Kept.jobs.completed.fetch();
-    t.deepEqual(completed.map((j) => j.key.id).sort((a, b) => a - b), range(0, 10));
+    t.deepEqual(
+      completed.map((j) => j.key.id).sort((a, b) => a - b),
+      range(0, 10),
+    );
     for (const job of completed) {
       t.is(job.status, "success");
       t.true(job.completeTime instanceof Date);
@@ -215,10 +233,9 @@ for (const dialect of dialects) {
     const db = connect({ url: s.server.url });
     const Leased = db.table("Leased", { keySource: [{ id: 1 }], make: () => ({}), module: import.meta.url });
     t.like(await Leased.jobs.refresh(), { added: 1 });
-    const err = await t.throwsAsync(
-      db.rpc.complete({ table: "Leased", completions: [{ leaseToken: "not-a-lease", result: {} }] }),
-      { instanceOf: LeaseLostError },
-    );
+    const err = await t.throwsAsync(db.rpc.complete({ table: "Leased", completions: [{ leaseToken: "not-a-lease", result: {} }] }), {
+      instanceOf: LeaseLostError,
+    });
     t.deepEqual(err?.leaseTokens, ["not-a-lease"]);
     t.true(err?.cause instanceof ConnectError);
     t.is(err?.code, Code.FailedPrecondition);
@@ -252,7 +269,10 @@ test("a module that does not define the table in the child is a WorkerProcessErr
   // This test file is a module, but importing the SDK's own index defines no table.
   const Ghost = db.table("Ghost", { keySource: [{ id: 1 }], make: () => ({}), module: new URL("../client-sdk/dist/keys.js", import.meta.url).href });
   const err = await t.throwsAsync(Ghost.populate({ reserveJobs: true, processes: 2 }), { instanceOf: WorkerProcessError });
-  t.regex(err?.message ?? "", /^table Ghost was defined in .*keys\.js \(importing it did not define the table; .*\), which a child process cannot load; define tables in a module file$/);
+  t.regex(
+    err?.message ?? "",
+    /^table Ghost was defined in .*keys\.js \(importing it did not define the table; .*\), which a child process cannot load; define tables in a module file$/,
+  );
   db.close();
 });
 
@@ -286,7 +306,10 @@ test("refresh: a call that fails while another is in flight fails the refresh, a
   }
   const params = { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 };
   await t.throwsAsync(refreshKeySource(rpc, "T", keys, params), { instanceOf: InvalidArgumentError, message: "batch 2 is bad" });
-  t.false(sent.some((c) => c.final), `no final call after a failed one: ${JSON.stringify(sent)}`);
+  t.false(
+    sent.some((c) => c.final),
+    `no final call after a failed one: ${JSON.stringify(sent)}`,
+  );
 });
 
 test("refresh: sync and async key sources send the same calls; a key source that throws sends no final call", async (t) => {
@@ -318,7 +341,10 @@ test("refresh: sync and async key sources send the same calls; a key source that
       [5_000, true],
     ],
   );
-  t.deepEqual(fromSync.sent.flatMap((c) => c.ids), range(0, 25_000));
+  t.deepEqual(
+    fromSync.sent.flatMap((c) => c.ids),
+    range(0, 25_000),
+  );
   t.deepEqual(fromAsync, fromSync);
   t.is(fromSync.counts.added, 25_000);
 
@@ -333,7 +359,9 @@ test("refresh: sync and async key sources send the same calls; a key source that
       return { added: BigInt(req.keys.length), removed: 0n, orphaned: 0n, rePended: 0n };
     },
   } as unknown as JobServiceRpc;
-  await t.throwsAsync(refreshKeySource(rpc, "T", failing, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 }), { message: "the key source broke" });
+  await t.throwsAsync(refreshKeySource(rpc, "T", failing, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 }), {
+    message: "the key source broke",
+  });
   t.false(sent.includes(true), "no final call (stale removal) after a broken key source");
 });
 
@@ -413,32 +441,74 @@ test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, an unasked CANCELED and
   const policy = { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 2 };
   let tries = 0;
   t.is(
-    await withRetry(async () => {
-      tries++;
-      if (tries === 1) throw new ConnectError("down", Code.Unavailable);
-      if (tries === 2) throw new ConnectError("busy", Code.ResourceExhausted);
-      if (tries === 3) throw new ConnectError("read ECONNRESET", Code.Aborted);
-      if (tries === 4) throw new ConnectError("stream reset", Code.Canceled);
-      if (tries === 5) throw new ConnectError("Stream closed with error code NGHTTP2_REFUSED_STREAM", Code.Internal);
-      return "ok";
-    }, undefined, { ...policy, maxAttempts: 6 }),
+    await withRetry(
+      async () => {
+        tries++;
+        if (tries === 1) throw new ConnectError("down", Code.Unavailable);
+        if (tries === 2) throw new ConnectError("busy", Code.ResourceExhausted);
+        if (tries === 3) throw new ConnectError("read ECONNRESET", Code.Aborted);
+        if (tries === 4) throw new ConnectError("stream reset", Code.Canceled);
+        if (tries === 5) throw new ConnectError("Stream closed with error code NGHTTP2_REFUSED_STREAM", Code.Internal);
+        return "ok";
+      },
+      undefined,
+      { ...policy, maxAttempts: 6 },
+    ),
     "ok",
   );
   t.is(tries, 6);
   tries = 0;
-  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("a bug", Code.Internal); }, undefined, policy));
+  await t.throwsAsync(
+    withRetry(
+      async () => {
+        tries++;
+        throw new ConnectError("a bug", Code.Internal);
+      },
+      undefined,
+      policy,
+    ),
+  );
   t.is(tries, 1, "other INTERNAL errors are not retried");
   // A CANCELED the caller asked for (its signal aborted) is not retried.
   tries = 0;
   const asked = new AbortController();
   asked.abort();
-  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("cancelled", Code.Canceled); }, asked.signal, policy));
+  await t.throwsAsync(
+    withRetry(
+      async () => {
+        tries++;
+        throw new ConnectError("cancelled", Code.Canceled);
+      },
+      asked.signal,
+      policy,
+    ),
+  );
   t.is(tries, 1);
   tries = 0;
-  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("down", Code.Unavailable); }, undefined, policy), { message: "[unavailable] down" });
+  await t.throwsAsync(
+    withRetry(
+      async () => {
+        tries++;
+        throw new ConnectError("down", Code.Unavailable);
+      },
+      undefined,
+      policy,
+    ),
+    { message: "[unavailable] down" },
+  );
   t.is(tries, 5, "gives up after maxAttempts");
   tries = 0;
-  await t.throwsAsync(withRetry(async () => { tries++; throw new ConnectError("bad", Code.InvalidArgument); }, undefined, policy), { message: "[invalid_argument] bad" });
+  await t.throwsAsync(
+    withRetry(
+      async () => {
+        tries++;
+        throw new ConnectError("bad", Code.InvalidArgument);
+      },
+      undefined,
+      policy,
+    ),
+    { message: "[invalid_argument] bad" },
+  );
   t.is(tries, 1);
 });
 
@@ -484,7 +554,11 @@ test("refresh keys: a call of keys sharing their attributes goes in columns as c
       ["ratio", AttributeType.DOUBLE],
     ],
   );
-  for (const other of [{ id: 1.5, name: "x", ratio: 1.5, ok: true }, { id: 3, name: "x", ratio: 1.5 }, { id: 3, name: "x", ratio: 1.5, ok: true, more: 1 }]) {
+  for (const other of [
+    { id: 1.5, name: "x", ratio: 1.5, ok: true },
+    { id: 3, name: "x", ratio: 1.5 },
+    { id: 3, name: "x", ratio: 1.5, ok: true, more: 1 },
+  ]) {
     const mixed = new RefreshKeys();
     mixed.add({ id: 1, name: "a", ratio: 0.5, ok: true });
     mixed.add(other);

@@ -11,11 +11,9 @@ import test from "ava";
 import { Writable } from "node:stream";
 import { InvalidArgumentError, MakeError } from "../client-sdk/dist/index.js";
 import { testDialects } from "./helpers/databases.js";
-import { pipelinePerDialect, type PipelineSetup } from "./helpers/pipeline-setup.js";
+import { pipelinePerDialect } from "./helpers/pipeline-setup.js";
 
 type Pipeline = typeof import("./fixtures/sdk-watch-pipeline.js");
-
-type Setup = PipelineSetup<Pipeline>;
 
 const dialects = testDialects();
 const setupOf = pipelinePerDialect<Pipeline>("sdk-watch-pipeline.ts");
@@ -74,7 +72,10 @@ for (const dialect of dialects) {
     t.deepEqual(await ShownDirect.populate({ displayProgress: { stream: out, lineInterval: 0.1 } }), { successCount: 30, errorList: [] });
     const drawn = lines(out, "ShownDirect");
     t.true(drawn.length >= 3, out.text);
-    t.true(drawn.every((l) => l.total === 30 && l.errors === 0 && l.reserved <= 1), out.text);
+    t.true(
+      drawn.every((l) => l.total === 30 && l.errors === 0 && l.reserved <= 1),
+      out.text,
+    );
     t.true(nonDecreasing(drawn.map((l) => l.done)), out.text);
     t.true(
       drawn.some((l) => l.done > 0 && l.done < 30),
@@ -99,7 +100,10 @@ for (const dialect of dialects) {
     t.is(result.successCount, 36);
     t.is(result.errorList.length, 4);
     const drawn = lines(out, "ShownChildren");
-    t.true(drawn.every((l) => l.total === 40 && l.reserved <= 2), out.text);
+    t.true(
+      drawn.every((l) => l.total === 40 && l.reserved <= 2),
+      out.text,
+    );
     t.true(nonDecreasing(drawn.map((l) => l.done)), out.text);
     t.true(nonDecreasing(drawn.map((l) => l.errors)), out.text);
     t.true(
@@ -120,7 +124,10 @@ for (const dialect of dialects) {
     const drawn = lines(out, "ShownReserved");
     // Keys computed before this populate count as done: it is the table's progress.
     t.like(drawn[0], { done: 10, total: 40 });
-    t.true(drawn.every((l) => l.total === 40 && l.errors === 0), out.text);
+    t.true(
+      drawn.every((l) => l.total === 40 && l.errors === 0),
+      out.text,
+    );
     t.true(nonDecreasing(drawn.map((l) => l.done)), out.text);
     t.true(
       drawn.some((l) => l.done > 10 && l.done < 40),
@@ -141,6 +148,7 @@ for (const dialect of dialects) {
     const frames = tty.text
       .split("\x1b[1G")
       .slice(1)
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: a terminal's erase-line sequence starts with ESC.
       .map((f) => f.replace(/\x1b\[0K[\s\S]*$/, ""));
     t.true(frames.length >= 2, JSON.stringify(tty.text));
     t.regex(frames.at(-1) ?? "", /^ShownTty \|█{30}\| 100% 30\/30 done, 0 errors, 0 reserved, [\d.]+ s, [\d.]+ keys\/s$/);

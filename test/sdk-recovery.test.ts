@@ -18,7 +18,6 @@
  * ?url=&dir=); worker processes are fixtures/sdk-recovery-worker.ts.
  */
 import test from "ava";
-import { once } from "node:events";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -66,7 +65,10 @@ for (const dialect of dialects) {
     // The dead worker's leases (the key it was making and the one reserved with it) are still reserved.
     const reserved = await Orphan.jobs.reserved.fetch();
     t.is(reserved.length, RESERVE_BATCH, "the worker held one Reserve batch");
-    t.true(reserved.some((j) => j.key.id === BLOCKING_ID), "the blocked key is still reserved");
+    t.true(
+      reserved.some((j) => j.key.id === BLOCKING_ID),
+      "the blocked key is still reserved",
+    );
     t.true(reserved.every((j) => j.pid === pid && j.status === "reserved" && j.attempts === 1));
     t.deepEqual(await Orphan.fetch(), [], "the killed worker committed nothing");
 
@@ -83,11 +85,24 @@ for (const dialect of dialects) {
     // Another populate completes every key; the target holds each exactly once.
     t.deepEqual(await Orphan.populate({ reserveJobs: true }), { successCount: 6, errorList: [] });
     const rows = await Orphan.fetch();
-    t.deepEqual(rows.map((r) => [r.key.id, r.result.double]).sort((a, b) => Number(a[0]) - Number(b[0])), range(6).map((id) => [id, id * 2]));
+    t.deepEqual(
+      rows.map((r) => [r.key.id, r.result.double]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      range(6).map((id) => [id, id * 2]),
+    );
     t.like(await Orphan.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 6, remaining: 0 });
     const made = calls(s, "Orphan");
-    t.deepEqual(made.filter((c) => c.pid === pid).map((c) => c.id), [BLOCKING_ID], "the killed worker got as far as the blocking key");
-    t.deepEqual(made.filter((c) => c.pid === process.pid).map((c) => c.id).sort(byNumber), range(6));
+    t.deepEqual(
+      made.filter((c) => c.pid === pid).map((c) => c.id),
+      [BLOCKING_ID],
+      "the killed worker got as far as the blocking key",
+    );
+    t.deepEqual(
+      made
+        .filter((c) => c.pid === process.pid)
+        .map((c) => c.id)
+        .sort(byNumber),
+      range(6),
+    );
   });
 
   test(`${dialect}: lease expiry: a worker with a 2 s lease killed with SIGKILL; its keys come back without any refresh`, async (t) => {

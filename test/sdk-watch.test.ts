@@ -37,12 +37,10 @@ import { JobStatus } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import type { JobServiceRpc } from "../client-sdk/dist/rpc.js";
 import { watchJobs } from "../client-sdk/dist/watch.js";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
-import { pipelinePerDialect, type PipelineSetup } from "./helpers/pipeline-setup.js";
+import { pipelinePerDialect } from "./helpers/pipeline-setup.js";
 import { startServer } from "./helpers/server-process.js";
 
 type Pipeline = typeof import("./fixtures/sdk-watch-pipeline.js");
-
-type Setup = PipelineSetup<Pipeline>;
 
 const dialects = testDialects();
 const setupOf = pipelinePerDialect<Pipeline>("sdk-watch-pipeline.ts", { for: "watch" });
@@ -152,7 +150,10 @@ for (const dialect of dialects) {
     t.deepEqual(counts.values.at(-1), done);
     // Counts only move forward during a populate, and every update's cursor is a new one.
     const targets = updates.values.map((u) => u.progress?.target ?? -1);
-    t.deepEqual(targets, [...targets].sort((a, b) => a - b));
+    t.deepEqual(
+      targets,
+      [...targets].sort((a, b) => a - b),
+    );
     t.is(new Set(updates.values.map((u) => u.cursor)).size, updates.values.length);
     t.true(updates.values.every((u) => u.cursor !== ""));
 
@@ -284,10 +285,7 @@ for (const dialect of dialects) {
     // The replay: catch-up updates with events and, before the server's first counts, no counts at all.
     t.true((second.values[0]?.events.length ?? 0) > 0);
     t.is(second.values[0]?.progress, undefined);
-    t.deepEqual(
-      [...eventsOf(first.values), ...eventsOf(second.values)].map(flat),
-      eventsOf(whole.values).map(flat),
-    );
+    t.deepEqual([...eventsOf(first.values), ...eventsOf(second.values)].map(flat), eventsOf(whole.values).map(flat));
     t.is(eventsOf(whole.values).length, 120);
   });
 
@@ -332,28 +330,34 @@ for (const dialect of dialects) {
     const { pipeline } = await setup();
     const Unknown = pipeline.db.table("NeverRefreshed", { keySource: [], make: () => ({}), module: import.meta.url });
     const unknown = new Recorder(Unknown.jobs.watch());
-    const notFound = await t.throwsAsync(unknown.until(() => false, "an error"), { instanceOf: TableNotFoundError });
+    const notFound = await t.throwsAsync(
+      unknown.until(() => false, "an error"),
+      { instanceOf: TableNotFoundError },
+    );
     t.regex(notFound?.message ?? "", /never_refreshed|NeverRefreshed/);
 
     await pipeline.Foreign.jobs.refresh();
     const foreign = new Recorder(pipeline.Foreign.jobs.watch({ cursor: "99999999999" }));
-    await t.throwsAsync(foreign.until(() => false, "an error"), { instanceOf: InvalidArgumentError, message: /cursor/ });
+    await t.throwsAsync(
+      foreign.until(() => false, "an error"),
+      { instanceOf: InvalidArgumentError, message: /cursor/ },
+    );
     t.deepEqual(foreign.values, []);
   });
 }
 
-/** A scripted JobServiceRpc: each Watch call plays the next script (messages, then an error or the end). */
-function scriptedRpc(scripts: { messages: MessageInitShape<typeof WatchResponseSchema>[]; then?: Error }[]) {
+/** A scripted JobServiceRpc: each Watch call plays the next script (messages, then an error, thenFail, or the end). */
+function scriptedRpc(scripts: { messages: MessageInitShape<typeof WatchResponseSchema>[]; thenFail?: Error }[]) {
   const requests: WatchRequest[] = [];
   const rpc = {
     watch(req: WatchRequest, options?: { signal?: AbortSignal }) {
       requests.push(req);
-      const script = scripts.shift() ?? { messages: [], then: new ConnectError("no more scripts", Code.Internal) };
+      const script = scripts.shift() ?? { messages: [], thenFail: new ConnectError("no more scripts", Code.Internal) };
       return (async function* () {
         for (const m of script.messages) yield create(WatchResponseSchema, m);
-        if (script.then !== undefined) throw script.then;
+        if (script.thenFail !== undefined) throw script.thenFail;
         // A stream that stays open until aborted, as a live one does.
-        if (script.then === undefined && scripts.length === 0) {
+        if (script.thenFail === undefined && scripts.length === 0) {
           await new Promise((resolve) => options?.signal?.addEventListener("abort", resolve, { once: true }));
         }
       })();
@@ -373,9 +377,9 @@ test("a cut stream reconnects with the last cursor, keeps the counts through a c
         { cursor: "c1", progress: progress(0, 3) },
         { cursor: "c2", progress: progress(1, 2), events: [{ key: key(1), status: JobStatus.UNSPECIFIED, committed: true, workerId: "w" }] },
       ],
-      then: new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled),
+      thenFail: new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled),
     },
-    { messages: [], then: new ConnectError("connect ECONNREFUSED", Code.Unavailable) },
+    { messages: [], thenFail: new ConnectError("connect ECONNREFUSED", Code.Unavailable) },
     {
       messages: [
         { cursor: "c3", events: [{ key: key(2), status: JobStatus.ERROR, errorMessage: "boom", workerId: "w" }] },
@@ -406,21 +410,27 @@ test("a cut stream reconnects with the last cursor, keeps the counts through a c
 
 test("OUT_OF_RANGE ends the Observable with CursorExpiredError at once, without reconnecting", async (t) => {
   const { rpc, requests } = scriptedRpc([
-    { messages: [], then: new ConnectError("cursor \"5\" is older than the kept changes; start again without a cursor", Code.OutOfRange) },
+    { messages: [], thenFail: new ConnectError('cursor "5" is older than the kept changes; start again without a cursor', Code.OutOfRange) },
     { messages: [{ cursor: "never", progress: progress(0, 0) }] },
   ]);
   const updates = new Recorder(watchJobs(rpc, "t", { cursor: "5", retry: FAST }));
-  const err = await t.throwsAsync(updates.until(() => false, "an error"), { instanceOf: CursorExpiredError });
+  const err = await t.throwsAsync(
+    updates.until(() => false, "an error"),
+    { instanceOf: CursorExpiredError },
+  );
   t.is(err?.message, 'cursor "5" is older than the kept changes; start again without a cursor');
   t.is(requests.length, 1);
   t.deepEqual(updates.values, []);
 });
 
 test("after the policy's attempts in a row without a message, the last UNAVAILABLE ends the Observable", async (t) => {
-  const down = () => ({ messages: [], then: new ConnectError("connect ECONNREFUSED 127.0.0.1:1", Code.Unavailable) });
+  const down = () => ({ messages: [], thenFail: new ConnectError("connect ECONNREFUSED 127.0.0.1:1", Code.Unavailable) });
   const { rpc, requests } = scriptedRpc([down(), down(), down(), down()]);
   const updates = new Recorder(watchJobs(rpc, "t", { retry: FAST }));
-  await t.throwsAsync(updates.until(() => false, "an error"), { instanceOf: UnavailableError, message: "connect ECONNREFUSED 127.0.0.1:1" });
+  await t.throwsAsync(
+    updates.until(() => false, "an error"),
+    { instanceOf: UnavailableError, message: "connect ECONNREFUSED 127.0.0.1:1" },
+  );
   t.is(requests.length, FAST.maxAttempts);
 });
 
@@ -456,7 +466,12 @@ test("watchProgress() asks for counts only and emits each distinct count once", 
 test("unsubscribing aborts the signal of the call in progress", async (t) => {
   const { rpc } = scriptedRpc([{ messages: [{ cursor: "1", progress: progress(0, 0) }] }]);
   let signal: AbortSignal | undefined;
-  const spy = { watch: (req: WatchRequest, o?: { signal?: AbortSignal }) => ((signal = o?.signal), rpc.watch(req, o)) } as unknown as JobServiceRpc;
+  const spy = {
+    watch: (req: WatchRequest, o?: { signal?: AbortSignal }) => {
+      signal = o?.signal;
+      return rpc.watch(req, o);
+    },
+  } as unknown as JobServiceRpc;
   const updates = new Recorder(watchJobs(spy, "t", { retry: FAST }));
   await updates.until((v) => v.length === 1, "the snapshot");
   t.false(signal?.aborted);

@@ -157,7 +157,10 @@ const concurrentMigrations = test.macro({
     t.deepEqual((await rpc(started[0] as ServerProcess, "GetProgress", { table: "Shared" })).json, {
       progress: { table: "shared", pending: String(Math.min(n, KEYS.length)), remaining: String(Math.min(n, KEYS.length)) },
     });
-    t.deepEqual(await Promise.all(started.map((s) => s.stop())), started.map(() => 0));
+    t.deepEqual(
+      await Promise.all(started.map((s) => s.stop())),
+      started.map(() => 0),
+    );
   },
 });
 

@@ -167,7 +167,11 @@ async function assertReservedExactlyOnce(t: ExecutionContext, client: JobsClient
   const unique = new Set(ids);
   t.is(ids.length - unique.size, 0, "no job was handed to two reservations");
   t.is(unique.size, total, "every job was reserved (none skipped)");
-  t.deepEqual([...unique].sort((a, b) => a - b), [...Array(total).keys()], "exactly the refreshed keys were reserved");
+  t.deepEqual(
+    [...unique].sort((a, b) => a - b),
+    [...Array(total).keys()],
+    "exactly the refreshed keys were reserved",
+  );
   t.is(new Set(results.flatMap((r) => r.tokens)).size, total, "every lease token is distinct");
   t.log(`jobs per process: ${results.map((r) => `${r.workerId}=${r.ids.length} (${r.calls} calls)`).join(", ")}`);
 
@@ -271,7 +275,10 @@ const scenarios: Scenario[] = [
         return answers;
       };
       const sum = (answers: ReturnType<typeof rc>[]) =>
-        answers.reduce((a, b) => ({ added: a.added + b.added, removed: a.removed + b.removed, orphaned: a.orphaned + b.orphaned, rePended: a.rePended + b.rePended }), rcOf({}));
+        answers.reduce(
+          (a, b) => ({ added: a.added + b.added, removed: a.removed + b.removed, orphaned: a.orphaned + b.orphaned, rePended: a.rePended + b.rePended }),
+          rcOf({}),
+        );
       const all = [...Array(100_000).keys()];
 
       const first = await refresh("first", all);
@@ -406,15 +413,12 @@ const scenarios: Scenario[] = [
       t.is(idOf(lease2?.key), 2);
       await sleep(20);
       t.deepEqual(rc(await client.refresh({ table, keys: [key(1)], staleTimeout: seconds(0) })), rcOf({ removed: 2 }));
-      t.deepEqual(
-        (await allJobs(client, table)).map((j) => [idOf(j.key), statusOf(j)]).sort(byFirst),
-        [
-          [1, "PENDING"],
-          [2, "RESERVED"],
-          [4, "IGNORE"],
-          [6, "IGNORE"],
-        ],
-      );
+      t.deepEqual((await allJobs(client, table)).map((j) => [idOf(j.key), statusOf(j)]).sort(byFirst), [
+        [1, "PENDING"],
+        [2, "RESERVED"],
+        [4, "IGNORE"],
+        [6, "IGNORE"],
+      ]);
       t.deepEqual(await counts(client, table), only({ pending: 1, reserved: 1, ignore: 2, remaining: 2 }));
     },
   },
@@ -467,7 +471,7 @@ const scenarios: Scenario[] = [
       for (;;) {
         const { leases } = await client.reserve({ table, maxJobs: 1, worker: WORKER });
         if (leases.length === 0) break;
-        order.push(leases.map((l) => [idOf(l.key), l.priority]).flat());
+        order.push(leases.flatMap((l) => [idOf(l.key), l.priority]));
       }
       t.deepEqual(order, [
         [10, 1],
@@ -573,7 +577,8 @@ const scenarios: Scenario[] = [
     },
   },
   {
-    title: "column forms: as_columns answers the leases as lists, the keys as one JSON array of their canonical JSON, and the attribute types; results_json commits as Structs would; bad ones are refused and change nothing",
+    title:
+      "column forms: as_columns answers the leases as lists, the keys as one JSON array of their canonical JSON, and the attribute types; results_json commits as Structs would; bad ones are refused and change nothing",
     async run(t, { client }) {
       const table = "ColumnForms";
       const big = 2n ** 60n + 7n;
@@ -625,8 +630,16 @@ const scenarios: Scenario[] = [
         ["no results", { table, leaseTokens: [first] }, /results_json is not JSON/],
         ["results without leases", { table, resultsJson: "[{}]" }, /lease_tokens is empty/],
         ["both forms", { table, leaseTokens: [first], resultsJson: "[{}]", completions: [{ leaseToken: second, result: {} }] }, /not both/],
-        ["too deep", { table, leaseTokens: [first], resultsJson: '[{"a":' + "[".repeat(39) + "]".repeat(39) + "}]" }, /results_json\[0\] nests objects and arrays deeper than 32/],
-        ["too large", { table, leaseTokens: [first], resultsJson: JSON.stringify([{ big: "x".repeat(4 * 1024 * 1024) }]) }, /results_json\[0\] is 4194314 bytes as JSON; at most 4194304/],
+        [
+          "too deep",
+          { table, leaseTokens: [first], resultsJson: `[{"a":${"[".repeat(39)}${"]".repeat(39)}}]` },
+          /results_json\[0\] nests objects and arrays deeper than 32/,
+        ],
+        [
+          "too large",
+          { table, leaseTokens: [first], resultsJson: JSON.stringify([{ big: "x".repeat(4 * 1024 * 1024) }]) },
+          /results_json\[0\] is 4194314 bytes as JSON; at most 4194304/,
+        ],
         // All or nothing: one bad result among good ones refuses the whole call.
         ["one bad of two", { table, leaseTokens: [second, first], resultsJson: '[{"ok":true}, 3]' }, /results_json\[1\] must be a JSON object.*number/],
       ];
@@ -637,7 +650,11 @@ const scenarios: Scenario[] = [
       }
       t.deepEqual(await counts(client, table), only({ reserved: 3, remaining: 3 }), "the refused calls changed nothing");
 
-      const done = await client.complete({ table, leaseTokens: [first, second], resultsJson: '[ { "mean" : 1.5, "tags": ["x", "€"], "nested": {"n": null} } , {}]' });
+      const done = await client.complete({
+        table,
+        leaseTokens: [first, second],
+        resultsJson: '[ { "mean" : 1.5, "tags": ["x", "€"], "nested": {"n": null} } , {}]',
+      });
       t.deepEqual([done.committed, done.alreadyCommitted], [2n, 0n]);
       const again = await client.complete({ table, leaseTokens: [first], resultsJson: '[{"mean":1.5}]' });
       t.deepEqual([again.committed, again.alreadyCommitted], [0n, 1n], "a repeat commits nothing, as with completions");
@@ -652,7 +669,8 @@ const scenarios: Scenario[] = [
     },
   },
   {
-    title: "column-form refresh: keys_json with key_attributes stores the same keys as Key messages do (each adds once across both forms); bad ones are refused and change nothing",
+    title:
+      "column-form refresh: keys_json with key_attributes stores the same keys as Key messages do (each adds once across both forms); bad ones are refused and change nothing",
     async run(t, { client }) {
       const table = "ColumnRefresh";
       const big = 2n ** 62n + 1n;
@@ -689,12 +707,13 @@ const scenarios: Scenario[] = [
       );
       const again = await client.refresh({ table, keys: [asMessage(1n, 'a"€', 0.25, true), asMessage(big, "b", -1.5e-7, false), asMessage(3n, "c", 1, true)] });
       t.deepEqual(rc(again), rcOf({ added: 1 }), "as Key messages the same two keys are already there");
-      t.deepEqual(rc(await client.refresh({ table, keyAttributes: attrs, keysJson: '[{"subject":"c","id":"3","ratio":1,"flag":true}]' })), rcOf({}), "and back: adds 0");
-      const { columns } = await client.reserve({ table, maxJobs: 3, worker: WORKER, asColumns: true });
       t.deepEqual(
-        (JSON.parse(columns!.keysJson) as unknown[]).length,
-        3,
+        rc(await client.refresh({ table, keyAttributes: attrs, keysJson: '[{"subject":"c","id":"3","ratio":1,"flag":true}]' })),
+        rcOf({}),
+        "and back: adds 0",
       );
+      const { columns } = await client.reserve({ table, maxJobs: 3, worker: WORKER, asColumns: true });
+      t.deepEqual((JSON.parse(columns!.keysJson) as unknown[]).length, 3);
       t.true(columns!.keysJson.includes(`{"flag":false,"id":"${big}","ratio":-1.5e-7,"subject":"b"}`), columns!.keysJson);
       await client.release({ table, leaseTokens: columns!.leaseTokens });
 
@@ -705,24 +724,103 @@ const scenarios: Scenario[] = [
         ["not an array", { table, keyAttributes: attrs, keysJson: "{}" }, InvalidArgument, /keys_json must be a JSON array/],
         ["both forms", { table, keyAttributes: attrs, keysJson: "[]", keys: [key(1)] }, InvalidArgument, /keys or keys_json, not both/],
         ["no key_attributes", { table, keysJson: '[{"id":"1"}]' }, InvalidArgument, /key_attributes is empty/],
-        ["an attribute named twice", { table: "ColumnNew", keyAttributes: [attrs[1]!, attrs[1]!], keysJson: '[{"id":"1"}]' }, InvalidArgument, /"id" is named twice/],
+        [
+          "an attribute named twice",
+          { table: "ColumnNew", keyAttributes: [attrs[1]!, attrs[1]!], keysJson: '[{"id":"1"}]' },
+          InvalidArgument,
+          /"id" is named twice/,
+        ],
         ["an attribute without a type", { table: "ColumnNew", keyAttributes: [{ name: "id" }], keysJson: '[{"id":"1"}]' }, InvalidArgument, /"id" has no type/],
-        ["a bad attribute name", { table: "ColumnNew", keyAttributes: [{ name: "1d", type: AttributeType.INT64 }], keysJson: '[{"1d":"1"}]' }, InvalidArgument, /attribute name "1d" is not allowed/],
-        ["attributes not the table's", { table, keyAttributes: [attrs[1]!], keysJson: '[{"id":"9"}]' }, InvalidArgument, /key_attributes \{ id: int64 \} do not match the table's key attributes/],
-        ["a key that is not an object", { table, keyAttributes: attrs, keysJson: "[[1]]" }, InvalidArgument, /keys_json\[0\]: a key must be a JSON object.*an array/],
-        ["an attribute missing", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1}]' }, InvalidArgument, /keys_json\[0\]: the key has 3 attributes/],
-        ["an attribute not declared", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"other":true}]' }, InvalidArgument, /keys_json\[0\]: the key has no attribute "flag"/],
-        ["int64 as a number", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":9,"ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64: its value must be a decimal string/],
-        ["int64 with a leading zero", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"09","ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64/],
+        [
+          "a bad attribute name",
+          { table: "ColumnNew", keyAttributes: [{ name: "1d", type: AttributeType.INT64 }], keysJson: '[{"1d":"1"}]' },
+          InvalidArgument,
+          /attribute name "1d" is not allowed/,
+        ],
+        [
+          "attributes not the table's",
+          { table, keyAttributes: [attrs[1]!], keysJson: '[{"id":"9"}]' },
+          InvalidArgument,
+          /key_attributes \{ id: int64 \} do not match the table's key attributes/,
+        ],
+        [
+          "a key that is not an object",
+          { table, keyAttributes: attrs, keysJson: "[[1]]" },
+          InvalidArgument,
+          /keys_json\[0\]: a key must be a JSON object.*an array/,
+        ],
+        [
+          "an attribute missing",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1}]' },
+          InvalidArgument,
+          /keys_json\[0\]: the key has 3 attributes/,
+        ],
+        [
+          "an attribute not declared",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"other":true}]' },
+          InvalidArgument,
+          /keys_json\[0\]: the key has no attribute "flag"/,
+        ],
+        [
+          "int64 as a number",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":9,"ratio":1,"flag":true}]' },
+          InvalidArgument,
+          /"id" is int64: its value must be a decimal string/,
+        ],
+        [
+          "int64 with a leading zero",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"09","ratio":1,"flag":true}]' },
+          InvalidArgument,
+          /"id" is int64/,
+        ],
         ["int64 -0", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"-0","ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64/],
-        ["int64 out of range", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9223372036854775808","ratio":1,"flag":true}]' }, InvalidArgument, /"id" is int64/],
-        ["a double as a string", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":"1","flag":true}]' }, InvalidArgument, /"ratio" is double: its value must be a finite number/],
-        ["a double too large", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1e999,"flag":true}]' }, InvalidArgument, /"ratio" is double/],
+        [
+          "int64 out of range",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9223372036854775808","ratio":1,"flag":true}]' },
+          InvalidArgument,
+          /"id" is int64/,
+        ],
+        [
+          "a double as a string",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":"1","flag":true}]' },
+          InvalidArgument,
+          /"ratio" is double: its value must be a finite number/,
+        ],
+        [
+          "a double too large",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1e999,"flag":true}]' },
+          InvalidArgument,
+          /"ratio" is double/,
+        ],
         ["a bool as 1", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"flag":1}]' }, InvalidArgument, /"flag" is bool/],
-        ["a lone surrogate", { table, keyAttributes: attrs, keysJson: '[{"subject":"\\ud800","id":"9","ratio":1,"flag":true}]' }, InvalidArgument, /"subject" is string/],
-        ["a key too large", { table, keyAttributes: attrs, keysJson: JSON.stringify([{ subject: "x".repeat(5000), id: "9", ratio: 1, flag: true }]) }, InvalidArgument, /4096 are allowed/],
-        ["one bad key of two", { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"flag":true},{"subject":"y","id":"10","ratio":1,"flag":null}]' }, InvalidArgument, /keys_json\[1\]: attribute "flag"/],
-        ["10,001 keys", { table, keyAttributes: attrs, keysJson: JSON.stringify(Array.from({ length: 10_001 }, (_, i) => ({ subject: "x", id: String(i + 100), ratio: 1, flag: true }))) }, Code.ResourceExhausted, /10001 keys in one call; at most 10000/],
+        [
+          "a lone surrogate",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"\\ud800","id":"9","ratio":1,"flag":true}]' },
+          InvalidArgument,
+          /"subject" is string/,
+        ],
+        [
+          "a key too large",
+          { table, keyAttributes: attrs, keysJson: JSON.stringify([{ subject: "x".repeat(5000), id: "9", ratio: 1, flag: true }]) },
+          InvalidArgument,
+          /4096 are allowed/,
+        ],
+        [
+          "one bad key of two",
+          { table, keyAttributes: attrs, keysJson: '[{"subject":"x","id":"9","ratio":1,"flag":true},{"subject":"y","id":"10","ratio":1,"flag":null}]' },
+          InvalidArgument,
+          /keys_json\[1\]: attribute "flag"/,
+        ],
+        [
+          "10,001 keys",
+          {
+            table,
+            keyAttributes: attrs,
+            keysJson: JSON.stringify(Array.from({ length: 10_001 }, (_, i) => ({ subject: "x", id: String(i + 100), ratio: 1, flag: true }))),
+          },
+          Code.ResourceExhausted,
+          /10001 keys in one call; at most 10000/,
+        ],
       ];
       for (const [what, request, code, message] of refused) {
         const err = await rpcError(client.refresh(request));
@@ -752,13 +850,10 @@ const scenarios: Scenario[] = [
       const c = await client.complete(once2);
       const d = await client.complete(once2);
       t.deepEqual([c.committed, c.alreadyCommitted, d.committed, d.alreadyCommitted], [1n, 0n, 0n, 1n]);
-      t.deepEqual(
-        (await allTargets(client, table)).map((r) => [idOf(r.key), r.result]).sort(byFirst),
-        [
-          [1, { mean: 1.5 }],
-          [2, { mean: 2.5 }],
-        ],
-      );
+      t.deepEqual((await allTargets(client, table)).map((r) => [idOf(r.key), r.result]).sort(byFirst), [
+        [1, { mean: 1.5 }],
+        [2, { mean: 2.5 }],
+      ]);
       t.deepEqual(await counts(client, table), only({ success: 1, target: 2 }));
     },
   },
@@ -793,7 +888,11 @@ const scenarios: Scenario[] = [
         await refresher.refresh({ table, keys: [key(id)] });
         const { leases } = await waiting;
         t.log(`${what}: answered ${answeredAt - refreshedAt} ms after the refresh was sent`);
-        t.deepEqual(leases.map((l) => idOf(l.key)), [id], what);
+        t.deepEqual(
+          leases.map((l) => idOf(l.key)),
+          [id],
+          what,
+        );
         t.true(answeredAt - refreshedAt < 20_000, `${what}: answered ${answeredAt - refreshedAt} ms after the refresh, so it was woken (no re-read for 60 s)`);
       };
       await wokenBy(a, 1, "a refresh through the same server");
@@ -817,7 +916,8 @@ const scenarios: Scenario[] = [
     },
   },
   {
-    title: "Heartbeat, Release and Complete of 1,000 leases lock only their own rows: another transaction's lock on a job they do not hold does not hold them up (MySQL family only: row locks)",
+    title:
+      "Heartbeat, Release and Complete of 1,000 leases lock only their own rows: another transaction's lock on a job they do not hold does not hold them up (MySQL family only: row locks)",
     only: "mysql",
     async run(t, { client, db }) {
       const table = "LockScope";
@@ -835,7 +935,10 @@ const scenarios: Scenario[] = [
         await holder.query("BEGIN");
         await holder.query("SELECT id FROM `~~lock_scope` WHERE id = ? FOR UPDATE", [otherId]);
         const unblocked = <T>(what: string, call: Promise<T>) =>
-          Promise.race([call, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} waited for a lock on a row it does not hold`)), 20_000))]);
+          Promise.race([
+            call,
+            new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} waited for a lock on a row it does not hold`)), 20_000)),
+          ]);
         t.deepEqual((await unblocked("Heartbeat", client.heartbeat({ table, leaseTokens: mine }))).lostLeaseTokens, [], "every lease renewed");
         t.is((await unblocked("Release", client.release({ table, leaseTokens: mine.slice(0, 10) }))).released, 10n);
         const done = await unblocked("Complete", client.complete({ table, completions: mine.slice(10).map((leaseToken) => ({ leaseToken, result: {} })) }));
@@ -882,40 +985,137 @@ const scenarios: Scenario[] = [
       const InvalidArgument = Code.InvalidArgument;
 
       const cases: [string, () => Promise<unknown>, Code, RegExp][] = [
-        ["Reserve on an unknown table", () => client.reserve({ table: "BadNoSuchTable", maxJobs: 1 }), Code.NotFound, /table "BadNoSuchTable" does not exist; a refresh declares a table/],
-        ["Complete on an unknown table (with a held token of another table)", () => client.complete({ table: "BadNoSuchTable", completions: [{ leaseToken: held, result: {} }] }), Code.NotFound, /does not exist/],
+        [
+          "Reserve on an unknown table",
+          () => client.reserve({ table: "BadNoSuchTable", maxJobs: 1 }),
+          Code.NotFound,
+          /table "BadNoSuchTable" does not exist; a refresh declares a table/,
+        ],
+        [
+          "Complete on an unknown table (with a held token of another table)",
+          () => client.complete({ table: "BadNoSuchTable", completions: [{ leaseToken: held, result: {} }] }),
+          Code.NotFound,
+          /does not exist/,
+        ],
         ["Fail on an unknown table", () => client.fail({ table: "BadNoSuchTable", leaseToken: held, errorMessage: "x" }), Code.NotFound, /does not exist/],
         ["Release on an unknown table", () => client.release({ table: "BadNoSuchTable", leaseTokens: [held] }), Code.NotFound, /does not exist/],
         ["GetProgress on an unknown table", () => client.getProgress({ table: "BadNoSuchTable" }), Code.NotFound, /does not exist/],
         ["ListJobs on an unknown table", () => client.listJobs({ table: "BadNoSuchTable" }), Code.NotFound, /does not exist/],
         ["Ignore on an unknown table", () => client.ignore({ table: "BadNoSuchTable", keys: [key(1)] }), Code.NotFound, /does not exist/],
         ["Refresh with a bad table name", () => client.refresh({ table: "bad-name", keys: [key(9)] }), InvalidArgument, /is not a valid name/],
-        ["Refresh with a key of other attributes", () => client.refresh({ table, keys: [key(9), stranger] }), InvalidArgument, /key #2: key \{ name: string \} does not match the table's key attributes \{ id: int64 \}/],
-        ["Refresh with a key of an extra attribute", () => client.refresh({ table, keys: [key(9), extra] }), InvalidArgument, /key #2: .*does not match the table's key attributes/],
-        ["Refresh with a key of the wrong type", () => client.refresh({ table, keys: [key(9), wrongType] }), InvalidArgument, /key #2: key \{ id: string \} does not match the table's key attributes \{ id: int64 \}/],
+        [
+          "Refresh with a key of other attributes",
+          () => client.refresh({ table, keys: [key(9), stranger] }),
+          InvalidArgument,
+          /key #2: key \{ name: string \} does not match the table's key attributes \{ id: int64 \}/,
+        ],
+        [
+          "Refresh with a key of an extra attribute",
+          () => client.refresh({ table, keys: [key(9), extra] }),
+          InvalidArgument,
+          /key #2: .*does not match the table's key attributes/,
+        ],
+        [
+          "Refresh with a key of the wrong type",
+          () => client.refresh({ table, keys: [key(9), wrongType] }),
+          InvalidArgument,
+          /key #2: key \{ id: string \} does not match the table's key attributes \{ id: int64 \}/,
+        ],
         ["Refresh with a key whose value is unset", () => client.refresh({ table, keys: [key(9), unset] }), InvalidArgument, /has no value set/],
-        ["Refresh declaring a new table with mismatched keys", () => client.refresh({ table: fresh, keys: [key(1), stranger] }), InvalidArgument, /does not match/],
-        ["Refresh with priority 256", () => client.refresh({ table, keys: [key(9)], priority: 256 }), InvalidArgument, /priority must be from 0 to 255.*got 256/],
-        ["Refresh declaring a new table with priority 256", () => client.refresh({ table: fresh, keys: [key(1)], priority: 256 }), InvalidArgument, /priority must be from 0 to 255/],
-        ["Refresh with a negative stale_timeout", () => client.refresh({ table, keys: [key(9)], staleTimeout: neg }), InvalidArgument, /stale_timeout must not be negative/],
+        [
+          "Refresh declaring a new table with mismatched keys",
+          () => client.refresh({ table: fresh, keys: [key(1), stranger] }),
+          InvalidArgument,
+          /does not match/,
+        ],
+        [
+          "Refresh with priority 256",
+          () => client.refresh({ table, keys: [key(9)], priority: 256 }),
+          InvalidArgument,
+          /priority must be from 0 to 255.*got 256/,
+        ],
+        [
+          "Refresh declaring a new table with priority 256",
+          () => client.refresh({ table: fresh, keys: [key(1)], priority: 256 }),
+          InvalidArgument,
+          /priority must be from 0 to 255/,
+        ],
+        [
+          "Refresh with a negative stale_timeout",
+          () => client.refresh({ table, keys: [key(9)], staleTimeout: neg }),
+          InvalidArgument,
+          /stale_timeout must not be negative/,
+        ],
         ["Refresh with a negative delay", () => client.refresh({ table, keys: [key(9)], delay: neg }), InvalidArgument, /delay must not be negative/],
         ["Refresh with a negative orphan_timeout", () => client.refresh({ table, orphanTimeout: neg }), InvalidArgument, /orphan_timeout must not be negative/],
-        ["Refresh with 10,001 keys", () => client.refresh({ table, keys: keys(100_000, 110_001) }), Code.ResourceExhausted, /10001 keys in one call; at most 10000/],
+        [
+          "Refresh with 10,001 keys",
+          () => client.refresh({ table, keys: keys(100_000, 110_001) }),
+          Code.ResourceExhausted,
+          /10001 keys in one call; at most 10000/,
+        ],
         ["Reserve with max_priority 256", () => client.reserve({ table, maxJobs: 1, maxPriority: 256 }), InvalidArgument, /max_priority must be from 0 to 255/],
-        ["Reserve with a negative lease_duration", () => client.reserve({ table, maxJobs: 1, leaseDuration: neg }), InvalidArgument, /lease_duration must not be negative/],
+        [
+          "Reserve with a negative lease_duration",
+          () => client.reserve({ table, maxJobs: 1, leaseDuration: neg }),
+          InvalidArgument,
+          /lease_duration must not be negative/,
+        ],
         ["Reserve with a negative wait", () => client.reserve({ table, maxJobs: 1, wait: neg }), InvalidArgument, /wait must not be negative/],
         ["Reserve with max_jobs 0", () => client.reserve({ table, maxJobs: 0 }), InvalidArgument, /max_jobs must be at least 1/],
         ["Reserve with max_jobs 1001", () => client.reserve({ table, maxJobs: 1001 }), InvalidArgument, /max_jobs must be at most 1000/],
-        ["Reserve restricted by an unknown attribute", () => client.reserve({ table, maxJobs: 1, restriction: { name: { kind: { case: "stringValue", value: "x" } } } }), InvalidArgument, /restriction names "name"/],
-        ["Heartbeat with a negative lease_duration", () => client.heartbeat({ table, leaseTokens: [held], leaseDuration: neg }), InvalidArgument, /lease_duration must not be negative/],
+        [
+          "Reserve restricted by an unknown attribute",
+          () => client.reserve({ table, maxJobs: 1, restriction: { name: { kind: { case: "stringValue", value: "x" } } } }),
+          InvalidArgument,
+          /restriction names "name"/,
+        ],
+        [
+          "Heartbeat with a negative lease_duration",
+          () => client.heartbeat({ table, leaseTokens: [held], leaseDuration: neg }),
+          InvalidArgument,
+          /lease_duration must not be negative/,
+        ],
         ["Complete with no results", () => client.complete({ table, completions: [] }), InvalidArgument, /completions is empty/],
-        ["Complete with 1,001 results", () => client.complete({ table, completions: Array.from({ length: 1001 }, (_, i) => ({ leaseToken: `t${i}`, result: {} })) }), Code.ResourceExhausted, /1001 lease tokens in one call; at most 1000/],
-        ["Complete with a stale (released) token", () => client.complete({ table, completions: [{ leaseToken: stale, result: {} }] }), Code.FailedPrecondition, /lease no longer held/],
-        ["Complete of a held and a stale lease (all or nothing)", () => client.complete({ table, completions: [{ leaseToken: held, result: { x: 1 } }, { leaseToken: stale, result: {} }] }), Code.FailedPrecondition, /no longer held/],
-        ["Complete with a token never granted", () => client.complete({ table, completions: [{ leaseToken: "0123456789abcdef0123456789abcdef-zz", result: {} }] }), Code.FailedPrecondition, /no longer held/],
+        [
+          "Complete with 1,001 results",
+          () => client.complete({ table, completions: Array.from({ length: 1001 }, (_, i) => ({ leaseToken: `t${i}`, result: {} })) }),
+          Code.ResourceExhausted,
+          /1001 lease tokens in one call; at most 1000/,
+        ],
+        [
+          "Complete with a stale (released) token",
+          () => client.complete({ table, completions: [{ leaseToken: stale, result: {} }] }),
+          Code.FailedPrecondition,
+          /lease no longer held/,
+        ],
+        [
+          "Complete of a held and a stale lease (all or nothing)",
+          () =>
+            client.complete({
+              table,
+              completions: [
+                { leaseToken: held, result: { x: 1 } },
+                { leaseToken: stale, result: {} },
+              ],
+            }),
+          Code.FailedPrecondition,
+          /no longer held/,
+        ],
+        [
+          "Complete with a token never granted",
+          () => client.complete({ table, completions: [{ leaseToken: "0123456789abcdef0123456789abcdef-zz", result: {} }] }),
+          Code.FailedPrecondition,
+          /no longer held/,
+        ],
         ["Fail with a stale token", () => client.fail({ table, leaseToken: stale, errorMessage: "boom" }), Code.FailedPrecondition, /lease no longer held/],
         ["Ignore with 10,001 keys", () => client.ignore({ table, keys: keys(100_000, 110_001) }), Code.ResourceExhausted, /10001 keys in one call/],
-        ["Ignore with a key of the wrong type", () => client.ignore({ table, keys: [key(9), wrongType] }), InvalidArgument, /does not match the table's key attributes/],
+        [
+          "Ignore with a key of the wrong type",
+          () => client.ignore({ table, keys: [key(9), wrongType] }),
+          InvalidArgument,
+          /does not match the table's key attributes/,
+        ],
         ["DeleteJobs with neither statuses nor keys", () => client.deleteJobs({ table }), InvalidArgument, /needs statuses or keys/],
         ["DeleteJobs with a key of other attributes", () => client.deleteJobs({ table, keys: [key(2), stranger] }), InvalidArgument, /does not match/],
         ["DeleteTargets with neither keys nor all", () => client.deleteTargets({ table }), InvalidArgument, /needs keys, or all/],

@@ -36,7 +36,9 @@ function openssl(args: string[]): void {
   } catch (err) {
     const e = err as { code?: string; stderr?: Buffer };
     throw new Error(
-      e.code === "ENOENT" ? "tls.test.ts needs the openssl command to make its certificates; install openssl" : `openssl ${args[0]} failed: ${e.stderr?.toString()}`,
+      e.code === "ENOENT"
+        ? "tls.test.ts needs the openssl command to make its certificates; install openssl"
+        : `openssl ${args[0]} failed: ${e.stderr?.toString()}`,
     );
   }
 }
@@ -47,7 +49,23 @@ function makeCertificates(): void {
   openssl(["req", "-x509", ...ec, "-days", "2", "-subj", "/CN=Populus test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
   openssl(["req", ...ec, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
   writeFileSync(file("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
-  openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
+  openssl([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    "san.ext",
+    "-out",
+    "server.pem",
+  ]);
   // A key that belongs to no certificate above, for the mismatch test.
   openssl(["req", "-x509", ...ec, "-days", "2", "-subj", "/CN=stranger", "-keyout", "stranger.key", "-out", "stranger.pem"]);
   writeFileSync(file("tokens"), `admin ${ADMIN}\n`, { mode: 0o600 });
@@ -139,7 +157,9 @@ test("grpc-js with SSL credentials (ALPN h2, as other languages' gRPC): Refresh 
   t.teardown(() => client.close());
   const call = <T>(rpc: string, req: object) =>
     new Promise<T>((resolve, reject) =>
-      (client as unknown as Record<string, (r: object, cb: (e: Error | null, v: T) => void) => void>)[rpc]?.call(client, req, (e, v) => (e ? reject(e) : resolve(v))),
+      (client as unknown as Record<string, (r: object, cb: (e: Error | null, v: T) => void) => void>)[rpc]?.call(client, req, (e, v) =>
+        e ? reject(e) : resolve(v),
+      ),
     );
   const refreshed = await call<{ added: string }>("Refresh", { table: "TlsGrpcJs", keys: [{ attributes: { id: { int_value: "7" } } }] });
   t.is(refreshed.added, "1");
@@ -198,14 +218,27 @@ test("the SDK refuses a CA file it cannot use, naming the option", (t) => {
 const badTls = test.macro({
   title: (given) => `${given} → exit 2, one line`,
   async exec(t, args: () => string[], line: () => string) {
-    const r = await runServerToExit(["--port", "0", "--database", `sqlite:${file("never.db")}`, ...args()], { POPULUS_TLS_CERT: undefined, POPULUS_TLS_KEY: undefined });
+    const r = await runServerToExit(["--port", "0", "--database", `sqlite:${file("never.db")}`, ...args()], {
+      POPULUS_TLS_CERT: undefined,
+      POPULUS_TLS_KEY: undefined,
+    });
     t.is(r.code, 2);
     t.is(r.stderr, `populus-server: ${line()}\n`);
   },
 });
 
-test("--tls-cert without --tls-key", badTls, () => ["--tls-cert", file("server.pem")], () => "--tls-cert needs --tls-key (POPULUS_TLS_KEY) too");
-test("--tls-key without --tls-cert", badTls, () => ["--tls-key", file("server.key")], () => "--tls-key needs --tls-cert (POPULUS_TLS_CERT) too");
+test(
+  "--tls-cert without --tls-key",
+  badTls,
+  () => ["--tls-cert", file("server.pem")],
+  () => "--tls-cert needs --tls-key (POPULUS_TLS_KEY) too",
+);
+test(
+  "--tls-key without --tls-cert",
+  badTls,
+  () => ["--tls-key", file("server.key")],
+  () => "--tls-key needs --tls-cert (POPULUS_TLS_CERT) too",
+);
 test(
   "a missing certificate file",
   badTls,

@@ -6,7 +6,7 @@
  * watcher on replica B; counts-only streams; cursor errors; and the stream
  * ending with UNAVAILABLE when its server drains.
  */
-import { Code, createClient } from "@connectrpc/connect";
+import { type Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import test from "ava";
@@ -43,7 +43,10 @@ class Stream {
   constructor(client: JobsClient, table: string, options: { cursor?: string; countsOnly?: boolean } = {}) {
     this.done = (async () => {
       try {
-        for await (const m of client.watch({ table, cursor: options.cursor ?? "", countsOnly: options.countsOnly ?? false }, { signal: this.controller.signal })) {
+        for await (const m of client.watch(
+          { table, cursor: options.cursor ?? "", countsOnly: options.countsOnly ?? false },
+          { signal: this.controller.signal },
+        )) {
           this.messages.push(m);
           this.arrivals.push(Date.now());
         }
@@ -66,7 +69,15 @@ class Stream {
   get progress(): Record<string, number> | undefined {
     const p = this.messages.findLast((m) => m.progress !== undefined)?.progress;
     if (p === undefined) return undefined;
-    return { pending: Number(p.pending), reserved: Number(p.reserved), error: Number(p.error), success: Number(p.success), ignore: Number(p.ignore), target: Number(p.target), remaining: Number(p.remaining) };
+    return {
+      pending: Number(p.pending),
+      reserved: Number(p.reserved),
+      error: Number(p.error),
+      success: Number(p.success),
+      ignore: Number(p.ignore),
+      target: Number(p.target),
+      remaining: Number(p.remaining),
+    };
   }
 
   /** Waits until `probe` holds for this stream (fails the test after 10 s). */

@@ -95,7 +95,6 @@ function runWorker(args: readonly string[], env: NodeJS.ProcessEnv = {}): { chil
 
 const calls = recordedCalls;
 
-
 async function until(what: string, check: () => boolean, exited: Promise<Exit>): Promise<void> {
   let gone: Exit | undefined;
   void exited.then((e) => (gone = e));
@@ -115,9 +114,21 @@ const table = (db: PopulusClient, name: string) => db.table<{ id: number }>(name
 test("bad options exit 2 with one line naming the option", async (t) => {
   const cases: [string[], NodeJS.ProcessEnv, string][] = [
     [[], {}, "populus-worker: --pipeline <module> is required (or set POPULUS_PIPELINE)\n"],
-    [["--pipeline", PIPELINE, "--processes", "0"], {}, `populus-worker: option '--processes <n>' argument '0' is invalid. --processes must be a whole number from 1 to 1024, got "0"\n`],
-    [["--pipeline", PIPELINE, "--server", "ftp://x"], {}, `populus-worker: option '--server <url>' argument 'ftp://x' is invalid. --server "ftp://x" must start with http:// or https://\n`],
-    [["--pipeline", PIPELINE], { POPULUS_LEASE_DURATION: "0" }, `populus-worker: option '--lease-duration <seconds>' value '0' from env 'POPULUS_LEASE_DURATION' is invalid. --lease-duration must be a number of seconds from 1 to 86400, got "0"\n`],
+    [
+      ["--pipeline", PIPELINE, "--processes", "0"],
+      {},
+      `populus-worker: option '--processes <n>' argument '0' is invalid. --processes must be a whole number from 1 to 1024, got "0"\n`,
+    ],
+    [
+      ["--pipeline", PIPELINE, "--server", "ftp://x"],
+      {},
+      `populus-worker: option '--server <url>' argument 'ftp://x' is invalid. --server "ftp://x" must start with http:// or https://\n`,
+    ],
+    [
+      ["--pipeline", PIPELINE],
+      { POPULUS_LEASE_DURATION: "0" },
+      `populus-worker: option '--lease-duration <seconds>' value '0' from env 'POPULUS_LEASE_DURATION' is invalid. --lease-duration must be a number of seconds from 1 to 86400, got "0"\n`,
+    ],
     [["--pipeline", PIPELINE], { POPULUS_ONCE: "sometimes" }, `populus-worker: POPULUS_ONCE must be true or false (or 1/0, yes/no, on/off), got "sometimes"\n`],
     [["--pipeline", PIPELINE, "--tabel", "Squares"], {}, "populus-worker: unknown option '--tabel' (Did you mean --table?)\n"],
     [["--pipeline", PIPELINE, "--token-file", "/no/such/token"], {}, "populus-worker: --token-file /no/such/token: no such file\n"],
@@ -145,7 +156,8 @@ test("--token-file: the worker sends its token; a worker token populates, a read
   const server = await startServer({ database: database.url, args: ["--tokens-file", join(dir, "tokens")] });
   try {
     const run = (token: string) =>
-      runWorker(["--pipeline", PIPELINE, "--table", "Squares", "--once", "--server", server.url, "--token-file", join(dir, token)], { WORKER_TEST_DIR: dir }).exited;
+      runWorker(["--pipeline", PIPELINE, "--table", "Squares", "--once", "--server", server.url, "--token-file", join(dir, token)], { WORKER_TEST_DIR: dir })
+        .exited;
     const refused = await run("reader.token");
     t.is(refused.code, 1);
     t.regex(refused.stderr + refused.stdout, /needs the worker role; this token has the reader role/);
@@ -163,8 +175,14 @@ test("--token-file: the worker sends its token; a worker token populates, a read
 test("an unloadable pipeline module exits 3 with one line saying why", async (t) => {
   const cases: [string, string][] = [
     ["no-such-pipeline.js", `populus-worker: cannot load pipeline module no-such-pipeline.js: ${join(process.cwd(), "no-such-pipeline.js")} does not exist\n`],
-    [fixture("worker-broken-pipeline.ts"), `populus-worker: cannot load pipeline module ${fixture("worker-broken-pipeline.ts")}: the pipeline's upstream database is down\n`],
-    [fixture("worker-empty-pipeline.ts"), `populus-worker: pipeline module ${fixture("worker-empty-pipeline.ts")} exports no table; export each table made with db.table() from it\n`],
+    [
+      fixture("worker-broken-pipeline.ts"),
+      `populus-worker: cannot load pipeline module ${fixture("worker-broken-pipeline.ts")}: the pipeline's upstream database is down\n`,
+    ],
+    [
+      fixture("worker-empty-pipeline.ts"),
+      `populus-worker: pipeline module ${fixture("worker-empty-pipeline.ts")} exports no table; export each table made with db.table() from it\n`,
+    ],
   ];
   for (const [pipeline, line] of cases) {
     const exit = await runWorker(["--pipeline", pipeline, "--once"]).exited;
@@ -184,16 +202,23 @@ for (const dialect of dialects) {
   test(`${dialect}: --once --processes 2 populates the table, logs start, pass and stop, and exits 0`, async (t) => {
     const s = await setup;
     const dir = await scratch();
-    const exit = await runWorker(["--pipeline", PIPELINE, "--table", "Squares", "--once", "--processes", "2", "--server", s.server.url], { WORKER_TEST_DIR: dir })
-      .exited;
+    const exit = await runWorker(["--pipeline", PIPELINE, "--table", "Squares", "--once", "--processes", "2", "--server", s.server.url], {
+      WORKER_TEST_DIR: dir,
+    }).exited;
     t.is(exit.code, 0, exit.stderr);
     t.is(exit.stderr, "");
     t.like(exit.logs[0], { level: 30, service: "populus-worker", msg: "start", tables: ["Squares"], servers: [s.server.url], once: true, processes: 2 });
-    t.like(exit.logs.find((l) => l.msg === "pass"), { table: "Squares", successCount: 20, errors: 0 });
+    t.like(
+      exit.logs.find((l) => l.msg === "pass"),
+      { table: "Squares", successCount: 20, errors: 0 },
+    );
     t.like(exit.logs.at(-1), { msg: "stop", state: "stopped", reason: "done", successCount: 20, errors: 0, exitCode: 0 });
     t.deepEqual(sortedIds(calls(dir, "Squares")), range(20), "each key made once");
     // Not "by both children": 20 instant makes may all be done by the first child before the second is up.
-    t.false(calls(dir, "Squares").some((c) => c.pid === exit.pid), "by child processes, not the worker's own");
+    t.false(
+      calls(dir, "Squares").some((c) => c.pid === exit.pid),
+      "by child processes, not the worker's own",
+    );
     const Squares = table(s.db, "Squares");
     t.is((await Squares.fetch()).length, 20);
     t.like(await Squares.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 20, remaining: 0 });
@@ -205,13 +230,19 @@ for (const dialect of dialects) {
     const args = ["--pipeline", PIPELINE, "--table", "Failing", "--once", "--server", s.server.url];
     const failed = await runWorker(args, { WORKER_TEST_DIR: dir }).exited;
     t.is(failed.code, 1, failed.stderr);
-    t.like(failed.logs.find((l) => l.level === 50), { table: "Failing", key: { id: 3 }, error: "key 3 is broken" });
+    t.like(
+      failed.logs.find((l) => l.level === 50),
+      { table: "Failing", key: { id: 3 }, error: "key 3 is broken" },
+    );
     t.like(failed.logs.at(-1), { msg: "stop", reason: "failed", exitCode: 1 });
     const Failing = table(s.db, "Failing");
     await Failing.jobs.errors.delete();
     const suppressed = await runWorker([...args, "--suppress-errors"], { WORKER_TEST_DIR: dir }).exited;
     t.is(suppressed.code, 0, suppressed.stderr);
-    t.like(suppressed.logs.find((l) => l.msg === "make failed"), { level: 40, table: "Failing", key: { id: 3 }, error: "key 3 is broken" });
+    t.like(
+      suppressed.logs.find((l) => l.msg === "make failed"),
+      { level: 40, table: "Failing", key: { id: 3 }, error: "key 3 is broken" },
+    );
     t.like(suppressed.logs.at(-1), { msg: "stop", reason: "done", errors: 1, exitCode: 0 });
     t.like(await Failing.jobs.progress(), { pending: 0, reserved: 0, error: 1, target: 4 });
   });
@@ -225,7 +256,10 @@ for (const dialect of dialects) {
     w.child.kill("SIGTERM");
     const exit = await w.exited;
     t.is(exit.code, 0, exit.stderr);
-    t.like(exit.logs.find((l) => l.msg !== undefined && String(l.msg).startsWith("stopping")), { signal: "SIGTERM", state: "stopping", graceSeconds: 10 });
+    t.like(
+      exit.logs.find((l) => l.msg !== undefined && String(l.msg).startsWith("stopping")),
+      { signal: "SIGTERM", state: "stopping", graceSeconds: 10 },
+    );
     const stop = exit.logs.at(-1);
     t.like(stop, { msg: "stop", reason: "stopped", errors: 0, exitCode: 0 });
     const made = calls(dir, "Slow");
@@ -236,7 +270,10 @@ for (const dialect of dialects) {
     t.is(await Slow.jobs.reserved.count(), 0);
     const pending = await Slow.jobs.pending.fetch();
     t.is(pending.length, 10 - made.length);
-    t.true(pending.every((j) => j.attempts === 0), `attempts: ${pending.map((j) => j.attempts).join(",")}`);
+    t.true(
+      pending.every((j) => j.attempts === 0),
+      `attempts: ${pending.map((j) => j.attempts).join(",")}`,
+    );
   });
 
   test(`${dialect}: the server stops mid-run and starts again on the same database and port: the worker finishes, every key made exactly once`, async (t) => {

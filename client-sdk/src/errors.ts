@@ -35,6 +35,8 @@ export class PopulusError extends Error {
   static override [Symbol.hasInstance](v: unknown): boolean {
     if (typeof v !== "object" || v === null) return false;
     const kinds = (v as { [KINDS]?: unknown })[KINDS];
+    // `this` is the class instanceof asks about (a subclass too), not PopulusError.
+    // biome-ignore lint/complexity/noThisInStatic: the receiver is what makes this work for every subclass.
     return Array.isArray(kinds) && kinds.includes(this.name);
   }
 }
@@ -154,7 +156,11 @@ export function fromRpcError(err: unknown): PopulusError {
     case Code.NotFound:
       return new TableNotFoundError(message, options);
     case Code.FailedPrecondition:
-      return new LeaseLostError(message, ce.findDetails(LeaseLostDetailSchema).flatMap((d) => d.leaseTokens), options);
+      return new LeaseLostError(
+        message,
+        ce.findDetails(LeaseLostDetailSchema).flatMap((d) => d.leaseTokens),
+        options,
+      );
     case Code.Unavailable:
       return new UnavailableError(message, options);
     case Code.ResourceExhausted:

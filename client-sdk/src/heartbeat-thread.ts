@@ -162,4 +162,3 @@ export function startHeartbeatThread(
   });
   return new HeartbeatThread(worker, ready);
 }
-

@@ -167,11 +167,14 @@ function run(init: RenewerInit, port: MessagePort): void {
     }
   };
   let beating = false;
-  setInterval(() => {
-    if (beating || held.size === 0) return;
-    beating = true;
-    void beat().finally(() => (beating = false));
-  }, (init.leaseDurationS * 1000) / 3);
+  setInterval(
+    () => {
+      if (beating || held.size === 0) return;
+      beating = true;
+      void beat().finally(() => (beating = false));
+    },
+    (init.leaseDurationS * 1000) / 3,
+  );
   port.postMessage({ type: "ready" } satisfies FromRenewer);
 }
 

@@ -127,7 +127,8 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
   if (o.leaseDuration !== undefined && !(Number.isFinite(o.leaseDuration) && o.leaseDuration >= 1 && o.leaseDuration <= 86_400)) {
     throw bad(`leaseDuration must be from 1 to 86400 seconds, got ${o.leaseDuration}`);
   }
-  if (o.grace !== undefined && !(Number.isFinite(o.grace) && o.grace >= 0 && o.grace <= 86_400)) throw bad(`grace must be from 0 to 86400 seconds, got ${o.grace}`);
+  if (o.grace !== undefined && !(Number.isFinite(o.grace) && o.grace >= 0 && o.grace <= 86_400))
+    throw bad(`grace must be from 0 to 86400 seconds, got ${o.grace}`);
   return {
     reserveJobs: o.reserveJobs ?? false,
     processes: o.processes ?? 1,
@@ -230,7 +231,14 @@ interface ChildOutcome {
 }
 
 /** Runs the reserve loop in `processes` child processes and sums their results. */
-async function runChildren(table: Table, o: Resolved, processes: number, settings: JobsSettings, signal: AbortSignal | undefined, progress?: PopulateProgress): Promise<PopulateResult> {
+async function runChildren(
+  table: Table,
+  o: Resolved,
+  processes: number,
+  settings: JobsSettings,
+  signal: AbortSignal | undefined,
+  progress?: PopulateProgress,
+): Promise<PopulateResult> {
   if (table.site.moduleUrl === undefined) throw unloadable(table.name, table.site.where);
   // No child process starts for an empty queue, as DataJoint's populate starts no pool for no keys:
   // an idle populus-worker --processes N forked N processes (about 0.2 s of CPU each) every pass

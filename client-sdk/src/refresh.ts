@@ -53,7 +53,12 @@ export async function keysOf<K extends object>(source: KeySource<K>): Promise<Ke
 }
 
 /** Refreshes `table` with every key of `source`. A table never refreshed and an empty key source answer all zeros. */
-export async function refreshKeySource<K extends object>(rpc: JobServiceRpc, table: string, source: KeySource<K>, params: RefreshParams): Promise<RefreshCounts> {
+export async function refreshKeySource<K extends object>(
+  rpc: JobServiceRpc,
+  table: string,
+  source: KeySource<K>,
+  params: RefreshParams,
+): Promise<RefreshCounts> {
   const totals: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0 };
   const refreshId = randomUUID();
   const send = async (keys: RefreshKeys, final: boolean) => {

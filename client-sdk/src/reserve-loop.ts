@@ -226,7 +226,11 @@ export async function runReserveLoop(o: LoopOptions): Promise<LoopResult> {
       await previous;
       if (completions.length === 0) return;
       try {
-        result.successCount += await complete(o, completions.filter((c) => held.get(c.leaseToken)?.lost !== true), columnResults);
+        result.successCount += await complete(
+          o,
+          completions.filter((c) => held.get(c.leaseToken)?.lost !== true),
+          columnResults,
+        );
       } catch (err) {
         fatal ??= err instanceof Error ? err : new Error(String(err));
         stopping = true;
@@ -365,7 +369,12 @@ interface ReservedBatch {
  * that predates as_columns answers Lease messages, which are taken too. Undefined when the table
  * does not exist yet (never refreshed: nothing to do).
  */
-async function reserveBatch(o: LoopOptions, restriction: ReturnType<typeof toRestriction>, leaseDurationS: number, want: number): Promise<ReservedBatch | undefined> {
+async function reserveBatch(
+  o: LoopOptions,
+  restriction: ReturnType<typeof toRestriction>,
+  leaseDurationS: number,
+  want: number,
+): Promise<ReservedBatch | undefined> {
   let answer: ReserveResponse;
   try {
     answer = await o.rpc.reserve({
@@ -452,7 +461,11 @@ class MakeRunner {
    * loop is cancelled: then the outcome is CANCELLED and the promise is left
    * behind (its late rejection is handled here, never unhandled).
    */
-  run<T>(make: (key: KeyRecord, ctx: MakeContext<KeyRecord>) => T | PromiseLike<T>, key: KeyRecord, ctx: MakeContext<KeyRecord>): T | typeof CANCELLED | Promise<T | typeof CANCELLED> {
+  run<T>(
+    make: (key: KeyRecord, ctx: MakeContext<KeyRecord>) => T | PromiseLike<T>,
+    key: KeyRecord,
+    ctx: MakeContext<KeyRecord>,
+  ): T | typeof CANCELLED | Promise<T | typeof CANCELLED> {
     if (this.#cancelled) return CANCELLED;
     const value = make(key, ctx);
     if (!isThenable(value)) return value;
@@ -507,7 +520,9 @@ export function toReadyResult(leaseToken: string, v: unknown): ReadyResult {
   // UTF-8 takes at most 3 bytes per UTF-16 unit: only a record that might be over the limit is measured.
   const jsonBytes = json.length * 3 <= MAX_RESULT_JSON_BYTES ? json.length * 3 : Buffer.byteLength(json, "utf8");
   if (jsonBytes > MAX_RESULT_JSON_BYTES) {
-    throw new InvalidArgumentError(`make's result record is ${jsonBytes} bytes as JSON; the server takes at most ${MAX_RESULT_JSON_BYTES} (store large data elsewhere and return a reference)`);
+    throw new InvalidArgumentError(
+      `make's result record is ${jsonBytes} bytes as JSON; the server takes at most ${MAX_RESULT_JSON_BYTES} (store large data elsewhere and return a reference)`,
+    );
   }
   return { leaseToken, resultJson: json, jsonBytes };
 }
@@ -547,7 +562,9 @@ async function complete(o: LoopOptions, completions: readonly ReadyResult[], col
           table: o.table,
           completions: columnResults
             ? []
-            : batch.map(({ leaseToken, resultJson }): Completion => ({ $typeName: "populus.v1.Completion", leaseToken, result: JSON.parse(resultJson) as JsonObject })),
+            : batch.map(
+                ({ leaseToken, resultJson }): Completion => ({ $typeName: "populus.v1.Completion", leaseToken, result: JSON.parse(resultJson) as JsonObject }),
+              ),
           keepCompleted: o.keepCompleted,
           leaseTokens: columnResults ? batch.map((c) => c.leaseToken) : [],
           resultsJson: columnResults ? `[${batch.map((c) => c.resultJson).join(",")}]` : "",

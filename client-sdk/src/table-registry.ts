@@ -68,7 +68,7 @@ export function callerSite(): DefinitionSite {
     let path: string | undefined;
     if (location.startsWith("file://")) path = fileURLToPath(location.split("?")[0] ?? location);
     else if (location.startsWith("/") || /^[A-Za-z]:[\\/]/.test(location)) path = location;
-    if (path !== undefined && path.startsWith(SDK_DIR)) continue;
+    if (path?.startsWith(SDK_DIR)) continue;
     if (path === undefined || !existsSync(path)) return { moduleUrl: undefined, where: describeLocation(location) };
     const url = pathToFileURL(path).href;
     return { moduleUrl: url, where: url };

@@ -138,12 +138,7 @@ function reconnectable(err: PopulusError): boolean {
  * `countsOnly` asks the server for counts without job events (it then
  * coalesces counts for a slow reader instead of queueing every message).
  */
-export function watchJobs<K extends object>(
-  rpc: JobServiceRpc,
-  table: string,
-  options: WatchOptions = {},
-  countsOnly = false,
-): Observable<WatchUpdate<K>> {
+export function watchJobs<K extends object>(rpc: JobServiceRpc, table: string, options: WatchOptions = {}, countsOnly = false): Observable<WatchUpdate<K>> {
   const policy = options.retry ?? DEFAULT_RETRY;
   return new Observable<WatchUpdate<K>>((subscriber) => {
     const abort = new AbortController();

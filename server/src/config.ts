@@ -85,14 +85,10 @@ export function parseDatabaseUrl(url: string): DatabaseConfig {
   try {
     parsed = new URL(url);
   } catch {
-    throw new ConfigError(
-      `database URL "${maskPassword(url)}" is not a URL; use sqlite:<path> or mysql://user:pass@host:port/database`,
-    );
+    throw new ConfigError(`database URL "${maskPassword(url)}" is not a URL; use sqlite:<path> or mysql://user:pass@host:port/database`);
   }
   if (parsed.protocol !== "mysql:" && parsed.protocol !== "mariadb:") {
-    throw new ConfigError(
-      `database URL scheme "${parsed.protocol}" is not supported; use sqlite:<path> or mysql://user:pass@host:port/database`,
-    );
+    throw new ConfigError(`database URL scheme "${parsed.protocol}" is not supported; use sqlite:<path> or mysql://user:pass@host:port/database`);
   }
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, ""));
   if (database === "" || database.includes("/")) {
@@ -136,11 +132,7 @@ function buildCommand(): Command {
         .default(50051)
         .argParser(intInRange("--port", 0, 65535)),
     )
-    .addOption(
-      new Option("--database <url>", "sqlite:<path> or mysql://user:pass@host:port/database")
-        .env("POPULUS_DATABASE_URL")
-        .default("sqlite:populus.db"),
-    )
+    .addOption(new Option("--database <url>", "sqlite:<path> or mysql://user:pass@host:port/database").env("POPULUS_DATABASE_URL").default("sqlite:populus.db"))
     .addOption(new Option("--log-level <level>", "log level").env("POPULUS_LOG_LEVEL").choices(LOG_LEVELS).default("info"))
     .addOption(
       new Option("--shutdown-grace <seconds>", "on SIGTERM, how long in-flight calls may finish")
@@ -167,8 +159,10 @@ function buildCommand(): Command {
         .argParser(intInRange("--reserve-recheck", 1, 60)),
     )
     .addOption(
-      new Option("--tokens-file <path>", "bearer tokens, one \"<role> <token>\" per line (roles: reader, worker, admin); or POPULUS_TOKENS=\"<role>:<token>,...\"")
-        .env("POPULUS_TOKENS_FILE"),
+      new Option(
+        "--tokens-file <path>",
+        'bearer tokens, one "<role> <token>" per line (roles: reader, worker, admin); or POPULUS_TOKENS="<role>:<token>,..."',
+      ).env("POPULUS_TOKENS_FILE"),
     )
     .addOption(new Option("--insecure", "serve without tokens on a non-loopback address (env: POPULUS_INSECURE=true)"))
     .addOption(new Option("--tls-cert <path>", "serve TLS with this PEM certificate (chain) and the key of --tls-key").env("POPULUS_TLS_CERT"))
@@ -185,9 +179,7 @@ function buildCommand(): Command {
 }
 
 /** What parseServerConfig decided: run with a config, or exit now (help, bad flags). */
-export type ParseOutcome =
-  | { readonly kind: "run"; readonly config: ServerConfig }
-  | { readonly kind: "exit"; readonly code: number };
+export type ParseOutcome = { readonly kind: "run"; readonly config: ServerConfig } | { readonly kind: "exit"; readonly code: number };
 
 /**
  * Parses argv and env into a frozen ServerConfig. Help and version print and
@@ -210,7 +202,12 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     const e = err as { code?: string; exitCode?: number; message?: string };
     if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return { kind: "exit", code: 0 };
     // One line: commander's error, with its "(Did you mean --database?)" hint when it has one.
-    const line = errorLine.trim().split("\n").map((l) => l.trim()).filter((l) => l !== "").join(" ");
+    const line = errorLine
+      .trim()
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "")
+      .join(" ");
     throw new ConfigError((line || e.message || "bad arguments").replace(/^error: /, ""));
   } finally {
     process.env = savedEnv;
@@ -290,7 +287,10 @@ function envFlag(env: NodeJS.ProcessEnv, name: string): boolean {
 
 /** Loopback only: 127.0.0.0/8, ::1 and localhost (the only names that cannot reach another machine). */
 export function isLoopback(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1");
   if (h === "localhost") return true;
   if (isIP(h) === 4) return h.startsWith("127.");
   if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(h);

@@ -17,10 +17,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Logger } from "pino";
 
-type RequestHandler = (
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
+type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 /** A listening server on one port, with a graceful close. */
 export interface ListeningServer {

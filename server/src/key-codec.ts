@@ -121,9 +121,7 @@ function describe(attributes: KeyAttributes): string {
 export function encodeKey(key: Key, attributes: KeyAttributes, where: string): EncodedKey {
   const names = Object.keys(key.attributes);
   const mismatch = (): never => {
-    throw new InvalidKeyError(
-      `${where}: key ${describe(attributesOfLoose(key))} does not match the table's key attributes ${describe(attributes)}`,
-    );
+    throw new InvalidKeyError(`${where}: key ${describe(attributesOfLoose(key))} does not match the table's key attributes ${describe(attributes)}`);
   };
   // Before mismatch(), whose message lists the key's attributes.
   tooManyAttributes(names.length, where);
@@ -143,7 +141,9 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
   // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting.
   const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
   if (bytes > MAX_KEY_BYTES) {
-    throw new InvalidKeyError(`${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`);
+    throw new InvalidKeyError(
+      `${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`,
+    );
   }
   return { hash: hashKeyJson(json), json };
 }
@@ -211,7 +211,7 @@ function isWellFormed(text: string): boolean {
 
 /** What a column-form value of `type` must look like, for error messages. */
 const COLUMN_VALUE_FORM: Record<AttributeKind, string> = {
-  int64: "a decimal string within int64 (e.g. \"42\")",
+  int64: 'a decimal string within int64 (e.g. "42")',
   string: "a string (well-formed UTF-16)",
   double: "a finite number",
   bool: "true or false",
@@ -224,7 +224,9 @@ const COLUMN_VALUE_FORM: Record<AttributeKind, string> = {
  */
 export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: string): EncodedKey {
   if (key === null || typeof key !== "object" || Array.isArray(key)) {
-    throw new InvalidKeyError(`${where}: a key must be a JSON object of attribute values, got ${key === null ? "null" : Array.isArray(key) ? "an array" : typeof key}`);
+    throw new InvalidKeyError(
+      `${where}: a key must be a JSON object of attribute values, got ${key === null ? "null" : Array.isArray(key) ? "an array" : typeof key}`,
+    );
   }
   const record = key as Record<string, unknown>;
   let n = 0;
@@ -236,7 +238,8 @@ export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: st
   let json = "";
   for (let i = 0; i < attributes.length; i++) {
     const attr = attributes[i] as KeyAttributeDef;
-    if (!Object.hasOwn(record, attr.name)) throw new InvalidKeyError(`${where}: the key has no attribute "${attr.name}" of key_attributes ${describe(attributes)}`);
+    if (!Object.hasOwn(record, attr.name))
+      throw new InvalidKeyError(`${where}: the key has no attribute "${attr.name}" of key_attributes ${describe(attributes)}`);
     const value = canonicalJsonValue(attr.type, record[attr.name]);
     if (value === undefined) throw new InvalidKeyError(`${where}: attribute "${attr.name}" is ${attr.type}: its value must be ${COLUMN_VALUE_FORM[attr.type]}`);
     json += prefixes[i] + value;
@@ -244,7 +247,9 @@ export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: st
   json += "}";
   const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
   if (bytes > MAX_KEY_BYTES) {
-    throw new InvalidKeyError(`${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`);
+    throw new InvalidKeyError(
+      `${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`,
+    );
   }
   return { hash: hashKeyJson(json), json };
 }
@@ -307,11 +312,7 @@ export function decodeKey(json: string, attributes: KeyAttributes): Key {
  * Turns a restriction (attribute name to value) into conditions on the
  * canonical JSON, checked against the table's attributes.
  */
-export function encodeRestriction(
-  restriction: { [name: string]: Value },
-  attributes: KeyAttributes,
-  where: string,
-): AttributeCondition[] {
+export function encodeRestriction(restriction: { [name: string]: Value }, attributes: KeyAttributes, where: string): AttributeCondition[] {
   return Object.keys(restriction)
     .sort()
     .map((name) => {

@@ -104,7 +104,8 @@ async function main(): Promise<void> {
     fail(1, `cannot listen on ${config.host}:${config.port}: ${describeStartupError(err)}`),
   );
   const url = `${tls === undefined ? "http" : "https"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
-  if (tokens === null && config.insecure) logger.warn({ host: config.host }, "no tokens configured: JobService is open to anyone who reaches this address (--insecure)");
+  if (tokens === null && config.insecure)
+    logger.warn({ host: config.host }, "no tokens configured: JobService is open to anyone who reaches this address (--insecure)");
   // Counts only: never a token, nor its hash.
   const auth = tokens === null ? "none" : tokens.roleCounts;
 
@@ -182,7 +183,9 @@ function readTls(certFile: string, keyFile: string): TlsFiles {
     createSecureContext(files);
   } catch (err) {
     const reason = (err as { message?: string }).message?.split("\n")[0] ?? "unusable";
-    throw new ConfigError(`--tls-cert ${certFile} with --tls-key ${keyFile}: ${/mismatch/i.test(reason) ? "the key does not belong to the certificate" : reason}`);
+    throw new ConfigError(
+      `--tls-cert ${certFile} with --tls-key ${keyFile}: ${/mismatch/i.test(reason) ? "the key does not belong to the certificate" : reason}`,
+    );
   }
   return files;
 }

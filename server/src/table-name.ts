@@ -29,7 +29,7 @@ export function toSnakeCase(name: string): string {
 
 /** Validates a table name; throws InvalidRequestError saying what is allowed. */
 export function parseTableName(name: string): TableName {
-  if (name === "") throw new InvalidRequestError("table is required (e.g. \"ProcessedData\")");
+  if (name === "") throw new InvalidRequestError('table is required (e.g. "ProcessedData")');
   if (!TABLE_NAME.test(name)) {
     throw new InvalidRequestError(
       `table "${name.slice(0, 80)}" is not a valid name; use letters, digits and underscores, starting with a letter, at most 64 characters`,

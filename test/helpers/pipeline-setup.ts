@@ -87,7 +87,11 @@ export interface Worker {
  * SIGKILLed after the file's tests if still running. `detached` gives it a
  * process group of its own (to signal the group, as a terminal's Ctrl-C does).
  */
-export function startWorker(script: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; detached?: boolean; exitWithinMs?: number } = {}): Worker {
+export function startWorker(
+  script: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; detached?: boolean; exitWithinMs?: number } = {},
+): Worker {
   const started = Date.now();
   const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -101,7 +105,8 @@ export function startWorker(script: string, args: readonly string[], options: { 
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<Exit>((resolve, reject) => {
     const limit = options.exitWithinMs;
-    const timer = limit === undefined ? undefined : setTimeout(() => reject(new Error(`worker still running after ${limit / 1000} s: ${stderr.trim()}`)), limit);
+    const timer =
+      limit === undefined ? undefined : setTimeout(() => reject(new Error(`worker still running after ${limit / 1000} s: ${stderr.trim()}`)), limit);
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
       children.delete(child);
@@ -122,7 +127,10 @@ export function startWorker(script: string, args: readonly string[], options: { 
 export async function waitFor(what: string, check: () => boolean, worker?: Worker, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
   let gone: Exit | undefined;
-  void worker?.exited.then((e) => (gone = e), () => undefined);
+  void worker?.exited.then(
+    (e) => (gone = e),
+    () => undefined,
+  );
   while (!check()) {
     if (gone !== undefined) throw new Error(`waiting for ${what}: the worker exited first (${gone.signal ?? gone.code}): ${gone.stderr.trim()}`);
     if (Date.now() > deadline) throw new Error(`waiting for ${what}: timed out after ${ms} ms`);

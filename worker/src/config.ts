@@ -69,7 +69,10 @@ function secondsInRange(name: string, min: number, max: number) {
 
 /** --table may be repeated; POPULUS_TABLES is a comma-separated list. */
 function tableList(value: string, previous: string[] | undefined): string[] {
-  const names = value.split(",").map((n) => n.trim()).filter((n) => n !== "");
+  const names = value
+    .split(",")
+    .map((n) => n.trim())
+    .filter((n) => n !== "");
   for (const n of names) {
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(n)) throw new InvalidArgumentError(`--table "${n}" is not a table name (letters, digits and underscores)`);
   }
@@ -88,30 +91,56 @@ function serverUrl(value: string): string {
 }
 
 function buildCommand(): Command {
-  return new Command("populus-worker")
-    .description("Loads a pipeline module and keeps populating its tables through a Populus server.")
-    .addOption(new Option("--pipeline <module>", "the pipeline module (JS, or TS when run with node --import tsx)").env("POPULUS_PIPELINE"))
-    .addOption(new Option("--table <name>", "a table to populate; repeat for several (default: every exported table)").env("POPULUS_TABLES").argParser(tableList))
-    .addOption(new Option("--processes <n>", "OS processes per populate").env("POPULUS_PROCESSES").default(1).argParser(intInRange("--processes", 1, 1024)))
-    .addOption(new Option("--max-calls <n>", "stop after this many make calls in all").env("POPULUS_MAX_CALLS").argParser(intInRange("--max-calls", 1, Number.MAX_SAFE_INTEGER)))
-    .addOption(new Option("--priority <p>", "only jobs at this priority or more urgent (0-255)").env("POPULUS_PRIORITY").argParser(intInRange("--priority", 0, 255)))
-    .addOption(new Option("--once", "one pass over the tables, then exit (env POPULUS_ONCE)"))
-    .addOption(new Option("--suppress-errors", "record failed makes and go on (env POPULUS_SUPPRESS_ERRORS)"))
-    .addOption(new Option("--server <url>", "the Populus server").env("POPULUS_URL").argParser(serverUrl))
-    // A file, not the token itself: argv is visible to every user in `ps`. POPULUS_TOKEN also works.
-    .addOption(new Option("--token-file <path>", "a file holding the bearer token (or the token itself in POPULUS_TOKEN)").env("POPULUS_TOKEN_FILE"))
-    .addOption(new Option("--ca-file <path>", "PEM file of the CA of an https:// server's certificate").env("POPULUS_CA_FILE"))
-    .addOption(
-      new Option("--lease-duration <seconds>", "lease length").env("POPULUS_LEASE_DURATION").default(60).argParser(secondsInRange("--lease-duration", 1, 86_400)),
-    )
-    .addOption(new Option("--grace <seconds>", "on SIGTERM/SIGINT, how long running makes may finish").env("POPULUS_GRACE").default(30).argParser(secondsInRange("--grace", 0, 86_400)))
-    .addOption(
-      new Option("--idle-wait <seconds>", "longest wait between passes that found nothing to do").env("POPULUS_IDLE_WAIT").default(10).argParser(secondsInRange("--idle-wait", 1, 3600)),
-    )
-    .addOption(new Option("--log-level <level>", "log level").env("POPULUS_LOG_LEVEL").choices(LOG_LEVELS).default("info"))
-    .helpOption("-h, --help", "show this help")
-    .showSuggestionAfterError(true)
-    .allowExcessArguments(false);
+  return (
+    new Command("populus-worker")
+      .description("Loads a pipeline module and keeps populating its tables through a Populus server.")
+      .addOption(new Option("--pipeline <module>", "the pipeline module (JS, or TS when run with node --import tsx)").env("POPULUS_PIPELINE"))
+      .addOption(
+        new Option("--table <name>", "a table to populate; repeat for several (default: every exported table)").env("POPULUS_TABLES").argParser(tableList),
+      )
+      .addOption(
+        new Option("--processes <n>", "OS processes per populate")
+          .env("POPULUS_PROCESSES")
+          .default(1)
+          .argParser(intInRange("--processes", 1, 1024)),
+      )
+      .addOption(
+        new Option("--max-calls <n>", "stop after this many make calls in all")
+          .env("POPULUS_MAX_CALLS")
+          .argParser(intInRange("--max-calls", 1, Number.MAX_SAFE_INTEGER)),
+      )
+      .addOption(
+        new Option("--priority <p>", "only jobs at this priority or more urgent (0-255)").env("POPULUS_PRIORITY").argParser(intInRange("--priority", 0, 255)),
+      )
+      .addOption(new Option("--once", "one pass over the tables, then exit (env POPULUS_ONCE)"))
+      .addOption(new Option("--suppress-errors", "record failed makes and go on (env POPULUS_SUPPRESS_ERRORS)"))
+      .addOption(new Option("--server <url>", "the Populus server").env("POPULUS_URL").argParser(serverUrl))
+      // A file, not the token itself: argv is visible to every user in `ps`. POPULUS_TOKEN also works.
+      .addOption(new Option("--token-file <path>", "a file holding the bearer token (or the token itself in POPULUS_TOKEN)").env("POPULUS_TOKEN_FILE"))
+      .addOption(new Option("--ca-file <path>", "PEM file of the CA of an https:// server's certificate").env("POPULUS_CA_FILE"))
+      .addOption(
+        new Option("--lease-duration <seconds>", "lease length")
+          .env("POPULUS_LEASE_DURATION")
+          .default(60)
+          .argParser(secondsInRange("--lease-duration", 1, 86_400)),
+      )
+      .addOption(
+        new Option("--grace <seconds>", "on SIGTERM/SIGINT, how long running makes may finish")
+          .env("POPULUS_GRACE")
+          .default(30)
+          .argParser(secondsInRange("--grace", 0, 86_400)),
+      )
+      .addOption(
+        new Option("--idle-wait <seconds>", "longest wait between passes that found nothing to do")
+          .env("POPULUS_IDLE_WAIT")
+          .default(10)
+          .argParser(secondsInRange("--idle-wait", 1, 3600)),
+      )
+      .addOption(new Option("--log-level <level>", "log level").env("POPULUS_LOG_LEVEL").choices(LOG_LEVELS).default("info"))
+      .helpOption("-h, --help", "show this help")
+      .showSuggestionAfterError(true)
+      .allowExcessArguments(false)
+  );
 }
 
 /**
@@ -151,7 +180,12 @@ export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   } catch (err) {
     const e = err as { code?: string; message?: string };
     if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return { kind: "exit", code: 0 };
-    const line = errorLine.trim().split("\n").map((l) => l.trim()).filter((l) => l !== "").join(" ");
+    const line = errorLine
+      .trim()
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "")
+      .join(" ");
     throw new ConfigError((line || e.message || "bad arguments").replace(/^error: /, ""));
   } finally {
     process.env = savedEnv;

@@ -30,7 +30,14 @@ export class PipelineLoadError extends Error {
  */
 function isTable(v: unknown): v is PipelineTable {
   const t = v as Partial<Record<"name" | "populate" | "jobs" | "connectOptions", unknown>> | null;
-  return typeof v === "object" && t !== null && typeof t.name === "string" && typeof t.populate === "function" && typeof t.jobs === "object" && typeof t.connectOptions === "object";
+  return (
+    typeof v === "object" &&
+    t !== null &&
+    typeof t.name === "string" &&
+    typeof t.populate === "function" &&
+    typeof t.jobs === "object" &&
+    typeof t.connectOptions === "object"
+  );
 }
 
 /** Imports the module (`spec`: a path relative to `cwd`, or a file: URL) and answers its tables by name, in export-name order. */

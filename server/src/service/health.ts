@@ -56,9 +56,7 @@ export function createHealthService(state: HealthState): ServiceImpl<typeof Heal
     check(req) {
       const status = state.status(req.service);
       if (status === undefined) {
-        throw new ServiceNotFoundError(
-          `unknown service "${req.service}": this server reports ${state.services.map((s) => JSON.stringify(s)).join(" and ")}`,
-        );
+        throw new ServiceNotFoundError(`unknown service "${req.service}": this server reports ${state.services.map((s) => JSON.stringify(s)).join(" and ")}`);
       }
       return { status };
     },

@@ -353,4 +353,3 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     },
   };
 }
-

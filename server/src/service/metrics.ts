@@ -35,7 +35,12 @@ export class ServerMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "populus_server_" });
     this.reservations = new Counter({ name: "populus_reservations_total", help: "Jobs leased by Reserve on this replica.", labelNames: ["table"], registers });
-    this.completions = new Counter({ name: "populus_completions_total", help: "Results committed by Complete on this replica.", labelNames: ["table"], registers });
+    this.completions = new Counter({
+      name: "populus_completions_total",
+      help: "Results committed by Complete on this replica.",
+      labelNames: ["table"],
+      registers,
+    });
     this.failures = new Counter({ name: "populus_failures_total", help: "Failures recorded by Fail on this replica.", labelNames: ["table"], registers });
     this.leaseExpiries = new Counter({
       name: "populus_lease_expiries_total",

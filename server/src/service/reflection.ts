@@ -103,7 +103,9 @@ export class ReflectionIndex {
         return { case: "listServicesResponse", value: { service: this.serviceNames.map((name) => ({ name })) } };
       case "fileByFilename": {
         const file = this.registry.getFile(query.value);
-        return file ? this.withImports(file) : notFound(`file "${query.value}" not found; list_services names the services, file_containing_symbol finds their files`);
+        return file
+          ? this.withImports(file)
+          : notFound(`file "${query.value}" not found; list_services names the services, file_containing_symbol finds their files`);
       }
       case "fileContainingSymbol": {
         const file = this.symbols.get(query.value.replace(/^\./, ""));
@@ -124,7 +126,8 @@ export class ReflectionIndex {
           case: "errorResponse",
           value: {
             errorCode: Code.InvalidArgument,
-            errorMessage: "empty request: set one of file_by_filename, file_containing_symbol, file_containing_extension, all_extension_numbers_of_type, list_services",
+            errorMessage:
+              "empty request: set one of file_by_filename, file_containing_symbol, file_containing_extension, all_extension_numbers_of_type, list_services",
           },
         };
     }

@@ -148,7 +148,9 @@ function refreshKeysInColumns(req: RefreshRequest, attributes: KeyAttributes | n
   if (parsed.length === 0) return { keyAttributes: null, keys: [] };
   const declared = declaredAttributes(req.keyAttributes, "Refresh");
   if (attributes !== null && !sameAttributes(attributes, declared)) {
-    throw new InvalidKeyError(`Refresh: key_attributes ${describeAttributes(declared)} do not match the table's key attributes ${describeAttributes(attributes)}`);
+    throw new InvalidKeyError(
+      `Refresh: key_attributes ${describeAttributes(declared)} do not match the table's key attributes ${describeAttributes(attributes)}`,
+    );
   }
   const keyAttributes = attributes ?? declared;
   return { keyAttributes, keys: parsed.map((k, i) => encodeJsonKey(k, keyAttributes, `Refresh keys_json[${i}]`)) };
@@ -219,8 +221,10 @@ function resultsOfJsonText(text: string, count: number): unknown[] {
   } catch (err) {
     throw new InvalidRequestError(`Complete: results_json is not JSON (${(err as Error).message.slice(0, 200)})`);
   }
-  if (!Array.isArray(parsed)) throw new InvalidRequestError(`Complete: results_json must be a JSON array with one result record per lease token, got ${kindOf(parsed)}`);
-  if (parsed.length !== count) throw new InvalidRequestError(`Complete: ${count} lease_tokens but ${parsed.length} results in results_json; give one result per lease`);
+  if (!Array.isArray(parsed))
+    throw new InvalidRequestError(`Complete: results_json must be a JSON array with one result record per lease token, got ${kindOf(parsed)}`);
+  if (parsed.length !== count)
+    throw new InvalidRequestError(`Complete: ${count} lease_tokens but ${parsed.length} results in results_json; give one result per lease`);
   return parsed;
 }
 
@@ -245,7 +249,9 @@ export function validateComplete(req: CompleteRequest): Completion[] {
   }
   const leaseTokens = columns ? req.leaseTokens : req.completions.map((c) => c.leaseToken);
   if (leaseTokens.length === 0) {
-    throw new InvalidRequestError(columns ? "Complete: lease_tokens is empty; give the lease of each result in results_json" : "Complete: completions is empty; give at least one result");
+    throw new InvalidRequestError(
+      columns ? "Complete: lease_tokens is empty; give the lease of each result in results_json" : "Complete: completions is empty; give at least one result",
+    );
   }
   tokens(leaseTokens, "Complete");
   const fromJson = columns ? resultsOfJsonText(req.resultsJson, leaseTokens.length) : [];
@@ -255,7 +261,9 @@ export function validateComplete(req: CompleteRequest): Completion[] {
     const resultJson = columns ? resultOfJsonValue(fromJson[i], where) : resultOfStruct(req.completions[i]?.result, where);
     const bytes = Buffer.byteLength(resultJson, "utf8");
     if (bytes > MAX_RESULT_BYTES) {
-      throw new InvalidRequestError(`${where} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`);
+      throw new InvalidRequestError(
+        `${where} is ${bytes} bytes as JSON; at most ${MAX_RESULT_BYTES} are allowed (store large data elsewhere and return a reference)`,
+      );
     }
     total += bytes;
     return { leaseToken, resultJson };
@@ -269,8 +277,7 @@ export function validateComplete(req: CompleteRequest): Completion[] {
 export function validateFail(req: FailRequest) {
   const [token] = tokens([req.leaseToken], "Fail");
   // The message is cut to 2047 characters by the store (DataJoint's limit); the stack only needs a bound.
-  const errorStack =
-    req.errorStack.length > MAX_ERROR_STACK ? req.errorStack.slice(0, MAX_ERROR_STACK - TRUNCATED.length) + TRUNCATED : req.errorStack;
+  const errorStack = req.errorStack.length > MAX_ERROR_STACK ? req.errorStack.slice(0, MAX_ERROR_STACK - TRUNCATED.length) + TRUNCATED : req.errorStack;
   return { leaseToken: token as string, errorMessage: req.errorMessage, errorStack };
 }
 

@@ -20,7 +20,7 @@
  * than COUNTS_ONLY_MESSAGES_PER_S counts messages a second.
  */
 import { setTimeout as delay } from "node:timers/promises";
-import { ChangeFeed } from "./change-feed.js";
+import type { ChangeFeed } from "./change-feed.js";
 import type { ChangeRow, CountName, JobEventRecord } from "../store/change-log.js";
 import type { JobStore, ProgressCounts } from "../store/store.js";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -92,17 +92,13 @@ class Watcher {
     if (this.failure !== null) return;
     if (this.countsOnly) {
       // Only the newest counts matter to a counts-only watcher.
-      if (this.queue.length > 0 && this.queue[this.queue.length - 1]!.events.length === 0) this.queue.pop();
+      if (this.queue.at(-1)?.events.length === 0) this.queue.pop();
       this.queue.push(message.events.length === 0 ? message : { ...message, events: [] });
     } else {
       this.queue.push(message);
       this.queuedEvents += message.events.length;
       if (this.queuedEvents > this.maxQueuedEvents) {
-        this.fail(
-          new LimitExceededError(
-            `this Watch stream fell more than ${this.maxQueuedEvents} events behind; reconnect with the last cursor received`,
-          ),
-        );
+        this.fail(new LimitExceededError(`this Watch stream fell more than ${this.maxQueuedEvents} events behind; reconnect with the last cursor received`));
       }
     }
     this.wake?.();
@@ -189,7 +185,8 @@ export class WatchHub {
 
   close(): void {
     this.stopListening();
-    for (const s of this.tables.values()) for (const w of s.watchers) w.fail(new ConnectError("the server is shutting down; reconnect with the last cursor", Code.Unavailable));
+    for (const s of this.tables.values())
+      for (const w of s.watchers) w.fail(new ConnectError("the server is shutting down; reconnect with the last cursor", Code.Unavailable));
   }
 
   /** The messages of one Watch stream of a declared table, until the signal aborts. */
@@ -211,8 +208,10 @@ export class WatchHub {
         for (let after = o.cursor; after < from; ) {
           const rows = (await this.store.readChanges(after, this.catchUpBatch, table)).filter((r) => r.id <= from);
           if (rows.length === 0) break;
-          for (const row of rows) yield { cursor: row.id, progress: null, events: timedEvents(row) };
-          after = rows[rows.length - 1]!.id;
+          for (const row of rows) {
+            yield { cursor: row.id, progress: null, events: timedEvents(row) };
+            after = row.id;
+          }
         }
       }
       yield { cursor, progress: countsThen, events: [] };
@@ -240,9 +239,7 @@ export class WatchHub {
       throw new InvalidRequestError(`cursor "${cursor}" was not issued by this server (the newest change is ${bounds.lastId})`);
     }
     if (cursor < bounds.prunedThrough) {
-      throw new CursorExpiredError(
-        `cursor "${cursor}" is older than the kept changes (pruned through ${bounds.prunedThrough}); start again without a cursor`,
-      );
+      throw new CursorExpiredError(`cursor "${cursor}" is older than the kept changes (pruned through ${bounds.prunedThrough}); start again without a cursor`);
     }
   }
 

@@ -131,11 +131,7 @@ export interface HeldLease {
 }
 
 /** The change of a Complete: the held jobs leave reserved (to success or deleted) and `written` target rows appear. */
-export function completionChange(
-  held: readonly { key_json: string; worker_id: string | null }[],
-  written: number,
-  keepCompleted: boolean,
-): Change {
+export function completionChange(held: readonly { key_json: string; worker_id: string | null }[], written: number, keepCompleted: boolean): Change {
   const change = new Change().move("reserved", keepCompleted ? "success" : null, held.length).move(null, "target", written);
   const byWorker = new Map<string, string[]>();
   for (const row of held) {
@@ -160,5 +156,8 @@ export function releaseChange(held: ReadonlyMap<string, HeldLease>): Change {
 export function ignoreChange(keys: readonly { json: string }[], statusesBefore: readonly JobStatusName[]): Change {
   const change = new Change().move(null, "ignore", keys.length - statusesBefore.length);
   for (const status of statusesBefore) change.move(status, "ignore", 1);
-  return change.jobs("ignore", keys.map((k) => k.json));
+  return change.jobs(
+    "ignore",
+    keys.map((k) => k.json),
+  );
 }

@@ -291,11 +291,9 @@ export class MysqlStore implements JobStore {
   private async table(name: string): Promise<DeclaredTable> {
     const cached = this.tables.get(name);
     if (cached !== undefined) return cached;
-    const [row] = await this.rows<TableRow>(
-      this.dataSource,
-      "SELECT name, display_name, key_attributes, create_time FROM `~populus_tables` WHERE name = ?",
-      [name],
-    );
+    const [row] = await this.rows<TableRow>(this.dataSource, "SELECT name, display_name, key_attributes, create_time FROM `~populus_tables` WHERE name = ?", [
+      name,
+    ]);
     if (row === undefined) throw new TableNotFoundError(name);
     // Key attributes never change once declared, so the cache cannot go stale.
     const def = toDeclaredTable(row);
@@ -404,9 +402,7 @@ export class MysqlStore implements JobStore {
       let removed = 0;
       let rePended = 0;
       if (final) {
-        const [carried] = state.staging
-          ? await this.rows(q, "SELECT 1 AS x FROM `~populus_refresh_keys` WHERE refresh = ? LIMIT 1", [staging])
-          : [];
+        const [carried] = state.staging ? await this.rows(q, "SELECT 1 AS x FROM `~populus_refresh_keys` WHERE refresh = ? LIMIT 1", [staging]) : [];
         if (carried !== undefined) {
           /*
            * Stale removal: jobs older than the stale timeout whose key is not in this refresh's key source.
@@ -553,7 +549,10 @@ export class MysqlStore implements JobStore {
         back.map((r) => r.id),
       );
       change.move("reserved", "pending", back.length);
-      change.jobs("pending", back.map((r) => r.key_json));
+      change.jobs(
+        "pending",
+        back.map((r) => r.key_json),
+      );
     }
     return rows.length;
   }
@@ -613,7 +612,11 @@ export class MysqlStore implements JobStore {
          WHERE id IN (${placeholders(rows.length)})`,
         [prefix, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, ...rows.map((r) => r.id)],
       );
-      const change = new Change().move("pending", "reserved", rows.length).jobs("reserved", rows.map((r) => r.key_json), { workerId: w.workerId });
+      const change = new Change().move("pending", "reserved", rows.length).jobs(
+        "reserved",
+        rows.map((r) => r.key_json),
+        { workerId: w.workerId },
+      );
       await this.logChange(q, input.table, change, input.now);
       return rows.map((row) => ({
         keyJson: row.key_json,
@@ -824,7 +827,6 @@ export class MysqlStore implements JobStore {
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
     const jobs = jobsTable(table);
     await this.table(table);
-    const statusSql = statuses.length > 0 ? ` AND status IN (${placeholders(statuses.length)})` : "";
     // One DELETE per status, so the change log gets exact counts. SQLite: the same statements.
     const each = statuses.length > 0 ? statuses : JOB_STATUSES;
     return this.tx(async (q) => {
@@ -860,7 +862,10 @@ export class MysqlStore implements JobStore {
           `SELECT status FROM ${jobs} WHERE key_hash IN (${placeholders(chunk.length)}) FOR UPDATE`,
           chunk.map((k) => k.hash),
         );
-        const change = ignoreChange(chunk, before.map((r) => r.status));
+        const change = ignoreChange(
+          chunk,
+          before.map((r) => r.status),
+        );
         const params: Param[] = [];
         for (const k of chunk) params.push(k.hash, k.json, now, now);
         /*

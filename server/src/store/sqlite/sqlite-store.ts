@@ -263,8 +263,7 @@ export class SqliteStore implements JobStore {
         this.db.prepare(`UPDATE "~populus_tables" SET last_refresh_time = ? WHERE name = ?`).run(input.now, input.table);
       }
       change.move(null, "pending", added);
-      const orphaned =
-        input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change);
+      const orphaned = input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change);
       this.logChange(input.table, change, input.now);
       return { added, removed, orphaned, rePended };
     });
@@ -332,9 +331,14 @@ export class SqliteStore implements JobStore {
     }
     if (back.length > 0) {
       this.db
-        .prepare(`UPDATE ${jobs} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`)
+        .prepare(
+          `UPDATE ${jobs} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
+        )
         .run(...back.map((r) => r.id));
-      change.move("reserved", "pending", back.length).jobs("pending", back.map((r) => r.key_json));
+      change.move("reserved", "pending", back.length).jobs(
+        "pending",
+        back.map((r) => r.key_json),
+      );
     }
     return rows.length;
   }
@@ -349,18 +353,16 @@ export class SqliteStore implements JobStore {
        * Params: now, [max priority], [restriction values], limit. Returns: ids, keys, attempts.
        * MySQL: the same SELECT with FOR UPDATE SKIP LOCKED inside a READ COMMITTED transaction.
        */
-      const rows = this
-        .prepared(
-          `SELECT id, key_json, priority, attempts FROM ${jobs}
+      const rows = this.prepared(
+        `SELECT id, key_json, priority, attempts FROM ${jobs}
            WHERE status = 'pending' AND scheduled_time <= ?${input.maxPriority === null ? "" : " AND priority <= ?"}${restriction.sql}
            ORDER BY priority, scheduled_time, id LIMIT ?`,
-        )
-        .all(
-          input.now,
-          ...(input.maxPriority === null ? [] : [input.maxPriority]),
-          ...restriction.params,
-          input.maxJobs,
-        ) as { id: number; key_json: string; priority: number; attempts: number }[];
+      ).all(input.now, ...(input.maxPriority === null ? [] : [input.maxPriority]), ...restriction.params, input.maxJobs) as {
+        id: number;
+        key_json: string;
+        priority: number;
+        attempts: number;
+      }[];
       if (rows.length === 0) return [];
       const prefix = randomBytes(16).toString("hex");
       const expire = input.now + input.leaseMs;
@@ -381,7 +383,15 @@ export class SqliteStore implements JobStore {
         lease.run(token, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, row.id);
         return { keyJson: row.key_json, leaseToken: token, leaseExpireTime: expire, attempt: row.attempts + 1, priority: row.priority };
       });
-      this.logChange(input.table, new Change().move("pending", "reserved", rows.length).jobs("reserved", rows.map((r) => r.key_json), { workerId: w.workerId }), input.now);
+      this.logChange(
+        input.table,
+        new Change().move("pending", "reserved", rows.length).jobs(
+          "reserved",
+          rows.map((r) => r.key_json),
+          { workerId: w.workerId },
+        ),
+        input.now,
+      );
       return grants;
     });
   }
@@ -397,7 +407,9 @@ export class SqliteStore implements JobStore {
        * MySQL: the same SELECT ... FOR UPDATE, so a concurrent sweep cannot take them mid-commit.
        */
       const leases = leaseFilter(tokens);
-      const held = this.prepared(`SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} WHERE ${HELD} AND ${leases.sql}`).all(...leases.params) as { id: number; key_hash: string; key_json: string; lease_token: string; worker_id: string | null }[];
+      const held = this.prepared(`SELECT id, key_hash, key_json, lease_token, worker_id FROM ${jobs} WHERE ${HELD} AND ${leases.sql}`).all(
+        ...leases.params,
+      ) as { id: number; key_hash: string; key_json: string; lease_token: string; worker_id: string | null }[];
       const byToken = new Map(held.map((r) => [r.lease_token, r]));
       const notHeld = tokens.filter((t) => !byToken.has(t));
       let alreadyCommitted = 0;
@@ -502,9 +514,7 @@ export class SqliteStore implements JobStore {
     return this.tx(() => {
       const held = this.heldTokens(jobs, tokens);
       // Extend every held lease in one statement. MySQL: the same UPDATE.
-      this.db
-        .prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE ${HELD} AND ${leaseFilter(tokens).sql}`)
-        .run(expire, ...leaseFilter(tokens).params);
+      this.db.prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE ${HELD} AND ${leaseFilter(tokens).sql}`).run(expire, ...leaseFilter(tokens).params);
       const setProgress = this.db.prepare(`UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND id = ? AND lease_token = ?`);
       for (const p of progress) if (held.has(p.leaseToken)) setProgress.run(p.progress, p.message, leaseJobId(p.leaseToken), p.leaseToken);
       return { lost: tokens.filter((t) => !held.has(t)), leaseExpireTime: expire };
@@ -568,13 +578,7 @@ export class SqliteStore implements JobStore {
          }${restriction.sql}
          ORDER BY priority, scheduled_time, id LIMIT ?`,
       )
-      .all(
-        ...after,
-        ...filter.statuses,
-        ...(filter.maxPriority === null ? [] : [filter.maxPriority]),
-        ...restriction.params,
-        page.pageSize + 1,
-      ) as JobRow[];
+      .all(...after, ...filter.statuses, ...(filter.maxPriority === null ? [] : [filter.maxPriority]), ...restriction.params, page.pageSize + 1) as JobRow[];
     return jobPage(rows, page.pageSize);
   }
 
@@ -651,7 +655,9 @@ export class SqliteStore implements JobStore {
 
   async readChanges(afterId: number, limit: number, table: string | null): Promise<ChangeRow[]> {
     const rows = this.db
-      .prepare(`SELECT id, table_name, time, deltas, events FROM "~populus_events" WHERE id > ?${table === null ? "" : " AND table_name = ?"} ORDER BY id LIMIT ?`)
+      .prepare(
+        `SELECT id, table_name, time, deltas, events FROM "~populus_events" WHERE id > ?${table === null ? "" : " AND table_name = ?"} ORDER BY id LIMIT ?`,
+      )
       .all(afterId, ...(table === null ? [] : [table]), limit) as { id: number; table_name: string; time: number; deltas: string; events: string }[];
     return rows.map(parseChangeRow);
   }
@@ -680,7 +686,9 @@ export class SqliteStore implements JobStore {
       const through = this.db.prepare(`SELECT MAX(id) FROM "~populus_events" WHERE time < ?`).pluck().get(before) as number | null;
       if (through === null) return 0;
       this.db
-        .prepare(`INSERT INTO "~populus_meta" (name, value) VALUES ('events_pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`)
+        .prepare(
+          `INSERT INTO "~populus_meta" (name, value) VALUES ('events_pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`,
+        )
         .run(through);
       return this.db.prepare(`DELETE FROM "~populus_events" WHERE id <= ?`).run(through).changes;
     });

@@ -59,6 +59,7 @@ import {
   WORKER_LOST_MESSAGE,
 } from "../store.js";
 import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
+import { TurnsPerKey } from "../turns.js";
 
 /** The migrations, in order; numbered alike for SQLite. */
 export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002];
@@ -203,6 +204,12 @@ function errno(err: unknown): number | undefined {
 export class MysqlStore implements JobStore {
   readonly dialect = "mysql" as const;
   private readonly tables = new Map<string, DeclaredTable>();
+  /**
+   * This replica's Reserves of one table take turns: run at once, each one's SKIP LOCKED scan
+   * stepped over the rows the others had just locked (up to a batch of 1,000 per worker) before
+   * reaching free ones. Replicas still reserve side by side, through SKIP LOCKED.
+   */
+  private readonly reserveTurns = new TurnsPerKey();
   /** Pooled connections whose session is set up for our transactions (prepareSession). */
   private readonly preparedConnections = new WeakSet<object>();
 
@@ -570,7 +577,7 @@ export class MysqlStore implements JobStore {
     await this.table(input.table);
     const ready = readyFilter(input);
     for (let attempt = 1; ; attempt++) {
-      const leases = await this.reserveOnce(input, ready);
+      const leases = await this.reserveTurns.run(input.table, () => this.reserveOnce(input, ready));
       if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || !(await this.anyReady(input.table, ready))) return leases;
       await new Promise((r) => setTimeout(r, LOCKED_READY_PAUSE_MS));
     }

@@ -428,7 +428,8 @@ export class MysqlStore implements JobStore {
             removed += n;
           }
         }
-        await this.run(q, "DELETE FROM `~populus_refreshes` WHERE refresh = ?", [staging]);
+        // A refresh of one call wrote no ~populus_refreshes row (refreshState): one round trip fewer.
+        if (input.refreshId !== null) await this.run(q, "DELETE FROM `~populus_refreshes` WHERE refresh = ?", [staging]);
         dropStaging = state.staging;
         // Re-pend kept success jobs whose key left the target. SQLite: the same statement.
         rePended = await this.run(

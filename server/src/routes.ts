@@ -12,6 +12,7 @@ import { toConnectError } from "./errors.js";
 import { createHealthService, type HealthState } from "./service/health.js";
 import { createJobService } from "./service/job-service.js";
 import { ReflectionIndex, reflectionV1, reflectionV1alpha } from "./service/reflection.js";
+import { answerUndecodableBodiesAsInvalid } from "./service/undecodable-bodies.js";
 import type { ServerMetrics } from "./service/metrics.js";
 import type { WatchHub } from "./service/watch-hub.js";
 import type { WorkNotifier } from "./service/work-notifier.js";
@@ -61,5 +62,6 @@ export function routes(deps: RouteDeps) {
     const reflection = new ReflectionIndex([...router.handlers.map((h) => h.service), ServerReflection, ServerReflectionV1alpha]);
     router.service(ServerReflection, reflectionV1(reflection));
     router.service(ServerReflectionV1alpha, reflectionV1alpha(reflection));
+    answerUndecodableBodiesAsInvalid(router);
   };
 }

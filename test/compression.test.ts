@@ -11,28 +11,16 @@ import { JobService, ReserveRequestSchema, ReserveResponseSchema } from "../clie
 import { connect } from "node:http2";
 import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { createTestDatabase, type TestDatabase } from "./helpers/databases.js";
 import { keys } from "./helpers/jobs-client.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 
-let db: TestDatabase;
-let server: ServerProcess;
-
-test.before(async () => {
-  db = await createTestDatabase("sqlite");
-  server = await startServer({ database: db.url });
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await db?.drop();
-});
+const server = sqliteServerPerFile(test);
 
 const WORKER = { workerId: "w", host: "h", pid: 1, user: "u", codeVersion: "" };
 
 test("Connect: a client that accepts gzip gets an uncompressed answer; a gzipped request is taken", async (t) => {
   const refresh = JSON.stringify({ table: "Gzipped", keys: Array.from({ length: 100 }, (_, i) => ({ attributes: { id: { intValue: String(i) } } })) });
-  const sent = await fetch(`${server.url}/populus.v1.JobService/Refresh`, {
+  const sent = await fetch(`${server().url}/populus.v1.JobService/Refresh`, {
     method: "POST",
     headers: { "content-type": "application/json", "content-encoding": "gzip", "accept-encoding": "gzip" },
     body: gzipSync(refresh),
@@ -40,7 +28,7 @@ test("Connect: a client that accepts gzip gets an uncompressed answer; a gzipped
   t.is(sent.status, 200, await sent.clone().text());
   t.like(await sent.json(), { added: "100" });
 
-  const reserved = await fetch(`${server.url}/populus.v1.JobService/Reserve`, {
+  const reserved = await fetch(`${server().url}/populus.v1.JobService/Reserve`, {
     method: "POST",
     headers: { "content-type": "application/json", "accept-encoding": "gzip, br" },
     body: JSON.stringify({ table: "Gzipped", maxJobs: 50, worker: WORKER }),
@@ -54,12 +42,12 @@ test("Connect: a client that accepts gzip gets an uncompressed answer; a gzipped
 test("gRPC: gzipped requests are taken, and each answer's message comes with its compressed flag off to a client that accepts gzip", async (t) => {
   const rpc = createClient(
     JobService,
-    createGrpcTransport({ baseUrl: server.url, sendCompression: compressionGzip, acceptCompression: [compressionGzip], compressMinBytes: 1 }),
+    createGrpcTransport({ baseUrl: server().url, sendCompression: compressionGzip, acceptCompression: [compressionGzip], compressMinBytes: 1 }),
   );
   t.like(await rpc.refresh({ table: "GrpcGzipped", keys: keys(0, 100) }), { added: 100n });
 
   // The envelope's first byte is the compressed flag: read it off the wire.
-  const session = connect(server.url);
+  const session = connect(server().url);
   try {
     const request = toBinary(ReserveRequestSchema, create(ReserveRequestSchema, { table: "GrpcGzipped", maxJobs: 50, worker: WORKER }));
     const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), Buffer.from(request)]);

@@ -5,25 +5,13 @@
  * (int64 as decimal strings, enums by name, fields in lowerCamelCase).
  */
 import test from "ava";
-import { createTestDatabase, type TestDatabase } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 
-let db: TestDatabase;
-let server: ServerProcess;
-
-test.before(async () => {
-  db = await createTestDatabase("sqlite");
-  server = await startServer({ database: db.url });
-});
-
-test.after.always(async (t) => {
-  if (server !== undefined) t.is(await server.stop(), 0, "server exits 0 on SIGTERM");
-  await db?.drop();
-});
+const server = sqliteServerPerFile(test);
 
 /** POSTs JSON to a JobService RPC and answers the status, content type and parsed body. */
 async function post(rpc: string, body: unknown): Promise<{ status: number; contentType: string | null; json: unknown }> {
-  const res = await fetch(`${server.url}/populus.v1.JobService/${rpc}`, {
+  const res = await fetch(`${server().url}/populus.v1.JobService/${rpc}`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),

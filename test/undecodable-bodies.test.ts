@@ -6,21 +6,9 @@
  */
 import http2 from "node:http2";
 import test from "ava";
-import { createTestDatabase, type TestDatabase } from "./helpers/databases.js";
-import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 
-let db: TestDatabase;
-let server: ServerProcess;
-
-test.before(async () => {
-  db = await createTestDatabase("sqlite");
-  server = await startServer({ database: db.url });
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await db?.drop();
-});
+const server = sqliteServerPerFile(test);
 
 /** A ReserveRequest whose field 1 (table, length-delimited) claims more bytes than follow: "premature EOF". */
 const TRUNCATED = Buffer.from([0x0a, 0x7f, 0x41]);
@@ -55,7 +43,7 @@ interface Answer {
 
 /** One HTTP/2 POST over cleartext. */
 async function post(path: string, headers: http2.OutgoingHttpHeaders, body: Buffer): Promise<Answer> {
-  const session = http2.connect(server.url);
+  const session = http2.connect(server().url);
   try {
     return await new Promise<Answer>((resolve, reject) => {
       const stream = session.request({ ":method": "POST", ":path": path, ...headers });

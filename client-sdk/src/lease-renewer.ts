@@ -144,6 +144,8 @@ function run(init: RenewerInit, port: MessagePort): void {
     else if (held.has(m.token)) held.set(m.token, { fraction: m.fraction, message: m.message });
   });
 
+  // proto3 JSON takes a Duration as seconds with at most 9 decimals ("1.5s"); populate allows 1 to 86,400 s.
+  const leaseDuration = `${Number(init.leaseDurationS.toFixed(9))}s`;
   const beat = async () => {
     const tokens = [...held.keys()];
     for (let i = 0; i < tokens.length; i += HEARTBEAT_BATCH) {
@@ -154,7 +156,7 @@ function run(init: RenewerInit, port: MessagePort): void {
       });
       const progress = sent.map(({ leaseToken, p }) => ({ leaseToken, progress: p.fraction, message: p.message }));
       try {
-        const answer = await client.call({ table: init.table, leaseTokens: batch, leaseDuration: `${init.leaseDurationS}s`, progress });
+        const answer = await client.call({ table: init.table, leaseTokens: batch, leaseDuration, progress });
         // Progress is sent once; a newer report that arrived meanwhile goes with the next beat.
         for (const { leaseToken, p } of sent) if (held.get(leaseToken) === p) held.set(leaseToken, undefined);
         // A lease the loop dropped while the call was in flight is no news to it.

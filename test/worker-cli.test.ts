@@ -15,6 +15,7 @@
  * Pipeline: fixtures/worker-pipeline.ts (calls recorded in $WORKER_TEST_DIR).
  */
 import test from "ava";
+import BetterSqlite3 from "better-sqlite3";
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -275,6 +276,65 @@ for (const dialect of dialects) {
       `attempts: ${pending.map((j) => j.attempts).join(",")}`,
     );
   });
+
+  if (dialect === "sqlite") {
+    test("sqlite: the server is SIGKILLed mid-run and started again on the same file: the file is intact, every key commits once, nothing stays reserved", async (t) => {
+      const database = await createTestDatabase("sqlite");
+      let server = await startServer({ database: database.url });
+      const dir = mkdtempSync(join(tmpdir(), "populus-worker-sigkill-"));
+      try {
+        // Not --once: a Reserve whose answer died with the server leaves its jobs reserved until
+        // their 2 s leases expire, and the worker's next passes take them then.
+        const w = runWorker(["--pipeline", PIPELINE, "--table", "Restart", "--server", server.url, "--lease-duration", "2", "--idle-wait", "1"], {
+          WORKER_TEST_DIR: dir,
+        });
+        await until("five makes", () => calls(dir, "Restart").length >= 5, w.exited);
+        // Results committed before the kill, read back through the server: each must survive it as it was.
+        const early = connect({ url: server.url });
+        let committed: { id: number; at: number | undefined }[] = [];
+        try {
+          const deadline = Date.now() + 20_000;
+          while (committed.length === 0 && Date.now() < deadline) {
+            committed = (await table(early, "Restart").fetch()).map((r) => ({ id: Number(r.key.id), at: r.completeTime?.getTime() }));
+          }
+        } finally {
+          early.close();
+        }
+        t.true(committed.length > 0, "some results committed before the kill");
+        await server.kill();
+        const file = new BetterSqlite3(database.url.replace(/^sqlite:/, ""), { readonly: true });
+        try {
+          t.is(file.pragma("integrity_check", { simple: true }), "ok", "the file is intact after the SIGKILL");
+        } finally {
+          file.close();
+        }
+        server = await startServer({ database: database.url, args: ["--port", String(server.port)] });
+        const db = connect({ url: server.url });
+        const Restart = table(db, "Restart");
+        try {
+          const deadline = Date.now() + 45_000;
+          while ((await Restart.jobs.progress()).target < 30 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+          w.child.kill("SIGTERM");
+          const exit = await w.exited;
+          t.is(exit.code, 0, exit.stderr + exit.stdout);
+          t.deepEqual(sortedIds((await Restart.fetch()).map((r) => ({ id: Number(r.key.id) }))), range(30), "every key committed, once");
+          t.like(await Restart.jobs.progress(), { pending: 0, reserved: 0, error: 0, target: 30 });
+          const after = new Map((await Restart.fetch()).map((r) => [Number(r.key.id), r.completeTime?.getTime()]));
+          for (const c of committed) t.is(after.get(c.id), c.at, `key ${c.id}'s result, committed before the kill, is kept as it was`);
+          // A make whose commit died with the server may run again; its result still commits once.
+          const made = sortedIds(calls(dir, "Restart"));
+          t.deepEqual([...new Set(made)], range(30), "every key made");
+          t.true(made.length <= 60, `makes: ${made.length}`);
+        } finally {
+          db.close();
+        }
+      } finally {
+        await server.stop();
+        await database.drop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 
   test(`${dialect}: the server stops mid-run and starts again on the same database and port: the worker finishes, every key made exactly once`, async (t) => {
     // Its own server: this test stops it.

@@ -97,13 +97,17 @@ export function attributesOf(key: Key, where: string): KeyAttributes {
   if (names.length === 0) throw new InvalidKeyError(`${where}: the key has no attributes`);
   tooManyAttributes(names.length, where);
   return names.map((name) => {
-    if (!ATTRIBUTE_NAME.test(name)) {
-      throw new InvalidKeyError(
-        `${where}: attribute name "${name.slice(0, 80)}" is not allowed; use letters, digits and underscores (at most 64, not starting with a digit)`,
-      );
-    }
+    checkAttributeName(name, where);
     return { name, type: canonicalValue(name, key.attributes[name] as Value, where).kind };
   });
+}
+
+function checkAttributeName(name: string, where: string): void {
+  if (!ATTRIBUTE_NAME.test(name)) {
+    throw new InvalidKeyError(
+      `${where}: attribute name "${name.slice(0, 80)}" is not allowed; use letters, digits and underscores (at most 64, not starting with a digit)`,
+    );
+  }
 }
 
 function tooManyAttributes(n: number, where: string): void {
@@ -137,7 +141,11 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
     if (c.kind !== attr.type) mismatch();
     json += prefixes[i] + JSON.stringify(c.json);
   }
-  json += "}";
+  return encodedKey(`${json}}`, where);
+}
+
+/** A key's canonical JSON with its hash, once it is known to be at most MAX_KEY_BYTES. */
+function encodedKey(json: string, where: string): EncodedKey {
   // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting.
   const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
   if (bytes > MAX_KEY_BYTES) {
@@ -163,11 +171,7 @@ export function declaredAttributes(declared: readonly { name: string; type: Attr
   if (declared.length === 0) throw new InvalidKeyError(`${where}: key_attributes is empty; name each key attribute and its type`);
   tooManyAttributes(declared.length, where);
   const out = declared.map(({ name, type }) => {
-    if (!ATTRIBUTE_NAME.test(name)) {
-      throw new InvalidKeyError(
-        `${where}: attribute name "${name.slice(0, 80)}" is not allowed; use letters, digits and underscores (at most 64, not starting with a digit)`,
-      );
-    }
+    checkAttributeName(name, where);
     const kind = KIND_OF_PROTO[type];
     if (kind === undefined) throw new InvalidKeyError(`${where}: attribute "${name}" has no type; set INT64, STRING, DOUBLE or BOOL`);
     return { name, type: kind };
@@ -204,6 +208,11 @@ function canonicalJsonValue(type: AttributeKind, value: unknown): string | undef
   }
 }
 
+/** What a parsed JSON value is, for error messages: "null", "an array", "object", "string", "number" or "boolean". */
+export function jsonKindOf(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+}
+
 /** String.prototype.isWellFormed (Node 20 has it; the ES2023 typings this build targets do not). */
 function isWellFormed(text: string): boolean {
   return (text as string & { isWellFormed(): boolean }).isWellFormed();
@@ -224,9 +233,7 @@ const COLUMN_VALUE_FORM: Record<AttributeKind, string> = {
  */
 export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: string): EncodedKey {
   if (key === null || typeof key !== "object" || Array.isArray(key)) {
-    throw new InvalidKeyError(
-      `${where}: a key must be a JSON object of attribute values, got ${key === null ? "null" : Array.isArray(key) ? "an array" : typeof key}`,
-    );
+    throw new InvalidKeyError(`${where}: a key must be a JSON object of attribute values, got ${jsonKindOf(key)}`);
   }
   const record = key as Record<string, unknown>;
   let n = 0;
@@ -244,14 +251,7 @@ export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: st
     if (value === undefined) throw new InvalidKeyError(`${where}: attribute "${attr.name}" is ${attr.type}: its value must be ${COLUMN_VALUE_FORM[attr.type]}`);
     json += prefixes[i] + value;
   }
-  json += "}";
-  const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
-  if (bytes > MAX_KEY_BYTES) {
-    throw new InvalidKeyError(
-      `${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`,
-    );
-  }
-  return { hash: hashKeyJson(json), json };
+  return encodedKey(`${json}}`, where);
 }
 
 /** `{"a":`, `,"b":`, …: the canonical JSON before each attribute's value, made once per table definition. */

@@ -56,7 +56,7 @@ export function progressMessage(table: string, c: ProgressCounts): MessageInitSh
   };
 }
 
-/** A table's key attributes as KeyAttribute messages, made once per table definition (Reserve sends them with json_keys). */
+/** A table's key attributes as KeyAttribute messages, made once per table definition (ListTables, and Reserve's columns). */
 const keyAttributeCache = new WeakMap<KeyAttributes, KeyAttribute[]>();
 function keyAttributeMessages(attributes: KeyAttributes): KeyAttribute[] {
   let messages = keyAttributeCache.get(attributes);
@@ -325,7 +325,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
           tables.map(async (t) => ({
             name: t.name,
             displayName: t.displayName,
-            keyAttributes: t.keyAttributes.map((a) => ({ name: a.name, type: attributeTypeToProto(a.type) })),
+            keyAttributes: keyAttributeMessages(t.keyAttributes),
             createTime: timestampFromMs(t.createTime),
             progress: progressMessage(t.name, await store.getProgress(t.name)),
           })),

@@ -21,7 +21,16 @@ import type {
 } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { JobStatus, type Key, type WorkerIdentity } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { InvalidKeyError, InvalidRequestError, LimitExceededError } from "../errors.js";
-import { attributesOf, declaredAttributes, type EncodedKey, encodeJsonKey, encodeKey, encodeRestriction, type KeyAttributes } from "../key-codec.js";
+import {
+  attributesOf,
+  declaredAttributes,
+  type EncodedKey,
+  encodeJsonKey,
+  encodeKey,
+  encodeRestriction,
+  jsonKindOf,
+  type KeyAttributes,
+} from "../key-codec.js";
 import { describeAttributes, sameAttributes } from "../store/row-mapping.js";
 import type { Completion, JobFilter, JobStatusName, LeaseProgressInput, PageRequest, WorkerInfo } from "../store/store.js";
 
@@ -131,18 +140,22 @@ function page(pageSize: number, pageToken: string, tokenPattern: RegExp): PageRe
   return { pageSize: pageSize === 0 ? DEFAULT_PAGE : pageSize, after: pageToken === "" ? null : pageToken };
 }
 
+/** A request field of JSON text, parsed; INVALID_ARGUMENT naming `field` when it is not JSON. */
+function parseJsonField(text: string, field: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new InvalidRequestError(`${field} is not JSON (${(err as Error).message.slice(0, 200)})`);
+  }
+}
+
 /**
  * A column-form Refresh's keys (keys_json with key_attributes): the declared attributes must be the
  * table's when it exists; each key is encoded as the same key sent as a Key message would be.
  */
 function refreshKeysInColumns(req: RefreshRequest, attributes: KeyAttributes | null): { keyAttributes: KeyAttributes | null; keys: EncodedKey[] } {
   if (req.keys.length > 0) throw new InvalidRequestError("Refresh: give keys or keys_json, not both");
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(req.keysJson);
-  } catch (err) {
-    throw new InvalidRequestError(`Refresh: keys_json is not JSON (${(err as Error).message.slice(0, 200)})`);
-  }
+  const parsed = parseJsonField(req.keysJson, "Refresh: keys_json");
   if (!Array.isArray(parsed)) throw new InvalidRequestError("Refresh: keys_json must be a JSON array of keys");
   countLimit(parsed.length, MAX_KEYS_PER_CALL, "keys", "send a large key source as several calls sharing one refresh_id");
   if (parsed.length === 0) return { keyAttributes: null, keys: [] };
@@ -215,14 +228,9 @@ function resultOfStruct(result: JsonObject | undefined, where: string): string {
 
 /** The results of a Complete in columns: results_json parsed as an array of one object per lease token. */
 function resultsOfJsonText(text: string, count: number): unknown[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidRequestError(`Complete: results_json is not JSON (${(err as Error).message.slice(0, 200)})`);
-  }
+  const parsed = parseJsonField(text, "Complete: results_json");
   if (!Array.isArray(parsed))
-    throw new InvalidRequestError(`Complete: results_json must be a JSON array with one result record per lease token, got ${kindOf(parsed)}`);
+    throw new InvalidRequestError(`Complete: results_json must be a JSON array with one result record per lease token, got ${jsonKindOf(parsed)}`);
   if (parsed.length !== count)
     throw new InvalidRequestError(`Complete: ${count} lease_tokens but ${parsed.length} results in results_json; give one result per lease`);
   return parsed;
@@ -231,14 +239,10 @@ function resultsOfJsonText(text: string, count: number): unknown[] {
 /** One result record of results_json, checked as a Struct would be, as compact JSON text (as a Struct's text is). */
 function resultOfJsonValue(value: unknown, where: string): string {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new InvalidRequestError(`${where} must be a JSON object (the result record), got ${kindOf(value)}`);
+    throw new InvalidRequestError(`${where} must be a JSON object (the result record), got ${jsonKindOf(value)}`);
   }
   checkDepth(value, where);
   return JSON.stringify(value);
-}
-
-function kindOf(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }
 
 /** Complete's results, from completions or from lease_tokens with results_json. */

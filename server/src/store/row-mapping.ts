@@ -81,7 +81,7 @@ export interface TargetRow {
   complete_time: Num;
 }
 
-export function toTargetRecord(row: TargetRow): StoredTarget {
+export function toStoredTarget(row: TargetRow): StoredTarget {
   return { keyJson: row.key_json, resultJson: row.result_json, completeTime: num(row.complete_time) };
 }
 
@@ -177,5 +177,5 @@ export function jobPage(rows: readonly JobRow[], pageSize: number): Page<JobReco
 
 /** A ListTargets page, continued after its last key hash. */
 export function targetPage(rows: readonly TargetRow[], pageSize: number): Page<StoredTarget> {
-  return pageOf(rows, pageSize, toTargetRecord, (r) => r.key_hash);
+  return pageOf(rows, pageSize, toStoredTarget, (r) => r.key_hash);
 }

@@ -111,6 +111,8 @@ function placeholders(n: number): string {
   return new Array(n).fill("?").join(",");
 }
 
+type SqlFilter = ReturnType<typeof leaseFilter>;
+
 /** Statements kept prepared; past this many the cache starts again (a statement's text names its table and batch size). */
 const MAX_PREPARED = 512;
 
@@ -491,8 +493,7 @@ export class SqliteStore implements JobStore {
   }
 
   /** The given leases that are still held, with their keys and holders. MySQL: the same SELECT ... FOR UPDATE. */
-  private heldTokens(jobs: string, tokens: readonly string[]): Map<string, HeldLease> {
-    const filter = leaseFilter(tokens);
+  private heldTokens(jobs: string, filter: SqlFilter): Map<string, HeldLease> {
     const rows = this.prepared(`SELECT lease_token, key_json, worker_id FROM ${jobs} WHERE ${HELD} AND ${filter.sql}`).all(...filter.params) as {
       lease_token: string;
       key_json: string;
@@ -511,10 +512,11 @@ export class SqliteStore implements JobStore {
     const jobs = jobsTable(table);
     this.table(table);
     const expire = now + leaseMs;
+    const leases = leaseFilter(tokens);
     return this.tx(() => {
-      const held = this.heldTokens(jobs, tokens);
+      const held = this.heldTokens(jobs, leases);
       // Extend every held lease in one statement. MySQL: the same UPDATE.
-      this.db.prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE ${HELD} AND ${leaseFilter(tokens).sql}`).run(expire, ...leaseFilter(tokens).params);
+      this.db.prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE ${HELD} AND ${leases.sql}`).run(expire, ...leases.params);
       const setProgress = this.db.prepare(`UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND id = ? AND lease_token = ?`);
       for (const p of progress) if (held.has(p.leaseToken)) setProgress.run(p.progress, p.message, leaseJobId(p.leaseToken), p.leaseToken);
       return { lost: tokens.filter((t) => !held.has(t)), leaseExpireTime: expire };
@@ -524,8 +526,9 @@ export class SqliteStore implements JobStore {
   async release(table: string, tokens: readonly string[]): Promise<{ released: number; lost: string[] }> {
     const jobs = jobsTable(table);
     this.table(table);
+    const leases = leaseFilter(tokens);
     return this.tx(() => {
-      const held = this.heldTokens(jobs, tokens);
+      const held = this.heldTokens(jobs, leases);
       /*
        * Give leases back without charging an attempt. Params: tokens. Returns: rows released.
        * MySQL: the same UPDATE.
@@ -533,9 +536,9 @@ export class SqliteStore implements JobStore {
       const released = this.db
         .prepare(
           `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = MAX(attempts - 1, 0)
-           WHERE ${HELD} AND ${leaseFilter(tokens).sql}`,
+           WHERE ${HELD} AND ${leases.sql}`,
         )
-        .run(...leaseFilter(tokens).params).changes;
+        .run(...leases.params).changes;
       this.logChange(table, releaseChange(held), Date.now());
       return { released, lost: tokens.filter((t) => !held.has(t)) };
     });

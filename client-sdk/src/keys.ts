@@ -106,55 +106,60 @@ function columnText(kind: ValueKind, v: unknown): string {
  * messages when they do not (the server then names the key that does not match).
  */
 export class RefreshKeys {
+  /** The keys taken in columns, kept to be turned into Key messages should a later key not fit. */
   readonly #keys: unknown[] = [];
   readonly #texts: string[] = [];
   /** The first key's attribute names, sorted, with their wire types. */
   #shape: { readonly names: string[]; readonly kinds: ValueKind[] } | undefined;
-  #mixed = false;
+  /** Every key as a Key message, once one did not fit the columns. */
+  #messages: Key[] | undefined;
 
   get length(): number {
-    return this.#keys.length;
+    return this.#messages?.length ?? this.#texts.length;
   }
 
   /** Adds a key; throws InvalidArgumentError for a key that is no key at all (as toProtoKey does). */
   add(key: unknown): void {
-    if (typeof key !== "object" || key === null || Array.isArray(key)) toProtoKey(key);
-    const record = key as Record<string, unknown>;
-    if (this.#mixed) {
-      toProtoKey(key);
-      this.#keys.push(key);
-      return;
+    if (this.#messages === undefined) {
+      const text = this.#columnText(key);
+      if (text !== undefined) {
+        this.#keys.push(key);
+        this.#texts.push(text);
+        return;
+      }
+      // Another set of attributes or types: the call goes as Key messages, and the server says which key differs.
+      this.#messages = this.#keys.map(toProtoKey);
     }
+    this.#messages.push(toProtoKey(key));
+  }
+
+  /** The key's canonical JSON text, or undefined when it has not the first key's attributes and types (or is no object). */
+  #columnText(key: unknown): string | undefined {
+    if (typeof key !== "object" || key === null || Array.isArray(key)) return undefined;
+    const record = key as Record<string, unknown>;
     if (this.#shape === undefined) {
       const names = Object.keys(record).sort();
-      if (names.length === 0) toProtoKey(key);
+      if (names.length === 0) return undefined;
       this.#shape = { names, kinds: names.map((name) => kindOf(name, record[name])) };
     }
     const { names, kinds } = this.#shape;
     let n = 0;
     for (const name in record) if (Object.hasOwn(record, name)) n++;
+    if (n !== names.length) return undefined;
     let text = "{";
-    for (let i = 0; i < names.length && n === names.length; i++) {
+    for (let i = 0; i < names.length; i++) {
       const name = names[i] as string;
-      const v = Object.hasOwn(record, name) ? record[name] : undefined;
-      const kind = v === undefined ? undefined : kindOf(name, v);
-      if (kind === undefined || kind !== kinds[i]) n = -1;
-      else text += `${i === 0 ? "" : ","}${JSON.stringify(name)}:${columnText(kind, v)}`;
+      if (!Object.hasOwn(record, name)) return undefined;
+      const kind = kindOf(name, record[name]);
+      if (kind !== kinds[i]) return undefined;
+      text += `${i === 0 ? "" : ","}${JSON.stringify(name)}:${columnText(kind, record[name])}`;
     }
-    if (n !== names.length) {
-      // Another set of attributes or types: the call goes as Key messages, and the server says which key differs.
-      toProtoKey(key);
-      this.#mixed = true;
-      this.#keys.push(key);
-      return;
-    }
-    this.#keys.push(key);
-    this.#texts.push(`${text}}`);
+    return `${text}}`;
   }
 
   /** The call's keys: in columns, or as Key messages when they do not share one set of attributes. */
   fields(): { keys: Key[]; keysJson: string; keyAttributes: KeyAttribute[] } {
-    if (this.#mixed || this.#shape === undefined) return { keys: this.#keys.map(toProtoKey), keysJson: "", keyAttributes: [] };
+    if (this.#messages !== undefined || this.#shape === undefined) return { keys: this.#messages ?? [], keysJson: "", keyAttributes: [] };
     const { names, kinds } = this.#shape;
     return {
       keys: [],

@@ -23,7 +23,7 @@ import { Code } from "@connectrpc/connect";
 import test, { type ExecutionContext } from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
-import type { RefreshResponse } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import type { Lease, RefreshResponse } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { AttributeType, type Job, JobStatus, LeaseLostDetailSchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import {
@@ -952,6 +952,88 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title: "request id: a repeated Reserve answers the leases the first one granted and leases nothing more, while any is held",
+    async run(t, { client }) {
+      const table = "RepeatedReserve";
+      await client.refresh({ table, keys: keys(1, 11) });
+      const expiry = (l: { leaseExpireTime?: Parameters<typeof timestampMs>[0] }) =>
+        l.leaseExpireTime === undefined ? undefined : timestampMs(l.leaseExpireTime);
+      const leaseOf = (l: Lease) => [idOf(l.key), l.leaseToken, l.attempt, l.priority, expiry(l)];
+      const first = await client.reserve({ table, maxJobs: 3, worker: WORKER, requestId: "batch-1" });
+      t.deepEqual(
+        first.leases.map((l) => idOf(l.key)),
+        [1, 2, 3],
+      );
+      const again = await client.reserve({ table, maxJobs: 3, worker: WORKER, requestId: "batch-1" });
+      t.deepEqual(again.leases.map(leaseOf), first.leases.map(leaseOf), "the same jobs, tokens, attempts and expiry");
+      t.deepEqual(await counts(client, table), only({ pending: 7, reserved: 3, remaining: 10 }), "nothing more leased");
+      const columns = await client.reserve({ table, maxJobs: 3, worker: WORKER, requestId: "batch-1", asColumns: true });
+      t.deepEqual(
+        columns.columns?.leaseTokens,
+        first.leases.map((l) => l.leaseToken),
+        "the same leases in columns",
+      );
+
+      // Another id, or none, leases the next jobs.
+      const other = await client.reserve({ table, maxJobs: 2, worker: WORKER, requestId: "batch-2" });
+      t.deepEqual(
+        other.leases.map((l) => idOf(l.key)),
+        [4, 5],
+      );
+      const anonymous = await client.reserve({ table, maxJobs: 1, worker: WORKER });
+      t.deepEqual(
+        anonymous.leases.map((l) => idOf(l.key)),
+        [6],
+      );
+
+      // Once part of the batch is committed, a repeat answers the rest, with their extended expiry.
+      const [done, ...rest] = first.leases;
+      await client.complete({ table, completions: [{ leaseToken: done!.leaseToken, result: { ok: true } }] });
+      const extended = await client.heartbeat({ table, leaseTokens: rest.map((l) => l.leaseToken), leaseDuration: seconds(600) });
+      const partial = await client.reserve({ table, maxJobs: 3, worker: WORKER, requestId: "batch-1" });
+      t.deepEqual(
+        partial.leases.map((l) => [idOf(l.key), l.leaseToken, expiry(l)]),
+        rest.map((l) => [idOf(l.key), l.leaseToken, expiry(extended)]),
+      );
+
+      // Once none of its leases is held, the id leases anew: new jobs, new tokens.
+      await client.complete({ table, completions: rest.map((l) => ({ leaseToken: l.leaseToken, result: { ok: true } })) });
+      const fresh = await client.reserve({ table, maxJobs: 3, worker: WORKER, requestId: "batch-1" });
+      t.deepEqual(
+        fresh.leases.map((l) => idOf(l.key)),
+        [7, 8, 9],
+      );
+      t.deepEqual(await counts(client, table), only({ pending: 1, reserved: 6, target: 3, remaining: 7 }));
+      const repeatOfFresh = await client.reserve({ table, maxJobs: 3, worker: WORKER, requestId: "batch-1" });
+      t.deepEqual(repeatOfFresh.leases.map(leaseOf), fresh.leases.map(leaseOf));
+
+      // The id is per table: the same id on another table leases that table's jobs.
+      await client.refresh({ table: "RepeatedReserveOther", keys: keys(1, 3) });
+      const elsewhere = await client.reserve({ table: "RepeatedReserveOther", maxJobs: 3, worker: WORKER, requestId: "batch-1" });
+      t.deepEqual(
+        elsewhere.leases.map((l) => idOf(l.key)),
+        [1, 2],
+      );
+    },
+  },
+  {
+    title: "request id: past the lease length it asked for, a Reserve's id leases anew",
+    async run(t, { client }) {
+      const table = "RepeatedReserveExpired";
+      await client.refresh({ table, keys: keys(1, 5) });
+      const first = await client.reserve({ table, maxJobs: 2, worker: WORKER, requestId: "short", leaseDuration: seconds(1) });
+      t.is(first.leases.length, 2);
+      await sleep(1_200);
+      const later = await client.reserve({ table, maxJobs: 2, worker: WORKER, requestId: "short", leaseDuration: seconds(60) });
+      t.is(later.leases.length, 2);
+      t.notDeepEqual(
+        later.leases.map((l) => l.leaseToken),
+        first.leases.map((l) => l.leaseToken),
+        "new leases",
+      );
+    },
+  },
+  {
     title: "bad input: each bad request answers its code and message and changes nothing",
     async run(t, { client }) {
       const table = "BadInput";
@@ -1063,6 +1145,18 @@ const scenarios: Scenario[] = [
         ],
         ["Reserve with a negative wait", () => client.reserve({ table, maxJobs: 1, wait: neg }), InvalidArgument, /wait must not be negative/],
         ["Reserve with max_jobs 0", () => client.reserve({ table, maxJobs: 0 }), InvalidArgument, /max_jobs must be at least 1/],
+        [
+          "Reserve with a request_id containing a space",
+          () => client.reserve({ table, maxJobs: 1, requestId: "two words" }),
+          InvalidArgument,
+          /request_id must be 1-128 printable ASCII characters without spaces/,
+        ],
+        [
+          "Reserve with a request_id of 129 characters",
+          () => client.reserve({ table, maxJobs: 1, requestId: "r".repeat(129) }),
+          InvalidArgument,
+          /request_id must be 1-128 printable ASCII characters without spaces/,
+        ],
         ["Reserve with max_jobs 1001", () => client.reserve({ table, maxJobs: 1001 }), InvalidArgument, /max_jobs must be at most 1000/],
         [
           "Reserve restricted by an unknown attribute",

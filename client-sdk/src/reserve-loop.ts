@@ -23,6 +23,7 @@
  * running when the stop's grace period ended → released, and make's promise
  * is no longer waited for.
  */
+import { randomUUID } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { InvalidArgumentError, LeaseLostError, ResourceExhaustedError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
 import type { CompleteRequest, Completion, ReserveResponse } from "./gen/populus/v1/job_service_pb.js";
@@ -391,6 +392,9 @@ async function reserveBatch(
       },
       leaseDuration: durationOf(leaseDurationS),
       asColumns: true,
+      // One id for this Reserve and every retry of it (rpc.ts resends this request): a retry after an
+      // answer lost on the way back gets the jobs that answer leased, not a second batch.
+      requestId: randomUUID(),
     });
   } catch (err) {
     if (err instanceof TableNotFoundError) return undefined;

@@ -9,7 +9,8 @@
  * the same way. Every JobService RPC the
  * SDK sends is safe to repeat: Complete and Fail answer OK for a repeat of a
  * call that committed (promise 2), Refresh is a set operation (promise 4),
- * and a repeated Reserve at worst leases jobs whose leases then expire.
+ * and a Reserve carries a request id, so a repeat answers the leases the
+ * first one granted (reserve-loop.ts).
  * The SDK never sends a batch above the server's limits (reserve-loop.ts
  * sizes Complete calls by their bytes on the wire), so a
  * RESOURCE_EXHAUSTED it sees is load, not size.

@@ -206,7 +206,18 @@ export function validateReserve(req: ReserveRequest, attributes: KeyAttributes) 
     worker: worker(req.worker),
     leaseMs,
     waitMs: durationMs(req.wait, "wait", 0, MAX_WAIT_MS),
+    requestId: requestId(req.requestId),
   };
+}
+
+/** Printable ASCII without spaces: a UUID or any other id a client makes fits, and it logs and stores as is. */
+const REQUEST_ID_SYNTAX = /^[\x21-\x7e]{1,128}$/;
+
+/** Reserve's request_id; null when absent (every call then leases anew). */
+function requestId(id: string): string | null {
+  if (id === "") return null;
+  if (!REQUEST_ID_SYNTAX.test(id)) throw new InvalidRequestError("request_id must be 1-128 printable ASCII characters without spaces");
+  return id;
 }
 
 /** Throws when a result nests deeper than MAX_RESULT_DEPTH; iterative, so a hostile depth cannot overflow the stack here. */

@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import type { KeyAttributes } from "../key-codec.js";
-import type { JobRecord, JobStatusName, Page, DeclaredTable, StoredTarget } from "./store.js";
+import type { DeclaredTable, JobRecord, JobStatusName, LeaseGrant, Page, StoredTarget } from "./store.js";
 
 /** Columns every job query selects, in this order. */
 export const JOB_COLUMNS =
@@ -143,6 +143,42 @@ export function stagingId(table: string, refreshId: string): string {
 export function leaseJobId(token: string): number {
   const m = /^[0-9a-f]{32}-([0-9a-z]{1,11})$/.exec(token);
   return m === null ? -1 : parseInt(m[1] as string, 36);
+}
+
+/** A row of `~populus_reserve_requests`: the batch one Reserve with a request id leased. */
+export interface ReserveRequestRow {
+  readonly lease_prefix: string;
+  /** The leased job ids, comma-separated, in the order they were granted. */
+  readonly job_ids: string;
+}
+
+/** The lease tokens a recorded Reserve granted, in the order it granted them. */
+export function requestLeaseTokens(request: ReserveRequestRow): string[] {
+  return request.job_ids.split(",").map((id) => leaseToken(request.lease_prefix, Number(id)));
+}
+
+/** A job a recorded Reserve leased that its lease still holds, as read back for a repeated Reserve. */
+export interface HeldGrantRow {
+  readonly lease_token: string;
+  readonly key_json: string;
+  readonly priority: Num;
+  readonly attempts: Num;
+  readonly lease_expire_time: Num;
+}
+
+/**
+ * A repeated Reserve's answer: the recorded batch's leases still held, in the order first granted,
+ * each with its current expiry (a Heartbeat may have extended it) and the attempt it was charged.
+ */
+export function repeatedGrants(tokens: readonly string[], held: readonly HeldGrantRow[]): LeaseGrant[] {
+  const byToken = new Map(held.map((r) => [r.lease_token, r]));
+  const grants: LeaseGrant[] = [];
+  for (const token of tokens) {
+    const r = byToken.get(token);
+    if (r === undefined) continue;
+    grants.push({ keyJson: r.key_json, leaseToken: token, leaseExpireTime: num(r.lease_expire_time), attempt: num(r.attempts), priority: num(r.priority) });
+  }
+  return grants;
 }
 
 /** `id IN (...) AND lease_token IN (...)`: the rows these leases hold (a token names its own id). */

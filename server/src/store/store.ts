@@ -84,6 +84,12 @@ export interface ReserveInput {
   readonly worker: WorkerInfo;
   readonly leaseMs: number;
   readonly now: number;
+  /**
+   * The client's name for this Reserve (promise 1 under retries): while the leases an earlier
+   * Reserve of the same id and table granted are held, and for at most the lease length it asked
+   * for, the store answers those leases again instead of granting more. Null: lease anew.
+   */
+  readonly requestId: string | null;
 }
 
 /** A job leased to a worker. */

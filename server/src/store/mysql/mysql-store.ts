@@ -18,6 +18,7 @@ import type { AttributeCondition, EncodedKey } from "../../key-codec.js";
 import { Change, type ChangeRow, completionChange, type HeldLease, ignoreChange, parseChangeRow, releaseChange } from "../change-log.js";
 import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/mysql/0002-change-log.js";
+import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-requests.js";
 import {
   describeAttributes,
   JOB_COLUMNS,
@@ -25,8 +26,12 @@ import {
   parseJobCursor,
   type JobRow,
   leaseFilter,
+  type HeldGrantRow,
   leaseJobId,
   leaseToken,
+  repeatedGrants,
+  requestLeaseTokens,
+  type ReserveRequestRow,
   restrictionText,
   sameAttributes,
   stagingId,
@@ -62,7 +67,7 @@ import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
 import { TurnsPerKey } from "../turns.js";
 
 /** The migrations, in order; numbered alike for SQLite. */
-export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002];
+export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003];
 
 /** Rows per multi-row INSERT: ~1,000 keeps each statement far below max_allowed_packet. */
 const INSERT_CHUNK = 1000;
@@ -79,6 +84,7 @@ const LOCKED_READY_PAUSE_MS = 50;
 /** Deadlock / lock-wait retries before ABORTED. */
 const CONTENTION_RETRIES = 5;
 const RETRYABLE_ERRNO = new Set([1213 /* ER_LOCK_DEADLOCK */, 1205 /* ER_LOCK_WAIT_TIMEOUT */]);
+const ER_DUP_ENTRY = 1062;
 
 type MysqlConfig = Extract<DatabaseConfig, { dialect: "mysql" }>;
 type Param = string | number | boolean | null;
@@ -591,8 +597,23 @@ export class MysqlStore implements JobStore {
   }
 
   private async reserveOnce(input: ReserveInput, ready: SqlFilter): Promise<LeaseGrant[]> {
+    try {
+      return await this.leaseReady(input, ready);
+    } catch (err) {
+      // Another replica recorded the same request id while this one leased: its record is committed now, so answer its leases.
+      if (input.requestId !== null && errno(err) === ER_DUP_ENTRY) return this.leaseReady(input, ready);
+      throw err;
+    }
+  }
+
+  /** One Reserve's transaction: the leases of an earlier Reserve with the same request id, else the next ready jobs. */
+  private async leaseReady(input: ReserveInput, ready: SqlFilter): Promise<LeaseGrant[]> {
     const jobs = jobsTable(input.table);
     return this.tx(async (q) => {
+      if (input.requestId !== null) {
+        const repeated = await this.repeatedReserve(q, input.table, input.requestId, input.now);
+        if (repeated.length > 0) return repeated;
+      }
       /*
        * The next ready jobs in the total order priority, scheduled_time, id, skipping rows other
        * reservers hold. Params: readyFilter's, limit. SQLite: no locking clause (the IMMEDIATE
@@ -626,6 +647,16 @@ export class MysqlStore implements JobStore {
         { workerId: w.workerId },
       );
       await this.logChange(q, input.table, change, input.now);
+      if (input.requestId !== null) {
+        // A plain INSERT: a replica that recorded the same id meanwhile makes it fail (reserveOnce answers that one's leases).
+        await this.run(q, "INSERT INTO `~populus_reserve_requests` (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES (?, ?, ?, ?, ?)", [
+          input.table,
+          input.requestId,
+          prefix,
+          rows.map((r) => r.id).join(","),
+          expire,
+        ]);
+      }
       return rows.map((row) => ({
         keyJson: row.key_json,
         leaseToken: leaseToken(prefix, row.id),
@@ -796,6 +827,32 @@ export class MysqlStore implements JobStore {
     });
   }
 
+  /**
+   * The leases an earlier Reserve with this request id granted that are still held, while its lease
+   * length has not passed; empty when there is none. A record whose leases are all gone is deleted,
+   * so this Reserve's own record can take its place. SQLite: the same reads.
+   */
+  private async repeatedReserve(q: QueryRunner, table: string, requestId: string, now: number): Promise<LeaseGrant[]> {
+    const [request] = await this.rows<ReserveRequestRow & { lease_expire_time: string }>(
+      q,
+      "SELECT lease_prefix, job_ids, lease_expire_time FROM `~populus_reserve_requests` WHERE table_name = ? AND request_id = ? FOR UPDATE",
+      [table, requestId],
+    );
+    if (request === undefined) return [];
+    if (Number(request.lease_expire_time) > now) {
+      const tokens = requestLeaseTokens(request);
+      const leases = leaseFilter(tokens);
+      const held = await this.rows<HeldGrantRow>(
+        q,
+        `SELECT lease_token, key_json, priority, attempts, lease_expire_time FROM ${jobsTable(table)} ${BY_ID} WHERE status = 'reserved' AND ${leases.sql}`,
+        leases.params,
+      );
+      if (held.length > 0) return repeatedGrants(tokens, held);
+    }
+    await this.run(q, "DELETE FROM `~populus_reserve_requests` WHERE table_name = ? AND request_id = ?", [table, requestId]);
+    return [];
+  }
+
   async expireLeases(now: number): Promise<number> {
     let expired = 0;
     for (const t of await this.listTables()) {
@@ -806,6 +863,8 @@ export class MysqlStore implements JobStore {
         return n;
       });
     }
+    // Past its lease length a Reserve is not repeated (a retry leases anew), so its record can go.
+    await this.run(null, "DELETE FROM `~populus_reserve_requests` WHERE lease_expire_time <= ?", [now]);
     return expired;
   }
 

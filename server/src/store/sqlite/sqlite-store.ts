@@ -20,6 +20,7 @@ import type { AttributeCondition, EncodedKey } from "../../key-codec.js";
 import { Change, type ChangeRow, completionChange, type HeldLease, ignoreChange, parseChangeRow, releaseChange } from "../change-log.js";
 import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/sqlite/0002-change-log.js";
+import { ReserveRequests0000000000003 } from "../migrations/sqlite/0003-reserve-requests.js";
 import {
   describeAttributes,
   JOB_COLUMNS,
@@ -27,8 +28,12 @@ import {
   parseJobCursor,
   type JobRow,
   leaseFilter,
+  type HeldGrantRow,
   leaseJobId,
   leaseToken,
+  repeatedGrants,
+  requestLeaseTokens,
+  type ReserveRequestRow,
   sameAttributes,
   stagingId,
   type TableRow,
@@ -65,7 +70,7 @@ import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
 const ABANDONED_REFRESH_MS = 24 * 3600_000;
 
 /** The migrations, in order; numbered alike for MySQL. */
-export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002];
+export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003];
 
 const JOB_STATUSES: readonly JobStatusName[] = ["pending", "reserved", "success", "error", "ignore"];
 
@@ -350,6 +355,10 @@ export class SqliteStore implements JobStore {
     this.table(input.table);
     const restriction = restrictionSql(input.restriction);
     return this.tx(() => {
+      if (input.requestId !== null) {
+        const repeated = this.repeatedReserve(input.table, input.requestId, input.now);
+        if (repeated.length > 0) return repeated;
+      }
       /*
        * The next ready jobs in the total order priority, scheduled_time, id (served by the ~ready index).
        * Params: now, [max priority], [restriction values], limit. Returns: ids, keys, attempts.
@@ -385,6 +394,12 @@ export class SqliteStore implements JobStore {
         lease.run(token, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, row.id);
         return { keyJson: row.key_json, leaseToken: token, leaseExpireTime: expire, attempt: row.attempts + 1, priority: row.priority };
       });
+      if (input.requestId !== null) {
+        // Replaces a record of the same id whose leases are all gone (repeatedReserve found none held).
+        this.prepared(
+          `INSERT OR REPLACE INTO "~populus_reserve_requests" (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES (?, ?, ?, ?, ?)`,
+        ).run(input.table, input.requestId, prefix, rows.map((r) => r.id).join(","), expire);
+      }
       this.logChange(
         input.table,
         new Change().move("pending", "reserved", rows.length).jobs(
@@ -544,6 +559,23 @@ export class SqliteStore implements JobStore {
     });
   }
 
+  /**
+   * The leases an earlier Reserve with this request id granted that are still held, while its
+   * lease length has not passed; empty when there is none. MySQL: the same reads, the record locked.
+   */
+  private repeatedReserve(table: string, requestId: string, now: number): LeaseGrant[] {
+    const request = this.prepared(
+      `SELECT lease_prefix, job_ids FROM "~populus_reserve_requests" WHERE table_name = ? AND request_id = ? AND lease_expire_time > ?`,
+    ).get(table, requestId, now) as ReserveRequestRow | undefined;
+    if (request === undefined) return [];
+    const tokens = requestLeaseTokens(request);
+    const leases = leaseFilter(tokens);
+    const held = this.db
+      .prepare(`SELECT lease_token, key_json, priority, attempts, lease_expire_time FROM ${jobsTable(table)} WHERE status = 'reserved' AND ${leases.sql}`)
+      .all(...leases.params) as HeldGrantRow[];
+    return repeatedGrants(tokens, held);
+  }
+
   async expireLeases(now: number): Promise<number> {
     const tables = await this.listTables();
     let expired = 0;
@@ -555,6 +587,8 @@ export class SqliteStore implements JobStore {
         return n;
       });
     }
+    // Past its lease length a Reserve is not repeated (a retry leases anew), so its record can go.
+    this.prepared(`DELETE FROM "~populus_reserve_requests" WHERE lease_expire_time <= ?`).run(now);
     return expired;
   }
 

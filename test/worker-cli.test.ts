@@ -16,8 +16,7 @@
  */
 import test from "ava";
 import BetterSqlite3 from "better-sqlite3";
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,8 +25,8 @@ import { connect, type PopulusClient } from "../client-sdk/dist/index.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { recordedCalls } from "./helpers/pipeline-setup.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { runWorker as startWorkerProcess, type WorkerExit, type WorkerProcess } from "./helpers/worker-process.js";
 
-const WORKER_MAIN = fileURLToPath(new URL("../worker/dist/main.js", import.meta.url));
 const PIPELINE = fileURLToPath(new URL("./fixtures/worker-pipeline.ts", import.meta.url));
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -61,43 +60,17 @@ test.after.always(async () => {
   }
 });
 
-interface Exit {
-  readonly pid: number | undefined;
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  /** stdout's JSON log lines. */
-  readonly logs: Record<string, unknown>[];
-}
-
-/** Runs populus-worker with `args`; `exited` rejects if it runs longer than 60 s. */
-function runWorker(args: readonly string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; exited: Promise<Exit> } {
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER_MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  workers.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<Exit>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`populus-worker still running after 60 s; stdout: ${stdout}; stderr: ${stderr}`)), 60_000);
-    void (once(child, "exit") as Promise<[number | null]>).then(([code]) => {
-      clearTimeout(timer);
-      const logs = stdout
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-      resolve({ pid: child.pid, code, stdout, stderr, logs });
-    });
-  });
-  // Handled here too: a test that failed before awaiting it must not turn its timeout into an unhandled rejection.
-  exited.catch(() => undefined);
-  return { child, exited };
+/** Runs populus-worker with `args`, killed in teardown if still running. */
+function runWorker(args: readonly string[], env: NodeJS.ProcessEnv = {}): WorkerProcess {
+  const w = startWorkerProcess(args, env);
+  workers.add(w.child);
+  return w;
 }
 
 const calls = recordedCalls;
 
-async function until(what: string, check: () => boolean, exited: Promise<Exit>): Promise<void> {
-  let gone: Exit | undefined;
+async function until(what: string, check: () => boolean, exited: Promise<WorkerExit>): Promise<void> {
+  let gone: WorkerExit | undefined;
   void exited.then((e) => (gone = e));
   // Generous: on the shared 2-core machine under load (average 17) the CLI, tsx and two forked children took over 20 s to start.
   const deadline = Date.now() + 40_000;

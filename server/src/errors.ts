@@ -87,6 +87,11 @@ export function isUnavailableDriverError(err: unknown): boolean {
   return code !== undefined && UNAVAILABLE_DRIVER_CODES.has(code);
 }
 
+/** An error that says the database cannot be reached or used now: UNAVAILABLE. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  return err instanceof DatabaseUnavailableError || isUnavailableDriverError(err);
+}
+
 function driverCode(err: unknown): string | undefined {
   let e: unknown = err;
   // TypeORM wraps driver errors (QueryFailedError) and keeps the driver's code on itself or driverError.
@@ -120,7 +125,7 @@ export function toConnectError(err: unknown, rpc: string, logger: Logger): Conne
   if (err instanceof LimitExceededError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
   if (err instanceof CursorExpiredError) return new ConnectError(err.message, Code.OutOfRange, undefined, undefined, err);
   if (err instanceof ContentionError) return new ConnectError(err.message, Code.Aborted, undefined, undefined, err);
-  if (err instanceof DatabaseUnavailableError || isUnavailableDriverError(err)) {
+  if (isDatabaseUnavailable(err)) {
     logger.warn({ rpc, err }, "database unavailable");
     return new ConnectError("the database is unavailable; retry shortly", Code.Unavailable, undefined, undefined, err);
   }

@@ -17,6 +17,7 @@ import { createLogger } from "./logger.js";
 import { errorMappingInterceptor, routes } from "./routes.js";
 import { authInterceptor, loadTokens, type TokenTable } from "./service/auth.js";
 import { HealthState } from "./service/health.js";
+import { DatabaseProbe } from "./service/database-probe.js";
 import { PEER_ADDRESS, READ_MAX_BYTES, watchLimitInterceptor } from "./service/limits.js";
 import { ChangeFeed } from "./service/change-feed.js";
 import { ServerMetrics } from "./service/metrics.js";
@@ -78,11 +79,13 @@ async function main(): Promise<void> {
   // open call (Watch streams and long-polls stay open), not a leak.
   setMaxListeners(0, shutdown.signal);
   const health = new HealthState();
+  const databaseProbe = new DatabaseProbe(store, health, logger);
+  databaseProbe.start();
   // Outermost first. Metrics records every final code, auth refusals included; auth runs before
   // the Watch limit, which counts per authenticated token; the error mapping is innermost.
   const interceptors: Interceptor[] = [metrics.interceptor()];
   if (tokens !== null) interceptors.push(authInterceptor(tokens));
-  interceptors.push(watchLimitInterceptor(config.maxWatchStreams), errorMappingInterceptor(logger));
+  interceptors.push(watchLimitInterceptor(config.maxWatchStreams), errorMappingInterceptor(logger, (err) => databaseProbe.observe(err)));
   const rpcHandler = connectNodeAdapter({
     routes: routes({ store, notifier, hub, metrics, logger, shutdownSignal: shutdown.signal, health }),
     interceptors,
@@ -122,7 +125,10 @@ async function main(): Promise<void> {
           notifier.notifyAll();
         }
       })
-      .catch((err: unknown) => logger.warn({ err }, "lease sweep failed"))
+      .catch((err: unknown) => {
+        databaseProbe.observe(err);
+        logger.warn({ err }, "lease sweep failed");
+      })
       .finally(() => {
         sweeping = false;
       });
@@ -143,6 +149,7 @@ async function main(): Promise<void> {
     logger.info({ signal, graceSeconds: config.shutdownGraceSeconds }, "draining");
     clearInterval(sweep);
     clearInterval(prune);
+    databaseProbe.stop();
     // NOT_SERVING first: health Watch calls hear it before the abort below ends them.
     health.setServing(false);
     // Watch streams end with UNAVAILABLE, which tells clients to resume elsewhere with their cursor.

@@ -18,8 +18,12 @@ import type { WatchHub } from "./service/watch-hub.js";
 import type { WorkNotifier } from "./service/work-notifier.js";
 import type { JobStore } from "./store/store.js";
 
-/** Maps every handler error to its gRPC code in one place (errors.ts). */
-export function errorMappingInterceptor(logger: Logger): Interceptor {
+/** Maps every handler error to its gRPC code in one place (errors.ts); `observe` sees each error first. */
+export function errorMappingInterceptor(logger: Logger, observe: (err: unknown) => void = () => undefined): Interceptor {
+  const mapped = (err: unknown, rpc: string) => {
+    observe(err);
+    return toConnectError(err, rpc, logger);
+  };
   return (next) => async (req) => {
     try {
       const res = await next(req);
@@ -32,12 +36,12 @@ export function errorMappingInterceptor(logger: Logger): Interceptor {
           try {
             yield* messages;
           } catch (err) {
-            throw toConnectError(err, req.method.name, logger);
+            throw mapped(err, req.method.name);
           }
         })(),
       };
     } catch (err) {
-      throw toConnectError(err, req.method.name, logger);
+      throw mapped(err, req.method.name);
     }
   };
 }

@@ -3,7 +3,8 @@
  * `grpc-health-probe` ask. The server reports the overall status ("") and
  * populus.v1.JobService: SERVING while it runs, NOT_SERVING from SIGTERM on,
  * so traffic moves elsewhere before the drain ends the streams
- * (test/reflection-health.test.ts pins both).
+ * (test/reflection-health.test.ts pins both), and NOT_SERVING while its
+ * database does not answer (test/database-outage.test.ts).
  *
  * Failure outcomes, as doc/health-checking.md in grpc/grpc asks:
  * - Check on a service this server does not report: NOT_FOUND.
@@ -17,11 +18,15 @@ import { type Health, HealthCheckResponse_ServingStatus as ServingStatus } from 
 import { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 
 /**
- * The serving status shared by every reported service: main.ts flips it to
- * NOT_SERVING on SIGTERM, and each Watch call hears the change.
+ * The serving status shared by every reported service: NOT_SERVING from
+ * SIGTERM on (main.ts) and while the database does not answer
+ * (database-probe.ts); each Watch call hears every change.
  */
 export class HealthState {
-  private serving = true;
+  /** False from SIGTERM on. */
+  private running = true;
+  /** False while the database does not answer (database-probe.ts). */
+  private databaseReachable = true;
   private readonly listeners = new Set<() => void>();
 
   /**
@@ -36,11 +41,25 @@ export class HealthState {
     return this.serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   }
 
-  /** Sets every reported service SERVING (true) or NOT_SERVING (false); listeners hear only real changes. */
-  setServing(serving: boolean): void {
-    if (serving === this.serving) return;
-    this.serving = serving;
-    for (const listener of this.listeners) listener();
+  /** SERVING needs both: the server is not stopping, and its database answers. */
+  private get serving(): boolean {
+    return this.running && this.databaseReachable;
+  }
+
+  /** Every reported service NOT_SERVING for good (false: the server is stopping); listeners hear only real changes. */
+  setServing(running: boolean): void {
+    this.change(() => (this.running = running));
+  }
+
+  /** Whether the database answers; NOT_SERVING while it does not. */
+  setDatabaseReachable(reachable: boolean): void {
+    this.change(() => (this.databaseReachable = reachable));
+  }
+
+  private change(apply: () => void): void {
+    const was = this.serving;
+    apply();
+    if (this.serving !== was) for (const listener of this.listeners) listener();
   }
 
   /** Calls listener (synchronously) after each change; returns the unsubscribe function. */

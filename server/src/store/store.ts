@@ -210,6 +210,8 @@ export interface JobStore {
   progressSnapshot(table: string, afterId: number): Promise<{ counts: ProgressCounts; includedIds: number[] }>;
   /** Deletes change rows written before `before` (epoch ms); answers how many. */
   pruneChanges(before: number): Promise<number>;
+  /** Resolves when the database answers a trivial query; rejects with why it does not (health). */
+  ping(): Promise<void>;
   /** Closes the connections. */
   close(): Promise<void>;
 }

@@ -1036,6 +1036,10 @@ export class MysqlStore implements JobStore {
     return pruned;
   }
 
+  async ping(): Promise<void> {
+    await this.dataSource.query("SELECT 1");
+  }
+
   async close(): Promise<void> {
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }

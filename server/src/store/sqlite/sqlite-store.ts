@@ -731,6 +731,10 @@ export class SqliteStore implements JobStore {
     });
   }
 
+  async ping(): Promise<void> {
+    this.prepared("SELECT 1").get();
+  }
+
   async close(): Promise<void> {
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }

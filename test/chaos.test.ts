@@ -1,5 +1,6 @@
 /**
- * Chaos (MariaDB): two server replicas on one database, three SDK
+ * Chaos, on each dialect: two server replicas on one database (on SQLite, two
+ * server processes on one file), three SDK
  * worker processes spread over them populating 5,000 keys with 2 s leases,
  * while the test SIGKILLs a random worker about every second (starting a
  * replacement at once) and restarts one replica once, also with SIGKILL.
@@ -31,10 +32,10 @@ async function committed(url: string): Promise<Map<number, string>> {
   return new Map(rows.map((r) => [idOf(r.key), String(r.result?.nonce)]));
 }
 
-if (testDialects().includes("mysql")) {
-  test("mysql: chaos: SIGKILLed workers and a restarted replica lose nothing and commit every key exactly once", async (t) => {
+for (const dialect of testDialects()) {
+  test(`${dialect}: chaos: SIGKILLed workers and a restarted replica lose nothing and commit every key exactly once`, async (t) => {
     t.timeout(180_000);
-    const db = await createTestDatabase("mysql");
+    const db = await createTestDatabase(dialect);
     const dir = mkdtempSync(join(tmpdir(), "populus-chaos-"));
     const calls = join(dir, "calls");
     writeFileSync(calls, "");

@@ -99,7 +99,11 @@ if (testDialects().includes("mysql")) {
     const made = recordedCalls(dir, "Outage")
       .map((c) => c.id)
       .sort((a, b) => a - b);
-    t.deepEqual(made, Array.from({ length: KEYS }, (_, id) => id), "every key made exactly once");
+    t.deepEqual(
+      made,
+      Array.from({ length: KEYS }, (_, id) => id),
+      "every key made exactly once",
+    );
     const db = connect({ url: server.url });
     try {
       const Outage = db.table<{ id: number }>("Outage", { keySource: [], make: () => ({}), module: PIPELINE });

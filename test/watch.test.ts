@@ -2,7 +2,7 @@
  * Watch (promise 5) against real servers: the snapshot, then every change
  * with its counts and job-level events; resuming by cursor with every event
  * exactly once and in order, on the same replica and on another one sharing
- * the database (MariaDB); a completion made through replica A reaching a
+ * the database (on SQLite, a second server process on the same file); a completion made through replica A reaching a
  * watcher on replica B; counts-only streams; cursor errors; and the stream
  * ending with UNAVAILABLE when its server drains.
  */
@@ -14,7 +14,7 @@ import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
 import type { WatchResponse } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { JobStatus } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
-import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { createTestDatabase, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { codeName, counts, idOf, type JobsClient, jobsClient, keys, rpcError, seconds, sleep } from "./helpers/jobs-client.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
@@ -277,9 +277,10 @@ for (const dialect of dialects) {
   });
 }
 
-if (dialects.includes("mysql" as Dialect)) {
-  test.serial("mysql: a watcher on replica B sees a completion made through replica A within a second, and resumes on A without a gap", async (t) => {
-    const db = await createTestDatabase("mysql");
+// Replicas: on MariaDB two servers on one database; on SQLite two server processes on one file.
+for (const dialect of dialects) {
+  test.serial(`${dialect}: a watcher on replica B sees a completion made through replica A within a second, and resumes on A without a gap`, async (t) => {
+    const db = await createTestDatabase(dialect);
     databases.push(db);
     const a = await server(db);
     const b = await server(db);

@@ -85,7 +85,10 @@ async function main(): Promise<void> {
   // the Watch limit, which counts per authenticated token; the error mapping is innermost.
   const interceptors: Interceptor[] = [metrics.interceptor()];
   if (tokens !== null) interceptors.push(authInterceptor(tokens));
-  interceptors.push(watchLimitInterceptor(config.maxWatchStreams), errorMappingInterceptor(logger, (err) => databaseProbe.observe(err)));
+  interceptors.push(
+    watchLimitInterceptor(config.maxWatchStreams),
+    errorMappingInterceptor(logger, (err) => databaseProbe.observe(err)),
+  );
   const rpcHandler = connectNodeAdapter({
     routes: routes({ store, notifier, hub, metrics, logger, shutdownSignal: shutdown.signal, health }),
     interceptors,

@@ -101,6 +101,16 @@ test(
   ["--reserve-recheck", "0"],
   `option '--reserve-recheck <seconds>' argument '0' is invalid. --reserve-recheck must be a whole number from 1 to 60, got "0"`,
 );
+test(
+  exitsWithConfigError,
+  ["--db-pool-size", "0"],
+  `option '--db-pool-size <n>' argument '0' is invalid. --db-pool-size must be a whole number from 1 to 1000, got "0"`,
+);
+test(
+  exitsWithConfigError,
+  ["--db-pool-wait", "61"],
+  `option '--db-pool-wait <seconds>' argument '61' is invalid. --db-pool-wait must be a whole number from 1 to 60, got "61"`,
+);
 
 test("an unreachable database → exit 1, one line naming it and the likely cause, password masked", async (t) => {
   const r = await run(["--port", "0", "--database", "mysql://root:hunter2@127.0.0.1:1/x"]);
@@ -155,6 +165,8 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "--tls-cert",
     "--tls-key",
     "--max-watch-streams",
+    "--db-pool-size",
+    "--db-pool-wait",
     "--help",
   ]);
   const text = r.stdout.replace(/\s+/g, " ");
@@ -172,6 +184,8 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "POPULUS_TLS_CERT",
     "POPULUS_TLS_KEY",
     "POPULUS_MAX_WATCH_STREAMS",
+    "POPULUS_DB_POOL_SIZE",
+    "POPULUS_DB_POOL_WAIT",
   ]) {
     t.true(text.includes(`env: ${env}`), `--help names ${env}`);
   }

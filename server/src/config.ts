@@ -52,6 +52,13 @@ export interface ServerConfig {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   /** Concurrent Watch streams per client (token, or peer address without tokens). @default 64 */
   readonly maxWatchStreams: number;
+  /** MySQL family: connections in the pool. @default 20 */
+  readonly dbPoolSize: number;
+  /**
+   * MySQL family: seconds a call waits for a pooled connection when all are busy, before it is
+   * answered UNAVAILABLE (retry advised). @default 5
+   */
+  readonly dbPoolWaitSeconds: number;
 }
 
 /** A configuration the program cannot start with; main exits 2 with its message. */
@@ -173,6 +180,18 @@ function buildCommand(): Command {
         .default(64)
         .argParser(intInRange("--max-watch-streams", 1, 100_000)),
     )
+    .addOption(
+      new Option("--db-pool-size <n>", "MySQL family: connections in the pool")
+        .env("POPULUS_DB_POOL_SIZE")
+        .default(20)
+        .argParser(intInRange("--db-pool-size", 1, 1000)),
+    )
+    .addOption(
+      new Option("--db-pool-wait <seconds>", "MySQL family: how long a call waits for a pooled connection when all are busy before it is answered UNAVAILABLE")
+        .env("POPULUS_DB_POOL_WAIT")
+        .default(5)
+        .argParser(intInRange("--db-pool-wait", 1, 60)),
+    )
     .helpOption("-h, --help", "show this help")
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
@@ -226,6 +245,8 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     tlsCert?: string;
     tlsKey?: string;
     maxWatchStreams: number;
+    dbPoolSize: number;
+    dbPoolWait: number;
   }>();
   if (o.host.trim() === "") throw new ConfigError("--host must not be empty");
   const tokens = tokenSource(o.tokensFile, env.POPULUS_TOKENS);
@@ -254,6 +275,8 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       insecure,
       tls: o.tlsCert === undefined || o.tlsKey === undefined ? null : Object.freeze({ certFile: o.tlsCert, keyFile: o.tlsKey }),
       maxWatchStreams: o.maxWatchStreams,
+      dbPoolSize: o.dbPoolSize,
+      dbPoolWaitSeconds: o.dbPoolWait,
     }),
   };
 }

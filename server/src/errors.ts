@@ -55,6 +55,14 @@ export class DatabaseUnavailableError extends Error {
   override readonly name = "DatabaseUnavailableError";
 }
 
+/**
+ * Every pooled database connection stayed busy for the pool's wait, or too many calls already
+ * wait for one: UNAVAILABLE, so clients retry (the database itself answers; health stays SERVING).
+ */
+export class DatabaseBusyError extends Error {
+  override readonly name = "DatabaseBusyError";
+}
+
 /** A deadlock or lock wait that persisted through the store's retries: ABORTED. */
 export class ContentionError extends Error {
   override readonly name = "ContentionError";
@@ -125,6 +133,10 @@ export function toConnectError(err: unknown, rpc: string, logger: Logger): Conne
   if (err instanceof LimitExceededError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
   if (err instanceof CursorExpiredError) return new ConnectError(err.message, Code.OutOfRange, undefined, undefined, err);
   if (err instanceof ContentionError) return new ConnectError(err.message, Code.Aborted, undefined, undefined, err);
+  if (err instanceof DatabaseBusyError) {
+    logger.warn({ rpc, err: err.message }, "database pool busy");
+    return new ConnectError(err.message, Code.Unavailable, undefined, undefined, err);
+  }
   if (isDatabaseUnavailable(err)) {
     logger.warn({ rpc, err }, "database unavailable");
     return new ConnectError("the database is unavailable; retry shortly", Code.Unavailable, undefined, undefined, err);

@@ -60,9 +60,11 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const where = config.database.dialect === "sqlite" ? `sqlite:${config.database.path}` : config.database.display;
 
-  const store = await openStore(config.database, { maxLostAttempts: config.maxLostAttempts }).catch((err: unknown) =>
-    fail(1, `cannot open database ${where}: ${describeStartupError(err)}`),
-  );
+  const store = await openStore(config.database, {
+    maxLostAttempts: config.maxLostAttempts,
+    poolSize: config.dbPoolSize,
+    poolWaitMs: config.dbPoolWaitSeconds * 1000,
+  }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));
   logger.info({ database: where, dialect: store.dialect }, "database ready, migrations applied");
 
   const notifier = new WorkNotifier(config.reserveRecheckSeconds * 1000);

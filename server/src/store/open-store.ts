@@ -2,10 +2,10 @@
  * Opens the store the configuration names, migrated and ready.
  */
 import type { DatabaseConfig } from "../config.js";
-import { openMysqlStore } from "./mysql/mysql-store.js";
+import { openMysqlStore, type PoolOptions } from "./mysql/mysql-store.js";
 import { openSqliteStore } from "./sqlite/sqlite-store.js";
 import type { JobStore, StoreOptions } from "./store.js";
 
-export async function openStore(database: DatabaseConfig, options: StoreOptions): Promise<JobStore> {
+export async function openStore(database: DatabaseConfig, options: StoreOptions & PoolOptions): Promise<JobStore> {
   return database.dialect === "sqlite" ? openSqliteStore(database.path, options) : openMysqlStore(database, options);
 }

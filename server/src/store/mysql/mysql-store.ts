@@ -12,8 +12,9 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { DataSource, type QueryRunner } from "typeorm";
+import type { MysqlDriver } from "typeorm/driver/mysql/MysqlDriver.js";
 import type { DatabaseConfig } from "../../config.js";
-import { ContentionError, DatabaseUnavailableError, InvalidKeyError, LeaseLostError, TableNotFoundError } from "../../errors.js";
+import { ContentionError, DatabaseBusyError, DatabaseUnavailableError, InvalidKeyError, LeaseLostError, TableNotFoundError } from "../../errors.js";
 import type { AttributeCondition, EncodedKey } from "../../key-codec.js";
 import { Change, type ChangeRow, completionChange, type HeldLease, ignoreChange, parseChangeRow, releaseChange } from "../change-log.js";
 import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
@@ -63,6 +64,7 @@ import {
   truncateErrorMessage,
   WORKER_LOST_MESSAGE,
 } from "../store.js";
+import { boundPoolWaits, type CallbackPool } from "./bounded-pool.js";
 import { createTableStatements, jobsTable, targetTable } from "./table-ddl.js";
 import { TurnsPerKey } from "../turns.js";
 
@@ -105,8 +107,23 @@ export function checkServerVersion(version: string): void {
   }
 }
 
+/** The pool: its size, and how long a call waits for a connection when all are busy. */
+export interface PoolOptions {
+  readonly poolSize: number;
+  readonly poolWaitMs: number;
+}
+
+/**
+ * How many calls may wait for a pooled connection at once. Each waiter is a pending RPC, so this
+ * bounds the memory a stalled database can pin; 50 per connection is far more than a healthy
+ * database ever queues (a pooled transaction takes milliseconds).
+ */
+function waitQueueLimit(poolSize: number): number {
+  return poolSize * 50;
+}
+
 /** Connects, checks the server version and migrates (one migrator at a time cluster-wide). */
-export async function openMysqlStore(config: MysqlConfig, options: StoreOptions & { poolSize?: number }): Promise<MysqlStore> {
+export async function openMysqlStore(config: MysqlConfig, options: StoreOptions & PoolOptions): Promise<MysqlStore> {
   const dataSource = new DataSource({
     type: "mysql",
     host: config.host,
@@ -118,15 +135,20 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
     // Affected-row counts must mean "changed", not "matched": refresh counts rest on them.
     flags: ["-FOUND_ROWS"],
     connectTimeout: 5000,
-    poolSize: options.poolSize ?? 20,
+    poolSize: options.poolSize,
     // mysql2 captures a stack trace with every query, for its error messages: 4% of the
     // server's CPU at four single-job workers (bench scenario 4). Our errors name the statement.
-    extra: { trace: false },
+    extra: { trace: false, queueLimit: waitQueueLimit(options.poolSize) },
     migrations: MYSQL_MIGRATIONS,
     migrationsTableName: "~populus_migrations",
     migrationsTransactionMode: "each",
   });
   await dataSource.initialize();
+  boundPoolWaits((dataSource.driver as MysqlDriver).pool as CallbackPool, {
+    poolSize: options.poolSize,
+    waitMs: options.poolWaitMs,
+    queueLimit: waitQueueLimit(options.poolSize),
+  });
   let version = "";
   try {
     const [row] = (await dataSource.query("SELECT VERSION() AS v")) as { v: string }[];
@@ -1037,7 +1059,12 @@ export class MysqlStore implements JobStore {
   }
 
   async ping(): Promise<void> {
-    await this.dataSource.query("SELECT 1");
+    try {
+      await this.dataSource.query("SELECT 1");
+    } catch (err) {
+      // Busy is not down: every connection is in use by the database, which answers them.
+      if (!(err instanceof DatabaseBusyError)) throw err;
+    }
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,78 @@
+/**
+ * Overload (issue 15, item 4, MySQL family): every pooled database connection held. The server
+ * runs with --db-pool-size 2 --db-pool-wait 1; the test locks two jobs' rows from its own
+ * connection, and two Completes of those jobs then wait for the lock, each holding one pooled
+ * connection. Meanwhile:
+ *
+ * - a call waits the bounded second for a connection, then is answered UNAVAILABLE with retry advice;
+ * - of 150 calls at once, at most 100 (the wait queue's bound, 50 per connection) wait; the rest
+ *   are answered UNAVAILABLE at once: nothing queues in memory without bound;
+ * - health stays SERVING (the database answers; the pool is busy);
+ * - once the lock goes, the held Completes commit and every call is served again.
+ */
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import test from "ava";
+import mysql from "mysql2/promise";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "../client-sdk/dist/gen/grpc/health/v1/health_pb.js";
+import { createTestDatabase, testDialects } from "./helpers/databases.js";
+import { codeName, counts, jobsClient, keys, rpcError } from "./helpers/jobs-client.js";
+import { startServer } from "./helpers/server-process.js";
+
+const WORKER = { workerId: "pool-test", host: "test-host", pid: 1, user: "tester", codeVersion: "v1" };
+
+if (testDialects().includes("mysql")) {
+  test("mysql: with every pooled connection held, calls wait at most --db-pool-wait, at most 50 per connection wait at all, and all are answered UNAVAILABLE; then served again", async (t) => {
+    const database = await createTestDatabase("mysql");
+    const server = await startServer({ database: database.url, args: ["--db-pool-size", "2", "--db-pool-wait", "1"] });
+    const locker = await mysql.createConnection({ uri: database.url });
+    t.teardown(async () => {
+      await locker.end().catch(() => undefined);
+      await server.kill();
+      await database.drop();
+    });
+    const client = jobsClient(server.url);
+    const table = "PoolHeld";
+    await client.refresh({ table, keys: keys(0, 3) });
+    const { leases } = await client.reserve({ table, maxJobs: 2, worker: WORKER });
+    t.is(leases.length, 2);
+
+    // Lock the two leased jobs' rows; each Complete then holds a pooled connection while it waits for its row.
+    await locker.query("SET SESSION innodb_lock_wait_timeout = 60");
+    await locker.beginTransaction();
+    await locker.query("SELECT id FROM `~~pool_held` WHERE status = 'reserved' FOR UPDATE");
+    const held = leases.map((l) => client.complete({ table, completions: [{ leaseToken: l.leaseToken, result: { ok: true } }] }));
+    await new Promise((r) => setTimeout(r, 500));
+
+    const started = Date.now();
+    const waited = await rpcError(client.getProgress({ table }));
+    const elapsed = Date.now() - started;
+    t.is(codeName(waited.code), codeName(Code.Unavailable));
+    t.is(waited.rawMessage, "all 2 database connections stayed busy for 1 s; retry shortly");
+    t.true(elapsed >= 900, `answered after ${elapsed} ms: it waited for a connection first`);
+    t.log(`a call with every connection held was answered UNAVAILABLE after ${elapsed} ms`);
+
+    const health = createClient(Health, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
+    t.is((await health.check({ service: "populus.v1.JobService" })).status, Serving.SERVING, "busy is not down: health stays SERVING");
+
+    const callers = Array.from({ length: 3 }, () => jobsClient(server.url));
+    const burst = await Promise.all(Array.from({ length: 150 }, (_, i) => rpcError(callers[i % 3]!.getProgress({ table }))));
+    t.deepEqual([...new Set(burst.map((e) => codeName(e.code)))], [codeName(Code.Unavailable)], "every call of the burst is UNAVAILABLE");
+    const queueFull = burst.filter((e) => e.rawMessage === "all 2 database connections are busy and 100 calls already wait for one; retry shortly").length;
+    const timedOut = burst.filter((e) => e.rawMessage === "all 2 database connections stayed busy for 1 s; retry shortly").length;
+    t.is(queueFull + timedOut, 150, "each answered with one of the two messages");
+    t.true(timedOut <= 100, `${timedOut} waited: no more than the queue's bound`);
+    t.true(queueFull >= 50, `${queueFull} answered at once, without waiting`);
+    t.log(`burst of 150: ${timedOut} waited 1 s, ${queueFull} answered at once`);
+
+    await locker.rollback();
+    const committed = await Promise.all(held);
+    t.deepEqual(
+      committed.map((c) => c.committed),
+      [1n, 1n],
+      "the held Completes commit once the lock goes",
+    );
+    t.like(await counts(client, table), { pending: 1, reserved: 0, target: 2 });
+    t.is(await server.stop(), 0);
+  });
+}

@@ -13,7 +13,7 @@ import test from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
 import type { WatchResponse } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
-import { JobStatus } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
+import { AttributeType, JobStatus } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { createTestDatabase, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { codeName, counts, idOf, type JobsClient, jobsClient, keys, rpcError, seconds, sleep } from "./helpers/jobs-client.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
@@ -29,7 +29,19 @@ interface Seen {
   worker: string;
 }
 
+/** A message's events, from JobEvent messages or from event groups (grouped_events), as the same records. */
 function flatten(m: WatchResponse): Seen[] {
+  if (m.eventGroups.length > 0) {
+    if (m.events.length > 0) throw new Error("a message with both events and event groups");
+    const attributes = m.keyAttributes.map((a) => [a.name, AttributeType[a.type]]);
+    if (JSON.stringify(attributes) !== JSON.stringify([["id", "INT64"]])) throw new Error(`key attributes ${JSON.stringify(attributes)}`);
+    return m.eventGroups.flatMap((g) =>
+      (JSON.parse(g.keysJson) as { id: string }[]).map((key, i) => {
+        if (typeof key.id !== "string") throw new Error(`an int64 in keys_json is not a decimal string: ${g.keysJson}`);
+        return { id: Number(key.id), status: JobStatus[g.status], committed: g.committed, error: g.errorMessages[i] ?? "", worker: g.workerId };
+      }),
+    );
+  }
   return m.events.map((e) => ({ id: idOf(e.key), status: JobStatus[e.status], committed: e.committed, error: e.errorMessage, worker: e.workerId }));
 }
 
@@ -40,11 +52,11 @@ class Stream {
   readonly done: Promise<{ code: Code | "ok" }>;
   private readonly controller = new AbortController();
 
-  constructor(client: JobsClient, table: string, options: { cursor?: string; countsOnly?: boolean } = {}) {
+  constructor(client: JobsClient, table: string, options: { cursor?: string; countsOnly?: boolean; groupedEvents?: boolean } = {}) {
     this.done = (async () => {
       try {
         for await (const m of client.watch(
-          { table, cursor: options.cursor ?? "", countsOnly: options.countsOnly ?? false },
+          { table, cursor: options.cursor ?? "", countsOnly: options.countsOnly ?? false, groupedEvents: options.groupedEvents ?? false },
           { signal: this.controller.signal },
         )) {
           this.messages.push(m);
@@ -123,23 +135,28 @@ for (const dialect of dialects) {
     return { db, ...(await server(db)) };
   })();
 
-  test.serial(`${dialect}: Connect+protobuf, Connect+JSON and gRPC streams carry the same events (the binary ones are encoded once per change)`, async (t) => {
-    const { server: s, client } = await setup;
-    const table = "WatchCodecs";
-    await client.refresh({ table, keys: keys(0, 6) });
-    const json = createClient(JobService, createConnectTransport({ baseUrl: s.url, httpVersion: "2", useBinaryFormat: false }));
-    const grpc = createClient(JobService, createGrpcTransport({ baseUrl: s.url }));
-    const streams = [new Stream(client, table), new Stream(json, table), new Stream(grpc, table)];
-    for (const w of streams) await w.until("the snapshot", (x) => x.messages.length >= 1);
-    const held = await reserve(client, table, 4);
-    await client.complete({ table, completions: held.slice(0, 3).map((h) => ({ leaseToken: h.token, result: { ok: true } })) });
-    await client.fail({ table, leaseToken: held[3]!.token, errorMessage: "boom ✗", errorStack: "" });
-    for (const w of streams) await w.until("all 8 events", (x) => x.events.length === 8);
-    const [binary, ...others] = streams.map((w) => ({ events: w.events, cursors: w.messages.map((m) => m.cursor), progress: w.progress }));
-    t.is(binary!.events.filter((e) => e.status === "ERROR" && e.error === "boom ✗").length, 1);
-    for (const other of others) t.deepEqual(other, binary);
-    await Promise.all(streams.map((w) => w.close()));
-  });
+  test.serial(
+    `${dialect}: Connect+protobuf, Connect+JSON and gRPC streams carry the same events, one by one or in groups (the binary ones are encoded once per change)`,
+    async (t) => {
+      const { server: s, client } = await setup;
+      const table = "WatchCodecs";
+      await client.refresh({ table, keys: keys(0, 6) });
+      const json = createClient(JobService, createConnectTransport({ baseUrl: s.url, httpVersion: "2", useBinaryFormat: false }));
+      const grpc = createClient(JobService, createGrpcTransport({ baseUrl: s.url }));
+      const streams = [client, json, grpc].flatMap((c) => [new Stream(c, table), new Stream(c, table, { groupedEvents: true })]);
+      for (const w of streams) await w.until("the snapshot", (x) => x.messages.length >= 1);
+      const held = await reserve(client, table, 4);
+      await client.complete({ table, completions: held.slice(0, 3).map((h) => ({ leaseToken: h.token, result: { ok: true } })) });
+      await client.fail({ table, leaseToken: held[3]!.token, errorMessage: "boom ✗", errorStack: "" });
+      for (const w of streams) await w.until("all 8 events", (x) => x.events.length === 8);
+      const [binary, ...others] = streams.map((w) => ({ events: w.events, cursors: w.messages.map((m) => m.cursor), progress: w.progress }));
+      t.is(binary!.events.filter((e) => e.status === "ERROR" && e.error === "boom ✗").length, 1);
+      for (const other of others) t.deepEqual(other, binary);
+      const grouped = streams.filter((_, i) => i % 2 === 1);
+      for (const w of grouped) t.true(w.messages.every((m) => m.events.length === 0) && w.messages.some((m) => m.eventGroups.length > 0), "groups, no events");
+      await Promise.all(streams.map((w) => w.close()));
+    },
+  );
 
   test.serial(`${dialect}: a snapshot, then each change with its events and counts, ending at the totals GetProgress reports`, async (t) => {
     const { client } = await setup;

@@ -21,10 +21,10 @@ import { Code } from "@connectrpc/connect";
 // every worker process's start, most of a short populate's start-up), and this is the same class.
 import { Observable } from "rxjs/internal/Observable";
 import { fromRpcError, type PopulusError } from "./errors.js";
-import type { JobEvent as JobEventMessage } from "./gen/populus/v1/job_service_pb.js";
-import { JobStatus, type Progress } from "./gen/populus/v1/types_pb.js";
+import type { JobEvent as JobEventMessage, WatchResponse } from "./gen/populus/v1/job_service_pb.js";
+import { AttributeType, JobStatus, type Progress } from "./gen/populus/v1/types_pb.js";
 import type { JobStatusName, ProgressCounts } from "./jobs.js";
-import { fromProtoKey, type KeyRecord } from "./keys.js";
+import { fromKeysJson, fromProtoKey, type KeyRecord } from "./keys.js";
 import { DEFAULT_RETRY, isRetryable, jittered, type RetryPolicy, sleep } from "./retry.js";
 import type { JobServiceRpc } from "./rpc.js";
 import { count, dateOf } from "./wire-values.js";
@@ -122,6 +122,27 @@ function jobEventOf<K extends object>(e: JobEventMessage): JobEvent<K> {
 }
 
 /**
+ * A message's job events. Asked for in groups (grouped_events): per group one JSON.parse of its
+ * keys and a few shared fields, instead of a JobEvent message with a map of Value messages per
+ * event; a server that predates groups answers JobEvent messages, which are taken too.
+ */
+function eventsOf<K extends object>(message: WatchResponse): JobEvent<K>[] {
+  if (message.eventGroups.length === 0) return message.events.map((e) => jobEventOf<K>(e));
+  const int64 = message.keyAttributes.filter((a) => a.type === AttributeType.INT64).map((a) => a.name);
+  const events: JobEvent<K>[] = [];
+  for (const g of message.eventGroups) {
+    const status = EVENT_STATUS[g.status] ?? "deleted";
+    const ms = dateOf(g.time)?.getTime();
+    fromKeysJson(g.keysJson, int64).forEach((key, i) => {
+      // A Date each: they are mutable, and a subscriber may change one.
+      const time = ms === undefined ? undefined : new Date(ms);
+      events.push({ key: key as K, status, time, workerId: g.workerId, committed: g.committed, errorMessage: g.errorMessages[i] ?? "" });
+    });
+  }
+  return events;
+}
+
+/**
  * True for a failure of the stream rather than of the request. Besides the
  * retried codes: connect-node reports a server that vanished mid-stream as
  * CANCELED ("http/2 stream closed with error code CANCEL", seen when the
@@ -151,13 +172,13 @@ export function watchJobs<K extends object>(rpc: JobServiceRpc, table: string, o
       let failures = 0;
       for (;;) {
         try {
-          for await (const message of rpc.watch({ table, cursor, countsOnly }, { signal })) {
+          for await (const message of rpc.watch({ table, cursor, countsOnly, groupedEvents: true }, { signal })) {
             // A message proves the stream works: the next cut starts a fresh backoff.
             failures = 0;
             delay = policy.initialDelayMs;
             if (message.progress !== undefined) progress = progressCountsOf(message.progress);
             if (message.cursor !== "") cursor = message.cursor;
-            subscriber.next({ cursor, progress, events: message.events.map((e) => jobEventOf<K>(e)) });
+            subscriber.next({ cursor, progress, events: eventsOf<K>(message) });
             if (signal.aborted) return;
           }
           if (signal.aborted) return;

@@ -4,17 +4,12 @@
  */
 import type { ServiceImpl } from "@connectrpc/connect";
 import { timestampFromMs, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { JsonObject } from "@bufbuild/protobuf";
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import type { JobService, Lease, LeaseColumns } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
-import { JobStatus, type KeyAttribute } from "@populus/sdk/gen/populus/v1/types_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { JobSchema, ProgressSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
-import { JobEventSchema, type WatchResponse, WatchResponseSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import type { JobSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { TableNotFoundError } from "../errors.js";
-import { attributeTypeToProto, decodeKey, type KeyAttributes } from "../key-codec.js";
-import type { JobRecord, JobStore, LeaseGrant, ProgressCounts, DeclaredTable } from "../store/store.js";
+import { decodeKey, type KeyAttributes } from "../key-codec.js";
+import type { DeclaredTable, JobRecord, JobStore, LeaseGrant } from "../store/store.js";
 import { parseTableName } from "../table-name.js";
 import {
   validateComplete,
@@ -30,42 +25,11 @@ import {
   validateReserve,
   validateWatch,
 } from "./validate.js";
-import type { WatchHub, WatchMessage } from "./watch-hub.js";
+import { keyAttributeMessages, progressMessage, STATUS_TO_PROTO } from "./messages.js";
+import type { WatchHub } from "./watch-hub.js";
+import { watchResponse } from "./watch-responses.js";
 import type { ServerMetrics } from "./metrics.js";
 import type { WorkNotifier } from "./work-notifier.js";
-
-const STATUS_TO_PROTO = {
-  pending: JobStatus.PENDING,
-  reserved: JobStatus.RESERVED,
-  success: JobStatus.SUCCESS,
-  error: JobStatus.ERROR,
-  ignore: JobStatus.IGNORE,
-} as const;
-
-/** Maps store counts to the Progress message. */
-export function progressMessage(table: string, c: ProgressCounts): MessageInitShape<typeof ProgressSchema> {
-  return {
-    table,
-    pending: BigInt(c.pending),
-    reserved: BigInt(c.reserved),
-    success: BigInt(c.success),
-    error: BigInt(c.error),
-    ignore: BigInt(c.ignore),
-    target: BigInt(c.target),
-    remaining: BigInt(c.pending + c.reserved),
-  };
-}
-
-/** A table's key attributes as KeyAttribute messages, made once per table definition (ListTables, and Reserve's columns). */
-const keyAttributeCache = new WeakMap<KeyAttributes, KeyAttribute[]>();
-function keyAttributeMessages(attributes: KeyAttributes): KeyAttribute[] {
-  let messages = keyAttributeCache.get(attributes);
-  if (messages === undefined) {
-    messages = attributes.map((a): KeyAttribute => ({ $typeName: "populus.v1.KeyAttribute", name: a.name, type: attributeTypeToProto(a.type) }));
-    keyAttributeCache.set(attributes, messages);
-  }
-  return messages;
-}
 
 /**
  * A Reserve's leases as columns (as_columns): the stored canonical key JSON goes out as it is, and
@@ -114,68 +78,6 @@ function jobMessage(job: JobRecord, attributes: KeyAttributes): MessageInitShape
     progress: job.progress ?? 0,
     progressMessage: job.progressMessage ?? "",
   };
-}
-
-/**
- * The hub hands every watcher of a table the same message object per change:
- * converted once (keys decoded, times made), not once per watcher.
- */
-const watchResponses = new WeakMap<WatchMessage, WatchResponse>();
-
-function watchResponse(table: DeclaredTable, m: WatchMessage): WatchResponse {
-  let response = watchResponses.get(m);
-  if (response === undefined) {
-    response = create(WatchResponseSchema, {
-      cursor: String(m.cursor),
-      progress: m.progress === null ? undefined : progressMessage(table.name, m.progress),
-      events: m.events.map((e) => ({
-        key: decodeKey(e.keyJson, table.keyAttributes),
-        status: e.status === "deleted" ? JobStatus.UNSPECIFIED : STATUS_TO_PROTO[e.status],
-        time: timestampFromMs(e.time),
-        workerId: e.workerId,
-        committed: e.committed,
-        errorMessage: e.errorMessage,
-      })),
-    });
-    watchResponses.set(m, response);
-  }
-  return response;
-}
-
-/** WatchResponse.events (proto field number). */
-const WATCH_EVENTS_FIELD = WatchResponseSchema.field.events.number;
-
-/**
- * The same response for binary codecs (gRPC, gRPC-Web, Connect with
- * protobuf), with its events already encoded: protobuf-es writes a message's
- * unknown fields verbatim, so the events, encoded once here as field-3
- * entries, are copied into every watcher's stream instead of being encoded
- * again per watcher (the encoding was most of what a watcher cost the
- * replica). The bytes on the wire are the same as a normal encoding; JSON
- * codecs ignore unknown fields, so JSON clients get watchResponse().
- */
-const binaryWatchResponses = new WeakMap<WatchMessage, WatchResponse>();
-
-function binaryWatchResponse(table: DeclaredTable, m: WatchMessage): WatchResponse {
-  let response = binaryWatchResponses.get(m);
-  if (response === undefined) {
-    const full = watchResponse(table, m);
-    response = create(WatchResponseSchema, { cursor: full.cursor, progress: full.progress });
-    if (full.events.length > 0) {
-      // One unknown field holding every event: protobuf-es writes its tag, then the data, which is
-      // the first event (length-prefixed) followed by tag + length + bytes of each other one. The
-      // same bytes as one field per event, copied into each watcher's stream in one piece instead
-      // of a thousand.
-      const writer = new BinaryWriter();
-      full.events.forEach((event, i) => {
-        if (i > 0) writer.tag(WATCH_EVENTS_FIELD, WireType.LengthDelimited);
-        writer.bytes(toBinary(JobEventSchema, event));
-      });
-      response.$unknown = [{ no: WATCH_EVENTS_FIELD, wireType: WireType.LengthDelimited, data: writer.finish() }];
-    }
-    binaryWatchResponses.set(m, response);
-  }
-  return response;
 }
 
 export interface JobServiceDeps {
@@ -289,10 +191,9 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async *watch(req, ctx) {
       const def = await declared(req.table);
       const w = validateWatch(req);
-      const binary = !/\+json\b|\/json\b/i.test(ctx.requestHeader.get("content-type") ?? "");
-      for await (const message of hub.watch(def.name, { ...w, signal: ctx.signal })) {
-        yield binary ? binaryWatchResponse(def, message) : watchResponse(def, message);
-      }
+      const codec = /\+json\b|\/json\b/i.test(ctx.requestHeader.get("content-type") ?? "") ? "json" : "binary";
+      const form = req.groupedEvents ? "groups" : "events";
+      for await (const message of hub.watch(def.name, { ...w, signal: ctx.signal })) yield watchResponse(def, message, form, codec);
     },
 
     async listJobs(req) {

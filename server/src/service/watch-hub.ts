@@ -21,22 +21,67 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import type { ChangeFeed } from "./change-feed.js";
-import type { ChangeRow, CountName, JobEventRecord } from "../store/change-log.js";
+import type { ChangeRow, CountName, JobEventGroupRecord, JobEventRecord } from "../store/change-log.js";
 import type { JobStore, ProgressCounts } from "../store/store.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CursorExpiredError, InvalidRequestError, LimitExceededError } from "../errors.js";
 
-/** One message of a Watch stream. */
-export interface WatchMessage {
-  /** Resume after this change id. */
-  readonly cursor: number;
-  /** Counts after this message's changes; null in catch-up messages. */
-  readonly progress: ProgressCounts | null;
-  readonly events: readonly TimedEvent[];
+/**
+ * One message of a Watch stream: its changes, with their events one by one or in their stored
+ * groups, each worked out on first use. One message object serves every watcher it reaches, so
+ * whatever a form costs is paid once per message, not per watcher (job-service.ts caches the
+ * encoded response by it too).
+ */
+export class WatchMessage {
+  #events: TimedEvent[] | undefined;
+  #groups: TimedGroup[] | undefined;
+  #countsOnly: WatchMessage | undefined;
+
+  constructor(
+    /** Resume after this change id. */
+    readonly cursor: number,
+    /** Counts after this message's changes; null in catch-up messages. */
+    readonly progress: ProgressCounts | null,
+    private readonly changes: readonly ChangeRow[],
+  ) {}
+
+  get events(): readonly TimedEvent[] {
+    return (this.#events ??= this.changes.flatMap((row) => row.events.map((e) => ({ ...e, changeId: row.id, time: row.time }))));
+  }
+
+  get groups(): readonly TimedGroup[] {
+    return (this.#groups ??= this.changes.flatMap((row) => row.groups.map((g) => ({ ...g, changeId: row.id, time: row.time }))));
+  }
+
+  /** How many job events the message holds. */
+  get eventCount(): number {
+    let n = 0;
+    for (const row of this.changes) for (const g of row.groups) n += g.size;
+    return n;
+  }
+
+  /** The same message without job events, for counts-only watchers. */
+  countsOnly(): WatchMessage {
+    if (this.changes.length === 0) return this;
+    return (this.#countsOnly ??= new WatchMessage(this.cursor, this.progress, []));
+  }
+
+  /** The message without the changes up to `cursor` (a client that resumed from a replica ahead of this one has them). */
+  after(cursor: number): WatchMessage {
+    const kept = this.changes.filter((row) => row.id > cursor);
+    return kept.length === this.changes.length ? this : new WatchMessage(this.cursor, this.progress, kept);
+  }
 }
 
 export interface TimedEvent extends JobEventRecord {
   /** The change this event is part of. */
+  readonly changeId: number;
+  /** When the change committed, epoch ms. */
+  readonly time: number;
+}
+
+export interface TimedGroup extends JobEventGroupRecord {
+  /** The change this group is part of. */
   readonly changeId: number;
   /** When the change committed, epoch ms. */
   readonly time: number;
@@ -92,11 +137,11 @@ class Watcher {
     if (this.failure !== null) return;
     if (this.countsOnly) {
       // Only the newest counts matter to a counts-only watcher.
-      if (this.queue.at(-1)?.events.length === 0) this.queue.pop();
-      this.queue.push(message.events.length === 0 ? message : { ...message, events: [] });
+      this.queue.pop();
+      this.queue.push(message.countsOnly());
     } else {
       this.queue.push(message);
-      this.queuedEvents += message.events.length;
+      this.queuedEvents += message.eventCount;
       if (this.queuedEvents > this.maxQueuedEvents) {
         this.fail(new LimitExceededError(`this Watch stream fell more than ${this.maxQueuedEvents} events behind; reconnect with the last cursor received`));
       }
@@ -134,7 +179,7 @@ class Watcher {
     }
     const message = this.queue.shift();
     if (message === undefined) return null;
-    this.queuedEvents -= message.events.length;
+    if (!this.countsOnly) this.queuedEvents -= message.eventCount;
     return message;
   }
 }
@@ -209,20 +254,20 @@ export class WatchHub {
           const rows = (await this.store.readChanges(after, this.catchUpBatch, table)).filter((r) => r.id <= from);
           if (rows.length === 0) break;
           for (const row of rows) {
-            yield { cursor: row.id, progress: null, events: timedEvents(row) };
+            yield new WatchMessage(row.id, null, [row]);
             after = row.id;
           }
         }
       }
-      yield { cursor, progress: countsThen, events: [] };
+      yield new WatchMessage(cursor, countsThen, []);
       for (;;) {
         const message = await watcher.next(o.signal);
         if (message === null) break;
         // A cursor from a replica whose feed is ahead of this one: skip what the client already has.
         if (message.cursor <= cursor) continue;
-        const events = message.events.filter((e) => e.changeId > cursor);
+        const unseen = message.after(cursor);
         cursor = message.cursor;
-        yield events.length === message.events.length ? message : { ...message, events };
+        yield unseen;
       }
       if (watcher.failure !== null) throw watcher.failure;
     } finally {
@@ -325,13 +370,8 @@ export class WatchHub {
     }
     if (rows.length === 0) return;
     // One message object per change for all watchers (and one counts-only view of it), so that
-    // the service converts each to protobuf once however many watch (job-service.ts).
-    const message: WatchMessage = { cursor: position, progress: sameCounts(state.counts), events: rows.flatMap(timedEvents) };
-    let countsOnly: WatchMessage | undefined;
-    for (const w of state.watchers) w.push(w.countsOnly ? (countsOnly ??= { ...message, events: [] }) : message);
+    // the service encodes each once however many watch (job-service.ts).
+    const message = new WatchMessage(position, sameCounts(state.counts), rows);
+    for (const w of state.watchers) w.push(message);
   }
-}
-
-function timedEvents(row: ChangeRow): TimedEvent[] {
-  return row.events.map((e) => ({ ...e, changeId: row.id, time: row.time }));
 }

@@ -34,6 +34,19 @@ export interface JobEventRecord {
   readonly errorMessage: string;
 }
 
+/** Job-level events of one step, as stored: jobs that went to one status together, by one worker. */
+export interface JobEventGroupRecord {
+  readonly status: EventStatus;
+  readonly workerId: string;
+  readonly committed: boolean;
+  /** The keys as one JSON array of canonical keys. */
+  readonly keysJson: string;
+  /** How many keys keysJson holds. */
+  readonly size: number;
+  /** For a change to error, each key's message; empty otherwise. */
+  readonly errorMessages: readonly string[];
+}
+
 /** A row of the change log, as read back. */
 export interface ChangeRow {
   readonly id: number;
@@ -41,7 +54,10 @@ export interface ChangeRow {
   /** Commit time, epoch ms (the writing replica's clock). */
   readonly time: number;
   readonly deltas: CountDeltas;
+  /** The row's events one by one. */
   readonly events: readonly JobEventRecord[];
+  /** The same events in their stored groups. */
+  readonly groups: readonly JobEventGroupRecord[];
 }
 
 /** The columns a change row is written with. */
@@ -102,26 +118,36 @@ export class Change {
  * a drain nobody watched).
  */
 export function parseChangeRow(row: { id: number | string; table_name: string; time: number | string; deltas: string; events: string }): ChangeRow {
+  let stored: EventGroup[] | undefined;
   let events: JobEventRecord[] | undefined;
+  let groups: JobEventGroupRecord[] | undefined;
+  const parsed = () => (stored ??= JSON.parse(row.events) as EventGroup[]);
   return {
     id: Number(row.id),
     table: row.table_name,
     time: Number(row.time),
     deltas: JSON.parse(row.deltas) as CountDeltas,
     get events() {
-      return (events ??= parseEvents(row.events));
+      return (events ??= eventsOf(parsed()));
+    },
+    get groups() {
+      return (groups ??= parsed().map(groupOf));
     },
   };
 }
 
-function parseEvents(column: string): JobEventRecord[] {
+function eventsOf(stored: readonly EventGroup[]): JobEventRecord[] {
   const events: JobEventRecord[] = [];
-  for (const g of JSON.parse(column) as EventGroup[]) {
+  for (const g of stored) {
     g.k.forEach((key, i) => {
       events.push({ keyJson: JSON.stringify(key), status: g.s, workerId: g.w, committed: g.c === 1, errorMessage: g.e?.[i] ?? "" });
     });
   }
   return events;
+}
+
+function groupOf(g: EventGroup): JobEventGroupRecord {
+  return { status: g.s, workerId: g.w, committed: g.c === 1, keysJson: JSON.stringify(g.k), size: g.k.length, errorMessages: g.e ?? [] };
 }
 
 /** A lease still held, as the stores read it before changing it. */

@@ -28,7 +28,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file populus/v1/job_service.proto.
  */
 export const file_populus_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxwb3B1bHVzL3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpwb3B1bHVzLnYxItkCCg5SZWZyZXNoUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIdCgRrZXlzGAIgAygLMg8ucG9wdWx1cy52MS5LZXkSEgoKcmVmcmVzaF9pZBgDIAEoCRINCgVmaW5hbBgEIAEoCBIVCghwcmlvcml0eRgFIAEoDUgAiAEBEigKBWRlbGF5GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXN0YWxlX3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOb3JwaGFuX3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJa2V5c19qc29uGAkgASgJEjAKDmtleV9hdHRyaWJ1dGVzGAogAygLMhgucG9wdWx1cy52MS5LZXlBdHRyaWJ1dGVCCwoJX3ByaW9yaXR5IlYKD1JlZnJlc2hSZXNwb25zZRINCgVhZGRlZBgBIAEoBBIPCgdyZW1vdmVkGAIgASgEEhAKCG9ycGhhbmVkGAMgASgEEhEKCXJlX3BlbmRlZBgEIAEoBCKWAwoOUmVzZXJ2ZVJlcXVlc3QSDQoFdGFibGUYASABKAkSEAoIbWF4X2pvYnMYAiABKA0SGQoMbWF4X3ByaW9yaXR5GAMgASgNSACIAQESQAoLcmVzdHJpY3Rpb24YBCADKAsyKy5wb3B1bHVzLnYxLlJlc2VydmVSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSKgoGd29ya2VyGAUgASgLMhoucG9wdWx1cy52MS5Xb3JrZXJJZGVudGl0eRIxCg5sZWFzZV9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhInCgR3YWl0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmFzX2NvbHVtbnMYCCABKAgSEgoKcmVxdWVzdF9pZBgJIAEoCRpFChBSZXN0cmljdGlvbkVudHJ5EgsKA2tleRgBIAEoCRIgCgV2YWx1ZRgCIAEoCzIRLnBvcHVsdXMudjEuVmFsdWU6AjgBQg8KDV9tYXhfcHJpb3JpdHkilAEKBUxlYXNlEhwKA2tleRgBIAEoCzIPLnBvcHVsdXMudjEuS2V5EhMKC2xlYXNlX3Rva2VuGAIgASgJEjUKEWxlYXNlX2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAQgASgNEhAKCHByaW9yaXR5GAUgASgNIsYBCgxMZWFzZUNvbHVtbnMSFAoMbGVhc2VfdG9rZW5zGAEgAygJEhEKCWtleXNfanNvbhgCIAEoCRIQCghhdHRlbXB0cxgDIAMoDRISCgpwcmlvcml0aWVzGAQgAygNEjUKEWxlYXNlX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg5rZXlfYXR0cmlidXRlcxgGIAMoCzIYLnBvcHVsdXMudjEuS2V5QXR0cmlidXRlIl8KD1Jlc2VydmVSZXNwb25zZRIhCgZsZWFzZXMYASADKAsyES5wb3B1bHVzLnYxLkxlYXNlEikKB2NvbHVtbnMYAiABKAsyGC5wb3B1bHVzLnYxLkxlYXNlQ29sdW1ucyJKCgpDb21wbGV0aW9uEhMKC2xlYXNlX3Rva2VuGAEgASgJEicKBnJlc3VsdBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QikQEKD0NvbXBsZXRlUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIrCgtjb21wbGV0aW9ucxgCIAMoCzIWLnBvcHVsdXMudjEuQ29tcGxldGlvbhIWCg5rZWVwX2NvbXBsZXRlZBgDIAEoCBIUCgxsZWFzZV90b2tlbnMYBCADKAkSFAoMcmVzdWx0c19qc29uGAUgASgJIkAKEENvbXBsZXRlUmVzcG9uc2USEQoJY29tbWl0dGVkGAEgASgEEhkKEWFscmVhZHlfY29tbWl0dGVkGAIgASgEIl0KC0ZhaWxSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSEwoLZXJyb3Jfc3RhY2sYBCABKAkiDgoMRmFpbFJlc3BvbnNlIkcKDUxlYXNlUHJvZ3Jlc3MSEwoLbGVhc2VfdG9rZW4YASABKAkSEAoIcHJvZ3Jlc3MYAiABKAESDwoHbWVzc2FnZRgDIAEoCSKXAQoQSGVhcnRiZWF0UmVxdWVzdBINCgV0YWJsZRgBIAEoCRIUCgxsZWFzZV90b2tlbnMYAiADKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIcHJvZ3Jlc3MYBCADKAsyGS5wb3B1bHVzLnYxLkxlYXNlUHJvZ3Jlc3MiZQoRSGVhcnRiZWF0UmVzcG9uc2USGQoRbG9zdF9sZWFzZV90b2tlbnMYASADKAkSNQoRbGVhc2VfZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjUKDlJlbGVhc2VSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhQKDGxlYXNlX3Rva2VucxgCIAMoCSI+Cg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAQSGQoRbG9zdF9sZWFzZV90b2tlbnMYAiADKAkiQgoMV2F0Y2hSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEg4KBmN1cnNvchgCIAEoCRITCgtjb3VudHNfb25seRgDIAEoCCK2AQoISm9iRXZlbnQSHAoDa2V5GAEgASgLMg8ucG9wdWx1cy52MS5LZXkSJQoGc3RhdHVzGAIgASgOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd29ya2VyX2lkGAQgASgJEhEKCWNvbW1pdHRlZBgFIAEoCBIVCg1lcnJvcl9tZXNzYWdlGAYgASgJIm0KDVdhdGNoUmVzcG9uc2USDgoGY3Vyc29yGAEgASgJEiYKCHByb2dyZXNzGAIgASgLMhQucG9wdWx1cy52MS5Qcm9ncmVzcxIkCgZldmVudHMYAyADKAsyFC5wb3B1bHVzLnYxLkpvYkV2ZW50IqYCCg9MaXN0Sm9ic1JlcXVlc3QSDQoFdGFibGUYASABKAkSJwoIc3RhdHVzZXMYAiADKA4yFS5wb3B1bHVzLnYxLkpvYlN0YXR1cxIZCgxtYXhfcHJpb3JpdHkYAyABKA1IAIgBARJBCgtyZXN0cmljdGlvbhgEIAMoCzIsLnBvcHVsdXMudjEuTGlzdEpvYnNSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkaRQoQUmVzdHJpY3Rpb25FbnRyeRILCgNrZXkYASABKAkSIAoFdmFsdWUYAiABKAsyES5wb3B1bHVzLnYxLlZhbHVlOgI4AUIPCg1fbWF4X3ByaW9yaXR5IkoKEExpc3RKb2JzUmVzcG9uc2USHQoEam9icxgBIAMoCzIPLnBvcHVsdXMudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChJHZXRQcm9ncmVzc1JlcXVlc3QSDQoFdGFibGUYASABKAkiPQoTR2V0UHJvZ3Jlc3NSZXNwb25zZRImCghwcm9ncmVzcxgBIAEoCzIULnBvcHVsdXMudjEuUHJvZ3Jlc3MiagoRRGVsZXRlSm9ic1JlcXVlc3QSDQoFdGFibGUYASABKAkSJwoIc3RhdHVzZXMYAiADKA4yFS5wb3B1bHVzLnYxLkpvYlN0YXR1cxIdCgRrZXlzGAMgAygLMg8ucG9wdWx1cy52MS5LZXkiJQoSRGVsZXRlSm9ic1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAQiPQoNSWdub3JlUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIdCgRrZXlzGAIgAygLMg8ucG9wdWx1cy52MS5LZXkiIQoOSWdub3JlUmVzcG9uc2USDwoHaWdub3JlZBgBIAEoBCITChFMaXN0VGFibGVzUmVxdWVzdCI7ChJMaXN0VGFibGVzUmVzcG9uc2USJQoGdGFibGVzGAEgAygLMhUucG9wdWx1cy52MS5UYWJsZUluZm8iUQoURGVsZXRlVGFyZ2V0c1JlcXVlc3QSDQoFdGFibGUYASABKAkSHQoEa2V5cxgCIAMoCzIPLnBvcHVsdXMudjEuS2V5EgsKA2FsbBgDIAEoCCIoChVEZWxldGVUYXJnZXRzUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoBCLXAQoSTGlzdFRhcmdldHNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEkQKC3Jlc3RyaWN0aW9uGAIgAygLMi8ucG9wdWx1cy52MS5MaXN0VGFyZ2V0c1JlcXVlc3QuUmVzdHJpY3Rpb25FbnRyeRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCRpFChBSZXN0cmljdGlvbkVudHJ5EgsKA2tleRgBIAEoCRIgCgV2YWx1ZRgCIAEoCzIRLnBvcHVsdXMudjEuVmFsdWU6AjgBIlMKE0xpc3RUYXJnZXRzUmVzcG9uc2USIwoEcm93cxgBIAMoCzIVLnBvcHVsdXMudjEuVGFyZ2V0Um93EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTL8BwoKSm9iU2VydmljZRJCCgdSZWZyZXNoEhoucG9wdWx1cy52MS5SZWZyZXNoUmVxdWVzdBobLnBvcHVsdXMudjEuUmVmcmVzaFJlc3BvbnNlEkIKB1Jlc2VydmUSGi5wb3B1bHVzLnYxLlJlc2VydmVSZXF1ZXN0GhsucG9wdWx1cy52MS5SZXNlcnZlUmVzcG9uc2USRQoIQ29tcGxldGUSGy5wb3B1bHVzLnYxLkNvbXBsZXRlUmVxdWVzdBocLnBvcHVsdXMudjEuQ29tcGxldGVSZXNwb25zZRI5CgRGYWlsEhcucG9wdWx1cy52MS5GYWlsUmVxdWVzdBoYLnBvcHVsdXMudjEuRmFpbFJlc3BvbnNlEkgKCUhlYXJ0YmVhdBIcLnBvcHVsdXMudjEuSGVhcnRiZWF0UmVxdWVzdBodLnBvcHVsdXMudjEuSGVhcnRiZWF0UmVzcG9uc2USQgoHUmVsZWFzZRIaLnBvcHVsdXMudjEuUmVsZWFzZVJlcXVlc3QaGy5wb3B1bHVzLnYxLlJlbGVhc2VSZXNwb25zZRI+CgVXYXRjaBIYLnBvcHVsdXMudjEuV2F0Y2hSZXF1ZXN0GhkucG9wdWx1cy52MS5XYXRjaFJlc3BvbnNlMAESRQoITGlzdEpvYnMSGy5wb3B1bHVzLnYxLkxpc3RKb2JzUmVxdWVzdBocLnBvcHVsdXMudjEuTGlzdEpvYnNSZXNwb25zZRJOCgtHZXRQcm9ncmVzcxIeLnBvcHVsdXMudjEuR2V0UHJvZ3Jlc3NSZXF1ZXN0Gh8ucG9wdWx1cy52MS5HZXRQcm9ncmVzc1Jlc3BvbnNlEksKCkRlbGV0ZUpvYnMSHS5wb3B1bHVzLnYxLkRlbGV0ZUpvYnNSZXF1ZXN0Gh4ucG9wdWx1cy52MS5EZWxldGVKb2JzUmVzcG9uc2USPwoGSWdub3JlEhkucG9wdWx1cy52MS5JZ25vcmVSZXF1ZXN0GhoucG9wdWx1cy52MS5JZ25vcmVSZXNwb25zZRJLCgpMaXN0VGFibGVzEh0ucG9wdWx1cy52MS5MaXN0VGFibGVzUmVxdWVzdBoeLnBvcHVsdXMudjEuTGlzdFRhYmxlc1Jlc3BvbnNlElQKDURlbGV0ZVRhcmdldHMSIC5wb3B1bHVzLnYxLkRlbGV0ZVRhcmdldHNSZXF1ZXN0GiEucG9wdWx1cy52MS5EZWxldGVUYXJnZXRzUmVzcG9uc2USTgoLTGlzdFRhcmdldHMSHi5wb3B1bHVzLnYxLkxpc3RUYXJnZXRzUmVxdWVzdBofLnBvcHVsdXMudjEuTGlzdFRhcmdldHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_populus_v1_types]);
+  fileDesc("Chxwb3B1bHVzL3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpwb3B1bHVzLnYxItkCCg5SZWZyZXNoUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIdCgRrZXlzGAIgAygLMg8ucG9wdWx1cy52MS5LZXkSEgoKcmVmcmVzaF9pZBgDIAEoCRINCgVmaW5hbBgEIAEoCBIVCghwcmlvcml0eRgFIAEoDUgAiAEBEigKBWRlbGF5GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXN0YWxlX3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOb3JwaGFuX3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJa2V5c19qc29uGAkgASgJEjAKDmtleV9hdHRyaWJ1dGVzGAogAygLMhgucG9wdWx1cy52MS5LZXlBdHRyaWJ1dGVCCwoJX3ByaW9yaXR5IlYKD1JlZnJlc2hSZXNwb25zZRINCgVhZGRlZBgBIAEoBBIPCgdyZW1vdmVkGAIgASgEEhAKCG9ycGhhbmVkGAMgASgEEhEKCXJlX3BlbmRlZBgEIAEoBCKWAwoOUmVzZXJ2ZVJlcXVlc3QSDQoFdGFibGUYASABKAkSEAoIbWF4X2pvYnMYAiABKA0SGQoMbWF4X3ByaW9yaXR5GAMgASgNSACIAQESQAoLcmVzdHJpY3Rpb24YBCADKAsyKy5wb3B1bHVzLnYxLlJlc2VydmVSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSKgoGd29ya2VyGAUgASgLMhoucG9wdWx1cy52MS5Xb3JrZXJJZGVudGl0eRIxCg5sZWFzZV9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhInCgR3YWl0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmFzX2NvbHVtbnMYCCABKAgSEgoKcmVxdWVzdF9pZBgJIAEoCRpFChBSZXN0cmljdGlvbkVudHJ5EgsKA2tleRgBIAEoCRIgCgV2YWx1ZRgCIAEoCzIRLnBvcHVsdXMudjEuVmFsdWU6AjgBQg8KDV9tYXhfcHJpb3JpdHkilAEKBUxlYXNlEhwKA2tleRgBIAEoCzIPLnBvcHVsdXMudjEuS2V5EhMKC2xlYXNlX3Rva2VuGAIgASgJEjUKEWxlYXNlX2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAQgASgNEhAKCHByaW9yaXR5GAUgASgNIsYBCgxMZWFzZUNvbHVtbnMSFAoMbGVhc2VfdG9rZW5zGAEgAygJEhEKCWtleXNfanNvbhgCIAEoCRIQCghhdHRlbXB0cxgDIAMoDRISCgpwcmlvcml0aWVzGAQgAygNEjUKEWxlYXNlX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg5rZXlfYXR0cmlidXRlcxgGIAMoCzIYLnBvcHVsdXMudjEuS2V5QXR0cmlidXRlIl8KD1Jlc2VydmVSZXNwb25zZRIhCgZsZWFzZXMYASADKAsyES5wb3B1bHVzLnYxLkxlYXNlEikKB2NvbHVtbnMYAiABKAsyGC5wb3B1bHVzLnYxLkxlYXNlQ29sdW1ucyJKCgpDb21wbGV0aW9uEhMKC2xlYXNlX3Rva2VuGAEgASgJEicKBnJlc3VsdBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QikQEKD0NvbXBsZXRlUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIrCgtjb21wbGV0aW9ucxgCIAMoCzIWLnBvcHVsdXMudjEuQ29tcGxldGlvbhIWCg5rZWVwX2NvbXBsZXRlZBgDIAEoCBIUCgxsZWFzZV90b2tlbnMYBCADKAkSFAoMcmVzdWx0c19qc29uGAUgASgJIkAKEENvbXBsZXRlUmVzcG9uc2USEQoJY29tbWl0dGVkGAEgASgEEhkKEWFscmVhZHlfY29tbWl0dGVkGAIgASgEIl0KC0ZhaWxSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSEwoLZXJyb3Jfc3RhY2sYBCABKAkiDgoMRmFpbFJlc3BvbnNlIkcKDUxlYXNlUHJvZ3Jlc3MSEwoLbGVhc2VfdG9rZW4YASABKAkSEAoIcHJvZ3Jlc3MYAiABKAESDwoHbWVzc2FnZRgDIAEoCSKXAQoQSGVhcnRiZWF0UmVxdWVzdBINCgV0YWJsZRgBIAEoCRIUCgxsZWFzZV90b2tlbnMYAiADKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIcHJvZ3Jlc3MYBCADKAsyGS5wb3B1bHVzLnYxLkxlYXNlUHJvZ3Jlc3MiZQoRSGVhcnRiZWF0UmVzcG9uc2USGQoRbG9zdF9sZWFzZV90b2tlbnMYASADKAkSNQoRbGVhc2VfZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjUKDlJlbGVhc2VSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhQKDGxlYXNlX3Rva2VucxgCIAMoCSI+Cg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAQSGQoRbG9zdF9sZWFzZV90b2tlbnMYAiADKAkiWgoMV2F0Y2hSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEg4KBmN1cnNvchgCIAEoCRITCgtjb3VudHNfb25seRgDIAEoCBIWCg5ncm91cGVkX2V2ZW50cxgEIAEoCCK2AQoISm9iRXZlbnQSHAoDa2V5GAEgASgLMg8ucG9wdWx1cy52MS5LZXkSJQoGc3RhdHVzGAIgASgOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd29ya2VyX2lkGAQgASgJEhEKCWNvbW1pdHRlZBgFIAEoCBIVCg1lcnJvcl9tZXNzYWdlGAYgASgJIrEBCg1Kb2JFdmVudEdyb3VwEhEKCWtleXNfanNvbhgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5wb3B1bHVzLnYxLkpvYlN0YXR1cxIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl3b3JrZXJfaWQYBCABKAkSEQoJY29tbWl0dGVkGAUgASgIEhYKDmVycm9yX21lc3NhZ2VzGAYgAygJItABCg1XYXRjaFJlc3BvbnNlEg4KBmN1cnNvchgBIAEoCRImCghwcm9ncmVzcxgCIAEoCzIULnBvcHVsdXMudjEuUHJvZ3Jlc3MSJAoGZXZlbnRzGAMgAygLMhQucG9wdWx1cy52MS5Kb2JFdmVudBIvCgxldmVudF9ncm91cHMYBCADKAsyGS5wb3B1bHVzLnYxLkpvYkV2ZW50R3JvdXASMAoOa2V5X2F0dHJpYnV0ZXMYBSADKAsyGC5wb3B1bHVzLnYxLktleUF0dHJpYnV0ZSKmAgoPTGlzdEpvYnNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEicKCHN0YXR1c2VzGAIgAygOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSGQoMbWF4X3ByaW9yaXR5GAMgASgNSACIAQESQQoLcmVzdHJpY3Rpb24YBCADKAsyLC5wb3B1bHVzLnYxLkxpc3RKb2JzUmVxdWVzdC5SZXN0cmljdGlvbkVudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJGkUKEFJlc3RyaWN0aW9uRW50cnkSCwoDa2V5GAEgASgJEiAKBXZhbHVlGAIgASgLMhEucG9wdWx1cy52MS5WYWx1ZToCOAFCDwoNX21heF9wcmlvcml0eSJKChBMaXN0Sm9ic1Jlc3BvbnNlEh0KBGpvYnMYASADKAsyDy5wb3B1bHVzLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoSR2V0UHJvZ3Jlc3NSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJIj0KE0dldFByb2dyZXNzUmVzcG9uc2USJgoIcHJvZ3Jlc3MYASABKAsyFC5wb3B1bHVzLnYxLlByb2dyZXNzImoKEURlbGV0ZUpvYnNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEicKCHN0YXR1c2VzGAIgAygOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSHQoEa2V5cxgDIAMoCzIPLnBvcHVsdXMudjEuS2V5IiUKEkRlbGV0ZUpvYnNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgEIj0KDUlnbm9yZVJlcXVlc3QSDQoFdGFibGUYASABKAkSHQoEa2V5cxgCIAMoCzIPLnBvcHVsdXMudjEuS2V5IiEKDklnbm9yZVJlc3BvbnNlEg8KB2lnbm9yZWQYASABKAQiEwoRTGlzdFRhYmxlc1JlcXVlc3QiOwoSTGlzdFRhYmxlc1Jlc3BvbnNlEiUKBnRhYmxlcxgBIAMoCzIVLnBvcHVsdXMudjEuVGFibGVJbmZvIlEKFERlbGV0ZVRhcmdldHNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEh0KBGtleXMYAiADKAsyDy5wb3B1bHVzLnYxLktleRILCgNhbGwYAyABKAgiKAoVRGVsZXRlVGFyZ2V0c1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAQi1wEKEkxpc3RUYXJnZXRzUmVxdWVzdBINCgV0YWJsZRgBIAEoCRJECgtyZXN0cmljdGlvbhgCIAMoCzIvLnBvcHVsdXMudjEuTGlzdFRhcmdldHNSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkaRQoQUmVzdHJpY3Rpb25FbnRyeRILCgNrZXkYASABKAkSIAoFdmFsdWUYAiABKAsyES5wb3B1bHVzLnYxLlZhbHVlOgI4ASJTChNMaXN0VGFyZ2V0c1Jlc3BvbnNlEiMKBHJvd3MYASADKAsyFS5wb3B1bHVzLnYxLlRhcmdldFJvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky/AcKCkpvYlNlcnZpY2USQgoHUmVmcmVzaBIaLnBvcHVsdXMudjEuUmVmcmVzaFJlcXVlc3QaGy5wb3B1bHVzLnYxLlJlZnJlc2hSZXNwb25zZRJCCgdSZXNlcnZlEhoucG9wdWx1cy52MS5SZXNlcnZlUmVxdWVzdBobLnBvcHVsdXMudjEuUmVzZXJ2ZVJlc3BvbnNlEkUKCENvbXBsZXRlEhsucG9wdWx1cy52MS5Db21wbGV0ZVJlcXVlc3QaHC5wb3B1bHVzLnYxLkNvbXBsZXRlUmVzcG9uc2USOQoERmFpbBIXLnBvcHVsdXMudjEuRmFpbFJlcXVlc3QaGC5wb3B1bHVzLnYxLkZhaWxSZXNwb25zZRJICglIZWFydGJlYXQSHC5wb3B1bHVzLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHS5wb3B1bHVzLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkIKB1JlbGVhc2USGi5wb3B1bHVzLnYxLlJlbGVhc2VSZXF1ZXN0GhsucG9wdWx1cy52MS5SZWxlYXNlUmVzcG9uc2USPgoFV2F0Y2gSGC5wb3B1bHVzLnYxLldhdGNoUmVxdWVzdBoZLnBvcHVsdXMudjEuV2F0Y2hSZXNwb25zZTABEkUKCExpc3RKb2JzEhsucG9wdWx1cy52MS5MaXN0Sm9ic1JlcXVlc3QaHC5wb3B1bHVzLnYxLkxpc3RKb2JzUmVzcG9uc2USTgoLR2V0UHJvZ3Jlc3MSHi5wb3B1bHVzLnYxLkdldFByb2dyZXNzUmVxdWVzdBofLnBvcHVsdXMudjEuR2V0UHJvZ3Jlc3NSZXNwb25zZRJLCgpEZWxldGVKb2JzEh0ucG9wdWx1cy52MS5EZWxldGVKb2JzUmVxdWVzdBoeLnBvcHVsdXMudjEuRGVsZXRlSm9ic1Jlc3BvbnNlEj8KBklnbm9yZRIZLnBvcHVsdXMudjEuSWdub3JlUmVxdWVzdBoaLnBvcHVsdXMudjEuSWdub3JlUmVzcG9uc2USSwoKTGlzdFRhYmxlcxIdLnBvcHVsdXMudjEuTGlzdFRhYmxlc1JlcXVlc3QaHi5wb3B1bHVzLnYxLkxpc3RUYWJsZXNSZXNwb25zZRJUCg1EZWxldGVUYXJnZXRzEiAucG9wdWx1cy52MS5EZWxldGVUYXJnZXRzUmVxdWVzdBohLnBvcHVsdXMudjEuRGVsZXRlVGFyZ2V0c1Jlc3BvbnNlEk4KC0xpc3RUYXJnZXRzEh4ucG9wdWx1cy52MS5MaXN0VGFyZ2V0c1JlcXVlc3QaHy5wb3B1bHVzLnYxLkxpc3RUYXJnZXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_populus_v1_types]);
 
 /**
  * Request of Refresh.
@@ -754,6 +754,16 @@ export type WatchRequest = Message<"populus.v1.WatchRequest"> & {
    * @generated from field: bool counts_only = 3;
    */
   countsOnly: boolean;
+
+  /**
+   * Answer job events in WatchResponse.event_groups (a few fields and one
+   * JSON text of keys per group) instead of in events: a client that tails a
+   * busy table decodes a batch of a thousand events far faster that way than
+   * as a thousand JobEvent messages with a map of Value messages each.
+   *
+   * @generated from field: bool grouped_events = 4;
+   */
+  groupedEvents: boolean;
 };
 
 /**
@@ -821,6 +831,64 @@ export const JobEventSchema: GenMessage<JobEvent> = /*@__PURE__*/
   messageDesc(file_populus_v1_job_service, 17);
 
 /**
+ * Job events in columns: the jobs that went to one status together in one
+ * change (a Reserve's batch, a Complete's batch) by one worker.
+ *
+ * @generated from message populus.v1.JobEventGroup
+ */
+export type JobEventGroup = Message<"populus.v1.JobEventGroup"> & {
+  /**
+   * The jobs' keys: one JSON array of key objects, int64 values as decimal
+   * strings (WatchResponse.key_attributes gives each attribute's type).
+   *
+   * @generated from field: string keys_json = 1;
+   */
+  keysJson: string;
+
+  /**
+   * Their status after the change; UNSPECIFIED when their rows were deleted.
+   *
+   * @generated from field: populus.v1.JobStatus status = 2;
+   */
+  status: JobStatus;
+
+  /**
+   * When the change committed.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 3;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The worker that made the change, if any.
+   *
+   * @generated from field: string worker_id = 4;
+   */
+  workerId: string;
+
+  /**
+   * True when the change committed their results to the target.
+   *
+   * @generated from field: bool committed = 5;
+   */
+  committed: boolean;
+
+  /**
+   * For a change to error: each job's error message, in keys_json's order.
+   *
+   * @generated from field: repeated string error_messages = 6;
+   */
+  errorMessages: string[];
+};
+
+/**
+ * Describes the message populus.v1.JobEventGroup.
+ * Use `create(JobEventGroupSchema)` to create a new message.
+ */
+export const JobEventGroupSchema: GenMessage<JobEventGroup> = /*@__PURE__*/
+  messageDesc(file_populus_v1_job_service, 18);
+
+/**
  * Response of Watch: a snapshot, or changes since the last message.
  *
  * The first message of a stream is a snapshot (progress set, no events).
@@ -849,11 +917,26 @@ export type WatchResponse = Message<"populus.v1.WatchResponse"> & {
 
   /**
    * The job-level changes since the previous message, in commit order;
-   * empty in a snapshot.
+   * empty in a snapshot, and empty with grouped_events.
    *
    * @generated from field: repeated populus.v1.JobEvent events = 3;
    */
   events: JobEvent[];
+
+  /**
+   * With grouped_events: the job-level changes as groups, in commit order.
+   *
+   * @generated from field: repeated populus.v1.JobEventGroup event_groups = 4;
+   */
+  eventGroups: JobEventGroup[];
+
+  /**
+   * With grouped_events, in each message that has event groups: the table's
+   * key attributes, to read keys_json with.
+   *
+   * @generated from field: repeated populus.v1.KeyAttribute key_attributes = 5;
+   */
+  keyAttributes: KeyAttribute[];
 };
 
 /**
@@ -861,7 +944,7 @@ export type WatchResponse = Message<"populus.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 18);
+  messageDesc(file_populus_v1_job_service, 19);
 
 /**
  * Request of ListJobs.
@@ -917,7 +1000,7 @@ export type ListJobsRequest = Message<"populus.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 19);
+  messageDesc(file_populus_v1_job_service, 20);
 
 /**
  * Response of ListJobs.
@@ -945,7 +1028,7 @@ export type ListJobsResponse = Message<"populus.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 20);
+  messageDesc(file_populus_v1_job_service, 21);
 
 /**
  * Request of GetProgress.
@@ -966,7 +1049,7 @@ export type GetProgressRequest = Message<"populus.v1.GetProgressRequest"> & {
  * Use `create(GetProgressRequestSchema)` to create a new message.
  */
 export const GetProgressRequestSchema: GenMessage<GetProgressRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 21);
+  messageDesc(file_populus_v1_job_service, 22);
 
 /**
  * Response of GetProgress.
@@ -987,7 +1070,7 @@ export type GetProgressResponse = Message<"populus.v1.GetProgressResponse"> & {
  * Use `create(GetProgressResponseSchema)` to create a new message.
  */
 export const GetProgressResponseSchema: GenMessage<GetProgressResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 22);
+  messageDesc(file_populus_v1_job_service, 23);
 
 /**
  * Request of DeleteJobs.
@@ -1022,7 +1105,7 @@ export type DeleteJobsRequest = Message<"populus.v1.DeleteJobsRequest"> & {
  * Use `create(DeleteJobsRequestSchema)` to create a new message.
  */
 export const DeleteJobsRequestSchema: GenMessage<DeleteJobsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 23);
+  messageDesc(file_populus_v1_job_service, 24);
 
 /**
  * Response of DeleteJobs.
@@ -1043,7 +1126,7 @@ export type DeleteJobsResponse = Message<"populus.v1.DeleteJobsResponse"> & {
  * Use `create(DeleteJobsResponseSchema)` to create a new message.
  */
 export const DeleteJobsResponseSchema: GenMessage<DeleteJobsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 24);
+  messageDesc(file_populus_v1_job_service, 25);
 
 /**
  * Request of Ignore.
@@ -1071,7 +1154,7 @@ export type IgnoreRequest = Message<"populus.v1.IgnoreRequest"> & {
  * Use `create(IgnoreRequestSchema)` to create a new message.
  */
 export const IgnoreRequestSchema: GenMessage<IgnoreRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 25);
+  messageDesc(file_populus_v1_job_service, 26);
 
 /**
  * Response of Ignore.
@@ -1092,7 +1175,7 @@ export type IgnoreResponse = Message<"populus.v1.IgnoreResponse"> & {
  * Use `create(IgnoreResponseSchema)` to create a new message.
  */
 export const IgnoreResponseSchema: GenMessage<IgnoreResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 26);
+  messageDesc(file_populus_v1_job_service, 27);
 
 /**
  * Request of ListTables.
@@ -1107,7 +1190,7 @@ export type ListTablesRequest = Message<"populus.v1.ListTablesRequest"> & {
  * Use `create(ListTablesRequestSchema)` to create a new message.
  */
 export const ListTablesRequestSchema: GenMessage<ListTablesRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 27);
+  messageDesc(file_populus_v1_job_service, 28);
 
 /**
  * Response of ListTables.
@@ -1128,7 +1211,7 @@ export type ListTablesResponse = Message<"populus.v1.ListTablesResponse"> & {
  * Use `create(ListTablesResponseSchema)` to create a new message.
  */
 export const ListTablesResponseSchema: GenMessage<ListTablesResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 28);
+  messageDesc(file_populus_v1_job_service, 29);
 
 /**
  * Request of DeleteTargets.
@@ -1163,7 +1246,7 @@ export type DeleteTargetsRequest = Message<"populus.v1.DeleteTargetsRequest"> & 
  * Use `create(DeleteTargetsRequestSchema)` to create a new message.
  */
 export const DeleteTargetsRequestSchema: GenMessage<DeleteTargetsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 29);
+  messageDesc(file_populus_v1_job_service, 30);
 
 /**
  * Response of DeleteTargets.
@@ -1184,7 +1267,7 @@ export type DeleteTargetsResponse = Message<"populus.v1.DeleteTargetsResponse"> 
  * Use `create(DeleteTargetsResponseSchema)` to create a new message.
  */
 export const DeleteTargetsResponseSchema: GenMessage<DeleteTargetsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 30);
+  messageDesc(file_populus_v1_job_service, 31);
 
 /**
  * Request of ListTargets.
@@ -1226,7 +1309,7 @@ export type ListTargetsRequest = Message<"populus.v1.ListTargetsRequest"> & {
  * Use `create(ListTargetsRequestSchema)` to create a new message.
  */
 export const ListTargetsRequestSchema: GenMessage<ListTargetsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 31);
+  messageDesc(file_populus_v1_job_service, 32);
 
 /**
  * Response of ListTargets.
@@ -1254,7 +1337,7 @@ export type ListTargetsResponse = Message<"populus.v1.ListTargetsResponse"> & {
  * Use `create(ListTargetsResponseSchema)` to create a new message.
  */
 export const ListTargetsResponseSchema: GenMessage<ListTargetsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 32);
+  messageDesc(file_populus_v1_job_service, 33);
 
 /**
  * JobService coordinates the computation of a table's keys across workers.

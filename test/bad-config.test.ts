@@ -165,6 +165,7 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "--tls-cert",
     "--tls-key",
     "--max-watch-streams",
+    "--max-watch-streams-total",
     "--db-pool-size",
     "--db-pool-wait",
     "--help",
@@ -184,6 +185,7 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "POPULUS_TLS_CERT",
     "POPULUS_TLS_KEY",
     "POPULUS_MAX_WATCH_STREAMS",
+    "POPULUS_MAX_WATCH_STREAMS_TOTAL",
     "POPULUS_DB_POOL_SIZE",
     "POPULUS_DB_POOL_WAIT",
   ]) {

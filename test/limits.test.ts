@@ -176,6 +176,44 @@ test("Watch streams per peer address (no tokens): over the cap is RESOURCE_EXHAU
   t.pass();
 });
 
+test("Watch streams on the whole server (--max-watch-streams-total): past it any client is refused RESOURCE_EXHAUSTED; closing one frees a slot", async (t) => {
+  const db = await createTestDatabase("sqlite");
+  const dir = mkdtempSync(join(tmpdir(), "populus-limits-"));
+  const readers = [randomBytes(24).toString("hex"), randomBytes(24).toString("hex")];
+  const admin = randomBytes(24).toString("hex");
+  writeFileSync(join(dir, "tokens"), `reader ${readers[0]}\nreader ${readers[1]}\nadmin ${admin}\n`);
+  const server = await startServer({
+    database: db.url,
+    args: ["--max-watch-streams", "10", "--max-watch-streams-total", "3", "--tokens-file", join(dir, "tokens")],
+    env: { POPULUS_TOKENS: undefined },
+  });
+  t.teardown(async () => {
+    await server.stop();
+    await db.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const as = (token: string) => {
+    const auth: Interceptor = (next) => (req) => {
+      req.header.set("authorization", `Bearer ${token}`);
+      return next(req);
+    };
+    return createClient(JobService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [auth] }));
+  };
+  await as(admin).refresh({ table: "Watched", keys: [key(1)] });
+  const open = [await openWatch(as(readers[0]!), "Watched"), await openWatch(as(readers[0]!), "Watched"), await openWatch(as(readers[1]!), "Watched")];
+  const refused = await rpcError(openWatch(as(admin), "Watched"));
+  t.is(refused.code, Code.ResourceExhausted, "a client below its own cap is refused once the server is at its cap");
+  t.is(refused.rawMessage, "this server already serves 3 Watch streams, its limit (--max-watch-streams-total); watch through another replica, or retry later");
+  open[0]?.close();
+  let another: { close: () => void } | undefined;
+  await until("a slot is free again", async () => {
+    another = await openWatch(as(admin), "Watched").catch(() => undefined);
+    return another !== undefined;
+  });
+  for (const w of [...open, another]) w?.close();
+  t.pass();
+});
+
 test("Watch streams per token: one token at its cap does not block another", async (t) => {
   const db = await createTestDatabase("sqlite");
   const dir = mkdtempSync(join(tmpdir(), "populus-limits-"));

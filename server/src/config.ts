@@ -52,6 +52,8 @@ export interface ServerConfig {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   /** Concurrent Watch streams per client (token, or peer address without tokens). @default 64 */
   readonly maxWatchStreams: number;
+  /** Concurrent Watch streams on this server, all clients. @default 2000 */
+  readonly maxWatchStreamsTotal: number;
   /** MySQL family: connections in the pool. @default 20 */
   readonly dbPoolSize: number;
   /**
@@ -181,6 +183,12 @@ function buildCommand(): Command {
         .argParser(intInRange("--max-watch-streams", 1, 100_000)),
     )
     .addOption(
+      new Option("--max-watch-streams-total <n>", "concurrent Watch streams on this server, all clients together (each costs it about 60 KB)")
+        .env("POPULUS_MAX_WATCH_STREAMS_TOTAL")
+        .default(2000)
+        .argParser(intInRange("--max-watch-streams-total", 1, 1_000_000)),
+    )
+    .addOption(
       new Option("--db-pool-size <n>", "MySQL family: connections in the pool")
         .env("POPULUS_DB_POOL_SIZE")
         .default(20)
@@ -245,6 +253,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     tlsCert?: string;
     tlsKey?: string;
     maxWatchStreams: number;
+    maxWatchStreamsTotal: number;
     dbPoolSize: number;
     dbPoolWait: number;
   }>();
@@ -275,6 +284,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       insecure,
       tls: o.tlsCert === undefined || o.tlsKey === undefined ? null : Object.freeze({ certFile: o.tlsCert, keyFile: o.tlsKey }),
       maxWatchStreams: o.maxWatchStreams,
+      maxWatchStreamsTotal: o.maxWatchStreamsTotal,
       dbPoolSize: o.dbPoolSize,
       dbPoolWaitSeconds: o.dbPoolWait,
     }),

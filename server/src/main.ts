@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   const interceptors: Interceptor[] = [metrics.interceptor()];
   if (tokens !== null) interceptors.push(authInterceptor(tokens));
   interceptors.push(
-    watchLimitInterceptor(config.maxWatchStreams),
+    watchLimitInterceptor(config.maxWatchStreams, config.maxWatchStreamsTotal),
     errorMappingInterceptor(logger, (err) => databaseProbe.observe(err)),
   );
   const rpcHandler = connectNodeAdapter({

@@ -23,16 +23,23 @@ export const DEFAULT_MAX_WATCH_STREAMS = 64;
 /** The peer's address, set per request by the node adapter (main.ts); the Watch limit's key without tokens. */
 export const PEER_ADDRESS = createContextKey<string>("unknown", { description: "populus peer address" });
 
+/** Default of --max-watch-streams-total. */
+export const DEFAULT_MAX_WATCH_STREAMS_TOTAL = 2000;
+
 /**
  * Caps concurrent Watch streams per client: per token when the server
  * authenticates (a shared worker token counts all its holders), else per
  * peer address. Every open stream holds a change-feed subscription and a
  * buffer, so one client looping on Watch must not exhaust the replica for the
- * others. Over the cap: RESOURCE_EXHAUSTED, which the SDK's watch() treats
- * as "retry later" and reconnects with its cursor after a backoff.
+ * others. And caps them on the whole replica: an open stream costs it about
+ * 60 KB (connect's and HTTP/2's state per call), so 2,000 streams take a
+ * replica from about 95 MB to about 220 MB, and 5,000 to 430 MB. Over either
+ * cap: RESOURCE_EXHAUSTED, which the SDK's watch() treats as "retry later"
+ * and reconnects with its cursor after a backoff.
  */
-export function watchLimitInterceptor(maxPerClient: number): Interceptor {
+export function watchLimitInterceptor(maxPerClient: number, maxTotal = DEFAULT_MAX_WATCH_STREAMS_TOTAL): Interceptor {
   const open = new Map<string, number>();
+  let total = 0;
   return (next) => async (req) => {
     if (req.service.typeName !== "populus.v1.JobService" || req.method.localName !== "watch") return next(req);
     const caller = req.contextValues.get(CALLER);
@@ -44,11 +51,19 @@ export function watchLimitInterceptor(maxPerClient: number): Interceptor {
         Code.ResourceExhausted,
       );
     }
+    if (total >= maxTotal) {
+      throw new ConnectError(
+        `this server already serves ${total} Watch streams, its limit (--max-watch-streams-total); watch through another replica, or retry later`,
+        Code.ResourceExhausted,
+      );
+    }
     open.set(client, count + 1);
+    total++;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
+      total--;
       const n = (open.get(client) ?? 1) - 1;
       if (n <= 0) open.delete(client);
       else open.set(client, n);

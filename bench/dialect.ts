@@ -30,7 +30,7 @@ for (let i = process.execArgv.indexOf("tsx"); i > 0 && process.execArgv[i - 1] =
   process.execArgv.splice(i - 1, 2);
 }
 
-const { drain, flat, FULL, latency, QUICK, refresh, watch } = await import("./scenarios.js");
+const { drain, flat, FULL, idle, latency, manyWatchers, QUICK, refresh, watch } = await import("./scenarios.js");
 const sizes = mode === "full" ? FULL : QUICK;
 const log = (line: string) => process.stderr.write(`[${dialect}] ${line}\n`);
 
@@ -39,6 +39,8 @@ const refreshed = await refresh(dialect, port, sizes, log);
 const flatCost = await flat(dialect, port, sizes, log);
 const latencies = await latency(dialect, port, sizes, log);
 const watched = await watch(dialect, port, sizes, log);
+const idled = await idle(dialect, port, sizes, log);
+const crowd = await manyWatchers(dialect, port, sizes, log);
 
 console.log(
   JSON.stringify({
@@ -48,6 +50,8 @@ console.log(
     flat: flatCost,
     latency: latencies,
     watch: watched.results,
+    idle: idled.results,
+    manyWatchers: crowd,
     peakRssMb: { drain: drained.peakRssMb, watch: watched.peakRssMb },
   }),
 );

@@ -12,6 +12,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import mysql from "mysql2/promise";
+import type { IdleResults, ManyWatchersResults } from "./scenarios.js";
 import type { Spread } from "./stats.js";
 
 const { values } = parseArgs({ options: { full: { type: "boolean", default: false }, dialect: { type: "string", multiple: true } } });
@@ -24,6 +25,8 @@ interface Results {
   flat: Record<string, Spread>;
   latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
   watch: { jobsPerSecond: Spread; withoutWatchers: Spread; delayP50: Spread; delayP99: Spread };
+  idle: IdleResults;
+  manyWatchers: ManyWatchersResults;
   peakRssMb: { drain: number; watch: number };
   sizes: Record<string, number>;
 }
@@ -91,6 +94,17 @@ function report(dialect: string, r: Results): string[] {
   row(`   commit→event delay p99 (ms)`, fmt(r.watch.delayP99), `target < 500 ms: ${verdict(r.watch.delayP99.median, 500, false)}`);
   row(`6. server peak RSS, scenario 1 (MB)`, r.peakRssMb.drain.toFixed(0), `target < 250: ${verdict(r.peakRssMb.drain, 250, false)}`);
   row(`   server peak RSS, scenario 5 (MB)`, r.peakRssMb.watch.toFixed(0), `target < 250: ${verdict(r.peakRssMb.watch, 250, false)}`);
+  row(
+    `7. ${r.idle.workers} idle workers: server CPU (% of a core)`,
+    `${r.idle.serverCpuPercent.toFixed(1)}% (${r.idle.callsPerSecond.toFixed(0)} calls/s)`,
+    `target ≤ 5%: ${verdict(r.idle.serverCpuPercent, 5, false)}`,
+  );
+  row(
+    `8. ${r.manyWatchers.asked} counts-only watchers at once: served / refused`,
+    `${r.manyWatchers.served} / ${r.manyWatchers.refused}`,
+    "each served or refused (RESOURCE_EXHAUSTED)",
+  );
+  row(`   server RSS with them open (MB)`, r.manyWatchers.rssMb.toFixed(0), `target < 250: ${verdict(r.manyWatchers.rssMb, 250, false)}`);
   return lines;
 }
 

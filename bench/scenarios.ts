@@ -30,9 +30,25 @@ export interface Sizes {
   /** Reserve→Complete round trips per run of the latency scenario. */
   readonly roundTrips: number;
   readonly watchers: number;
+  /** Connected idle workers of scenario 7, and how long their server's CPU is measured (s). */
+  readonly idleWorkers: number;
+  readonly idleSeconds: number;
+  /** Counts-only Watch streams asked for at once in scenario 8. */
+  readonly manyWatchers: number;
 }
 
-export const QUICK: Sizes = { repetitions: 3, drainKeys: 3000, refreshKeys: 30_000, flatDrain: 2000, flatLargeQueue: 50_000, roundTrips: 300, watchers: 500 };
+export const QUICK: Sizes = {
+  repetitions: 3,
+  drainKeys: 3000,
+  refreshKeys: 30_000,
+  flatDrain: 2000,
+  flatLargeQueue: 50_000,
+  roundTrips: 300,
+  watchers: 500,
+  idleWorkers: 1000,
+  idleSeconds: 20,
+  manyWatchers: 5000,
+};
 export const FULL: Sizes = {
   repetitions: 3,
   drainKeys: 20_000,
@@ -41,6 +57,9 @@ export const FULL: Sizes = {
   flatLargeQueue: 1_000_000,
   roundTrips: 2000,
   watchers: 500,
+  idleWorkers: 1000,
+  idleSeconds: 60,
+  manyWatchers: 5000,
 };
 
 export interface DialectResults {
@@ -49,6 +68,8 @@ export interface DialectResults {
   flat: Record<string, Spread>;
   latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
   watch: { jobsPerSecond: Spread; withoutWatchers: Spread; delayP50: Spread; delayP99: Spread };
+  idle: IdleResults;
+  manyWatchers: ManyWatchersResults;
   peakRssMb: Record<string, number>;
 }
 
@@ -307,4 +328,100 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
     results: { jobsPerSecond: spread(rates), withoutWatchers: spread(baseline), delayP50: spread(p50), delayP99: spread(p99) },
     peakRssMb: await srv.finish(),
   };
+}
+
+/** The CPU time a process has used so far, seconds (user + system, from /proc). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command; in clock ticks (100 a second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** How often an idle populus-worker looks for work: its --idle-wait default (s). */
+const IDLE_WAIT_S = 10;
+
+export interface IdleResults {
+  readonly workers: number;
+  /** The server's CPU while they idled, % of one core. */
+  readonly serverCpuPercent: number;
+  /** Their calls a second, all together. */
+  readonly callsPerSecond: number;
+}
+
+/**
+ * Scenario 7: connected workers with nothing to do. Each has its own connection and does what an
+ * idle populus-worker does every --idle-wait (10 s): a pass of populate, which refreshes its key
+ * source (here an empty one: one Refresh call) and asks for jobs (one Reserve, which finds none).
+ * Their first passes are spread over one idle wait; then the server's CPU is read over idleSeconds.
+ */
+export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<{ results: IdleResults; peakRssMb: number }> {
+  const srv = await benchServer(dialect, port);
+  const table = `idle_bench_${nextTable}`;
+  await queue(srv.rpc, table, 0, 1);
+  const { leases } = await srv.rpc.reserve({ table, maxJobs: 1, worker: WORKER });
+  await srv.rpc.complete({ table, completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: {} })) });
+  const controller = new AbortController();
+  let calls = 0;
+  const workers = Array.from({ length: s.idleWorkers }, async (_, w) => {
+    const rpc = rpcClient(srv.server.url);
+    const worker = { ...WORKER, workerId: `idle-${w}` };
+    await new Promise((r) => setTimeout(r, Math.random() * IDLE_WAIT_S * 1000));
+    while (!controller.signal.aborted) {
+      await rpc.refresh({ table, final: true });
+      const found = await rpc.reserve({ table, maxJobs: 100, worker, asColumns: true, requestId: `idle-${w}-${calls}` });
+      if ((found.columns?.leaseTokens.length ?? 0) > 0) throw new Error("an idle worker found work");
+      calls += 2;
+      await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000 * (0.9 + Math.random() * 0.2)));
+    }
+  });
+  await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000));
+  const pid = srv.server.process.pid as number;
+  const [cpu0, calls0, t0] = [cpuSeconds(pid), calls, performance.now()];
+  await new Promise((r) => setTimeout(r, s.idleSeconds * 1000));
+  const seconds = (performance.now() - t0) / 1000;
+  const results = { workers: s.idleWorkers, serverCpuPercent: ((cpuSeconds(pid) - cpu0) / seconds) * 100, callsPerSecond: (calls - calls0) / seconds };
+  controller.abort();
+  await Promise.race([Promise.allSettled(workers), new Promise((r) => setTimeout(r, (IDLE_WAIT_S + 5) * 1000))]);
+  log(`idle: ${s.idleWorkers} workers, ${results.callsPerSecond.toFixed(0)} calls/s, server CPU ${results.serverCpuPercent.toFixed(1)}% of a core`);
+  return { results, peakRssMb: await srv.finish() };
+}
+
+export interface ManyWatchersResults {
+  readonly asked: number;
+  readonly served: number;
+  /** Refused with RESOURCE_EXHAUSTED (--max-watch-streams-total). */
+  readonly refused: number;
+  /** The server's RSS with them open, MB. */
+  readonly rssMb: number;
+}
+
+/** Scenario 8: a burst of counts-only watchers (dashboards), far past the server's Watch cap: served or refused, and its memory. */
+export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<ManyWatchersResults> {
+  // Their per-client cap out of the way: the server-wide one is measured.
+  const srv = await benchServer(dialect, port, ["--max-watch-streams", String(s.manyWatchers), ...(process.env.BENCH_WATCH_TOTAL ? ["--max-watch-streams-total", process.env.BENCH_WATCH_TOTAL] : [])]);
+  const table = `watched_bench_${nextTable}`;
+  await queue(srv.rpc, table, 0, 1);
+  const controller = new AbortController();
+  setMaxListeners(s.manyWatchers + 10, controller.signal);
+  const connections = Array.from({ length: 10 }, () => rpcClient(srv.server.url));
+  let served = 0;
+  let refused = 0;
+  const streams = Array.from({ length: s.manyWatchers }, async (_, w) => {
+    try {
+      for await (const _m of connections[w % connections.length]!.watch({ table, countsOnly: true }, { signal: controller.signal })) served++;
+    } catch (err) {
+      if (controller.signal.aborted) return;
+      if (err instanceof ConnectError && err.code === Code.ResourceExhausted) refused++;
+      else throw err;
+    }
+  });
+  while (served + refused < s.manyWatchers) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 1000));
+  const statm = readFileSync(`/proc/${srv.server.process.pid}/statm`, "utf8").split(" ");
+  const rssMb = (Number(statm[1]) * 4096) / 2 ** 20;
+  controller.abort();
+  await Promise.allSettled(streams);
+  await srv.finish();
+  log(`${s.manyWatchers} counts-only watchers: ${served} served, ${refused} refused, server RSS ${rssMb.toFixed(0)} MB`);
+  return { asked: s.manyWatchers, served, refused, rssMb };
 }

@@ -398,7 +398,7 @@ export interface ManyWatchersResults {
 /** Scenario 8: a burst of counts-only watchers (dashboards), far past the server's Watch cap: served or refused, and its memory. */
 export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<ManyWatchersResults> {
   // Their per-client cap out of the way: the server-wide one is measured.
-  const srv = await benchServer(dialect, port, ["--max-watch-streams", String(s.manyWatchers), ...(process.env.BENCH_WATCH_TOTAL ? ["--max-watch-streams-total", process.env.BENCH_WATCH_TOTAL] : [])]);
+  const srv = await benchServer(dialect, port, ["--max-watch-streams", String(s.manyWatchers)]);
   const table = `watched_bench_${nextTable}`;
   await queue(srv.rpc, table, 0, 1);
   const controller = new AbortController();

@@ -168,9 +168,7 @@ export class SqliteStore implements JobStore {
   private table(name: string): DeclaredTable {
     const cached = this.tables.get(name);
     if (cached !== undefined) return cached;
-    const row = this.db.prepare(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" WHERE name = ?`).get(name) as
-      | TableRow
-      | undefined;
+    const row = this.prepared(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" WHERE name = ?`).get(name) as TableRow | undefined;
     if (row === undefined) throw new TableNotFoundError(name);
     // Key attributes never change once declared, so the cache cannot go stale.
     const def = toDeclaredTable(row);
@@ -188,7 +186,7 @@ export class SqliteStore implements JobStore {
   }
 
   async listTables(): Promise<DeclaredTable[]> {
-    const rows = this.db.prepare(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" ORDER BY name`).all() as TableRow[];
+    const rows = this.prepared(`SELECT name, display_name, key_attributes, create_time FROM "~populus_tables" ORDER BY name`).all() as TableRow[];
     return rows.map(toDeclaredTable);
   }
 
@@ -221,12 +219,12 @@ export class SqliteStore implements JobStore {
        * In-process prepared statements per key cost microseconds, so no set-based form is needed here.
        * MySQL: a target lookup and a multi-row INSERT ... ON DUPLICATE KEY UPDATE per 1,000 keys.
        */
-      const inTarget = this.db.prepare(`SELECT 1 FROM ${target} WHERE key_hash = ?`).pluck();
-      const insert = this.db.prepare(
+      const inTarget = this.prepared(`SELECT 1 FROM ${target} WHERE key_hash = ?`).pluck();
+      const insert = this.prepared(
         `INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
          VALUES (?, ?, 'pending', ?, ?, ?, 0) ON CONFLICT (key_hash) DO NOTHING`,
       );
-      const stage = this.db.prepare(`INSERT OR IGNORE INTO "~populus_refresh_keys" (refresh, key_hash, create_time) VALUES (?, ?, ?)`);
+      const stage = this.prepared(`INSERT OR IGNORE INTO "~populus_refresh_keys" (refresh, key_hash, create_time) VALUES (?, ?, ?)`);
       let added = 0;
       for (const key of input.keys) {
         if (inTarget.get(key.hash) === undefined) added += insert.run(key.hash, key.json, input.priority, input.now, input.now + input.delayMs).changes;
@@ -235,13 +233,13 @@ export class SqliteStore implements JobStore {
       let removed = 0;
       let rePended = 0;
       if (final) {
-        if (state.staging && this.db.prepare(`SELECT 1 FROM "~populus_refresh_keys" WHERE refresh = ? LIMIT 1`).get(staging) !== undefined) {
+        if (state.staging && this.prepared(`SELECT 1 FROM "~populus_refresh_keys" WHERE refresh = ? LIMIT 1`).get(staging) !== undefined) {
           /*
            * Stale removal: jobs older than the stale timeout whose key is not in this refresh's key source.
            * Never reserved or ignore jobs; one statement per status, for the change log's counts.
            * Params: status, cutoff, staging id. Returns: rows removed. MySQL: the same.
            */
-          const removeStale = this.db.prepare(
+          const removeStale = this.prepared(
             `DELETE FROM ${jobs}
              WHERE status = ? AND create_time < ?
                AND NOT EXISTS (SELECT 1 FROM "~populus_refresh_keys" s WHERE s.refresh = ? AND s.key_hash = ${jobs}.key_hash)`,
@@ -252,22 +250,20 @@ export class SqliteStore implements JobStore {
             removed += n;
           }
         }
-        this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE refresh = ?`).run(staging);
-        this.db.prepare(`DELETE FROM "~populus_refreshes" WHERE refresh = ?`).run(staging);
-        this.db.prepare(`DELETE FROM "~populus_refresh_keys" WHERE create_time < ?`).run(input.now - ABANDONED_REFRESH_MS);
-        this.db.prepare(`DELETE FROM "~populus_refreshes" WHERE create_time < ?`).run(input.now - ABANDONED_REFRESH_MS);
+        this.prepared(`DELETE FROM "~populus_refresh_keys" WHERE refresh = ?`).run(staging);
+        this.prepared(`DELETE FROM "~populus_refreshes" WHERE refresh = ?`).run(staging);
+        this.prepared(`DELETE FROM "~populus_refresh_keys" WHERE create_time < ?`).run(input.now - ABANDONED_REFRESH_MS);
+        this.prepared(`DELETE FROM "~populus_refreshes" WHERE create_time < ?`).run(input.now - ABANDONED_REFRESH_MS);
         /*
          * Re-pend kept success jobs whose key left the target (its row was deleted to recompute it).
          * Params: scheduled time. Returns: rows re-pended. MySQL: the same statement.
          */
-        rePended = this.db
-          .prepare(
-            `UPDATE ${jobs} SET status = 'pending', scheduled_time = ?, complete_time = NULL, duration_ms = NULL, lease_token = NULL
+        rePended = this.prepared(
+          `UPDATE ${jobs} SET status = 'pending', scheduled_time = ?, complete_time = NULL, duration_ms = NULL, lease_token = NULL
              WHERE status = 'success' AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = ${jobs}.key_hash)`,
-          )
-          .run(input.now).changes;
+        ).run(input.now).changes;
         change.move("success", "pending", rePended);
-        this.db.prepare(`UPDATE "~populus_tables" SET last_refresh_time = ? WHERE name = ?`).run(input.now, input.table);
+        this.prepared(`UPDATE "~populus_tables" SET last_refresh_time = ? WHERE name = ?`).run(input.now, input.table);
       }
       change.move(null, "pending", added);
       const orphaned = input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change);
@@ -283,29 +279,36 @@ export class SqliteStore implements JobStore {
    */
   private refreshState(staging: string, input: RefreshInput): { staleCutoff: number; staging: boolean } {
     if (input.refreshId !== null) {
-      const row = this.db.prepare(`SELECT stale_cutoff, staging FROM "~populus_refreshes" WHERE refresh = ?`).get(staging) as
+      const row = this.prepared(`SELECT stale_cutoff, staging FROM "~populus_refreshes" WHERE refresh = ?`).get(staging) as
         | { stale_cutoff: number; staging: number }
         | undefined;
       if (row !== undefined) return { staleCutoff: row.stale_cutoff, staging: row.staging === 1 };
     }
     const staleCutoff = input.now - input.staleTimeoutMs;
-    const candidate = this.db
-      .prepare(`SELECT 1 FROM ${jobsTable(input.table)} WHERE status IN ('pending', 'error', 'success') AND create_time < ? LIMIT 1`)
-      .get(staleCutoff);
+    const candidate = this.prepared(`SELECT 1 FROM ${jobsTable(input.table)} WHERE status IN ('pending', 'error', 'success') AND create_time < ? LIMIT 1`).get(
+      staleCutoff,
+    );
     const state = { staleCutoff, staging: candidate !== undefined };
     if (input.refreshId !== null) {
-      this.db
-        .prepare(`INSERT INTO "~populus_refreshes" (refresh, table_name, stale_cutoff, staging, create_time) VALUES (?, ?, ?, ?, ?)`)
-        .run(staging, input.table, staleCutoff, state.staging ? 1 : 0, input.now);
+      this.prepared(`INSERT INTO "~populus_refreshes" (refresh, table_name, stale_cutoff, staging, create_time) VALUES (?, ?, ?, ?, ?)`).run(
+        staging,
+        input.table,
+        staleCutoff,
+        state.staging ? 1 : 0,
+        input.now,
+      );
     }
     return state;
   }
 
   private declare(input: RefreshInput): void {
     for (const statement of createTableStatements(input.table)) this.db.prepare(statement).run();
-    this.db
-      .prepare(`INSERT INTO "~populus_tables" (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?)`)
-      .run(input.table, input.displayName, JSON.stringify(input.keyAttributes), input.now);
+    this.prepared(`INSERT INTO "~populus_tables" (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?)`).run(
+      input.table,
+      input.displayName,
+      JSON.stringify(input.keyAttributes),
+      input.now,
+    );
   }
 
   /**
@@ -316,7 +319,7 @@ export class SqliteStore implements JobStore {
   private resetLeases(table: string, column: "lease_expire_time" | "reserve_time", cutoff: number, now: number, change: Change): number {
     const jobs = jobsTable(table);
     const max = this.options.maxLostAttempts;
-    const rows = this.db.prepare(`SELECT id, key_json, attempts FROM ${jobs} WHERE status = 'reserved' AND ${column} < ?`).all(cutoff) as {
+    const rows = this.prepared(`SELECT id, key_json, attempts FROM ${jobs} WHERE status = 'reserved' AND ${column} < ?`).all(cutoff) as {
       id: number;
       key_json: string;
       attempts: number;
@@ -324,12 +327,10 @@ export class SqliteStore implements JobStore {
     const lost = rows.filter((r) => r.attempts >= max);
     const back = rows.filter((r) => r.attempts < max);
     if (lost.length > 0) {
-      this.db
-        .prepare(
-          `UPDATE ${jobs} SET status = 'error', error_message = ? || attempts || ?, complete_time = ?, lease_token = NULL, lease_expire_time = NULL
+      this.prepared(
+        `UPDATE ${jobs} SET status = 'error', error_message = ? || attempts || ?, complete_time = ?, lease_token = NULL, lease_expire_time = NULL
            WHERE id IN (${placeholders(lost.length)})`,
-        )
-        .run(WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...lost.map((r) => r.id));
+      ).run(WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...lost.map((r) => r.id));
       change.move("reserved", "error", lost.length).jobs(
         "error",
         lost.map((r) => r.key_json),
@@ -337,11 +338,9 @@ export class SqliteStore implements JobStore {
       );
     }
     if (back.length > 0) {
-      this.db
-        .prepare(
-          `UPDATE ${jobs} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
-        )
-        .run(...back.map((r) => r.id));
+      this.prepared(
+        `UPDATE ${jobs} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
+      ).run(...back.map((r) => r.id));
       change.move("reserved", "pending", back.length).jobs(
         "pending",
         back.map((r) => r.key_json),
@@ -434,7 +433,7 @@ export class SqliteStore implements JobStore {
         // A repeat of a Complete that committed: its token is on the target row.
         const done = new Set(
           (
-            this.db.prepare(`SELECT lease_token FROM ${target} WHERE lease_token IN (${placeholders(notHeld.length)})`).all(...notHeld) as {
+            this.prepared(`SELECT lease_token FROM ${target} WHERE lease_token IN (${placeholders(notHeld.length)})`).all(...notHeld) as {
               lease_token: string;
             }[]
           ).map((r) => r.lease_token),
@@ -459,12 +458,10 @@ export class SqliteStore implements JobStore {
       const ids = held.map((r) => r.id);
       if (ids.length > 0) {
         if (keepCompleted) {
-          this.db
-            .prepare(
-              `UPDATE ${jobs} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
+          this.prepared(
+            `UPDATE ${jobs} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
                WHERE id IN (${placeholders(ids.length)})`,
-            )
-            .run(now, now, ...ids);
+          ).run(now, now, ...ids);
         } else {
           this.prepared(`DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`).run(...ids);
         }
@@ -482,20 +479,18 @@ export class SqliteStore implements JobStore {
        * Fenced failure: only the current lease may set error. Params: message, stack, time x2, token.
        * MySQL: the same UPDATE.
        */
-      const changed = this.db
-        .prepare(
-          `UPDATE ${jobs} SET status = 'error', error_message = ?, error_stack = ?, complete_time = ?, duration_ms = ? - reserve_time,
+      const changed = this.prepared(
+        `UPDATE ${jobs} SET status = 'error', error_message = ?, error_stack = ?, complete_time = ?, duration_ms = ? - reserve_time,
              lease_expire_time = NULL
            WHERE status = 'reserved' AND id = ? AND lease_token = ?`,
-        )
-        .run(truncateErrorMessage(errorMessage), errorStack, now, now, leaseJobId(token), token).changes;
+      ).run(truncateErrorMessage(errorMessage), errorStack, now, now, leaseJobId(token), token).changes;
       if (changed === 0) {
         // A repeat of a Fail that committed keeps its token on the error row.
-        const repeat = this.db.prepare(`SELECT 1 FROM ${jobs} WHERE status = 'error' AND id = ? AND lease_token = ?`).get(leaseJobId(token), token);
+        const repeat = this.prepared(`SELECT 1 FROM ${jobs} WHERE status = 'error' AND id = ? AND lease_token = ?`).get(leaseJobId(token), token);
         if (repeat === undefined) throw new LeaseLostError([token]);
         return;
       }
-      const row = this.db.prepare(`SELECT key_json, worker_id, error_message FROM ${jobs} WHERE id = ?`).get(leaseJobId(token)) as {
+      const row = this.prepared(`SELECT key_json, worker_id, error_message FROM ${jobs} WHERE id = ?`).get(leaseJobId(token)) as {
         key_json: string;
         worker_id: string | null;
         error_message: string;
@@ -531,8 +526,8 @@ export class SqliteStore implements JobStore {
     return this.tx(() => {
       const held = this.heldTokens(jobs, leases);
       // Extend every held lease in one statement. MySQL: the same UPDATE.
-      this.db.prepare(`UPDATE ${jobs} SET lease_expire_time = ? WHERE ${HELD} AND ${leases.sql}`).run(expire, ...leases.params);
-      const setProgress = this.db.prepare(`UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND id = ? AND lease_token = ?`);
+      this.prepared(`UPDATE ${jobs} SET lease_expire_time = ? WHERE ${HELD} AND ${leases.sql}`).run(expire, ...leases.params);
+      const setProgress = this.prepared(`UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND id = ? AND lease_token = ?`);
       for (const p of progress) if (held.has(p.leaseToken)) setProgress.run(p.progress, p.message, leaseJobId(p.leaseToken), p.leaseToken);
       return { lost: tokens.filter((t) => !held.has(t)), leaseExpireTime: expire };
     });
@@ -548,12 +543,10 @@ export class SqliteStore implements JobStore {
        * Give leases back without charging an attempt. Params: tokens. Returns: rows released.
        * MySQL: the same UPDATE.
        */
-      const released = this.db
-        .prepare(
-          `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = MAX(attempts - 1, 0)
+      const released = this.prepared(
+        `UPDATE ${jobs} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = MAX(attempts - 1, 0)
            WHERE ${HELD} AND ${leases.sql}`,
-        )
-        .run(...leases.params).changes;
+      ).run(...leases.params).changes;
       this.logChange(table, releaseChange(held), Date.now());
       return { released, lost: tokens.filter((t) => !held.has(t)) };
     });
@@ -570,9 +563,9 @@ export class SqliteStore implements JobStore {
     if (request === undefined) return [];
     const tokens = requestLeaseTokens(request);
     const leases = leaseFilter(tokens);
-    const held = this.db
-      .prepare(`SELECT lease_token, key_json, priority, attempts, lease_expire_time FROM ${jobsTable(table)} WHERE status = 'reserved' AND ${leases.sql}`)
-      .all(...leases.params) as HeldGrantRow[];
+    const held = this.prepared(
+      `SELECT lease_token, key_json, priority, attempts, lease_expire_time FROM ${jobsTable(table)} WHERE status = 'reserved' AND ${leases.sql}`,
+    ).all(...leases.params) as HeldGrantRow[];
     return repeatedGrants(tokens, held);
   }
 
@@ -594,8 +587,8 @@ export class SqliteStore implements JobStore {
 
   async getProgress(table: string): Promise<ProgressCounts> {
     this.table(table);
-    const rows = this.db.prepare(`SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`).all() as { status: string; n: number }[];
-    const target = (this.db.prepare(`SELECT COUNT(*) AS n FROM ${targetTable(table)}`).get() as { n: number }).n;
+    const rows = this.prepared(`SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`).all() as { status: string; n: number }[];
+    const target = (this.prepared(`SELECT COUNT(*) AS n FROM ${targetTable(table)}`).get() as { n: number }).n;
     return toProgressCounts(rows, target);
   }
 
@@ -607,15 +600,13 @@ export class SqliteStore implements JobStore {
      * A page of jobs in reservation order (priority, scheduled_time, id), keyset-paged by a row-value
      * comparison on the ~ready index's columns. MySQL: the same row-value comparison.
      */
-    const rows = this.db
-      .prepare(
-        `SELECT ${JOB_COLUMNS} FROM ${jobsTable(table)}
+    const rows = this.prepared(
+      `SELECT ${JOB_COLUMNS} FROM ${jobsTable(table)}
          WHERE (priority, scheduled_time, id) > (?, ?, ?)${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : ""}${
            filter.maxPriority === null ? "" : " AND priority <= ?"
          }${restriction.sql}
          ORDER BY priority, scheduled_time, id LIMIT ?`,
-      )
-      .all(...after, ...filter.statuses, ...(filter.maxPriority === null ? [] : [filter.maxPriority]), ...restriction.params, page.pageSize + 1) as JobRow[];
+    ).all(...after, ...filter.statuses, ...(filter.maxPriority === null ? [] : [filter.maxPriority]), ...restriction.params, page.pageSize + 1) as JobRow[];
     return jobPage(rows, page.pageSize);
   }
 
@@ -627,8 +618,8 @@ export class SqliteStore implements JobStore {
     return this.tx(() => {
       const change = new Change();
       let deleted = 0;
-      const byStatus = this.db.prepare(`DELETE FROM ${jobs} WHERE status = ?`);
-      const byKey = this.db.prepare(`DELETE FROM ${jobs} WHERE key_hash = ? AND status = ?`);
+      const byStatus = this.prepared(`DELETE FROM ${jobs} WHERE status = ?`);
+      const byKey = this.prepared(`DELETE FROM ${jobs} WHERE key_hash = ? AND status = ?`);
       for (const status of each) {
         let n = 0;
         if (keys.length === 0) n = byStatus.run(status).changes;
@@ -649,12 +640,12 @@ export class SqliteStore implements JobStore {
        * Insert or update each key's job to ignore; an ignored reserved job loses its lease.
        * Params: key hash, key, create/scheduled time. MySQL: INSERT ... ON DUPLICATE KEY UPDATE.
        */
-      const upsert = this.db.prepare(
+      const upsert = this.prepared(
         `INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
          VALUES (?, ?, 'ignore', 5, ?, ?, 0)
          ON CONFLICT (key_hash) DO UPDATE SET status = 'ignore', lease_token = NULL, lease_expire_time = NULL`,
       );
-      const statusOf = this.db.prepare(`SELECT status FROM ${jobs} WHERE key_hash = ?`).pluck();
+      const statusOf = this.prepared(`SELECT status FROM ${jobs} WHERE key_hash = ?`).pluck();
       const before = keys.flatMap((k) => (statusOf.get(k.hash) as JobStatusName | undefined) ?? []);
       let ignored = 0;
       for (const k of keys) ignored += upsert.run(k.hash, k.json, now, now).changes;
@@ -668,9 +659,9 @@ export class SqliteStore implements JobStore {
     this.table(table);
     return this.tx(() => {
       let deleted = 0;
-      if (keys === "all") deleted = this.db.prepare(`DELETE FROM ${target}`).run().changes;
+      if (keys === "all") deleted = this.prepared(`DELETE FROM ${target}`).run().changes;
       else {
-        const del = this.db.prepare(`DELETE FROM ${target} WHERE key_hash = ?`);
+        const del = this.prepared(`DELETE FROM ${target} WHERE key_hash = ?`);
         for (const k of keys) deleted += del.run(k.hash).changes;
       }
       this.logChange(table, new Change().move("target", null, deleted), Date.now());
@@ -681,28 +672,24 @@ export class SqliteStore implements JobStore {
   async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>> {
     this.table(table);
     const r = restrictionSql(restriction);
-    const rows = this.db
-      .prepare(
-        `SELECT key_hash, key_json, result_json, complete_time FROM ${targetTable(table)}
+    const rows = this.prepared(
+      `SELECT key_hash, key_json, result_json, complete_time FROM ${targetTable(table)}
          WHERE key_hash > ?${r.sql} ORDER BY key_hash LIMIT ?`,
-      )
-      .all(page.after ?? "", ...r.params, page.pageSize + 1) as TargetRow[];
+    ).all(page.after ?? "", ...r.params, page.pageSize + 1) as TargetRow[];
     return targetPage(rows, page.pageSize);
   }
 
   async readChanges(afterId: number, limit: number, table: string | null): Promise<ChangeRow[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT id, table_name, time, deltas, events FROM "~populus_events" WHERE id > ?${table === null ? "" : " AND table_name = ?"} ORDER BY id LIMIT ?`,
-      )
-      .all(afterId, ...(table === null ? [] : [table]), limit) as { id: number; table_name: string; time: number; deltas: string; events: string }[];
+    const rows = this.prepared(
+      `SELECT id, table_name, time, deltas, events FROM "~populus_events" WHERE id > ?${table === null ? "" : " AND table_name = ?"} ORDER BY id LIMIT ?`,
+    ).all(afterId, ...(table === null ? [] : [table]), limit) as { id: number; table_name: string; time: number; deltas: string; events: string }[];
     return rows.map(parseChangeRow);
   }
 
   async changeBounds(): Promise<ChangeBounds> {
-    const row = this.db
-      .prepare(`SELECT (SELECT MAX(id) FROM "~populus_events") AS last_id, (SELECT value FROM "~populus_meta" WHERE name = 'events_pruned_through') AS pruned`)
-      .get() as { last_id: number | null; pruned: number | null };
+    const row = this.prepared(
+      `SELECT (SELECT MAX(id) FROM "~populus_events") AS last_id, (SELECT value FROM "~populus_meta" WHERE name = 'events_pruned_through') AS pruned`,
+    ).get() as { last_id: number | null; pruned: number | null };
     const prunedThrough = row.pruned ?? 0;
     return { lastId: Math.max(row.last_id ?? 0, prunedThrough), prunedThrough };
   }
@@ -711,23 +698,21 @@ export class SqliteStore implements JobStore {
     this.table(table);
     // A deferred read transaction: one WAL snapshot for the counts and the log (another process may write the file).
     return this.db.transaction(() => {
-      const ids = this.db.prepare(`SELECT id FROM "~populus_events" WHERE id > ? AND table_name = ?`).pluck().all(afterId, table) as number[];
-      const rows = this.db.prepare(`SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`).all() as { status: string; n: number }[];
-      const target = (this.db.prepare(`SELECT COUNT(*) AS n FROM ${targetTable(table)}`).get() as { n: number }).n;
+      const ids = this.prepared(`SELECT id FROM "~populus_events" WHERE id > ? AND table_name = ?`).pluck().all(afterId, table) as number[];
+      const rows = this.prepared(`SELECT status, COUNT(*) AS n FROM ${jobsTable(table)} GROUP BY status`).all() as { status: string; n: number }[];
+      const target = (this.prepared(`SELECT COUNT(*) AS n FROM ${targetTable(table)}`).get() as { n: number }).n;
       return { counts: toProgressCounts(rows, target), includedIds: ids };
     })();
   }
 
   async pruneChanges(before: number): Promise<number> {
     return this.tx(() => {
-      const through = this.db.prepare(`SELECT MAX(id) FROM "~populus_events" WHERE time < ?`).pluck().get(before) as number | null;
+      const through = this.prepared(`SELECT MAX(id) FROM "~populus_events" WHERE time < ?`).pluck().get(before) as number | null;
       if (through === null) return 0;
-      this.db
-        .prepare(
-          `INSERT INTO "~populus_meta" (name, value) VALUES ('events_pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`,
-        )
-        .run(through);
-      return this.db.prepare(`DELETE FROM "~populus_events" WHERE id <= ?`).run(through).changes;
+      this.prepared(
+        `INSERT INTO "~populus_meta" (name, value) VALUES ('events_pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`,
+      ).run(through);
+      return this.prepared(`DELETE FROM "~populus_events" WHERE id <= ?`).run(through).changes;
     });
   }
 

@@ -1,0 +1,25 @@
+/**
+ * Confirming a destructive command as mature tools do: `--yes` skips the
+ * question; otherwise a terminal is asked (on stderr, stdout staying clean)
+ * and only "y" or "yes" goes on; without a terminal on stdin there is no one
+ * to ask, so the command refuses (exit 2) rather than guess.
+ */
+import { createInterface } from "node:readline/promises";
+import { ExitCode } from "../exit-codes.js";
+import type { CliContext } from "./context.js";
+import { CliError } from "./failure.js";
+
+/** Resolves when the change may go ahead; throws CliError when it may not (nothing changed then). */
+export async function confirm(ctx: CliContext, question: string, options: { readonly yes: boolean; readonly command: string }): Promise<void> {
+  if (options.yes) return;
+  if (ctx.streams.stdin.isTTY !== true) {
+    throw new CliError(`${options.command} changes the store and stdin is not a terminal to confirm it on; add --yes`, ExitCode.usage);
+  }
+  const rl = createInterface({ input: ctx.streams.stdin, output: ctx.streams.stderr });
+  try {
+    const answer = (await rl.question(`${question} [y/N] `)).trim().toLowerCase();
+    if (answer !== "y" && answer !== "yes") throw new CliError("not confirmed; nothing changed", ExitCode.failed);
+  } finally {
+    rl.close();
+  }
+}

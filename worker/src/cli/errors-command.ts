@@ -42,7 +42,7 @@ export async function errorsCommand(ctx: CliContext, tableName: string, options:
       return printLine(ctx, `no error jobs of ${table.displayName}${restriction === undefined ? "" : ` match ${keyText(restriction)}`}; nothing deleted`);
     }
     const what = `${count === 1 ? "1 error job" : `${count} error jobs`} of ${table.displayName}`;
-    await confirm(ctx, `Delete ${what}? The next refresh queues their keys again.`, { yes: options.yes, command: "populus errors --delete" });
+    await confirm(ctx, `Delete ${what}? The next refresh queues their keys again.`, { yes: options.yes, command: "errors --delete" });
     const deleted = keys === undefined ? await errors.delete() : await errors.delete(keys);
     if (ctx.json) return printJson(ctx, { table: table.displayName, deleted });
     return printLine(ctx, `deleted ${deleted === 1 ? "1 error job" : `${deleted} error jobs`} of ${table.displayName}`);

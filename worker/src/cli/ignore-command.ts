@@ -27,7 +27,7 @@ export async function ignoreCommand(ctx: CliContext, tableName: string, options:
   const listed = keys.length <= 3 ? `: ${keys.map(keyText).join(", ")}` : "";
   await confirm(ctx, `Ignore ${keys.length === 1 ? "1 key" : `${keys.length} keys`} of ${table.displayName}${listed}? A reserved job loses its lease.`, {
     yes: options.yes,
-    command: "populus ignore",
+    command: "ignore",
   });
   const ignored = await ctx.db.jobs(table.name).ignore(keys);
   if (ctx.json) return printJson(ctx, { table: table.displayName, ignored });

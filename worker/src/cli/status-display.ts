@@ -4,12 +4,13 @@
  * log, CI), where carriage-return redraws would make one unreadable line.
  * Both show the same text:
  *
- *     Mean |██████████░░░░░░░░░░| 50% 10/20 done (9 in target, 1 error), 2 reserved, 8 pending, 0 ignored
- *     Mean: 10/20 done (9 in target, 1 error), 2 reserved, 8 pending, 0 ignored
+ *     Mean |██████████░░░░░░░░░░|  50% 10/20 done, 1 error, 2 reserved, 8 pending, 0 ignored
+ *     Mean: 10/20 done, 1 error, 2 reserved, 8 pending, 0 ignored
  *
  * "done" counts keys whose make finished, committed (the target) or failed
  * (error jobs), of all the keys queued or finished; ignored jobs are left
- * out of both, as populate's own progress display counts.
+ * out of both, as populate's own progress display counts. The text is kept
+ * short enough for the bar and a short table name to fit 80 columns.
  */
 import type { ProgressCounts } from "@populus/sdk";
 import cliProgress from "cli-progress";
@@ -20,10 +21,10 @@ function doneOf(c: ProgressCounts): { readonly done: number; readonly total: num
   return { done, total: done + c.pending + c.reserved };
 }
 
-/** "10/20 done (9 in target, 1 error), 2 reserved, 8 pending, 0 ignored". */
+/** "10/20 done, 1 error, 2 reserved, 8 pending, 0 ignored". */
 export function describeStatus(c: ProgressCounts): string {
   const { done, total } = doneOf(c);
-  return `${done}/${total} done (${c.target} in target, ${c.error === 1 ? "1 error" : `${c.error} errors`}), ${c.reserved} reserved, ${c.pending} pending, ${c.ignore} ignored`;
+  return `${done}/${total} done, ${c.error === 1 ? "1 error" : `${c.error} errors`}, ${c.reserved} reserved, ${c.pending} pending, ${c.ignore} ignored`;
 }
 
 /** Draws the counts of some tables; `stop()` draws the last state and ends. */
@@ -39,7 +40,7 @@ export function startStatusBars(stream: NodeJS.WriteStream, tables: readonly str
     stream,
     format: (options, params, payload: { label: string; text: string }) =>
       `${payload.label.padEnd(width)} |${cliProgress.Format.BarFormat(params.progress, options)}| ${String(Math.floor(params.progress * 100)).padStart(3)}% ${payload.text}`,
-    barsize: 30,
+    barsize: 20,
     barCompleteChar: "\u2588",
     barIncompleteChar: "\u2591",
     fps: 5,
@@ -47,8 +48,6 @@ export function startStatusBars(stream: NodeJS.WriteStream, tables: readonly str
     clearOnComplete: false,
     // Our own SIGINT handler stops the display; cli-progress's would race it.
     gracefulExit: false,
-    // A line longer than the terminal would wrap and break the in-place redraw.
-    linewrap: false,
   });
   const bars = new Map(tables.map((t) => [t, multi.create(1, 0, { label: t, text: "waiting for counts" })]));
   return {

@@ -4,13 +4,12 @@
  * log, CI), where carriage-return redraws would make one unreadable line.
  * Both show the same text:
  *
- *     Mean |██████████░░░░░░░░░░|  50% 10/20 done, 1 error, 2 reserved, 8 pending, 0 ignored
+ *     Mean |█████░░░░░|  50% 10/20 done, 1 error, 2 reserved, 8 pending, 0 ignored
  *     Mean: 10/20 done, 1 error, 2 reserved, 8 pending, 0 ignored
  *
  * "done" counts keys whose make finished, committed (the target) or failed
  * (error jobs), of all the keys queued or finished; ignored jobs are left
- * out of both, as populate's own progress display counts. The text is kept
- * short enough for the bar and a short table name to fit 80 columns.
+ * out of both, as populate's own progress display counts.
  */
 import type { ProgressCounts } from "@populus/sdk";
 import cliProgress from "cli-progress";
@@ -33,14 +32,23 @@ export interface StatusDisplay {
   stop(): void;
 }
 
-/** Bars on `stream` (a terminal), one per table of `tables`, in that order; drawn as the counts come. */
+/** About the longest describeStatus() of a busy table: "12345/67890 done, 123 errors, 64 reserved, 55545 pending, 0 ignored". */
+const TEXT_WIDTH = 60;
+
+/**
+ * Bars on `stream` (a terminal), one per table of `tables`, in that order;
+ * drawn as the counts come. The bar shrinks (to 10) so that the label, bar,
+ * percentage and text fit the terminal's width: cli-progress cuts a longer
+ * line at the edge.
+ */
 export function startStatusBars(stream: NodeJS.WriteStream, tables: readonly string[]): StatusDisplay {
   const width = Math.max(...tables.map((t) => t.length));
+  const barsize = Math.max(10, Math.min(30, (stream.columns ?? 80) - width - " || 100% ".length - TEXT_WIDTH));
   const multi = new cliProgress.MultiBar({
     stream,
     format: (options, params, payload: { label: string; text: string }) =>
       `${payload.label.padEnd(width)} |${cliProgress.Format.BarFormat(params.progress, options)}| ${String(Math.floor(params.progress * 100)).padStart(3)}% ${payload.text}`,
-    barsize: 20,
+    barsize,
     barCompleteChar: "\u2588",
     barIncompleteChar: "\u2591",
     fps: 5,

@@ -237,6 +237,10 @@ const showsTheStore = test.macro(async (t: ExecutionContext, dialect: Dialect) =
       { session: "a", subject_id: 21 },
     ],
   );
+  const firstOnly = await cli([...at, "jobs", "Mean", "--limit", "1"]);
+  t.is(firstOnly.code, 0);
+  t.regex(firstOnly.stdout, /^STATUS +PRIORITY +ATTEMPTS +KEY +WORKER +SINCE +MESSAGE\nignore +5 +0 +\{"session":"a","subject_id":20\} +\d{4}-\S+\n$/);
+  t.is(firstOnly.stderr, "populus: more jobs match than the 1 shown; --limit shows more\n");
 });
 
 for (const dialect of testDialects()) {

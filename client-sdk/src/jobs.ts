@@ -260,7 +260,7 @@ export class Jobs<K extends object = KeyRecord> {
    * Jobs of any status (or of `statuses`), in reservation order (priority,
    * scheduled time, id): every page, or the first `limit`.
    */
-  fetch(options: FetchAnyJobsOptions = {}): Promise<JobRecord<K>[]> {
+  async fetch(options: FetchAnyJobsOptions = {}): Promise<JobRecord<K>[]> {
     return fetchJobs<K>(
       this.#rpc,
       this.#table,

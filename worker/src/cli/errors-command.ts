@@ -60,5 +60,5 @@ export async function errorsCommand(ctx: CliContext, tableName: string, options:
     // The stack usually starts with the message again ("Error: ..."); it is printed whole, as recorded.
     if (j.errorStack !== "") printLine(ctx, j.errorStack.replace(/^/gm, "    "));
   }
-  if (jobs.length > limit) note(ctx, `showing the first ${limit} error jobs; --limit shows more`);
+  if (jobs.length > limit) note(ctx, `there are more error jobs than the ${limit} shown; --limit shows more`);
 }

@@ -34,7 +34,7 @@ export async function jobsCommand(ctx: CliContext, tableName: string, options: J
       shown.map((j) => [j.status, String(j.priority), String(j.attempts), keyText(j.key), workerOf(j), sinceOf(j), messageOf(j)]),
     ),
   );
-  if (jobs.length > options.limit) note(ctx, `showing the first ${options.limit} matching jobs; --limit shows more`);
+  if (jobs.length > options.limit) note(ctx, `more jobs match than the ${options.limit} shown; --limit shows more`);
 }
 
 /** host:pid of the worker that holds or last held the job ("" when none did). */

@@ -26,6 +26,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { connect } from "../client-sdk/dist/index.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { pipelinePerDialect } from "./helpers/pipeline-setup.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
@@ -493,4 +494,34 @@ test("tokens: no token and a reader token are refused admin actions (exit 4) and
   const adminDeletes = await cli([...as("admin"), "errors", "Frozen", "--delete", "--yes"]);
   t.deepEqual(adminDeletes, { code: 0, stdout: "deleted 1 error job of Frozen\n", stderr: "" });
   t.like(await pipeline.Frozen.jobs.progress(), { error: 0 });
+});
+
+test("status --watch resumes after the server restarts, as the SDK's watch does, and goes on showing the counts", async (t) => {
+  const database = await createTestDatabase("sqlite");
+  let server = await startServer({ database: database.url });
+  const db = connect({ url: server.url });
+  t.teardown(async () => {
+    db.close();
+    await server.stop();
+    await database.drop();
+  });
+  const Resumed = db.table<{ id: number }>("Resumed", {
+    keySource: Array.from({ length: 4 }, (_, id) => ({ id })),
+    make: (key) => ({ id: key.id }),
+    module: PIPELINE,
+  });
+  await Resumed.jobs.refresh();
+  const watch = startCli(["--server", server.url, "status", "Resumed", "--watch"]);
+  await until("the snapshot", () => watch.stdout().includes("Resumed: 0/4 done, 0 errors, 0 reserved, 4 pending, 0 ignored\n"), watch.exited);
+
+  // SIGTERM ends the Watch streams (UNAVAILABLE); the same database comes back on the same port.
+  t.is(await server.stop(), 0);
+  server = await startServer({ database: database.url, args: ["--port", String(server.port)] });
+  t.is((await Resumed.populate({ reserveJobs: true, refresh: false })).successCount, 4);
+  await until("the counts after the restart", () => watch.stdout().includes("Resumed: 4/4 done, 0 errors, 0 reserved, 0 pending, 0 ignored\n"), watch.exited);
+
+  watch.child.kill("SIGINT");
+  const exit = await watch.exited;
+  t.is(exit.code, 0);
+  t.is(exit.stderr, "");
 });

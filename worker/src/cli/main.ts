@@ -22,6 +22,13 @@ function fail(exitCode: number, line: string): void {
   process.exitCode = exitCode;
 }
 
+// `populus jobs T | head -1`: the reader went away, so there is no one left to write to; end quietly, as
+// a command killed by SIGPIPE would, instead of with an EPIPE stack.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(ExitCode.ok);
+  throw err;
+});
+
 async function main(): Promise<void> {
   let run: CommandRun | undefined;
   const program = buildProgram((r) => {

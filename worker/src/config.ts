@@ -6,10 +6,10 @@
  * shared with the populus CLI.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { intInRange, secondsInRange } from "./option-values.js";
-import { parseCommandLine } from "./parse-config.js";
 import { ConfigError } from "./config-error.js";
 import { addConnectionOptions, type ConnectionFlags, type ConnectionSettings, connectionSettings } from "./connection-config.js";
+import { intInRange, secondsInRange } from "./option-values.js";
+import { parseCommandLine } from "./parse-config.js";
 
 /** Every setting of populus-worker, fully defaulted. */
 export interface WorkerConfig extends ConnectionSettings {
@@ -52,9 +52,7 @@ function tableList(value: string, previous: string[] | undefined): string[] {
 }
 
 function buildCommand(): Command {
-  const command = new Command("populus-worker");
-  addConnectionOptions(command);
-  return command
+  const command = new Command("populus-worker")
     .description("Loads a pipeline module and keeps populating its tables through a Populus server.")
     .addOption(new Option("--pipeline <module>", "the pipeline module (JS, or TS when run with node --import tsx)").env("POPULUS_PIPELINE"))
     .addOption(
@@ -75,7 +73,10 @@ function buildCommand(): Command {
       new Option("--priority <p>", "only jobs at this priority or more urgent (0-255)").env("POPULUS_PRIORITY").argParser(intInRange("--priority", 0, 255)),
     )
     .addOption(new Option("--once", "one pass over the tables, then exit (env POPULUS_ONCE)"))
-    .addOption(new Option("--suppress-errors", "record failed makes and go on (env POPULUS_SUPPRESS_ERRORS)"))
+    .addOption(new Option("--suppress-errors", "record failed makes and go on (env POPULUS_SUPPRESS_ERRORS)"));
+  // --server, --token-file, --ca-file: the same as populus's.
+  addConnectionOptions(command);
+  return command
     .addOption(
       new Option("--lease-duration <seconds>", "lease length")
         .env("POPULUS_LEASE_DURATION")

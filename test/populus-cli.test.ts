@@ -407,9 +407,10 @@ test("refresh loads the pipeline module and syncs the jobs with its key source; 
     stderr: "populus: table Nope: the pipeline module exports no such table; it exports Asked, Fresh, Frozen, Mean, Steps\n",
   });
   const missing = join(scratch, "no-such-pipeline.js");
-  const unloadable = await refresh("refresh", "--pipeline", missing);
+  // These fail before any import, so plain node does.
+  const unloadable = await cli(["--server", server.url, "refresh", "--pipeline", missing]);
   t.deepEqual(unloadable, { code: 3, stdout: "", stderr: `populus: cannot load pipeline module ${missing}: ${missing} does not exist\n` });
-  const noPipeline = await refresh("refresh");
+  const noPipeline = await cli(["--server", server.url, "refresh"]);
   t.deepEqual(noPipeline, { code: 2, stdout: "", stderr: "populus: required option '--pipeline <module>' not specified\n" });
 });
 

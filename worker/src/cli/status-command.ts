@@ -16,7 +16,8 @@ import { findTable } from "./table-lookup.js";
 
 /**
  * How a cut Watch stream is reopened: 60 tries in a row, 100 ms doubling to
- * 5 s, about 4 to 5 minutes of outage before `status --watch` gives up (the
+ * 5 s, each delay jittered to [d/2, d] (retry.ts): about 2.5 to 4.5 minutes
+ * of outage before `status --watch` gives up (the
  * SDK's default, for calls, gives up after 6 to 12 s; a watching operator
  * would rather see the bars resume after a server restart or failover).
  */

@@ -150,7 +150,7 @@ const showsTheStore = test.macro(async (t: ExecutionContext, dialect: Dialect) =
   const at = ["--server", server.url];
 
   // The reads, side by side.
-  const [tables, tablesText, status, statusJson, jobs, byKey, errors] = await Promise.all([
+  const [tables, tablesText, status, statusJson, jobs, byKey, errors, errorsJson] = await Promise.all([
     cli([...at, "tables", "--json"]),
     cli([...at, "tables"]),
     cli([...at, "status", "Mean"]),
@@ -158,6 +158,7 @@ const showsTheStore = test.macro(async (t: ExecutionContext, dialect: Dialect) =
     cli([...at, "jobs", "Mean", "--status", "error", "--json"]),
     cli([...at, "jobs", "Mean", "--key", '{"subject_id":3}']),
     cli([...at, "errors", "Mean"]),
+    cli([...at, "errors", "Mean", "--json"]),
   ]);
   t.is(tables.code, 0, tables.stderr);
   const mean = (JSON.parse(tables.stdout) as Record<string, unknown>[]).find((x) => x.displayName === "Mean");
@@ -204,6 +205,7 @@ const showsTheStore = test.macro(async (t: ExecutionContext, dialect: Dialect) =
   );
 
   t.is(errors.code, 0, errors.stderr);
+  t.deepEqual(JSON.parse(errorsJson.stdout), listed, "errors --json: the same records as jobs --status error --json");
   const stackLines = (failed?.errorStack ?? "").split("\n").map((l) => `    ${l}`);
   t.is(
     errors.stdout,

@@ -310,7 +310,7 @@ test("status --watch follows the Watch stream as jobs are made, in plain lines a
   );
 });
 
-test("on a terminal: a bar per table, and a destructive command asks first (no: exit 1 and nothing changes; yes: it goes ahead)", async (t) => {
+test("on a terminal: a bar per table, and a destructive command asks first (no or Ctrl-D: exit 1 and nothing changes; yes: it goes ahead)", async (t) => {
   const { server, pipeline } = await setupOf("sqlite");
   const { Asked } = pipeline;
   await Asked.populate({ reserveJobs: true, suppressErrors: true });
@@ -324,6 +324,12 @@ test("on a terminal: a bar per table, and a destructive command asks first (no: 
   t.is(declined.code, 1, declined.stdout);
   t.regex(declined.stdout, /Delete 1 error job of Asked\? The next refresh queues their keys again\. \[y\/N\] /);
   t.regex(declined.stdout, /populus: not confirmed; nothing changed/);
+  t.is(await Asked.jobs.errors.count(), 1);
+
+  // Ctrl-D (end of input) at the question is a no as well, not a silent exit 0.
+  const endOfInput = await cliOnTerminal(["--server", server.url, "errors", "Asked", "--delete"], "\u0004");
+  t.is(endOfInput.code, 1, endOfInput.stdout);
+  t.regex(endOfInput.stdout, /populus: not confirmed; nothing changed/);
   t.is(await Asked.jobs.errors.count(), 1);
 
   const confirmed = await cliOnTerminal(["--server", server.url, "errors", "Asked", "--delete"], "y\n");

@@ -16,10 +16,23 @@ export async function confirm(ctx: CliContext, question: string, options: { read
     throw new CliError(`${options.command} changes the store and stdin is not a terminal to confirm it on; add --yes`, ExitCode.usage);
   }
   const rl = createInterface({ input: ctx.streams.stdin, output: ctx.streams.stderr });
+  // Ctrl-C or Ctrl-D at the question is a no: readline would otherwise pause or close the input and leave
+  // the question pending, and the process would end with exit 0 having done nothing.
+  let asking = true;
+  const noAnswer = new Promise<string>((resolve) => {
+    const no = () => {
+      if (!asking) return;
+      ctx.streams.stderr.write("\n"); // the cursor is still after the question
+      resolve("");
+    };
+    rl.once("SIGINT", no);
+    rl.once("close", no);
+  });
   try {
-    const answer = (await rl.question(`${question} [y/N] `)).trim().toLowerCase();
+    const answer = (await Promise.race([rl.question(`${question} [y/N] `), noAnswer])).trim().toLowerCase();
     if (answer !== "y" && answer !== "yes") throw new CliError("not confirmed; nothing changed", ExitCode.failed);
   } finally {
+    asking = false;
     rl.close();
   }
 }

@@ -7,7 +7,7 @@
  * POPULUS_CA_FILE); a client without the CA refuses the certificate.
  * Certificate mistakes are configuration errors: exit 2, one line.
  */
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
@@ -27,6 +27,16 @@ import { key, keys } from "./helpers/jobs-client.js";
 import { runServerToExit, type ServerProcess, startServer } from "./helpers/server-process.js";
 
 const ADMIN = randomBytes(24).toString("hex");
+const CLI_MAIN = fileURLToPath(new URL("../worker/dist/cli/main.js", import.meta.url));
+
+/** Runs a command to its end: exit code, stdout, stderr (a failing exit is an answer, not an error). */
+function execFileAsync(command: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("POPULUS_"))) }, (err, stdout, stderr) =>
+      resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stdout, stderr }),
+    );
+  });
+}
 const dir = mkdtempSync(join(tmpdir(), "populus-tls-"));
 const file = (name: string) => join(dir, name);
 
@@ -257,6 +267,20 @@ test(
   () => ["--tls-cert", file("server.pem"), "--tls-key", file("stranger.key")],
   () => `--tls-cert ${file("server.pem")} with --tls-key ${file("stranger.key")}: the key does not belong to the certificate`,
 );
+
+test("populus --ca-file --token-file talks to the TLS server; without the CA it refuses the certificate (exit 1)", async (t) => {
+  writeFileSync(file("admin.token"), `${ADMIN}\n`, { mode: 0o600 });
+  const db = connect({ url: httpsUrl, caFile: file("ca.pem"), token: ADMIN });
+  t.teardown(() => db.close());
+  await db.table("CliOverTls", { keySource: [{ id: 1 }, { id: 2 }], make: () => ({}), module: import.meta.url }).jobs.refresh();
+  const cli = (args: string[]) => execFileAsync(process.execPath, [CLI_MAIN, "--server", httpsUrl, "--token-file", file("admin.token"), ...args]);
+  const trusted = await cli(["--ca-file", file("ca.pem"), "--json", "status", "CliOverTls"]);
+  t.is(trusted.code, 0, trusted.stderr);
+  t.like(JSON.parse(trusted.stdout), [{ table: "CliOverTls", pending: 2 }]);
+  const untrusted = await cli(["status"]);
+  t.is(untrusted.code, 1);
+  t.regex(untrusted.stderr, /^populus: .*unable to verify the first certificate\n$/);
+});
 
 test("Connect over HTTP/2 with TLS and JSON over HTTPS/1.1 read and write the same store", async (t) => {
   const client = createClient(JobService, createConnectTransport({ baseUrl: httpsUrl, httpVersion: "2", nodeOptions: { ca }, interceptors: [withToken] }));

@@ -3,10 +3,12 @@
  */
 import { type ConnectOptions, type ResolvedConnectOptions, resolveConnectOptions } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
+import { Jobs } from "./jobs.js";
 import type { KeyRecord } from "./keys.js";
 import { type JobServiceConnection, type JobServiceRpc, openConnection } from "./rpc.js";
 import { Table } from "./table.js";
 import type { TableDefinition } from "./table-definition.js";
+import { listTables, type TableInfo } from "./table-info.js";
 import { callerSite, registerTable } from "./table-registry.js";
 
 /** A client of one server. */
@@ -39,6 +41,25 @@ export class PopulusClient {
     const table = new Table<K>(name, definition, site, this.options, this.#connection.rpc);
     registerTable(table);
     return table;
+  }
+
+  /** The tables the server knows, with their key attributes and counts (ListTables; a reader token suffices). */
+  listTables(): Promise<TableInfo[]> {
+    return listTables(this.#connection.rpc);
+  }
+
+  /**
+   * The jobs of a table known only by its name (as given, "ProcessedData",
+   * or stored, "processed_data"), for operators and tools without the
+   * pipeline module: every view, `ignore`, `progress` and `watch`, but not
+   * `refresh`, which needs the key source. Nothing is sent until a call; a
+   * table the server does not know is a TableNotFoundError then.
+   */
+  jobs<K extends object = KeyRecord>(table: string): Jobs<K> {
+    if (typeof table !== "string" || !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(table)) {
+      throw new InvalidArgumentError(`table name "${String(table)}": use letters, digits and underscores, starting with a letter (at most 64)`);
+    }
+    return new Jobs<K>(this.#connection.rpc, table, undefined);
   }
 
   /** Closes the connection (it reopens on the next call). Idle connections never keep the process alive. */

@@ -19,6 +19,8 @@
  * for (const job of await ProcessedData.jobs.errors.fetch()) console.log(job.key, job.errorMessage);
  * await ProcessedData.jobs.errors.delete();
  * ProcessedData.jobs.watch();                  // Observable of progress
+ * await db.listTables();                       // [{ name, displayName, keyAttributes, createTime, progress }]
+ * await db.jobs("ProcessedData").fetch({ statuses: ["error"], limit: 10 }); // a table's jobs by name, no pipeline needed
  * ```
  *
  * Define tables at the top level of a module file with no other side
@@ -42,7 +44,7 @@ export {
   UnavailableError,
   WorkerProcessError,
 } from "./errors.js";
-export type { FetchJobsOptions, JobRecord, JobStatusName, JobsRefreshOptions, ProgressCounts } from "./jobs.js";
+export type { FetchAnyJobsOptions, FetchJobsOptions, JobRecord, JobStatusName, JobsRefreshOptions, ProgressCounts } from "./jobs.js";
 export { Jobs, JobsView } from "./jobs.js";
 export type { KeyRecord, KeyValue } from "./keys.js";
 export type { DisplayProgressOptions, PopulateOptions, PopulateResult } from "./populate.js";
@@ -52,5 +54,6 @@ export type { RetryPolicy } from "./retry.js";
 export { DEFAULT_RETRY } from "./retry.js";
 export type { FetchOptions, TargetRecord } from "./table.js";
 export { Table } from "./table.js";
+export type { KeyAttributeInfo, KeyAttributeType, TableInfo } from "./table-info.js";
 export type { KeySource, KeySourceKeys, Make, MakeContext, ResultRecord, TableDefinition } from "./table-definition.js";
 export type { JobEvent, JobEventStatus, WatchOptions, WatchUpdate } from "./watch.js";

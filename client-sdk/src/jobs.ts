@@ -82,7 +82,23 @@ export interface FetchJobsOptions {
   readonly restriction?: Readonly<Record<string, KeyValue>>;
   /** Only jobs with priority <= this. */
   readonly maxPriority?: number;
+  /** At most this many jobs, the first in reservation order (an operator's first screenful of a large table). @default all */
+  readonly limit?: number;
 }
+
+/** Options of `jobs.fetch()`: those of a view's `fetch()`, and which statuses. */
+export interface FetchAnyJobsOptions extends FetchJobsOptions {
+  /** Only jobs with one of these statuses. @default every status */
+  readonly statuses?: readonly JobStatusName[];
+}
+
+const STATUS_OF_NAME: Record<JobStatusName, JobStatus> = {
+  pending: JobStatus.PENDING,
+  reserved: JobStatus.RESERVED,
+  success: JobStatus.SUCCESS,
+  error: JobStatus.ERROR,
+  ignore: JobStatus.IGNORE,
+};
 
 /** Options of `jobs.refresh()`, in seconds. */
 export interface JobsRefreshOptions {
@@ -136,23 +152,9 @@ export class JobsView<K extends object = KeyRecord> {
     this.#countOf = countOf;
   }
 
-  /** Every job of this status (every page), in reservation order (priority, scheduled time, id). */
-  async fetch(options: FetchJobsOptions = {}): Promise<JobRecord<K>[]> {
-    const out: JobRecord<K>[] = [];
-    let pageToken = "";
-    do {
-      const page = await this.#rpc.listJobs({
-        table: this.#table,
-        statuses: [this.#status],
-        maxPriority: options.maxPriority,
-        restriction: toRestriction(options.restriction),
-        pageSize: 1000,
-        pageToken,
-      });
-      for (const job of page.jobs) out.push(jobRecord<K>(job));
-      pageToken = page.nextPageToken;
-    } while (pageToken !== "");
-    return out;
+  /** Every job of this status (every page, or the first `limit`), in reservation order (priority, scheduled time, id). */
+  fetch(options: FetchJobsOptions = {}): Promise<JobRecord<K>[]> {
+    return fetchJobs<K>(this.#rpc, this.#table, [this.#status], options);
   }
 
   /** How many jobs have this status. */
@@ -166,6 +168,29 @@ export class JobsView<K extends object = KeyRecord> {
     // An empty list restricts to nothing, as in DataJoint (not "no restriction": that would delete them all).
     return sumOverKeyCalls(keys, async (chunk) => count((await this.#rpc.deleteJobs({ table: this.#table, statuses: [this.#status], keys: chunk })).deleted));
   }
+}
+
+/** ListJobs, page after page, until the last page or `limit` jobs. */
+async function fetchJobs<K extends object>(rpc: JobServiceRpc, table: string, statuses: JobStatus[], options: FetchJobsOptions): Promise<JobRecord<K>[]> {
+  const limit = options.limit ?? Number.POSITIVE_INFINITY;
+  if (limit !== Number.POSITIVE_INFINITY && (!Number.isSafeInteger(limit) || limit < 1)) {
+    throw new InvalidArgumentError(`fetch: limit must be a whole number of 1 or more, got ${String(limit)}`);
+  }
+  const out: JobRecord<K>[] = [];
+  let pageToken = "";
+  do {
+    const page = await rpc.listJobs({
+      table,
+      statuses,
+      maxPriority: options.maxPriority,
+      restriction: toRestriction(options.restriction),
+      pageSize: Math.min(1000, limit - out.length),
+      pageToken,
+    });
+    for (const job of page.jobs) out.push(jobRecord<K>(job));
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "" && out.length < limit);
+  return out.length > limit ? out.slice(0, limit) : out;
 }
 
 /** GetProgress as numbers. */
@@ -187,10 +212,11 @@ export class Jobs<K extends object = KeyRecord> {
   readonly ignored: JobsView<K>;
   readonly #rpc: JobServiceRpc;
   readonly #table: string;
-  readonly #keySource: KeySource<K>;
+  /** Undefined for the jobs of a table known only by name (`db.jobs(name)`), which cannot refresh. */
+  readonly #keySource: KeySource<K> | undefined;
 
-  /** @internal Made by Table. */
-  constructor(rpc: JobServiceRpc, table: string, keySource: KeySource<K>) {
+  /** @internal Made by Table, and by PopulusClient.jobs() without a key source. */
+  constructor(rpc: JobServiceRpc, table: string, keySource: KeySource<K> | undefined) {
     this.#rpc = rpc;
     this.#table = table;
     this.#keySource = keySource;
@@ -207,6 +233,11 @@ export class Jobs<K extends object = KeyRecord> {
    * jobs whose key left the target and resets orphans.
    */
   async refresh(options: JobsRefreshOptions = {}): Promise<RefreshCounts> {
+    if (this.#keySource === undefined) {
+      throw new InvalidArgumentError(
+        `jobs.refresh: ${this.#table} was opened by name (db.jobs()), without its key source; refresh the table defined with db.table()`,
+      );
+    }
     const settings = config.jobs;
     for (const [name, v] of Object.entries({ orphanTimeout: options.orphanTimeout, staleTimeout: options.staleTimeout, delay: options.delay })) {
       if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
@@ -223,6 +254,23 @@ export class Jobs<K extends object = KeyRecord> {
       orphanTimeout: options.orphanTimeout,
       delay: options.delay ?? 0,
     });
+  }
+
+  /**
+   * Jobs of any status (or of `statuses`), in reservation order (priority,
+   * scheduled time, id): every page, or the first `limit`.
+   */
+  async fetch(options: FetchAnyJobsOptions = {}): Promise<JobRecord<K>[]> {
+    return fetchJobs<K>(
+      this.#rpc,
+      this.#table,
+      (options.statuses ?? []).map((name) => {
+        const status = Object.hasOwn(STATUS_OF_NAME, name) ? STATUS_OF_NAME[name] : undefined;
+        if (status === undefined) throw new InvalidArgumentError(`fetch: unknown status "${String(name)}"; use ${Object.keys(STATUS_OF_NAME).join(", ")}`);
+        return status;
+      }),
+      options,
+    );
   }
 
   /** Marks keys to skip (in calls of ≤ 10,000); answers how many jobs were set to ignore. */

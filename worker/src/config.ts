@@ -2,14 +2,17 @@
  * populus-worker's configuration: parsed once from CLI flags and POPULUS_*
  * environment variables, validated, defaulted and frozen. A bad value ends
  * the program with exit code 2 and one line on stderr, before the pipeline
- * module is loaded. This is the only module of the worker that touches
- * `process.env`.
+ * module is loaded. The connection options are connection-config.ts's,
+ * shared with the populus CLI.
  */
-import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { ConfigError } from "./config-error.js";
+import { addConnectionOptions, type ConnectionFlags, type ConnectionSettings, connectionSettings } from "./connection-config.js";
+import { intInRange, secondsInRange } from "./option-values.js";
+import { parseCommandLine } from "./parse-config.js";
 
 /** Every setting of populus-worker, fully defaulted. */
-export interface WorkerConfig {
+export interface WorkerConfig extends ConnectionSettings {
   /** The pipeline module: a path (relative to the working directory) or a file: URL. Required. */
   readonly pipeline: string;
   /** Tables to populate, in this order. @default every table the module exports, in export-name order */
@@ -24,12 +27,6 @@ export interface WorkerConfig {
   readonly once: boolean;
   /** Record failures and go on (exit 0); otherwise the first failure stops the worker with exit 1. @default false */
   readonly suppressErrors: boolean;
-  /** The server's base URL, or undefined for the SDK's default (POPULUS_URL, else http://127.0.0.1:50051). */
-  readonly server: string | undefined;
-  /** The bearer token, read from --token-file; undefined leaves the SDK's default (POPULUS_TOKEN). */
-  readonly token: string | undefined;
-  /** PEM file of the CA that signed an https server's certificate; undefined leaves the SDK's default (POPULUS_CA_FILE). */
-  readonly caFile: string | undefined;
   /** Lease length, seconds. @default 60 */
   readonly leaseDurationS: number;
   /** On SIGTERM/SIGINT, how long running makes may finish, seconds. @default 30 */
@@ -40,32 +37,7 @@ export interface WorkerConfig {
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 
-/** A configuration the worker cannot start with; main exits 2 with its message. */
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-}
-
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-
-function intInRange(name: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
-    }
-    return n;
-  };
-}
-
-function secondsInRange(name: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`${name} must be a number of seconds from ${min} to ${max}, got "${value}"`);
-    }
-    return n;
-  };
-}
 
 /** --table may be repeated; POPULUS_TABLES is a comma-separated list. */
 function tableList(value: string, previous: string[] | undefined): string[] {
@@ -79,68 +51,54 @@ function tableList(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...names];
 }
 
-function serverUrl(value: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(value);
-  } catch {
-    throw new InvalidArgumentError(`--server "${value}" is not a URL; use e.g. http://127.0.0.1:50051`);
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new InvalidArgumentError(`--server "${value}" must start with http:// or https://`);
-  return value.replace(/\/+$/, "");
-}
-
 function buildCommand(): Command {
-  return (
-    new Command("populus-worker")
-      .description("Loads a pipeline module and keeps populating its tables through a Populus server.")
-      .addOption(new Option("--pipeline <module>", "the pipeline module (JS, or TS when run with node --import tsx)").env("POPULUS_PIPELINE"))
-      .addOption(
-        new Option("--table <name>", "a table to populate; repeat for several (default: every exported table)").env("POPULUS_TABLES").argParser(tableList),
-      )
-      .addOption(
-        new Option("--processes <n>", "OS processes per populate")
-          .env("POPULUS_PROCESSES")
-          .default(1)
-          .argParser(intInRange("--processes", 1, 1024)),
-      )
-      .addOption(
-        new Option("--max-calls <n>", "stop after this many make calls in all")
-          .env("POPULUS_MAX_CALLS")
-          .argParser(intInRange("--max-calls", 1, Number.MAX_SAFE_INTEGER)),
-      )
-      .addOption(
-        new Option("--priority <p>", "only jobs at this priority or more urgent (0-255)").env("POPULUS_PRIORITY").argParser(intInRange("--priority", 0, 255)),
-      )
-      .addOption(new Option("--once", "one pass over the tables, then exit (env POPULUS_ONCE)"))
-      .addOption(new Option("--suppress-errors", "record failed makes and go on (env POPULUS_SUPPRESS_ERRORS)"))
-      .addOption(new Option("--server <url>", "the Populus server").env("POPULUS_URL").argParser(serverUrl))
-      // A file, not the token itself: argv is visible to every user in `ps`. POPULUS_TOKEN also works.
-      .addOption(new Option("--token-file <path>", "a file holding the bearer token (or the token itself in POPULUS_TOKEN)").env("POPULUS_TOKEN_FILE"))
-      .addOption(new Option("--ca-file <path>", "PEM file of the CA of an https:// server's certificate").env("POPULUS_CA_FILE"))
-      .addOption(
-        new Option("--lease-duration <seconds>", "lease length")
-          .env("POPULUS_LEASE_DURATION")
-          .default(60)
-          .argParser(secondsInRange("--lease-duration", 1, 86_400)),
-      )
-      .addOption(
-        new Option("--grace <seconds>", "on SIGTERM/SIGINT, how long running makes may finish")
-          .env("POPULUS_GRACE")
-          .default(30)
-          .argParser(secondsInRange("--grace", 0, 86_400)),
-      )
-      .addOption(
-        new Option("--idle-wait <seconds>", "longest wait between passes that found nothing to do")
-          .env("POPULUS_IDLE_WAIT")
-          .default(10)
-          .argParser(secondsInRange("--idle-wait", 1, 3600)),
-      )
-      .addOption(new Option("--log-level <level>", "log level").env("POPULUS_LOG_LEVEL").choices(LOG_LEVELS).default("info"))
-      .helpOption("-h, --help", "show this help")
-      .showSuggestionAfterError(true)
-      .allowExcessArguments(false)
-  );
+  const command = new Command("populus-worker")
+    .description("Loads a pipeline module and keeps populating its tables through a Populus server.")
+    .addOption(new Option("--pipeline <module>", "the pipeline module (JS, or TS when run with node --import tsx)").env("POPULUS_PIPELINE"))
+    .addOption(
+      new Option("--table <name>", "a table to populate; repeat for several (default: every exported table)").env("POPULUS_TABLES").argParser(tableList),
+    )
+    .addOption(
+      new Option("--processes <n>", "OS processes per populate")
+        .env("POPULUS_PROCESSES")
+        .default(1)
+        .argParser(intInRange("--processes", 1, 1024)),
+    )
+    .addOption(
+      new Option("--max-calls <n>", "stop after this many make calls in all")
+        .env("POPULUS_MAX_CALLS")
+        .argParser(intInRange("--max-calls", 1, Number.MAX_SAFE_INTEGER)),
+    )
+    .addOption(
+      new Option("--priority <p>", "only jobs at this priority or more urgent (0-255)").env("POPULUS_PRIORITY").argParser(intInRange("--priority", 0, 255)),
+    )
+    .addOption(new Option("--once", "one pass over the tables, then exit (env POPULUS_ONCE)"))
+    .addOption(new Option("--suppress-errors", "record failed makes and go on (env POPULUS_SUPPRESS_ERRORS)"));
+  // --server, --token-file, --ca-file: the same as populus's.
+  addConnectionOptions(command);
+  return command
+    .addOption(
+      new Option("--lease-duration <seconds>", "lease length")
+        .env("POPULUS_LEASE_DURATION")
+        .default(60)
+        .argParser(secondsInRange("--lease-duration", 1, 86_400)),
+    )
+    .addOption(
+      new Option("--grace <seconds>", "on SIGTERM/SIGINT, how long running makes may finish")
+        .env("POPULUS_GRACE")
+        .default(30)
+        .argParser(secondsInRange("--grace", 0, 86_400)),
+    )
+    .addOption(
+      new Option("--idle-wait <seconds>", "longest wait between passes that found nothing to do")
+        .env("POPULUS_IDLE_WAIT")
+        .default(10)
+        .argParser(secondsInRange("--idle-wait", 1, 3600)),
+    )
+    .addOption(new Option("--log-level <level>", "log level").env("POPULUS_LOG_LEVEL").choices(LOG_LEVELS).default("info"))
+    .helpOption("-h, --help", "show this help")
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false);
 }
 
 /**
@@ -158,7 +116,7 @@ function flag(cli: boolean | undefined, env: NodeJS.ProcessEnv, name: string): b
 }
 
 /** What parseWorkerConfig decided: run with a config, or exit now (help). */
-export type ParseOutcome = { readonly kind: "run"; readonly config: WorkerConfig } | { readonly kind: "exit"; readonly code: number };
+export type ParseOutcome = { readonly kind: "run"; readonly config: WorkerConfig } | { readonly kind: "exit"; readonly code: number; readonly stderr: string };
 
 /**
  * Parses argv and env into a frozen WorkerConfig. Help prints and returns
@@ -166,46 +124,23 @@ export type ParseOutcome = { readonly kind: "run"; readonly config: WorkerConfig
  */
 export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParseOutcome {
   const command = buildCommand();
-  let errorLine = "";
-  command.exitOverride().configureOutput({
-    writeErr: (text) => {
-      errorLine += text;
-    },
-  });
-  const savedEnv = process.env;
-  try {
-    // commander reads option env vars from process.env; let callers pass their own.
-    process.env = env;
-    command.parse([...argv], { from: "user" });
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return { kind: "exit", code: 0 };
-    const line = errorLine
-      .trim()
-      .split("\n")
-      .map((l) => l.trim())
-      .filter((l) => l !== "")
-      .join(" ");
-    throw new ConfigError((line || e.message || "bad arguments").replace(/^error: /, ""));
-  } finally {
-    process.env = savedEnv;
-  }
-  const o = command.opts<{
-    pipeline?: string;
-    table?: string[];
-    processes: number;
-    maxCalls?: number;
-    priority?: number;
-    once?: boolean;
-    suppressErrors?: boolean;
-    server?: string;
-    tokenFile?: string;
-    caFile?: string;
-    leaseDuration: number;
-    grace: number;
-    idleWait: number;
-    logLevel: WorkerConfig["logLevel"];
-  }>();
+  const outcome = parseCommandLine(command, argv, env);
+  if (outcome.kind === "exit") return outcome;
+  const o = command.opts<
+    ConnectionFlags & {
+      pipeline?: string;
+      table?: string[];
+      processes: number;
+      maxCalls?: number;
+      priority?: number;
+      once?: boolean;
+      suppressErrors?: boolean;
+      leaseDuration: number;
+      grace: number;
+      idleWait: number;
+      logLevel: WorkerConfig["logLevel"];
+    }
+  >();
   if (o.pipeline === undefined || o.pipeline.trim() === "") throw new ConfigError("--pipeline <module> is required (or set POPULUS_PIPELINE)");
   return {
     kind: "run",
@@ -217,39 +152,11 @@ export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       priority: o.priority,
       once: flag(o.once, env, "POPULUS_ONCE"),
       suppressErrors: flag(o.suppressErrors, env, "POPULUS_SUPPRESS_ERRORS"),
-      server: o.server,
-      token: o.tokenFile === undefined ? undefined : readToken(o.tokenFile),
-      caFile: o.caFile === undefined || o.caFile.trim() === "" ? undefined : o.caFile.trim(),
+      ...connectionSettings(o),
       leaseDurationS: o.leaseDuration,
       graceS: o.grace,
       idleWaitS: o.idleWait,
       logLevel: o.logLevel,
     }),
   };
-}
-
-/** The token in a --token-file: its one line, trimmed; unreadable or empty is a ConfigError. */
-function readToken(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    throw new ConfigError(`--token-file ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : "cannot be read"}`);
-  }
-  const token = text.trim();
-  if (token === "" || /\s/.test(token)) throw new ConfigError(`--token-file ${path} must hold one token on one line`);
-  return token;
-}
-
-/**
- * Makes `--server`, `--token-file` and `--ca-file` the settings of the
- * pipeline module's `connect()`, which reads POPULUS_URL, POPULUS_TOKEN and
- * POPULUS_CA_FILE (a module that passes its own keeps them). Call before the
- * module is imported; populate's child processes inherit them.
- */
-export function exportConnectSettings(config: WorkerConfig, env: NodeJS.ProcessEnv = process.env): void {
-  if (config.server !== undefined) env.POPULUS_URL = config.server;
-  if (config.token !== undefined) env.POPULUS_TOKEN = config.token;
-  if (config.caFile !== undefined) env.POPULUS_CA_FILE = config.caFile;
 }

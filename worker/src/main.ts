@@ -3,13 +3,16 @@
  * populus-worker: wiring only. Parse the configuration, load the pipeline
  * module, run passes (populate-passes.ts) until done or told to stop, exit.
  *
- * Exit codes:
- * - 0: done (--once, or --max-calls reached), or stopped by SIGTERM/SIGINT;
- * - 1: a make failed and --suppress-errors was not given, or populate could not run;
- * - 2: bad usage or configuration (one line on stderr);
- * - 3: the pipeline module could not be loaded or exports no table (one line on stderr).
+ * Exit codes (exit-codes.ts):
+ * - 0 ok: done (--once, or --max-calls reached), or stopped by SIGTERM/SIGINT;
+ * - 1 failed: a make failed and --suppress-errors was not given, or populate could not run;
+ * - 2 usage: bad usage or configuration (one line on stderr);
+ * - 3 pipeline: the pipeline module could not be loaded or exports no table (one line on stderr).
  */
-import { ConfigError, exportConnectSettings, parseWorkerConfig, type WorkerConfig } from "./config.js";
+import { parseWorkerConfig, type WorkerConfig } from "./config.js";
+import { ConfigError } from "./config-error.js";
+import { exportConnectSettings } from "./connection-config.js";
+import { ExitCode } from "./exit-codes.js";
 import { createLogger } from "./logger.js";
 import { loadPipeline, PipelineLoadError, type PipelineTable, selectTables } from "./pipeline-module.js";
 import { runPasses, type WorkerState } from "./populate-passes.js";
@@ -23,10 +26,13 @@ async function main(): Promise<void> {
   let config: WorkerConfig;
   try {
     const outcome = parseWorkerConfig(process.argv.slice(2));
-    if (outcome.kind === "exit") process.exit(outcome.code);
+    if (outcome.kind === "exit") {
+      process.stderr.write(outcome.stderr);
+      process.exit(outcome.code);
+    }
     config = outcome.config;
   } catch (err) {
-    if (err instanceof ConfigError) fail(2, err.message);
+    if (err instanceof ConfigError) fail(ExitCode.usage, err.message);
     throw err;
   }
   const logger = createLogger(config.logLevel);
@@ -36,8 +42,8 @@ async function main(): Promise<void> {
   try {
     tables = selectTables(await loadPipeline(config.pipeline, process.cwd()), config.tables);
   } catch (err) {
-    if (err instanceof ConfigError) fail(2, err.message);
-    if (err instanceof PipelineLoadError) fail(3, err.message);
+    if (err instanceof ConfigError) fail(ExitCode.usage, err.message);
+    if (err instanceof PipelineLoadError) fail(ExitCode.pipeline, err.message);
     throw err;
   }
 
@@ -85,7 +91,7 @@ async function main(): Promise<void> {
     signal: stop.signal,
     logger,
   });
-  const exitCode = outcome.kind === "failed" ? 1 : 0;
+  const exitCode = outcome.kind === "failed" ? ExitCode.failed : ExitCode.ok;
   state = "stopped";
   logger.info({ state, reason: outcome.kind, successCount: outcome.successCount, errors: outcome.errors, exitCode }, "stop");
   // A make abandoned after the grace period may still hold the event loop;
@@ -93,4 +99,4 @@ async function main(): Promise<void> {
   process.exit(exitCode);
 }
 
-main().catch((err: unknown) => fail(1, err instanceof Error ? `${err.name}: ${err.message}` : String(err)));
+main().catch((err: unknown) => fail(ExitCode.failed, err instanceof Error ? `${err.name}: ${err.message}` : String(err)));

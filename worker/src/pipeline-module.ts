@@ -7,8 +7,8 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { PopulateOptions, PopulateResult } from "@populus/sdk";
-import { ConfigError } from "./config.js";
+import type { JobsRefreshOptions, PopulateOptions, PopulateResult, RefreshCounts } from "@populus/sdk";
+import { ConfigError } from "./config-error.js";
 
 /** What the worker needs of a table (the SDK's Table). */
 export interface PipelineTable {
@@ -16,6 +16,8 @@ export interface PipelineTable {
   /** The server the table's connection talks to. */
   readonly connectOptions: { readonly url: string };
   populate(options: PopulateOptions): Promise<PopulateResult>;
+  /** Its jobs; `populus refresh` calls refresh. */
+  readonly jobs: { refresh(options: JobsRefreshOptions): Promise<RefreshCounts> };
 }
 
 /** The pipeline module could not be loaded, or defines no table; main exits 3 with its message. */
@@ -62,12 +64,20 @@ export async function loadPipeline(spec: string, cwd: string): Promise<Map<strin
   return tables;
 }
 
-/** The tables to populate: those named (in that order), else all; an unknown name is a ConfigError listing the known ones. */
-export function selectTables(all: ReadonlyMap<string, PipelineTable>, names: readonly string[] | undefined): PipelineTable[] {
+/**
+ * The tables to populate: those named (in that order), else all; an unknown
+ * name is a ConfigError listing the known ones, after `label` (how the name
+ * was given: `--table Foo`, or just `Foo`).
+ */
+export function selectTables(
+  all: ReadonlyMap<string, PipelineTable>,
+  names: readonly string[] | undefined,
+  label: (name: string) => string = (n) => `--table ${n}`,
+): PipelineTable[] {
   if (names === undefined) return [...all.values()];
   return names.map((n) => {
     const t = all.get(n);
-    if (t === undefined) throw new ConfigError(`--table ${n}: the pipeline module exports no such table; it exports ${[...all.keys()].join(", ")}`);
+    if (t === undefined) throw new ConfigError(`${label(n)}: the pipeline module exports no such table; it exports ${[...all.keys()].join(", ")}`);
     return t;
   });
 }

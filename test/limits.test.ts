@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { JobStatus, type KeySchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
@@ -176,17 +176,15 @@ test("Watch streams per peer address (no tokens): over the cap is RESOURCE_EXHAU
   t.pass();
 });
 
-test("Watch streams on the whole server (--max-watch-streams-total): past it any client is refused RESOURCE_EXHAUSTED; closing one frees a slot", async (t) => {
+/**
+ * A server on a fresh SQLite database with `tokens` ("<role> <token>" lines) and `args`, stopped in
+ * teardown; as(token) is a client that sends that token.
+ */
+async function serverWithTokens(t: ExecutionContext, tokens: readonly string[], args: readonly string[]) {
   const db = await createTestDatabase("sqlite");
   const dir = mkdtempSync(join(tmpdir(), "populus-limits-"));
-  const readers = [randomBytes(24).toString("hex"), randomBytes(24).toString("hex")];
-  const admin = randomBytes(24).toString("hex");
-  writeFileSync(join(dir, "tokens"), `reader ${readers[0]}\nreader ${readers[1]}\nadmin ${admin}\n`);
-  const server = await startServer({
-    database: db.url,
-    args: ["--max-watch-streams", "10", "--max-watch-streams-total", "3", "--tokens-file", join(dir, "tokens")],
-    env: { POPULUS_TOKENS: undefined },
-  });
+  writeFileSync(join(dir, "tokens"), `${tokens.join("\n")}\n`);
+  const server = await startServer({ database: db.url, args: [...args, "--tokens-file", join(dir, "tokens")], env: { POPULUS_TOKENS: undefined } });
   t.teardown(async () => {
     await server.stop();
     await db.drop();
@@ -199,6 +197,17 @@ test("Watch streams on the whole server (--max-watch-streams-total): past it any
     };
     return createClient(JobService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [auth] }));
   };
+  return { as };
+}
+
+test("Watch streams on the whole server (--max-watch-streams-total): past it any client is refused RESOURCE_EXHAUSTED; closing one frees a slot", async (t) => {
+  const readers = [randomBytes(24).toString("hex"), randomBytes(24).toString("hex")];
+  const admin = randomBytes(24).toString("hex");
+  const { as } = await serverWithTokens(
+    t,
+    [`reader ${readers[0]}`, `reader ${readers[1]}`, `admin ${admin}`],
+    ["--max-watch-streams", "10", "--max-watch-streams-total", "3"],
+  );
   await as(admin).refresh({ table: "Watched", keys: [key(1)] });
   const open = [await openWatch(as(readers[0]!), "Watched"), await openWatch(as(readers[0]!), "Watched"), await openWatch(as(readers[1]!), "Watched")];
   const refused = await rpcError(openWatch(as(admin), "Watched"));
@@ -215,28 +224,9 @@ test("Watch streams on the whole server (--max-watch-streams-total): past it any
 });
 
 test("Watch streams per token: one token at its cap does not block another", async (t) => {
-  const db = await createTestDatabase("sqlite");
-  const dir = mkdtempSync(join(tmpdir(), "populus-limits-"));
   const reader = randomBytes(24).toString("hex");
   const admin = randomBytes(24).toString("hex");
-  writeFileSync(join(dir, "tokens"), `reader ${reader}\nadmin ${admin}\n`);
-  const server = await startServer({
-    database: db.url,
-    args: ["--max-watch-streams", "1", "--tokens-file", join(dir, "tokens")],
-    env: { POPULUS_TOKENS: undefined },
-  });
-  t.teardown(async () => {
-    await server.stop();
-    await db.drop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const as = (token: string) => {
-    const auth: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${token}`);
-      return next(req);
-    };
-    return createClient(JobService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [auth] }));
-  };
+  const { as } = await serverWithTokens(t, [`reader ${reader}`, `admin ${admin}`], ["--max-watch-streams", "1"]);
   await as(admin).refresh({ table: "Watched", keys: [key(1)] });
   const held = await openWatch(as(reader), "Watched");
   t.is((await rpcError(openWatch(as(reader), "Watched"))).code, Code.ResourceExhausted);

@@ -130,7 +130,13 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-_servers: dict[str, Server] = {}
+_databases: list[str] = []
+"""Which databases this run used, printed at its end (a skip says why instead)."""
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in _databases:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session", params=wanted_dialects())
@@ -140,7 +146,7 @@ def server(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Server]:
     drop = None
     if dialect == "sqlite":
         database = f"sqlite:{workdir / 'populus.db'}"
-        print(f"# SQLite tests: {workdir / 'populus.db'}")
+        _databases.append(f"# SQLite tests: {workdir / 'populus.db'}")
     else:
         base = os.environ.get("POPULUS_TEST_MYSQL_URL", "").strip().rstrip("/") or "mysql://root@127.0.0.1:3306"
         if shutil.which("mysql") is None:
@@ -153,9 +159,8 @@ def server(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Server]:
         assert made.returncode == 0, made.stderr
         database = f"{base}/{name}"
         drop = lambda: _mysql(base, f"DROP DATABASE IF EXISTS `{name}`")  # noqa: E731
-        print(f"# MySQL tests: {re.sub(r':[^:@/]*@', ':***@', base)}, database {name}")
+        _databases.append(f"# MySQL tests: {re.sub(r':[^:@/]*@', ':***@', base)}, database {name} (dropped at the end)")
     s = start_server(database)
-    _servers[dialect] = s
     try:
         yield s
     finally:

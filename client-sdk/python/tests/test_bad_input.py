@@ -9,7 +9,11 @@ import populus
 import pytest
 from conftest import run_script, script_env
 
+# Checks the client makes before any call: one server (SQLite) is enough.
+client_side = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
+
+@client_side
 def test_connect_and_table_options(server):
     with pytest.raises(populus.InvalidConfigError, match='^url: "ftp://h:1" must start with http:// or https://'):
         populus.connect(url="ftp://h:1")
@@ -24,6 +28,7 @@ def test_connect_and_table_options(server):
         db.table("Fine", key_source=[], make=None)  # type: ignore[arg-type]
 
 
+@client_side
 def test_populate_and_refresh_options_change_nothing(server, table_name):
     db = populus.connect(url=server.url)
     table = db.table(table_name, key_source=[{"id": 1}], make=lambda k, c: {})
@@ -48,6 +53,7 @@ def test_populate_and_refresh_options_change_nothing(server, table_name):
         table.jobs.progress()
 
 
+@client_side
 def test_keys_the_client_cannot_send(server, table_name):
     db = populus.connect(url=server.url)
     bad_keys = [
@@ -99,6 +105,7 @@ def test_a_result_that_is_no_record_is_recorded_as_the_jobs_failure(server, tabl
     assert len(table.jobs.errors) == 3
 
 
+@client_side
 def test_make_that_child_processes_cannot_import(server, table_name):
     db = populus.connect(url=server.url)
     table = db.table(table_name, key_source=[{"id": 1}], make=lambda k, c: {})
@@ -107,6 +114,7 @@ def test_make_that_child_processes_cannot_import(server, table_name):
     assert len(table.jobs.pending) == 1
 
 
+@client_side
 def test_config_jobs(server, calls_dir):
     jobs = populus.config.jobs
     before = jobs.snapshot()

@@ -100,12 +100,15 @@ def test_sigterm_lets_the_running_make_commit_within_the_grace(server, table_nam
         if worker.poll() is None:
             worker.kill()
     assert worker.returncode == 0, err
-    assert json.loads(out) == {"success_count": 1, "error_list": []}
-    [call] = recorded(calls_dir, table_name)
+    # The make running at SIGTERM finished and committed (on a loaded machine one more may have
+    # started before the signal landed); nothing started after it.
+    made = sorted(c["id"] for c in recorded(calls_dir, table_name))
+    assert json.loads(out) == {"success_count": len(made), "error_list": []}
+    assert 1 <= len(made) < 4
     db = populus.connect(url=server.url)
     table = db.table(table_name, key_source=[], make=lambda key, ctx: None)
-    assert [r["key"]["id"] for r in table.fetch()] == [call["id"]]
+    assert sorted(r["key"]["id"] for r in table.fetch()) == made
     pending = table.jobs.pending.fetch()
-    assert sorted(j["key"]["id"] for j in pending) == sorted(set(range(4)) - {call["id"]})
+    assert sorted(j["key"]["id"] for j in pending) == sorted(set(range(4)) - set(made))
     assert all(j["attempts"] == 0 for j in pending)
     db.close()

@@ -32,7 +32,8 @@ class LeaseRenewer:
     """Renews held leases from a daemon thread until stopped."""
 
     def __init__(self, connection: Connection, table: str, lease_duration: float, on_lost: Callable[[list[str]], None]) -> None:
-        self._connection = connection
+        # A connection of its own (see rpc.py), closed at stop().
+        self._connection = Connection(connection.options)
         self._table = table
         self._lease_duration = lease_duration
         self._on_lost = on_lost
@@ -62,6 +63,7 @@ class LeaseRenewer:
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join(timeout=_CALL_TIMEOUT_S * 2)
+        self._connection.close()
 
     def _run(self) -> None:
         while not self._stopped.wait(self._lease_duration / 3):

@@ -192,7 +192,8 @@ def run_reserve_loop(o: LoopOptions) -> LoopResult:
                         # Another worker holds the key now, or the stop released it: nothing to record.
                         forget([token])
                         continue
-                    message = f"{type(err).__name__}: {err}"
+                    # DataJoint's form: the class, then the message when there is one.
+                    message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
                     if _fail(o, token, message, traceback.format_exc()):
                         result.error_list.append((key, message))
                         if o.on_make is not None:

@@ -26,6 +26,10 @@ _CHANNEL_OPTIONS = [
     # silently (a NAT or a peer gone without a FIN), as the TS SDK's do.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_permit_without_calls", 0),
+    # A connection of its own per Connection (gRPC would share one per target
+    # and options process-wide): the heartbeat thread's renewals do not queue
+    # behind a large Complete of the loop, as in the TypeScript SDK.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 

@@ -67,6 +67,8 @@ Make = Callable[[dict, MakeContext], Any]
 
 @dataclass
 class LoopOptions:
+    """Everything one reserve loop needs (populate.py fills it in)."""
+
     connection: Connection
     table: str
     make: Make
@@ -86,6 +88,8 @@ class LoopOptions:
 
 @dataclass
 class LoopResult:
+    """What one reserve loop did."""
+
     success_count: int = 0
     error_list: list[tuple[dict, str]] = field(default_factory=list)
     failure: tuple[dict, str] | None = None

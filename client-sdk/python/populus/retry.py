@@ -56,10 +56,16 @@ def jittered(delay: float) -> float:
     return delay / 2 + random.random() * (delay / 2)
 
 
-def with_retry(call: Callable[[], T], policy: RetryPolicy = DEFAULT_RETRY, stop: threading.Event | None = None) -> T:
+def with_retry(
+    call: Callable[[], T],
+    policy: RetryPolicy = DEFAULT_RETRY,
+    stop: threading.Event | None = None,
+    on_retry: Callable[[grpc.RpcError], None] | None = None,
+) -> T:
     """Runs ``call`` and retries it on a retryable grpc.RpcError with jittered
     exponential backoff; the last error is raised as it was. ``stop`` set ends
-    the waiting early (the last error is raised)."""
+    the waiting early (the last error is raised); ``on_retry`` hears each
+    error that is retried."""
     delay = policy.initial_delay
     attempt = 1
     while True:
@@ -71,6 +77,8 @@ def with_retry(call: Callable[[], T], policy: RetryPolicy = DEFAULT_RETRY, stop:
                 raise
             if stop is not None and stop.is_set():
                 raise
+            if on_retry is not None:
+                on_retry(err)
         pause = jittered(delay)
         if stop is not None:
             stop.wait(pause)

@@ -6,6 +6,7 @@ the server only through this.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import grpc
@@ -39,6 +40,7 @@ class Connection:
 
     def __init__(self, options: ConnectOptions) -> None:
         self.options = options
+        self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
         self._stub: job_service_pb2_grpc.JobServiceStub | None = None
         self._metadata: tuple[tuple[str, str], ...] = (
@@ -47,6 +49,10 @@ class Connection:
 
     @property
     def stub(self) -> job_service_pb2_grpc.JobServiceStub:
+        with self._lock:
+            return self._open()
+
+    def _open(self) -> job_service_pb2_grpc.JobServiceStub:
         if self._stub is None:
             if self.options.tls:
                 credentials = grpc.ssl_channel_credentials(root_certificates=self.options.ca)
@@ -58,11 +64,35 @@ class Connection:
 
     def call(self, method: str, request: Any, *, timeout: float | None = None, policy: RetryPolicy = DEFAULT_RETRY) -> Any:
         """A unary RPC by name (``"Reserve"``), retried, raising the SDK's typed errors."""
-        rpc: Callable[..., Any] = getattr(self.stub, method)
+        used: list[job_service_pb2_grpc.JobServiceStub] = []
+
+        def attempt() -> Any:
+            stub = self.stub
+            used.append(stub)
+            rpc: Callable[..., Any] = getattr(stub, method)
+            return rpc(request, timeout=timeout, metadata=self._metadata)
+
+        def on_retry(err: grpc.RpcError) -> None:
+            # After a failed connect a gRPC channel waits before it tries again (1 s, growing to
+            # 120 s) and fails every call at once meanwhile, so our retries would only ever meet
+            # that wait: a server restarted within them was not reached again (tests/test_retry.py).
+            # A fresh channel connects at once.
+            if err.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (err.details() or ""):
+                self._renew(used[-1])
+
         try:
-            return with_retry(lambda: rpc(request, timeout=timeout, metadata=self._metadata), policy)
+            return with_retry(attempt, policy, on_retry=on_retry)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
+
+    def _renew(self, failed: job_service_pb2_grpc.JobServiceStub) -> None:
+        """Drops the channel of ``failed`` (unless another caller already did);
+        the next call opens a new one. Not closed: calls still on it (a Watch
+        stream) end on their own."""
+        with self._lock:
+            if self._stub is failed:
+                self._stub = None
+                self._channel = None
 
     def watch(self, request: Any) -> Any:
         """The Watch stream call (an iterator of WatchResponse that is also a
@@ -72,7 +102,8 @@ class Connection:
 
     def close(self) -> None:
         """Closes the channel; the next call opens a new one."""
-        if self._channel is not None:
-            self._channel.close()
-        self._channel = None
-        self._stub = None
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = None
+            self._stub = None

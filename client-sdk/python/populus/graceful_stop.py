@@ -52,15 +52,25 @@ class GracefulStop:
         for callback in callbacks:
             callback()
 
-    def on_cancel(self, callback: Callable[[], None]) -> None:
-        """Calls ``callback`` at cancel (at once when already cancelled)."""
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls ``callback`` at cancel (at once when already cancelled); answers
+        what removes it again (a GracefulStop may outlive many populates, as
+        ``python -m populus.worker``'s does)."""
         with self._lock:
             self._on_cancel.append(callback)
             already = self.cancelled.is_set()
         if already:
             callback()
 
+        def remove() -> None:
+            with self._lock:
+                if callback in self._on_cancel:
+                    self._on_cancel.remove(callback)
+
+        return remove
+
     def dispose(self) -> None:
+        """Cancels the grace timer and forgets the callbacks (the populate that made this one is over)."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import pickle
 import queue as queue_module
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -118,6 +119,8 @@ def populate(table: Table, *, display_progress: bool = False, stop: GracefulStop
                 return {"success_count": result.success_count, "error_list": result.error_list}
             return _run_children(table, o, processes, settings, graceful)
     finally:
+        if stop is None:
+            graceful.dispose()
         if display is not None:
             display.finish()
 
@@ -166,8 +169,6 @@ def _child_main(start: _ChildStart, stop_event: Any, cancel_event: Any, results:
         cancel_event.wait()
         graceful.cancel()
 
-    import threading
-
     threading.Thread(target=follow_parent, daemon=True).start()
     try:
         # A SIGINT reaches every process of the group (Ctrl-C): the child stops with the same grace.
@@ -188,6 +189,7 @@ def _child_main(start: _ChildStart, stop_event: Any, cancel_event: Any, results:
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises it
         results.put(("fatal", os.getpid(), type(err).__name__, str(err)))
     finally:
+        graceful.dispose()
         connection.close()
 
 
@@ -224,7 +226,7 @@ def _run_children(table: Table, o: _Resolved, processes: int, settings: dict[str
             cancel_event.set()
         stop_event.set()
 
-    graceful.on_cancel(lambda: (cancel_event.set(), stop_event.set()))
+    remove_on_cancel = graceful.on_cancel(lambda: (cancel_event.set(), stop_event.set()))
     children = []
     for i in range(processes):
         # Each child's share of max_calls: the remainder goes to the first ones.
@@ -275,6 +277,7 @@ def _run_children(table: Table, o: _Resolved, processes: int, settings: dict[str
             c.join(timeout=30)
         raise
     finally:
+        remove_on_cancel()
         for c in children:
             c.join(timeout=5)
         results.close()

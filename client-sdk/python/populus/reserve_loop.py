@@ -156,7 +156,7 @@ def run_reserve_loop(o: LoopOptions) -> LoopResult:
                 h.signal._abort(WorkerStoppingError("the worker is stopping: the grace period ended"))
         release_held()
 
-    o.stop.on_cancel(on_cancel)
+    remove_on_cancel = o.stop.on_cancel(on_cancel)
     calls = 0
     want = RESERVE_BATCH
     sizer = _BatchSizer()
@@ -224,7 +224,7 @@ def run_reserve_loop(o: LoopOptions) -> LoopResult:
         # Also on KeyboardInterrupt: what this process holds goes back without charging an attempt.
         release_held()
         forget(list(held))
-        o.stop.dispose()
+        remove_on_cancel()
         if renewer is not None:
             renewer.stop()
     return result

@@ -135,7 +135,7 @@ _databases: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    for line in _databases:
+    for line in dict.fromkeys(_databases):  # a server set up again (a test parametrized to one dialect) is named once
         terminalreporter.write_line(line)
 
 

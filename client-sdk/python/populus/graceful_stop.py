@@ -1,0 +1,102 @@
+"""How populate stops, as a small state machine: ``running → stopping``
+(nothing more is reserved; running makes may finish and commit) ``→
+cancelled`` (the grace period ended: makes' ``ctx.signal`` fires and every
+held lease is released without charging an attempt).
+
+``handle_signals`` wires SIGTERM and SIGINT to it for the duration of a
+populate: the first signal stops gracefully, a second one raises
+KeyboardInterrupt at once (the reserve loop then releases what it holds and
+lets it propagate). It installs handlers only in the main thread and only
+where the application has not installed its own, and restores them after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Callable, Iterator
+
+
+class GracefulStop:
+    """The stop state of one populate (or one child process of it)."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._on_cancel: list[Callable[[], None]] = []
+        self._timer: threading.Timer | None = None
+
+    def stop(self, grace: float) -> None:
+        """Reserve nothing more; after ``grace`` seconds, cancel."""
+        with self._lock:
+            if self.stopping.is_set():
+                return
+            self.stopping.set()
+            if grace > 0:
+                self._timer = threading.Timer(grace, self.cancel)
+                self._timer.daemon = True
+                self._timer.start()
+        if grace <= 0:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Fires running makes' signals and releases what is held (the callbacks)."""
+        with self._lock:
+            if self.cancelled.is_set():
+                return
+            self.stopping.set()
+            self.cancelled.set()
+            callbacks = list(self._on_cancel)
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls ``callback`` at cancel (at once when already cancelled); answers
+        what removes it again (a GracefulStop may outlive many populates, as
+        ``python -m populus.worker``'s does)."""
+        with self._lock:
+            self._on_cancel.append(callback)
+            already = self.cancelled.is_set()
+        if already:
+            callback()
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._on_cancel:
+                    self._on_cancel.remove(callback)
+
+        return remove
+
+    def dispose(self) -> None:
+        """Cancels the grace timer and forgets the callbacks (the populate that made this one is over)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._on_cancel.clear()
+
+
+@contextlib.contextmanager
+def handle_signals(stop: GracefulStop, grace: float, enabled: bool = True) -> Iterator[None]:
+    """SIGTERM/SIGINT → ``stop.stop(grace)``, a second one → KeyboardInterrupt; see the module comment."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, object] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.stopping.is_set():
+            raise KeyboardInterrupt
+        stop.stop(grace)
+
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        current = signal.getsignal(signum)
+        if current is default:
+            previous[signum] = current
+            signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)  # type: ignore[arg-type]

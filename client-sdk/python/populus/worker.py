@@ -1,0 +1,156 @@
+"""``python -m populus.worker pipeline.py``: the Python twin of
+populus-worker. It loads a pipeline module and keeps populating its tables,
+as DataJoint's cluster workers loop on ``populate(reserve_jobs=True)``: a pass
+runs ``populate(reserve_jobs=True)`` on each table (refreshing its key source
+first, per ``config.jobs.auto_refresh``); when a pass found nothing to do it
+waits (1 s, doubling up to ``--idle-wait``) and tries again.
+
+The module is imported by its name with its directory on ``sys.path``, so the
+child processes of ``--processes N`` import its makes the same way. SIGTERM
+or SIGINT stops gracefully: nothing more is reserved, running makes may finish
+for ``--grace`` seconds, then every held lease is released without charging
+an attempt, and the worker exits 0; a second signal stops at once.
+
+Exit codes as populus-worker's: 0 done (``--once``, ``--max-calls``) or
+stopped; 1 a make failed without ``--suppress-errors``, or populate could not
+run; 2 bad usage; 3 the module could not be loaded or defines no table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, Sequence
+
+from populus.errors import MakeError, UnavailableError
+from populus.graceful_stop import GracefulStop
+from populus.table import Table
+
+
+def _log(event: str, **fields: Any) -> None:
+    """One JSON line on stdout, as populus-worker logs."""
+    print(json.dumps({"time": time.time(), "msg": event, **fields}, default=str), flush=True)
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m populus.worker", description="Keeps populating the tables of a Python pipeline module.")
+    p.add_argument("pipeline", help="the pipeline module: a .py file that defines tables at its top level")
+    p.add_argument("--table", action="append", default=None, help="a table to populate (repeat for several); default every table of the module")
+    p.add_argument("--processes", type=_positive_int, default=1, help="OS processes per populate (default 1)")
+    p.add_argument("--max-calls", type=_positive_int, default=None, help="stop (exit 0) after this many make calls in all")
+    p.add_argument("--priority", type=int, default=None, help="only jobs at this priority or more urgent")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--suppress-errors", action="store_true", help="record failed makes and go on")
+    p.add_argument("--server", default=None, help="the Populus server (sets POPULUS_URL before the module is imported)")
+    p.add_argument("--lease-duration", type=float, default=60.0, help="lease length, seconds (default 60)")
+    p.add_argument("--grace", type=float, default=30.0, help="on SIGTERM/SIGINT, seconds running makes may finish (default 30)")
+    p.add_argument("--idle-wait", type=float, default=10.0, help="longest wait between passes that found nothing to do (default 10)")
+    return p
+
+
+def _load(path: str) -> dict[str, Table]:
+    """The module's tables by name, in definition order."""
+    full = os.path.abspath(path)
+    if not full.endswith(".py") or not os.path.isfile(full):
+        raise ImportError(f"{path}: not a .py file")
+    sys.path.insert(0, os.path.dirname(full))
+    module = importlib.import_module(os.path.basename(full)[:-3])
+    tables = {v.name: v for v in vars(module).values() if isinstance(v, Table)}
+    if not tables:
+        raise ImportError(f"{path} defines no table (db.table(...) at its top level)")
+    return tables
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.server is not None:
+        os.environ["POPULUS_URL"] = args.server
+    try:
+        tables = _load(args.pipeline)
+    except Exception as err:  # noqa: BLE001 - any failure to import the user's module
+        print(f"populus.worker: cannot load {args.pipeline}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 3
+    if args.table:
+        missing = [t for t in args.table if t not in tables]
+        if missing:
+            print(f"populus.worker: --table {missing[0]}: {args.pipeline} defines {', '.join(tables)}", file=sys.stderr)
+            return 2
+        tables = {t: tables[t] for t in args.table}
+
+    stop = GracefulStop()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.stopping.is_set():
+            raise KeyboardInterrupt
+        _log("stopping", signal=signal.Signals(signum).name)
+        stop.stop(args.grace)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    _log("start", tables=list(tables), pipeline=args.pipeline, processes=args.processes, once=args.once)
+    calls_left = args.max_calls
+    totals = {"success_count": 0, "errors": 0}
+    idle = 1.0
+    while not stop.stopping.is_set():
+        worked = False
+        for name, table in tables.items():
+            if stop.stopping.is_set() or calls_left == 0:
+                break
+            try:
+                result = table.populate(
+                    reserve_jobs=True,
+                    processes=args.processes,
+                    max_calls=calls_left,
+                    suppress_errors=args.suppress_errors,
+                    priority=args.priority,
+                    lease_duration=args.lease_duration,
+                    grace=args.grace,
+                    stop=stop,
+                    handle_signals=False,
+                )
+            except MakeError as err:
+                _log("make failed", table=name, key=err.key, message=str(err))
+                _log("stop", reason="make failed", exitCode=1, **totals)
+                return 1
+            except UnavailableError as err:
+                _log("server unavailable; retrying", table=name, message=str(err))
+                continue
+            except Exception as err:  # noqa: BLE001 - a key source that raises, a refused request: logged, exit 1
+                _log("populate failed", table=name, error=type(err).__name__, message=str(err))
+                _log("stop", reason="populate failed", exitCode=1, **totals)
+                return 1
+            made = result["success_count"] + len(result["error_list"])
+            totals["success_count"] += result["success_count"]
+            totals["errors"] += len(result["error_list"])
+            for key, message in result["error_list"]:
+                _log("make failed", table=name, key=key, message=message)
+            _log("pass", table=name, successCount=result["success_count"], errors=len(result["error_list"]))
+            if calls_left is not None:
+                calls_left -= made
+            worked = worked or made > 0
+        if args.once or calls_left == 0:
+            break
+        if worked:
+            idle = 1.0
+            continue
+        stop.stopping.wait(idle)
+        idle = min(idle * 2, args.idle_wait)
+    reason = "signal" if stop.stopping.is_set() else ("max calls" if calls_left == 0 else "once")
+    _log("stop", reason=reason, exitCode=0, **totals)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

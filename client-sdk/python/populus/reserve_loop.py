@@ -26,6 +26,7 @@ import math
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Callable, Mapping
@@ -261,6 +262,9 @@ def _reserve(o: LoopOptions, restriction: dict, want: int) -> tuple[list[tuple[s
         worker=o.identity,
         lease_duration=duration(o.lease_duration),
         as_columns=True,
+        # One id for this Reserve and every retry of it (the connection resends this request): a
+        # retry after an answer lost on the way back gets the jobs that answer leased, not more.
+        request_id=str(uuid.uuid4()),
     )
     if o.priority is not None:
         request.max_priority = o.priority

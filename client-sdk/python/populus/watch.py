@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import grpc
 
 from populus.errors import from_rpc_error
-from populus.keys import from_proto_key
+from populus.keys import from_keys_json, from_proto_key
 from populus.retry import RetryPolicy, is_retryable, jittered
 from populus.rpc import Connection
 from populus.v1 import job_service_pb2, types_pb2
@@ -52,6 +52,31 @@ def _event(e: job_service_pb2.JobEvent) -> dict[str, Any]:
         "committed": e.committed,
         "error_message": e.error_message,
     }
+
+
+def _events(message: job_service_pb2.WatchResponse) -> list[dict[str, Any]]:
+    """A message's job events. Asked for in groups (grouped_events): per group one
+    json.loads of its keys and a few shared fields, instead of a JobEvent message
+    with a map of Value messages per event; a server that predates groups answers
+    JobEvent messages, which are taken too."""
+    if not message.event_groups:
+        return [_event(e) for e in message.events]
+    events = []
+    for g in message.event_groups:
+        status = _EVENT_STATUS.get(g.status, "deleted")
+        time = datetime_of(g, "time")
+        for i, key in enumerate(from_keys_json(g.keys_json, message.key_attributes)):
+            events.append(
+                {
+                    "key": key,
+                    "status": status,
+                    "time": time,
+                    "worker_id": g.worker_id,
+                    "committed": g.committed,
+                    "error_message": g.error_messages[i] if i < len(g.error_messages) else "",
+                }
+            )
+    return events
 
 
 class Watch:
@@ -94,7 +119,7 @@ class Watch:
         delay = self._policy.initial_delay
         failures = 0
         while not self._closed.is_set():
-            request = job_service_pb2.WatchRequest(table=self._table, cursor=self.cursor, counts_only=self._counts_only)
+            request = job_service_pb2.WatchRequest(table=self._table, cursor=self.cursor, counts_only=self._counts_only, grouped_events=True)
             with self._lock:
                 if self._closed.is_set():
                     return
@@ -111,7 +136,7 @@ class Watch:
                     yield {
                         "cursor": self.cursor,
                         "progress": self.progress,
-                        "events": [_event(e) for e in message.events],
+                        "events": _events(message),
                     }
                 # The server ended the stream (it is shutting down): resume, after a backoff.
             except grpc.RpcError as err:

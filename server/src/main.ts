@@ -19,6 +19,7 @@ import { authInterceptor, loadTokens, type TokenTable } from "./service/auth.js"
 import { HealthState } from "./service/health.js";
 import { PEER_ADDRESS, READ_MAX_BYTES, watchLimitInterceptor } from "./service/limits.js";
 import { ChangeFeed } from "./service/change-feed.js";
+import { ConsoleEndpoints, loadConsoleAssets } from "./service/console.js";
 import { ServerMetrics } from "./service/metrics.js";
 import { WatchHub } from "./service/watch-hub.js";
 import { WorkNotifier } from "./service/work-notifier.js";
@@ -96,8 +97,9 @@ async function main(): Promise<void> {
     contextValues: (req) => createContextValues().set(PEER_ADDRESS, req.socket?.remoteAddress ?? "unknown"),
     shutdownSignal: shutdown.signal,
   });
+  const consoleEndpoints = new ConsoleEndpoints(loadConsoleAssets(), tokens);
   const handler: typeof rpcHandler = (req, res) => {
-    if (!metrics.serve(req, res)) rpcHandler(req, res);
+    if (!metrics.serve(req, res) && !consoleEndpoints.serve(req, res)) rpcHandler(req, res);
   };
 
   const server = await listen({ host: config.host, port: config.port, handler, logger, tls }).catch((err: unknown) =>

@@ -59,7 +59,10 @@ test.serial("the console loads on the embedded SQLite default, with its files an
   } finally {
     db.close();
   }
-  t.true(server.logs.some((l) => l.includes('"dialect":"sqlite"')), "the server runs on SQLite");
+  t.true(
+    server.logs.some((l) => l.includes('"dialect":"sqlite"')),
+    "the server runs on SQLite",
+  );
 
   const page = await browser.newPage();
   await page.goto(`${server.url}/`);
@@ -117,7 +120,9 @@ test.serial("counts, progress and the event feed move during a populate, without
 
     // A second one holds its first keys in make until the gate opens: they show as reserved.
     const run = Moving.populate({ reserveJobs: true });
-    await card(page, "reserved").getByText(/^[1-9]/).waitFor(UI_WAIT);
+    await card(page, "reserved")
+      .getByText(/^[1-9]/)
+      .waitFor(UI_WAIT);
     t.true(Number(await card(page, "pending").textContent()) < 20, "pending went down");
     held.open();
     const result = await run;
@@ -218,132 +223,141 @@ test.serial("the leases view names the worker holding a job, since when, and mak
   t.deepEqual(browser.problems, []);
 });
 
-test.serial("with tokens: a bad token is refused, a reader is offered no admin action, an admin's works, and a restart that demotes the token is survived", async (t) => {
-  const admin = "admin-token-0123456789abcdef";
-  const reader = "reader-token-0123456789abcdef";
-  const workerToken = "worker-token-0123456789abcdef";
-  const tokensFile = join(dir, "tokens.txt");
-  writeFileSync(tokensFile, `admin ${admin}\nreader ${reader}\n`);
-  const database = `sqlite:${join(dir, "guarded.db")}`;
-  let guarded = await startServer({ database, args: ["--tokens-file", tokensFile] });
-  const own = await launchBrowser();
-  const db = connect({ url: guarded.url, token: admin });
-  const guardedMake = (key: IdKey) => {
-    if (key.id === 1 || key.id === 2) throw new Error(`no data for ${key.id}`);
-    return { id2: key.id * 2 };
-  };
-  const Guarded = db.table("Guarded", { keySource: ids(8), make: guardedMake });
-  try {
-    await Guarded.populate({ reserveJobs: true, suppressErrors: true });
-    t.deepEqual(await (await fetch(`${guarded.url}/console/whoami`, { headers: { authorization: `Bearer ${reader}` } })).json(), {
-      tokensRequired: true,
-      role: "reader",
-    });
-
-    // A bad token, then a reader's.
-    const readerPage = await own.newPage();
-    await readerPage.goto(`${guarded.url}/#/table/guarded/actions`);
-    await readerPage.fill('input[name="token"]', "not-a-token-of-this-server");
-    await readerPage.click('button[type="submit"]');
-    await readerPage.locator("[data-token-problem]").getByText("the bearer token is not valid on this server").waitFor(UI_WAIT);
-    await readerPage.fill('input[name="token"]', reader);
-    await readerPage.click('button[type="submit"]');
-    await readerPage.locator('[data-role="reader"]').waitFor(UI_WAIT);
-    const notice = readerPage.locator("[data-role-notice]");
-    await notice.waitFor(UI_WAIT);
-    t.is(await notice.textContent(), "Deleting errors, ignoring keys and deleting computed rows need an admin token; this token has the reader role.");
-    t.is(await readerPage.locator("button[data-action]").count(), 0, "no admin action is offered to a reader");
-    await readerPage.click('.tabs a[href$="/errors"]');
-    await readerPage.locator('[data-error-key="id=1"]').waitFor(UI_WAIT);
-    t.is(await readerPage.locator("button.small-button, button[data-action]").count(), 0);
-    t.is(await readerPage.evaluate(() => sessionStorage.getItem("populus.console.token")), reader, "the token is kept for the tab");
-    t.is(await readerPage.evaluate(() => localStorage.length), 0, "and nowhere that outlives it");
-
-    // An admin, in a tab of its own: delete the errors, and the next refresh queues the keys again.
-    const adminPage = await own.newPage();
-    await adminPage.goto(`${guarded.url}/#/table/guarded/errors`);
-    await adminPage.fill('input[name="token"]', admin);
-    await adminPage.click('button[type="submit"]');
-    await adminPage.locator('[data-error-key="id=2"]').waitFor(UI_WAIT);
-    await adminPage.click('button[data-action="delete-errors"]');
-    const dialog = adminPage.locator("dialog.confirm");
-    t.is(await dialog.locator("h3").textContent(), "Delete 2 errors of guarded");
-    await dialog.getByRole("button", { name: "Delete", exact: true }).click();
-    await adminPage.locator('[data-outcome="ok"]').getByText("Deleted 2 error job(s).").waitFor(UI_WAIT);
-    await card(adminPage, "error").getByText("0", { exact: true }).waitFor(UI_WAIT);
-    // The list is read again after the action.
-    await adminPage.locator("[data-error-key]").first().waitFor({ state: "detached", ...UI_WAIT });
-    // The reader's page follows the same table live.
-    await readerPage.locator(".tabs a.on").getByText("errors (0)").waitFor(UI_WAIT);
-    t.deepEqual(await Guarded.jobs.errors.fetch(), []);
-    t.is((await Guarded.jobs.refresh()).added, 2);
-    await card(adminPage, "pending").getByText("2", { exact: true }).waitFor(UI_WAIT);
-
-    // Ignore a key and delete a computed row from the Actions tab.
-    await adminPage.click('.tabs a[href$="/actions"]');
-    await adminPage.fill('textarea[name="ignore-keys"]', "id=oops");
-    await adminPage.click('button[data-action="ignore"]');
-    t.is(await adminPage.locator(".field-problem").textContent(), "line 1: id=oops: id is an integer");
-    t.is(await adminPage.locator("dialog.confirm").count(), 0, "a key that does not fit is refused before any call");
-    await adminPage.fill('textarea[name="ignore-keys"]', "id=1");
-    await adminPage.click('button[data-action="ignore"]');
-    await dialog.getByRole("button", { name: "Ignore", exact: true }).click();
-    await adminPage.locator('[data-outcome="ok"]').getByText("Ignored 1 key(s).").waitFor(UI_WAIT);
-    await card(adminPage, "ignore").getByText("1", { exact: true }).waitFor(UI_WAIT);
-    await adminPage.fill('textarea[name="target-keys"]', "id=0\nid=4");
-    await adminPage.click('button[data-action="delete-targets"]');
-    t.is(await dialog.locator("h3").textContent(), "Delete 2 computed rows of guarded");
-    await dialog.getByRole("button", { name: "Delete", exact: true }).click();
-    await adminPage.locator('[data-outcome="ok"]').getByText("Deleted 2 computed row(s).").waitFor(UI_WAIT);
-    await card(adminPage, "target").getByText("4", { exact: true }).waitFor(UI_WAIT);
-    t.deepEqual(browser.problems, [], "the shared browser logged nothing");
-    t.deepEqual(own.problems, [], "nothing logged before the restart");
-
-    // The server restarts on the same port and file, with the admin token demoted to reader.
-    const port = guarded.port;
-    t.is(await guarded.stop(), 0);
-    await adminPage.locator('[data-banner="reconnecting"]').waitFor(UI_WAIT);
-    t.regex((await adminPage.locator('[data-banner="reconnecting"]').textContent()) ?? "", /^Connection lost: /);
-    writeFileSync(tokensFile, `reader ${admin}\nworker ${workerToken}\n`);
-    guarded = await startServer({ database, args: ["--tokens-file", tokensFile, "--port", String(port)] });
-    await adminPage.locator('[data-banner="resumed"]').waitFor(UI_WAIT);
-    // Resumed by cursor: work done after the restart reaches the same page. A worker token
-    // recomputes the deleted rows (ids 0 and 4) and key 2 (which fails again); key 1 stays ignored.
-    const worker = connect({ url: guarded.url, token: workerToken });
+test.serial(
+  "with tokens: a bad token is refused, a reader is offered no admin action, an admin's works, and a restart that demotes the token is survived",
+  async (t) => {
+    const admin = "admin-token-0123456789abcdef";
+    const reader = "reader-token-0123456789abcdef";
+    const workerToken = "worker-token-0123456789abcdef";
+    const tokensFile = join(dir, "tokens.txt");
+    writeFileSync(tokensFile, `admin ${admin}\nreader ${reader}\n`);
+    const database = `sqlite:${join(dir, "guarded.db")}`;
+    let guarded = await startServer({ database, args: ["--tokens-file", tokensFile] });
+    const own = await launchBrowser();
+    const db = connect({ url: guarded.url, token: admin });
+    const guardedMake = (key: IdKey) => {
+      if (key.id === 1 || key.id === 2) throw new Error(`no data for ${key.id}`);
+      return { id2: key.id * 2 };
+    };
+    const Guarded = db.table("Guarded", { keySource: ids(8), make: guardedMake });
     try {
-      const again = await worker.table("Guarded", { keySource: ids(8), make: guardedMake }).populate({ reserveJobs: true, suppressErrors: true });
-      t.is(again.successCount, 2);
-    } finally {
-      worker.close();
-    }
-    await card(adminPage, "target").getByText("6", { exact: true }).waitFor(UI_WAIT);
-    await card(adminPage, "error").getByText("1", { exact: true }).waitFor(UI_WAIT);
-    const demoted = connect({ url: guarded.url, token: admin });
-    try {
-      await t.throwsAsync(demoted.table("Guarded", { keySource: [], make: () => ({}) }).jobs.errors.delete(), { message: /needs the admin role/ });
-    } finally {
-      demoted.close();
-    }
+      await Guarded.populate({ reserveJobs: true, suppressErrors: true });
+      t.deepEqual(await (await fetch(`${guarded.url}/console/whoami`, { headers: { authorization: `Bearer ${reader}` } })).json(), {
+        tokensRequired: true,
+        role: "reader",
+      });
 
-    // The page still believes it is an admin's; the server refuses, and the page says so.
-    await adminPage.fill('textarea[name="ignore-keys"]', "id=2");
-    await adminPage.click('button[data-action="ignore"]');
-    await dialog.getByRole("button", { name: "Ignore", exact: true }).click();
-    const refused = adminPage.locator('[data-outcome="refused"]');
-    await refused.waitFor(UI_WAIT);
-    t.is(await refused.textContent(), "Ignore 1 key of guarded was refused (permission_denied): Ignore needs the admin role; this token has the reader role");
-    await adminPage.locator('[data-role="reader"]').waitFor(UI_WAIT);
-    await adminPage.locator("[data-role-notice]").waitFor(UI_WAIT);
-    t.is(await adminPage.locator("button[data-action]").count(), 0, "the page no longer offers what the token may not do");
-    // What the browser logged: the refused Ignore call (HTTP 403), and connections refused while the server was down.
-    const unexpected = own.problems.filter(
-      (p) => !/^console error: Failed to load resource: (the server responded with a status of 403 \(Forbidden\)|net::ERR_CONNECTION_REFUSED) /.test(p),
-    );
-    t.deepEqual(unexpected, []);
-    t.true(own.problems.some((p) => p.includes("status of 403")), "the refused call is the one logged");
-  } finally {
-    db.close();
-    await own.close();
-    t.is(await guarded.stop(), 0);
-  }
-});
+      // A bad token, then a reader's.
+      const readerPage = await own.newPage();
+      await readerPage.goto(`${guarded.url}/#/table/guarded/actions`);
+      await readerPage.fill('input[name="token"]', "not-a-token-of-this-server");
+      await readerPage.click('button[type="submit"]');
+      await readerPage.locator("[data-token-problem]").getByText("the bearer token is not valid on this server").waitFor(UI_WAIT);
+      await readerPage.fill('input[name="token"]', reader);
+      await readerPage.click('button[type="submit"]');
+      await readerPage.locator('[data-role="reader"]').waitFor(UI_WAIT);
+      const notice = readerPage.locator("[data-role-notice]");
+      await notice.waitFor(UI_WAIT);
+      t.is(await notice.textContent(), "Deleting errors, ignoring keys and deleting computed rows need an admin token; this token has the reader role.");
+      t.is(await readerPage.locator("button[data-action]").count(), 0, "no admin action is offered to a reader");
+      await readerPage.click('.tabs a[href$="/errors"]');
+      await readerPage.locator('[data-error-key="id=1"]').waitFor(UI_WAIT);
+      t.is(await readerPage.locator("button.small-button, button[data-action]").count(), 0);
+      t.is(await readerPage.evaluate(() => sessionStorage.getItem("populus.console.token")), reader, "the token is kept for the tab");
+      t.is(await readerPage.evaluate(() => localStorage.length), 0, "and nowhere that outlives it");
+
+      // An admin, in a tab of its own: delete the errors, and the next refresh queues the keys again.
+      const adminPage = await own.newPage();
+      await adminPage.goto(`${guarded.url}/#/table/guarded/errors`);
+      await adminPage.fill('input[name="token"]', admin);
+      await adminPage.click('button[type="submit"]');
+      await adminPage.locator('[data-error-key="id=2"]').waitFor(UI_WAIT);
+      await adminPage.click('button[data-action="delete-errors"]');
+      const dialog = adminPage.locator("dialog.confirm");
+      t.is(await dialog.locator("h3").textContent(), "Delete 2 errors of guarded");
+      await dialog.getByRole("button", { name: "Delete", exact: true }).click();
+      await adminPage.locator('[data-outcome="ok"]').getByText("Deleted 2 error job(s).").waitFor(UI_WAIT);
+      await card(adminPage, "error").getByText("0", { exact: true }).waitFor(UI_WAIT);
+      // The list is read again after the action.
+      await adminPage
+        .locator("[data-error-key]")
+        .first()
+        .waitFor({ state: "detached", ...UI_WAIT });
+      // The reader's page follows the same table live.
+      await readerPage.locator(".tabs a.on").getByText("errors (0)").waitFor(UI_WAIT);
+      t.deepEqual(await Guarded.jobs.errors.fetch(), []);
+      t.is((await Guarded.jobs.refresh()).added, 2);
+      await card(adminPage, "pending").getByText("2", { exact: true }).waitFor(UI_WAIT);
+
+      // Ignore a key and delete a computed row from the Actions tab.
+      await adminPage.click('.tabs a[href$="/actions"]');
+      await adminPage.fill('textarea[name="ignore-keys"]', "id=oops");
+      await adminPage.click('button[data-action="ignore"]');
+      t.is(await adminPage.locator(".field-problem").textContent(), "line 1: id=oops: id is an integer");
+      t.is(await adminPage.locator("dialog.confirm").count(), 0, "a key that does not fit is refused before any call");
+      await adminPage.fill('textarea[name="ignore-keys"]', "id=1");
+      await adminPage.click('button[data-action="ignore"]');
+      await dialog.getByRole("button", { name: "Ignore", exact: true }).click();
+      await adminPage.locator('[data-outcome="ok"]').getByText("Ignored 1 key(s).").waitFor(UI_WAIT);
+      await card(adminPage, "ignore").getByText("1", { exact: true }).waitFor(UI_WAIT);
+      await adminPage.fill('textarea[name="target-keys"]', "id=0\nid=4");
+      await adminPage.click('button[data-action="delete-targets"]');
+      t.is(await dialog.locator("h3").textContent(), "Delete 2 computed rows of guarded");
+      await dialog.getByRole("button", { name: "Delete", exact: true }).click();
+      await adminPage.locator('[data-outcome="ok"]').getByText("Deleted 2 computed row(s).").waitFor(UI_WAIT);
+      await card(adminPage, "target").getByText("4", { exact: true }).waitFor(UI_WAIT);
+      t.deepEqual(browser.problems, [], "the shared browser logged nothing");
+      t.deepEqual(own.problems, [], "nothing logged before the restart");
+
+      // The server restarts on the same port and file, with the admin token demoted to reader.
+      const port = guarded.port;
+      t.is(await guarded.stop(), 0);
+      await adminPage.locator('[data-banner="reconnecting"]').waitFor(UI_WAIT);
+      t.regex((await adminPage.locator('[data-banner="reconnecting"]').textContent()) ?? "", /^Connection lost: /);
+      writeFileSync(tokensFile, `reader ${admin}\nworker ${workerToken}\n`);
+      guarded = await startServer({ database, args: ["--tokens-file", tokensFile, "--port", String(port)] });
+      await adminPage.locator('[data-banner="resumed"]').waitFor(UI_WAIT);
+      // Resumed by cursor: work done after the restart reaches the same page. A worker token
+      // recomputes the deleted rows (ids 0 and 4) and key 2 (which fails again); key 1 stays ignored.
+      const worker = connect({ url: guarded.url, token: workerToken });
+      try {
+        const again = await worker.table("Guarded", { keySource: ids(8), make: guardedMake }).populate({ reserveJobs: true, suppressErrors: true });
+        t.is(again.successCount, 2);
+      } finally {
+        worker.close();
+      }
+      await card(adminPage, "target").getByText("6", { exact: true }).waitFor(UI_WAIT);
+      await card(adminPage, "error").getByText("1", { exact: true }).waitFor(UI_WAIT);
+      const demoted = connect({ url: guarded.url, token: admin });
+      try {
+        await t.throwsAsync(demoted.table("Guarded", { keySource: [], make: () => ({}) }).jobs.errors.delete(), { message: /needs the admin role/ });
+      } finally {
+        demoted.close();
+      }
+
+      // The page still believes it is an admin's; the server refuses, and the page says so.
+      await adminPage.fill('textarea[name="ignore-keys"]', "id=2");
+      await adminPage.click('button[data-action="ignore"]');
+      await dialog.getByRole("button", { name: "Ignore", exact: true }).click();
+      const refused = adminPage.locator('[data-outcome="refused"]');
+      await refused.waitFor(UI_WAIT);
+      t.is(await refused.textContent(), "Ignore 1 key of guarded was refused (permission_denied): Ignore needs the admin role; this token has the reader role");
+      await adminPage.locator('[data-role="reader"]').waitFor(UI_WAIT);
+      await adminPage.locator("[data-role-notice]").waitFor(UI_WAIT);
+      t.is(await adminPage.locator("button[data-action]").count(), 0, "the page no longer offers what the token may not do");
+      // What the browser logged: the refused Ignore call (HTTP 403), and connections refused while the server was down.
+      const unexpected = own.problems.filter(
+        (p) => !/^console error: Failed to load resource: (the server responded with a status of 403 \(Forbidden\)|net::ERR_CONNECTION_REFUSED) /.test(p),
+      );
+      t.deepEqual(unexpected, []);
+      t.true(
+        own.problems.some((p) => p.includes("status of 403")),
+        "the refused call is the one logged",
+      );
+    } finally {
+      db.close();
+      await own.close();
+      t.is(await guarded.stop(), 0);
+    }
+  },
+);

@@ -8,6 +8,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks"
 import type { StreamState } from "./follow-watch.js";
 import { Console, type ConsoleContext } from "./hooks.js";
 import { createJobClient } from "./rpc.js";
+import { Throughput } from "./throughput.js";
 import { type Role, storedToken, storeToken, type WhoAmI, whoAmI } from "./session.js";
 import { Overview } from "./views/overview.js";
 import { TABS, type Tab, TablePage } from "./views/table-page.js";
@@ -163,6 +164,12 @@ function Ready(props: {
     if (state?.kind === "live" && state.resumed) setResumedAt(Date.now());
   }, []);
   const client = useMemo(() => createJobClient(() => token.current), [token]);
+  const throughputs = useRef(new Map<string, Throughput>());
+  const throughputOf = useCallback((table: string) => {
+    let t = throughputs.current.get(table);
+    if (t === undefined) throughputs.current.set(table, (t = new Throughput()));
+    return t;
+  }, []);
   const context: ConsoleContext = useMemo(
     () => ({
       client,
@@ -171,8 +178,9 @@ function Ready(props: {
       authLost: onAuthLost,
       roleRefused: onRecheck,
       reportStream,
+      throughputOf,
     }),
-    [client, props.who.role, props.who.tokensRequired, onAuthLost, onRecheck, reportStream],
+    [client, props.who.role, props.who.tokensRequired, onAuthLost, onRecheck, reportStream, throughputOf],
   );
   const header = (
     <>

@@ -48,5 +48,6 @@ export function fullTimeText(time: number | undefined): string {
 /** 12.5 jobs/s, 0.31 jobs/s */
 export function rateText(perSecond: number | undefined): string {
   if (perSecond === undefined) return "…";
+  if (perSecond === 0) return "0 jobs/s";
   return `${perSecond >= 10 ? Math.round(perSecond) : perSecond.toFixed(perSecond >= 1 ? 1 : 2)} jobs/s`;
 }

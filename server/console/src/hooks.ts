@@ -7,7 +7,7 @@ import { useContext, useEffect, useRef, useState } from "preact/hooks";
 import { followWatch, type StreamState } from "./follow-watch.js";
 import type { JobClient } from "./rpc.js";
 import type { Role } from "./session.js";
-import { type Counts, Throughput } from "./throughput.js";
+import type { Counts, Throughput } from "./throughput.js";
 
 /** What every view needs: the client, the role, and where to report what a call or stream ran into. */
 export interface ConsoleContext {
@@ -20,6 +20,11 @@ export interface ConsoleContext {
   roleRefused(): void;
   /** Each followed stream reports its state under its own id (undefined when it stops). */
   reportStream(id: string, state: StreamState | undefined): void;
+  /**
+   * The pace of a table as seen by this tab: one per table for the tab's life, so the table's
+   * page goes on with the history its overview row gathered, and back.
+   */
+  throughputOf(table: string): Throughput;
 }
 
 export const Console = createContext<ConsoleContext | null>(null);
@@ -78,10 +83,10 @@ export interface TableStream {
  * overview, with job events for the table's own page.
  */
 export function useTableStream(table: string, options: { countsOnly: boolean; enabled?: boolean; keepEvents?: number }): TableStream {
-  const { client, reportStream, authLost } = useConsole();
+  const { client, reportStream, authLost, throughputOf } = useConsole();
   const enabled = options.enabled ?? true;
   const keep = options.keepEvents ?? 500;
-  const throughput = useRef(new Throughput()).current;
+  const throughput = throughputOf(table);
   const seq = useRef(0);
   const [snapshot, setSnapshot] = useState<Omit<TableStream, "throughput">>({
     counts: undefined,

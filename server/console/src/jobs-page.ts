@@ -46,7 +46,10 @@ export function useJobsPage(q: JobsPageQuery): JobsPage {
   useEffect(() => {
     const abort = new AbortController();
     client
-      .listJobs({ table: q.table, statuses: [...q.statuses], restriction: { ...q.restriction }, pageSize: q.pageSize, pageToken: token }, { signal: abort.signal })
+      .listJobs(
+        { table: q.table, statuses: [...q.statuses], restriction: { ...q.restriction }, pageSize: q.pageSize, pageToken: token },
+        { signal: abort.signal },
+      )
       .then(
         (r) => {
           setAnswer({ jobs: r.jobs, next: r.nextPageToken });

@@ -4,7 +4,7 @@
  * that does not fit the table is refused on the page with the reason, before any call.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { AttributeType, type Key, type KeyAttribute, KeySchema, type Value, ValueSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
+import { AttributeType, type Key, type KeyAttribute, KeySchema, type Value, type ValueSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
 
 type ValueInit = MessageInitShape<typeof ValueSchema>;
 

@@ -10,14 +10,16 @@ export interface RateChartProps {
   readonly bucketSeconds?: number;
   readonly width?: number;
   readonly height?: number;
+  /** Writes "5 min ago" and "now" under the bars. */
+  readonly axis?: boolean;
 }
 
-export function RateChart({ throughput, now, bars = 30, bucketSeconds = 10, width = 150, height = 28 }: RateChartProps) {
+export function RateChart({ throughput, now, bars = 30, bucketSeconds = 10, width = 150, height = 28, axis = false }: RateChartProps) {
   const rates = throughput.buckets(bars, bucketSeconds * 1000, now);
   const peak = Math.max(0, ...rates.map((r) => r ?? 0));
   const step = width / bars;
   const minutes = (bars * bucketSeconds) / 60;
-  return (
+  const chart = (
     <svg
       class="chart"
       width={width}
@@ -34,5 +36,16 @@ export function RateChart({ throughput, now, bars = 30, bucketSeconds = 10, widt
         return <rect key={i} class="chart-bar" x={i * step + 0.5} y={height - 1 - h} width={Math.max(1, step - 1)} height={h} />;
       })}
     </svg>
+  );
+  if (!axis) return chart;
+  return (
+    <div class="chart-with-axis" style={{ width: `${width}px` }}>
+      {chart}
+      <div class="chart-axis muted small">
+        <span>{minutes} min ago</span>
+        <span>peak {rateText(peak)}</span>
+        <span>now</span>
+      </div>
+    </div>
   );
 }

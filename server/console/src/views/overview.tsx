@@ -78,6 +78,7 @@ export function Overview() {
           </tbody>
         </table>
       )}
+      {tables !== undefined && tables.length > 0 && <Legend />}
       {tables !== undefined && tables.length > LIVE_ROWS && (
         <p class="muted">
           Rows after the first {LIVE_ROWS} show the counts read when the list was loaded: over plain HTTP a browser opens at most 6 connections to a server, and
@@ -88,6 +89,17 @@ export function Overview() {
   );
 }
 
+/** What the bar's colours mean. */
+export function Legend() {
+  return (
+    <p class="legend muted small">
+      <span class="swatch seg-target" /> computed <span class="swatch seg-error" /> error <span class="swatch seg-ignore" /> ignored{" "}
+      <span class="swatch seg-reserved" /> reserved <span class="swatch swatch-pending" /> pending · jobs/s counts results committed and makes failed, in 10 s bars
+      since this tab began watching
+    </p>
+  );
+}
+
 function OverviewRow({ info, live }: { info: TableInfo; live: boolean }) {
   const stream = useTableStream(info.name, { countsOnly: true, enabled: live });
   const now = useNow();
@@ -95,7 +107,7 @@ function OverviewRow({ info, live }: { info: TableInfo; live: boolean }) {
   const rate = live ? stream.throughput.rate(60_000, now) : undefined;
   const eta = live ? stream.throughput.eta(counts.remaining, now) : undefined;
   const cell = (name: keyof typeof counts, n: number) => (
-    <td class={`num count-${name}`} data-count={name}>
+    <td class={`num count-${name}${n > 0 ? " nonzero" : ""}`} data-count={name}>
       {countText(n)}
     </td>
   );

@@ -81,7 +81,7 @@ export function TablePage({ table, tab }: { table: string; tab: Tab }) {
         </div>
         <ProgressBar counts={counts} large />
         <div class="pace">
-          <RateChart throughput={stream.throughput} now={now} width={360} height={48} />
+          <RateChart throughput={stream.throughput} now={now} width={360} height={48} axis />
           <div>
             <div>
               <b>{rateText(rate)}</b> <span class="muted">over the last minute</span>

@@ -46,7 +46,7 @@ try {
     keySource: sessions(40, 30),
     make: async (k: Session, ctx) => {
       for (let step = 1; step <= 4; step++) {
-        await sleep(140 + (k.subject_id % 5) * 40);
+        await sleep(450 + (k.subject_id % 5) * 60);
         ctx.progress(step / 4, `window ${step} of 4`);
       }
       return { mean: k.subject_id / 7 };
@@ -83,6 +83,8 @@ try {
 
   await page.goto(`${server.url}/#/table/features/leases`);
   await page.locator("tr[data-lease]").first().waitFor();
+  // Progress arrives with heartbeats (every second with 3 s leases), which are no Watch event: read the leases again.
+  await sleep(1500);
   await page.click("text=Reload");
   await sleep(500);
   await shoot(page, "leases", 640);

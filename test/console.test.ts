@@ -107,7 +107,7 @@ test.serial("counts, progress and the event feed move during a populate, without
     await card(page, "pending").getByText("30", { exact: true }).waitFor(UI_WAIT);
     await card(page, "target").getByText("0", { exact: true }).waitFor(UI_WAIT);
     // Survives only as long as the document does: a reload would lose it.
-    await page.evaluate(() => Object.assign(window, { sameDocument: true }));
+    await page.evaluate("window.sameDocument = true");
 
     // A first populate computes keys 0-9.
     t.is((await Moving.populate({ reserveJobs: true, maxCalls: 10 })).successCount, 10);
@@ -133,14 +133,14 @@ test.serial("counts, progress and the event feed move during a populate, without
     await page.locator("[data-eta]").getByText("done", { exact: true }).waitFor(UI_WAIT);
     await page.locator('tr[data-event="committed"]').nth(29).waitFor(UI_WAIT);
     t.is(await page.locator('.bar[role="progressbar"]').getAttribute("aria-valuenow"), "100");
-    t.true(await page.evaluate(() => (window as { sameDocument?: boolean }).sameDocument === true), "the page was never reloaded");
+    t.true(await page.evaluate("window.sameDocument === true"), "the page was never reloaded");
 
     // The overview (a hash change, not a reload) follows the same counts.
     await page.click("a.back");
     const row = page.locator('tr[data-table="moving"]');
     await row.locator('[data-count="target"]').getByText("30", { exact: true }).waitFor(UI_WAIT);
     t.is(await row.locator(".eta").textContent(), "done");
-    t.true(await page.evaluate(() => (window as { sameDocument?: boolean }).sameDocument === true));
+    t.true(await page.evaluate("window.sameDocument === true"));
     await page.close();
   } finally {
     held.open();
@@ -263,8 +263,8 @@ test.serial(
       await readerPage.click('.tabs a[href$="/errors"]');
       await readerPage.locator('[data-error-key="id=1"]').waitFor(UI_WAIT);
       t.is(await readerPage.locator("button.small-button, button[data-action]").count(), 0);
-      t.is(await readerPage.evaluate(() => sessionStorage.getItem("populus.console.token")), reader, "the token is kept for the tab");
-      t.is(await readerPage.evaluate(() => localStorage.length), 0, "and nowhere that outlives it");
+      t.is(await readerPage.evaluate('sessionStorage.getItem("populus.console.token")'), reader, "the token is kept for the tab");
+      t.is(await readerPage.evaluate("localStorage.length"), 0, "and nowhere that outlives it");
 
       // An admin, in a tab of its own: delete the errors, and the next refresh queues the keys again.
       const adminPage = await own.newPage();

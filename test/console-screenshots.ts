@@ -45,9 +45,9 @@ try {
   const Features = db.table("Features", {
     keySource: sessions(40, 30),
     make: async (k: Session, ctx) => {
-      for (let step = 1; step <= 4; step++) {
-        await sleep(450 + (k.subject_id % 5) * 60);
-        ctx.progress(step / 4, `window ${step} of 4`);
+      for (let step = 1; step <= 8; step++) {
+        await sleep(250 + (k.subject_id % 5) * 30);
+        ctx.progress(step / 8, `window ${step} of 8`);
       }
       return { mean: k.subject_id / 7 };
     },
@@ -83,10 +83,14 @@ try {
 
   await page.goto(`${server.url}/#/table/features/leases`);
   await page.locator("tr[data-lease]").first().waitFor();
-  // Progress arrives with heartbeats (every second with 3 s leases), which are no Watch event: read the leases again.
-  await sleep(1500);
-  await page.click("text=Reload");
-  await sleep(500);
+  // Progress arrives with heartbeats (every second with 3 s leases), which are no Watch event: read the leases again
+  // until a few makes under way have reported (each worker also holds its next job, not started yet).
+  for (let i = 0; i < 20; i++) {
+    await page.click("text=Reload");
+    await sleep(400);
+    const shown = await page.locator(".lease-progress span").allTextContents();
+    if (shown.filter((text) => !text.startsWith("0%")).length >= 3) break;
+  }
   await shoot(page, "leases", 640);
 
   await page.goto(`${server.url}/#/table/spike_sorting/errors`);

@@ -149,6 +149,47 @@ test.serial("counts, progress and the event feed move during a populate, without
   t.deepEqual(browser.problems, []);
 });
 
+test.serial("jobs by status, a page at a time, with a key filter checked against the table's attributes", async (t) => {
+  const db = connect({ url: server.url });
+  try {
+    await db.table("Paged", { keySource: ids(120), make: () => ({}) }).jobs.refresh();
+  } finally {
+    db.close();
+  }
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/#/table/paged/jobs`);
+  const rows = page.locator("tr[data-job]");
+  await rows.nth(49).waitFor(UI_WAIT);
+  t.is(await rows.count(), 50);
+  t.is(await rows.first().getAttribute("data-job"), "id=0", "in the reservation order");
+  await page.getByRole("button", { name: "next →" }).click();
+  await page.locator('tr[data-job="id=50"]').waitFor(UI_WAIT);
+  t.is(await rows.count(), 50);
+  await page.getByRole("button", { name: "next →" }).click();
+  await page.locator('tr[data-job="id=100"]').waitFor(UI_WAIT);
+  t.is(await rows.count(), 20);
+  t.true(await page.getByRole("button", { name: "next →" }).isDisabled(), "the last page has no next");
+  await page.getByRole("button", { name: "← previous" }).click();
+  await page.locator('tr[data-job="id=50"]').waitFor(UI_WAIT);
+
+  await page.fill('input[name="key-filter"]', "id=x");
+  await page.press('input[name="key-filter"]', "Enter");
+  t.is(await page.locator(".field-problem").textContent(), "id=x: id is an integer");
+  await page.fill('input[name="key-filter"]', "size=3");
+  await page.press('input[name="key-filter"]', "Enter");
+  t.is(await page.locator(".field-problem").textContent(), '"size" is not a key attribute of this table (attributes: id)');
+  await page.fill('input[name="key-filter"]', "id=77");
+  await page.press('input[name="key-filter"]', "Enter");
+  await page.locator(".field-problem").waitFor({ state: "detached", ...UI_WAIT });
+  await page.locator('tr[data-job="id=50"]').waitFor({ state: "detached", ...UI_WAIT });
+  t.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-job"))), ["id=77"]);
+  t.is(await page.locator(".pager span").textContent(), "page 1", "a new filter starts at the first page");
+  await page.getByRole("radio", { name: "error" }).click();
+  await page.getByText("No error jobs match the filter.").waitFor(UI_WAIT);
+  await page.close();
+  t.deepEqual(browser.problems, []);
+});
+
 test.serial("a failing make's error shows with its message and full stack", async (t) => {
   const db = connect({ url: server.url });
   function explodeOnKeyThree(key: IdKey): never {

@@ -168,7 +168,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
   // Last: whoever waits for this line may signal at once, and a SIGTERM that came before the
   // handlers above killed the process outright (exit by signal, no drain).
-  logger.info({ host: config.host, port: server.port, url, tls: tls !== undefined, auth }, "listening");
+  logger.info({ host: config.host, port: server.port, url, console: `${url}/`, tls: tls !== undefined, auth }, "listening");
 }
 
 /** Reads a PEM file named by an option; unreadable or not PEM is a configuration error. */

@@ -10,6 +10,7 @@
  * The pipelines run in this process through the SDK, with makes that wait on a gate the test
  * opens, so the page is looked at in a known state and no assertion depends on speed.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -350,7 +351,7 @@ test.serial(
       t.deepEqual(browser.problems, [], "the shared browser logged nothing");
       t.deepEqual(own.problems, [], "nothing logged before the restart");
 
-      // The server restarts on the same port and file, with the admin token demoted to reader.
+      // The server restarts on the same port and file, with the admin token demoted to reader and the reader token revoked.
       const port = guarded.port;
       t.is(await guarded.stop(), 0);
       await adminPage.locator('[data-banner="reconnecting"]').waitFor(UI_WAIT);
@@ -358,6 +359,9 @@ test.serial(
       writeFileSync(tokensFile, `reader ${admin}\nworker ${workerToken}\n`);
       guarded = await startServer({ database, args: ["--tokens-file", tokensFile, "--port", String(port)] });
       await adminPage.locator('[data-banner="resumed"]').waitFor(UI_WAIT);
+      // The revoked token's tab asks for a token again, saying why.
+      await readerPage.locator("[data-token-problem]").getByText("The server refused the token: the bearer token is not valid on this server").waitFor(UI_WAIT);
+      t.is(await readerPage.evaluate('sessionStorage.getItem("populus.console.token")'), null, "the refused token is forgotten");
       // Resumed by cursor: work done after the restart reaches the same page. A worker token
       // recomputes the deleted rows (ids 0 and 4) and key 2 (which fails again); key 1 stays ignored.
       const worker = connect({ url: guarded.url, token: workerToken });
@@ -386,9 +390,13 @@ test.serial(
       await adminPage.locator('[data-role="reader"]').waitFor(UI_WAIT);
       await adminPage.locator("[data-role-notice]").waitFor(UI_WAIT);
       t.is(await adminPage.locator("button[data-action]").count(), 0, "the page no longer offers what the token may not do");
-      // What the browser logged: the refused Ignore call (HTTP 403), and connections refused while the server was down.
+      // What the browser logged: the refused Ignore call (HTTP 403), the revoked token's calls (HTTP 401, as many as its tab
+      // made before its stream heard of it), and connections refused while the server was down.
       const unexpected = own.problems.filter(
-        (p) => !/^console error: Failed to load resource: (the server responded with a status of 403 \(Forbidden\)|net::ERR_CONNECTION_REFUSED) /.test(p),
+        (p) =>
+          !/^console error: Failed to load resource: (the server responded with a status of (403 \(Forbidden\)|401 \(Unauthorized\))|net::ERR_CONNECTION_REFUSED) /.test(
+            p,
+          ),
       );
       t.deepEqual(unexpected, []);
       t.true(
@@ -402,3 +410,68 @@ test.serial(
     }
   },
 );
+
+test.serial("over plain HTTP the overview follows 4 tables live; over TLS (HTTP/2) it follows every one", async (t) => {
+  // Six tables: more than a browser's six HTTP/1.1 connections could follow alongside the page's calls.
+  const tables = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"];
+  const seed = async (url: string) => {
+    const db = connect({ url });
+    try {
+      for (const [i, name] of tables.entries()) await db.table(name, { keySource: ids(i + 1), make: () => ({}) }).jobs.refresh();
+    } finally {
+      db.close();
+    }
+  };
+  const database = `sqlite:${join(dir, "many.db")}`;
+  const plain = await startServer({ database });
+  try {
+    await seed(plain.url);
+    const page = await browser.newPage();
+    await page.goto(`${plain.url}/`);
+    await page.locator('tr[data-table="delta"] .badge-live').waitFor(UI_WAIT);
+    t.is(await page.locator("tr[data-table] .badge-live").count(), 4);
+    t.deepEqual(await page.locator('tr[data-table="foxtrot"] [data-count="pending"]').textContent(), "6", "a row not followed shows its counts as loaded");
+    t.is(await page.locator('tr[data-table="foxtrot"] .badge').textContent(), "as loaded");
+    await page.close();
+  } finally {
+    t.is(await plain.stop(), 0);
+  }
+
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-keyout",
+      "tls.key",
+      "-out",
+      "tls.pem",
+    ],
+    { cwd: dir, stdio: "ignore" },
+  );
+  const secure = await startServer({ database, args: ["--tls-cert", join(dir, "tls.pem"), "--tls-key", join(dir, "tls.key")] });
+  const trusting = await launchBrowser({ acceptAnyCertificate: true });
+  try {
+    const page = await trusting.newPage();
+    await page.goto(`https://127.0.0.1:${secure.port}/`);
+    await page.locator('tr[data-table="foxtrot"] .badge-live').waitFor(UI_WAIT);
+    t.is(await page.locator("tr[data-table] .badge-live").count(), 6);
+    const protocols = await page.evaluate("[...new Set(performance.getEntriesByType('resource').map((e) => e.nextHopProtocol))]");
+    t.deepEqual(protocols, ["h2"], "every request of the page went over HTTP/2");
+    await page.close();
+    t.deepEqual(trusting.problems, []);
+  } finally {
+    await trusting.close();
+    t.is(await secure.stop(), 0);
+  }
+  t.deepEqual(browser.problems, []);
+});

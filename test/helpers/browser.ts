@@ -37,7 +37,7 @@ export interface TestBrowser {
 }
 
 /** Starts Chromium with a fresh profile; fails with the install command when it is missing. */
-export async function launchBrowser(options: { viewport?: { width: number; height: number } } = {}): Promise<TestBrowser> {
+export async function launchBrowser(options: { viewport?: { width: number; height: number }; acceptAnyCertificate?: boolean } = {}): Promise<TestBrowser> {
   if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set POPULUS_CHROMIUM)`);
   const profile = mkdtempSync(join(tmpdir(), "populus-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -45,6 +45,8 @@ export async function launchBrowser(options: { viewport?: { width: number; heigh
     headless: true,
     args: CHROMIUM_ARGS,
     viewport: options.viewport ?? { width: 1360, height: 900 },
+    // For a server whose certificate a test made itself.
+    ignoreHTTPSErrors: options.acceptAnyCertificate ?? false,
   });
   const problems: string[] = [];
   const watch = (page: Page) => {

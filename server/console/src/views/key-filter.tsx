@@ -27,6 +27,8 @@ export function KeyFilter({ attributes, onChange }: { attributes: readonly KeyAt
         name="key-filter"
         placeholder={attributes.map((a) => `${a.name}=…`).join(", ")}
         value={text}
+        // Kept as typed: the page re-renders every second (its clock), which would otherwise reset the box to the last applied filter.
+        onInput={(e) => setText(e.currentTarget.value)}
         onChange={(e) => apply(e.currentTarget.value)}
       />
       {problem !== undefined && <span class="field-problem">{problem}</span>}

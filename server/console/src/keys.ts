@@ -39,9 +39,42 @@ export class KeyInputError extends Error {
   override readonly name = "KeyInputError";
 }
 
+/**
+ * Splits `a=1, b="x, y"` at the commas outside double quotes (keyText quotes a string that
+ * holds a comma, so what the page writes it can read back).
+ */
+function splitAttributes(text: string): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted && c === "\\") i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === "," && !quoted) {
+      parts.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  if (quoted) throw new KeyInputError(`${text.trim()}: a quoted value has no closing "`);
+  parts.push(text.slice(start));
+  return parts.map((p) => p.trim());
+}
+
+/** A string value: as typed, or the JSON string it is when quoted. */
+function unquote(text: string, where: string): string {
+  if (!text.startsWith('"')) return text;
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === "string") return value;
+  } catch {
+    // answered below
+  }
+  throw new KeyInputError(`${where}: a quoted value is a JSON string, e.g. "a, b"`);
+}
+
 function parseValue(attribute: KeyAttribute, text: string): ValueInit {
   const where = `${attribute.name}=${text}`;
-  const unquoted = /^".*"$/.test(text) ? (JSON.parse(text) as string) : text;
   switch (attribute.type) {
     case AttributeType.INT64:
       if (!/^-?\d+$/.test(text)) throw new KeyInputError(`${where}: ${attribute.name} is an integer`);
@@ -55,7 +88,7 @@ function parseValue(attribute: KeyAttribute, text: string): ValueInit {
       if (text !== "true" && text !== "false") throw new KeyInputError(`${where}: ${attribute.name} is true or false`);
       return { kind: { case: "boolValue", value: text === "true" } };
     default:
-      return { kind: { case: "stringValue", value: unquoted } };
+      return { kind: { case: "stringValue", value: unquote(text, where) } };
   }
 }
 
@@ -66,7 +99,7 @@ function parseValue(attribute: KeyAttribute, text: string): ValueInit {
 export function parseKeyText(text: string, attributes: readonly KeyAttribute[], complete: boolean): Record<string, ValueInit> {
   const answer: Record<string, ValueInit> = {};
   const names = attributes.map((a) => a.name);
-  for (const part of text.split(",").map((p) => p.trim())) {
+  for (const part of splitAttributes(text)) {
     if (part === "") continue;
     const eq = part.indexOf("=");
     if (eq <= 0) throw new KeyInputError(`"${part}": write attribute=value (attributes: ${names.join(", ")})`);

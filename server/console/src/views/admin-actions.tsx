@@ -12,7 +12,7 @@ import { ConfirmDialog } from "../components/confirm-dialog.js";
 import { countText } from "../format.js";
 import { useConsole } from "../hooks.js";
 import { KeyInputError, keyText, parseKeyLines } from "../keys.js";
-import { callFailure, codeName } from "../rpc.js";
+import { callFailure, codeName, type JobClient } from "../rpc.js";
 import { mayAdminister } from "../session.js";
 
 /** An action waiting for the operator's yes. */
@@ -200,7 +200,7 @@ export function AdminPanel({ table, attributes, errorCount, actions }: { table: 
 }
 
 /** Deleting every error job of a table (DeleteJobs with status error). */
-export function deleteErrorsAction(client: ReturnType<typeof useConsole>["client"], table: string, errorCount: number, key?: Key): AdminAction {
+export function deleteErrorsAction(client: JobClient, table: string, errorCount: number, key?: Key): AdminAction {
   const one = key !== undefined;
   return {
     title: one ? `Delete the error of ${keyText(key)}` : `Delete ${countText(errorCount)} error${errorCount === 1 ? "" : "s"} of ${table}`,

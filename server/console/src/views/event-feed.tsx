@@ -27,7 +27,7 @@ export function EventFeed({ events, eventCount }: { events: readonly SeenEvent[]
   return (
     <div class="panel">
       <p class="muted">
-        {countText(eventCount)} event{eventCount === 1 ? "" : "s"} since this page opened
+        {countText(eventCount)} event{eventCount === 1 ? "" : "s"} since this view opened
         {eventCount > events.length ? `; the newest ${countText(events.length)} are shown` : ""}. Refreshes, deletions and ignores of many keys change
         the counts only.
       </p>

@@ -357,8 +357,8 @@ test.serial(
       await adminPage.locator('[data-banner="reconnecting"]').waitFor(UI_WAIT);
       t.regex(
         (await adminPage.locator('[data-banner="reconnecting"]').textContent()) ?? "",
-        // SIGTERM ends the streams with UNAVAILABLE "shutting down"; a retry while it is down finds nobody.
-        /^Connection lost: (the server is shutting down or restarting|the server cannot be reached)\. Reconnecting by itself/,
+        // SIGTERM ends the streams (UNAVAILABLE "shutting down", or an end); a retry while it is down finds nobody.
+        /^Connection lost: (the server is shutting down or restarting|the server ended the stream \(it is shutting down or restarting\)|the server cannot be reached)\. Reconnecting by itself/,
       );
       writeFileSync(tokensFile, `reader ${admin}\nworker ${workerToken}\n`);
       guarded = await startServer({ database, args: ["--tokens-file", tokensFile, "--port", String(port)] });

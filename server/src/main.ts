@@ -20,6 +20,7 @@ import { HealthState } from "./service/health.js";
 import { DatabaseProbe } from "./service/database-probe.js";
 import { PEER_ADDRESS, READ_MAX_BYTES, watchLimitInterceptor } from "./service/limits.js";
 import { ChangeFeed } from "./service/change-feed.js";
+import { ConsoleEndpoints, loadConsoleAssets } from "./service/console.js";
 import { ServerMetrics } from "./service/metrics.js";
 import { WatchHub } from "./service/watch-hub.js";
 import { WorkNotifier } from "./service/work-notifier.js";
@@ -104,8 +105,9 @@ async function main(): Promise<void> {
     contextValues: (req) => createContextValues().set(PEER_ADDRESS, req.socket?.remoteAddress ?? "unknown"),
     shutdownSignal: shutdown.signal,
   });
+  const consoleEndpoints = new ConsoleEndpoints(loadConsoleAssets(), tokens);
   const handler: typeof rpcHandler = (req, res) => {
-    if (!metrics.serve(req, res)) rpcHandler(req, res);
+    if (!metrics.serve(req, res) && !consoleEndpoints.serve(req, res)) rpcHandler(req, res);
   };
 
   const server = await listen({ host: config.host, port: config.port, handler, logger, tls }).catch((err: unknown) =>
@@ -178,7 +180,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
   // Last: whoever waits for this line may signal at once, and a SIGTERM that came before the
   // handlers above killed the process outright (exit by signal, no drain).
-  logger.info({ host: config.host, port: server.port, url, tls: tls !== undefined, auth }, "listening");
+  logger.info({ host: config.host, port: server.port, url, console: `${url}/`, tls: tls !== undefined, auth }, "listening");
 }
 
 /** Reads a PEM file named by an option; unreadable or not PEM is a configuration error. */

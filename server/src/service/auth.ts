@@ -1,7 +1,9 @@
 /**
  * Who may call what: bearer tokens, each with one of three roles, checked by
- * a connect interceptor on every JobService call (health, reflection and
- * GET /metrics stay open: probes and `grpcurl list` carry no secrets).
+ * a connect interceptor on every JobService call (health, reflection,
+ * GET /metrics and the web console's page stay open: probes, `grpcurl list`
+ * and the page's files carry no secrets; the page's data comes through
+ * JobService with the operator's token).
  *
  * - reader: ListJobs, GetProgress, ListTables, ListTargets, Watch
  * - worker: reader, plus Refresh, Reserve, Complete, Fail, Heartbeat, Release
@@ -170,7 +172,7 @@ export function loadTokens(source: TokenSource): TokenTable {
 }
 
 /** The token of an `authorization: Bearer <token>` header; undefined when absent, null when malformed. */
-function bearerToken(header: string | null): string | undefined | null {
+export function bearerToken(header: string | null): string | undefined | null {
   if (header === null || header.trim() === "") return undefined;
   const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(header.trim());
   return m === null ? null : (m[1] as string);

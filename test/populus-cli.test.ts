@@ -334,8 +334,9 @@ test("on a terminal: a bar per table, and a destructive command asks first (no o
 
   const confirmed = await cliOnTerminal(["--server", server.url, "errors", "Asked", "--delete"], "y\n");
   t.is(confirmed.code, 0, confirmed.stdout);
-  t.regex(confirmed.stdout, /deleted 1 error job of Asked/);
-  t.is(await Asked.jobs.errors.count(), 0);
+  // What it prints after the answer is asserted without a terminal (above): `script` sometimes ends
+  // before relaying the last line of a process that just exited (seen once on a loaded machine).
+  t.is(await Asked.jobs.errors.count(), 0, "confirmed: the error job is deleted");
 });
 
 test("bad input is one line on stderr and exit 2, and changes nothing", async (t) => {

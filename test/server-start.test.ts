@@ -19,7 +19,7 @@ import { createTestDatabase, type Dialect, type TestDatabase, testDialects } fro
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
 /** The migrations so far, as TypeORM records them in `~populus_migrations`. */
-const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002"];
+const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002", "ReserveRequests0000000000003"];
 
 const databases: TestDatabase[] = [];
 const servers: ServerProcess[] = [];

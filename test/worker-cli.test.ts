@@ -109,7 +109,7 @@ test("bad options exit 2 with one line naming the option", async (t) => {
     [
       ["--pipeline", PIPELINE, "--table", "Squares", "--table", "Cubes"],
       { WORKER_TEST_DIR: tmpdir() },
-      "populus-worker: --table Cubes: the pipeline module exports no such table; it exports Failing, Restart, Slow, Squares\n",
+      "populus-worker: --table Cubes: the pipeline module exports no such table; it exports Failing, Outage, Restart, Slow, Squares\n",
     ],
   ];
   for (const [args, env, line] of cases) {

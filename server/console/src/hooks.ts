@@ -1,11 +1,11 @@
 /** The console's shared hooks: the app's context, a local clock, a followed table and debouncing. */
 import { Code } from "@connectrpc/connect";
 import type { JobEvent, WatchResponse } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
-import type { Progress } from "@populus/sdk/gen/populus/v1/types_pb.js";
+import type { Progress, TableInfo } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { createContext } from "preact";
 import { useContext, useEffect, useRef, useState } from "preact/hooks";
 import { followWatch, type StreamState } from "./follow-watch.js";
-import type { JobClient } from "./rpc.js";
+import { callFailure, type JobClient } from "./rpc.js";
 import type { Role } from "./session.js";
 import type { Counts, Throughput } from "./throughput.js";
 
@@ -36,6 +36,33 @@ export function useConsole(): ConsoleContext {
 }
 
 /** The time, renewed every `everyMs` (relative times, the chart's window and ETAs move with it; it asks the server nothing). */
+/**
+ * The server's tables (ListTables), read again whenever `reload` changes; undefined until the
+ * first answer. A failure is a problem line, and a refused token also goes to authLost.
+ */
+export function useTableList(reload: unknown): { tables: readonly TableInfo[] | undefined; problem: string | undefined } {
+  const { client, authLost } = useConsole();
+  const [tables, setTables] = useState<readonly TableInfo[] | undefined>(undefined);
+  const [problem, setProblem] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    const abort = new AbortController();
+    client.listTables({}, { signal: abort.signal }).then(
+      (r) => {
+        setTables(r.tables);
+        setProblem(undefined);
+      },
+      (err: unknown) => {
+        if (abort.signal.aborted) return;
+        const f = callFailure(err);
+        if (f.code === Code.Unauthenticated) authLost(f.message);
+        setProblem(`ListTables failed: ${f.message}`);
+      },
+    );
+    return () => abort.abort();
+  }, [client, reload, authLost]);
+  return { tables, problem };
+}
+
 export function useNow(everyMs = 1000): number {
   const [now, setNow] = useState(Date.now());
   useEffect(() => {

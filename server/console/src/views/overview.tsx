@@ -2,15 +2,13 @@
  * Every table at a glance: live counts by status, a progress bar, jobs/s over the last five
  * minutes and an ETA, each row following its table's counts-only Watch stream.
  */
-import { Code } from "@connectrpc/connect";
 import type { TableInfo } from "@populus/sdk/gen/populus/v1/types_pb.js";
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { ProgressBar } from "../components/progress-bar.js";
 import { RateChart } from "../components/rate-chart.js";
 import { StreamBadge } from "../components/stream-badge.js";
 import { countText, rateText, spanText } from "../format.js";
-import { countsOf, useConsole, useNow, useTableStream } from "../hooks.js";
-import { callFailure } from "../rpc.js";
+import { countsOf, useNow, useTableList, useTableStream } from "../hooks.js";
 
 /**
  * Streams the overview keeps open at once. Over plain HTTP a browser speaks HTTP/1.1 and opens
@@ -20,26 +18,8 @@ import { callFailure } from "../rpc.js";
 export const LIVE_ROWS = location.protocol === "https:" ? 48 : 4;
 
 export function Overview() {
-  const { client, authLost } = useConsole();
-  const [tables, setTables] = useState<readonly TableInfo[] | undefined>(undefined);
-  const [problem, setProblem] = useState<string | undefined>(undefined);
   const [reloads, setReloads] = useState(0);
-  useEffect(() => {
-    const abort = new AbortController();
-    client.listTables({}, { signal: abort.signal }).then(
-      (r) => {
-        setTables(r.tables);
-        setProblem(undefined);
-      },
-      (err: unknown) => {
-        if (abort.signal.aborted) return;
-        const f = callFailure(err);
-        if (f.code === Code.Unauthenticated) authLost(f.message);
-        setProblem(`ListTables failed: ${f.message}`);
-      },
-    );
-    return () => abort.abort();
-  }, [client, reloads, authLost]);
+  const { tables, problem } = useTableList(reloads);
 
   return (
     <section>

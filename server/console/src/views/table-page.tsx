@@ -3,15 +3,12 @@
  * the jobs by status, the errors, the leases held now and the admin actions, one tab each.
  * Everything follows the table's one Watch stream (with job events).
  */
-import { Code } from "@connectrpc/connect";
-import type { TableInfo } from "@populus/sdk/gen/populus/v1/types_pb.js";
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { ProgressBar } from "../components/progress-bar.js";
 import { RateChart } from "../components/rate-chart.js";
 import { StreamBadge } from "../components/stream-badge.js";
 import { countText, rateText } from "../format.js";
-import { useConsole, useNow, useTableStream } from "../hooks.js";
-import { callFailure } from "../rpc.js";
+import { useNow, useTableList, useTableStream } from "../hooks.js";
 import { AdminPanel, useAdminActions } from "./admin-actions.js";
 import { ErrorsView } from "./errors-view.js";
 import { EventFeed } from "./event-feed.js";
@@ -23,31 +20,14 @@ export const TABS = ["events", "jobs", "errors", "leases", "actions"] as const;
 export type Tab = (typeof TABS)[number];
 
 export function TablePage({ table, tab }: { table: string; tab: Tab }) {
-  const { client, authLost } = useConsole();
-  const [info, setInfo] = useState<TableInfo | undefined>(undefined);
-  const [problem, setProblem] = useState<string | undefined>(undefined);
+  // Read again for another table: it may have been declared since the list was read.
+  const list = useTableList(table);
+  const info = list.tables?.find((t) => t.name === table);
+  const problem = list.problem ?? (list.tables !== undefined && info === undefined ? `There is no table "${table}" on this server.` : undefined);
   const stream = useTableStream(table, { countsOnly: false });
   const now = useNow();
   const [reloads, setReloads] = useState(0);
   const actions = useAdminActions(() => setReloads((n) => n + 1));
-
-  useEffect(() => {
-    const abort = new AbortController();
-    client.listTables({}, { signal: abort.signal }).then(
-      (r) => {
-        const found = r.tables.find((t) => t.name === table);
-        setInfo(found);
-        setProblem(found === undefined ? `There is no table "${table}" on this server.` : undefined);
-      },
-      (err: unknown) => {
-        if (abort.signal.aborted) return;
-        const f = callFailure(err);
-        if (f.code === Code.Unauthenticated) authLost(f.message);
-        setProblem(`ListTables failed: ${f.message}`);
-      },
-    );
-    return () => abort.abort();
-  }, [client, table, authLost]);
 
   const counts = stream.counts;
   const rate = stream.throughput.rate(60_000, now);

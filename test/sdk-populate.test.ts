@@ -322,7 +322,7 @@ test("refresh: sync and async key sources send the same calls; a key source that
         return { added: BigInt(keys.length), removed: 0n, orphaned: 0n, rePended: 0n };
       },
     } as unknown as JobServiceRpc;
-    const counts = await refreshKeySource(rpc, "T", source, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 });
+    const { counts } = await refreshKeySource(rpc, "T", source, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 });
     return { counts, sent };
   };
   function* syncKeys() {

@@ -1023,6 +1023,19 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title: "refresh: its final call says whether the table has a pending job afterwards (due or delayed); a call before the last does not say",
+    async run(t, { client }) {
+      const table = "AnyPending";
+      t.is((await client.refresh({ table, keys: keys(1, 3) })).anyPending, true);
+      t.is((await client.reserve({ table, maxJobs: 10, worker: WORKER })).leases.length, 2);
+      t.is((await client.refresh({ table, keys: keys(1, 3) })).anyPending, false, "both jobs reserved: nothing pending");
+      t.is((await client.refresh({ table, keys: keys(1, 4), delay: seconds(3600) })).anyPending, true, "a delayed job counts");
+      const first = await client.refresh({ table, keys: keys(1, 4), refreshId: "multi", final: false });
+      t.is(first.anyPending, undefined, "not the final call");
+      t.is((await client.refresh({ table, keys: [], refreshId: "multi", final: true })).anyPending, true);
+    },
+  },
+  {
     title: "request id: past the lease length it asked for, a Reserve's id leases anew",
     async run(t, { client }) {
       const table = "RepeatedReserveExpired";

@@ -248,12 +248,13 @@ export class Jobs<K extends object = KeyRecord> {
     if (!Number.isInteger(priority) || priority < 0 || priority > 255) {
       throw new InvalidArgumentError(`jobs.refresh: priority must be an integer from 0 to 255, got ${String(priority)}`);
     }
-    return refreshKeySource(this.#rpc, this.#table, this.#keySource, {
+    const outcome = await refreshKeySource(this.#rpc, this.#table, this.#keySource, {
       priority,
       staleTimeout: options.staleTimeout ?? settings.staleTimeout,
       orphanTimeout: options.orphanTimeout,
       delay: options.delay ?? 0,
     });
+    return outcome.counts;
   }
 
   /**

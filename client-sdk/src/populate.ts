@@ -183,15 +183,19 @@ async function populateResolved<K extends object>(
 ): Promise<PopulateResult<K>> {
   // Stopped before it started: nothing reserved, nothing to give back.
   if (options.signal?.aborted === true) return { successCount: 0, errorList: [] };
+  /** Whether a job is pending, when the refresh said so: false leaves nothing to reserve. */
+  let anyPending: boolean | undefined;
   if (!o.reserveJobs || o.refresh) {
-    await refreshKeySource(table.rpc, table.name, table.definition.keySource, {
+    ({ anyPending } = await refreshKeySource(table.rpc, table.name, table.definition.keySource, {
       priority: settings.defaultPriority,
       staleTimeout: settings.staleTimeout,
       orphanTimeout: undefined,
       delay: 0,
-    });
+    }));
   }
   await progress?.begin();
+  // A table with nothing pending (already done, or an idle worker's pass): no Reserve to find that out.
+  if (anyPending === false) return { successCount: 0, errorList: [] };
   const processes = o.maxCalls === undefined ? o.processes : Math.max(1, Math.min(o.processes, o.maxCalls));
   if (processes === 1) {
     const stop = new GracefulStop().follow(options.signal, o.graceS);

@@ -52,14 +52,25 @@ export async function keysOf<K extends object>(source: KeySource<K>): Promise<Ke
   );
 }
 
+/** What a refresh did, and what the server said of the table after it. */
+export interface RefreshOutcome {
+  readonly counts: RefreshCounts;
+  /**
+   * Whether the table has a pending job after the refresh (due or delayed): false means a populate
+   * has nothing to reserve. Undefined when the server does not say (it predates the answer).
+   */
+  readonly anyPending: boolean | undefined;
+}
+
 /** Refreshes `table` with every key of `source`. A table never refreshed and an empty key source answer all zeros. */
 export async function refreshKeySource<K extends object>(
   rpc: JobServiceRpc,
   table: string,
   source: KeySource<K>,
   params: RefreshParams,
-): Promise<RefreshCounts> {
+): Promise<RefreshOutcome> {
   const totals: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0 };
+  let anyPending: boolean | undefined;
   const refreshId = randomUUID();
   const send = async (keys: RefreshKeys, final: boolean) => {
     const answer = await rpc.refresh({
@@ -78,6 +89,7 @@ export async function refreshKeySource<K extends object>(
     totals.removed += count(answer.removed);
     totals.orphaned += count(answer.orphaned);
     totals.rePended += count(answer.rePended);
+    if (final) anyPending = answer.anyPending;
   };
   /*
    * The first call alone (the server fixes the refresh's stale cutoff then),
@@ -137,8 +149,8 @@ export async function refreshKeySource<K extends object>(
     await send(last, true);
   } catch (err) {
     // An empty key source of a table never declared: nothing to refresh.
-    if (last.length === 0 && full === undefined && err instanceof TableNotFoundError) return totals;
+    if (last.length === 0 && full === undefined && err instanceof TableNotFoundError) return { counts: totals, anyPending: false };
     throw err;
   }
-  return totals;
+  return { counts: totals, anyPending };
 }

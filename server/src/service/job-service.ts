@@ -115,6 +115,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
         removed: BigInt(counts.removed),
         orphaned: BigInt(counts.orphaned),
         rePended: BigInt(counts.rePended),
+        anyPending: counts.anyPending ?? undefined,
       };
     },
 

@@ -74,6 +74,8 @@ export interface RefreshCounts {
   readonly removed: number;
   readonly orphaned: number;
   readonly rePended: number;
+  /** Final calls only: whether the table has a pending job afterwards (due or delayed); null otherwise. */
+  readonly anyPending: boolean | null;
 }
 
 export interface ReserveInput {

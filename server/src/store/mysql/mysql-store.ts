@@ -371,7 +371,7 @@ export class MysqlStore implements JobStore {
   async refresh(input: RefreshInput): Promise<RefreshCounts> {
     let def = await this.describeTable(input.table);
     if (def === null) {
-      if (input.keyAttributes === null) return { added: 0, removed: 0, orphaned: 0, rePended: 0 };
+      if (input.keyAttributes === null) return { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: null };
       def = await this.declare(input);
     }
     if (input.keyAttributes !== null && !sameAttributes(def.keyAttributes, input.keyAttributes)) {
@@ -475,7 +475,9 @@ export class MysqlStore implements JobStore {
           ? 0
           : await this.resetLeases(q, input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change, "wait");
       await this.logChange(q, input.table, change, input.now);
-      return { added, removed, orphaned, rePended };
+      // Whether a populate that refreshed has anything to reserve. SQLite: the same read.
+      const anyPending = final ? (await this.rows(q, `SELECT 1 AS x FROM ${jobs} FORCE INDEX (ready_idx) WHERE status = 'pending' LIMIT 1`)).length > 0 : null;
+      return { added, removed, orphaned, rePended, anyPending };
     });
     if (dropStaging) void this.dropStaging(staging, input.now);
     return counts;

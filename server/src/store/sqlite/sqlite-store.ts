@@ -201,7 +201,7 @@ export class SqliteStore implements JobStore {
       }
       if (def === null) {
         // A call with no keys on an undeclared table has nothing to maintain.
-        if (input.keyAttributes === null) return { added: 0, removed: 0, orphaned: 0, rePended: 0 };
+        if (input.keyAttributes === null) return { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: null };
         this.declare(input);
       } else if (input.keyAttributes !== null && !sameAttributes(def.keyAttributes, input.keyAttributes)) {
         throw new InvalidKeyError(
@@ -268,7 +268,9 @@ export class SqliteStore implements JobStore {
       change.move(null, "pending", added);
       const orphaned = input.orphanTimeoutMs === null ? 0 : this.resetLeases(input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change);
       this.logChange(input.table, change, input.now);
-      return { added, removed, orphaned, rePended };
+      // Whether a populate that refreshed has anything to reserve (promise 4's answer to an idle worker).
+      const anyPending = final ? this.prepared(`SELECT 1 FROM ${jobs} WHERE status = 'pending' LIMIT 1`).get() !== undefined : null;
+      return { added, removed, orphaned, rePended, anyPending };
     });
   }
 

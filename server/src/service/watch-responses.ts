@@ -40,9 +40,10 @@ export function watchResponse(table: DeclaredTable, m: WatchMessage, form: Event
   const cache = caches[`${codec}:${form}`];
   let response = cache.get(m);
   if (response === undefined) {
-    const full = caches[`json:${form}`].get(m) ?? create(WatchResponseSchema, form === "groups" ? groupedResponse(table, m) : eventResponse(table, m));
-    caches[`json:${form}`].set(m, full);
-    response = codec === "json" ? full : preEncoded(toBinary(WatchResponseSchema, full));
+    response =
+      codec === "json"
+        ? create(WatchResponseSchema, form === "groups" ? groupedResponse(table, m) : eventResponse(table, m))
+        : preEncoded(toBinary(WatchResponseSchema, watchResponse(table, m, form, "json")));
     cache.set(m, response);
   }
   return response;

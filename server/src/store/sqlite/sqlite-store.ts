@@ -12,6 +12,7 @@
  * Each statement below has a header: purpose, parameters, result, and how
  * store/mysql/mysql-store.ts differs.
  */
+import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "../stale-candidates.js";
 import { randomBytes } from "node:crypto";
 import type BetterSqlite3 from "better-sqlite3";
 import { DataSource } from "typeorm";
@@ -287,9 +288,9 @@ export class SqliteStore implements JobStore {
       if (row !== undefined) return { staleCutoff: row.stale_cutoff, staging: row.staging === 1 };
     }
     const staleCutoff = input.now - input.staleTimeoutMs;
-    const candidate = this.prepared(`SELECT 1 FROM ${jobsTable(input.table)} WHERE status IN ('pending', 'error', 'success') AND create_time < ? LIMIT 1`).get(
-      staleCutoff,
-    );
+    const jobs = jobsTable(input.table);
+    const oldest = this.prepared(oldestJobSql(jobs)).get() as { create_time: number } | undefined;
+    const candidate = mayHoldStaleJobs(oldest?.create_time, staleCutoff) ? this.prepared(staleCandidateSql(jobs)).get(staleCutoff) : undefined;
     const state = { staleCutoff, staging: candidate !== undefined };
     if (input.refreshId !== null) {
       this.prepared(`INSERT INTO "~populus_refreshes" (refresh, table_name, stale_cutoff, staging, create_time) VALUES (?, ?, ?, ?, ?)`).run(

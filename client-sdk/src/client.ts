@@ -3,13 +3,14 @@
  */
 import { type ConnectOptions, type ResolvedConnectOptions, resolveConnectOptions } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
+import { prewarmHeartbeat } from "./heartbeat-thread.js";
 import { Jobs } from "./jobs.js";
 import type { KeyRecord } from "./keys.js";
 import { type JobServiceConnection, type JobServiceRpc, openConnection } from "./rpc.js";
 import { Table } from "./table.js";
 import type { TableDefinition } from "./table-definition.js";
 import { listTables, type TableInfo } from "./table-info.js";
-import { callerSite, registerTable } from "./table-registry.js";
+import { callerSite, childImporting, registerTable } from "./table-registry.js";
 
 /** A client of one server. */
 export class PopulusClient {
@@ -40,6 +41,8 @@ export class PopulusClient {
     const site = definition.module !== undefined ? { moduleUrl: definition.module, where: definition.module } : callerSite();
     const table = new Table<K>(name, definition, site, this.options, this.#connection.rpc);
     registerTable(table);
+    // A process that defines a table populates it (or is a populate child, whose parent keeps its leases).
+    if (!childImporting()) prewarmHeartbeat();
     return table;
   }
 

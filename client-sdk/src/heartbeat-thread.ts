@@ -1,18 +1,18 @@
 /**
- * The heartbeat of a reserve loop, on a `worker_threads` thread of its own
- * with its own connection to the server (promise 3, ARCHITECTURE.md): a make that
- * blocks its event loop with synchronous CPU work for minutes cannot starve
- * the timer that renews its leases. test/sdk-heartbeat.test.ts pins this: a
- * make that busy-loops for three lease lengths keeps its lease and commits
- * once.
+ * The heartbeat of reserve loops, on a `worker_threads` thread with its own
+ * connection to the server (promise 3, ARCHITECTURE.md): a make that blocks
+ * its event loop with synchronous CPU work for minutes cannot starve the
+ * timer that renews its leases. test/sdk-heartbeat.test.ts pins this: a make
+ * that busy-loops for three lease lengths keeps its lease and commits once.
  *
- * The loop (main side, `HeartbeatThread`) posts the lease tokens it holds,
- * the ones it let go and per-job progress; the thread renews the held ones
- * every third of the lease length and posts back the ones the server
- * answered as lost. A lost lease reaches the loop only when its event loop
- * gets control back, which is soon enough: Complete would answer
- * LeaseLostError for it anyway, and the lease was kept for as long as the
- * server could be reached.
+ * One thread serves every loop of the process (RenewerThread). Each loop
+ * (main side, `ThreadLeaseKeeper`) posts the lease tokens it holds, the ones
+ * it let go and per-job progress; the thread renews the held ones every
+ * third of the lease length and posts back the ones the server answered as
+ * lost, which go to the loop that holds them. A lost lease reaches the loop
+ * only when its event loop gets control back, which is soon enough: Complete
+ * would answer LeaseLostError for it anyway, and the lease was kept for as
+ * long as the server could be reached.
  *
  * The thread runs lease-renewer.ts, which loads nothing but node:http2.
  *
@@ -20,7 +20,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { ResolvedConnectOptions } from "./config.js";
-import type { FromRenewer, RenewerInit, ToRenewer } from "./lease-renewer.js";
+import type { FromRenewer, RenewerScope, ToRenewer } from "./lease-renewer.js";
 
 /** What the loop hears from whatever keeps its leases. */
 export interface HeartbeatListener {
@@ -73,92 +73,183 @@ export class ProgressFilter {
   }
 }
 
-/** The main side: a running heartbeat thread. Create with startHeartbeatThread(). */
-export class HeartbeatThread implements LeaseKeeper {
-  /**
-   * Resolves once the thread runs and renews what it is given; rejects when
-   * it could not start. A lease handed out before then is renewed only from
-   * then on (the reserve loop waits for it when leases are short).
-   */
+/**
+ * The process's heartbeat thread: started once (by prewarmHeartbeat when a
+ * table is defined, or by the first reserve loop that needs it) and kept for
+ * the life of the process, unref'd, so that it never keeps the process alive.
+ * Booting a thread cost about 90 ms of CPU (a V8 isolate, Node's bootstrap,
+ * the renewer's code): one per populate call was a sixth of the CPU of a
+ * 5,000-job drain, and a populus-worker paid it again on every pass that
+ * found work. A thread that died (it could not load, or a bug) fails the
+ * loops it served, and the next loop starts a new one.
+ */
+class RenewerThread {
   readonly ready: Promise<void>;
+  /** Set once the thread is gone; the next loop starts another. */
+  dead = false;
   readonly #worker: Worker;
+  readonly #scopeIds = new Map<string, number>();
+  readonly #keepers = new Map<number, Set<ThreadLeaseKeeper>>();
+  /** Loops waiting for `ready`: the thread keeps the process alive until it runs, for them only. */
+  #waiting = 0;
+  #running = false;
+
+  constructor() {
+    // lease-renewer.js beside this file, or the .ts source under tsx (the thread inherits the
+    // process's execArgv, so `--import tsx` too).
+    const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+    this.#worker = new Worker(new URL(`./lease-renewer${ext}`, import.meta.url));
+    this.#worker.unref();
+    let started: () => void = () => undefined;
+    let failed: (err: Error) => void = () => undefined;
+    this.ready = new Promise<void>((resolve, reject) => {
+      started = resolve;
+      failed = reject;
+    });
+    this.ready.catch(() => undefined); // also reported to every keeper through onError
+    this.#worker.on("message", (m: FromRenewer) => {
+      if (m.type === "ready") {
+        this.#running = true;
+        this.#worker.unref();
+        started();
+        return;
+      }
+      for (const keeper of this.#keepers.get(m.scope) ?? []) keeper.lost(m.tokens);
+    });
+    const die = (err: Error) => {
+      if (this.dead) return;
+      this.dead = true;
+      failed(err);
+      for (const keepers of this.#keepers.values()) for (const keeper of keepers) keeper.failed(err);
+      this.#keepers.clear();
+    };
+    // An uncaught exception in the thread (it could not load, or a bug); it exits after this.
+    this.#worker.on("error", die);
+    this.#worker.on("exit", (code) => die(new Error(`the heartbeat thread exited (code ${code})`)));
+  }
+
+  /** A keeper for the leases of one scope, told of their loss and of the thread's death. */
+  keeper(scope: RenewerScope, listener: HeartbeatListener): ThreadLeaseKeeper {
+    const key = JSON.stringify([scope.url, scope.token, scope.ca, scope.table, scope.leaseDurationS]);
+    let id = this.#scopeIds.get(key);
+    if (id === undefined) {
+      id = this.#scopeIds.size + 1;
+      this.#scopeIds.set(key, id);
+      this.post({ type: "scope", scope: id, init: scope });
+    }
+    const keeper = new ThreadLeaseKeeper(this, id, listener);
+    let keepers = this.#keepers.get(id);
+    if (keepers === undefined) this.#keepers.set(id, (keepers = new Set()));
+    keepers.add(keeper);
+    if (!this.#running) this.#holdProcessUntilReady();
+    return keeper;
+  }
+
+  /** The keeper renews nothing more. */
+  forget(keeper: ThreadLeaseKeeper): void {
+    this.#keepers.get(keeper.scope)?.delete(keeper);
+  }
+
+  post(message: ToRenewer): void {
+    if (!this.dead) this.#worker.postMessage(message);
+  }
+
+  /** A loop may await `ready` with nothing else keeping the process alive. */
+  #holdProcessUntilReady(): void {
+    if (this.#waiting++ === 0) this.#worker.ref();
+    const done = () => {
+      if (--this.#waiting === 0) this.#worker.unref();
+    };
+    this.ready.then(done, done);
+  }
+}
+
+let thread: RenewerThread | undefined;
+
+/** The process's heartbeat thread, started now if there is none (or the last one died). */
+function renewerThread(): RenewerThread {
+  if (thread === undefined || thread.dead) thread = new RenewerThread();
+  return thread;
+}
+
+/**
+ * Starts the process's heartbeat thread ahead of its first populate (db.table()
+ * calls it), so that the first batch of jobs does not wait for, or compete
+ * with, the thread's boot. A thread that cannot start is reported to the
+ * first loop that needs it, which starts another.
+ */
+export function prewarmHeartbeat(): void {
+  renewerThread();
+}
+
+/** One reserve loop's leases on the process's heartbeat thread. */
+export class ThreadLeaseKeeper implements LeaseKeeper {
+  readonly ready: Promise<void>;
+  readonly #thread: RenewerThread;
+  readonly #listener: HeartbeatListener;
+  /** What this loop holds: lost leases of the scope are routed by it, and stop() drops what is left. */
+  readonly #held = new Set<string>();
   readonly #sentProgress = new ProgressFilter();
   #stopped = false;
 
   /** @internal Use startHeartbeatThread(). */
-  constructor(worker: Worker, ready: Promise<void>) {
-    this.#worker = worker;
-    this.ready = ready;
+  constructor(
+    thread: RenewerThread,
+    readonly scope: number,
+    listener: HeartbeatListener,
+  ) {
+    this.#thread = thread;
+    this.#listener = listener;
+    this.ready = thread.ready;
   }
 
   /** Starts renewing these leases. */
   hold(tokens: readonly string[]): void {
-    if (tokens.length > 0) this.#post({ type: "hold", tokens });
+    if (tokens.length === 0 || this.#stopped) return;
+    for (const t of tokens) this.#held.add(t);
+    this.#thread.post({ type: "hold", scope: this.scope, tokens });
   }
 
   /** Stops renewing these leases (committed, failed, released or lost). */
   drop(tokens: readonly string[]): void {
-    if (tokens.length === 0) return;
+    if (tokens.length === 0 || this.#stopped) return;
+    for (const t of tokens) this.#held.delete(t);
     this.#sentProgress.forget(tokens);
-    this.#post({ type: "drop", tokens });
+    this.#thread.post({ type: "drop", scope: this.scope, tokens });
   }
 
   /** Progress of one job, sent with its next renewal (see ProgressFilter for which reports are posted). */
   progress(token: string, fraction: number, message: string): void {
-    if (this.#sentProgress.worthSending(token, fraction, message)) this.#post({ type: "progress", token, fraction, message });
+    if (!this.#stopped && this.#held.has(token) && this.#sentProgress.worthSending(token, fraction, message)) {
+      this.#thread.post({ type: "progress", scope: this.scope, token, fraction, message });
+    }
   }
 
-  /** Ends the thread (and its connection); resolves once it is gone. */
+  /** Renews nothing more for this loop; the thread stays for the next one. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
+    this.drop([...this.#held]);
     this.#stopped = true;
-    await this.#worker.terminate();
+    this.#thread.forget(this);
   }
 
-  #post(message: ToRenewer): void {
-    if (!this.#stopped) this.#worker.postMessage(message);
+  /** @internal Leases of this keeper's scope that the server answered as lost. */
+  lost(tokens: readonly string[]): void {
+    const mine = tokens.filter((t) => this.#held.delete(t));
+    if (mine.length > 0 && !this.#stopped) this.#listener.onLost(mine);
+  }
+
+  /** @internal The thread died: these leases are no longer renewed. */
+  failed(err: Error): void {
+    if (!this.#stopped) this.#listener.onError(err);
   }
 }
 
-/**
- * Starts a heartbeat thread for leases of `table`. Once ready, the thread is
- * unref'd: it never keeps the process alive; the loop stops it on every
- * path anyway.
- */
+/** Starts keeping the leases of one reserve loop on `table` on the process's heartbeat thread. */
 export function startHeartbeatThread(
   options: { readonly connect: ResolvedConnectOptions; readonly table: string; readonly leaseDurationS: number },
   listener: HeartbeatListener,
-): HeartbeatThread {
-  const init: RenewerInit = {
-    url: options.connect.url,
-    token: options.connect.token,
-    ca: options.connect.ca,
-    table: options.table,
-    leaseDurationS: options.leaseDurationS,
-  };
-  // lease-renewer.js beside this file, or the .ts source under tsx (the thread inherits the
-  // process's execArgv, so `--import tsx` too).
-  const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
-  const worker = new Worker(new URL(`./lease-renewer${ext}`, import.meta.url), { workerData: init });
-  let started: () => void = () => undefined;
-  let failed: (err: Error) => void = () => undefined;
-  const ready = new Promise<void>((resolve, reject) => {
-    started = resolve;
-    failed = reject;
-  });
-  ready.catch(() => undefined); // also reported through onError
-  worker.on("message", (m: FromRenewer) => {
-    if (m.type === "lost") listener.onLost(m.tokens);
-    else {
-      // Ref'd until now: a loop awaiting `ready` may have nothing else keeping the process alive.
-      worker.unref();
-      started();
-    }
-  });
-  // An uncaught exception in the thread (it could not load, or a bug); it exits after this.
-  worker.on("error", (err) => {
-    failed(err);
-    listener.onError(err);
-  });
-  return new HeartbeatThread(worker, ready);
+): ThreadLeaseKeeper {
+  const { url, token, ca } = options.connect;
+  return renewerThread().keeper({ url, token, ca, table: options.table, leaseDurationS: options.leaseDurationS }, listener);
 }

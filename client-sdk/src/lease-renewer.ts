@@ -1,23 +1,27 @@
 /**
- * The heartbeat thread's side (heartbeat-thread.ts starts it): renews the
- * leases the loop holds every third of the lease length, and posts back the
- * ones the server answered as lost.
+ * The heartbeat thread's side (heartbeat-thread.ts starts it, once per
+ * process): renews the leases the process's reserve loops hold every third
+ * of their lease length, and posts back the ones the server answered as lost.
+ *
+ * Leases come in scopes: one server (URL, token, CA), one table and one lease
+ * length. Each scope has its own timer; each server its own HTTP/2 session,
+ * opened at the first renewal, so a populate shorter than a third of a lease
+ * never connects at all.
  *
  * It speaks JobService.Heartbeat in the Connect protocol's unary JSON form
  * (a POST of the request as JSON over HTTP/2) with node:http2 alone, not
  * through the generated client: loading connect and protobuf-es made each
  * thread cost about 200 ms of CPU to start, against about 60 ms for a thread
- * that loads node:http2, and every populate that gets work starts one.
- * Heartbeat is one small unary call, so the protocol is a few lines here:
- * https://connectrpc.com/docs/protocol#unary-request.
+ * that loads node:http2. Heartbeat is one small unary call, so the protocol
+ * is a few lines here: https://connectrpc.com/docs/protocol#unary-request.
  *
  * @internal Not part of the public API.
  */
-import http2 from "node:http2";
-import { type MessagePort, parentPort, workerData } from "node:worker_threads";
+import type http2 from "node:http2";
+import { type MessagePort, parentPort } from "node:worker_threads";
 
-/** What the thread is started with. */
-export interface RenewerInit {
+/** The leases of one scope: where and how they are renewed. */
+export interface RenewerScope {
   /** The server's base URL, without a trailing slash. */
   readonly url: string;
   readonly token: string | undefined;
@@ -28,14 +32,15 @@ export interface RenewerInit {
   readonly leaseDurationS: number;
 }
 
-/** Main → thread. */
+/** Main → thread. A scope is declared once, before its first hold. */
 export type ToRenewer =
-  | { readonly type: "hold"; readonly tokens: readonly string[] }
-  | { readonly type: "drop"; readonly tokens: readonly string[] }
-  | { readonly type: "progress"; readonly token: string; readonly fraction: number; readonly message: string };
+  | { readonly type: "scope"; readonly scope: number; readonly init: RenewerScope }
+  | { readonly type: "hold"; readonly scope: number; readonly tokens: readonly string[] }
+  | { readonly type: "drop"; readonly scope: number; readonly tokens: readonly string[] }
+  | { readonly type: "progress"; readonly scope: number; readonly token: string; readonly fraction: number; readonly message: string };
 
-/** Thread → main: leases the server no longer holds for us; or, once, that the thread is running. */
-export type FromRenewer = { readonly type: "lost"; readonly tokens: readonly string[] } | { readonly type: "ready" };
+/** Thread → main: leases of a scope the server no longer holds for us; or, once, that the thread is running. */
+export type FromRenewer = { readonly type: "lost"; readonly scope: number; readonly tokens: readonly string[] } | { readonly type: "ready" };
 
 /** Heartbeat has at most 1000 lease tokens per call (the server's limit). */
 const HEARTBEAT_BATCH = 1000;
@@ -65,7 +70,11 @@ class CallError extends Error {
 class HeartbeatClient {
   #session: http2.ClientHttp2Session | undefined;
 
-  constructor(private readonly init: RenewerInit) {}
+  constructor(
+    private readonly init: Pick<RenewerScope, "url" | "token" | "ca">,
+    /** node:http2, loaded at the first renewal: most populate runs end before one. */
+    private readonly http: typeof http2,
+  ) {}
 
   async call(body: unknown): Promise<HeartbeatAnswer> {
     for (let attempt = 1, pause = FIRST_PAUSE_MS; ; attempt++, pause *= 2) {
@@ -80,7 +89,7 @@ class HeartbeatClient {
 
   #connect(): http2.ClientHttp2Session {
     if (this.#session !== undefined && !this.#session.closed && !this.#session.destroyed) return this.#session;
-    const session = http2.connect(this.init.url, this.init.ca === undefined ? {} : { ca: this.init.ca });
+    const session = this.http.connect(this.init.url, this.init.ca === undefined ? {} : { ca: this.init.ca });
     // A session error also fails its streams, which report it; the next call opens a new session.
     session.on("error", () => undefined);
     session.on("close", () => {
@@ -109,7 +118,7 @@ class HeartbeatClient {
       };
       if (this.init.token !== undefined) headers.authorization = `Bearer ${this.init.token}`;
       const stream = session.request(headers);
-      stream.setTimeout(CALL_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      stream.setTimeout(CALL_TIMEOUT_MS, () => stream.close(this.http.constants.NGHTTP2_CANCEL));
       let status = 0;
       const chunks: Buffer[] = [];
       stream.on("response", (h) => (status = Number(h[":status"])));
@@ -132,52 +141,77 @@ class HeartbeatClient {
   }
 }
 
-/** Renews the held leases every third of the lease length until the thread is terminated. */
-function run(init: RenewerInit, port: MessagePort): void {
-  const client = new HeartbeatClient(init);
-  /** Held leases, with progress not yet sent. */
-  const held = new Map<string, { fraction: number; message: string } | undefined>();
+/** The leases of one scope, with progress not yet sent, renewed every third of its lease length. */
+class ScopeRenewal {
+  readonly held = new Map<string, { fraction: number; message: string } | undefined>();
+  #beating = false;
 
-  port.on("message", (m: ToRenewer) => {
-    if (m.type === "hold") for (const t of m.tokens) held.set(t, undefined);
-    else if (m.type === "drop") for (const t of m.tokens) held.delete(t);
-    else if (held.has(m.token)) held.set(m.token, { fraction: m.fraction, message: m.message });
-  });
+  constructor(
+    readonly scope: number,
+    private readonly init: RenewerScope,
+    private readonly client: () => Promise<HeartbeatClient>,
+    private readonly port: MessagePort,
+  ) {
+    setInterval(() => this.#tick(), (init.leaseDurationS * 1000) / 3);
+  }
 
-  // proto3 JSON takes a Duration as seconds with at most 9 decimals ("1.5s"); populate allows 1 to 86,400 s.
-  const leaseDuration = `${Number(init.leaseDurationS.toFixed(9))}s`;
-  const beat = async () => {
-    const tokens = [...held.keys()];
+  #tick(): void {
+    if (this.#beating || this.held.size === 0) return;
+    this.#beating = true;
+    void this.#beat().finally(() => (this.#beating = false));
+  }
+
+  async #beat(): Promise<void> {
+    // proto3 JSON takes a Duration as seconds with at most 9 decimals ("1.5s"); populate allows 1 to 86,400 s.
+    const leaseDuration = `${Number(this.init.leaseDurationS.toFixed(9))}s`;
+    const tokens = [...this.held.keys()];
     for (let i = 0; i < tokens.length; i += HEARTBEAT_BATCH) {
       const batch = tokens.slice(i, i + HEARTBEAT_BATCH);
       const sent = batch.flatMap((leaseToken) => {
-        const p = held.get(leaseToken);
+        const p = this.held.get(leaseToken);
         return p === undefined ? [] : [{ leaseToken, p }];
       });
       const progress = sent.map(({ leaseToken, p }) => ({ leaseToken, progress: p.fraction, message: p.message }));
       try {
-        const answer = await client.call({ table: init.table, leaseTokens: batch, leaseDuration, progress });
+        const answer = await (await this.client()).call({ table: this.init.table, leaseTokens: batch, leaseDuration, progress });
         // Progress is sent once; a newer report that arrived meanwhile goes with the next beat.
-        for (const { leaseToken, p } of sent) if (held.get(leaseToken) === p) held.set(leaseToken, undefined);
+        for (const { leaseToken, p } of sent) if (this.held.get(leaseToken) === p) this.held.set(leaseToken, undefined);
         // A lease the loop dropped while the call was in flight is no news to it.
-        const lost = (answer.lostLeaseTokens ?? []).filter((t) => held.delete(t));
-        if (lost.length > 0) port.postMessage({ type: "lost", tokens: lost } satisfies FromRenewer);
+        const lost = (answer.lostLeaseTokens ?? []).filter((t) => this.held.delete(t));
+        if (lost.length > 0) this.port.postMessage({ type: "lost", scope: this.scope, tokens: lost } satisfies FromRenewer);
       } catch {
         // Past the retries the next beat tries again, and a lease that expires meanwhile is
         // answered as lost then (or as LeaseLostError at Complete).
       }
     }
+  }
+}
+
+/** Renews the held leases of every scope until the thread ends with its process. */
+function run(port: MessagePort): void {
+  const scopes = new Map<number, ScopeRenewal>();
+  const clients = new Map<string, Promise<HeartbeatClient>>();
+  const clientOf = (init: RenewerScope) => () => {
+    const server = JSON.stringify([init.url, init.token, init.ca]);
+    let client = clients.get(server);
+    if (client === undefined) {
+      client = import("node:http2").then((m) => new HeartbeatClient(init, m.default));
+      clients.set(server, client);
+    }
+    return client;
   };
-  let beating = false;
-  setInterval(
-    () => {
-      if (beating || held.size === 0) return;
-      beating = true;
-      void beat().finally(() => (beating = false));
-    },
-    (init.leaseDurationS * 1000) / 3,
-  );
+  port.on("message", (m: ToRenewer) => {
+    if (m.type === "scope") {
+      scopes.set(m.scope, new ScopeRenewal(m.scope, m.init, clientOf(m.init), port));
+      return;
+    }
+    const held = scopes.get(m.scope)?.held;
+    if (held === undefined) return;
+    if (m.type === "hold") for (const t of m.tokens) held.set(t, undefined);
+    else if (m.type === "drop") for (const t of m.tokens) held.delete(t);
+    else if (held.has(m.token)) held.set(m.token, { fraction: m.fraction, message: m.message });
+  });
   port.postMessage({ type: "ready" } satisfies FromRenewer);
 }
 
-if (parentPort !== null) run(workerData as RenewerInit, parentPort);
+if (parentPort !== null) run(parentPort);

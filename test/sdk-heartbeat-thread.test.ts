@@ -31,8 +31,14 @@ for (const dialect of testDialects()) {
     const lost = { a: [] as string[], b: [] as string[] };
     const errors: Error[] = [];
     const connect = resolveConnectOptions({ url: server.url });
-    const keeperA = startHeartbeatThread({ connect, table: "RenewA", leaseDurationS: 1 }, { onLost: (ts) => lost.a.push(...ts), onError: (e) => errors.push(e) });
-    const keeperB = startHeartbeatThread({ connect, table: "RenewB", leaseDurationS: 1 }, { onLost: (ts) => lost.b.push(...ts), onError: (e) => errors.push(e) });
+    const keeperA = startHeartbeatThread(
+      { connect, table: "RenewA", leaseDurationS: 1 },
+      { onLost: (ts) => lost.a.push(...ts), onError: (e) => errors.push(e) },
+    );
+    const keeperB = startHeartbeatThread(
+      { connect, table: "RenewB", leaseDurationS: 1 },
+      { onLost: (ts) => lost.b.push(...ts), onError: (e) => errors.push(e) },
+    );
     t.is(keeperA.ready, keeperB.ready, "both loops are served by the same thread");
     await keeperA.ready;
     keeperA.hold(leaseA);

@@ -1,7 +1,8 @@
 /**
  * One heartbeat thread serves every reserve loop of a process (heartbeat-thread.ts): leases of
- * two tables, held by two loops, are both renewed by it, and a lease the server answers as lost
- * goes to the loop that holds it and to no other. Real server, real thread, 1 s leases.
+ * two tables, held by two loops, are both renewed by it; a lease the server answers as lost goes
+ * to the loop that holds it and to no other; and a loop's leases are renewed no more once it has
+ * stopped, even one it failed to let go. Real server, real thread, 1 s leases.
  */
 import test from "ava";
 import { resolveConnectOptions } from "../client-sdk/dist/config.js";
@@ -13,7 +14,7 @@ import { startServer } from "./helpers/server-process.js";
 const WORKER = { workerId: "heartbeat-thread-test" };
 
 for (const dialect of testDialects()) {
-  test(`${dialect}: one heartbeat thread renews the leases of two loops on two tables, and routes a lost lease to its holder only`, async (t) => {
+  test(`${dialect}: one heartbeat thread renews the leases of two loops on two tables, routes a lost lease to its holder only, and renews nothing of a stopped loop`, async (t) => {
     const database = await createTestDatabase(dialect);
     const server = await startServer({ database: database.url });
     t.teardown(async () => {
@@ -59,9 +60,15 @@ for (const dialect of testDialects()) {
 
     const done = await client.complete({ table: "RenewA", completions: [{ leaseToken: leaseA[1]!, result: {} }] });
     t.is(done.committed, 1n);
-    t.is((await client.complete({ table: "RenewB", completions: [{ leaseToken: leaseB[0]!, result: {} }] })).committed, 1n);
     await keeperA.stop();
+
+    // A loop that stops with a lease still held (it should have released it) leaves it to expire:
+    // the thread renews nothing of a stopped keeper.
     await keeperB.stop();
+    await new Promise((r) => setTimeout(r, 3000));
+    const progressB = (await client.getProgress({ table: "RenewB" })).progress;
+    t.is(progressB?.reserved, 0n, "the stopped loop's lease was no longer renewed, so it expired");
+    t.is(progressB?.pending, 1n);
     t.deepEqual(errors, []);
   });
 }

@@ -88,8 +88,8 @@ class RenewerThread {
   /** Set once the thread is gone; the next loop starts another. */
   dead = false;
   readonly #worker: Worker;
-  readonly #scopeIds = new Map<string, number>();
-  readonly #keepers = new Map<number, Set<ThreadLeaseKeeper>>();
+  readonly #keepers = new Map<number, ThreadLeaseKeeper>();
+  #lastScope = 0;
   /** Loops waiting for `ready`: the thread keeps the process alive until it runs, for them only. */
   #waiting = 0;
   #running = false;
@@ -114,13 +114,13 @@ class RenewerThread {
         started();
         return;
       }
-      for (const keeper of this.#keepers.get(m.scope) ?? []) keeper.lost(m.tokens);
+      this.#keepers.get(m.scope)?.lost(m.tokens);
     });
     const die = (err: Error) => {
       if (this.dead) return;
       this.dead = true;
       failed(err);
-      for (const keepers of this.#keepers.values()) for (const keeper of keepers) keeper.failed(err);
+      for (const keeper of this.#keepers.values()) keeper.failed(err);
       this.#keepers.clear();
     };
     // An uncaught exception in the thread (it could not load, or a bug); it exits after this.
@@ -128,26 +128,20 @@ class RenewerThread {
     this.#worker.on("exit", (code) => die(new Error(`the heartbeat thread exited (code ${code})`)));
   }
 
-  /** A keeper for the leases of one scope, told of their loss and of the thread's death. */
+  /** A keeper for the leases of one loop, told of their loss and of the thread's death: a scope of its own in the thread. */
   keeper(scope: RenewerScope, listener: HeartbeatListener): ThreadLeaseKeeper {
-    const key = JSON.stringify([scope.url, scope.token, scope.ca, scope.table, scope.leaseDurationS]);
-    let id = this.#scopeIds.get(key);
-    if (id === undefined) {
-      id = this.#scopeIds.size + 1;
-      this.#scopeIds.set(key, id);
-      this.post({ type: "scope", scope: id, init: scope });
-    }
+    const id = ++this.#lastScope;
+    this.post({ type: "scope", scope: id, init: scope });
     const keeper = new ThreadLeaseKeeper(this, id, listener);
-    let keepers = this.#keepers.get(id);
-    if (keepers === undefined) this.#keepers.set(id, (keepers = new Set()));
-    keepers.add(keeper);
+    this.#keepers.set(id, keeper);
     if (!this.#running) this.#holdProcessUntilReady();
     return keeper;
   }
 
-  /** The keeper renews nothing more. */
-  forget(keeper: ThreadLeaseKeeper): void {
-    this.#keepers.get(keeper.scope)?.delete(keeper);
+  /** The keeper's loop is done: the thread forgets its scope, with anything still held in it. */
+  end(keeper: ThreadLeaseKeeper): void {
+    this.#keepers.delete(keeper.scope);
+    this.post({ type: "end", scope: keeper.scope });
   }
 
   post(message: ToRenewer): void {
@@ -182,13 +176,17 @@ export function prewarmHeartbeat(): void {
   renewerThread();
 }
 
-/** One reserve loop's leases on the process's heartbeat thread. */
+/**
+ * One reserve loop's leases on the process's heartbeat thread. Tokens go to
+ * the thread as one text per call (joined by newlines; tokens hold no
+ * whitespace): cloning one string across threads costs a fraction of
+ * cloning an array of a thousand. Each keeper is a scope of its own in the
+ * thread, so stop() ends the renewal of whatever its loop still held.
+ */
 export class ThreadLeaseKeeper implements LeaseKeeper {
   readonly ready: Promise<void>;
   readonly #thread: RenewerThread;
   readonly #listener: HeartbeatListener;
-  /** What this loop holds: lost leases of the scope are routed by it, and stop() drops what is left. */
-  readonly #held = new Set<string>();
   readonly #sentProgress = new ProgressFilter();
   #stopped = false;
 
@@ -205,22 +203,19 @@ export class ThreadLeaseKeeper implements LeaseKeeper {
 
   /** Starts renewing these leases. */
   hold(tokens: readonly string[]): void {
-    if (tokens.length === 0 || this.#stopped) return;
-    for (const t of tokens) this.#held.add(t);
-    this.#thread.post({ type: "hold", scope: this.scope, tokens });
+    if (tokens.length > 0 && !this.#stopped) this.#thread.post({ type: "hold", scope: this.scope, tokens: tokens.join("\n") });
   }
 
   /** Stops renewing these leases (committed, failed, released or lost). */
   drop(tokens: readonly string[]): void {
     if (tokens.length === 0 || this.#stopped) return;
-    for (const t of tokens) this.#held.delete(t);
     this.#sentProgress.forget(tokens);
-    this.#thread.post({ type: "drop", scope: this.scope, tokens });
+    this.#thread.post({ type: "drop", scope: this.scope, tokens: tokens.join("\n") });
   }
 
   /** Progress of one job, sent with its next renewal (see ProgressFilter for which reports are posted). */
   progress(token: string, fraction: number, message: string): void {
-    if (!this.#stopped && this.#held.has(token) && this.#sentProgress.worthSending(token, fraction, message)) {
+    if (!this.#stopped && this.#sentProgress.worthSending(token, fraction, message)) {
       this.#thread.post({ type: "progress", scope: this.scope, token, fraction, message });
     }
   }
@@ -228,15 +223,13 @@ export class ThreadLeaseKeeper implements LeaseKeeper {
   /** Renews nothing more for this loop; the thread stays for the next one. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
-    this.drop([...this.#held]);
     this.#stopped = true;
-    this.#thread.forget(this);
+    this.#thread.end(this);
   }
 
-  /** @internal Leases of this keeper's scope that the server answered as lost. */
+  /** @internal Leases of this keeper that the server answered as lost. */
   lost(tokens: readonly string[]): void {
-    const mine = tokens.filter((t) => this.#held.delete(t));
-    if (mine.length > 0 && !this.#stopped) this.#listener.onLost(mine);
+    if (!this.#stopped) this.#listener.onLost(tokens);
   }
 
   /** @internal The thread died: these leases are no longer renewed. */

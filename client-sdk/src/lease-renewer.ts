@@ -3,8 +3,9 @@
  * process): renews the leases the process's reserve loops hold every third
  * of their lease length, and posts back the ones the server answered as lost.
  *
- * Leases come in scopes: one server (URL, token, CA), one table and one lease
- * length. Each scope has its own timer; each server its own HTTP/2 session,
+ * Leases come in scopes, one per reserve loop: one server (URL, token, CA),
+ * one table and one lease length. Each scope has its own timer, until its
+ * loop ends it; each server its own HTTP/2 session,
  * opened at the first renewal, so a populate shorter than a third of a lease
  * never connects at all.
  *
@@ -32,12 +33,13 @@ export interface RenewerScope {
   readonly leaseDurationS: number;
 }
 
-/** Main → thread. A scope is declared once, before its first hold. */
+/** Main → thread. A scope (one reserve loop's leases) is declared before its first hold and ended with its loop; hold and drop carry tokens joined by newlines. */
 export type ToRenewer =
   | { readonly type: "scope"; readonly scope: number; readonly init: RenewerScope }
-  | { readonly type: "hold"; readonly scope: number; readonly tokens: readonly string[] }
-  | { readonly type: "drop"; readonly scope: number; readonly tokens: readonly string[] }
-  | { readonly type: "progress"; readonly scope: number; readonly token: string; readonly fraction: number; readonly message: string };
+  | { readonly type: "hold"; readonly scope: number; readonly tokens: string }
+  | { readonly type: "drop"; readonly scope: number; readonly tokens: string }
+  | { readonly type: "progress"; readonly scope: number; readonly token: string; readonly fraction: number; readonly message: string }
+  | { readonly type: "end"; readonly scope: number };
 
 /** Thread → main: leases of a scope the server no longer holds for us; or, once, that the thread is running. */
 export type FromRenewer = { readonly type: "lost"; readonly scope: number; readonly tokens: readonly string[] } | { readonly type: "ready" };
@@ -144,6 +146,7 @@ class HeartbeatClient {
 /** The leases of one scope, with progress not yet sent, renewed every third of its lease length. */
 class ScopeRenewal {
   readonly held = new Map<string, { fraction: number; message: string } | undefined>();
+  readonly #timer: ReturnType<typeof setInterval>;
   #beating = false;
 
   constructor(
@@ -152,7 +155,13 @@ class ScopeRenewal {
     private readonly client: () => Promise<HeartbeatClient>,
     private readonly port: MessagePort,
   ) {
-    setInterval(() => this.#tick(), (init.leaseDurationS * 1000) / 3);
+    this.#timer = setInterval(() => this.#tick(), (init.leaseDurationS * 1000) / 3);
+  }
+
+  /** Its loop is done: nothing of it is renewed again. */
+  end(): void {
+    clearInterval(this.#timer);
+    this.held.clear();
   }
 
   #tick(): void {
@@ -205,10 +214,15 @@ function run(port: MessagePort): void {
       scopes.set(m.scope, new ScopeRenewal(m.scope, m.init, clientOf(m.init), port));
       return;
     }
+    if (m.type === "end") {
+      scopes.get(m.scope)?.end();
+      scopes.delete(m.scope);
+      return;
+    }
     const held = scopes.get(m.scope)?.held;
     if (held === undefined) return;
-    if (m.type === "hold") for (const t of m.tokens) held.set(t, undefined);
-    else if (m.type === "drop") for (const t of m.tokens) held.delete(t);
+    if (m.type === "hold") for (const t of m.tokens.split("\n")) held.set(t, undefined);
+    else if (m.type === "drop") for (const t of m.tokens.split("\n")) held.delete(t);
     else if (held.has(m.token)) held.set(m.token, { fraction: m.fraction, message: m.message });
   });
   port.postMessage({ type: "ready" } satisfies FromRenewer);

@@ -184,3 +184,27 @@ function toLoaded(k: ReturnType<typeof key>): LoadedKey {
     ),
   };
 }
+
+test.serial("Reserve in columns and Complete in columns work for a decoder other than protobuf-es (the tokens go pre-encoded)", async (t) => {
+  const table = "GrpcColumns";
+  const keys = Array.from({ length: 300 }, (_, i) => key(String(i), `s${i}`, i / 2, i % 2 === 0));
+  await call(client, "Refresh", { table, keys });
+  const answer = await call<{ leases: unknown[]; columns: { lease_tokens: string[]; keys_json: string; attempts: number[] } }>(client, "Reserve", {
+    table,
+    max_jobs: 300,
+    as_columns: true,
+  });
+  t.deepEqual(answer.leases, []);
+  const tokens = answer.columns.lease_tokens;
+  t.is(tokens.length, 300, "a token per job, as grpc-js's protobufjs decodes the field");
+  t.is(new Set(tokens).size, 300);
+  for (const token of tokens) t.regex(token, /^[!-~]{8,64}$/);
+  t.is((JSON.parse(answer.columns.keys_json) as unknown[]).length, 300);
+  t.deepEqual(answer.columns.attempts, new Array(300).fill(1));
+  const done = await call<Record<string, string>>(client, "Complete", {
+    table,
+    lease_tokens: tokens,
+    results_json: JSON.stringify(tokens.map((_, i) => ({ i }))),
+  });
+  t.deepEqual(done, { committed: "300", already_committed: "0" }, "the tokens were taken back as they came");
+});

@@ -26,13 +26,14 @@
 import { randomUUID } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { InvalidArgumentError, LeaseLostError, ResourceExhaustedError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
-import type { CompleteRequest, Completion, ReserveResponse } from "./gen/populus/v1/job_service_pb.js";
+import { type CompleteRequest, CompleteRequestSchema, type Completion, type ReserveResponse } from "./gen/populus/v1/job_service_pb.js";
 import { AttributeType } from "./gen/populus/v1/types_pb.js";
 import type { LeaseKeeper, StartLeaseKeeper } from "./heartbeat-thread.js";
 import { fromKeysJson, fromProtoKey, type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { Make, MakeContext } from "./table-definition.js";
 import { count, durationOf } from "./wire-values.js";
+import { asciiListField } from "./wire-ascii.js";
 import type { WorkerIdentityInfo } from "./worker-identity.js";
 
 /**
@@ -570,9 +571,16 @@ async function complete(o: LoopOptions, completions: readonly ReadyResult[], col
                 ({ leaseToken, resultJson }): Completion => ({ $typeName: "populus.v1.Completion", leaseToken, result: JSON.parse(resultJson) as JsonObject }),
               ),
           keepCompleted: o.keepCompleted,
-          leaseTokens: columnResults ? batch.map((c) => c.leaseToken) : [],
+          leaseTokens: [],
           resultsJson: columnResults ? `[${batch.map((c) => c.resultJson).join(",")}]` : "",
         };
+        if (columnResults) {
+          // The connection speaks binary protobuf (rpc.ts), so the tokens can go pre-encoded (wire-ascii.ts).
+          const tokens = batch.map((c) => c.leaseToken);
+          const field = asciiListField(CompleteRequestSchema.field.leaseTokens.number, tokens);
+          if (field === undefined) request.leaseTokens = tokens;
+          else request.$unknown = [field];
+        }
         const answer = await o.rpc.complete(request);
         committed += count(answer.committed) + count(answer.alreadyCommitted);
         break;

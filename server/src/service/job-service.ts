@@ -5,7 +5,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { timestampFromMs, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import type { JobService, Lease, LeaseColumns } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { type JobService, type Lease, type LeaseColumns, LeaseColumnsSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { asciiListField } from "@populus/sdk/wire-ascii";
 import type { JobSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { TableNotFoundError } from "../errors.js";
 import { decodeKey, type KeyAttributes } from "../key-codec.js";
@@ -25,7 +26,7 @@ import {
   validateReserve,
   validateWatch,
 } from "./validate.js";
-import { keyAttributeMessages, progressMessage, STATUS_TO_PROTO } from "./messages.js";
+import { type Codec, codecOf, keyAttributeMessages, progressMessage, STATUS_TO_PROTO } from "./messages.js";
 import type { WatchHub } from "./watch-hub.js";
 import { watchResponse } from "./watch-responses.js";
 import type { ServerMetrics } from "./metrics.js";
@@ -35,7 +36,11 @@ import type { WorkNotifier } from "./work-notifier.js";
  * A Reserve's leases as columns (as_columns): the stored canonical key JSON goes out as it is, and
  * no message per lease is built or encoded. The leases of one Reserve share their expiry.
  */
-function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes): LeaseColumns | undefined {
+/**
+ * A Reserve answer in columns. For binary codecs the lease tokens go pre-encoded (wire-ascii.ts in
+ * the SDK): encoding a thousand strings one by one was the largest part of encoding the answer.
+ */
+function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes, codec: Codec): LeaseColumns | undefined {
   if (grants.length === 0) return undefined;
   const n = grants.length;
   const columns: LeaseColumns = {
@@ -56,6 +61,11 @@ function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes):
     columns.priorities[i] = g.priority;
   }
   columns.keysJson = `[${keys.join(",")}]`;
+  const tokens = codec === "binary" ? asciiListField(LeaseColumnsSchema.field.leaseTokens.number, columns.leaseTokens) : undefined;
+  if (tokens !== undefined) {
+    columns.leaseTokens = [];
+    columns.$unknown = [tokens];
+  }
   return columns;
 }
 
@@ -120,6 +130,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     },
 
     async reserve(req, ctx) {
+      const codec = codecOf(ctx.requestHeader);
       const def = await declared(req.table);
       const input = validateReserve(req, def.keyAttributes);
       const deadline = clock() + input.waitMs;
@@ -135,7 +146,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
           // reflect over; the leases of one Reserve share their expiry time.
           let expiry: { ms: number; at: Timestamp } | undefined;
           const expireTime = (ms: number) => (expiry?.ms === ms ? expiry.at : (expiry = { ms, at: timestampFromMs(ms) }).at);
-          if (req.asColumns) return { $typeName: "populus.v1.ReserveResponse", leases: [], columns: leaseColumns(grants, def.keyAttributes) };
+          if (req.asColumns) return { $typeName: "populus.v1.ReserveResponse", leases: [], columns: leaseColumns(grants, def.keyAttributes, codec) };
           return {
             $typeName: "populus.v1.ReserveResponse",
             leases: grants.map(
@@ -192,7 +203,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async *watch(req, ctx) {
       const def = await declared(req.table);
       const w = validateWatch(req);
-      const codec = /\+json\b|\/json\b/i.test(ctx.requestHeader.get("content-type") ?? "") ? "json" : "binary";
+      const codec = codecOf(ctx.requestHeader);
       const form = req.groupedEvents ? "groups" : "events";
       for await (const message of hub.watch(def.name, { ...w, signal: ctx.signal })) yield watchResponse(def, message, form, codec);
     },

@@ -40,3 +40,11 @@ export function keyAttributeMessages(attributes: KeyAttributes): KeyAttribute[] 
   }
   return messages;
 }
+
+/** How the response goes on the wire: binary codecs can take pre-encoded bytes (watch-responses.ts, wire-ascii.ts). */
+export type Codec = "binary" | "json";
+
+/** The codec of a call, from its request's content type (application/json, application/grpc+json, ... are JSON). */
+export function codecOf(requestHeader: Headers): Codec {
+  return /\+json\b|\/json\b/i.test(requestHeader.get("content-type") ?? "") ? "json" : "binary";
+}

@@ -18,14 +18,12 @@ import { JobStatus } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { decodeKey } from "../key-codec.js";
 import type { EventStatus } from "../store/change-log.js";
 import type { DeclaredTable } from "../store/store.js";
-import { keyAttributeMessages, progressMessage, STATUS_TO_PROTO } from "./messages.js";
+import { type Codec, keyAttributeMessages, progressMessage, STATUS_TO_PROTO } from "./messages.js";
 import type { WatchMessage } from "./watch-hub.js";
 
 /** How the client asked for job events: one JobEvent each, or in groups (WatchRequest.grouped_events). */
 export type EventForm = "events" | "groups";
 
-/** How the response goes on the wire: binary codecs take the pre-encoded bytes. */
-export type Codec = "binary" | "json";
 
 type Cache = WeakMap<WatchMessage, WatchResponse>;
 const caches: Record<`${Codec}:${EventForm}`, Cache> = {

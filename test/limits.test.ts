@@ -12,7 +12,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import test, { type ExecutionContext } from "ava";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { JobStatus, type KeySchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
@@ -233,4 +236,58 @@ test("Watch streams per token: one token at its cap does not block another", asy
   const other = await openWatch(as(admin), "Watched");
   held.close();
   other.close();
+});
+
+test("Watch refused at the server-wide cap before connect takes it: RESOURCE_EXHAUSTED with its message over Connect (binary and JSON), gRPC, gRPC-Web and grpc-js; counted in the metrics", async (t) => {
+  const database = await createTestDatabase("sqlite");
+  const server = await startServer({ database: database.url, args: ["--max-watch-streams-total", "1"] });
+  t.teardown(async () => {
+    await server.kill();
+    await database.drop();
+  });
+  const connect = jobsClient(server.url);
+  await connect.refresh({ table: "Watched", keys: [key(1)] });
+  const held = await openWatch(connect, "Watched");
+  const message = "this server already serves 1 Watch streams, its limit (--max-watch-streams-total); watch through another replica, or retry later";
+  const transports = {
+    "Connect, JSON": createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: false }),
+    "Connect over HTTP/1.1": createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }),
+    gRPC: createGrpcTransport({ baseUrl: server.url }),
+    "gRPC-Web": createGrpcWebTransport({ baseUrl: server.url, httpVersion: "2" }),
+  };
+  for (const [name, transport] of Object.entries(transports)) {
+    const refused = await rpcError(openWatch(createClient(JobService, transport), "Watched"));
+    t.is(refused.code, Code.ResourceExhausted, name);
+    t.is(refused.rawMessage, message, name);
+  }
+  t.is((await rpcError(openWatch(connect, "Watched"))).rawMessage, message, "Connect, binary");
+
+  // A gRPC implementation other than connect's reads the trailers-only answer too.
+  const definition = protoLoader.loadSync("populus/v1/job_service.proto", { includeDirs: [fileURLToPath(new URL("../proto", import.meta.url))] });
+  const Service = (
+    grpc.loadPackageDefinition(definition) as unknown as { populus: { v1: { JobService: new (a: string, c: grpc.ChannelCredentials) => grpc.Client } } }
+  ).populus.v1.JobService;
+  const grpcClient = new Service(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+  t.teardown(() => grpcClient.close());
+  const status = await new Promise<grpc.StatusObject>((resolve) => {
+    const call = (grpcClient as unknown as { Watch(req: object): grpc.ClientReadableStream<unknown> }).Watch({ table: "Watched", counts_only: true });
+    call.on("data", () => undefined);
+    call.on("error", () => undefined);
+    call.on("status", resolve);
+  });
+  t.is(status.code, grpc.status.RESOURCE_EXHAUSTED);
+  t.is(decodeURIComponent(status.details), message);
+
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const refusals = /populus_rpc_duration_seconds_count\{method="Watch",code="RESOURCE_EXHAUSTED"\} (\d+)/.exec(metrics);
+  t.is(Number(refusals?.[1]), 6, "every refusal is counted, as a call refused by the interceptor is");
+  held.close();
+  // Below the cap again, a Watch over gRPC is served (through connect).
+  let served: { close: () => void } | undefined;
+  await until("a slot is free again", async () => {
+    served = await openWatch(createClient(JobService, transports.gRPC), "Watched").catch(() => undefined);
+    return served !== undefined;
+  });
+  served?.close();
+  t.pass();
 });

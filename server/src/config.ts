@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { TokenSource } from "./service/auth.js";
+import { DEFAULT_MAX_WATCH_STREAMS, DEFAULT_MAX_WATCH_STREAMS_TOTAL } from "./service/limits.js";
 
 /** Where the server keeps its jobs and targets. */
 export type DatabaseConfig =
@@ -52,7 +53,7 @@ export interface ServerConfig {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   /** Concurrent Watch streams per client (token, or peer address without tokens). @default 64 */
   readonly maxWatchStreams: number;
-  /** Concurrent Watch streams on this server, all clients. @default 2000 */
+  /** Concurrent Watch streams on this server, all clients. @default DEFAULT_MAX_WATCH_STREAMS_TOTAL (limits.ts) */
   readonly maxWatchStreamsTotal: number;
   /** MySQL family: connections in the pool. @default 20 */
   readonly dbPoolSize: number;
@@ -179,13 +180,13 @@ function buildCommand(): Command {
     .addOption(
       new Option("--max-watch-streams <n>", "concurrent Watch streams per client (per token, or per peer address without tokens)")
         .env("POPULUS_MAX_WATCH_STREAMS")
-        .default(64)
+        .default(DEFAULT_MAX_WATCH_STREAMS)
         .argParser(intInRange("--max-watch-streams", 1, 100_000)),
     )
     .addOption(
       new Option("--max-watch-streams-total <n>", "concurrent Watch streams on this server, all clients together (each costs it about 60 KB)")
         .env("POPULUS_MAX_WATCH_STREAMS_TOTAL")
-        .default(2000)
+        .default(DEFAULT_MAX_WATCH_STREAMS_TOTAL)
         .argParser(intInRange("--max-watch-streams-total", 1, 1_000_000)),
     )
     .addOption(

@@ -18,7 +18,8 @@ import { errorMappingInterceptor, routes } from "./routes.js";
 import { authInterceptor, loadTokens, type TokenTable } from "./service/auth.js";
 import { HealthState } from "./service/health.js";
 import { DatabaseProbe } from "./service/database-probe.js";
-import { PEER_ADDRESS, READ_MAX_BYTES, watchLimitInterceptor } from "./service/limits.js";
+import { PEER_ADDRESS, READ_MAX_BYTES, WatchStreamLimits } from "./service/limits.js";
+import { refuseWatchCall } from "./service/watch-refusal.js";
 import { ChangeFeed } from "./service/change-feed.js";
 import { ConsoleEndpoints, loadConsoleAssets } from "./service/console.js";
 import { ServerMetrics } from "./service/metrics.js";
@@ -88,8 +89,9 @@ async function main(): Promise<void> {
   // the Watch limit, which counts per authenticated token; the error mapping is innermost.
   const interceptors: Interceptor[] = [metrics.interceptor()];
   if (tokens !== null) interceptors.push(authInterceptor(tokens));
+  const watchLimits = new WatchStreamLimits(config.maxWatchStreams, config.maxWatchStreamsTotal);
   interceptors.push(
-    watchLimitInterceptor(config.maxWatchStreams, config.maxWatchStreamsTotal),
+    watchLimits.interceptor(),
     errorMappingInterceptor(logger, (err) => databaseProbe.observe(err)),
   );
   const rpcHandler = connectNodeAdapter({
@@ -107,7 +109,12 @@ async function main(): Promise<void> {
   });
   const consoleEndpoints = new ConsoleEndpoints(loadConsoleAssets(), tokens);
   const handler: typeof rpcHandler = (req, res) => {
-    if (!metrics.serve(req, res) && !consoleEndpoints.serve(req, res)) rpcHandler(req, res);
+    if (metrics.serve(req, res) || consoleEndpoints.serve(req, res)) return;
+    if (watchLimits.full && refuseWatchCall(req, res, watchLimits.fullMessage)) {
+      metrics.refused("Watch", "RESOURCE_EXHAUSTED");
+      return;
+    }
+    rpcHandler(req, res);
   };
 
   const server = await listen({ host: config.host, port: config.port, handler, logger, tls }).catch((err: unknown) =>

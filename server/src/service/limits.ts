@@ -23,8 +23,12 @@ export const DEFAULT_MAX_WATCH_STREAMS = 64;
 /** The peer's address, set per request by the node adapter (main.ts); the Watch limit's key without tokens. */
 export const PEER_ADDRESS = createContextKey<string>("unknown", { description: "populus peer address" });
 
-/** Default of --max-watch-streams-total. */
-export const DEFAULT_MAX_WATCH_STREAMS_TOTAL = 2000;
+/**
+ * Default of --max-watch-streams-total: 1,500 open streams (about 90 MB of per-call state) keep a
+ * replica under 250 MB even when 5,000 Watch calls arrive at once (bench scenario 8: 227-242 MB;
+ * 255-270 MB with 2,000).
+ */
+export const DEFAULT_MAX_WATCH_STREAMS_TOTAL = 1500;
 
 /**
  * Caps concurrent Watch streams per client: per token when the server
@@ -36,62 +40,80 @@ export const DEFAULT_MAX_WATCH_STREAMS_TOTAL = 2000;
  * replica from about 95 MB to about 220 MB, and 5,000 to 430 MB. Over either
  * cap: RESOURCE_EXHAUSTED, which the SDK's watch() treats as "retry later"
  * and reconnects with its cursor after a backoff.
+ *
+ * Once the replica is at its cap, a Watch call is refused before connect-es
+ * decodes it (watch-refusal.ts): refused through connect, a burst of 5,000
+ * calls cost as much memory in flight as 5,000 served ones.
  */
-export function watchLimitInterceptor(maxPerClient: number, maxTotal = DEFAULT_MAX_WATCH_STREAMS_TOTAL): Interceptor {
-  const open = new Map<string, number>();
-  let total = 0;
-  return (next) => async (req) => {
-    if (req.service.typeName !== "populus.v1.JobService" || req.method.localName !== "watch") return next(req);
-    const caller = req.contextValues.get(CALLER);
-    const client = caller !== undefined ? `token ${caller.id}` : `peer ${req.contextValues.get(PEER_ADDRESS)}`;
-    const count = open.get(client) ?? 0;
-    if (count >= maxPerClient) {
-      throw new ConnectError(
-        `${count} Watch streams are already open for this client; at most ${maxPerClient} are allowed at once (close some, or raise --max-watch-streams)`,
-        Code.ResourceExhausted,
-      );
-    }
-    if (total >= maxTotal) {
-      throw new ConnectError(
-        `this server already serves ${total} Watch streams, its limit (--max-watch-streams-total); watch through another replica, or retry later`,
-        Code.ResourceExhausted,
-      );
-    }
-    open.set(client, count + 1);
-    total++;
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      total--;
-      const n = (open.get(client) ?? 1) - 1;
-      if (n <= 0) open.delete(client);
-      else open.set(client, n);
-    };
-    // connect aborts the call's signal when the stream ends for any reason (done, error,
-    // client gone), even when nobody drains the iterator below to its finally.
-    req.signal.addEventListener("abort", release, { once: true });
-    if (req.signal.aborted) release();
-    try {
-      const res = await next(req);
-      if (!res.stream) {
-        release();
-        return res;
+export class WatchStreamLimits {
+  readonly #open = new Map<string, number>();
+  #total = 0;
+
+  constructor(
+    private readonly maxPerClient: number,
+    private readonly maxTotal = DEFAULT_MAX_WATCH_STREAMS_TOTAL,
+  ) {}
+
+  /** Whether the replica serves as many streams as it may: a new one is refused, whoever asks. */
+  get full(): boolean {
+    return this.#total >= this.maxTotal;
+  }
+
+  /** Why a stream is refused when the replica is full. */
+  get fullMessage(): string {
+    return `this server already serves ${this.#total} Watch streams, its limit (--max-watch-streams-total); watch through another replica, or retry later`;
+  }
+
+  /** Counts each Watch stream from its start to its end, and refuses one over either cap. */
+  interceptor(): Interceptor {
+    return (next) => async (req) => {
+      if (req.service.typeName !== "populus.v1.JobService" || req.method.localName !== "watch") return next(req);
+      const caller = req.contextValues.get(CALLER);
+      const client = caller !== undefined ? `token ${caller.id}` : `peer ${req.contextValues.get(PEER_ADDRESS)}`;
+      const count = this.#open.get(client) ?? 0;
+      if (count >= this.maxPerClient) {
+        throw new ConnectError(
+          `${count} Watch streams are already open for this client; at most ${this.maxPerClient} are allowed at once (close some, or raise --max-watch-streams)`,
+          Code.ResourceExhausted,
+        );
       }
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-          } finally {
-            release();
-          }
-        })(),
+      if (this.full) throw new ConnectError(this.fullMessage, Code.ResourceExhausted);
+      this.#open.set(client, count + 1);
+      this.#total++;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        this.#total--;
+        const n = (this.#open.get(client) ?? 1) - 1;
+        if (n <= 0) this.#open.delete(client);
+        else this.#open.set(client, n);
       };
-    } catch (err) {
-      release();
-      throw err;
-    }
-  };
+      // connect aborts the call's signal when the stream ends for any reason (done, error,
+      // client gone), even when nobody drains the iterator below to its finally.
+      req.signal.addEventListener("abort", release, { once: true });
+      if (req.signal.aborted) release();
+      try {
+        const res = await next(req);
+        if (!res.stream) {
+          release();
+          return res;
+        }
+        const messages = res.message;
+        return {
+          ...res,
+          message: (async function* () {
+            try {
+              yield* messages;
+            } finally {
+              release();
+            }
+          })(),
+        };
+      } catch (err) {
+        release();
+        throw err;
+      }
+    };
+  }
 }

@@ -96,6 +96,11 @@ export class ServerMetrics {
   }
 
   /** Times every JobService call; sits outside the error mapping, so it sees the final code. */
+  /** A JobService call refused before connect-es took it (watch-refusal.ts): recorded as the interceptor records a call. */
+  refused(method: string, code: string): void {
+    this.rpcDuration.observe({ method, code }, 0);
+  }
+
   interceptor(): Interceptor {
     return (next) => async (req) => {
       if (req.service.typeName !== "populus.v1.JobService") return next(req);

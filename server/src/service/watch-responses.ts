@@ -24,7 +24,6 @@ import type { WatchMessage } from "./watch-hub.js";
 /** How the client asked for job events: one JobEvent each, or in groups (WatchRequest.grouped_events). */
 export type EventForm = "events" | "groups";
 
-
 type Cache = WeakMap<WatchMessage, WatchResponse>;
 const caches: Record<`${Codec}:${EventForm}`, Cache> = {
   "json:events": new WeakMap(),

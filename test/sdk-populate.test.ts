@@ -29,6 +29,8 @@ import {
   WorkerProcessError,
 } from "../client-sdk/dist/index.js";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type CompleteRequest, CompleteRequestSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { RefreshKeys, toProtoKey } from "../client-sdk/dist/keys.js";
 import { refreshKeySource } from "../client-sdk/dist/refresh.js";
@@ -383,9 +385,11 @@ test("reserve loop: the heartbeat starts with the first leases (or before the fi
         };
         return { leases: [], columns };
       },
-      async complete(req: { leaseTokens: unknown[] }) {
-        log.push(`complete ${req.leaseTokens.length}`);
-        return { committed: BigInt(req.leaseTokens.length), alreadyCommitted: 0n };
+      async complete(req: CompleteRequest) {
+        // Read the request as the server would: the SDK sends its tokens pre-encoded (wire-ascii).
+        const { leaseTokens } = fromBinary(CompleteRequestSchema, toBinary(CompleteRequestSchema, req));
+        log.push(`complete ${leaseTokens.join(",")}`);
+        return { committed: BigInt(leaseTokens.length), alreadyCommitted: 0n };
       },
     } as unknown as JobServiceRpc;
     const heartbeat = (_listener: HeartbeatListener): LeaseKeeper => {
@@ -418,6 +422,7 @@ test("reserve loop: the heartbeat starts with the first leases (or before the fi
   const worked = await run(60, [2]);
   t.is(worked.successCount, 2);
   t.deepEqual(worked.log.slice(0, 3), ["reserve", "heartbeat started", "hold t0,t1"], "started with the first leases, which it holds at once");
+  t.true(worked.log.includes("complete t0,t1"), worked.log.join("; "));
   t.true(worked.log.includes("drop t0,t1") && worked.log.at(-1) === "heartbeat stopped", worked.log.join("; "));
 });
 

@@ -2,7 +2,7 @@
  * One dialect's bench run, in a process of its own (bench/pipeline.js reads
  * BENCH_URL when imported, and populate's children inherit it):
  *
- *   node --import tsx bench/dialect.ts <sqlite|mysql> <quick|full>
+ *   node --import tsx bench/dialect.ts <sqlite|mysql> <quick|full> [scenario,...]
  *
  * Progress lines go to stderr; the results are the last stdout line, as JSON.
  */
@@ -34,25 +34,32 @@ const { drain, flat, FULL, idle, latency, manyWatchers, QUICK, refresh, watch } 
 const sizes = mode === "full" ? FULL : QUICK;
 const log = (line: string) => process.stderr.write(`[${dialect}] ${line}\n`);
 
-const drained = await drain(dialect, port, sizes, log);
-const refreshed = await refresh(dialect, port, sizes, log);
-const flatCost = await flat(dialect, port, sizes, log);
-const latencies = await latency(dialect, port, sizes, log);
-const watched = await watch(dialect, port, sizes, log);
-const idled = await idle(dialect, port, sizes, log);
-const crowd = await manyWatchers(dialect, port, sizes, log);
+/** The scenarios to run, in order; a third argument (comma-separated names) picks some of them. */
+const SCENARIOS = ["drain", "refresh", "flat", "latency", "watch", "idle", "watchers"] as const;
+const picked = process.argv[4]?.split(",") ?? [...SCENARIOS];
+const unknown = picked.filter((name) => !(SCENARIOS as readonly string[]).includes(name));
+if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(", ")}: pick from ${SCENARIOS.join(", ")}`);
+const runs = (name: (typeof SCENARIOS)[number]) => picked.includes(name);
+
+const drained = runs("drain") ? await drain(dialect, port, sizes, log) : undefined;
+const refreshed = runs("refresh") ? await refresh(dialect, port, sizes, log) : undefined;
+const flatCost = runs("flat") ? await flat(dialect, port, sizes, log) : undefined;
+const latencies = runs("latency") ? await latency(dialect, port, sizes, log) : undefined;
+const watched = runs("watch") ? await watch(dialect, port, sizes, log) : undefined;
+const idled = runs("idle") ? await idle(dialect, port, sizes, log) : undefined;
+const crowd = runs("watchers") ? await manyWatchers(dialect, port, sizes, log) : undefined;
 
 console.log(
   JSON.stringify({
     sizes,
-    drain: drained.results,
+    drain: drained?.results,
     refresh: refreshed,
     flat: flatCost,
     latency: latencies,
-    watch: watched.results,
-    idle: idled.results,
+    watch: watched?.results,
+    idle: idled?.results,
     manyWatchers: crowd,
-    peakRssMb: { drain: drained.peakRssMb, watch: watched.peakRssMb },
+    peakRssMb: { drain: drained?.peakRssMb, watch: watched?.peakRssMb },
   }),
 );
 process.exit(0);

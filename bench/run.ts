@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --full] [-- --dialect sqlite|mysql]`: the speed, latency
+ * `npm run bench [-- --full] [-- --dialect sqlite|mysql] [-- --scenario watch ...]`: the speed, latency
  * and memory figures the README lists (Benchmark). Quick mode (the default) runs every scenario at small sizes in
  * about two minutes; full mode at the sizes the targets are stated for.
  * Each dialect runs in its own process (bench/dialect.ts). Prints a table
@@ -15,27 +15,36 @@ import mysql from "mysql2/promise";
 import type { IdleResults, ManyWatchersResults } from "./scenarios.js";
 import type { Spread } from "./stats.js";
 
-const { values } = parseArgs({ options: { full: { type: "boolean", default: false }, dialect: { type: "string", multiple: true } } });
+const { values } = parseArgs({
+  options: { full: { type: "boolean", default: false }, dialect: { type: "string", multiple: true }, scenario: { type: "string", multiple: true } },
+});
 const mode = values.full ? "full" : "quick";
 const dialects = values.dialect ?? ["mysql", "sqlite"];
+/** Names of bench/dialect.ts's scenarios; all of them when none is given. */
+const scenarios = values.scenario ?? [];
 
+/** One dialect's figures; a scenario left out with --scenario has none. */
 interface Results {
-  drain: Record<string, { endToEnd: Spread; commitSpan: Spread }>;
-  refresh: Record<string, Spread>;
-  flat: Record<string, Spread>;
-  latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
-  watch: { jobsPerSecond: Spread; withoutWatchers: Spread; delayP50: Spread; delayP99: Spread };
-  idle: IdleResults;
-  manyWatchers: ManyWatchersResults;
-  peakRssMb: { drain: number; watch: number };
+  drain?: Record<string, { endToEnd: Spread; commitSpan: Spread }>;
+  refresh?: Record<string, Spread>;
+  flat?: Record<string, Spread>;
+  latency?: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
+  watch?: { jobsPerSecond: Spread; withoutWatchers: Spread; delayP50: Spread; delayP99: Spread };
+  idle?: IdleResults;
+  manyWatchers?: ManyWatchersResults;
+  peakRssMb: { drain?: number; watch?: number };
   sizes: Record<string, number>;
 }
 
 function runDialect(dialect: string): Promise<Results> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./dialect.ts", import.meta.url)), dialect, mode], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", fileURLToPath(new URL("./dialect.ts", import.meta.url)), dialect, mode, ...(scenarios.length > 0 ? [scenarios.join(",")] : [])],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.on("exit", (code) => {
@@ -61,7 +70,7 @@ function report(dialect: string, r: Results): string[] {
   const row = (what: string, value: string, target = "") => lines.push(`  ${what.padEnd(58)} ${value.padEnd(30)} ${target}`);
   lines.push(`${dialect} (${mode}: ${r.sizes.repetitions} repetitions; median (min–max))`);
   const drainTarget = dialect === "mysql" ? 25_000 : 10_000;
-  for (const [k, d] of Object.entries(r.drain)) {
+  for (const [k, d] of Object.entries(r.drain ?? {})) {
     row(
       `1. drain ${r.sizes.drainKeys} no-op jobs, ${k} (jobs/s)`,
       fmt(d.endToEnd),
@@ -73,38 +82,47 @@ function report(dialect: string, r: Results): string[] {
       k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(d.commitSpan.median, drainTarget, true)}` : "",
     );
   }
-  for (const [k, s] of Object.entries(r.refresh))
+  for (const [k, s] of Object.entries(r.refresh ?? {}))
     row(`2. refresh ${r.sizes.refreshKeys} keys, ${k} (keys/s)`, fmt(s), `target ≥ 150000: ${verdict(s.median, 150_000, true)}`);
-  const flat = Object.entries(r.flat);
+  const flat = Object.entries(r.flat ?? {});
   for (const [k, s] of flat) row(`3. drain ${r.sizes.flatDrain} of ${k} (jobs/s, first to last commit)`, fmt(s));
   if (flat.length === 2) {
     const ratio = flat[1]![1].median / flat[0]![1].median;
     row("   large queue vs small", `${(ratio * 100).toFixed(0)}%`, `target ≥ 90%: ${verdict(ratio, 0.9, true)}`);
   }
-  for (const [k, l] of Object.entries(r.latency)) {
+  for (const [k, l] of Object.entries(r.latency ?? {})) {
     row(`4. Reserve→Complete, ${k} (ms) p50`, fmt(l.p50, 2));
     row(`   p99`, fmt(l.p99, 2), k.startsWith("4") ? `target < 10 ms: ${verdict(l.p99.median, 10, false)}` : "");
     row(`   max`, fmt(l.max, 2));
   }
-  const cost = 1 - r.watch.jobsPerSecond.median / r.watch.withoutWatchers.median;
-  row(`5. drain with ${r.sizes.watchers} watchers (jobs/s, first to last commit)`, fmt(r.watch.jobsPerSecond));
-  row(`   without watchers (jobs/s)`, fmt(r.watch.withoutWatchers));
-  row(`   cost of the watchers`, `${(cost * 100).toFixed(0)}%`, `target < 10%: ${verdict(cost * 100, 10, false)}`);
-  row(`   commit→event delay p50 (ms)`, fmt(r.watch.delayP50));
-  row(`   commit→event delay p99 (ms)`, fmt(r.watch.delayP99), `target < 500 ms: ${verdict(r.watch.delayP99.median, 500, false)}`);
-  row(`6. server peak RSS, scenario 1 (MB)`, r.peakRssMb.drain.toFixed(0), `target < 250: ${verdict(r.peakRssMb.drain, 250, false)}`);
-  row(`   server peak RSS, scenario 5 (MB)`, r.peakRssMb.watch.toFixed(0), `target < 250: ${verdict(r.peakRssMb.watch, 250, false)}`);
-  row(
-    `7. ${r.idle.workers} idle workers: server CPU (% of a core)`,
-    `${r.idle.serverCpuPercent.toFixed(1)}% (${r.idle.callsPerSecond.toFixed(0)} calls/s)`,
-    `target ≤ 5%: ${verdict(r.idle.serverCpuPercent, 5, false)}`,
-  );
-  row(
-    `8. ${r.manyWatchers.asked} counts-only watchers at once: served / refused`,
-    `${r.manyWatchers.served} / ${r.manyWatchers.refused}`,
-    "each served or refused (RESOURCE_EXHAUSTED)",
-  );
-  row(`   server RSS with them open (MB)`, r.manyWatchers.rssMb.toFixed(0), `target < 250: ${verdict(r.manyWatchers.rssMb, 250, false)}`);
+  const w = r.watch;
+  if (w !== undefined) {
+    const cost = 1 - w.jobsPerSecond.median / w.withoutWatchers.median;
+    row(`5. drain with ${r.sizes.watchers} watchers (jobs/s, first to last commit)`, fmt(w.jobsPerSecond));
+    row(`   without watchers (jobs/s)`, fmt(w.withoutWatchers));
+    row(`   cost of the watchers`, `${(cost * 100).toFixed(0)}%`, `target < 10%: ${verdict(cost * 100, 10, false)}`);
+    row(`   commit→event delay p50 (ms)`, fmt(w.delayP50));
+    row(`   commit→event delay p99 (ms)`, fmt(w.delayP99), `target < 250 ms: ${verdict(w.delayP99.median, 250, false)}`);
+  }
+  if (r.peakRssMb.drain !== undefined)
+    row(`6. server peak RSS, scenario 1 (MB)`, r.peakRssMb.drain.toFixed(0), `target < 250: ${verdict(r.peakRssMb.drain, 250, false)}`);
+  if (r.peakRssMb.watch !== undefined)
+    row(`   server peak RSS, scenario 5 (MB)`, r.peakRssMb.watch.toFixed(0), `target < 250: ${verdict(r.peakRssMb.watch, 250, false)}`);
+  if (r.idle !== undefined)
+    row(
+      `7. ${r.idle.workers} idle workers: server CPU (% of a core)`,
+      `${r.idle.serverCpuPercent.toFixed(1)}% (${r.idle.callsPerSecond.toFixed(0)} calls/s)`,
+      `target ≤ 5%: ${verdict(r.idle.serverCpuPercent, 5, false)}`,
+    );
+  const crowd = r.manyWatchers;
+  if (crowd !== undefined) {
+    row(
+      `8. ${crowd.asked} counts-only watchers at once: served / refused`,
+      `${crowd.served} / ${crowd.refused}`,
+      "each served or refused (RESOURCE_EXHAUSTED)",
+    );
+    row(`   server RSS with them open (MB)`, crowd.rssMb.toFixed(0), `target < 250: ${verdict(crowd.rssMb, 250, false)}`);
+  }
   return lines;
 }
 

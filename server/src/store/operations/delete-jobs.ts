@@ -7,8 +7,7 @@ import type { EncodedKey } from "../../key-codec.js";
 import type { JobStatusName } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, run, sql } from "./operation.js";
-import { KEY_CHUNK } from "./refresh.js";
+import { KEY_CHUNK, type Operation, run, sql } from "./operation.js";
 
 const JOB_STATUSES: readonly JobStatusName[] = ["pending", "reserved", "success", "error", "ignore"];
 

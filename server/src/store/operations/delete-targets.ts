@@ -5,8 +5,7 @@ import { Change } from "../change-log.js";
 import type { EncodedKey } from "../../key-codec.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, run, sql } from "./operation.js";
-import { KEY_CHUNK } from "./refresh.js";
+import { KEY_CHUNK, type Operation, run, sql } from "./operation.js";
 
 /** Deletes target rows, of these keys or all. */
 export function* deleteTargets(d: SqlDialect, table: string, keys: readonly EncodedKey[] | "all"): Operation<number> {

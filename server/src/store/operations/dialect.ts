@@ -66,7 +66,7 @@ export interface SqlDialect {
   /** Refresh: a final call drops its staging rows in its own transaction (else after its answer, in chunks). */
   readonly dropsStagingInTransaction: boolean;
 
-  /** Reserve: lease the selected jobs, token = prefix + '-' + id in base 36 (tokens: the same, computed). */
+  /** Reserve: leases the selected jobs; each token is prefix + '-' + id in base 36, as `tokens` holds them already computed. */
   leaseJobs(jobs: string, input: ReserveInput, prefix: string, expire: number, ids: readonly Param[], tokens: readonly string[]): Statement;
   /** Complete without keepCompleted: deletes the held jobs and returns them as read, or null (read, then delete). */
   deleteHeldReturning(jobs: string, leases: { sql: string; params: Param[] }, columns: string, count: number): Statement | null;

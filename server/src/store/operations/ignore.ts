@@ -6,8 +6,7 @@ import type { EncodedKey } from "../../key-codec.js";
 import type { JobStatusName } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, type Param, rows, run } from "./operation.js";
-import { KEY_CHUNK } from "./refresh.js";
+import { KEY_CHUNK, type Operation, type Param, rows, run } from "./operation.js";
 
 /** Sets these keys' jobs to ignore, inserting the missing ones; an ignored reserved job loses its lease. */
 export function* ignore(d: SqlDialect, table: string, keys: readonly EncodedKey[], now: number): Operation<number> {

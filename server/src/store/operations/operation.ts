@@ -8,6 +8,9 @@
 
 export type Param = string | number | boolean | null;
 
+/** Keys per batch of an operation that takes keys: ~1,000 keeps a multi-row INSERT far below max_allowed_packet. */
+export const KEY_CHUNK = 1000;
+
 /** A statement and its parameters. */
 export interface Statement {
   readonly sql: string;

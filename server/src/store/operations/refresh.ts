@@ -7,12 +7,10 @@ import { Change } from "../change-log.js";
 import type { RefreshCounts, RefreshInput, StoreOptions } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { logChange } from "./changes.js";
-import { type Operation, type Param, rows, run, sql } from "./operation.js";
+import { KEY_CHUNK, type Operation, type Param, rows, run, sql } from "./operation.js";
 import { resetLeases } from "./sweep.js";
 import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "./stale-candidates.js";
 
-/** Keys per batch: ~1,000 keeps a multi-row INSERT far below max_allowed_packet. */
-export const KEY_CHUNK = 1000;
 /** Staging rows of refreshes abandoned before their final call are dropped after this. */
 export const ABANDONED_REFRESH_MS = 24 * 3600_000;
 

@@ -13,7 +13,7 @@ import { DataSource } from "typeorm";
 import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/sqlite/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/sqlite/0003-reserve-requests.js";
-import { type Operation, runSync, type Statement, type SyncExecutor } from "../operations/operation.js";
+import { type Operation, type Param, runSync, type Statement, type SyncExecutor } from "../operations/operation.js";
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
 import type { RefreshInput, StoreOptions } from "../store.js";
@@ -57,6 +57,30 @@ export async function openSqliteStore(path: string, options: StoreOptions): Prom
 /** Statements kept prepared; past this many the cache starts again (a statement's text names its table and batch size). */
 const MAX_PREPARED = 512;
 
+/**
+ * One run of a per-row statement on the `width` params at `at`, passed as arguments: a slice
+ * spread into the call cost about 70 ns a row more (a 5-column prepared INSERT, 200,000 rows), a
+ * few percent of a refresh's time per key.
+ */
+function callAt(statement: BetterSqlite3.Statement, method: "run" | "get", p: readonly Param[], at: number, width: number): unknown {
+  switch (width) {
+    case 1:
+      return statement[method](p[at]);
+    case 2:
+      return statement[method](p[at], p[at + 1]);
+    case 3:
+      return statement[method](p[at], p[at + 1], p[at + 2]);
+    case 4:
+      return statement[method](p[at], p[at + 1], p[at + 2], p[at + 3]);
+    case 5:
+      return statement[method](p[at], p[at + 1], p[at + 2], p[at + 3], p[at + 4]);
+    case 9:
+      return statement[method](p[at], p[at + 1], p[at + 2], p[at + 3], p[at + 4], p[at + 5], p[at + 6], p[at + 7], p[at + 8]);
+    default:
+      return statement[method](...p.slice(at, at + width));
+  }
+}
+
 export class SqliteStore extends SharedStore {
   readonly dialect = "sqlite" as const;
   /**
@@ -71,7 +95,7 @@ export class SqliteStore extends SharedStore {
       if (s.perRow === undefined) return statement.all(...s.params);
       const found: unknown[] = [];
       for (let at = 0; at < s.params.length; at += s.perRow) {
-        const row = statement.get(...s.params.slice(at, at + s.perRow));
+        const row = callAt(statement, "get", s.params, at, s.perRow);
         if (row !== undefined) found.push(row);
       }
       return found;
@@ -101,7 +125,7 @@ export class SqliteStore extends SharedStore {
     const statement = this.prepared(s.sql);
     if (s.perRow === undefined) return statement.run(...s.params).changes;
     let changes = 0;
-    for (let at = 0; at < s.params.length; at += s.perRow) changes += statement.run(...s.params.slice(at, at + s.perRow)).changes;
+    for (let at = 0; at < s.params.length; at += s.perRow) changes += (callAt(statement, "run", s.params, at, s.perRow) as BetterSqlite3.RunResult).changes;
     return changes;
   }
 

@@ -48,6 +48,7 @@ import type {
 
 const NOTHING_REFRESHED: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: null };
 
+/** The JobStore both dialects share; a subclass supplies transactions, declaration and connections. */
 export abstract class SharedStore implements JobStore {
   abstract readonly dialect: "sqlite" | "mysql";
   readonly #tables = new Map<string, DeclaredTable>();

@@ -19,6 +19,7 @@ import { jobsTable, targetTable } from "./table-ddl.js";
  */
 const BY_ID = "FORCE INDEX (PRIMARY)";
 
+/** The statements and fragments that differ on MySQL and MariaDB. */
 export class MysqlDialect implements SqlDialect {
   readonly name = "mysql" as const;
   readonly names = {

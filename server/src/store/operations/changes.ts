@@ -25,6 +25,7 @@ interface ChangeLogRow {
   events: string;
 }
 
+/** Change rows after `afterId` in id order, at most `limit`, of one table or (null) all. */
 export function* readChanges(d: SqlDialect, afterId: number, limit: number, table: string | null): Operation<ChangeRow[]> {
   const found = yield* rows<ChangeLogRow>(
     sql(`SELECT id, table_name, time, deltas, events FROM ${d.names.events} WHERE id > ?${table === null ? "" : " AND table_name = ?"} ORDER BY id LIMIT ?`, [
@@ -36,6 +37,7 @@ export function* readChanges(d: SqlDialect, afterId: number, limit: number, tabl
   return found.map(parseChangeRow);
 }
 
+/** The highest change id written (or pruned) and the highest pruned. */
 export function* changeBounds(d: SqlDialect): Operation<ChangeBounds> {
   const [row] = yield* rows<{ last_id: string | number | null; pruned: string | number | null }>(
     sql(`SELECT (SELECT MAX(id) FROM ${d.names.events}) AS last_id, (SELECT value FROM ${d.names.meta} WHERE name = 'events_pruned_through') AS pruned`),

@@ -22,6 +22,7 @@ interface HeldForCompletion {
 
 const HELD_COLUMNS = "id, key_hash, key_json, lease_token, worker_id";
 
+/** One Complete's transaction; LeaseLostError (rolled back) when any lease is neither held nor committed. */
 export function* complete(d: SqlDialect, table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Operation<CompleteOutcome> {
   const jobs = d.jobsTable(table);
   const target = d.targetTable(table);

@@ -14,6 +14,7 @@ import type { AttributeCondition } from "../../key-codec.js";
 import type { ReserveInput } from "../store.js";
 import type { Operation, Param, Statement } from "./operation.js";
 
+/** What a dialect supplies to the operations. */
 export interface SqlDialect {
   readonly name: "mysql" | "sqlite";
   /** A table's jobs table and target, quoted. */

@@ -10,6 +10,7 @@ import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, run, sql } from "./operation.js";
 
+/** One Fail's transaction; LeaseLostError when the lease is neither held nor the one that failed the job. */
 export function* fail(d: SqlDialect, table: string, token: string, errorMessage: string, errorStack: string, now: number): Operation<void> {
   const jobs = d.jobsTable(table);
   const id = leaseJobId(token);

@@ -7,6 +7,7 @@ import type { SqlDialect } from "./dialect.js";
 import { heldLeases } from "./held-leases.js";
 import { type Operation, type Param, run, sql } from "./operation.js";
 
+/** One Heartbeat's transaction: the new expiry, and the given leases no longer held. */
 export function* heartbeat(
   d: SqlDialect,
   table: string,

@@ -7,6 +7,7 @@ import { leaseFilter } from "../row-mapping.js";
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, sql } from "./operation.js";
 
+/** The held ones among `tokens`, by token. */
 export function* heldLeases(d: SqlDialect, jobs: string, tokens: readonly string[]): Operation<Map<string, HeldLease>> {
   const leases = leaseFilter(tokens);
   const found = yield* rows<{ lease_token: string; key_json: string; worker_id: string | null }>(

@@ -47,11 +47,13 @@ export function sql(text: string, params: readonly Param[] = []): Statement {
   return { sql: text, params };
 }
 
+/** Runs statements on better-sqlite3 (store/sqlite/sqlite-store.ts). */
 export interface SyncExecutor {
   rows(statement: Statement): unknown[];
   run(statement: Statement): number;
 }
 
+/** Runs statements on mysql2 (store/mysql/mysql-store.ts). */
 export interface AsyncExecutor {
   rows(statement: Statement): Promise<unknown[]>;
   run(statement: Statement): Promise<number>;

@@ -6,6 +6,7 @@ import type { ProgressCounts } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, sql } from "./operation.js";
 
+/** Counts by status and of the target, read as two statements (not one snapshot). */
 export function* progressCounts(d: SqlDialect, table: string): Operation<ProgressCounts> {
   const byStatus = yield* rows<{ status: string; n: string | number }>(sql(`SELECT status, COUNT(*) AS n FROM ${d.jobsTable(table)} GROUP BY status`));
   const [t] = yield* rows<{ n: string | number }>(sql(`SELECT COUNT(*) AS n FROM ${d.targetTable(table)}`));

@@ -9,6 +9,7 @@ import type { SqlDialect } from "./dialect.js";
 import { heldLeases } from "./held-leases.js";
 import { type Operation, run, sql } from "./operation.js";
 
+/** One Release's transaction: how many went back to pending, and the given leases no longer held. */
 export function* release(d: SqlDialect, table: string, tokens: readonly string[]): Operation<{ released: number; lost: string[] }> {
   const jobs = d.jobsTable(table);
   const held = yield* heldLeases(d, jobs, tokens);

@@ -12,6 +12,7 @@ export function* describeTable(d: SqlDialect, name: string): Operation<DeclaredT
   return row === undefined ? null : toDeclaredTable(row);
 }
 
+/** Every declared table, by name. */
 export function* listTables(d: SqlDialect): Operation<DeclaredTable[]> {
   const found = yield* rows<TableRow>(sql(`SELECT name, display_name, key_attributes, create_time FROM ${d.names.tables} ORDER BY name`));
   return found.map(toDeclaredTable);

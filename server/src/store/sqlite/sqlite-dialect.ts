@@ -10,6 +10,7 @@ import { type Operation, type Param, placeholders, rows, type Statement } from "
 import type { ReserveInput } from "../store.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
 
+/** The statements and fragments that differ on SQLite. */
 export class SqliteDialect implements SqlDialect {
   readonly name = "sqlite" as const;
   readonly names = {

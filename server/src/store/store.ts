@@ -1,7 +1,8 @@
 /**
  * The store seam: everything the service needs from a database, in the
- * design's words. One implementation per dialect (store/sqlite, store/mysql),
- * both held to the same conformance tests.
+ * design's words. Each operation is written once (store/operations/) and run
+ * by a store per dialect (store/sqlite, store/mysql) through shared-store.ts,
+ * both held to one conformance suite.
  *
  * Inputs are already validated and encoded by the service (keys in canonical
  * form, durations in milliseconds, priorities in range). The store still

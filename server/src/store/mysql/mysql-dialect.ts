@@ -1,0 +1,133 @@
+/**
+ * The MySQL/MariaDB side of the seam (operations/dialect.ts). A statement is a round trip, so a
+ * batch is one statement; reads of rows a transaction then changes lock them; statements that
+ * address jobs by id force the primary key (see BY_ID).
+ */
+import type { AttributeCondition } from "../../key-codec.js";
+import type { SqlDialect } from "../operations/dialect.js";
+import { type Operation, type Param, placeholders, rows, type Statement } from "../operations/operation.js";
+import { restrictionText } from "../row-mapping.js";
+import type { ReserveInput } from "../store.js";
+import { jobsTable, targetTable } from "./table-ddl.js";
+
+/**
+ * The index hint of statements that address jobs by id (`id IN (...)`, and leaseFilter's `id IN
+ * (...) AND lease_token IN (...)`): they read and lock their own rows by primary key. Without it
+ * MariaDB scanned the whole jobs table for a 1,000-lease Complete (ANALYZE: 5,000 rows for 1,000),
+ * and so whenever a batch was a large part of the table, and with FOR UPDATE (or in an UPDATE) it
+ * locked and waited for rows that other workers' transactions held. See MysqlStore.prepareSession.
+ */
+const BY_ID = "FORCE INDEX (PRIMARY)";
+
+/** The statements and fragments that differ on MySQL and MariaDB. */
+export class MysqlDialect implements SqlDialect {
+  readonly name = "mysql" as const;
+  readonly names = {
+    tables: "`~populus_tables`",
+    events: "`~populus_events`",
+    meta: "`~populus_meta`",
+    refreshes: "`~populus_refreshes`",
+    refreshKeys: "`~populus_refresh_keys`",
+    reserveRequests: "`~populus_reserve_requests`",
+  };
+  readonly held = "status = 'reserved'";
+  readonly forUpdate = " FOR UPDATE";
+  readonly skipLocked = " FOR UPDATE SKIP LOCKED";
+  readonly singleWriter = false;
+  readonly dropsStagingInTransaction = false;
+
+  /** `mariadb`: MariaDB rather than MySQL, which has DELETE ... RETURNING. */
+  constructor(private readonly mariadb: boolean) {}
+
+  jobsTable(table: string): string {
+    return jobsTable(table);
+  }
+
+  targetTable(table: string): string {
+    return targetTable(table);
+  }
+
+  byId(jobs: string): string {
+    return `${jobs} ${BY_ID}`;
+  }
+
+  inReadyOrder(jobs: string): string {
+    return `${jobs} FORCE INDEX (ready_idx)`;
+  }
+
+  concat(...parts: string[]): string {
+    return `CONCAT(${parts.join(", ")})`;
+  }
+
+  greatest(a: string, b: string): string {
+    return `GREATEST(${a}, ${b})`;
+  }
+
+  inserted(column: string): string {
+    return `VALUES(${column})`;
+  }
+
+  onConflictKeep(_conflict: string, mysqlNoop: string): string {
+    return `ON DUPLICATE KEY UPDATE ${mysqlNoop} = ${mysqlNoop}`;
+  }
+
+  onConflictUpdate(_conflict: string, assignments: string): string {
+    return `ON DUPLICATE KEY UPDATE ${assignments}`;
+  }
+
+  restriction(conditions: readonly AttributeCondition[]): { sql: string; params: Param[] } {
+    // JSON_UNQUOTE(JSON_EXTRACT()) yields text in MariaDB and MySQL 8 alike: int64 as its decimal string, true/false.
+    // Compared as bytes: every text collation here pads spaces, so "a" would also match "a ".
+    const sql = conditions.map((c) => ` AND CAST(JSON_UNQUOTE(JSON_EXTRACT(key_json, '$.${c.name}')) AS BINARY) = CAST(? AS BINARY)`).join("");
+    return { sql, params: conditions.map((c) => restrictionText(c.value)) };
+  }
+
+  insertRows(into: string, row: string, count: number, params: readonly Param[], tail: string): Statement {
+    return { sql: `${into} VALUES ${new Array(count).fill(row).join(",")} ${tail}`, params };
+  }
+
+  perKey(match: (keyPredicate: string) => string, hashes: readonly string[], after: readonly Param[] = []): Statement {
+    return { sql: match(`key_hash IN (${placeholders(hashes.length)})`), params: [...hashes, ...after] };
+  }
+
+  *knownKeys(jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>> {
+    const found = yield* rows<{ key_hash: string }>({
+      sql: `SELECT key_hash FROM ${target} WHERE key_hash IN (${placeholders(hashes.length)})
+            UNION ALL SELECT key_hash FROM ${jobs} WHERE key_hash IN (${placeholders(hashes.length)})`,
+      params: [...hashes, ...hashes],
+    });
+    return new Set(found.map((r) => r.key_hash));
+  }
+
+  /** One UPDATE for the batch, the token built in SQL from the same parts as leaseToken(). */
+  leaseJobs(jobs: string, input: ReserveInput, prefix: string, expire: number, ids: readonly Param[]): Statement {
+    const w = input.worker;
+    return {
+      sql: `UPDATE ${jobs} ${BY_ID} SET status = 'reserved', lease_token = CONCAT(?, '-', LOWER(CONV(id, 10, 36))), reserve_time = ?,
+              lease_expire_time = ?, attempts = attempts + 1, worker_id = ?, host = ?, pid = ?, user = ?, code_version = ?,
+              progress = NULL, progress_message = NULL
+            WHERE id IN (${placeholders(ids.length)})`,
+      params: [prefix, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, ...ids],
+    };
+  }
+
+  /**
+   * MariaDB deletes the held jobs and reads them in one statement: the locking read was a sixth of
+   * the database's work per job. A single-table DELETE takes no index hint, and without one MariaDB
+   * scanned (and locked) the whole table when the batch was most of it, waiting on rows other
+   * workers hold; ordered by id with a LIMIT, it reads the ids as primary-key ranges, as BY_ID does
+   * (store-conformance.test.ts, "lock only their own rows"). MySQL has no DELETE ... RETURNING.
+   */
+  deleteHeldReturning(jobs: string, leases: { sql: string; params: Param[] }, columns: string, count: number): Statement | null {
+    if (!this.mariadb) return null;
+    return { sql: `DELETE FROM ${jobs} WHERE status = 'reserved' AND ${leases.sql} ORDER BY id LIMIT ${count} RETURNING ${columns}`, params: leases.params };
+  }
+
+  /** No index hint in a single-table DELETE: a join with the ids as a table makes it primary-key lookups too (BY_ID). */
+  deleteById(jobs: string, ids: readonly Param[]): Statement {
+    return {
+      sql: `DELETE j FROM ${jobs} AS j JOIN JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS done ON j.id = done.id`,
+      params: [JSON.stringify(ids.map(Number))],
+    };
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Complete (promise 2): all or nothing. The batch's results go into the target and its jobs are
+ * deleted (or set success with keepCompleted) in one transaction, only while every lease is
+ * current; a repeat of a Complete that committed succeeds without writing twice.
+ */
+import { completionChange } from "../change-log.js";
+import { LeaseLostError } from "../../errors.js";
+import { leaseFilter } from "../row-mapping.js";
+import type { CompleteOutcome, Completion } from "../store.js";
+import { logChange } from "./changes.js";
+import type { SqlDialect } from "./dialect.js";
+import { type Operation, type Param, placeholders, rows, run, sql } from "./operation.js";
+
+/** A job a Complete's lease still holds, as the Complete reads it. */
+interface HeldForCompletion {
+  readonly id: string | number;
+  readonly key_hash: string;
+  readonly key_json: string;
+  readonly lease_token: string;
+  readonly worker_id: string | null;
+}
+
+const HELD_COLUMNS = "id, key_hash, key_json, lease_token, worker_id";
+
+/** One Complete's transaction; LeaseLostError (rolled back) when any lease is neither held nor committed. */
+export function* complete(d: SqlDialect, table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Operation<CompleteOutcome> {
+  const jobs = d.jobsTable(table);
+  const target = d.targetTable(table);
+  const tokens = completions.map((c) => c.leaseToken);
+  const leases = leaseFilter(tokens);
+  // The jobs these leases still hold, locked so a concurrent sweep cannot take them mid-commit, or
+  // (MariaDB) deleted as they are read: a lease found lost below rolls the deletes back.
+  const deleting = keepCompleted ? null : d.deleteHeldReturning(jobs, leases, HELD_COLUMNS, tokens.length);
+  const held = yield* rows<HeldForCompletion>(
+    deleting ?? sql(`SELECT ${HELD_COLUMNS} FROM ${d.byId(jobs)} WHERE ${d.held} AND ${leases.sql}${d.forUpdate}`, leases.params),
+  );
+  const byToken = new Map(held.map((r) => [r.lease_token, r]));
+  let alreadyCommitted = 0;
+  const notHeld = held.length < tokens.length ? tokens.filter((t) => !byToken.has(t)) : [];
+  if (notHeld.length > 0) {
+    // A repeat of a Complete that committed: its token is on the target row.
+    const committed = yield* rows<{ lease_token: string }>(
+      sql(`SELECT lease_token FROM ${target} WHERE lease_token IN (${placeholders(notHeld.length)})`, notHeld),
+    );
+    const done = new Set(committed.map((r) => r.lease_token));
+    const lost = notHeld.filter((t) => !done.has(t));
+    if (lost.length > 0) throw new LeaseLostError(lost);
+    alreadyCommitted = done.size;
+  }
+  if (held.length === 0) return { committed: 0, alreadyCommitted };
+  // A committed result is never overwritten: a row already there is kept.
+  const params: Param[] = [];
+  for (const c of completions) {
+    const row = byToken.get(c.leaseToken);
+    if (row !== undefined) params.push(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now);
+  }
+  const written = yield* run(
+    d.insertRows(
+      `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time)`,
+      "(?, ?, ?, ?, ?)",
+      held.length,
+      params,
+      d.onConflictKeep("key_hash", "key_hash"),
+    ),
+  );
+  const ids = held.map((r) => r.id);
+  if (keepCompleted) {
+    yield* run(
+      sql(
+        `UPDATE ${d.byId(jobs)} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
+         WHERE id IN (${placeholders(ids.length)})`,
+        [now, now, ...ids],
+      ),
+    );
+  } else if (deleting === null) {
+    yield* run(d.deleteById(jobs, ids));
+  }
+  yield* logChange(d, table, completionChange(held, written, keepCompleted), now);
+  return { committed: held.length, alreadyCommitted };
+}

@@ -1,0 +1,76 @@
+/**
+ * The seam between the operations and the two dialects: only what really differs between
+ * MySQL/MariaDB (mysql/mysql-dialect.ts) and SQLite (sqlite/sqlite-dialect.ts). Everything else
+ * an operation runs is one statement text for both.
+ *
+ * The differences come from three facts. MySQL has concurrent writers, so its reads of rows a
+ * transaction then changes lock them (FOR UPDATE, SKIP LOCKED); SQLite's BEGIN IMMEDIATE is the
+ * only writer, and has no locking clauses. A MySQL statement is a round trip, so batches go as
+ * one multi-row statement; a prepared SQLite statement runs in-process in microseconds, so it
+ * runs once per key and stays prepared. And the syntax: upserts, CONCAT, GREATEST, JSON paths,
+ * index hints.
+ */
+import type { AttributeCondition } from "../../key-codec.js";
+import type { ReserveInput } from "../store.js";
+import type { Operation, Param, Statement } from "./operation.js";
+
+/** What a dialect supplies to the operations. */
+export interface SqlDialect {
+  readonly name: "mysql" | "sqlite";
+  /** A table's jobs table and target, quoted. */
+  jobsTable(table: string): string;
+  targetTable(table: string): string;
+  /** Quoted names of the store's own tables. */
+  readonly names: {
+    readonly tables: string;
+    readonly events: string;
+    readonly meta: string;
+    readonly refreshes: string;
+    readonly refreshKeys: string;
+    readonly reserveRequests: string;
+  };
+
+  /** The jobs table in statements that address jobs by id (`id IN (...)`, leaseFilter). */
+  byId(jobs: string): string;
+  /** The jobs table in reads in Reserve's order (the ready index). */
+  inReadyOrder(jobs: string): string;
+  /** `status = 'reserved'` in statements that address jobs by id. */
+  readonly held: string;
+  /** Appended to a read whose rows the transaction then changes. */
+  readonly forUpdate: string;
+  /** Appended to a read that takes rows no other transaction holds (Reserve, the lease sweep). */
+  readonly skipLocked: string;
+
+  concat(...parts: string[]): string;
+  greatest(a: string, b: string): string;
+  /** The value an upsert tried to insert into `column`, inside onConflictUpdate's assignments. */
+  inserted(column: string): string;
+  /** An INSERT's tail keeping the existing row. `mysqlNoop` is the column MySQL assigns to itself. */
+  onConflictKeep(conflict: string, mysqlNoop: string): string;
+  /** An INSERT's tail updating the existing row with `assignments`. */
+  onConflictUpdate(conflict: string, assignments: string): string;
+  /** ` AND <attribute> = ?` per condition on key_json, and their parameters. */
+  restriction(conditions: readonly AttributeCondition[]): { sql: string; params: Param[] };
+
+  /** `count` rows of `width` params each: MySQL one multi-row INSERT, SQLite one prepared row per run. */
+  insertRows(into: string, row: string, count: number, params: readonly Param[], tail: string): Statement;
+  /**
+   * A statement over some keys, `match(keyPredicate)`: MySQL one statement with `key_hash IN (...)`,
+   * SQLite `key_hash = ?` run per key. `after` are the params following the key's (per key on SQLite).
+   */
+  perKey(match: (keyPredicate: string) => string, hashes: readonly string[], after?: readonly Param[]): Statement;
+
+  /** Refresh: the hashes among `hashes` whose job needs no insert (already computed, or queued: MySQL). */
+  knownKeys(jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>>;
+  /** Refresh: a single writer cannot meet another call's first insert of the same refresh. */
+  readonly singleWriter: boolean;
+  /** Refresh: a final call drops its staging rows in its own transaction (else after its answer, in chunks). */
+  readonly dropsStagingInTransaction: boolean;
+
+  /** Reserve: leases the selected jobs; each token is prefix + '-' + id in base 36, as `tokens` holds them already computed. */
+  leaseJobs(jobs: string, input: ReserveInput, prefix: string, expire: number, ids: readonly Param[], tokens: readonly string[]): Statement;
+  /** Complete without keepCompleted: deletes the held jobs and returns them as read, or null (read, then delete). */
+  deleteHeldReturning(jobs: string, leases: { sql: string; params: Param[] }, columns: string, count: number): Statement | null;
+  /** Complete: deletes committed jobs by id. */
+  deleteById(jobs: string, ids: readonly Param[]): Statement;
+}

@@ -1,0 +1,85 @@
+/**
+ * Operations are written once for both dialects, as generators in the manner of graphile-worker's
+ * src/sql/: an operation yields each statement it runs and receives its result, so one flow drives
+ * better-sqlite3 (synchronous, runSync inside the caller's transaction) and mysql2 (a round trip
+ * per statement, runAsync). A step is one statement over a batch, never one per job: a
+ * generator's resume costs far less than the statement it carries (constraint of issue 14).
+ */
+
+export type Param = string | number | boolean | null;
+
+/** Keys per batch of an operation that takes keys: ~1,000 keeps a multi-row INSERT far below max_allowed_packet. */
+export const KEY_CHUNK = 1000;
+
+/** A statement and its parameters. */
+export interface Statement {
+  readonly sql: string;
+  readonly params: readonly Param[];
+  /**
+   * Set: `sql` is a one-row statement run once per `perRow` parameters, prepared once (SQLite's
+   * per-key form, where a prepared run costs microseconds and no round trip). A read in this form
+   * returns at most one row per run (a lookup by a unique key).
+   */
+  readonly perRow?: number;
+}
+
+/** What an operation yields: read rows, or write and count the affected rows. */
+export interface Step {
+  readonly kind: "rows" | "run";
+  readonly statement: Statement;
+}
+
+/** An operation: yields steps, receives their results, returns its answer. */
+export type Operation<T> = Generator<Step, T, unknown>;
+
+/** The rows a statement reads (each run's row, in order, for a per-row statement). */
+export function* rows<R>(statement: Statement): Operation<R[]> {
+  return (yield { kind: "rows", statement }) as R[];
+}
+
+/** The rows a statement changes (summed over runs for a per-row statement). */
+export function* run(statement: Statement): Operation<number> {
+  return (yield { kind: "run", statement }) as number;
+}
+
+/** Shorthand for a statement run once. */
+export function sql(text: string, params: readonly Param[] = []): Statement {
+  return { sql: text, params };
+}
+
+/** Runs statements on better-sqlite3 (store/sqlite/sqlite-store.ts). */
+export interface SyncExecutor {
+  rows(statement: Statement): unknown[];
+  run(statement: Statement): number;
+}
+
+/** Runs statements on mysql2 (store/mysql/mysql-store.ts). */
+export interface AsyncExecutor {
+  rows(statement: Statement): Promise<unknown[]>;
+  run(statement: Statement): Promise<number>;
+}
+
+/** Drives an operation on a synchronous driver (better-sqlite3). */
+export function runSync<T>(operation: Operation<T>, executor: SyncExecutor): T {
+  let next = operation.next();
+  while (!next.done) {
+    const step = next.value;
+    next = operation.next(step.kind === "rows" ? executor.rows(step.statement) : executor.run(step.statement));
+  }
+  return next.value;
+}
+
+/** Drives an operation on an asynchronous driver (mysql2), one statement at a time. */
+export async function runAsync<T>(operation: Operation<T>, executor: AsyncExecutor): Promise<T> {
+  let next = operation.next();
+  while (!next.done) {
+    const step = next.value;
+    next = operation.next(step.kind === "rows" ? await executor.rows(step.statement) : await executor.run(step.statement));
+  }
+  return next.value;
+}
+
+/** "?,?,?" for n values. */
+export function placeholders(n: number): string {
+  return new Array(n).fill("?").join(",");
+}

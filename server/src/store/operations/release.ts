@@ -1,0 +1,29 @@
+/**
+ * Release (promise 3): gives held leases back to pending without charging an attempt (a worker
+ * told to stop); answers the lost ones.
+ */
+import { releaseChange } from "../change-log.js";
+import { leaseFilter } from "../row-mapping.js";
+import { logChange } from "./changes.js";
+import type { SqlDialect } from "./dialect.js";
+import { heldLeases } from "./held-leases.js";
+import { type Operation, run, sql } from "./operation.js";
+
+/** One Release's transaction: how many went back to pending, and the given leases no longer held. */
+export function* release(d: SqlDialect, table: string, tokens: readonly string[]): Operation<{ released: number; lost: string[] }> {
+  const jobs = d.jobsTable(table);
+  const held = yield* heldLeases(d, jobs, tokens);
+  let released = 0;
+  if (held.size > 0) {
+    const leases = leaseFilter([...held.keys()]);
+    released = yield* run(
+      sql(
+        `UPDATE ${d.byId(jobs)} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = ${d.greatest("attempts - 1", "0")}
+         WHERE ${d.held} AND ${leases.sql}`,
+        leases.params,
+      ),
+    );
+  }
+  yield* logChange(d, table, releaseChange(held), Date.now());
+  return { released, lost: tokens.filter((t) => !held.has(t)) };
+}

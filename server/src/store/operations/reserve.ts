@@ -1,0 +1,58 @@
+/**
+ * Reserve (promise 1): the next ready jobs in the total order priority, scheduled_time, id, leased
+ * as one batch. MySQL reads them FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction, so
+ * concurrent reservers skip each other's rows instead of waiting; SQLite's BEGIN IMMEDIATE
+ * transaction is the only writer.
+ */
+import { randomBytes } from "node:crypto";
+import { Change } from "../change-log.js";
+import { leaseToken } from "../row-mapping.js";
+import type { LeaseGrant, ReserveInput } from "../store.js";
+import { logChange } from "./changes.js";
+import type { SqlDialect } from "./dialect.js";
+import { type Operation, type Param, rows, run, sql } from "./operation.js";
+import { recordReserveRequest, repeatedReserve } from "./reserve-requests.js";
+
+/** The jobs Reserve may lease now: pending, scheduled by now, within its priority and restriction. */
+export function readyFilter(d: SqlDialect, input: ReserveInput): { sql: string; params: Param[] } {
+  const restriction = d.restriction(input.restriction);
+  return {
+    sql: `status = 'pending' AND scheduled_time <= ?${input.maxPriority === null ? "" : " AND priority <= ?"}${restriction.sql}`,
+    params: [input.now, ...(input.maxPriority === null ? [] : [input.maxPriority]), ...restriction.params],
+  };
+}
+
+/** One Reserve's transaction: the leases of an earlier Reserve with the same request id, else the next ready jobs. */
+export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter(d, input)): Operation<LeaseGrant[]> {
+  if (input.requestId !== null) {
+    const repeated = yield* repeatedReserve(d, input.table, input.requestId, input.now);
+    if (repeated.length > 0) return repeated;
+  }
+  const jobs = d.jobsTable(input.table);
+  const found = yield* rows<{ id: string | number; key_json: string; priority: string | number; attempts: string | number }>(
+    sql(
+      `SELECT id, key_json, priority, attempts FROM ${d.inReadyOrder(jobs)} WHERE ${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ?${d.skipLocked}`,
+      [...ready.params, input.maxJobs],
+    ),
+  );
+  if (found.length === 0) return [];
+  const prefix = randomBytes(16).toString("hex");
+  const expire = input.now + input.leaseMs;
+  const ids = found.map((r) => r.id);
+  const tokens = found.map((r) => leaseToken(prefix, r.id));
+  yield* run(d.leaseJobs(jobs, input, prefix, expire, ids, tokens));
+  const change = new Change().move("pending", "reserved", found.length).jobs(
+    "reserved",
+    found.map((r) => r.key_json),
+    { workerId: input.worker.workerId },
+  );
+  yield* logChange(d, input.table, change, input.now);
+  if (input.requestId !== null) yield* recordReserveRequest(d, input.table, input.requestId, prefix, ids, expire);
+  return found.map((row, i) => ({
+    keyJson: row.key_json,
+    leaseToken: tokens[i] as string,
+    leaseExpireTime: expire,
+    attempt: Number(row.attempts) + 1,
+    priority: Number(row.priority),
+  }));
+}

@@ -1,0 +1,206 @@
+/**
+ * What both stores share: every JobStore method that runs an operation (store/operations/) in a
+ * transaction, the cache of declared tables, and refresh's declaration step. A dialect's store
+ * (mysql/mysql-store.ts, sqlite/sqlite-store.ts) supplies how a transaction runs, how a table is
+ * declared, and its connections.
+ */
+import { randomBytes } from "node:crypto";
+import { InvalidKeyError, TableNotFoundError } from "../errors.js";
+import type { AttributeCondition, EncodedKey } from "../key-codec.js";
+import type { ChangeRow } from "./change-log.js";
+import { changeBounds, pruneChanges, readChanges } from "./operations/changes.js";
+import { complete } from "./operations/complete.js";
+import { deleteJobs } from "./operations/delete-jobs.js";
+import { deleteTargets } from "./operations/delete-targets.js";
+import type { SqlDialect } from "./operations/dialect.js";
+import { fail } from "./operations/fail.js";
+import { heartbeat } from "./operations/heartbeat.js";
+import { ignore } from "./operations/ignore.js";
+import { listJobs, listTargets } from "./operations/list-jobs.js";
+import type { Operation } from "./operations/operation.js";
+import { progressCounts, progressSnapshot } from "./operations/progress.js";
+import { dropStaging, refresh } from "./operations/refresh.js";
+import { release } from "./operations/release.js";
+import { reserve } from "./operations/reserve.js";
+import { deleteExpiredRequests, expireTableLeases } from "./operations/sweep.js";
+import { describeTable, listTables } from "./operations/tables.js";
+import { describeAttributes, sameAttributes, stagingId } from "./row-mapping.js";
+import type {
+  ChangeBounds,
+  CompleteOutcome,
+  Completion,
+  DeclaredTable,
+  JobFilter,
+  JobRecord,
+  JobStatusName,
+  JobStore,
+  LeaseGrant,
+  LeaseProgressInput,
+  Page,
+  PageRequest,
+  ProgressCounts,
+  RefreshCounts,
+  RefreshInput,
+  ReserveInput,
+  StoredTarget,
+  StoreOptions,
+} from "./store.js";
+
+const NOTHING_REFRESHED: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: null };
+
+/** The JobStore both dialects share; a subclass supplies transactions, declaration and connections. */
+export abstract class SharedStore implements JobStore {
+  abstract readonly dialect: "sqlite" | "mysql";
+  readonly #tables = new Map<string, DeclaredTable>();
+
+  constructor(
+    protected readonly sql: SqlDialect,
+    protected readonly options: StoreOptions,
+  ) {}
+
+  /**
+   * Runs an operation in one transaction. `make` builds it afresh for each try: the MySQL store
+   * retries a transaction that met a deadlock.
+   */
+  protected abstract transaction<T>(make: () => Operation<T>): Promise<T>;
+  /** Runs an operation statement by statement, outside a transaction (reads, and writes that need none). */
+  protected abstract statements<T>(make: () => Operation<T>): Promise<T>;
+  /** Runs reads in one snapshot. */
+  protected abstract snapshot<T>(make: () => Operation<T>): Promise<T>;
+  /** Declares a table (refresh's first call with keys): its jobs table, target and registry row. A no-op when it exists. */
+  protected abstract declare(input: RefreshInput): Promise<void>;
+
+  abstract ping(): Promise<void>;
+  abstract close(): Promise<void>;
+
+  protected async table(name: string): Promise<DeclaredTable> {
+    const cached = this.#tables.get(name);
+    if (cached !== undefined) return cached;
+    const def = await this.statements(() => describeTable(this.sql, name));
+    if (def === null) throw new TableNotFoundError(name);
+    // Key attributes never change once declared, so the cache cannot go stale.
+    this.#tables.set(name, def);
+    return def;
+  }
+
+  async describeTable(name: string): Promise<DeclaredTable | null> {
+    try {
+      return await this.table(name);
+    } catch (err) {
+      if (err instanceof TableNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  listTables(): Promise<DeclaredTable[]> {
+    return this.statements(() => listTables(this.sql));
+  }
+
+  async refresh(input: RefreshInput): Promise<RefreshCounts> {
+    let def = await this.describeTable(input.table);
+    if (def === null) {
+      // A call with no keys on an undeclared table has nothing to maintain.
+      if (input.keyAttributes === null) return NOTHING_REFRESHED;
+      await this.declare(input);
+      def = await this.table(input.table);
+    }
+    if (input.keyAttributes !== null && !sameAttributes(def.keyAttributes, input.keyAttributes)) {
+      throw new InvalidKeyError(
+        `refresh of "${input.table}": keys ${describeAttributes(input.keyAttributes)} do not match the table's key attributes ${describeAttributes(def.keyAttributes)}`,
+      );
+    }
+    const staging = stagingId(input.table, input.refreshId ?? `single-${randomBytes(12).toString("hex")}`);
+    const result = await this.transaction(() => refresh(this.sql, input, staging, this.options));
+    if (result.dropStaging) {
+      // Left for the next refresh's abandoned-row cleanup if it fails.
+      void this.statements(() => dropStaging(this.sql, staging, input.now)).catch(() => undefined);
+    }
+    return result.counts;
+  }
+
+  async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
+    await this.table(input.table);
+    return this.transaction(() => reserve(this.sql, input));
+  }
+
+  async complete(table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Promise<CompleteOutcome> {
+    await this.table(table);
+    return this.transaction(() => complete(this.sql, table, completions, keepCompleted, now));
+  }
+
+  async fail(table: string, leaseToken: string, errorMessage: string, errorStack: string, now: number): Promise<void> {
+    await this.table(table);
+    return this.transaction(() => fail(this.sql, table, leaseToken, errorMessage, errorStack, now));
+  }
+
+  async heartbeat(
+    table: string,
+    leaseTokens: readonly string[],
+    leaseMs: number,
+    progress: readonly LeaseProgressInput[],
+    now: number,
+  ): Promise<{ lost: string[]; leaseExpireTime: number }> {
+    await this.table(table);
+    return this.transaction(() => heartbeat(this.sql, table, leaseTokens, leaseMs, progress, now));
+  }
+
+  async release(table: string, leaseTokens: readonly string[]): Promise<{ released: number; lost: string[] }> {
+    await this.table(table);
+    return this.transaction(() => release(this.sql, table, leaseTokens));
+  }
+
+  /** One transaction per table, so that one table's sweep holds up no other. */
+  async expireLeases(now: number): Promise<number> {
+    let expired = 0;
+    for (const t of await this.listTables()) expired += await this.transaction(() => expireTableLeases(this.sql, t.name, now, this.options));
+    await this.statements(() => deleteExpiredRequests(this.sql, now));
+    return expired;
+  }
+
+  async getProgress(table: string): Promise<ProgressCounts> {
+    await this.table(table);
+    return this.statements(() => progressCounts(this.sql, table));
+  }
+
+  async listJobs(table: string, filter: JobFilter, page: PageRequest): Promise<Page<JobRecord>> {
+    await this.table(table);
+    return this.statements(() => listJobs(this.sql, table, filter, page));
+  }
+
+  async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
+    await this.table(table);
+    return this.transaction(() => deleteJobs(this.sql, table, statuses, keys));
+  }
+
+  async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
+    await this.table(table);
+    return this.transaction(() => ignore(this.sql, table, keys, now));
+  }
+
+  async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {
+    await this.table(table);
+    return this.transaction(() => deleteTargets(this.sql, table, keys));
+  }
+
+  async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>> {
+    await this.table(table);
+    return this.statements(() => listTargets(this.sql, table, restriction, page));
+  }
+
+  readChanges(afterId: number, limit: number, table: string | null): Promise<ChangeRow[]> {
+    return this.statements(() => readChanges(this.sql, afterId, limit, table));
+  }
+
+  changeBounds(): Promise<ChangeBounds> {
+    return this.statements(() => changeBounds(this.sql));
+  }
+
+  async progressSnapshot(table: string, afterId: number): Promise<{ counts: ProgressCounts; includedIds: number[] }> {
+    await this.table(table);
+    return this.snapshot(() => progressSnapshot(this.sql, table, afterId));
+  }
+
+  pruneChanges(before: number): Promise<number> {
+    return this.statements(() => pruneChanges(this.sql, before));
+  }
+}

@@ -3,7 +3,8 @@
  * src/sql/: an operation yields each statement it runs and receives its result, so one flow drives
  * better-sqlite3 (synchronous, runSync inside the caller's transaction) and mysql2 (a round trip
  * per statement, runAsync). A step is one statement over a batch, never one per job: a
- * generator's resume costs far less than the statement it carries (constraint of issue 14).
+ * generator's resume costs far less than the statement it carries, so the per-job path costs
+ * what it did when each dialect spelled its flows out.
  */
 
 export type Param = string | number | boolean | null;

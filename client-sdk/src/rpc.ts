@@ -55,7 +55,9 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
     { pingIntervalMs: 30_000 },
     { maxSessionMemory: 64, ...(options.ca === undefined ? {} : { ca: options.ca }) },
   );
-  const raw = createClient(JobService, createConnectTransport({ baseUrl: options.url, httpVersion: "2", sessionManager, interceptors }));
+  // Binary, said out loud: the reserve loop sends Complete's lease tokens pre-encoded as an unknown
+  // field (wire-ascii.ts), which the JSON format would drop.
+  const raw = createClient(JobService, createConnectTransport({ baseUrl: options.url, httpVersion: "2", useBinaryFormat: true, sessionManager, interceptors }));
   const rpc = {} as Record<string, unknown>;
   for (const name of Object.keys(JobService.method)) {
     if (name === "watch") {

@@ -11,6 +11,7 @@ import { createSecureContext } from "node:tls";
 import { createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConfigError, parseServerConfig, readOptionFile, type ServerConfig } from "./config.js";
+import { limitHeapGrowth } from "./heap-growth.js";
 import { describeStartupError } from "./startup-error.js";
 import { listen, type TlsFiles } from "./http-server.js";
 import { createLogger } from "./logger.js";
@@ -40,6 +41,7 @@ function fail(code: number, line: string): never {
 
 async function main(): Promise<void> {
   preserveByteOrderMarks();
+  limitHeapGrowth();
   let config: ServerConfig;
   try {
     const outcome = parseServerConfig(process.argv.slice(2));

@@ -4,7 +4,7 @@
  * address jobs by id force the primary key (see BY_ID).
  */
 import type { AttributeCondition } from "../../key-codec.js";
-import type { SqlDialect } from "../operations/dialect.js";
+import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
 import { type Operation, type Param, placeholders, rows, type Statement } from "../operations/operation.js";
 import { restrictionText } from "../row-mapping.js";
 import type { ReserveInput } from "../store.js";
@@ -22,14 +22,7 @@ const BY_ID = "FORCE INDEX (PRIMARY)";
 /** The statements and fragments that differ on MySQL and MariaDB. */
 export class MysqlDialect implements SqlDialect {
   readonly name = "mysql" as const;
-  readonly names = {
-    tables: "`~populus_tables`",
-    events: "`~populus_events`",
-    meta: "`~populus_meta`",
-    refreshes: "`~populus_refreshes`",
-    refreshKeys: "`~populus_refresh_keys`",
-    reserveRequests: "`~populus_reserve_requests`",
-  };
+  readonly names = storeTableNames((name) => `\`${name}\``);
   readonly held = "status = 'reserved'";
   readonly forUpdate = " FOR UPDATE";
   readonly skipLocked = " FOR UPDATE SKIP LOCKED";

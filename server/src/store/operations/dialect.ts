@@ -15,20 +15,31 @@ import type { ReserveInput } from "../store.js";
 import type { Operation, Param, Statement } from "./operation.js";
 
 /** What a dialect supplies to the operations. */
+/** The store's own tables (migrations 0001-0003), by their role. */
+const STORE_TABLES = {
+  tables: "~populus_tables",
+  events: "~populus_events",
+  meta: "~populus_meta",
+  refreshes: "~populus_refreshes",
+  refreshKeys: "~populus_refresh_keys",
+  reserveRequests: "~populus_reserve_requests",
+} as const;
+
+export type StoreTableNames = { readonly [role in keyof typeof STORE_TABLES]: string };
+
+/** The store's own tables, each name quoted as the dialect quotes identifiers. */
+export function storeTableNames(quote: (name: string) => string): StoreTableNames {
+  const entries = Object.entries(STORE_TABLES).map(([role, name]) => [role, quote(name)]);
+  return Object.fromEntries(entries) as StoreTableNames;
+}
+
 export interface SqlDialect {
   readonly name: "mysql" | "sqlite";
   /** A table's jobs table and target, quoted. */
   jobsTable(table: string): string;
   targetTable(table: string): string;
   /** Quoted names of the store's own tables. */
-  readonly names: {
-    readonly tables: string;
-    readonly events: string;
-    readonly meta: string;
-    readonly refreshes: string;
-    readonly refreshKeys: string;
-    readonly reserveRequests: string;
-  };
+  readonly names: StoreTableNames;
 
   /** The jobs table in statements that address jobs by id (`id IN (...)`, leaseFilter). */
   byId(jobs: string): string;

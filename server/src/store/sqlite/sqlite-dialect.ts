@@ -5,7 +5,7 @@
  * statement of a thousand placeholders compiled per call.
  */
 import type { AttributeCondition } from "../../key-codec.js";
-import type { SqlDialect } from "../operations/dialect.js";
+import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
 import { type Operation, type Param, placeholders, rows, type Statement } from "../operations/operation.js";
 import type { ReserveInput } from "../store.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
@@ -13,14 +13,7 @@ import { jobsTable, targetTable } from "./table-ddl.js";
 /** The statements and fragments that differ on SQLite. */
 export class SqliteDialect implements SqlDialect {
   readonly name = "sqlite" as const;
-  readonly names = {
-    tables: '"~populus_tables"',
-    events: '"~populus_events"',
-    meta: '"~populus_meta"',
-    refreshes: '"~populus_refreshes"',
-    refreshKeys: '"~populus_refresh_keys"',
-    reserveRequests: '"~populus_reserve_requests"',
-  };
+  readonly names = storeTableNames((name) => `"${name}"`);
   /**
    * The unary + keeps SQLite from walking the ready index's reserved entries (every job in
    * flight) and makes it look the ids up by rowid.

@@ -69,6 +69,16 @@ test(
 );
 test(
   exitsWithConfigError,
+  ["--database", "mysql://root:hunter2@127.0.0.1/populus?ssl=true"],
+  'database URL "mysql://root:***@127.0.0.1/populus?ssl=true" has unknown parameter "ssl"; the one it takes is socket=<path>',
+);
+test(
+  exitsWithConfigError,
+  ["--database", "mysql://root@localhost/populus?socket=mysqld.sock"],
+  'database URL "mysql://root@localhost/populus?socket=mysqld.sock": socket must be an absolute path, e.g. socket=/run/mysqld/mysqld.sock',
+);
+test(
+  exitsWithConfigError,
   ["--port", "99999"],
   `option '--port <port>' argument '99999' is invalid. --port must be a whole number from 0 to 65535, got "99999"`,
 );

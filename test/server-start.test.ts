@@ -218,3 +218,26 @@ test("SIGTERM with an idle HTTP/1.1 keep-alive connection open: exits at once, n
   const elapsed = Date.now() - t0;
   t.true(elapsed < 2000, `exited ${elapsed} ms after SIGTERM with nothing in flight`);
 });
+
+test("mysql: ?socket= connects through the database's Unix socket instead of TCP", async (t) => {
+  if (!testDialects().includes("mysql")) return t.pass("no MySQL tests in this run");
+  const db = await database("mysql");
+  const c = await mysql.createConnection({ uri: db.url });
+  const [[row]] = (await c.query("SELECT @@socket AS socket, DATABASE() AS name")) as unknown as [{ socket: string; name: string }[]];
+  await c.end();
+  if (!existsSync(row!.socket)) {
+    // testcontainers or a remote server: its socket is not on this machine.
+    t.log(`not run: the MySQL server's socket ${row!.socket} is not on this machine`);
+    return t.pass();
+  }
+  // A host that answers nothing over TCP: only the socket can reach the database.
+  const s = await server(`mysql://root@192.0.2.1:9/${row!.name}?socket=${row!.socket}`);
+  t.deepEqual(await rpc(s, "Refresh", { table: "ThroughSocket", keys: KEYS }), { status: 200, json: { added: "3", anyPending: true } });
+  const connections = await mysql.createConnection({ uri: db.url });
+  const [threads] = (await connections.query("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE db = ? AND host = 'localhost'", [
+    row!.name,
+  ])) as unknown as [{ n: number }[]];
+  await connections.end();
+  t.true(Number(threads[0]!.n) > 0, "the server's connections come through the socket (host localhost)");
+  t.log(`through ${row!.socket}: ${threads[0]!.n} connection(s)`);
+});

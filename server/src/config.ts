@@ -19,6 +19,8 @@ export type DatabaseConfig =
       readonly user: string;
       readonly password: string;
       readonly database: string;
+      /** A Unix socket to connect through instead of host and port (`?socket=` in the URL). */
+      readonly socketPath?: string;
       /** The URL with its password masked, for logs and messages. */
       readonly display: string;
     };
@@ -83,7 +85,8 @@ const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"
 
 /**
  * Parses a database URL: `sqlite:<path>` (also `sqlite://<path>`) or
- * `mysql://user:pass@host:port/db` (`mariadb://` is accepted as an alias).
+ * `mysql://user:pass@host:port/db` (`mariadb://` is accepted as an alias), with
+ * `?socket=/run/mysqld/mysqld.sock` to connect through a Unix socket.
  */
 export function parseDatabaseUrl(url: string): DatabaseConfig {
   if (url.startsWith("sqlite:")) {
@@ -106,6 +109,16 @@ export function parseDatabaseUrl(url: string): DatabaseConfig {
   }
   if (parsed.hostname === "") throw new ConfigError(`database URL "${maskPassword(url)}" names no host`);
   const port = parsed.port === "" ? 3306 : Number(parsed.port);
+  const unknown = [...parsed.searchParams.keys()].filter((name) => name !== "socket");
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `database URL "${maskPassword(url)}" has unknown parameter ${unknown.map((n) => `"${n}"`).join(", ")}; the one it takes is socket=<path>`,
+    );
+  }
+  const socketPath = parsed.searchParams.get("socket");
+  if (socketPath !== null && !socketPath.startsWith("/")) {
+    throw new ConfigError(`database URL "${maskPassword(url)}": socket must be an absolute path, e.g. socket=/run/mysqld/mysqld.sock`);
+  }
   return Object.freeze({
     dialect: "mysql",
     host: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
@@ -113,6 +126,7 @@ export function parseDatabaseUrl(url: string): DatabaseConfig {
     user: decodeURIComponent(parsed.username) || "root",
     password: decodeURIComponent(parsed.password),
     database,
+    ...(socketPath === null ? {} : { socketPath }),
     display: maskPassword(url),
   });
 }
@@ -142,7 +156,11 @@ function buildCommand(): Command {
         .default(50051)
         .argParser(intInRange("--port", 0, 65535)),
     )
-    .addOption(new Option("--database <url>", "sqlite:<path> or mysql://user:pass@host:port/database").env("POPULUS_DATABASE_URL").default("sqlite:populus.db"))
+    .addOption(
+      new Option("--database <url>", "sqlite:<path> or mysql://user:pass@host:port/database[?socket=<path>]")
+        .env("POPULUS_DATABASE_URL")
+        .default("sqlite:populus.db"),
+    )
     .addOption(new Option("--log-level <level>", "log level").env("POPULUS_LOG_LEVEL").choices(LOG_LEVELS).default("info"))
     .addOption(
       new Option("--shutdown-grace <seconds>", "on SIGTERM, how long in-flight calls may finish")

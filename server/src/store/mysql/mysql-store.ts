@@ -77,7 +77,8 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
     type: "mysql",
     host: config.host,
     port: config.port,
-    // A Unix socket skips the TCP stack that every statement's round trip otherwise crosses twice.
+    // A Unix socket: for a database that takes its local users through the socket only (Debian's
+    // root@localhost authenticates by unix_socket) or listens on no TCP port. It measured no faster here.
     ...(config.socketPath === undefined ? {} : { socketPath: config.socketPath }),
     username: config.user,
     password: config.password,

@@ -7,6 +7,7 @@ import { Change } from "../change-log.js";
 import type { RefreshCounts, RefreshInput, StoreOptions } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { logChange } from "./changes.js";
+import { insertJobs } from "./insert-jobs.js";
 import { KEY_CHUNK, type Operation, type Param, rows, run, sql } from "./operation.js";
 import { resetLeases } from "./sweep.js";
 import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "./stale-candidates.js";
@@ -37,17 +38,8 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
     const fresh = done.size === 0 ? chunk : chunk.filter((k) => !done.has(k.hash));
     if (fresh.length > 0) {
       // A key that already has a job (of any status, including ignore) is left as it is and not counted.
-      const params: Param[] = [];
-      for (const k of fresh) params.push(k.hash, k.json, input.priority, input.now, input.now + input.delayMs);
-      added += yield* run(
-        d.insertRows(
-          `INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)`,
-          "(?, ?, 'pending', ?, ?, ?, 0)",
-          fresh.length,
-          params,
-          d.onConflictKeep("key_hash", "id"),
-        ),
-      );
+      const row = { status: "pending", priority: input.priority, createTime: input.now, scheduledTime: input.now + input.delayMs } as const;
+      added += yield* run(insertJobs(d, jobs, fresh, row, d.onConflictKeep("key_hash", "id")));
     }
     if (state.staging) {
       // Stage the hashes for stale removal on the final call.

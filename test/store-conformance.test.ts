@@ -1036,6 +1036,36 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title: "one-key refreshes (their own statement): a key with a job or a result is not added again; a kept success whose row was deleted is re-pended",
+    async run(t, { client }) {
+      const table = "OneKey";
+      const one = async (id: number) => {
+        const r = await client.refresh({ table, keys: [key(id)] });
+        return { ...rc(r), anyPending: r.anyPending };
+      };
+      t.deepEqual(await one(1), { ...rcOf({ added: 1 }), anyPending: true });
+      t.deepEqual(await one(1), { ...rcOf({}), anyPending: true }, "a key already pending is not added again");
+      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+      t.deepEqual(await one(1), { ...rcOf({}), anyPending: false }, "nor a reserved one");
+      await client.complete({ table, keepCompleted: true, completions: [{ leaseToken: lease!.leaseToken, result: { value: 1 } }] });
+      t.deepEqual(await one(1), { ...rcOf({}), anyPending: false }, "nor a computed one (its success job kept)");
+      t.deepEqual(await one(2), { ...rcOf({ added: 1 }), anyPending: true });
+      const [second] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+      await client.complete({ table, completions: [{ leaseToken: second!.leaseToken, result: { value: 2 } }] });
+      t.deepEqual(await one(2), { ...rcOf({}), anyPending: false }, "a key whose job was deleted with its commit has its result: not added");
+      t.is((await client.deleteTargets({ table, keys: [key(1)] })).deleted, 1n);
+      t.deepEqual(await one(3), { ...rcOf({ added: 1, rePended: 1 }), anyPending: true }, "the kept success of key 1 is pending again");
+      t.deepEqual(
+        (await allJobs(client, table)).map((j) => [idOf(j.key), statusOf(j)]).sort(byFirst),
+        [
+          [1, "PENDING"],
+          [3, "PENDING"],
+        ],
+      );
+      t.deepEqual((await allTargets(client, table)).map((r) => idOf(r.key)), [2]);
+    },
+  },
+  {
     title: "request id: past the lease length it asked for, a Reserve's id leases anew",
     async run(t, { client }) {
       const table = "RepeatedReserveExpired";

@@ -26,6 +26,7 @@ export class MysqlDialect implements SqlDialect {
   readonly held = "status = 'reserved'";
   readonly forUpdate = " FOR UPDATE";
   readonly skipLocked = " FOR UPDATE SKIP LOCKED";
+  readonly fromNoTable = " FROM DUAL";
   readonly singleWriter = false;
   readonly dropsStagingInTransaction = false;
 

@@ -51,6 +51,8 @@ export interface SqlDialect {
   readonly forUpdate: string;
   /** Appended to a read that takes rows no other transaction holds (Reserve, the lease sweep). */
   readonly skipLocked: string;
+  /** The FROM of a SELECT of values alone that has a WHERE (MySQL needs `FROM DUAL` there). */
+  readonly fromNoTable: string;
 
   concat(...parts: string[]): string;
   greatest(a: string, b: string): string;

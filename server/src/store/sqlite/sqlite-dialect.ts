@@ -21,6 +21,7 @@ export class SqliteDialect implements SqlDialect {
   readonly held = "+status = 'reserved'";
   readonly forUpdate = "";
   readonly skipLocked = "";
+  readonly fromNoTable = "";
   readonly singleWriter = true;
   /** One writer: the deletes hold up no other transaction of this file for long. */
   readonly dropsStagingInTransaction = true;

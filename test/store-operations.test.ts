@@ -1,24 +1,32 @@
 /**
  * The operation driver (server/src/store/operations/operation.ts): one generator of statements
- * runs on the synchronous driver (SQLite) and the asynchronous one (MySQL) alike. The operations
- * themselves are held to the store conformance suite on both dialects; this pins the driver.
+ * runs on the synchronous driver (SQLite) and the asynchronous one (MySQL) alike, and the MySQL
+ * transaction that pipelines them (server/src/store/mysql/pipelined-transaction.ts). The
+ * operations themselves are held to the store conformance suite on both dialects; this pins the
+ * driver.
  */
 import test from "ava";
+import mysql from "mysql2";
+import { PipelinedTransaction, type QueryConnection } from "../server/dist/store/mysql/pipelined-transaction.js";
 import {
   type AsyncExecutor,
   type Operation,
+  type Param,
   rows,
   run,
   runAsync,
   runSync,
   type Statement,
   type SyncExecutor,
+  write,
 } from "../server/dist/store/operations/operation.js";
+import { createTestDatabase, testDialects } from "./helpers/databases.js";
 
-/** Reads, then writes depending on what it read, then answers both results. */
+/** Reads, then writes depending on what it read (counting, then not), then answers both results. */
 function* readThenWrite(): Operation<{ read: unknown[]; changed: number }> {
   const read = yield* rows<{ id: number }>({ sql: "SELECT id FROM t", params: [] });
   const changed = read.length === 0 ? 0 : yield* run({ sql: "UPDATE t SET x = ? WHERE id = ?", params: [1, 10, 2, 20], perRow: 2 });
+  yield* write({ sql: "INSERT INTO log (n) VALUES (?)", params: [changed] });
   return { read, changed };
 }
 
@@ -46,11 +54,14 @@ test("runSync and runAsync run each statement once, in order, and hand its resul
       asyncLog.push(describe("run", s));
       return 2;
     },
+    write: async (s) => {
+      asyncLog.push(describe("run", s));
+    },
   };
   const expected = { read: [{ id: 1 }], changed: 2 };
   t.deepEqual(runSync(readThenWrite(), sync), expected);
   t.deepEqual(await runAsync(readThenWrite(), async), expected);
-  t.deepEqual(syncLog, ["rows SELECT id FROM t []", "run UPDATE t SET x = ? WHERE id = ? [1,10,2,20] per 2"]);
+  t.deepEqual(syncLog, ["rows SELECT id FROM t []", "run UPDATE t SET x = ? WHERE id = ? [1,10,2,20] per 2", "run INSERT INTO log (n) VALUES (?) [2]"]);
   t.deepEqual(asyncLog, syncLog);
 });
 
@@ -64,7 +75,78 @@ test("a statement's error leaves the operation at that statement: nothing after 
       ran.push(s.sql);
       return 1;
     },
+    write: async (s) => {
+      ran.push(s.sql);
+    },
   };
   await t.throwsAsync(runAsync(readThenWrite(), failing), { message: "lost connection" });
   t.deepEqual(ran, []);
+});
+
+/** A connection that records each query it is sent and answers as a MySQL server would (one result, or one per statement). */
+function recordingConnection(sent: { sql: string; values: Param[] }[]): QueryConnection {
+  return {
+    query(options, callback) {
+      sent.push(options);
+      const answers = options.sql.split(";\n").map((s) => (s.startsWith("SELECT") ? [{ id: 1 }] : { affectedRows: 2 }));
+      setImmediate(() => callback(null, answers.length === 1 ? answers[0] : answers));
+    },
+  };
+}
+
+test("a pipelined transaction sends START TRANSACTION with its first statement and each write with the next statement or COMMIT", async (t) => {
+  const sent: { sql: string; values: Param[] }[] = [];
+  const transaction = new PipelinedTransaction(recordingConnection(sent));
+  t.deepEqual(await runAsync(readThenWrite(), transaction), { read: [{ id: 1 }], changed: 4 });
+  await transaction.commit();
+  t.deepEqual(sent, [
+    { sql: "START TRANSACTION;\nSELECT id FROM t", values: [] },
+    // A per-row statement runs row by row, each run a round trip of its own.
+    { sql: "UPDATE t SET x = ? WHERE id = ?", values: [1, 10] },
+    { sql: "UPDATE t SET x = ? WHERE id = ?", values: [2, 20] },
+    { sql: "INSERT INTO log (n) VALUES (?);\nCOMMIT", values: [4] },
+  ]);
+
+  const writesOnly: { sql: string; values: Param[] }[] = [];
+  const quiet = new PipelinedTransaction(recordingConnection(writesOnly));
+  await runAsync(write({ sql: "DELETE FROM t WHERE id = ?", params: [7] }), quiet);
+  t.deepEqual(writesOnly, [], "a write waits");
+  await quiet.commit();
+  t.deepEqual(writesOnly, [{ sql: "START TRANSACTION;\nDELETE FROM t WHERE id = ?;\nCOMMIT", values: [7] }]);
+});
+
+const mysqlTest = testDialects().includes("mysql") ? test : test.skip;
+
+mysqlTest("on MariaDB, a pipelined transaction whose held write fails rolls back every statement before it, and one that commits keeps them", async (t) => {
+  const db = await createTestDatabase("mysql");
+  const pool = mysql.createPool({ uri: db.url, multipleStatements: true, connectionLimit: 2 });
+  const connection = await new Promise<mysql.PoolConnection>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
+  const query = (sql: string) => new Promise<unknown>((resolve, reject) => connection.query(sql, (err, results) => (err ? reject(err) : resolve(results))));
+  try {
+    await query("CREATE TABLE t (id INT PRIMARY KEY, x INT NOT NULL)");
+    await query("INSERT INTO t VALUES (1, 0)");
+    function* bump(insertId: number): Operation<number> {
+      const changed = yield* run({ sql: "UPDATE t SET x = x + 1 WHERE id = ?", params: [1] });
+      yield* write({ sql: "INSERT INTO t VALUES (?, 0)", params: [insertId] });
+      return changed;
+    }
+    const failing = new PipelinedTransaction(connection as unknown as QueryConnection);
+    t.is(await runAsync(bump(1), failing), 1, "the UPDATE's count is answered at once");
+    const err = await t.throwsAsync(failing.commit());
+    t.is((err as { errno?: number }).errno, 1062, "the held INSERT's duplicate key surfaces at commit, with its errno");
+    await failing.rollback();
+    t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [{ id: 1, x: 0 }], "the UPDATE before it was rolled back");
+
+    const committing = new PipelinedTransaction(connection as unknown as QueryConnection);
+    t.is(await runAsync(bump(2), committing), 1);
+    await committing.commit();
+    t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [
+      { id: 1, x: 1 },
+      { id: 2, x: 0 },
+    ]);
+  } finally {
+    connection.release();
+    await new Promise((resolve) => pool.end(resolve));
+    await db.drop();
+  }
 });

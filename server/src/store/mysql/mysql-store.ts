@@ -22,6 +22,7 @@ import type { LeaseGrant, RefreshInput, ReserveInput, StoreOptions } from "../st
 import { TurnsPerKey } from "../turns.js";
 import { boundPoolWaits, type CallbackPool } from "./bounded-pool.js";
 import { MysqlDialect } from "./mysql-dialect.js";
+import { PipelinedTransaction, type QueryConnection } from "./pipelined-transaction.js";
 import { createTableStatements } from "./table-ddl.js";
 
 /** The migrations, in order; numbered alike for SQLite. */
@@ -90,7 +91,10 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
     poolSize: options.poolSize,
     // mysql2 captures a stack trace with every query, for its error messages: 4% of the
     // server's CPU at four single-job workers (bench scenario 4). Our errors name the statement.
-    extra: { trace: false, queueLimit: waitQueueLimit(options.poolSize) },
+    //
+    // multipleStatements: a transaction sends START TRANSACTION, held writes and COMMIT along with
+    // its statements (pipelined-transaction.ts). Values stay bound parameters, escaped by mysql2.
+    extra: { trace: false, queueLimit: waitQueueLimit(options.poolSize), multipleStatements: true },
     migrations: MYSQL_MIGRATIONS,
     migrationsTableName: "~populus_migrations",
     migrationsTransactionMode: "each",
@@ -166,18 +170,18 @@ export class MysqlStore extends SharedStore {
     super(new MysqlDialect(mariadb), options);
   }
 
-  /** Runs fn in a READ COMMITTED transaction, retrying deadlocks and lock-wait timeouts with jitter. */
-  private async tx<T>(fn: (q: QueryRunner) => Promise<T>): Promise<T> {
+  /** Runs an operation in a READ COMMITTED transaction, retrying deadlocks and lock-wait timeouts with jitter. */
+  protected async transaction<T>(make: () => Operation<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const q = this.dataSource.createQueryRunner();
+      let transaction: PipelinedTransaction | undefined;
       try {
-        await this.prepareSession(q);
-        await q.startTransaction();
-        const result = await fn(q);
-        await q.commitTransaction();
+        transaction = new PipelinedTransaction(await this.prepareSession(q));
+        const result = await runAsync(make(), transaction);
+        await transaction.commit();
         return result;
       } catch (err) {
-        if (q.isTransactionActive) await q.rollbackTransaction().catch(() => undefined);
+        await transaction?.rollback();
         const code = errno(err);
         if (code !== undefined && RETRYABLE_ERRNO.has(code)) {
           if (attempt >= CONTENTION_RETRIES) {
@@ -205,15 +209,16 @@ export class MysqlStore extends SharedStore {
    *   waited for) rows of other workers it does not hold. As a list, it is 1,000 primary-key
    *   lookups (with the dialect's FORCE INDEX). MySQL makes no such conversion.
    */
-  private async prepareSession(q: QueryRunner): Promise<void> {
-    const connection = (await q.connect()) as object;
-    if (this.preparedConnections.has(connection)) return;
+  private async prepareSession(q: QueryRunner): Promise<QueryConnection> {
+    const connection = (await q.connect()) as QueryConnection;
+    if (this.preparedConnections.has(connection)) return connection;
     await q.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
     if (this.mariadb) await q.query("SET SESSION in_predicate_conversion_threshold = 0");
     this.preparedConnections.add(connection);
+    return connection;
   }
 
-  /** Statements on `q`, or (null) each on a pooled connection outside a transaction. */
+  /** Statements on `q`, or (null) each on a pooled connection outside a transaction; writes are run at once. */
   private executor(q: QueryRunner | null): AsyncExecutor {
     const read = (sql: string, params: readonly Param[]) => (q ?? this.dataSource).query(sql, params as Param[]) as Promise<unknown[]>;
     const write = async (sql: string, params: readonly Param[]) => {
@@ -224,6 +229,12 @@ export class MysqlStore extends SharedStore {
         if (q === null) await runner.release();
       }
     };
+    const run = async (s: Statement) => {
+      if (s.perRow === undefined) return write(s.sql, s.params);
+      let changed = 0;
+      for (let at = 0; at < s.params.length; at += s.perRow) changed += await write(s.sql, s.params.slice(at, at + s.perRow));
+      return changed;
+    };
     return {
       rows: async (s: Statement) => {
         if (s.perRow === undefined) return read(s.sql, s.params);
@@ -231,17 +242,11 @@ export class MysqlStore extends SharedStore {
         for (let at = 0; at < s.params.length; at += s.perRow) found.push(...(await read(s.sql, s.params.slice(at, at + s.perRow))).slice(0, 1));
         return found;
       },
-      run: async (s: Statement) => {
-        if (s.perRow === undefined) return write(s.sql, s.params);
-        let changed = 0;
-        for (let at = 0; at < s.params.length; at += s.perRow) changed += await write(s.sql, s.params.slice(at, at + s.perRow));
-        return changed;
+      run,
+      write: async (s: Statement) => {
+        await run(s);
       },
     };
-  }
-
-  protected transaction<T>(make: () => Operation<T>): Promise<T> {
-    return this.tx((q) => runAsync(make(), this.executor(q)));
   }
 
   protected statements<T>(make: () => Operation<T>): Promise<T> {

@@ -4,7 +4,7 @@
 import { type Change, type ChangeRow, parseChangeRow } from "../change-log.js";
 import type { ChangeBounds } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, rows, run, sql } from "./operation.js";
+import { type Operation, rows, run, sql, write } from "./operation.js";
 
 /**
  * Appends a transaction's change to the log, as the transaction's last statement: the
@@ -14,7 +14,7 @@ import { type Operation, rows, run, sql } from "./operation.js";
 export function* logChange(d: SqlDialect, table: string, change: Change, now: number): Operation<void> {
   if (change.empty) return;
   const c = change.columns();
-  yield* run(sql(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ?, ?)`, [table, now, c.deltas, c.events]));
+  yield* write(sql(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ?, ?)`, [table, now, c.deltas, c.events]));
 }
 
 interface ChangeLogRow {

@@ -9,7 +9,7 @@ import { leaseFilter } from "../row-mapping.js";
 import type { CompleteOutcome, Completion } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, type Param, placeholders, rows, run, sql } from "./operation.js";
+import { type Operation, type Param, placeholders, rows, run, sql, write } from "./operation.js";
 
 /** A job a Complete's lease still holds, as the Complete reads it. */
 interface HeldForCompletion {
@@ -65,7 +65,7 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
   );
   const ids = held.map((r) => r.id);
   if (keepCompleted) {
-    yield* run(
+    yield* write(
       sql(
         `UPDATE ${d.byId(jobs)} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
          WHERE id IN (${placeholders(ids.length)})`,
@@ -73,7 +73,7 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
       ),
     );
   } else if (deleting === null) {
-    yield* run(d.deleteById(jobs, ids));
+    yield* write(d.deleteById(jobs, ids));
   }
   yield* logChange(d, table, completionChange(held, written, keepCompleted), now);
   return { committed: held.length, alreadyCommitted };

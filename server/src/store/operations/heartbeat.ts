@@ -5,7 +5,7 @@ import { leaseFilter, leaseJobId } from "../row-mapping.js";
 import type { LeaseProgressInput } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { heldLeases } from "./held-leases.js";
-import { type Operation, type Param, run, sql } from "./operation.js";
+import { type Operation, type Param, sql, write } from "./operation.js";
 
 /** One Heartbeat's transaction: the new expiry, and the given leases no longer held. */
 export function* heartbeat(
@@ -22,13 +22,13 @@ export function* heartbeat(
   if (held.size > 0) {
     // Every held lease in one statement.
     const leases = leaseFilter([...held.keys()]);
-    yield* run(sql(`UPDATE ${d.byId(jobs)} SET lease_expire_time = ? WHERE ${d.held} AND ${leases.sql}`, [expire, ...leases.params]));
+    yield* write(sql(`UPDATE ${d.byId(jobs)} SET lease_expire_time = ? WHERE ${d.held} AND ${leases.sql}`, [expire, ...leases.params]));
   }
   const params: Param[] = [];
   for (const p of progress) if (held.has(p.leaseToken)) params.push(p.progress, p.message, leaseJobId(p.leaseToken), p.leaseToken);
   if (params.length > 0) {
     // Each lease's own values: one run per lease, on both dialects.
-    yield* run({
+    yield* write({
       sql: `UPDATE ${jobs} SET progress = ?, progress_message = ? WHERE status = 'reserved' AND id = ? AND lease_token = ?`,
       params,
       perRow: 4,

@@ -7,7 +7,7 @@ import type { JobStatusName } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
 import { insertJobs } from "./insert-jobs.js";
-import { KEY_CHUNK, type Operation, rows, run } from "./operation.js";
+import { KEY_CHUNK, type Operation, rows, write } from "./operation.js";
 
 /** Sets these keys' jobs to ignore, inserting the missing ones; an ignored reserved job loses its lease. */
 export function* ignore(d: SqlDialect, table: string, keys: readonly EncodedKey[], now: number): Operation<number> {
@@ -21,7 +21,7 @@ export function* ignore(d: SqlDialect, table: string, keys: readonly EncodedKey[
     for (const r of found) before.push(r.status);
     // Counted as keys: MySQL counts 2 per updated row.
     const row = { status: "ignore", priority: 5, createTime: now, scheduledTime: now } as const;
-    yield* run(insertJobs(d, jobs, chunk, row, d.onConflictUpdate("key_hash", "status = 'ignore', lease_token = NULL, lease_expire_time = NULL")));
+    yield* write(insertJobs(d, jobs, chunk, row, d.onConflictUpdate("key_hash", "status = 'ignore', lease_token = NULL, lease_expire_time = NULL")));
   }
   yield* logChange(d, table, ignoreChange(keys, before), now);
   return keys.length;

@@ -24,9 +24,13 @@ export interface Statement {
   readonly perRow?: number;
 }
 
-/** What an operation yields: read rows, or write and count the affected rows. */
+/**
+ * What an operation yields: read rows, write and count the affected rows, or write without
+ * reading the count. A `write` may be sent later, in order and in the same transaction: with the
+ * operation's next statement or its commit, in one round trip (mysql-store.ts).
+ */
 export interface Step {
-  readonly kind: "rows" | "run";
+  readonly kind: "rows" | "run" | "write";
   readonly statement: Statement;
 }
 
@@ -41,6 +45,11 @@ export function* rows<R>(statement: Statement): Operation<R[]> {
 /** The rows a statement changes (summed over runs for a per-row statement). */
 export function* run(statement: Statement): Operation<number> {
   return (yield { kind: "run", statement }) as number;
+}
+
+/** A write whose count the operation does not need: the executor may send it with the next statement. */
+export function* write(statement: Statement): Operation<void> {
+  yield { kind: "write", statement };
 }
 
 /** Shorthand for a statement run once. */
@@ -58,6 +67,8 @@ export interface SyncExecutor {
 export interface AsyncExecutor {
   rows(statement: Statement): Promise<unknown[]>;
   run(statement: Statement): Promise<number>;
+  /** Runs the statement, or keeps it to send before the next one. */
+  write(statement: Statement): Promise<void>;
 }
 
 /** Drives an operation on a synchronous driver (better-sqlite3). */
@@ -70,12 +81,15 @@ export function runSync<T>(operation: Operation<T>, executor: SyncExecutor): T {
   return next.value;
 }
 
-/** Drives an operation on an asynchronous driver (mysql2), one statement at a time. */
+/** Drives an operation on an asynchronous driver (mysql2), one step at a time. */
 export async function runAsync<T>(operation: Operation<T>, executor: AsyncExecutor): Promise<T> {
   let next = operation.next();
   while (!next.done) {
     const step = next.value;
-    next = operation.next(step.kind === "rows" ? await executor.rows(step.statement) : await executor.run(step.statement));
+    if (step.kind === "write") {
+      await executor.write(step.statement);
+      next = operation.next();
+    } else next = operation.next(step.kind === "rows" ? await executor.rows(step.statement) : await executor.run(step.statement));
   }
   return next.value;
 }

@@ -9,7 +9,7 @@ import type { RefreshCounts, RefreshInput, StoreOptions } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { logChange } from "./changes.js";
 import { insertJobs, insertJobUnlessComputed } from "./insert-jobs.js";
-import { KEY_CHUNK, type Operation, type Param, rows, run, sql } from "./operation.js";
+import { KEY_CHUNK, type Operation, type Param, rows, run, sql, write } from "./operation.js";
 import { resetLeases } from "./sweep.js";
 import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "./stale-candidates.js";
 
@@ -49,7 +49,7 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
       // Stage the hashes for stale removal on the final call.
       const staged: Param[] = [];
       for (const h of hashes) staged.push(staging, h, input.now);
-      yield* run(
+      yield* write(
         d.insertRows(
           `INSERT INTO ${d.names.refreshKeys} (refresh, key_hash, create_time)`,
           "(?, ?, ?)",
@@ -79,13 +79,13 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
       }
     }
     if (d.dropsStagingInTransaction) {
-      yield* run(sql(`DELETE FROM ${d.names.refreshKeys} WHERE refresh = ?`, [staging]));
-      yield* run(sql(`DELETE FROM ${d.names.refreshes} WHERE refresh = ?`, [staging]));
-      yield* run(sql(`DELETE FROM ${d.names.refreshKeys} WHERE create_time < ?`, [input.now - ABANDONED_REFRESH_MS]));
-      yield* run(sql(`DELETE FROM ${d.names.refreshes} WHERE create_time < ?`, [input.now - ABANDONED_REFRESH_MS]));
+      yield* write(sql(`DELETE FROM ${d.names.refreshKeys} WHERE refresh = ?`, [staging]));
+      yield* write(sql(`DELETE FROM ${d.names.refreshes} WHERE refresh = ?`, [staging]));
+      yield* write(sql(`DELETE FROM ${d.names.refreshKeys} WHERE create_time < ?`, [input.now - ABANDONED_REFRESH_MS]));
+      yield* write(sql(`DELETE FROM ${d.names.refreshes} WHERE create_time < ?`, [input.now - ABANDONED_REFRESH_MS]));
     } else if (input.refreshId !== null) {
       // A refresh of one call wrote no refreshes row (refreshState): one round trip fewer.
-      yield* run(sql(`DELETE FROM ${d.names.refreshes} WHERE refresh = ?`, [staging]));
+      yield* write(sql(`DELETE FROM ${d.names.refreshes} WHERE refresh = ?`, [staging]));
     }
     // Kept success jobs whose key left the target (its row was deleted to recompute it). A success
     // job committed after refreshState's read has its target row, so it needs no re-pend either.
@@ -154,7 +154,7 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput): Ope
   // A refresh of several calls re-pends in its final call, long after this read.
   const state = { staleCutoff, staging: candidate !== undefined, anySuccess: input.refreshId === null ? first?.any_success != null : null };
   if (input.refreshId === null) return state;
-  yield* run(
+  yield* write(
     sql(
       `INSERT INTO ${d.names.refreshes} (refresh, table_name, stale_cutoff, staging, create_time) VALUES (?, ?, ?, ?, ?) ${d.onConflictKeep("refresh", "refresh")}`,
       [staging, input.table, state.staleCutoff, state.staging ? 1 : 0, input.now],

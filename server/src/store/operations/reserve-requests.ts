@@ -6,7 +6,7 @@
 import { type HeldGrantRow, leaseFilter, type ReserveRequestRow, repeatedGrants, requestLeaseTokens } from "../row-mapping.js";
 import type { LeaseGrant } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, rows, run, sql } from "./operation.js";
+import { type Operation, rows, sql, write } from "./operation.js";
 
 /**
  * The leases an earlier Reserve with this request id granted that are still held, while its lease
@@ -32,7 +32,7 @@ export function* repeatedReserve(d: SqlDialect, table: string, requestId: string
     );
     if (held.length > 0) return repeatedGrants(tokens, held);
   }
-  yield* run(sql(`DELETE FROM ${d.names.reserveRequests} WHERE table_name = ? AND request_id = ?`, [table, requestId]));
+  yield* write(sql(`DELETE FROM ${d.names.reserveRequests} WHERE table_name = ? AND request_id = ?`, [table, requestId]));
   return [];
 }
 
@@ -49,7 +49,7 @@ export function* recordReserveRequest(
   jobIds: readonly (string | number)[],
   expire: number,
 ): Operation<void> {
-  yield* run(
+  yield* write(
     sql(`INSERT INTO ${d.names.reserveRequests} (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES (?, ?, ?, ?, ?)`, [
       table,
       requestId,

@@ -10,7 +10,7 @@ import { leaseToken } from "../row-mapping.js";
 import type { LeaseGrant, ReserveInput } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, type Param, rows, run, sql } from "./operation.js";
+import { type Operation, type Param, rows, sql, write } from "./operation.js";
 import { recordReserveRequest, repeatedReserve } from "./reserve-requests.js";
 
 /** The jobs Reserve may lease now: pending, scheduled by now, within its priority and restriction. */
@@ -40,7 +40,7 @@ export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter
   const expire = input.now + input.leaseMs;
   const ids = found.map((r) => r.id);
   const tokens = found.map((r) => leaseToken(prefix, r.id));
-  yield* run(d.leaseJobs(jobs, input, prefix, expire, ids, tokens));
+  yield* write(d.leaseJobs(jobs, input, prefix, expire, ids, tokens));
   const change = new Change().move("pending", "reserved", found.length).jobs(
     "reserved",
     found.map((r) => r.key_json),

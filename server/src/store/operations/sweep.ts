@@ -6,7 +6,7 @@ import { Change } from "../change-log.js";
 import { type StoreOptions, WORKER_LOST_MESSAGE } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, placeholders, rows, run, sql } from "./operation.js";
+import { type Operation, placeholders, rows, run, sql, write } from "./operation.js";
 
 /**
  * Reserved jobs whose `column` is before `cutoff` go back to pending, or to error once their worker
@@ -37,7 +37,7 @@ export function* resetLeases(
   const lost = found.filter((r) => Number(r.attempts) >= max);
   const back = found.filter((r) => Number(r.attempts) < max);
   if (lost.length > 0) {
-    yield* run(
+    yield* write(
       sql(
         `UPDATE ${d.byId(jobs)} SET status = 'error', error_message = ${d.concat("?", "attempts", "?")}, complete_time = ?, lease_token = NULL, lease_expire_time = NULL
          WHERE id IN (${placeholders(lost.length)})`,
@@ -51,7 +51,7 @@ export function* resetLeases(
     );
   }
   if (back.length > 0) {
-    yield* run(
+    yield* write(
       sql(
         `UPDATE ${d.byId(jobs)} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
         back.map((r) => r.id),

@@ -19,6 +19,8 @@ import type { JobStore } from "../store/store.js";
 export interface ChangeFeedOptions {
   /** How often the log is read (ms). */
   readonly pollMs?: number;
+  /** The least time between the starts of two reads, nudged or not (ms). */
+  readonly minReadGapMs?: number;
   /** How long a missing id holds back later ones before it is taken as rolled back (ms). */
   readonly gapTimeoutMs?: number;
   /** Rows read per query. */
@@ -29,6 +31,13 @@ export interface ChangeFeedOptions {
 /** Called with each batch of newly delivered changes and the feed's position after them. */
 export type ChangeListener = (rows: readonly ChangeRow[], position: number) => void;
 
+/**
+ * Reads of the log start at least this far apart. A busy drain commits a change every few
+ * milliseconds; read back to back, each read was one message per event watcher. Spaced, a message
+ * carries every change of its interval, at the cost of up to this much more delay.
+ */
+export const DEFAULT_MIN_READ_GAP_MS = 40;
+
 export class ChangeFeed {
   private positionId = 0;
   private readonly listeners = new Set<ChangeListener>();
@@ -38,6 +47,9 @@ export class ChangeFeed {
   private polling = false;
   private pollAgain = false;
   private readonly pollMs: number;
+  private readonly minReadGapMs: number;
+  private lastReadAt = 0;
+  private gapTimer: NodeJS.Timeout | undefined;
   private readonly gapTimeoutMs: number;
   private readonly batchSize: number;
 
@@ -46,6 +58,7 @@ export class ChangeFeed {
     private readonly options: ChangeFeedOptions = {},
   ) {
     this.pollMs = options.pollMs ?? 50;
+    this.minReadGapMs = options.minReadGapMs ?? DEFAULT_MIN_READ_GAP_MS;
     this.gapTimeoutMs = options.gapTimeoutMs ?? 2000;
     this.batchSize = options.batchSize ?? 1000;
   }
@@ -64,6 +77,7 @@ export class ChangeFeed {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.gapTimer);
   }
 
   /** Listens from the current position on; answers the function that stops listening. */
@@ -75,10 +89,13 @@ export class ChangeFeed {
   /**
    * Reads the log now instead of at the next tick: a change just committed
    * through this replica reaches its watchers without waiting up to pollMs.
-   * Nudges during a read are folded into one more read right after it.
+   * Nudges during a read are folded into one more read right after it, and
+   * reads start at least minReadGapMs apart: each read is one message to
+   * every event watcher, so under a busy drain reads back to back made one
+   * small message per commit per watcher.
    */
   nudge(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.gapTimer !== undefined) return;
     if (this.polling) {
       this.pollAgain = true;
       return;
@@ -94,6 +111,16 @@ export class ChangeFeed {
   }
 
   private run(): void {
+    const wait = this.lastReadAt + this.minReadGapMs - Date.now();
+    if (wait > 0) {
+      this.gapTimer = setTimeout(() => {
+        this.gapTimer = undefined;
+        this.run();
+      }, wait);
+      this.gapTimer.unref();
+      return;
+    }
+    this.lastReadAt = Date.now();
     this.polling = true;
     void this.poll().finally(() => {
       this.polling = false;

@@ -1,0 +1,81 @@
+/**
+ * The change feed (server/src/service/change-feed.ts) against a log in memory: a change is
+ * delivered once and in id order, and nudges after every commit of a busy drain fold into reads
+ * spaced at least minReadGapMs apart, each carrying every change of its interval.
+ */
+import test from "ava";
+import { ChangeFeed } from "../server/dist/service/change-feed.js";
+import type { ChangeRow } from "../server/dist/store/change-log.js";
+import type { JobStore } from "../server/dist/store/store.js";
+
+/** A change log in memory, as much of a store as the feed reads; it records when each read starts. */
+function logInMemory() {
+  const rows: ChangeRow[] = [];
+  const readStarts: number[] = [];
+  const store = {
+    async changeBounds() {
+      return { lastId: rows.at(-1)?.id ?? 0, prunedThrough: 0 };
+    },
+    async readChanges(afterId: number, limit: number) {
+      readStarts.push(performance.now());
+      await new Promise((r) => setTimeout(r, 2)); // a read takes a moment, as a database's does
+      return rows.filter((r) => r.id > afterId).slice(0, limit);
+    },
+  } as unknown as JobStore;
+  const commit = () => {
+    const id = rows.length + 1;
+    rows.push({ id, table: "t", time: Date.now(), deltas: { pending: 1 }, events: [], groups: [] } as unknown as ChangeRow);
+  };
+  return { store, readStarts, commit, count: () => rows.length };
+}
+
+test("a commit nudged every millisecond for 400 ms: every change once, in order, in reads at least minReadGapMs apart", async (t) => {
+  const log = logInMemory();
+  const feed = new ChangeFeed(log.store, { pollMs: 50, minReadGapMs: 40 });
+  const delivered: number[] = [];
+  const batches: number[] = [];
+  feed.subscribe((rows) => {
+    batches.push(rows.length);
+    for (const row of rows) delivered.push(row.id);
+  });
+  await feed.start();
+  const until = performance.now() + 400;
+  while (performance.now() < until) {
+    log.commit();
+    feed.nudge();
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const committed = log.count();
+  const deadline = Date.now() + 2000;
+  while (delivered.length < committed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  feed.stop();
+
+  t.deepEqual(
+    delivered,
+    Array.from({ length: committed }, (_, i) => i + 1),
+    "every change, once, in id order",
+  );
+  const gaps = log.readStarts.slice(1).map((at, i) => at - (log.readStarts[i] as number));
+  // Timers may fire a millisecond early by performance.now(); the gap is 40 ms.
+  t.true(Math.min(...gaps) >= 38, `reads started ${Math.min(...gaps).toFixed(1)} ms apart at the least`);
+  t.true(batches.length <= 12, `${committed} changes came in ${batches.length} deliveries, not one per commit`);
+  t.log(`${committed} commits, ${log.readStarts.length} reads, ${batches.length} deliveries`);
+});
+
+test("a lone commit, nudged, is read at once when no read ran within minReadGapMs", async (t) => {
+  const log = logInMemory();
+  const feed = new ChangeFeed(log.store, { pollMs: 60_000, minReadGapMs: 40 });
+  let deliveredAt = 0;
+  feed.subscribe(() => {
+    deliveredAt = performance.now();
+  });
+  await feed.start();
+  await new Promise((r) => setTimeout(r, 100));
+  log.commit();
+  const nudgedAt = performance.now();
+  feed.nudge();
+  while (deliveredAt === 0 && performance.now() - nudgedAt < 2000) await new Promise((r) => setTimeout(r, 1));
+  feed.stop();
+  t.true(deliveredAt > 0, "delivered without waiting for the 60 s poll");
+  t.true(deliveredAt - nudgedAt < 30, `delivered ${(deliveredAt - nudgedAt).toFixed(1)} ms after the nudge`);
+});

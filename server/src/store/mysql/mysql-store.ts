@@ -36,6 +36,13 @@ export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, R
 const LOCKED_READY_RETRIES = 40;
 const LOCKED_READY_PAUSE_MS = 50;
 
+/**
+ * Reserves of more jobs than this take turns per table (reserveTurns). A small one runs at once:
+ * it steps over at most a few rows that others hold, and waiting its turn behind other workers'
+ * Reserves was most of a one-job Reserve's time with 4 workers (bench scenario 4).
+ */
+const TURNS_FROM_JOBS = 16;
+
 /** Deadlock / lock-wait retries before ABORTED. */
 const CONTENTION_RETRIES = 5;
 const RETRYABLE_ERRNO = new Set([1213 /* ER_LOCK_DEADLOCK */, 1205 /* ER_LOCK_WAIT_TIMEOUT */]);
@@ -149,7 +156,7 @@ function errno(err: unknown): number | undefined {
 export class MysqlStore extends SharedStore {
   readonly dialect = "mysql" as const;
   /**
-   * This replica's Reserves of one table take turns: run at once, each one's SKIP LOCKED scan
+   * This replica's large Reserves of one table take turns: run at once, each one's SKIP LOCKED scan
    * stepped over the rows the others had just locked (up to a batch of 1,000 per worker) before
    * reaching free ones. Replicas still reserve side by side, through SKIP LOCKED.
    */
@@ -299,7 +306,10 @@ export class MysqlStore extends SharedStore {
     await this.table(input.table);
     const ready = readyFilter(this.sql, input);
     for (let attempt = 1; ; attempt++) {
-      const leases = await this.reserveTurns.run(input.table, () => this.reserveOnce(input, ready));
+      const leases =
+        input.maxJobs > TURNS_FROM_JOBS
+          ? await this.reserveTurns.run(input.table, () => this.reserveOnce(input, ready))
+          : await this.reserveOnce(input, ready);
       if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || !(await this.anyReady(input.table, ready))) return leases;
       await new Promise((r) => setTimeout(r, LOCKED_READY_PAUSE_MS));
     }

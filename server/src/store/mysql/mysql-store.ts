@@ -305,11 +305,9 @@ export class MysqlStore extends SharedStore {
   override async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
     await this.table(input.table);
     const ready = readyFilter(this.sql, input);
+    const once = () => this.reserveOnce(input, ready);
     for (let attempt = 1; ; attempt++) {
-      const leases =
-        input.maxJobs > TURNS_FROM_JOBS
-          ? await this.reserveTurns.run(input.table, () => this.reserveOnce(input, ready))
-          : await this.reserveOnce(input, ready);
+      const leases = input.maxJobs > TURNS_FROM_JOBS ? await this.reserveTurns.run(input.table, once) : await once();
       if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || !(await this.anyReady(input.table, ready))) return leases;
       await new Promise((r) => setTimeout(r, LOCKED_READY_PAUSE_MS));
     }

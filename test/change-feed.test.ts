@@ -1,7 +1,7 @@
 /**
  * The change feed (server/src/service/change-feed.ts) against a log in memory: a change is
  * delivered once and in id order, and nudges after every commit of a busy drain fold into reads
- * spaced at least minReadGapMs apart, each carrying every change of its interval.
+ * spaced at least minReadIntervalMs apart, each carrying every change of its interval.
  */
 import test from "ava";
 import { ChangeFeed } from "../server/dist/service/change-feed.js";
@@ -29,9 +29,9 @@ function logInMemory() {
   return { store, readStarts, commit, count: () => rows.length };
 }
 
-test("a commit nudged every millisecond for 400 ms: every change once, in order, in reads at least minReadGapMs apart", async (t) => {
+test("a commit nudged every millisecond for 400 ms: every change once, in order, in reads at least minReadIntervalMs apart", async (t) => {
   const log = logInMemory();
-  const feed = new ChangeFeed(log.store, { pollMs: 50, minReadGapMs: 40 });
+  const feed = new ChangeFeed(log.store, { pollMs: 50, minReadIntervalMs: 40 });
   const delivered: number[] = [];
   const batches: number[] = [];
   feed.subscribe((rows) => {
@@ -62,9 +62,9 @@ test("a commit nudged every millisecond for 400 ms: every change once, in order,
   t.log(`${committed} commits, ${log.readStarts.length} reads, ${batches.length} deliveries`);
 });
 
-test("a lone commit, nudged, is read at once when no read ran within minReadGapMs", async (t) => {
+test("a lone commit, nudged, is read at once when no read ran within minReadIntervalMs", async (t) => {
   const log = logInMemory();
-  const feed = new ChangeFeed(log.store, { pollMs: 60_000, minReadGapMs: 40 });
+  const feed = new ChangeFeed(log.store, { pollMs: 60_000, minReadIntervalMs: 40 });
   let deliveredAt = 0;
   feed.subscribe(() => {
     deliveredAt = performance.now();

@@ -110,9 +110,15 @@ test("a pipelined transaction sends START TRANSACTION with its first statement a
   const writesOnly: { sql: string; values: Param[] }[] = [];
   const quiet = new PipelinedTransaction(recordingConnection(writesOnly));
   await runAsync(write({ sql: "DELETE FROM t WHERE id = ?", params: [7] }), quiet);
-  t.deepEqual(writesOnly, [], "a write waits");
+  await runAsync(write({ sql: "UPDATE t SET x = ? WHERE id = ?", params: [1, 10, 2, 20], perRow: 2 }), quiet);
+  t.deepEqual(writesOnly, [], "a write waits, a per-row one too");
   await quiet.commit();
-  t.deepEqual(writesOnly, [{ sql: "START TRANSACTION;\nDELETE FROM t WHERE id = ?;\nCOMMIT", values: [7] }]);
+  t.deepEqual(writesOnly, [
+    {
+      sql: "START TRANSACTION;\nDELETE FROM t WHERE id = ?;\nUPDATE t SET x = ? WHERE id = ?;\nUPDATE t SET x = ? WHERE id = ?;\nCOMMIT",
+      values: [7, 1, 10, 2, 20],
+    },
+  ]);
 });
 
 const mysqlTest = testDialects().includes("mysql") ? test : test.skip;

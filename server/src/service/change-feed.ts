@@ -20,7 +20,7 @@ export interface ChangeFeedOptions {
   /** How often the log is read (ms). */
   readonly pollMs?: number;
   /** The least time between the starts of two reads, nudged or not (ms). */
-  readonly minReadGapMs?: number;
+  readonly minReadIntervalMs?: number;
   /** How long a missing id holds back later ones before it is taken as rolled back (ms). */
   readonly gapTimeoutMs?: number;
   /** Rows read per query. */
@@ -36,7 +36,7 @@ export type ChangeListener = (rows: readonly ChangeRow[], position: number) => v
  * milliseconds; read back to back, each read was one message per event watcher. Spaced, a message
  * carries every change of its interval, at the cost of up to this much more delay.
  */
-export const DEFAULT_MIN_READ_GAP_MS = 40;
+export const DEFAULT_MIN_READ_INTERVAL_MS = 40;
 
 export class ChangeFeed {
   private positionId = 0;
@@ -47,9 +47,9 @@ export class ChangeFeed {
   private polling = false;
   private pollAgain = false;
   private readonly pollMs: number;
-  private readonly minReadGapMs: number;
+  private readonly minReadIntervalMs: number;
   private lastReadAt = 0;
-  private gapTimer: NodeJS.Timeout | undefined;
+  private spacingTimer: NodeJS.Timeout | undefined;
   private readonly gapTimeoutMs: number;
   private readonly batchSize: number;
 
@@ -58,7 +58,7 @@ export class ChangeFeed {
     private readonly options: ChangeFeedOptions = {},
   ) {
     this.pollMs = options.pollMs ?? 50;
-    this.minReadGapMs = options.minReadGapMs ?? DEFAULT_MIN_READ_GAP_MS;
+    this.minReadIntervalMs = options.minReadIntervalMs ?? DEFAULT_MIN_READ_INTERVAL_MS;
     this.gapTimeoutMs = options.gapTimeoutMs ?? 2000;
     this.batchSize = options.batchSize ?? 1000;
   }
@@ -77,7 +77,7 @@ export class ChangeFeed {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
-    clearTimeout(this.gapTimer);
+    clearTimeout(this.spacingTimer);
   }
 
   /** Listens from the current position on; answers the function that stops listening. */
@@ -90,12 +90,12 @@ export class ChangeFeed {
    * Reads the log now instead of at the next tick: a change just committed
    * through this replica reaches its watchers without waiting up to pollMs.
    * Nudges during a read are folded into one more read right after it, and
-   * reads start at least minReadGapMs apart: each read is one message to
+   * reads start at least minReadIntervalMs apart: each read is one message to
    * every event watcher, so under a busy drain reads back to back made one
    * small message per commit per watcher.
    */
   nudge(): void {
-    if (this.stopped || this.gapTimer !== undefined) return;
+    if (this.stopped || this.spacingTimer !== undefined) return;
     if (this.polling) {
       this.pollAgain = true;
       return;
@@ -111,13 +111,13 @@ export class ChangeFeed {
   }
 
   private run(): void {
-    const wait = this.lastReadAt + this.minReadGapMs - Date.now();
+    const wait = this.lastReadAt + this.minReadIntervalMs - Date.now();
     if (wait > 0) {
-      this.gapTimer = setTimeout(() => {
-        this.gapTimer = undefined;
+      this.spacingTimer = setTimeout(() => {
+        this.spacingTimer = undefined;
         this.run();
       }, wait);
-      this.gapTimer.unref();
+      this.spacingTimer.unref();
       return;
     }
     this.lastReadAt = Date.now();

@@ -15,7 +15,7 @@ import { ContentionError, DatabaseBusyError, DatabaseUnavailableError } from "..
 import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/mysql/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-requests.js";
-import { type AsyncExecutor, type Operation, type Param, runAsync, type Statement } from "../operations/operation.js";
+import { type AsyncExecutor, type Operation, type Param, runAsync, runsOf, type Statement } from "../operations/operation.js";
 import { readyFilter, reserve } from "../operations/reserve.js";
 import { SharedStore } from "../shared-store.js";
 import type { LeaseGrant, RefreshInput, ReserveInput, StoreOptions } from "../store.js";
@@ -237,16 +237,16 @@ export class MysqlStore extends SharedStore {
       }
     };
     const run = async (s: Statement) => {
-      if (s.perRow === undefined) return write(s.sql, s.params);
       let changed = 0;
-      for (let at = 0; at < s.params.length; at += s.perRow) changed += await write(s.sql, s.params.slice(at, at + s.perRow));
+      for (const one of runsOf(s)) changed += await write(one.sql, one.params);
       return changed;
     };
     return {
       rows: async (s: Statement) => {
         if (s.perRow === undefined) return read(s.sql, s.params);
+        // A per-row read finds at most one row per run.
         const found: unknown[] = [];
-        for (let at = 0; at < s.params.length; at += s.perRow) found.push(...(await read(s.sql, s.params.slice(at, at + s.perRow))).slice(0, 1));
+        for (const one of runsOf(s)) found.push(...(await read(one.sql, one.params)).slice(0, 1));
         return found;
       },
       run,

@@ -5,12 +5,12 @@
  *
  * - START TRANSACTION goes with the first statement;
  * - a `write` (a statement whose count the operation does not read: a change-log row, a lease
- *   update) waits and goes with the next statement, or with COMMIT.
+ *   update; a per-row one as its runs) waits and goes with the next statement, or with COMMIT.
  *
  * They travel as one multi-statement query (mysql2's multipleStatements), executed in order; the
  * first error stops the rest, and the caller then rolls back. Every value is still a bound `?`.
  */
-import type { AsyncExecutor, Param, Statement } from "../operations/operation.js";
+import { type AsyncExecutor, type Param, runsOf, type Statement } from "../operations/operation.js";
 
 /** The part of a mysql2 (callback) connection this needs. */
 export interface QueryConnection {
@@ -29,24 +29,23 @@ export class PipelinedTransaction implements AsyncExecutor {
 
   async rows(s: Statement): Promise<unknown[]> {
     if (s.perRow === undefined) return (await this.send(s)) as unknown[];
+    // A per-row read finds at most one row per run.
     const found: unknown[] = [];
-    for (let at = 0; at < s.params.length; at += s.perRow) {
-      const [row] = (await this.send({ sql: s.sql, params: s.params.slice(at, at + s.perRow) })) as unknown[];
+    for (const one of runsOf(s)) {
+      const [row] = (await this.send(one)) as unknown[];
       if (row !== undefined) found.push(row);
     }
     return found;
   }
 
   async run(s: Statement): Promise<number> {
-    if (s.perRow === undefined) return affected(await this.send(s));
     let changed = 0;
-    for (let at = 0; at < s.params.length; at += s.perRow) changed += affected(await this.send({ sql: s.sql, params: s.params.slice(at, at + s.perRow) }));
+    for (const one of runsOf(s)) changed += affected(await this.send(one));
     return changed;
   }
 
   async write(s: Statement): Promise<void> {
-    if (s.perRow === undefined) this.held.push(s);
-    else await this.run(s);
+    this.held.push(...runsOf(s));
   }
 
   /** Sends the held writes and COMMIT; a transaction with no statement at all has nothing to commit. */
@@ -71,8 +70,8 @@ export class PipelinedTransaction implements AsyncExecutor {
   }
 
   private query(batch: readonly Statement[]): Promise<unknown> {
-    const sql = batch.length === 1 ? (batch[0] as Statement).sql : batch.map((s) => s.sql).join(";\n");
-    const values = batch.length === 1 ? [...(batch[0] as Statement).params] : batch.flatMap((s) => s.params);
+    const sql = batch.map((s) => s.sql).join(";\n");
+    const values = batch.flatMap((s) => s.params);
     return new Promise((resolve, reject) => this.connection.query({ sql, values }, (err, results) => (err ? reject(err) : resolve(results))));
   }
 }

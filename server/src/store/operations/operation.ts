@@ -52,6 +52,15 @@ export function* write(statement: Statement): Operation<void> {
   yield { kind: "write", statement };
 }
 
+/** A statement's runs, each a statement of its own: one for a plain statement, one per row for a per-row one (for drivers that send each run). */
+export function runsOf(statement: Statement): Statement[] {
+  const { perRow } = statement;
+  if (perRow === undefined) return [statement];
+  const runs: Statement[] = [];
+  for (let at = 0; at < statement.params.length; at += perRow) runs.push({ sql: statement.sql, params: statement.params.slice(at, at + perRow) });
+  return runs;
+}
+
 /** Shorthand for a statement run once. */
 export function sql(text: string, params: readonly Param[] = []): Statement {
   return { sql: text, params };

@@ -79,3 +79,40 @@ test("a lone commit, nudged, is read at once when no read ran within minReadInte
   t.true(deliveredAt > 0, "delivered without waiting for the 60 s poll");
   t.true(deliveredAt - nudgedAt < 30, `delivered ${(deliveredAt - nudgedAt).toFixed(1)} ms after the nudge`);
 });
+
+test("the log is read every idlePollMs while nothing wants changes, every pollMs while something does, and a commit is delivered either way", async (t) => {
+  const log = logInMemory();
+  const feed = new ChangeFeed(log.store, { pollMs: 20, idlePollMs: 300, minReadIntervalMs: 10 });
+  const delivered: number[] = [];
+  feed.subscribe((rows) => {
+    for (const row of rows) delivered.push(row.id);
+  });
+  const readsDuring = async (ms: number) => {
+    const before = log.readStarts.length;
+    await new Promise((r) => setTimeout(r, ms));
+    return log.readStarts.length - before;
+  };
+  await feed.start();
+
+  const idle = await readsDuring(700);
+  t.true(idle >= 1 && idle <= 3, `${idle} reads in 700 ms with nothing wanting changes (every 300 ms)`);
+  log.commit();
+  const committedAt = performance.now();
+  while (delivered.length < 1 && performance.now() - committedAt < 2000) await new Promise((r) => setTimeout(r, 5));
+  t.deepEqual(delivered, [1], "an idle feed still delivers what commits through another replica");
+
+  const release = feed.want();
+  const firstRead = log.readStarts.length;
+  const wantedAt = performance.now();
+  while (log.readStarts.length === firstRead && performance.now() - wantedAt < 2000) await new Promise((r) => setTimeout(r, 1));
+  t.true((log.readStarts.at(-1) as number) - wantedAt < 60, "want() does not wait out the idle interval before the next read");
+  const wanted = await readsDuring(400);
+  t.true(wanted >= 10, `${wanted} reads in 400 ms while wanted (every 20 ms)`);
+
+  release();
+  release(); // a second call releases nothing more
+  await readsDuring(350); // the read scheduled while wanted, then the idle interval
+  const after = await readsDuring(700);
+  feed.stop();
+  t.true(after <= 3, `${after} reads in 700 ms once released`);
+});

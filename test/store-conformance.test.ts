@@ -1036,6 +1036,29 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title: "refresh of no keys (an idle pass): with no job in the table it changes nothing and finds nothing pending; with jobs it resets orphans",
+    async run(t, { client }) {
+      const table = "NoKeys";
+      const none = async (orphanTimeout?: ReturnType<typeof seconds>) => {
+        const r = await client.refresh({ table, keys: [], orphanTimeout });
+        return { ...rc(r), anyPending: r.anyPending };
+      };
+      await client.refresh({ table, keys: keys(1, 2) });
+      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+      await client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { value: 1 } }] });
+      t.deepEqual(await none(), { ...rcOf({}), anyPending: false }, "no job left: nothing to do");
+      t.deepEqual(await none(seconds(0)), { ...rcOf({}), anyPending: false });
+      t.deepEqual(await counts(client, table), only({ target: 1 }));
+
+      await client.refresh({ table, keys: keys(2, 3) });
+      t.deepEqual(await none(), { ...rcOf({}), anyPending: true }, "a pending job is found");
+      t.is((await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases.length, 1);
+      t.deepEqual(await none(), { ...rcOf({}), anyPending: false }, "a reserved job is not pending");
+      t.deepEqual(await none(seconds(0)), { ...rcOf({ orphaned: 1 }), anyPending: true }, "an orphan is reset by a call of no keys");
+      t.deepEqual(await counts(client, table), only({ pending: 1, target: 1, remaining: 1 }));
+    },
+  },
+  {
     title: "one-key refreshes (their own statement): a key with a job or a result is not added again; a kept success whose row was deleted is re-pended",
     async run(t, { client }) {
       const table = "OneKey";

@@ -50,3 +50,32 @@ test("without a notification the wait ends at the recheck interval or when its s
   abort.abort();
   t.not(await within(waiting, 2000), PENDING);
 });
+
+test("a waiting Reserve wants the change feed for exactly as long as it waits, however its wait ends", async (t) => {
+  let wanted = 0;
+  const feed = {
+    want() {
+      wanted++;
+      return () => {
+        wanted--;
+      };
+    },
+  };
+  const n = new WorkNotifier(60_000, feed);
+  const woken = n.wait("A", 60_000, new AbortController().signal, n.mark("A"));
+  const aborted = new AbortController();
+  const cut = n.wait("B", 60_000, aborted.signal, n.mark("B"));
+  const timedOut = n.wait("C", 50, new AbortController().signal, n.mark("C"));
+  t.is(wanted, 3, "each waiting Reserve holds the feed");
+  await timedOut;
+  t.is(wanted, 2, "released at its deadline");
+  n.notify("A");
+  await woken;
+  aborted.abort();
+  await cut;
+  t.is(wanted, 0, "released when woken and when its call ends");
+  const seen = n.mark("A");
+  n.notify("A");
+  await n.wait("A", 60_000, new AbortController().signal, seen);
+  t.is(wanted, 0, "a wait that returns at once never holds it");
+});

@@ -71,8 +71,8 @@ async function main(): Promise<void> {
   }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));
   logger.info({ database: where, dialect: store.dialect }, "database ready, migrations applied");
 
-  const notifier = new WorkNotifier(config.reserveRecheckSeconds * 1000);
   const feed = new ChangeFeed(store, { logger });
+  const notifier = new WorkNotifier(config.reserveRecheckSeconds * 1000, feed);
   // Work made ready through any replica wakes this replica's long-polling Reserve calls.
   feed.subscribe((changes) => {
     for (const c of changes) if ((c.deltas.pending ?? 0) > 0) notifier.notify(c.table);

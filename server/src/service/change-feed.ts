@@ -11,14 +11,21 @@
  * therefore stops at a gap and waits for it to fill; an id that stays missing
  * for gapTimeoutMs belonged to a transaction that rolled back (a deadlock
  * retry, a failed batch), and the feed moves past it.
+ *
+ * Demand: the log is read every pollMs only while something here needs
+ * changes soon (a watched table, a long-polling Reserve: want()). Otherwise
+ * every idlePollMs, so an idle replica does not query its database twenty
+ * times a second; the position still advances through every change in order.
  */
 import type { Logger } from "pino";
 import type { ChangeRow } from "../store/change-log.js";
 import type { JobStore } from "../store/store.js";
 
 export interface ChangeFeedOptions {
-  /** How often the log is read (ms). */
+  /** How often the log is read while something wants changes (ms). */
   readonly pollMs?: number;
+  /** How often it is read while nothing does (ms). */
+  readonly idlePollMs?: number;
   /** The least time between the starts of two reads, nudged or not (ms). */
   readonly minReadIntervalMs?: number;
   /** How long a missing id holds back later ones before it is taken as rolled back (ms). */
@@ -47,6 +54,11 @@ export class ChangeFeed {
   private polling = false;
   private pollAgain = false;
   private readonly pollMs: number;
+  private readonly idlePollMs: number;
+  /** Holders of want() not yet released. */
+  private wanted = 0;
+  /** When the pending poll timer fires (ms since the epoch); 0 while none is pending. */
+  private timerDue = 0;
   private readonly minReadIntervalMs: number;
   private lastReadAt = 0;
   private spacingTimer: NodeJS.Timeout | undefined;
@@ -58,6 +70,7 @@ export class ChangeFeed {
     private readonly options: ChangeFeedOptions = {},
   ) {
     this.pollMs = options.pollMs ?? 50;
+    this.idlePollMs = options.idlePollMs ?? 1000;
     this.minReadIntervalMs = options.minReadIntervalMs ?? DEFAULT_MIN_READ_INTERVAL_MS;
     this.gapTimeoutMs = options.gapTimeoutMs ?? 2000;
     this.batchSize = options.batchSize ?? 1000;
@@ -87,6 +100,24 @@ export class ChangeFeed {
   }
 
   /**
+   * Something needs changes within pollMs from now on, until the answered
+   * function is called: the feed polls at pollMs instead of idlePollMs.
+   */
+  want(): () => void {
+    this.wanted++;
+    if (this.timerDue > Date.now() + this.pollMs) {
+      clearTimeout(this.timer);
+      this.schedule();
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.wanted--;
+    };
+  }
+
+  /**
    * Reads the log now instead of at the next tick: a change just committed
    * through this replica reaches its watchers without waiting up to pollMs.
    * Nudges during a read are folded into one more read right after it, and
@@ -101,12 +132,18 @@ export class ChangeFeed {
       return;
     }
     clearTimeout(this.timer);
+    this.timerDue = 0;
     this.run();
   }
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => this.run(), this.pollMs);
+    const ms = this.wanted > 0 ? this.pollMs : this.idlePollMs;
+    this.timerDue = Date.now() + ms;
+    this.timer = setTimeout(() => {
+      this.timerDue = 0;
+      this.run();
+    }, ms);
     this.timer.unref();
   }
 

@@ -198,6 +198,8 @@ class TableState {
   early: { rows: ChangeRow[]; position: number }[] | null = [];
   /** Resolves once the snapshot is read and the feed has passed every change it holds. */
   ready!: Promise<void>;
+  /** Releases the feed's fast polling this watched table holds (ChangeFeed.want). */
+  unwant: () => void = () => undefined;
   /** Called when `included` empties. */
   onCaughtUp: (() => void) | null = null;
 }
@@ -276,7 +278,7 @@ export class WatchHub {
     } finally {
       if (o.countsOnly) this.countsOnlyWatchers--;
       state.watchers.delete(watcher);
-      if (state.watchers.size === 0) this.tables.delete(table);
+      if (state.watchers.size === 0) this.drop(table, state);
     }
   }
 
@@ -313,6 +315,7 @@ export class WatchHub {
       const created = new TableState();
       state = created;
       this.tables.set(table, created);
+      created.unwant = this.feed.want();
       created.position = this.feed.position;
       created.ready = this.store.progressSnapshot(table, created.position).then(
         async (snapshot) => {
@@ -331,13 +334,18 @@ export class WatchHub {
           }
         },
         (err: unknown) => {
-          if (this.tables.get(table) === created) this.tables.delete(table);
+          if (this.tables.get(table) === created) this.drop(table, created);
           throw err;
         },
       );
     }
     await state.ready;
     return state;
+  }
+
+  private drop(table: string, state: TableState): void {
+    if (this.tables.get(table) === state) this.tables.delete(table);
+    state.unwant();
   }
 
   /** A change of `table` committed through this replica: when someone watches it, read the log now. */

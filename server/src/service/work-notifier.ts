@@ -12,13 +12,21 @@
  */
 import { EventEmitter } from "node:events";
 
+/** What keeps the change feed reading often while a Reserve waits (ChangeFeed.want). */
+export interface ChangeDemand {
+  want(): () => void;
+}
+
 export class WorkNotifier {
   private readonly events = new EventEmitter();
   /** Notifications so far, per table and for all tables at once. */
   private readonly notified = new Map<string, number>();
   private notifiedAll = 0;
 
-  constructor(private readonly recheckMs = 1000) {
+  constructor(
+    private readonly recheckMs = 1000,
+    private readonly feed: ChangeDemand | null = null,
+  ) {
     // One listener per waiting Reserve call; hundreds are normal.
     this.events.setMaxListeners(0);
   }
@@ -47,7 +55,10 @@ export class WorkNotifier {
   wait(table: string, ms: number, signal: AbortSignal, since: number): Promise<void> {
     if (this.mark(table) !== since || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
+      // Work made ready through another replica reaches this one through the feed.
+      const unwant = this.feed?.want();
       const done = () => {
+        unwant?.();
         clearTimeout(timer);
         this.events.off(table, done);
         signal.removeEventListener("abort", done);

@@ -19,7 +19,7 @@ import { ignore } from "./operations/ignore.js";
 import { listJobs, listTargets } from "./operations/list-jobs.js";
 import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
-import { dropStaging, refresh } from "./operations/refresh.js";
+import { dropStaging, holdsAnyJob, refresh } from "./operations/refresh.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
 import { deleteExpiredRequests, expireTableLeases } from "./operations/sweep.js";
@@ -47,6 +47,10 @@ import type {
 } from "./store.js";
 
 const NOTHING_REFRESHED: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: null };
+
+/** A refresh's staging ids, unique across replicas and restarts without a random draw per call. */
+const STAGING_PREFIX = `single-${randomBytes(8).toString("hex")}-`;
+let stagingCalls = 0;
 
 /** The JobStore both dialects share; a subclass supplies transactions, declaration and connections. */
 export abstract class SharedStore implements JobStore {
@@ -109,7 +113,12 @@ export abstract class SharedStore implements JobStore {
         `refresh of "${input.table}": keys ${describeAttributes(input.keyAttributes)} do not match the table's key attributes ${describeAttributes(def.keyAttributes)}`,
       );
     }
-    const staging = stagingId(input.table, input.refreshId ?? `single-${randomBytes(12).toString("hex")}`);
+    // An idle worker's pass (one call, an empty key source) on a table that holds no job has
+    // nothing to remove, re-pend, reset or reserve: one read, not a transaction of three round trips.
+    if (input.keys.length === 0 && input.refreshId === null && !(await this.statements(() => holdsAnyJob(this.sql, input.table)))) {
+      return { ...NOTHING_REFRESHED, anyPending: false };
+    }
+    const staging = stagingId(input.table, input.refreshId ?? `${STAGING_PREFIX}${++stagingCalls}`);
     const result = await this.transaction(() => refresh(this.sql, input, staging, this.options));
     if (result.dropStaging) {
       // Left for the next refresh's abandoned-row cleanup if it fails.

@@ -116,6 +116,11 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
   return { counts: { added, removed, orphaned, rePended, anyPending }, dropStaging: final && state.staging && !d.dropsStagingInTransaction };
 }
 
+/** Whether `table` holds a job of any status. */
+export function* holdsAnyJob(d: SqlDialect, table: string): Operation<boolean> {
+  return (yield* rows(sql(`SELECT 1 AS x FROM ${d.jobsTable(table)} LIMIT 1`))).length > 0;
+}
+
 interface RefreshState {
   readonly staleCutoff: number;
   /** Whether the refresh stages its keys for stale removal. */

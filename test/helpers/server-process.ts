@@ -35,6 +35,15 @@ export interface StartOptions {
 /** SERVER_CPU_PROF_DIR=dir: each server started here writes a V8 CPU profile into dir when it stops (bench profiling). */
 const PROFILE_FLAGS = process.env.SERVER_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.SERVER_CPU_PROF_DIR}`] : [];
 
+/**
+ * Servers still running when this process exits, even by an uncaught error, are killed with it: an
+ * orphaned server keeps polling its database and skews every measurement after it on the machine.
+ */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 /** Starts a server and waits until it listens (rejects with its stderr if it exits first). */
 export async function startServer(options: StartOptions): Promise<ServerProcess> {
   const databaseArgs = options.database === undefined ? [] : ["--database", options.database];
@@ -43,6 +52,8 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   const logs: string[] = [];
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => {

@@ -64,7 +64,7 @@ test("a commit nudged every millisecond for 400 ms: every change once, in order,
 
 test("a lone commit, nudged, is read at once when no read ran within minReadIntervalMs", async (t) => {
   const log = logInMemory();
-  const feed = new ChangeFeed(log.store, { pollMs: 60_000, minReadIntervalMs: 40 });
+  const feed = new ChangeFeed(log.store, { pollMs: 60_000, idlePollMs: 60_000, minReadIntervalMs: 40 });
   let deliveredAt = 0;
   feed.subscribe(() => {
     deliveredAt = performance.now();
@@ -105,9 +105,9 @@ test("the log is read every idlePollMs while nothing wants changes, every pollMs
   const firstRead = log.readStarts.length;
   const wantedAt = performance.now();
   while (log.readStarts.length === firstRead && performance.now() - wantedAt < 2000) await new Promise((r) => setTimeout(r, 1));
-  t.true((log.readStarts.at(-1) as number) - wantedAt < 60, "want() does not wait out the idle interval before the next read");
+  t.true((log.readStarts.at(-1) as number) - wantedAt < 150, "want() does not wait out the idle interval (300 ms) before the next read");
   const wanted = await readsDuring(400);
-  t.true(wanted >= 10, `${wanted} reads in 400 ms while wanted (every 20 ms)`);
+  t.true(wanted >= 6, `${wanted} reads in 400 ms while wanted (every 20 ms; idle, at most 2)`);
 
   release();
   release(); // a second call releases nothing more

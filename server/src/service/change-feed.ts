@@ -57,7 +57,7 @@ export class ChangeFeed {
   private readonly idlePollMs: number;
   /** Holders of want() not yet released. */
   private wanted = 0;
-  /** When the pending poll timer fires (ms since the epoch); 0 while none is pending. */
+  /** When the pending poll timer fires (performance.now() ms); 0 while none is pending. */
   private timerDue = 0;
   private readonly minReadIntervalMs: number;
   private lastReadAt = 0;
@@ -105,7 +105,7 @@ export class ChangeFeed {
    */
   want(): () => void {
     this.wanted++;
-    if (this.timerDue > Date.now() + this.pollMs) {
+    if (this.timerDue > performance.now() + this.pollMs) {
       clearTimeout(this.timer);
       this.schedule();
     }
@@ -139,7 +139,7 @@ export class ChangeFeed {
   private schedule(): void {
     if (this.stopped) return;
     const ms = this.wanted > 0 ? this.pollMs : this.idlePollMs;
-    this.timerDue = Date.now() + ms;
+    this.timerDue = performance.now() + ms;
     this.timer = setTimeout(() => {
       this.timerDue = 0;
       this.run();

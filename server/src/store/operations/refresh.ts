@@ -116,9 +116,9 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
   return { counts: { added, removed, orphaned, rePended, anyPending }, dropStaging: final && state.staging && !d.dropsStagingInTransaction };
 }
 
-/** Whether `table` holds a job of any status. */
+/** Whether `table` holds a job of any status: whether it has an oldest one. */
 export function* holdsAnyJob(d: SqlDialect, table: string): Operation<boolean> {
-  return (yield* rows(sql(`SELECT 1 AS x FROM ${d.jobsTable(table)} LIMIT 1`))).length > 0;
+  return (yield* rows(sql(oldestJobSql(d.jobsTable(table))))).length > 0;
 }
 
 interface RefreshState {

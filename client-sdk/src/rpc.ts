@@ -11,6 +11,7 @@ import type { ResolvedConnectOptions } from "./config.js";
 import { fromRpcError } from "./errors.js";
 import { JobService } from "./gen/populus/v1/job_service_pb.js";
 import { withRetry } from "./retry.js";
+import { createUnaryTransport } from "./unary-transport.js";
 
 /**
  * The JobService RPCs with typed errors. The unary ones are retried; Watch
@@ -57,7 +58,9 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
   );
   // Binary, said out loud: the reserve loop sends Complete's lease tokens pre-encoded as an unknown
   // field (wire-ascii.ts), which the JSON format would drop.
-  const raw = createClient(JobService, createConnectTransport({ baseUrl: options.url, httpVersion: "2", useBinaryFormat: true, sessionManager, interceptors }));
+  // Unary calls take the lean path of unary-transport.ts; Watch the connect-node transport.
+  const streams = createConnectTransport({ baseUrl: options.url, httpVersion: "2", useBinaryFormat: true, sessionManager, interceptors });
+  const raw = createClient(JobService, createUnaryTransport({ baseUrl: options.url, sessionManager, token, streams }));
   const rpc = {} as Record<string, unknown>;
   for (const name of Object.keys(JobService.method)) {
     if (name === "watch") {

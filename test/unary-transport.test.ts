@@ -1,0 +1,122 @@
+/**
+ * The SDK's unary calls go through client-sdk/src/unary-transport.ts, not connect-es's call
+ * pipeline. These pin what callers relied on from connect-es, against a real server: an abort
+ * cancels the call on the wire and rejects CANCELED, a timeout rejects DEADLINE_EXCEEDED, the
+ * server's error JSON arrives as the typed error with its details, the answer's headers are there
+ * for an onHeader callback, and a server that is not there is UNAVAILABLE (so retry.ts retries it).
+ * A lost answer and a SIGKILLed server are covered by reserve-retry.test.ts and chaos.test.ts.
+ */
+import net from "node:net";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import test from "ava";
+import { connect, LeaseLostError, PopulusError } from "../client-sdk/dist/index.js";
+import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { resolveConnectOptions } from "../client-sdk/dist/config.js";
+import { openConnection } from "../client-sdk/dist/rpc.js";
+import { createUnaryTransport } from "../client-sdk/dist/unary-transport.js";
+import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
+import { seconds } from "./helpers/jobs-client.js";
+
+const server = sqliteServerPerFile(test);
+const TABLE = "UnaryTransport";
+
+/** A declared table with no pending job: a Reserve with a wait long-polls on it. Made once, by the first test to ask. */
+let declared: Promise<void> | undefined;
+function declareTable(): Promise<void> {
+  declared ??= (async () => {
+    const db = connect({ url: server().url });
+    const table = db.table<{ id: number }>(TABLE, { keySource: [{ id: 1 }], make: () => ({}) });
+    await table.jobs.refresh();
+    await table.populate({ reserveJobs: true });
+    db.close();
+  })();
+  return declared;
+}
+
+function rpcOf(url: string) {
+  return openConnection(resolveConnectOptions({ url }));
+}
+
+test("an aborted call rejects CANCELED at once, and the connection serves the next call", async (t) => {
+  await declareTable();
+  const { rpc, close } = rpcOf(server().url);
+  t.teardown(close);
+  const abort = new AbortController();
+  const started = performance.now();
+  const call = rpc.reserve({ table: TABLE, maxJobs: 1, wait: seconds(20), requestId: "abort-me" }, { signal: abort.signal });
+  setTimeout(() => abort.abort(), 200);
+  const err = await t.throwsAsync(call);
+  t.true(err instanceof PopulusError, `${err}`);
+  t.is((err as PopulusError).code, Code.Canceled);
+  t.true(performance.now() - started < 5000, "rejected long before the 20 s wait");
+  // The connection is still good for the next call.
+  const progress = await rpc.getProgress({ table: TABLE });
+  t.is(Number(progress.progress?.pending), 0);
+});
+
+test("a call past its timeout rejects DEADLINE_EXCEEDED", async (t) => {
+  await declareTable();
+  const { rpc, close } = rpcOf(server().url);
+  t.teardown(close);
+  const started = performance.now();
+  const err = await t.throwsAsync(rpc.reserve({ table: TABLE, maxJobs: 1, wait: seconds(20), requestId: "time-me-out" }, { timeoutMs: 300 }));
+  t.is((err as PopulusError).code, Code.DeadlineExceeded);
+  t.true(performance.now() - started < 5000);
+});
+
+test("the server's error JSON becomes the typed error, details included", async (t) => {
+  await declareTable();
+  const { rpc, close } = rpcOf(server().url);
+  t.teardown(close);
+  const token = `${"ab".repeat(16)}-zz`;
+  const err = await t.throwsAsync(rpc.complete({ table: TABLE, completions: [{ leaseToken: token, result: {} }] }));
+  t.true(err instanceof LeaseLostError, `${err}`);
+  t.deepEqual((err as LeaseLostError).leaseTokens, [token]);
+  const missing = await t.throwsAsync(rpc.getProgress({ table: "NoSuchTable" }));
+  t.is((missing as PopulusError).code, Code.NotFound);
+  t.regex((missing as PopulusError).message, /NoSuchTable/);
+});
+
+test("the answer's headers and trailers reach onHeader and onTrailer", async (t) => {
+  await declareTable();
+  const sessionManager = new Http2SessionManager(server().url);
+  t.teardown(() => sessionManager.abort());
+  const streams = createConnectTransport({ baseUrl: server().url, httpVersion: "2", useBinaryFormat: true, sessionManager });
+  const client = createClient(JobService, createUnaryTransport({ baseUrl: server().url, sessionManager, token: undefined, streams }));
+  let header: Headers | undefined;
+  let trailer: Headers | undefined;
+  const answer = await client.getProgress(
+    { table: TABLE },
+    {
+      onHeader: (h) => {
+        header = h;
+      },
+      onTrailer: (h) => {
+        trailer = h;
+      },
+    },
+  );
+  t.is(Number(answer.progress?.pending), 0);
+  t.is(header?.get("content-type"), "application/proto");
+  t.false([...(header?.keys() ?? [])].some((name) => name.startsWith(":") || name.startsWith("trailer-")));
+  t.true(trailer instanceof Headers);
+});
+
+test("nothing listening is UNAVAILABLE, the code retry.ts retries", async (t) => {
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const sessionManager = new Http2SessionManager(url);
+  t.teardown(() => sessionManager.abort());
+  const streams = createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true, sessionManager });
+  const client = createClient(JobService, createUnaryTransport({ baseUrl: url, sessionManager, token: undefined, streams }));
+  const err = await t.throwsAsync(client.getProgress(create(JobService.method.getProgress.input, { table: TABLE })));
+  t.true(err instanceof ConnectError);
+  t.is((err as ConnectError).code, Code.Unavailable);
+});

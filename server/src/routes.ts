@@ -2,7 +2,7 @@
  * The routes on the one port: JobService, plus the standard health and
  * reflection services. Every JobService error passes through toConnectError.
  */
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { Health } from "@populus/sdk/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@populus/sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "@populus/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -58,9 +58,10 @@ export interface RouteDeps {
   readonly health: HealthState;
 }
 
-export function routes(deps: RouteDeps) {
+/** The routes; `jobService` is the implementation (main.ts shares it with unary-fast-path.ts), made here when not given. */
+export function routes(deps: RouteDeps, jobService: ServiceImpl<typeof JobService> = createJobService(deps)) {
   return (router: ConnectRouter) => {
-    router.service(JobService, createJobService(deps));
+    router.service(JobService, jobService);
     router.service(Health, createHealthService(deps.health));
     // Keep reflection last: it describes every service registered above, and itself.
     const reflection = new ReflectionIndex([...router.handlers.map((h) => h.service), ServerReflection, ServerReflectionV1alpha]);

@@ -44,7 +44,12 @@ function contentType(req: UniversalServerRequest): string {
 function invalidMessage(message: unknown, messageType: string): string | undefined {
   if (message === COMPRESSED_UNNAMED) return "a message of the request body is flagged compressed, but the request names no compression (grpc-encoding)";
   if (typeof message !== "string" || !message.startsWith(PARSE_BINARY)) return undefined;
-  return `the request body did not decode as a ${messageType} message in protobuf binary (${message.slice(PARSE_BINARY.length)})`;
+  return undecodableBodyMessage(message.slice(PARSE_BINARY.length), messageType);
+}
+
+/** INVALID_ARGUMENT's message for a body that did not decode as `messageType`; `reason` is the decoder's. */
+export function undecodableBodyMessage(reason: string, messageType: string): string {
+  return `the request body did not decode as a ${messageType} message in protobuf binary (${reason})`;
 }
 
 async function rewrite(res: UniversalServerResponse, type: string, messageType: string): Promise<UniversalServerResponse> {

@@ -1,0 +1,163 @@
+/**
+ * The server answers plain binary Connect unary calls over HTTP/2 itself
+ * (server/src/service/unary-fast-path.ts) and everything else through connect-es. The same
+ * request sent both ways (HTTP/2, which takes the fast path, and HTTP/1.1, which connect-es
+ * answers) gets the same answer: status, content type, body, for successes and for each kind of
+ * error. Requests the fast path leaves alone (a compressed body, a bad timeout header) are still
+ * answered, by connect-es. A server started with tokens refuses a call without one on the fast
+ * path too, and a deadline in the request ends a long poll.
+ */
+import { gzipSync } from "node:zlib";
+import http from "node:http";
+import http2 from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import test from "ava";
+import { connect } from "../client-sdk/dist/index.js";
+import {
+  CompleteRequestSchema,
+  GetProgressRequestSchema,
+  GetProgressResponseSchema,
+  ReserveRequestSchema,
+} from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
+import { seconds } from "./helpers/jobs-client.js";
+
+const server = sqliteServerPerFile(test);
+const TABLE = "FastPath";
+const PROTO = { "content-type": "application/proto", "connect-protocol-version": "1" };
+
+let declared: Promise<void> | undefined;
+/** A declared table holding three pending jobs (made once, by the first test to ask). */
+function declareTable(): Promise<void> {
+  declared ??= (async () => {
+    const db = connect({ url: server().url });
+    await db.table<{ id: number }>(TABLE, { keySource: [{ id: 1 }, { id: 2 }, { id: 3 }], make: () => ({}) }).jobs.refresh();
+    db.close();
+  })();
+  return declared;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Buffer;
+}
+
+async function overHttp2(path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array): Promise<Answer> {
+  const session = http2.connect(server().url);
+  try {
+    return await new Promise<Answer>((resolve, reject) => {
+      const stream = session.request({ ":method": "POST", ":path": path, ...headers });
+      let status = 0;
+      let contentType = "";
+      const chunks: Buffer[] = [];
+      stream.on("response", (h) => {
+        status = Number(h[":status"]);
+        contentType = String(h["content-type"] ?? "");
+      });
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("error", reject);
+      stream.on("close", () => resolve({ status, contentType, body: Buffer.concat(chunks) }));
+      stream.end(body);
+    });
+  } finally {
+    session.close();
+  }
+}
+
+function overHttp1(path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array): Promise<Answer> {
+  return new Promise<Answer>((resolve, reject) => {
+    const req = http.request(`${server().url}${path}`, { method: "POST", headers: { ...headers, "content-length": body.byteLength } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const method = (name: string) => `/populus.v1.JobService/${name}`;
+
+/** The answer both ways, asserted equal; the HTTP/2 one is returned. */
+async function sameBothWays(t: { deepEqual: (a: unknown, b: unknown, m?: string) => void }, name: string, body: Uint8Array): Promise<Answer> {
+  const fast = await overHttp2(method(name), PROTO, body);
+  const connectEs = await overHttp1(method(name), PROTO, body);
+  t.deepEqual(
+    { status: fast.status, contentType: fast.contentType, body: fast.body.toString("base64") },
+    { status: connectEs.status, contentType: connectEs.contentType, body: connectEs.body.toString("base64") },
+    `${name}: the fast path and connect-es answer alike`,
+  );
+  return fast;
+}
+
+test("a success answers the same message as connect-es", async (t) => {
+  await declareTable();
+  const a = await sameBothWays(t, "GetProgress", toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: TABLE })));
+  t.is(a.status, 200);
+  t.is(a.contentType, "application/proto");
+  t.is(Number(fromBinary(GetProgressResponseSchema, a.body).progress?.pending), 3);
+});
+
+test("errors answer the same JSON as connect-es: not found, invalid argument, a lost lease with its details", async (t) => {
+  await declareTable();
+  const missing = await sameBothWays(t, "GetProgress", toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: "NoSuchTable" })));
+  t.is(missing.status, 404);
+  t.like(JSON.parse(missing.body.toString()), { code: "not_found" });
+
+  const undecodable = await sameBothWays(t, "Reserve", Buffer.from([0x0a, 0x7f, 0x41]));
+  t.is(undecodable.status, 400);
+  t.regex(JSON.parse(undecodable.body.toString()).message, /did not decode as a populus\.v1\.ReserveRequest message/);
+
+  const badTable = await sameBothWays(t, "GetProgress", toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: "no spaces allowed" })));
+  t.is(badTable.status, 400);
+
+  const token = `${"cd".repeat(16)}-1`;
+  const lost = await sameBothWays(
+    t,
+    "Complete",
+    toBinary(CompleteRequestSchema, create(CompleteRequestSchema, { table: TABLE, completions: [{ leaseToken: token, result: {} }] })),
+  );
+  const error = JSON.parse(lost.body.toString()) as { code: string; details?: unknown[] };
+  t.is(error.code, "failed_precondition");
+  t.is(error.details?.length, 1, "the LeaseLostDetail travels as on connect-es");
+});
+
+test("a body over the size limit is RESOURCE_EXHAUSTED, as on connect-es", async (t) => {
+  const big = Buffer.alloc(16 * 1024 * 1024 + 16, 0);
+  const fast = await overHttp2(method("GetProgress"), PROTO, big);
+  const connectEs = await overHttp1(method("GetProgress"), PROTO, big);
+  t.is(fast.status, 429);
+  t.is(connectEs.status, 429);
+  t.is(JSON.parse(fast.body.toString()).code, "resource_exhausted");
+  // The connection and the server are fine after it.
+  t.is((await overHttp2(method("GetProgress"), PROTO, toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: TABLE })))).status, 200);
+});
+
+test("requests the fast path leaves to connect-es are still answered: a gzip body, a bad timeout header", async (t) => {
+  await declareTable();
+  const request = toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: TABLE }));
+  const gzipped = await overHttp2(method("GetProgress"), { ...PROTO, "content-encoding": "gzip" }, gzipSync(request));
+  t.is(gzipped.status, 200);
+  t.is(Number(fromBinary(GetProgressResponseSchema, gzipped.body).progress?.pending), 3);
+  const badTimeout = await overHttp2(method("GetProgress"), { ...PROTO, "connect-timeout-ms": "soon" }, request);
+  t.is(badTimeout.status, 400);
+  t.regex(JSON.parse(badTimeout.body.toString()).message, /invalid connect timeout/);
+});
+
+test("a deadline in the request ends a long-polling Reserve at the deadline, as on connect-es", async (t) => {
+  await declareTable();
+  // maxPriority 0: the table's jobs (priority 5) are not ready for it, so the Reserve waits.
+  const body = toBinary(ReserveRequestSchema, create(ReserveRequestSchema, { table: TABLE, maxJobs: 1, maxPriority: 0, wait: seconds(20) }));
+  const headers = { ...PROTO, "connect-timeout-ms": "300" };
+  let started = performance.now();
+  const fast = await overHttp2(method("Reserve"), headers, body);
+  const fastMs = performance.now() - started;
+  started = performance.now();
+  const connectEs = await overHttp1(method("Reserve"), headers, body);
+  const connectEsMs = performance.now() - started;
+  t.deepEqual({ status: fast.status, body: fast.body.toString("base64") }, { status: connectEs.status, body: connectEs.body.toString("base64") });
+  t.true(fastMs < 5000 && connectEsMs < 5000, `answered at the deadline, not after the 20 s wait (${fastMs.toFixed(0)} / ${connectEsMs.toFixed(0)} ms)`);
+  t.true(fastMs >= 250, `not before it (${fastMs.toFixed(0)} ms)`);
+});

@@ -49,7 +49,7 @@ export function createUnaryTransport(options: UnaryTransportOptions): Transport 
   const fixedHeaders: http2.OutgoingHttpHeaders = {
     "content-type": "application/proto",
     "connect-protocol-version": "1",
-    "user-agent": "populus-sdk (connect-es unary)",
+    "user-agent": "populus-sdk",
     ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
   };
   return {

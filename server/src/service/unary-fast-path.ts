@@ -10,8 +10,8 @@
  * iterables, linked abort signals and two DOMExceptions (each with a stack) per call. An idle
  * worker's pass and a one-key refresh are one call each, so that was most of their cost.
  *
- * The call itself runs as connect-es runs it: the same HandlerContext (createHandlerContext), the
- * same interceptors in the same order (metrics, auth, limits, error mapping), the same
+ * The call itself runs as connect-es runs it: a HandlerContext with the same fields and signal
+ * (callContext), the same interceptors in the same order (metrics, auth, limits, error mapping), the same
  * implementation, the Connect protocol's error JSON and HTTP status (protocol-connect), the same
  * readMaxBytes and timeout rules, and a body that does not decode answered INVALID_ARGUMENT as
  * undecodable-bodies.ts answers it.

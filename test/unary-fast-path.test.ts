@@ -9,7 +9,7 @@
  */
 import { gzipSync } from "node:zlib";
 import http from "node:http";
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import test from "ava";
 import { connect } from "../client-sdk/dist/index.js";
@@ -19,6 +19,7 @@ import {
   GetProgressResponseSchema,
   ReserveRequestSchema,
 } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { postHttp2 } from "./helpers/raw-http2.js";
 import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 import { seconds } from "./helpers/jobs-client.js";
 
@@ -44,25 +45,8 @@ interface Answer {
 }
 
 async function overHttp2(path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array): Promise<Answer> {
-  const session = http2.connect(server().url);
-  try {
-    return await new Promise<Answer>((resolve, reject) => {
-      const stream = session.request({ ":method": "POST", ":path": path, ...headers });
-      let status = 0;
-      let contentType = "";
-      const chunks: Buffer[] = [];
-      stream.on("response", (h) => {
-        status = Number(h[":status"]);
-        contentType = String(h["content-type"] ?? "");
-      });
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("error", reject);
-      stream.on("close", () => resolve({ status, contentType, body: Buffer.concat(chunks) }));
-      stream.end(body);
-    });
-  } finally {
-    session.close();
-  }
+  const a = await postHttp2(server().url, path, headers, body);
+  return { status: a.status, contentType: String(a.headers["content-type"] ?? ""), body: a.body };
 }
 
 function overHttp1(path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array): Promise<Answer> {

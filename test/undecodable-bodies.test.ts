@@ -4,8 +4,9 @@
  * server goes on serving. connect-es alone answers binary ones INTERNAL
  * (server/src/service/undecodable-bodies.ts).
  */
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import test from "ava";
+import { postHttp2, type RawAnswer } from "./helpers/raw-http2.js";
 import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 
 const server = sqliteServerPerFile(test);
@@ -34,32 +35,9 @@ function envelopes(body: Buffer): [number, Buffer][] {
   return out;
 }
 
-interface Answer {
-  readonly status: number;
-  readonly headers: http2.IncomingHttpHeaders;
-  readonly trailers: http2.IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
 /** One HTTP/2 POST over cleartext. */
-async function post(path: string, headers: http2.OutgoingHttpHeaders, body: Buffer): Promise<Answer> {
-  const session = http2.connect(server().url);
-  try {
-    return await new Promise<Answer>((resolve, reject) => {
-      const stream = session.request({ ":method": "POST", ":path": path, ...headers });
-      let responseHeaders: http2.IncomingHttpHeaders = {};
-      let trailers: http2.IncomingHttpHeaders = {};
-      const chunks: Buffer[] = [];
-      stream.on("response", (h) => (responseHeaders = h));
-      stream.on("trailers", (t) => (trailers = t));
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("error", reject);
-      stream.on("close", () => resolve({ status: Number(responseHeaders[":status"]), headers: responseHeaders, trailers, body: Buffer.concat(chunks) }));
-      stream.end(body);
-    });
-  } finally {
-    session.close();
-  }
+function post(path: string, headers: http2.OutgoingHttpHeaders, body: Buffer): Promise<RawAnswer> {
+  return postHttp2(server().url, path, headers, body);
 }
 
 const RESERVE = "/populus.v1.JobService/Reserve";

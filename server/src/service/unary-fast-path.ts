@@ -240,14 +240,21 @@ function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): Promise<
       cleanup();
       reject(new ConnectError(`the request body could not be read: ${err.message}`, Code.Aborted));
     };
+    // A stream reset mid-body closes with neither "end" nor "error": without this the call would wait forever.
+    const onClose = () => {
+      cleanup();
+      reject(new ConnectError("the client ended the call before the end of its request body", Code.Canceled));
+    };
     const cleanup = () => {
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onError);
+      req.off("close", onClose);
     };
     req.on("data", onData);
     req.on("end", onEnd);
     req.on("error", onError);
+    req.on("close", onClose);
   });
 }
 

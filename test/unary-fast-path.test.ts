@@ -1,26 +1,32 @@
 /**
  * The server answers plain binary Connect unary calls over HTTP/2 itself
- * (server/src/service/unary-fast-path.ts) and everything else through connect-es. The same
- * request sent both ways (HTTP/2, which takes the fast path, and HTTP/1.1, which connect-es
- * answers) gets the same answer: status, content type, body, for successes and for each kind of
- * error. Requests the fast path leaves alone (a compressed body, a bad timeout header) are still
- * answered, by connect-es. A server started with tokens refuses a call without one on the fast
- * path too, and a deadline in the request ends a long poll.
+ * (server/src/service/unary-fast-path.ts) and everything else through connect-es. Which requests
+ * it takes is checked on the module alone, behind a bare HTTP/2 server that answers 418 for what
+ * it leaves. Then, on a real server, the same request sent both ways (HTTP/2, which takes the
+ * fast path, and HTTP/1.1, which connect-es answers) gets the same answer: status, content type,
+ * body, for successes and for each kind of error; requests the fast path leaves (a compressed
+ * body, a bad timeout header) are still answered by connect-es; and a deadline in the request
+ * ends a long poll as it does on connect-es.
  */
 import { gzipSync } from "node:zlib";
 import http from "node:http";
-import type http2 from "node:http2";
+import http2 from "node:http2";
+import type net from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { createContextValues, type Interceptor } from "@connectrpc/connect";
 import test from "ava";
+import { pino } from "pino";
 import { connect } from "../client-sdk/dist/index.js";
 import {
   CompleteRequestSchema,
   GetProgressRequestSchema,
   GetProgressResponseSchema,
+  JobService,
   ReserveRequestSchema,
 } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { postHttp2 } from "./helpers/raw-http2.js";
 import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
+import { unaryFastPath } from "../server/dist/service/unary-fast-path.js";
 import { seconds } from "./helpers/jobs-client.js";
 
 const server = sqliteServerPerFile(test);
@@ -58,6 +64,9 @@ function overHttp1(path: string, headers: http.OutgoingHttpHeaders, body: Uint8A
       res.on("error", reject);
     });
     req.on("error", reject);
+    // A server that answers and closes while a large body is still going up fails the socket
+    // with EPIPE after the answer has been read: the answer is what counts.
+    req.on("socket", (socket) => socket.on("error", () => undefined));
     req.end(body);
   });
 }
@@ -144,4 +153,59 @@ test("a deadline in the request ends a long-polling Reserve at the deadline, as 
   t.deepEqual({ status: fast.status, body: fast.body.toString("base64") }, { status: connectEs.status, body: connectEs.body.toString("base64") });
   t.true(fastMs < 5000 && connectEsMs < 5000, `answered at the deadline, not after the 20 s wait (${fastMs.toFixed(0)} / ${connectEsMs.toFixed(0)} ms)`);
   t.true(fastMs >= 250, `not before it (${fastMs.toFixed(0)} ms)`);
+});
+
+test("the module takes a plain binary unary call and leaves every other request untouched, interceptors outermost first", async (t) => {
+  const order: string[] = [];
+  const tagged =
+    (name: string): Interceptor =>
+    (next) =>
+    async (req) => {
+      order.push(`${name} in`);
+      const res = await next(req);
+      order.push(`${name} out`);
+      return res;
+    };
+  const tables: string[] = [];
+  const fast = unaryFastPath({
+    service: JobService,
+    implementation: {
+      getProgress: (req: { table: string }) => {
+        tables.push(req.table);
+        return { progress: { table: req.table, pending: 7n } };
+      },
+    } as never,
+    interceptors: [tagged("outer"), tagged("inner")],
+    readMaxBytes: 1 << 20,
+    contextValues: () => createContextValues(),
+    shutdownSignal: new AbortController().signal,
+    logger: pino({ level: "silent" }),
+  });
+  const bare = http2.createServer((req, res) => {
+    if (fast(req, res)) return;
+    res.writeHead(418);
+    res.end();
+  });
+  await new Promise<void>((resolve) => bare.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => new Promise<void>((resolve) => bare.close(() => resolve())));
+  const url = `http://127.0.0.1:${(bare.address() as net.AddressInfo).port}`;
+  const request = toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: "Taken" }));
+
+  const taken = await postHttp2(url, method("GetProgress"), PROTO, request);
+  t.is(taken.status, 200);
+  t.is(Number(fromBinary(GetProgressResponseSchema, taken.body).progress?.pending), 7);
+  t.deepEqual(tables, ["Taken"]);
+  t.deepEqual(order, ["outer in", "inner in", "inner out", "outer out"]);
+
+  const left: [string, string, http2.OutgoingHttpHeaders][] = [
+    ["gzip body", method("GetProgress"), { ...PROTO, "content-encoding": "gzip" }],
+    ["JSON", method("GetProgress"), { "content-type": "application/json" }],
+    ["bad timeout", method("GetProgress"), { ...PROTO, "connect-timeout-ms": "soon" }],
+    ["protocol version 2", method("GetProgress"), { ...PROTO, "connect-protocol-version": "2" }],
+    ["gRPC", method("GetProgress"), { "content-type": "application/grpc" }],
+    ["a stream (Watch)", method("Watch"), { "content-type": "application/connect+proto" }],
+    ["an unknown method", method("NoSuchMethod"), PROTO],
+  ];
+  for (const [what, path, headers] of left) t.is((await postHttp2(url, path, headers, request)).status, 418, `${what} is left to connect-es`);
+  t.deepEqual(tables, ["Taken"], "none of those reached the implementation");
 });

@@ -1,9 +1,10 @@
 /**
  * The SDK's unary calls go through client-sdk/src/unary-transport.ts, not connect-es's call
  * pipeline. These pin what callers relied on from connect-es, against a real server: an abort
- * cancels the call on the wire and rejects CANCELED, a timeout rejects DEADLINE_EXCEEDED, the
- * server's error JSON arrives as the typed error with its details, the answer's headers are there
- * for an onHeader callback, and a server that is not there is UNAVAILABLE (so retry.ts retries it).
+ * rejects CANCELED at once (and the connection goes on serving), a timeout rejects
+ * DEADLINE_EXCEEDED, the server's error JSON arrives as the typed error with its details, the
+ * answer's headers are there for an onHeader callback, and a server that is not there is
+ * UNAVAILABLE (so retry.ts retries it).
  * A lost answer and a SIGKILLed server are covered by reserve-retry.test.ts and chaos.test.ts.
  */
 import net from "node:net";
@@ -79,7 +80,7 @@ test("the server's error JSON becomes the typed error, details included", async 
   t.regex((missing as PopulusError).message, /NoSuchTable/);
 });
 
-test("the answer's headers and trailers reach onHeader and onTrailer", async (t) => {
+test("the answer's headers reach onHeader, and onTrailer gets its trailers (none here)", async (t) => {
   await declareTable();
   const sessionManager = new Http2SessionManager(server().url);
   t.teardown(() => sessionManager.abort());

@@ -61,18 +61,22 @@ export function createUnaryTransport(options: UnaryTransportOptions): Transport 
       input: MessageInitShape<I>,
     ): Promise<UnaryResponse<I, O>> {
       const body = toBinary(method.input, create(method.input, input));
-      const headers = { ...fixedHeaders };
+      // As connect-es: no timeout, or one of 0 or less, is no deadline; the caller's headers go
+      // first, and the protocol's own are set over them.
+      const deadlineMs = timeoutMs === undefined || timeoutMs <= 0 ? undefined : timeoutMs;
+      const headers: http2.OutgoingHttpHeaders = {};
       if (header !== undefined) {
         new Headers(header).forEach((value, name) => {
           headers[name] = value;
         });
       }
-      if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.max(0, Math.ceil(timeoutMs)));
-      const answer = await exchange(options.sessionManager, `${basePath}/${method.parent.typeName}/${method.name}`, headers, body, signal, timeoutMs);
-      if (answer.status !== 200) throw answerError(answer, splitTrailers(answer.headers).header);
+      Object.assign(headers, fixedHeaders);
+      if (deadlineMs !== undefined) headers["connect-timeout-ms"] = String(Math.ceil(deadlineMs));
+      const answer = await exchange(options.sessionManager, `${basePath}/${method.parent.typeName}/${method.name}`, headers, body, signal, deadlineMs);
+      if (answer.status !== 200) throw answerError(answer, errorMetadata(answer.headers));
       const contentType = String(answer.headers["content-type"] ?? "");
       if (contentType !== "application/proto") {
-        throw new ConnectError(`unexpected response content type "${contentType}" for ${method.name}`, Code.Internal, splitTrailers(answer.headers).header);
+        throw new ConnectError(`unexpected response content type "${contentType}" for ${method.name}`, Code.Unknown, errorMetadata(answer.headers));
       }
       return new UnaryAnswer(method, answer.headers, fromBinary(method.output, answer.body));
     },
@@ -106,6 +110,8 @@ function exchange(
     let stream: http2.ClientHttp2Stream | undefined;
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
+    // The caller gave up: CANCELED whatever the signal's reason (a ConnectError reason is kept), so
+    // the stream is reset with CANCEL and retry.ts, which sees the signal aborted, does not retry.
     const onAbort = () => fail(ConnectError.from(signal?.reason, Code.Canceled));
     const finish = () => {
       settled = true;
@@ -130,6 +136,7 @@ function exchange(
       (s) => {
         stream = s;
         if (settled) {
+          s.on("error", () => undefined); // the call is over; a session torn down meanwhile must not throw
           s.close(NGHTTP2_CANCEL);
           return;
         }
@@ -199,6 +206,15 @@ function answerError(answer: RawAnswer, header: Headers): ConnectError {
   const fallback = new ConnectError(`HTTP ${answer.status}`, codeFromHttpStatus(answer.status), header);
   if (!String(answer.headers["content-type"] ?? "").startsWith("application/json")) return fallback;
   return errorFromJsonBytes(answer.body, header, fallback);
+}
+
+/** An error answer's metadata: its headers and its trailers together, as connect-es gives them. */
+function errorMetadata(incoming: http2.IncomingHttpHeaders): Headers {
+  const { header, trailer } = splitTrailers(incoming);
+  trailer.forEach((value, name) => {
+    header.append(name, value);
+  });
+  return header;
 }
 
 /** A unary answer's headers, and its trailers (sent as `trailer-` headers in the Connect protocol). */

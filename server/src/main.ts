@@ -124,6 +124,7 @@ async function main(): Promise<void> {
     readMaxBytes: READ_MAX_BYTES,
     contextValues,
     shutdownSignal: shutdown.signal,
+    logger,
   });
   const consoleEndpoints = new ConsoleEndpoints(loadConsoleAssets(), tokens);
   const handler: typeof rpcHandler = (req, res) => {

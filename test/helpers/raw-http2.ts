@@ -13,6 +13,9 @@ export interface RawAnswer {
 
 export async function postHttp2(baseUrl: string, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array): Promise<RawAnswer> {
   const session = http2.connect(baseUrl);
+  // A server that answers and closes while the body is still going up (a body over its limit)
+  // fails the session's socket with EPIPE: the answer, or the stream's own error, is what counts.
+  session.on("error", () => undefined);
   try {
     return await new Promise<RawAnswer>((resolve, reject) => {
       const stream = session.request({ ":method": "POST", ":path": path, ...headers });

@@ -17,7 +17,7 @@
  * undecodable-bodies.ts answers it.
  */
 import type http from "node:http";
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import { create, type DescMessage, type DescMethodUnary, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
@@ -30,6 +30,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout } from "@connectrpc/connect/protocol-connect";
+import type { Logger } from "pino";
 import { undecodableBodyMessage } from "./undecodable-bodies.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -47,10 +48,14 @@ export interface UnaryFastPathOptions<S extends DescService> {
   readonly readMaxBytes: number;
   readonly contextValues: (req: NodeRequest) => ContextValues;
   readonly shutdownSignal: AbortSignal;
+  /** Where a failure outside the call's own error handling is logged (its stream is then reset). */
+  readonly logger: Logger;
 }
 
 /** connect-es's maxTimeoutMs default: no limit. */
 const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
+
+const http2Constants = http2.constants;
 
 /** The reason a call's context is aborted with once it has been answered (no DOMException per call). */
 const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
@@ -78,7 +83,11 @@ export function unaryFastPath<S extends DescService>(options: UnaryFastPathOptio
     if (version !== undefined && version !== "1") return false;
     const timeout = parseTimeout((h["connect-timeout-ms"] as string | undefined) ?? null, MAX_TIMEOUT_MS);
     if (timeout.error !== undefined) return false;
-    void answer(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, target, timeout.timeoutMs, options);
+    const response = res as http2.Http2ServerResponse;
+    answer(req as http2.Http2ServerRequest, response, target, timeout.timeoutMs, options).catch((err: unknown) => {
+      options.logger.error({ err, rpc: target.method.name }, "a unary call failed outside its handler");
+      if (!response.stream.destroyed) response.stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+    });
     return true;
   };
 }
@@ -150,9 +159,14 @@ async function answer<S extends DescService>(
     const response = await intercepted(target, ctx, options.interceptors)(request);
     copyHeaders(response.header, ctx.responseHeader);
     copyHeaders(response.trailer, ctx.responseTrailer);
-    body = toBinary(method.output, response.message);
+    try {
+      body = toBinary(method.output, response.message);
+    } catch (err) {
+      throw new ConnectError(`serialize binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
+    }
   } catch (err) {
     const error = err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+    ctx.end(error);
     status = codeToHttpStatus(error.code);
     ctx.responseHeader.set("content-type", "application/json");
     error.metadata.forEach((value, key) => {
@@ -163,14 +177,15 @@ async function answer<S extends DescService>(
     ctx.end(CALL_ENDED);
   }
   req.off("close", onClose);
-  if (res.destroyed || res.writableEnded) return;
-  const headers: http2.OutgoingHttpHeaders = { "content-length": body.byteLength };
+  if (res.stream.destroyed || res.writableEnded) return;
+  const headers: http2.OutgoingHttpHeaders = {};
   ctx.responseHeader.forEach((value, key) => {
     headers[key] = value;
   });
   ctx.responseTrailer.forEach((value, key) => {
     headers[`trailer-${key}`] = value;
   });
+  headers["content-length"] = body.byteLength;
   res.writeHead(status, headers);
   res.end(body);
 }
@@ -189,20 +204,22 @@ function callContext<S extends DescService>(
   const controller = new AbortController();
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const onShutdown = () => end(options.shutdownSignal.reason);
-  const timer = timeoutMs === undefined ? undefined : setTimeout(() => end(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
+  const timedOut = () => end(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+  const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(timedOut, timeoutMs);
   function end(reason: unknown): void {
     if (timer !== undefined) clearTimeout(timer);
     options.shutdownSignal.removeEventListener("abort", onShutdown);
     if (!controller.signal.aborted) controller.abort(reason);
   }
   if (options.shutdownSignal.aborted) end(options.shutdownSignal.reason);
+  else if (timeoutMs !== undefined && timeoutMs <= 0) timedOut();
   else options.shutdownSignal.addEventListener("abort", onShutdown);
   return {
     service: method.parent,
     method,
     protocolName: "connect",
     requestMethod: "POST",
-    url: `http://${req.headers[":authority"] ?? "localhost"}${req.url}`,
+    url: `${req.headers[":scheme"] ?? "http"}://${req.headers[":authority"] ?? "localhost"}${req.url}`,
     timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
     signal: controller.signal,
     requestHeader: webHeaders(req.headers),

@@ -10,7 +10,6 @@ import { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import type { Logger } from "pino";
 import { toConnectError } from "./errors.js";
 import { createHealthService, type HealthState } from "./service/health.js";
-import { createJobService } from "./service/job-service.js";
 import { ReflectionIndex, reflectionV1, reflectionV1alpha } from "./service/reflection.js";
 import { answerUndecodableBodiesAsInvalid } from "./service/undecodable-bodies.js";
 import type { ServerMetrics } from "./service/metrics.js";
@@ -58,8 +57,8 @@ export interface RouteDeps {
   readonly health: HealthState;
 }
 
-/** The routes; `jobService` is the implementation (main.ts shares it with unary-fast-path.ts), made here when not given. */
-export function routes(deps: RouteDeps, jobService: ServiceImpl<typeof JobService> = createJobService(deps)) {
+/** The routes; `jobService` is JobService's implementation (createJobService), which main.ts shares with unary-fast-path.ts. */
+export function routes(deps: RouteDeps, jobService: ServiceImpl<typeof JobService>) {
   return (router: ConnectRouter) => {
     router.service(JobService, jobService);
     router.service(Health, createHealthService(deps.health));

@@ -55,8 +55,6 @@ export interface UnaryFastPathOptions<S extends DescService> {
 /** connect-es's maxTimeoutMs default: no limit. */
 const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
 
-const http2Constants = http2.constants;
-
 /** The reason a call's context is aborted with once it has been answered (no DOMException per call). */
 const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 
@@ -86,7 +84,7 @@ export function unaryFastPath<S extends DescService>(options: UnaryFastPathOptio
     const response = res as http2.Http2ServerResponse;
     answer(req as http2.Http2ServerRequest, response, target, timeout.timeoutMs, options).catch((err: unknown) => {
       options.logger.error({ err, rpc: target.method.name }, "a unary call failed outside its handler");
-      if (!response.stream.destroyed) response.stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+      if (!response.stream.destroyed) response.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     });
     return true;
   };

@@ -10,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { connect } from "../client-sdk/dist/index.js";
 import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
 import { type ServerProcess, startServer } from "../test/helpers/server-process.js";
 import { db, makeCalls, tables } from "./pipeline.js";
@@ -79,8 +80,18 @@ const EVENT_WATCHER_EVERY = 50;
 const WORKER = { workerId: "bench", host: "bench", pid: process.pid, user: "bench", codeVersion: "" };
 let nextTable = 0;
 
+/** A generic Connect client (JSON over HTTP/2), as a tool other than the SDK would call the server. */
 function rpcClient(url: string): Rpc {
   return createClient(JobService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+}
+
+/**
+ * A connection of its own, as a worker has one: the SDK's own RPCs (binary unary calls on its
+ * lean transport, retries), so that per-call figures are what workers cost the server.
+ */
+function workerConnection(url: string): { rpc: Rpc; close(): void } {
+  const client = connect({ url });
+  return { rpc: client.rpc, close: () => client.close() };
 }
 
 /** A server on the port of BENCH_URL with a database of its own; stop() also answers its peak RSS. */
@@ -238,11 +249,11 @@ export async function latency(dialect: Dialect, port: number, s: Sizes, log: (li
       const times: number[] = [];
       await Promise.all(
         Array.from({ length: workers }, async () => {
-          const rpc = rpcClient(srv.server.url);
+          const { rpc, close } = workerConnection(srv.server.url);
           for (;;) {
             const started = performance.now();
             const { leases } = await rpc.reserve({ table, maxJobs: 1, worker: WORKER });
-            if (leases.length === 0) return;
+            if (leases.length === 0) return close();
             await rpc.complete({ table, completions: [{ leaseToken: leases[0]!.leaseToken, result: {} }] });
             times.push(performance.now() - started);
           }
@@ -351,7 +362,7 @@ export interface IdleResults {
 }
 
 /**
- * Scenario 7: connected workers with nothing to do. Each has its own connection and does what an
+ * Scenario 7: connected workers with nothing to do. Each has its own connection (the SDK's) and does what an
  * idle populus-worker does every --idle-wait (10 s): a pass of populate, which refreshes its key
  * source (here an empty one: one Refresh call) and asks for jobs only when the refresh said some
  * are pending (here none: no Reserve).
@@ -366,7 +377,7 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
   const controller = new AbortController();
   let calls = 0;
   const workers = Array.from({ length: s.idleWorkers }, async (_, w) => {
-    const rpc = rpcClient(srv.server.url);
+    const { rpc, close } = workerConnection(srv.server.url);
     const worker = { ...WORKER, workerId: `idle-${w}` };
     await new Promise((r) => setTimeout(r, Math.random() * IDLE_WAIT_S * 1000));
     while (!controller.signal.aborted) {
@@ -380,6 +391,7 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
       }
       await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000 * (0.9 + Math.random() * 0.2)));
     }
+    close();
   });
   await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000));
   const pid = srv.server.process.pid as number;

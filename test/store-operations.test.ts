@@ -13,6 +13,7 @@ import {
   type Operation,
   type Param,
   rows,
+  rowsAndRun,
   run,
   runAsync,
   runSync,
@@ -94,15 +95,16 @@ function recordingConnection(sent: { sql: string; values: Param[] }[]): QueryCon
   };
 }
 
-test("a pipelined transaction sends START TRANSACTION with its first statement and each write with the next statement or COMMIT", async (t) => {
+test("a pipelined transaction reads alone until it first writes, then sends START TRANSACTION with that statement and each write with the next statement or COMMIT", async (t) => {
   const sent: { sql: string; values: Param[] }[] = [];
   const transaction = new PipelinedTransaction(recordingConnection(sent));
   t.deepEqual(await runAsync(readThenWrite(), transaction), { read: [{ id: 1 }], changed: 4 });
   await transaction.commit();
   t.deepEqual(sent, [
-    { sql: "START TRANSACTION;\nSELECT id FROM t", values: [] },
+    // A plain read reads the same at READ COMMITTED in autocommit as inside a transaction.
+    { sql: "SELECT id FROM t", values: [] },
     // A per-row statement runs row by row, each run a round trip of its own.
-    { sql: "UPDATE t SET x = ? WHERE id = ?", values: [1, 10] },
+    { sql: "START TRANSACTION;\nUPDATE t SET x = ? WHERE id = ?", values: [1, 10] },
     { sql: "UPDATE t SET x = ? WHERE id = ?", values: [2, 20] },
     { sql: "INSERT INTO log (n) VALUES (?);\nCOMMIT", values: [4] },
   ]);
@@ -119,6 +121,69 @@ test("a pipelined transaction sends START TRANSACTION with its first statement a
       values: [7, 1, 10, 2, 20],
     },
   ]);
+});
+
+test("a pipelined transaction that only reads never begins and sends no COMMIT; a locking read begins it", async (t) => {
+  const sent: { sql: string; values: Param[] }[] = [];
+  const readOnly = new PipelinedTransaction(recordingConnection(sent));
+  await runAsync(rows({ sql: "SELECT id FROM t WHERE x = ?", params: [1] }), readOnly);
+  await runAsync(rows({ sql: "  select 1 AS x FROM t LIMIT 1", params: [] }), readOnly);
+  await readOnly.commit();
+  t.deepEqual(sent, [
+    { sql: "SELECT id FROM t WHERE x = ?", values: [1] },
+    { sql: "  select 1 AS x FROM t LIMIT 1", values: [] },
+  ]);
+
+  for (const locking of ["SELECT id FROM t FOR UPDATE", "SELECT id FROM t ORDER BY id LIMIT 2 FOR UPDATE SKIP LOCKED", "SELECT id FROM t LOCK IN SHARE MODE"]) {
+    const lockingSent: { sql: string; values: Param[] }[] = [];
+    const locks = new PipelinedTransaction(recordingConnection(lockingSent));
+    await runAsync(rows({ sql: locking, params: [] }), locks);
+    await locks.commit();
+    t.deepEqual(
+      lockingSent.map((q) => q.sql),
+      [`START TRANSACTION;\n${locking}`, "COMMIT"],
+      locking,
+    );
+  }
+  // A statement that reads rows but writes (MariaDB's DELETE ... RETURNING) begins it too.
+  const deleting: { sql: string; values: Param[] }[] = [];
+  const deletes = new PipelinedTransaction(recordingConnection(deleting));
+  await runAsync(rows({ sql: "DELETE FROM t WHERE id = 1 RETURNING id", params: [] }), deletes);
+  await deletes.commit();
+  t.deepEqual(
+    deleting.map((q) => q.sql),
+    ["START TRANSACTION;\nDELETE FROM t WHERE id = 1 RETURNING id", "COMMIT"],
+  );
+});
+
+test("rowsAndRun sends its read and its change in one round trip, and runs them in order on SQLite's driver", async (t) => {
+  function* readAndInsert(): Operation<{ found: unknown[]; inserted: number }> {
+    const [found, inserted] = yield* rowsAndRun({ sql: "SELECT id FROM t", params: [] }, { sql: "INSERT INTO t (id) VALUES (?)", params: [3] });
+    yield* write({ sql: "INSERT INTO log (n) VALUES (?)", params: [inserted] });
+    return { found, inserted };
+  }
+  const sent: { sql: string; values: Param[] }[] = [];
+  const transaction = new PipelinedTransaction(recordingConnection(sent));
+  t.deepEqual(await runAsync(readAndInsert(), transaction), { found: [{ id: 1 }], inserted: 2 });
+  await transaction.commit();
+  t.deepEqual(sent, [
+    { sql: "START TRANSACTION;\nSELECT id FROM t;\nINSERT INTO t (id) VALUES (?)", values: [3] },
+    { sql: "INSERT INTO log (n) VALUES (?);\nCOMMIT", values: [2] },
+  ]);
+
+  const order: string[] = [];
+  const sync: SyncExecutor = {
+    rows: (s) => {
+      order.push(s.sql);
+      return [{ id: 9 }];
+    },
+    run: (s) => {
+      order.push(s.sql);
+      return 1;
+    },
+  };
+  t.deepEqual(runSync(readAndInsert(), sync), { found: [{ id: 9 }], inserted: 1 });
+  t.deepEqual(order, ["SELECT id FROM t", "INSERT INTO t (id) VALUES (?)", "INSERT INTO log (n) VALUES (?)"]);
 });
 
 const mysqlTest = testDialects().includes("mysql") ? test : test.skip;

@@ -3,9 +3,12 @@
  * costs far more than the statement it carries here (a loopback write wakes the database's thread
  * on the other core: 50 µs of the server's CPU per statement in a profile, besides the wait), so:
  *
- * - START TRANSACTION goes with the first statement;
+ * - START TRANSACTION goes with the first statement that writes or locks. Reads before it go
+ *   alone, in autocommit: at READ COMMITTED each statement reads the latest commits either way, and
+ *   an operation that only reads (a refresh that finds nothing to do) then needs no COMMIT at all;
  * - a `write` (a statement whose count the operation does not read: a change-log row, a lease
- *   update; a per-row one as its runs) waits and goes with the next statement, or with COMMIT.
+ *   update; a per-row one as its runs) waits and goes with the next statement, or with COMMIT;
+ * - rowsAndRun's read and change go together.
  *
  * They travel as one multi-statement query (mysql2's multipleStatements), executed in order; the
  * first error stops the rest, and the caller then rolls back. Every value is still a bound `?`.
@@ -28,11 +31,12 @@ export class PipelinedTransaction implements AsyncExecutor {
   constructor(private readonly connection: QueryConnection) {}
 
   async rows(s: Statement): Promise<unknown[]> {
-    if (s.perRow === undefined) return (await this.send(s)) as unknown[];
+    if (!this.begun && this.held.length === 0 && s.perRow === undefined && isPlainRead(s.sql)) return (await this.query([s])) as unknown[];
+    if (s.perRow === undefined) return (await this.send(s))[0] as unknown[];
     // A per-row read finds at most one row per run.
     const found: unknown[] = [];
     for (const one of runsOf(s)) {
-      const [row] = (await this.send(one)) as unknown[];
+      const [row] = (await this.send(one))[0] as unknown[];
       if (row !== undefined) found.push(row);
     }
     return found;
@@ -40,7 +44,7 @@ export class PipelinedTransaction implements AsyncExecutor {
 
   async run(s: Statement): Promise<number> {
     let changed = 0;
-    for (const one of runsOf(s)) changed += affected(await this.send(one));
+    for (const one of runsOf(s)) changed += affected((await this.send(one))[0]);
     return changed;
   }
 
@@ -48,7 +52,13 @@ export class PipelinedTransaction implements AsyncExecutor {
     this.held.push(...runsOf(s));
   }
 
-  /** Sends the held writes and COMMIT; a transaction with no statement at all has nothing to commit. */
+  async rowsAndRun(read: Statement, change: Statement): Promise<[unknown[], number]> {
+    if (read.perRow !== undefined || change.perRow !== undefined) return [await this.rows(read), await this.run(change)];
+    const [found, changed] = await this.send(read, change);
+    return [found as unknown[], affected(changed)];
+  }
+
+  /** Sends the held writes and COMMIT; a transaction that never began (it only read, or did nothing) has nothing to commit. */
   async commit(): Promise<void> {
     if (this.begun || this.held.length > 0) await this.send(COMMIT);
   }
@@ -59,14 +69,14 @@ export class PipelinedTransaction implements AsyncExecutor {
     await this.query([{ sql: "ROLLBACK", params: [] }]).catch(() => undefined);
   }
 
-  /** `last` after START TRANSACTION (first time) and the held writes, in one round trip; answers `last`'s result. */
-  private async send(last: Statement): Promise<unknown> {
-    const batch = this.begun ? [...this.held, last] : [BEGIN, ...this.held, last];
+  /** `last` after START TRANSACTION (first time) and the held writes, in one round trip; answers the results of `last`. */
+  private async send(...last: Statement[]): Promise<unknown[]> {
+    const batch = this.begun ? [...this.held, ...last] : [BEGIN, ...this.held, ...last];
     this.held.length = 0;
     this.begun = true;
     const results = await this.query(batch);
     // One statement answers its result; several answer one result per statement.
-    return batch.length === 1 ? results : (results as unknown[])[batch.length - 1];
+    return batch.length === 1 ? [results] : (results as unknown[]).slice(batch.length - last.length);
   }
 
   private query(batch: readonly Statement[]): Promise<unknown> {
@@ -74,6 +84,11 @@ export class PipelinedTransaction implements AsyncExecutor {
     const values = batch.flatMap((s) => s.params);
     return new Promise((resolve, reject) => this.connection.query({ sql, values }, (err, results) => (err ? reject(err) : resolve(results))));
   }
+}
+
+/** A SELECT that takes no locks: it reads the same in autocommit as inside a READ COMMITTED transaction. */
+function isPlainRead(sql: string): boolean {
+  return /^\s*SELECT\b/i.test(sql) && !/\bFOR\s+UPDATE\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bFOR\s+SHARE\b/i.test(sql);
 }
 
 function affected(result: unknown): number {

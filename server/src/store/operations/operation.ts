@@ -30,8 +30,10 @@ export interface Statement {
  * operation's next statement or its commit, in one round trip (mysql-store.ts).
  */
 export interface Step {
-  readonly kind: "rows" | "run" | "write";
+  readonly kind: "rows" | "run" | "write" | "rowsAndRun";
   readonly statement: Statement;
+  /** rowsAndRun: the statement run right after `statement`, whose changed rows are counted. */
+  readonly change?: Statement;
 }
 
 /** An operation: yields steps, receives their results, returns its answer. */
@@ -50,6 +52,15 @@ export function* run(statement: Statement): Operation<number> {
 /** A write whose count the operation does not need: the executor may send it with the next statement. */
 export function* write(statement: Statement): Operation<void> {
   yield { kind: "write", statement };
+}
+
+/**
+ * Reads rows and then runs a change, in one round trip where the driver pipelines (mysql2): for a
+ * change that does not depend on what the read finds (a one-key refresh's insert beside the
+ * refresh's state). Answers the rows and the changed count.
+ */
+export function* rowsAndRun<R>(read: Statement, change: Statement): Operation<[R[], number]> {
+  return (yield { kind: "rowsAndRun", statement: read, change }) as [R[], number];
 }
 
 /** A statement's runs, each a statement of its own: one for a plain statement, one per row for a per-row one (for drivers that send each run). */
@@ -78,6 +89,8 @@ export interface AsyncExecutor {
   run(statement: Statement): Promise<number>;
   /** Runs the statement, or keeps it to send before the next one. */
   write(statement: Statement): Promise<void>;
+  /** Reads, then runs `change`; answers both results (one round trip where it can). */
+  rowsAndRun?(read: Statement, change: Statement): Promise<[unknown[], number]>;
 }
 
 /** Drives an operation on a synchronous driver (better-sqlite3). */
@@ -85,7 +98,8 @@ export function runSync<T>(operation: Operation<T>, executor: SyncExecutor): T {
   let next = operation.next();
   while (!next.done) {
     const step = next.value;
-    next = operation.next(step.kind === "rows" ? executor.rows(step.statement) : executor.run(step.statement));
+    if (step.kind === "rowsAndRun") next = operation.next([executor.rows(step.statement), executor.run(step.change as Statement)]);
+    else next = operation.next(step.kind === "rows" ? executor.rows(step.statement) : executor.run(step.statement));
   }
   return next.value;
 }
@@ -98,6 +112,13 @@ export async function runAsync<T>(operation: Operation<T>, executor: AsyncExecut
     if (step.kind === "write") {
       await executor.write(step.statement);
       next = operation.next();
+    } else if (step.kind === "rowsAndRun") {
+      const change = step.change as Statement;
+      next = operation.next(
+        executor.rowsAndRun === undefined
+          ? [await executor.rows(step.statement), await executor.run(change)]
+          : await executor.rowsAndRun(step.statement, change),
+      );
     } else next = operation.next(step.kind === "rows" ? await executor.rows(step.statement) : await executor.run(step.statement));
   }
   return next.value;

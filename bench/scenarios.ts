@@ -4,8 +4,10 @@
  * BENCH_URL, on a fresh database, and checks what it measured: a drain that
  * does not commit every key exactly once throws, and the bench fails.
  */
+import { spawn } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
+import http2 from "node:http2";
 import { performance } from "node:perf_hooks";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -355,6 +357,12 @@ const IDLE_WAIT_S = 10;
 
 export interface IdleResults {
   readonly workers: number;
+  /**
+   * The same calls from as many connections to a bare node:http2 server that answers each with a
+   * few fixed bytes: the part of serverCpuPercent no server code can save on this machine (waking
+   * for a call costs more than handling it when calls come one at a time).
+   */
+  readonly bareHttp2CpuPercent: number;
   /** The server's CPU while they idled, % of one core. */
   readonly serverCpuPercent: number;
   /** Their calls a second, all together. */
@@ -401,8 +409,58 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
   const results = { workers: s.idleWorkers, serverCpuPercent: ((cpuSeconds(pid) - cpu0) / seconds) * 100, callsPerSecond: (calls - calls0) / seconds };
   controller.abort();
   await Promise.race([Promise.allSettled(workers), new Promise((r) => setTimeout(r, (IDLE_WAIT_S + 5) * 1000))]);
-  log(`idle: ${s.idleWorkers} workers, ${results.callsPerSecond.toFixed(0)} calls/s, server CPU ${results.serverCpuPercent.toFixed(1)}% of a core`);
-  return { results, peakRssMb: await srv.finish() };
+  const peakRssMb = await srv.finish();
+  const bareHttp2CpuPercent = await bareHttp2Cpu(port, s);
+  log(
+    `idle: ${s.idleWorkers} workers, ${results.callsPerSecond.toFixed(0)} calls/s, server CPU ${results.serverCpuPercent.toFixed(1)}% of a core; a bare node:http2 server ${bareHttp2CpuPercent.toFixed(1)}%`,
+  );
+  return { results: { ...results, bareHttp2CpuPercent }, peakRssMb };
+}
+
+/** A node:http2 server that reads each request and answers it with five fixed bytes, and nothing else. */
+const BARE_HTTP2_SERVER = `
+  const http2 = require("node:http2");
+  http2.createServer((req, res) => {
+    req.on("data", () => {});
+    req.on("end", () => { res.writeHead(200, { "content-type": "application/proto" }); res.end(Buffer.alloc(5)); });
+  }).listen(Number(process.argv[1]), "127.0.0.1", () => process.send("listening"));
+`;
+
+/** Scenario 7's calls (as many connections, one small POST each per idle wait) against BARE_HTTP2_SERVER: its CPU, % of a core. */
+async function bareHttp2Cpu(port: number, s: Sizes): Promise<number> {
+  const server = spawn(process.execPath, ["-e", BARE_HTTP2_SERVER, String(port)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  await new Promise((resolve, reject) => {
+    server.once("message", resolve);
+    server.once("exit", (code) => reject(new Error(`the bare HTTP/2 server exited (${code})`)));
+  });
+  let stopped = false;
+  const sessions = Array.from({ length: s.idleWorkers }, () => http2.connect(`http://127.0.0.1:${port}`));
+  const call = (session: http2.ClientHttp2Session) =>
+    new Promise<void>((resolve, reject) => {
+      const request = session.request({ ":method": "POST", ":path": "/populus.v1.JobService/Refresh", "content-type": "application/proto" });
+      request.on("data", () => {});
+      request.on("end", resolve);
+      request.on("error", reject);
+      request.end(Buffer.alloc(20));
+    });
+  const loops = sessions.map(async (session) => {
+    await new Promise((r) => setTimeout(r, Math.random() * IDLE_WAIT_S * 1000));
+    while (!stopped) {
+      await call(session);
+      await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000 * (0.9 + Math.random() * 0.2)));
+    }
+  });
+  try {
+    await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000));
+    const [cpu0, t0] = [cpuSeconds(server.pid as number), performance.now()];
+    await new Promise((r) => setTimeout(r, s.idleSeconds * 1000));
+    return ((cpuSeconds(server.pid as number) - cpu0) / ((performance.now() - t0) / 1000)) * 100;
+  } finally {
+    stopped = true;
+    for (const session of sessions) session.destroy();
+    await Promise.allSettled(loops);
+    server.kill();
+  }
 }
 
 export interface ManyWatchersResults {

@@ -114,10 +114,8 @@ export abstract class SharedStore implements JobStore {
       );
     }
     // An idle worker's pass (one call, an empty key source) on a table that holds no job has
-    // nothing to remove, re-pend, reset or reserve: one read, not a write transaction. (MySQL's
-    // transaction reads first without beginning, and one that only read needs no COMMIT: it costs
-    // that one read already, and a table that holds jobs no more.)
-    if (this.sql.singleWriter && input.keys.length === 0 && input.refreshId === null && !(await this.statements(() => holdsAnyJob(this.sql, input.table)))) {
+    // nothing to remove, re-pend, reset or reserve: one plain read, not a transaction.
+    if (input.keys.length === 0 && input.refreshId === null && !(await this.statements(() => holdsAnyJob(this.sql, input.table)))) {
       return { ...NOTHING_REFRESHED, anyPending: false };
     }
     const staging = stagingId(input.table, input.refreshId ?? `${STAGING_PREFIX}${++stagingCalls}`);

@@ -13,6 +13,7 @@ import {
   type Operation,
   type Param,
   rows,
+  rowsAndRows,
   rowsAndRun,
   run,
   runAsync,
@@ -156,7 +157,7 @@ test("a pipelined transaction that only reads never begins and sends no COMMIT; 
   );
 });
 
-test("rowsAndRun sends its read and its change in one round trip, and runs them in order on SQLite's driver", async (t) => {
+test("rowsAndRun and rowsAndRows send their statements in one round trip, and run them in order on SQLite's driver", async (t) => {
   function* readAndInsert(): Operation<{ found: unknown[]; inserted: number }> {
     const [found, inserted] = yield* rowsAndRun({ sql: "SELECT id FROM t", params: [] }, { sql: "INSERT INTO t (id) VALUES (?)", params: [3] });
     yield* write({ sql: "INSERT INTO log (n) VALUES (?)", params: [inserted] });
@@ -170,6 +171,20 @@ test("rowsAndRun sends its read and its change in one round trip, and runs them 
     { sql: "START TRANSACTION;\nSELECT id FROM t;\nINSERT INTO t (id) VALUES (?)", values: [3] },
     { sql: "INSERT INTO log (n) VALUES (?);\nCOMMIT", values: [2] },
   ]);
+
+  // Two plain reads together need no transaction; a locking one begins it.
+  const reads: { sql: string; values: Param[] }[] = [];
+  const reading = new PipelinedTransaction(recordingConnection(reads));
+  t.deepEqual(await runAsync(rowsAndRows({ sql: "SELECT a FROM t", params: [] }, { sql: "SELECT b FROM u WHERE c = ?", params: [5] }), reading), [
+    [{ id: 1 }],
+    [{ id: 1 }],
+  ]);
+  await runAsync(rowsAndRows({ sql: "SELECT a FROM t FOR UPDATE", params: [] }, { sql: "SELECT b FROM u", params: [] }), reading);
+  await reading.commit();
+  t.deepEqual(
+    reads.map((q) => q.sql),
+    ["SELECT a FROM t;\nSELECT b FROM u WHERE c = ?", "START TRANSACTION;\nSELECT a FROM t FOR UPDATE;\nSELECT b FROM u", "COMMIT"],
+  );
 
   const order: string[] = [];
   const sync: SyncExecutor = {

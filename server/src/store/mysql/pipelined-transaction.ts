@@ -8,12 +8,12 @@
  *   an operation that only reads (a refresh that finds nothing to do) then needs no COMMIT at all;
  * - a `write` (a statement whose count the operation does not read: a change-log row, a lease
  *   update; a per-row one as its runs) waits and goes with the next statement, or with COMMIT;
- * - rowsAndRun's read and change go together.
+ * - the statements of a `together` step (rowsAndRun, rowsAndRows) go in one round trip.
  *
  * They travel as one multi-statement query (mysql2's multipleStatements), executed in order; the
  * first error stops the rest, and the caller then rolls back. Every value is still a bound `?`.
  */
-import { type AsyncExecutor, type Param, runsOf, type Statement } from "../operations/operation.js";
+import { type AsyncExecutor, type Param, type Part, runsOf, type Statement } from "../operations/operation.js";
 
 /** The part of a mysql2 (callback) connection this needs. */
 export interface QueryConnection {
@@ -52,10 +52,19 @@ export class PipelinedTransaction implements AsyncExecutor {
     this.held.push(...runsOf(s));
   }
 
-  async rowsAndRun(read: Statement, change: Statement): Promise<[unknown[], number]> {
-    if (read.perRow !== undefined || change.perRow !== undefined) return [await this.rows(read), await this.run(change)];
-    const [found, changed] = await this.send(read, change);
-    return [found as unknown[], affected(changed)];
+  async together(parts: readonly Part[]): Promise<unknown[]> {
+    if (parts.some((p) => p.statement.perRow !== undefined)) {
+      const results: unknown[] = [];
+      for (const p of parts) results.push(p.kind === "rows" ? await this.rows(p.statement) : await this.run(p.statement));
+      return results;
+    }
+    const statements = parts.map((p) => p.statement);
+    if (!this.begun && this.held.length === 0 && parts.every((p) => p.kind === "rows" && isPlainRead(p.statement.sql))) {
+      const answered = await this.query(statements);
+      return statements.length === 1 ? [answered] : (answered as unknown[]);
+    }
+    const results = await this.send(...statements);
+    return results.map((r, i) => (parts[i]?.kind === "run" ? affected(r) : r));
   }
 
   /** Sends the held writes and COMMIT; a transaction that never began (it only read, or did nothing) has nothing to commit. */

@@ -30,10 +30,16 @@ export interface Statement {
  * operation's next statement or its commit, in one round trip (mysql-store.ts).
  */
 export interface Step {
-  readonly kind: "rows" | "run" | "write" | "rowsAndRun";
+  readonly kind: "rows" | "run" | "write" | "together";
   readonly statement: Statement;
-  /** rowsAndRun: the statement run right after `statement`, whose changed rows are counted. */
-  readonly change?: Statement;
+  /** together: the statements that go with `statement`, in order, each read or counted. */
+  readonly with?: readonly Part[];
+}
+
+/** A statement of a `together` step: its rows are read, or the rows it changes counted. */
+export interface Part {
+  readonly kind: "rows" | "run";
+  readonly statement: Statement;
 }
 
 /** An operation: yields steps, receives their results, returns its answer. */
@@ -55,12 +61,21 @@ export function* write(statement: Statement): Operation<void> {
 }
 
 /**
- * Reads rows and then runs a change, in one round trip where the driver pipelines (mysql2): for a
- * change that does not depend on what the read finds (a one-key refresh's insert beside the
- * refresh's state). Answers the rows and the changed count.
+ * Statements that do not depend on each other's results, in order, in one round trip where the
+ * driver pipelines (mysql2): answers each one's rows or count.
  */
+function* together(first: Part, ...rest: Part[]): Operation<unknown[]> {
+  return (yield { kind: "together", statement: first.statement, with: [first, ...rest] }) as unknown[];
+}
+
+/** Reads rows and then runs a change that does not depend on them (a one-key refresh's insert beside its state read). */
 export function* rowsAndRun<R>(read: Statement, change: Statement): Operation<[R[], number]> {
-  return (yield { kind: "rowsAndRun", statement: read, change }) as [R[], number];
+  return (yield* together({ kind: "rows", statement: read }, { kind: "run", statement: change })) as [R[], number];
+}
+
+/** Two reads, the second not depending on the first's rows (Reserve's request record and the ready jobs). */
+export function* rowsAndRows<A, B>(first: Statement, second: Statement): Operation<[A[], B[]]> {
+  return (yield* together({ kind: "rows", statement: first }, { kind: "rows", statement: second })) as [A[], B[]];
 }
 
 /** A statement's runs, each a statement of its own: one for a plain statement, one per row for a per-row one (for drivers that send each run). */
@@ -89,8 +104,8 @@ export interface AsyncExecutor {
   run(statement: Statement): Promise<number>;
   /** Runs the statement, or keeps it to send before the next one. */
   write(statement: Statement): Promise<void>;
-  /** Reads, then runs `change`; answers both results (one round trip where it can). */
-  rowsAndRun?(read: Statement, change: Statement): Promise<[unknown[], number]>;
+  /** Runs the parts in order, in one round trip where it can; answers each one's rows or count. */
+  together?(parts: readonly Part[]): Promise<unknown[]>;
 }
 
 /** Drives an operation on a synchronous driver (better-sqlite3). */
@@ -98,7 +113,8 @@ export function runSync<T>(operation: Operation<T>, executor: SyncExecutor): T {
   let next = operation.next();
   while (!next.done) {
     const step = next.value;
-    if (step.kind === "rowsAndRun") next = operation.next([executor.rows(step.statement), executor.run(step.change as Statement)]);
+    if (step.kind === "together")
+      next = operation.next((step.with ?? []).map((p) => (p.kind === "rows" ? executor.rows(p.statement) : executor.run(p.statement))));
     else next = operation.next(step.kind === "rows" ? executor.rows(step.statement) : executor.run(step.statement));
   }
   return next.value;
@@ -112,13 +128,14 @@ export async function runAsync<T>(operation: Operation<T>, executor: AsyncExecut
     if (step.kind === "write") {
       await executor.write(step.statement);
       next = operation.next();
-    } else if (step.kind === "rowsAndRun") {
-      const change = step.change as Statement;
-      next = operation.next(
-        executor.rowsAndRun === undefined
-          ? [await executor.rows(step.statement), await executor.run(change)]
-          : await executor.rowsAndRun(step.statement, change),
-      );
+    } else if (step.kind === "together") {
+      const parts = step.with ?? [];
+      if (executor.together !== undefined) next = operation.next(await executor.together(parts));
+      else {
+        const results: unknown[] = [];
+        for (const p of parts) results.push(p.kind === "rows" ? await executor.rows(p.statement) : await executor.run(p.statement));
+        next = operation.next(results);
+      }
     } else next = operation.next(step.kind === "rows" ? await executor.rows(step.statement) : await executor.run(step.statement));
   }
   return next.value;

@@ -6,20 +6,25 @@
 import { type HeldGrantRow, leaseFilter, type ReserveRequestRow, repeatedGrants, requestLeaseTokens } from "../row-mapping.js";
 import type { LeaseGrant } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, rows, sql, write } from "./operation.js";
+import { type Operation, rows, type Statement, sql, write } from "./operation.js";
+
+/** Reads the record of a Reserve with this request id, locked (one row or none); repeatedReserve takes what it finds. */
+export function requestRecordSql(d: SqlDialect, table: string, requestId: string): Statement {
+  return sql(`SELECT lease_prefix, job_ids, lease_expire_time FROM ${d.names.reserveRequests} WHERE table_name = ? AND request_id = ?${d.forUpdate}`, [
+    table,
+    requestId,
+  ]);
+}
+
+/** A row of requestRecordSql. */
+export type RequestRecord = ReserveRequestRow & { lease_expire_time: string | number };
 
 /**
  * The leases an earlier Reserve with this request id granted that are still held, while its lease
  * length has not passed; empty when there is none. A record whose leases are all gone is deleted,
- * so this Reserve's own record can take its place.
+ * so this Reserve's own record can take its place. `request`: what requestRecordSql read.
  */
-export function* repeatedReserve(d: SqlDialect, table: string, requestId: string, now: number): Operation<LeaseGrant[]> {
-  const [request] = yield* rows<ReserveRequestRow & { lease_expire_time: string | number }>(
-    sql(`SELECT lease_prefix, job_ids, lease_expire_time FROM ${d.names.reserveRequests} WHERE table_name = ? AND request_id = ?${d.forUpdate}`, [
-      table,
-      requestId,
-    ]),
-  );
+export function* repeatedReserve(d: SqlDialect, table: string, requestId: string, now: number, request: RequestRecord | undefined): Operation<LeaseGrant[]> {
   if (request === undefined) return [];
   if (Number(request.lease_expire_time) > now) {
     const tokens = requestLeaseTokens(request);

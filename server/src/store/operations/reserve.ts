@@ -10,8 +10,8 @@ import { leaseToken } from "../row-mapping.js";
 import type { LeaseGrant, ReserveInput } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, type Param, rows, sql, write } from "./operation.js";
-import { recordReserveRequest, repeatedReserve } from "./reserve-requests.js";
+import { type Operation, type Param, rows, rowsAndRows, sql, write } from "./operation.js";
+import { type RequestRecord, recordReserveRequest, repeatedReserve, requestRecordSql } from "./reserve-requests.js";
 
 /** The jobs Reserve may lease now: pending, scheduled by now, within its priority and restriction. */
 export function readyFilter(d: SqlDialect, input: ReserveInput): { sql: string; params: Param[] } {
@@ -24,17 +24,22 @@ export function readyFilter(d: SqlDialect, input: ReserveInput): { sql: string; 
 
 /** One Reserve's transaction: the leases of an earlier Reserve with the same request id, else the next ready jobs. */
 export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter(d, input)): Operation<LeaseGrant[]> {
-  if (input.requestId !== null) {
-    const repeated = yield* repeatedReserve(d, input.table, input.requestId, input.now);
-    if (repeated.length > 0) return repeated;
-  }
   const jobs = d.jobsTable(input.table);
-  const found = yield* rows<{ id: string | number; key_json: string; priority: string | number; attempts: string | number }>(
-    sql(
-      `SELECT id, key_json, priority, attempts FROM ${d.inReadyOrder(jobs)} WHERE ${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ?${d.skipLocked}`,
-      [...ready.params, input.maxJobs],
-    ),
+  type ReadyRow = { id: string | number; key_json: string; priority: string | number; attempts: string | number };
+  const readyJobs = sql(
+    `SELECT id, key_json, priority, attempts FROM ${d.inReadyOrder(jobs)} WHERE ${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ?${d.skipLocked}`,
+    [...ready.params, input.maxJobs],
   );
+  let found: ReadyRow[];
+  if (input.requestId === null) found = yield* rows<ReadyRow>(readyJobs);
+  else {
+    // The request's record and the ready jobs in one round trip. A repeat answers its earlier
+    // leases, and the jobs just read (and locked) stay as they were when the transaction ends.
+    const [[request], next] = yield* rowsAndRows<RequestRecord, ReadyRow>(requestRecordSql(d, input.table, input.requestId), readyJobs);
+    const repeated = yield* repeatedReserve(d, input.table, input.requestId, input.now, request);
+    if (repeated.length > 0) return repeated;
+    found = next;
+  }
   if (found.length === 0) return [];
   const prefix = randomBytes(16).toString("hex");
   const expire = input.now + input.leaseMs;

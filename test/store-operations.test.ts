@@ -7,6 +7,7 @@
  */
 import test from "ava";
 import mysql from "mysql2";
+import { MysqlDialect } from "../server/dist/store/mysql/mysql-dialect.js";
 import { PipelinedTransaction, type QueryConnection } from "../server/dist/store/mysql/pipelined-transaction.js";
 import {
   type AsyncExecutor,
@@ -22,6 +23,7 @@ import {
   type SyncExecutor,
   write,
 } from "../server/dist/store/operations/operation.js";
+import { refresh } from "../server/dist/store/operations/refresh.js";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
 
 /** Reads, then writes depending on what it read (counting, then not), then answers both results. */
@@ -235,4 +237,45 @@ mysqlTest("on MariaDB, a pipelined transaction whose held write fails rolls back
     await new Promise((resolve) => pool.end(resolve));
     await db.drop();
   }
+});
+
+test("a worker's keyless refresh answers from its one state read, stages nothing on an old table, and reads pending again after a statement that may have waited on a lock", (t) => {
+  const d = new MysqlDialect(true);
+  const input = (orphanTimeoutMs: number | null) => ({
+    table: "T",
+    displayName: "T",
+    keyAttributes: null,
+    keys: [],
+    refreshId: null,
+    final: true,
+    priority: 5,
+    delayMs: 0,
+    staleTimeoutMs: 1000,
+    orphanTimeoutMs,
+    now: 1_000_000,
+  });
+  /** A table whose oldest job is far older than the stale cutoff, with none pending and none success. */
+  const scripted = (log: string[]): SyncExecutor => ({
+    rows: (s) => {
+      log.push(s.sql);
+      if (s.sql.includes("AS oldest")) return [{ oldest: 1, any_success: null, any_pending: null }];
+      if (s.sql.includes("status = 'pending'")) return [{ x: 1 }];
+      return [];
+    },
+    run: (s) => {
+      log.push(s.sql);
+      return 0;
+    },
+  });
+  const idle: string[] = [];
+  const passed = runSync(refresh(d, input(null), "s", { maxLostAttempts: 3 }), scripted(idle));
+  t.is(idle.length, 1, `one statement: ${idle.join(" | ")}`);
+  t.deepEqual(passed, { counts: { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: false }, dropStaging: false });
+
+  // The orphan reset locks rows after the state read: a job released meanwhile is pending now.
+  const orphans: string[] = [];
+  const reset = runSync(refresh(d, input(60_000), "s", { maxLostAttempts: 3 }), scripted(orphans));
+  t.is(reset.counts.anyPending, true, "pending read again after the orphan reset");
+  t.true(orphans.some((q) => q.includes("status = 'reserved'") && q.includes("FOR UPDATE")));
+  t.false(reset.dropStaging);
 });

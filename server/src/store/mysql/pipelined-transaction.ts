@@ -12,6 +12,10 @@
  *
  * They travel as one multi-statement query (mysql2's multipleStatements), executed in order; the
  * first error stops the rest, and the caller then rolls back. Every value is still a bound `?`.
+ *
+ * Behind a proxy that splits reads from writes (ProxySQL, MaxScale), a plain read in autocommit may
+ * be routed to a replica and read behind the primary: point Populus at the primary itself, or at a
+ * proxy route that does not split.
  */
 import { type AsyncExecutor, type Param, type Part, runsOf, type Statement } from "../operations/operation.js";
 
@@ -78,14 +82,14 @@ export class PipelinedTransaction implements AsyncExecutor {
     await this.query([{ sql: "ROLLBACK", params: [] }]).catch(() => undefined);
   }
 
-  /** `last` after START TRANSACTION (first time) and the held writes, in one round trip; answers the results of `last`. */
-  private async send(...last: Statement[]): Promise<unknown[]> {
-    const batch = this.begun ? [...this.held, ...last] : [BEGIN, ...this.held, ...last];
+  /** `statements` after START TRANSACTION (first time) and the held writes, in one round trip; answers the results of `statements`. */
+  private async send(...statements: Statement[]): Promise<unknown[]> {
+    const batch = this.begun ? [...this.held, ...statements] : [BEGIN, ...this.held, ...statements];
     this.held.length = 0;
     this.begun = true;
     const results = await this.query(batch);
     // One statement answers its result; several answer one result per statement.
-    return batch.length === 1 ? [results] : (results as unknown[]).slice(batch.length - last.length);
+    return batch.length === 1 ? [results] : (results as unknown[]).slice(batch.length - statements.length);
   }
 
   private query(batch: readonly Statement[]): Promise<unknown> {

@@ -29,12 +29,10 @@ export interface Statement {
  * reading the count. A `write` may be sent later, in order and in the same transaction: with the
  * operation's next statement or its commit, in one round trip (mysql-store.ts).
  */
-export interface Step {
-  readonly kind: "rows" | "run" | "write" | "together";
-  readonly statement: Statement;
-  /** together: the statements that go with `statement`, in order, each read or counted. */
-  readonly with?: readonly Part[];
-}
+export type Step =
+  | { readonly kind: "rows" | "run" | "write"; readonly statement: Statement }
+  /** Statements that do not depend on each other's results, each read or counted. */
+  | { readonly kind: "together"; readonly parts: readonly Part[] };
 
 /** A statement of a `together` step: its rows are read, or the rows it changes counted. */
 export interface Part {
@@ -65,7 +63,7 @@ export function* write(statement: Statement): Operation<void> {
  * driver pipelines (mysql2): answers each one's rows or count.
  */
 function* together(first: Part, ...rest: Part[]): Operation<unknown[]> {
-  return (yield { kind: "together", statement: first.statement, with: [first, ...rest] }) as unknown[];
+  return (yield { kind: "together", parts: [first, ...rest] }) as unknown[];
 }
 
 /** Reads rows and then runs a change that does not depend on them (a one-key refresh's insert beside its state read). */
@@ -113,8 +111,7 @@ export function runSync<T>(operation: Operation<T>, executor: SyncExecutor): T {
   let next = operation.next();
   while (!next.done) {
     const step = next.value;
-    if (step.kind === "together")
-      next = operation.next((step.with ?? []).map((p) => (p.kind === "rows" ? executor.rows(p.statement) : executor.run(p.statement))));
+    if (step.kind === "together") next = operation.next(step.parts.map((p) => (p.kind === "rows" ? executor.rows(p.statement) : executor.run(p.statement))));
     else next = operation.next(step.kind === "rows" ? executor.rows(step.statement) : executor.run(step.statement));
   }
   return next.value;
@@ -129,7 +126,7 @@ export async function runAsync<T>(operation: Operation<T>, executor: AsyncExecut
       await executor.write(step.statement);
       next = operation.next();
     } else if (step.kind === "together") {
-      const parts = step.with ?? [];
+      const { parts } = step;
       if (executor.together !== undefined) next = operation.next(await executor.together(parts));
       else {
         const results: unknown[] = [];

@@ -35,13 +35,13 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
   // A refresh of one call and one key (populate's refresh of a single key, an enqueue from a web
   // hook) sends its insert with the read of its state: one round trip fewer on MySQL.
   const [onlyKey] = input.keys;
-  const sentWithState = input.refreshId === null && input.keys.length === 1 && onlyKey !== undefined ? insertOne(onlyKey) : null;
-  const { state, inserted } = yield* refreshState(d, staging, input, sentWithState);
+  const insertWithState = input.refreshId === null && input.keys.length === 1 && onlyKey !== undefined ? insertOne(onlyKey) : null;
+  const { state, inserted } = yield* refreshState(d, staging, input, insertWithState);
   let added = inserted;
   for (let i = 0; i < input.keys.length; i += KEY_CHUNK) {
     const chunk = input.keys.slice(i, i + KEY_CHUNK);
     const hashes = chunk.map((k) => k.hash);
-    if (sentWithState !== null) {
+    if (insertWithState !== null) {
       // Inserted with the state read.
     } else if (chunk.length === 1) {
       added += yield* run(insertOne(chunk[0] as EncodedKey));
@@ -111,20 +111,24 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
     // worker's pass commits no write (bench scenario 7).
   }
   change.move(null, "pending", added);
-  // A table that held no job when this call read its state has no orphan: a job reserved since is fresh.
+  // A table that held no job when this call read its state has no orphan: orphans are judged as of
+  // the state read, and a job reserved since then is not one.
   const orphaned =
     input.orphanTimeoutMs === null || state.heldNoJob
       ? 0
       : yield* resetLeases(d, input.table, "reserve_time", input.now - input.orphanTimeoutMs, input.now, change, "wait", options);
   yield* logChange(d, input.table, change, input.now);
   // Whether a populate that refreshed has anything to reserve: surely, when this call made a job
-  // pending; as the state read found it, when this call changed no job (a keyless refresh of a
-  // table with nothing to do: an idle worker's pass, then one statement in all).
+  // pending; as the state read found it, when this call changed no job and took no lock after that
+  // read (a keyless refresh of a table with nothing to do: an idle worker's pass, then one statement
+  // in all). A statement that waited on a lock (the orphan reset, the re-pend) may have waited on a
+  // release or an expiry that made a job pending since, so then the answer is read again.
   const unchanged = added + removed + rePended + orphaned === 0;
+  const lockedNothing = (input.orphanTimeoutMs === null || state.heldNoJob) && state.anySuccess === false;
   const anyPending = !final
     ? null
     : added + rePended > 0 ||
-      (unchanged && state.anyPending !== null
+      (unchanged && lockedNothing && state.anyPending !== null
         ? state.anyPending
         : (yield* rows(sql(`SELECT 1 AS x FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1`))).length > 0);
   return { counts: { added, removed, orphaned, rePended, anyPending }, dropStaging: final && state.staging && !d.dropsStagingInTransaction };
@@ -165,6 +169,9 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput, send
       ? undefined
       : { staleCutoff: Number(row.stale_cutoff), staging: Number(row.staging) === 1, anySuccess: null, anyPending: null, heldNoJob: false };
   }
+  // Only a refresh of one call sends a statement with its state read; a later call of a refresh of
+  // several would otherwise return below without running it.
+  if (sendWith !== null && input.refreshId !== null) throw new Error("refreshState: sendWith is for a refresh of one call");
   if (input.refreshId !== null) {
     const known = yield* read();
     if (known !== undefined) return { state: known, inserted: 0 };
@@ -182,9 +189,12 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput, send
   type StateRow = { oldest: string | number | null; any_success: string | number | null; any_pending?: string | number | null };
   const [[first], inserted] = sendWith === null ? [yield* rows<StateRow>(stateRead), 0] : yield* rowsAndRun<StateRow>(stateRead, sendWith);
   const oldest = first?.oldest ?? null;
-  const candidate = mayHoldStaleJobs(oldest === null ? undefined : Number(oldest), staleCutoff)
-    ? (yield* rows(sql(staleCandidateSql(jobs), [staleCutoff])))[0]
-    : undefined;
+  // A keyless refresh of one call stages nothing, so it removes nothing: it need not ask.
+  const mayStage = input.refreshId !== null || input.keys.length > 0;
+  const candidate =
+    mayStage && mayHoldStaleJobs(oldest === null ? undefined : Number(oldest), staleCutoff)
+      ? (yield* rows(sql(staleCandidateSql(jobs), [staleCutoff])))[0]
+      : undefined;
   // A refresh of several calls re-pends in its final call, long after this read.
   const state = {
     staleCutoff,

@@ -34,7 +34,8 @@ export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter
   if (input.requestId === null) found = yield* rows<ReadyRow>(readyJobs);
   else {
     // The request's record and the ready jobs in one round trip. A repeat answers its earlier
-    // leases, and the jobs just read (and locked) stay as they were when the transaction ends.
+    // leases, and the jobs just read stay as they were; they were locked until its commit (a
+    // retry after a lost answer, so rare), and concurrent reservers skipped them meanwhile.
     const [[request], next] = yield* rowsAndRows<RequestRecord, ReadyRow>(requestRecordSql(d, input.table, input.requestId), readyJobs);
     const repeated = yield* repeatedReserve(d, input.table, input.requestId, input.now, request);
     if (repeated.length > 0) return repeated;

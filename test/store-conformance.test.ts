@@ -194,24 +194,35 @@ async function assertReservedExactlyOnce(t: ExecutionContext, client: JobsClient
 
 /** The ids of a table's pending jobs, read from its jobs table (`~~name`) directly. */
 async function pendingIdsInDatabase(db: TestDatabase, storedName: string): Promise<number[]> {
-  const sql = `SELECT key_json FROM ${db.dialect === "sqlite" ? `"~~${storedName}"` : `\`~~${storedName}\``} WHERE status = 'pending'`;
-  let rows: { key_json: string }[];
+  const rows = await queryDatabase<{ key_json: string }>(db, `SELECT key_json FROM ${quoted(db, `~~${storedName}`)} WHERE status = 'pending'`);
+  return rows.map((r) => Number((JSON.parse(r.key_json) as { id: string }).id)).sort((a, b) => a - b);
+}
+
+/** A table name quoted as the test database's dialect quotes it. */
+function quoted(db: TestDatabase, name: string): string {
+  return db.dialect === "sqlite" ? `"${name}"` : `\`${name}\``;
+}
+
+/** Runs one statement directly on the test database (beside the server); answers its rows, if it reads any. */
+async function queryDatabase<R>(db: TestDatabase, sql: string): Promise<R[]> {
   if (db.dialect === "sqlite") {
-    const file = new BetterSqlite3(db.url.slice("sqlite:".length), { readonly: true, fileMustExist: true });
+    const file = new BetterSqlite3(db.url.slice("sqlite:".length), { fileMustExist: true, timeout: 10_000 });
     try {
-      rows = file.prepare(sql).all() as { key_json: string }[];
+      const statement = file.prepare(sql);
+      if (statement.reader) return statement.all() as R[];
+      statement.run();
+      return [];
     } finally {
       file.close();
     }
-  } else {
-    const c = await mysql.createConnection({ uri: db.url });
-    try {
-      rows = (await c.query(sql))[0] as { key_json: string }[];
-    } finally {
-      await c.end();
-    }
   }
-  return rows.map((r) => Number((JSON.parse(r.key_json) as { id: string }).id)).sort((a, b) => a - b);
+  const c = await mysql.createConnection({ uri: db.url });
+  try {
+    const [rows] = await c.query(sql);
+    return Array.isArray(rows) ? (rows as R[]) : [];
+  } finally {
+    await c.end();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -833,6 +844,34 @@ const scenarios: Scenario[] = [
         t.regex(err.rawMessage, message, what);
       }
       t.deepEqual(await snapshot(), before, "the refused calls changed nothing");
+    },
+  },
+  {
+    title: "a Complete of a key whose target row already exists keeps that row, and the change log counts only the rows it wrote",
+    async run(t, { client, db }) {
+      const table = "CompleteOverExisting";
+      const stored = "complete_over_existing";
+      await client.refresh({ table, keys: keys(1, 4) });
+      const { leases } = await client.reserve({ table, maxJobs: 3, worker: WORKER });
+      t.is(leases.length, 3);
+      // Key 2's result, written by hand before its job commits.
+      await queryDatabase(
+        db,
+        `INSERT INTO ${quoted(db, stored)} (key_hash, key_json, result_json, lease_token, complete_time)
+         SELECT key_hash, key_json, '{"by":"hand"}', NULL, 0 FROM ${quoted(db, `~~${stored}`)} WHERE key_json = '{"id":"2"}'`,
+      );
+      const done = await client.complete({ table, completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: { by: "job" } })) });
+      t.deepEqual([done.committed, done.alreadyCommitted], [3n, 0n]);
+      t.deepEqual((await allTargets(client, table)).map((r) => [idOf(r.key), r.result]).sort(byFirst), [
+        [1, { by: "job" }],
+        [2, { by: "hand" }],
+        [3, { by: "job" }],
+      ]);
+      const [logged] = await queryDatabase<{ deltas: string }>(
+        db,
+        `SELECT deltas FROM ${quoted(db, "~populus_events")} WHERE table_name = '${stored}' ORDER BY id DESC LIMIT 1`,
+      );
+      t.deepEqual(JSON.parse(logged?.deltas ?? "null"), { reserved: -3, target: 2 }, "the Complete's change: 3 jobs left reserved, 2 target rows written");
     },
   },
   {

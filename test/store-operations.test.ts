@@ -23,6 +23,7 @@ import {
   type SyncExecutor,
   write,
 } from "../server/dist/store/operations/operation.js";
+import { complete } from "../server/dist/store/operations/complete.js";
 import { refresh } from "../server/dist/store/operations/refresh.js";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
 
@@ -278,4 +279,37 @@ test("a worker's keyless refresh answers from its one state read, stages nothing
   t.is(reset.counts.anyPending, true, "pending read again after the orphan reset");
   t.true(orphans.some((q) => q.includes("status = 'reserved'") && q.includes("FOR UPDATE")));
   t.false(reset.dropStaging);
+});
+
+test("on MariaDB a Complete is two round trips: the delete that reads its jobs, then the target rows, the change log (counting them in SQL) and COMMIT", async (t) => {
+  const sent: { sql: string; values: Param[] }[] = [];
+  const tokens = ["p-1", "p-2"];
+  const connection: QueryConnection = {
+    query(options, callback) {
+      sent.push(options);
+      const answers = options.sql
+        .split(";\n")
+        .map((s) =>
+          /^DELETE .* RETURNING/s.test(s)
+            ? tokens.map((token, i) => ({ id: i + 1, key_hash: `h${i}`, key_json: `{"id":"${i}"}`, lease_token: token, worker_id: "w" }))
+            : { affectedRows: 2 },
+        );
+      setImmediate(() => callback(null, answers.length === 1 ? answers[0] : answers));
+    },
+  };
+  const transaction = new PipelinedTransaction(connection);
+  const completions = tokens.map((leaseToken) => ({ leaseToken, resultJson: "{}" }));
+  t.deepEqual(await runAsync(complete(new MysqlDialect(true), "T", completions, false, 5), transaction), { committed: 2, alreadyCommitted: 0 });
+  await transaction.commit();
+  t.is(sent.length, 2, sent.map((q) => q.sql).join("\n---\n"));
+  const [deleting, committing] = sent.map((q) => q.sql.split(";\n"));
+  t.deepEqual(
+    deleting?.map((s) => s.split(" ")[0]),
+    ["START", "DELETE"],
+  );
+  t.deepEqual(
+    committing?.map((s) => s.split(" ")[0]),
+    ["INSERT", "INSERT", "COMMIT"],
+  );
+  t.regex(committing?.[1] ?? "", /JSON_SET\(\?, '\$\.target', ROW_COUNT\(\)\)/, "the change log's target count is the rows the insert before it wrote");
 });

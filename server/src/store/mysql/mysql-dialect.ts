@@ -27,6 +27,7 @@ export class MysqlDialect implements SqlDialect {
   readonly forUpdate = " FOR UPDATE";
   readonly skipLocked = " FOR UPDATE SKIP LOCKED";
   readonly fromNoTable = " FROM DUAL";
+  readonly previousRowCount = "ROW_COUNT()";
   readonly singleWriter = false;
   readonly dropsStagingInTransaction = false;
 

@@ -1,7 +1,7 @@
 /**
  * The change log's statements (store/change-log.ts says what a change holds).
  */
-import { type Change, type ChangeRow, parseChangeRow } from "../change-log.js";
+import { type Change, type ChangeRow, type CountName, parseChangeRow } from "../change-log.js";
 import type { ChangeBounds } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, run, sql, write } from "./operation.js";
@@ -11,10 +11,13 @@ import { type Operation, rows, run, sql, write } from "./operation.js";
  * auto-increment id is taken as late as possible, so ids commit nearly in order and tailers rarely
  * meet a gap. An empty change writes nothing.
  */
-export function* logChange(d: SqlDialect, table: string, change: Change, now: number): Operation<void> {
+export function* logChange(d: SqlDialect, table: string, change: Change, now: number, countedByPrevious?: CountName): Operation<void> {
   if (change.empty) return;
   const c = change.columns();
-  yield* write(sql(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ?, ?)`, [table, now, c.deltas, c.events]));
+  // `countedByPrevious`: that count's delta is the rows the statement just before this one changed,
+  // read in SQL, so that this row can go in the same round trip as that statement.
+  const deltas = countedByPrevious === undefined ? "?" : `JSON_SET(?, '$.${countedByPrevious}', ${d.previousRowCount})`;
+  yield* write(sql(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ${deltas}, ?)`, [table, now, c.deltas, c.events]));
 }
 
 interface ChangeLogRow {

@@ -48,21 +48,6 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
     alreadyCommitted = done.size;
   }
   if (held.length === 0) return { committed: 0, alreadyCommitted };
-  // A committed result is never overwritten: a row already there is kept.
-  const params: Param[] = [];
-  for (const c of completions) {
-    const row = byToken.get(c.leaseToken);
-    if (row !== undefined) params.push(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now);
-  }
-  const written = yield* run(
-    d.insertRows(
-      `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time)`,
-      "(?, ?, ?, ?, ?)",
-      held.length,
-      params,
-      d.onConflictKeep("key_hash", "key_hash"),
-    ),
-  );
   const ids = held.map((r) => r.id);
   if (keepCompleted) {
     yield* write(
@@ -75,6 +60,27 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
   } else if (deleting === null) {
     yield* write(d.deleteById(jobs, ids));
   }
-  yield* logChange(d, table, completionChange(held, written, keepCompleted), now);
+  // A committed result is never overwritten: a row already there is kept.
+  const params: Param[] = [];
+  for (const c of completions) {
+    const row = byToken.get(c.leaseToken);
+    if (row !== undefined) params.push(row.key_hash, row.key_json, c.resultJson, c.leaseToken, now);
+  }
+  const insert = d.insertRows(
+    `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time)`,
+    "(?, ?, ?, ?, ?)",
+    held.length,
+    params,
+    d.onConflictKeep("key_hash", "key_hash"),
+  );
+  if (insert.perRow === undefined) {
+    // One statement (MySQL): the change log counts the rows it wrote in SQL, and both go with the
+    // COMMIT, so a Complete is two round trips, not three.
+    yield* write(insert);
+    yield* logChange(d, table, completionChange(held, 0, keepCompleted), now, "target");
+  } else {
+    const written = yield* run(insert);
+    yield* logChange(d, table, completionChange(held, written, keepCompleted), now);
+  }
   return { committed: held.length, alreadyCommitted };
 }

@@ -14,7 +14,6 @@ import type { AttributeCondition } from "../../key-codec.js";
 import type { ReserveInput } from "../store.js";
 import type { Operation, Param, Statement } from "./operation.js";
 
-/** What a dialect supplies to the operations. */
 /** The store's own tables (migrations 0001-0003), by their role. */
 const STORE_TABLES = {
   tables: "~populus_tables",
@@ -33,6 +32,7 @@ export function storeTableNames(quote: (name: string) => string): StoreTableName
   return Object.fromEntries(entries) as StoreTableNames;
 }
 
+/** What a dialect supplies to the operations. */
 export interface SqlDialect {
   readonly name: "mysql" | "sqlite";
   /** A table's jobs table and target, quoted. */
@@ -53,6 +53,8 @@ export interface SqlDialect {
   readonly skipLocked: string;
   /** The FROM of a SELECT of values alone that has a WHERE (MySQL needs `FROM DUAL` there). */
   readonly fromNoTable: string;
+  /** The rows the previous statement of the transaction changed, as an SQL expression. */
+  readonly previousRowCount: string;
 
   concat(...parts: string[]): string;
   greatest(a: string, b: string): string;

@@ -4,7 +4,7 @@
  * concurrent reservers skip each other's rows instead of waiting; SQLite's BEGIN IMMEDIATE
  * transaction is the only writer.
  */
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { Change } from "../change-log.js";
 import { leaseToken } from "../row-mapping.js";
 import type { LeaseGrant, ReserveInput } from "../store.js";
@@ -42,7 +42,9 @@ export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter
     found = next;
   }
   if (found.length === 0) return [];
-  const prefix = randomBytes(16).toString("hex");
+  // 122 random bits from Node's buffered UUID pool: randomBytes(16) asks OpenSSL on every call,
+  // which was 2% of the server's CPU in a Reserve→Complete loop.
+  const prefix = randomUUID().replaceAll("-", "");
   const expire = input.now + input.leaseMs;
   const ids = found.map((r) => r.id);
   const tokens = found.map((r) => leaseToken(prefix, r.id));

@@ -22,6 +22,7 @@ export class SqliteDialect implements SqlDialect {
   readonly forUpdate = "";
   readonly skipLocked = "";
   readonly fromNoTable = "";
+  readonly previousRowCount = "changes()";
   readonly singleWriter = true;
   /** One writer: the deletes hold up no other transaction of this file for long. */
   readonly dropsStagingInTransaction = true;

@@ -25,6 +25,7 @@ import { refuseWatchCall } from "./service/watch-refusal.js";
 import { ChangeFeed } from "./service/change-feed.js";
 import { createJobService } from "./service/job-service.js";
 import { unaryFastPath } from "./service/unary-fast-path.js";
+import { watchFastPath } from "./service/watch-fast-path.js";
 import { ConsoleEndpoints, loadConsoleAssets } from "./service/console.js";
 import { ServerMetrics } from "./service/metrics.js";
 import { WatchHub } from "./service/watch-hub.js";
@@ -116,8 +117,8 @@ async function main(): Promise<void> {
     contextValues,
     shutdownSignal: shutdown.signal,
   });
-  // The SDK's unary calls (plain binary Connect over HTTP/2) skip connect-es's pipeline; the rest goes to rpcHandler.
-  const fastUnary = unaryFastPath({
+  // The SDK's unary calls and Watch streams (binary Connect over HTTP/2) skip connect-es's pipeline; the rest goes to rpcHandler.
+  const fastPathOptions = {
     service: JobService,
     implementation: jobService,
     interceptors,
@@ -125,7 +126,9 @@ async function main(): Promise<void> {
     contextValues,
     shutdownSignal: shutdown.signal,
     logger,
-  });
+  };
+  const fastUnary = unaryFastPath(fastPathOptions);
+  const fastWatch = watchFastPath(fastPathOptions, "Watch");
   const consoleEndpoints = new ConsoleEndpoints(loadConsoleAssets(), tokens);
   const handler: typeof rpcHandler = (req, res) => {
     if (metrics.serve(req, res) || consoleEndpoints.serve(req, res)) return;
@@ -133,7 +136,7 @@ async function main(): Promise<void> {
       metrics.refused("Watch", "RESOURCE_EXHAUSTED");
       return;
     }
-    if (fastUnary(req, res)) return;
+    if (fastUnary(req, res) || fastWatch(req, res)) return;
     rpcHandler(req, res);
   };
 

@@ -18,7 +18,7 @@
  */
 import type http from "node:http";
 import http2 from "node:http2";
-import { create, type DescMessage, type DescMethodUnary, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescMethod, type DescMethodUnary, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -39,8 +39,8 @@ type NodeResponse = object;
 type AnyUnary = DescMethodUnary<DescMessage, DescMessage>;
 type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
 
-/** What the fast path needs: the same pieces connectNodeAdapter is given. */
-export interface UnaryFastPathOptions<S extends DescService> {
+/** What a fast path needs: the same pieces connectNodeAdapter is given. */
+export interface FastPathOptions<S extends DescService> {
   readonly service: S;
   readonly implementation: ServiceImpl<S>;
   /** Outermost first, as connectNodeAdapter takes them. */
@@ -53,16 +53,16 @@ export interface UnaryFastPathOptions<S extends DescService> {
 }
 
 /** connect-es's maxTimeoutMs default: no limit. */
-const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
+export const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
 
 /** The reason a call's context is aborted with once it has been answered (no DOMException per call). */
-const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
+export const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 
 /**
  * A request listener's first step: answers a plain binary Connect unary call to `service` and
  * says true, or says false (and touches nothing) for any other request.
  */
-export function unaryFastPath<S extends DescService>(options: UnaryFastPathOptions<S>): (req: NodeRequest, res: NodeResponse) => boolean {
+export function unaryFastPath<S extends DescService>(options: FastPathOptions<S>): (req: NodeRequest, res: NodeResponse) => boolean {
   const methods = new Map<string, FastMethod>();
   for (const method of options.service.methods) {
     if (method.methodKind !== "unary") continue;
@@ -123,10 +123,10 @@ async function answer<S extends DescService>(
   res: http2.Http2ServerResponse,
   target: FastMethod,
   timeoutMs: number | undefined,
-  options: UnaryFastPathOptions<S>,
+  options: FastPathOptions<S>,
 ): Promise<void> {
   const method = target.method;
-  const ctx = callContext(req, method, timeoutMs, options);
+  const ctx = callContext(req, method, timeoutMs, options, "application/proto");
   // The call's signal aborts when the client goes away before its answer, when the server shuts
   // down, or at the deadline; otherwise only once it is answered, with a reason made once.
   const onClose = () => {
@@ -193,11 +193,12 @@ async function answer<S extends DescService>(
  * three (its own, a deadline's and the request's, linked): each cost about 10 µs here. `end`
  * aborts it (once) and lets go of the shutdown signal and the deadline timer.
  */
-function callContext<S extends DescService>(
+export function callContext<S extends DescService>(
   req: http2.Http2ServerRequest,
-  method: AnyUnary,
+  method: DescMethod,
   timeoutMs: number | undefined,
-  options: UnaryFastPathOptions<S>,
+  options: FastPathOptions<S>,
+  contentType: string,
 ): HandlerContext & { end(reason: unknown): void } {
   const controller = new AbortController();
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
@@ -221,7 +222,7 @@ function callContext<S extends DescService>(
     timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
     signal: controller.signal,
     requestHeader: webHeaders(req.headers),
-    responseHeader: new Headers({ "content-type": "application/proto" }),
+    responseHeader: new Headers({ "content-type": contentType }),
     responseTrailer: new Headers(),
     values: options.contextValues(req),
     end,
@@ -229,7 +230,7 @@ function callContext<S extends DescService>(
 }
 
 /** The whole request body; RESOURCE_EXHAUSTED past readMaxBytes, as connect-es says it. */
-function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): Promise<Uint8Array> {
+export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): Promise<Uint8Array> {
   const declared = Number(req.headers["content-length"] ?? Number.NaN);
   if (declared > readMaxBytes) {
     return Promise.reject(new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
@@ -285,7 +286,7 @@ function webHeaders(incoming: http2.IncomingHttpHeaders): Headers {
 }
 
 /** What invokeUnaryImplementation does with headers an interceptor answered: they become the call's. */
-function copyHeaders(from: Headers, to: Headers): void {
+export function copyHeaders(from: Headers, to: Headers): void {
   if (from === to) return;
   for (const key of [...to.keys()]) to.delete(key);
   from.forEach((value, key) => {

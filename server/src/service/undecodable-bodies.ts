@@ -42,10 +42,13 @@ function contentType(req: UniversalServerRequest): string {
 
 /** The message of the rewritten error, or undefined when `message` is not connect-es's parse failure. */
 function invalidMessage(message: unknown, messageType: string): string | undefined {
-  if (message === COMPRESSED_UNNAMED) return "a message of the request body is flagged compressed, but the request names no compression (grpc-encoding)";
+  if (message === COMPRESSED_UNNAMED) return COMPRESSED_UNNAMED_MESSAGE;
   if (typeof message !== "string" || !message.startsWith(PARSE_BINARY)) return undefined;
   return undecodableBodyMessage(message.slice(PARSE_BINARY.length), messageType);
 }
+
+/** INVALID_ARGUMENT's message for an envelope flagged compressed in a request that names no compression. */
+export const COMPRESSED_UNNAMED_MESSAGE = "a message of the request body is flagged compressed, but the request names no compression (grpc-encoding)";
 
 /** INVALID_ARGUMENT's message for a body that did not decode as `messageType`; `reason` is the decoder's. */
 export function undecodableBodyMessage(reason: string, messageType: string): string {

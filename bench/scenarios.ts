@@ -88,6 +88,14 @@ function rpcClient(url: string): Rpc {
 }
 
 /**
+ * A watcher's client: binary Connect streams over HTTP/2, as the SDK's watch() and populate's
+ * progress open them (client-sdk/src/rpc.ts) and as the web console reads them (binary too).
+ */
+function watchClient(url: string): Rpc {
+  return createClient(JobService, createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true }));
+}
+
+/**
  * A connection of its own, as a worker has one: the SDK's own RPCs (binary unary calls on its
  * lean transport, retries), so that per-call figures are what workers cost the server.
  */
@@ -291,7 +299,7 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
     await queue(srv.rpc, table.name, 0, 1);
     const controller = new AbortController();
     setMaxListeners(s.watchers + 10, controller.signal);
-    const connections = Array.from({ length: 10 }, () => rpcClient(srv.server.url));
+    const connections = Array.from({ length: 10 }, () => watchClient(srv.server.url));
     const delays: number[] = [];
     let ready = 0;
     // Dashboards and progress bars (counts only) with a few event tailers: every 50th watcher takes job-level events.
@@ -480,7 +488,7 @@ export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log
   await queue(srv.rpc, table, 0, 1);
   const controller = new AbortController();
   setMaxListeners(s.manyWatchers + 10, controller.signal);
-  const connections = Array.from({ length: 10 }, () => rpcClient(srv.server.url));
+  const connections = Array.from({ length: 10 }, () => watchClient(srv.server.url));
   let served = 0;
   let refused = 0;
   const streams = Array.from({ length: s.manyWatchers }, async (_, w) => {

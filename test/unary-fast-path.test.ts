@@ -9,21 +9,18 @@
  * ends a long poll as it does on connect-es.
  */
 import { gzipSync } from "node:zlib";
-import http from "node:http";
-import http2 from "node:http2";
-import type net from "node:net";
+import type http from "node:http";
+import type http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { createContextValues, type Interceptor } from "@connectrpc/connect";
 import test from "ava";
-import { pino } from "pino";
 import { connect } from "../client-sdk/dist/index.js";
 import {
   CompleteRequestSchema,
   GetProgressRequestSchema,
   GetProgressResponseSchema,
-  JobService,
   ReserveRequestSchema,
 } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { aloneOptions, behindBareServer, postHttp1 } from "./helpers/fast-path.js";
 import { postHttp2 } from "./helpers/raw-http2.js";
 import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 import { unaryFastPath } from "../server/dist/service/unary-fast-path.js";
@@ -56,19 +53,7 @@ async function overHttp2(path: string, headers: http2.OutgoingHttpHeaders, body:
 }
 
 function overHttp1(path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array): Promise<Answer> {
-  return new Promise<Answer>((resolve, reject) => {
-    const req = http.request(`${server().url}${path}`, { method: "POST", headers: { ...headers, "content-length": body.byteLength } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks) }));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    // A server that answers and closes while a large body is still going up fails the socket
-    // with EPIPE after the answer has been read: the answer is what counts.
-    req.on("socket", (socket) => socket.on("error", () => undefined));
-    req.end(body);
-  });
+  return postHttp1(`${server().url}${path}`, headers, body);
 }
 
 const method = (name: string) => `/populus.v1.JobService/${name}`;
@@ -157,38 +142,19 @@ test("a deadline in the request ends a long-polling Reserve at the deadline, as 
 
 test("the module takes a plain binary unary call and leaves every other request untouched, interceptors outermost first", async (t) => {
   const order: string[] = [];
-  const tagged =
-    (name: string): Interceptor =>
-    (next) =>
-    async (req) => {
-      order.push(`${name} in`);
-      const res = await next(req);
-      order.push(`${name} out`);
-      return res;
-    };
   const tables: string[] = [];
-  const fast = unaryFastPath({
-    service: JobService,
-    implementation: {
-      getProgress: (req: { table: string }) => {
-        tables.push(req.table);
-        return { progress: { table: req.table, pending: 7n } };
+  const fast = unaryFastPath(
+    aloneOptions(
+      {
+        getProgress: (req: { table: string }) => {
+          tables.push(req.table);
+          return { progress: { table: req.table, pending: 7n } };
+        },
       },
-    } as never,
-    interceptors: [tagged("outer"), tagged("inner")],
-    readMaxBytes: 1 << 20,
-    contextValues: () => createContextValues(),
-    shutdownSignal: new AbortController().signal,
-    logger: pino({ level: "silent" }),
-  });
-  const bare = http2.createServer((req, res) => {
-    if (fast(req, res)) return;
-    res.writeHead(418);
-    res.end();
-  });
-  await new Promise<void>((resolve) => bare.listen(0, "127.0.0.1", resolve));
-  t.teardown(() => new Promise<void>((resolve) => bare.close(() => resolve())));
-  const url = `http://127.0.0.1:${(bare.address() as net.AddressInfo).port}`;
+      order,
+    ),
+  );
+  const url = await behindBareServer(t, fast);
   const request = toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: "Taken" }));
 
   const taken = await postHttp2(url, method("GetProgress"), PROTO, request);

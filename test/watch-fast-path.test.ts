@@ -7,16 +7,15 @@
  * fast path, and HTTP/1.1, which connect-es answers) gets the same bytes: a snapshot that ends
  * at its deadline, and each kind of error in the end-of-stream envelope.
  */
-import http from "node:http";
-import http2 from "node:http2";
-import type net from "node:net";
+import type http from "node:http";
+import type http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import test from "ava";
-import { pino } from "pino";
 import { connect } from "../client-sdk/dist/index.js";
-import { JobService, WatchRequestSchema, WatchResponseSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { WatchRequestSchema, WatchResponseSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { watchFastPath } from "../server/dist/service/watch-fast-path.js";
+import { aloneOptions, behindBareServer, postHttp1 } from "./helpers/fast-path.js";
 import { postHttp2 } from "./helpers/raw-http2.js";
 import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 
@@ -54,16 +53,7 @@ interface Answer {
 }
 
 function overHttp1(headers: http.OutgoingHttpHeaders, body: Uint8Array): Promise<Answer> {
-  return new Promise<Answer>((resolve, reject) => {
-    const req = http.request(`${server().url}${WATCH}`, { method: "POST", headers: { ...headers, "content-length": body.byteLength } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks) }));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
+  return postHttp1(`${server().url}${WATCH}`, headers, body);
 }
 
 /** The answer both ways, asserted equal; the HTTP/2 one is returned. */
@@ -114,15 +104,6 @@ test("errors arrive in the end-of-stream envelope as on connect-es: not found, a
 
 test("alone: it takes binary Connect Watch over HTTP/2 through the interceptors, encodes each message once for every stream, and leaves every other request", async (t) => {
   const order: string[] = [];
-  const tagged =
-    (name: string): Interceptor =>
-    (next) =>
-    async (req) => {
-      order.push(`${name} in`);
-      const res = await next(req);
-      order.push(`${name} out`);
-      return res;
-    };
   const shared = create(WatchResponseSchema, { cursor: "7" });
   let serialized = 0;
   // Counts the encodings of the shared message: its cursor is read once per encoding.
@@ -132,31 +113,14 @@ test("alone: it takes binary Connect Watch over HTTP/2 through the interceptors,
       return "7";
     },
   });
-  const fast = watchFastPath(
-    {
-      service: JobService,
-      implementation: {
-        async *watch(req: { table: string }) {
-          if (req.table === "Missing") throw new ConnectError("no such table", Code.NotFound);
-          yield shared;
-        },
-      } as never,
-      interceptors: [tagged("outer"), tagged("inner")],
-      readMaxBytes: 1 << 20,
-      contextValues: () => createContextValues(),
-      shutdownSignal: new AbortController().signal,
-      logger: pino({ level: "silent" }),
+  const implementation = {
+    async *watch(req: { table: string }) {
+      if (req.table === "Missing") throw new ConnectError("no such table", Code.NotFound);
+      yield shared;
     },
-    "Watch",
-  );
-  const bare = http2.createServer((req, res) => {
-    if (fast(req, res)) return;
-    res.writeHead(418);
-    res.end();
-  });
-  await new Promise<void>((resolve) => bare.listen(0, "127.0.0.1", resolve));
-  t.teardown(() => new Promise<void>((resolve) => bare.close(() => resolve())));
-  const url = `http://127.0.0.1:${(bare.address() as net.AddressInfo).port}`;
+  };
+  const fast = watchFastPath(aloneOptions(implementation, order), "Watch");
+  const url = await behindBareServer(t, fast);
 
   const first = await postHttp2(url, WATCH, STREAM_PROTO, watchBody("Taken"));
   const encoded = serialized;

@@ -53,7 +53,7 @@ export interface FastPathOptions<S extends DescService> {
 }
 
 /** connect-es's maxTimeoutMs default: no limit. */
-export const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
+const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
 
 /** The reason a call's context is aborted with once it has been answered (no DOMException per call). */
 export const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
@@ -73,20 +73,35 @@ export function unaryFastPath<S extends DescService>(options: FastPathOptions<S>
   return (req, res) => {
     if (req.httpVersionMajor !== 2 || req.method !== "POST") return false;
     const target = methods.get(req.url ?? "");
-    const h = req.headers;
-    if (target === undefined || h["content-type"] !== "application/proto") return false;
-    const encoding = h["content-encoding"];
-    if (encoding !== undefined && encoding !== "identity") return false;
-    const version = h["connect-protocol-version"];
-    if (version !== undefined && version !== "1") return false;
-    const timeout = parseTimeout((h["connect-timeout-ms"] as string | undefined) ?? null, MAX_TIMEOUT_MS);
-    if (timeout.error !== undefined) return false;
+    if (target === undefined) return false;
+    const timeout = plainConnectCall(req.headers, "application/proto", "content-encoding");
+    if (timeout === null) return false;
     const response = res as http2.Http2ServerResponse;
-    answer(req as http2.Http2ServerRequest, response, target, timeout.timeoutMs, options).catch((err: unknown) => {
-      options.logger.error({ err, rpc: target.method.name }, "a unary call failed outside its handler");
-      if (!response.stream.destroyed) response.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    });
+    answer(req as http2.Http2ServerRequest, response, target, timeout.timeoutMs, options).catch(failedOutside(options.logger, response, target.method.name));
     return true;
+  };
+}
+
+/**
+ * Whether a request is the Connect protocol's plain form a fast path takes: `contentType`, no
+ * compression in `encodingHeader`, protocol version 1 (or none) and a valid timeout, which it
+ * answers; null for any other request.
+ */
+export function plainConnectCall(h: http2.IncomingHttpHeaders, contentType: string, encodingHeader: string): { timeoutMs: number | undefined } | null {
+  if (h["content-type"] !== contentType) return null;
+  const encoding = h[encodingHeader];
+  if (encoding !== undefined && encoding !== "identity") return null;
+  const version = h["connect-protocol-version"];
+  if (version !== undefined && version !== "1") return null;
+  const timeout = parseTimeout((h["connect-timeout-ms"] as string | undefined) ?? null, MAX_TIMEOUT_MS);
+  return timeout.error === undefined ? { timeoutMs: timeout.timeoutMs } : null;
+}
+
+/** A call's failure outside its own error handling: logged, and its stream reset. */
+export function failedOutside(logger: Logger, res: http2.Http2ServerResponse, rpc: string): (err: unknown) => void {
+  return (err) => {
+    logger.error({ err, rpc }, "a call failed outside its handler");
+    if (!res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   };
 }
 
@@ -143,17 +158,7 @@ async function answer<S extends DescService>(
     } catch (err) {
       throw new ConnectError(undecodableBodyMessage(err instanceof Error ? err.message : String(err), method.input.typeName), Code.InvalidArgument);
     }
-    const request: UnaryRequest = {
-      stream: false,
-      service: options.service,
-      method,
-      requestMethod: "POST",
-      url: ctx.url,
-      signal: ctx.signal,
-      header: ctx.requestHeader,
-      contextValues: ctx.values,
-      message: message as never,
-    };
+    const request: UnaryRequest = { stream: false, method, ...requestFields(ctx, options.service), message: message as never };
     const response = await intercepted(target, ctx, options.interceptors)(request);
     copyHeaders(response.header, ctx.responseHeader);
     copyHeaders(response.trailer, ctx.responseTrailer);
@@ -227,6 +232,11 @@ export function callContext<S extends DescService>(
     values: options.contextValues(req),
     end,
   };
+}
+
+/** What an interceptor's request takes from the call's context, unary or stream. */
+export function requestFields(ctx: HandlerContext, service: DescService) {
+  return { service, requestMethod: "POST", url: ctx.url, signal: ctx.signal, header: ctx.requestHeader, contextValues: ctx.values } as const;
 }
 
 /** The whole request body; RESOURCE_EXHAUSTED past readMaxBytes, as connect-es says it. */

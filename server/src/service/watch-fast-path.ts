@@ -19,11 +19,11 @@
  * does not decode is INVALID_ARGUMENT, as undecodable-bodies.ts answers it.
  */
 import type http from "node:http";
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import { type DescMessage, type DescMethodServerStreaming, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type Interceptor, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
-import { createEndStreamSerialization, endStreamFlag, parseTimeout } from "@connectrpc/connect/protocol-connect";
-import { CALL_ENDED, callContext, copyHeaders, type FastPathOptions, MAX_TIMEOUT_MS, readBody } from "./unary-fast-path.js";
+import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
+import { CALL_ENDED, callContext, copyHeaders, type FastPathOptions, failedOutside, plainConnectCall, readBody, requestFields } from "./unary-fast-path.js";
 import { COMPRESSED_UNNAMED_MESSAGE, undecodableBodyMessage } from "./undecodable-bodies.js";
 
 type AnyServerStreaming = DescMethodServerStreaming<DescMessage, DescMessage>;
@@ -54,19 +54,10 @@ export function watchFastPath<S extends DescService>(
   const path = `/${options.service.typeName}/${method.name}`;
   return (req, res) => {
     if (req.httpVersionMajor !== 2 || req.method !== "POST" || req.url !== path) return false;
-    const h = req.headers;
-    if (h["content-type"] !== CONTENT_TYPE) return false;
-    const encoding = h["connect-content-encoding"];
-    if (encoding !== undefined && encoding !== "identity") return false;
-    const version = h["connect-protocol-version"];
-    if (version !== undefined && version !== "1") return false;
-    const timeout = parseTimeout((h["connect-timeout-ms"] as string | undefined) ?? null, MAX_TIMEOUT_MS);
-    if (timeout.error !== undefined) return false;
+    const timeout = plainConnectCall(req.headers, CONTENT_TYPE, "connect-content-encoding");
+    if (timeout === null) return false;
     const response = res as http2.Http2ServerResponse;
-    serve(req as http2.Http2ServerRequest, response, target, timeout.timeoutMs, options).catch((err: unknown) => {
-      options.logger.error({ err, rpc: method.name }, "a stream failed outside its handler");
-      if (!response.stream.destroyed) response.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    });
+    serve(req as http2.Http2ServerRequest, response, target, timeout.timeoutMs, options).catch(failedOutside(options.logger, response, method.name));
     return true;
   };
 }
@@ -118,17 +109,8 @@ async function serve<S extends DescService>(
   let failure: ConnectError | undefined;
   try {
     const body = await readBody(req, options.readMaxBytes);
-    const request: StreamRequest = {
-      stream: true,
-      service: options.service,
-      method,
-      requestMethod: "POST",
-      url: ctx.url,
-      signal: ctx.signal,
-      header: ctx.requestHeader,
-      contextValues: ctx.values,
-      message: once(decodeRequest(body, method, options.readMaxBytes)),
-    };
+    const message = once(decodeRequest(body, method, options.readMaxBytes));
+    const request: StreamRequest = { stream: true, method, ...requestFields(ctx, options.service), message };
     const response = await intercepted(method, target.impl, ctx, options.interceptors)(request);
     copyHeaders(response.header, ctx.responseHeader);
     copyHeaders(response.trailer, ctx.responseTrailer);

@@ -140,6 +140,16 @@ test("a deadline in the request ends a long-polling Reserve at the deadline, as 
   t.true(fastMs >= 250, `not before it (${fastMs.toFixed(0)} ms)`);
 });
 
+test("a deadline past what a timer holds (ten digits of ms, 115 days) is no deadline, not one that has passed", async (t) => {
+  await declareTable();
+  // Reserve waits 1 s for jobs it may not take: a timer set for 9,999,999,999 ms fires at once in node and would end it early.
+  const body = toBinary(ReserveRequestSchema, create(ReserveRequestSchema, { table: TABLE, maxJobs: 1, maxPriority: 0, wait: seconds(1) }));
+  const started = performance.now();
+  const fast = await overHttp2(method("Reserve"), { ...PROTO, "connect-timeout-ms": "9999999999" }, body);
+  t.is(fast.status, 200, fast.body.toString());
+  t.true(performance.now() - started >= 900, "it waited its full second");
+});
+
 test("the module takes a plain binary unary call and leaves every other request untouched, interceptors outermost first", async (t) => {
   const order: string[] = [];
   const tables: string[] = [];

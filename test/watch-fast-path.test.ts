@@ -10,7 +10,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import test from "ava";
 import { connect } from "../client-sdk/dist/index.js";
 import { WatchRequestSchema, WatchResponseSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
@@ -100,6 +100,41 @@ test("errors arrive in the end-of-stream envelope as on connect-es: not found, a
   t.regex(undecodable?.message ?? "", /did not decode as a populus\.v1\.WatchRequest message/);
   const compressed = endError(await sameBothWays(t, STREAM_PROTO, envelope(Buffer.from([0x0a, 0x01, 0x41]), 1)));
   t.is(compressed?.code, "invalid_argument");
+});
+
+test("alone: the interceptors run before the body is read: a refused caller is refused whatever it sent, and an undecodable body's error passes out through them", async (t) => {
+  const order: string[] = [];
+  const seen: (string | undefined)[] = [];
+  const implementation = {
+    async *watch() {
+      t.fail("an undecodable or refused request never reaches the implementation");
+      yield create(WatchResponseSchema, {});
+    },
+  };
+  const options = aloneOptions(implementation, order);
+  const refuseWithoutToken: Interceptor = (next) => async (req) => {
+    if (req.header.get("authorization") === null) throw new ConnectError("no token", Code.Unauthenticated);
+    try {
+      return await next(req);
+    } catch (err) {
+      seen.push(ConnectError.from(err).message);
+      throw err;
+    }
+  };
+  const url = await behindBareServer(t, watchFastPath({ ...options, interceptors: [...options.interceptors, refuseWithoutToken] }, "Watch"));
+  const garbage = Buffer.from([0xff, 0xff, 0xff]);
+
+  const refused = await postHttp2(url, WATCH, STREAM_PROTO, garbage);
+  t.is(refused.status, 200);
+  t.like(JSON.parse(envelopes(refused.body)[0]?.data.toString() ?? ""), { error: { code: "unauthenticated", message: "no token" } });
+
+  const undecodable = await postHttp2(url, WATCH, { ...STREAM_PROTO, authorization: "Bearer x" }, envelope(Buffer.from([0xff, 0xff, 0xff])));
+  const end = JSON.parse(envelopes(undecodable.body)[0]?.data.toString() ?? "");
+  t.is(end.error.code, "invalid_argument");
+  t.regex(end.error.message, /did not decode/);
+  t.is(seen.length, 1, "the innermost interceptor saw the error");
+  t.regex(seen[0] ?? "", /did not decode/);
+  t.deepEqual(order, ["outer in", "inner in", "outer in", "inner in"], "both calls went into the interceptors; neither came out with an answer");
 });
 
 test("alone: it takes binary Connect Watch over HTTP/2 through the interceptors, encodes each message once for every stream, and leaves every other request", async (t) => {

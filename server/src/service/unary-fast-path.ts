@@ -54,6 +54,8 @@ export interface FastPathOptions<S extends DescService> {
 
 /** connect-es's maxTimeoutMs default: no limit. */
 const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
+/** The longest delay setTimeout honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The reason a call's context is aborted with once it has been answered (no DOMException per call). */
 export const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
@@ -205,11 +207,16 @@ export function callContext<S extends DescService>(
   options: FastPathOptions<S>,
   contentType: string,
 ): HandlerContext & { end(reason: unknown): void } {
+  // The fields that may throw (contextValues is the server's) come before the timer and the
+  // shutdown listener, so a throw leaves nothing registered.
+  const requestHeader = webHeaders(req.headers);
+  const values = options.contextValues(req);
   const controller = new AbortController();
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const onShutdown = () => end(options.shutdownSignal.reason);
   const timedOut = () => end(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-  const timer = timeoutMs === undefined || timeoutMs <= 0 ? undefined : setTimeout(timedOut, timeoutMs);
+  // setTimeout fires at once past 2^31-1 ms; a deadline that far (the header allows ten digits, 115 days) is no deadline for a timer.
+  const timer = timeoutMs === undefined || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS ? undefined : setTimeout(timedOut, timeoutMs);
   function end(reason: unknown): void {
     if (timer !== undefined) clearTimeout(timer);
     options.shutdownSignal.removeEventListener("abort", onShutdown);
@@ -226,10 +233,10 @@ export function callContext<S extends DescService>(
     url: `${req.headers[":scheme"] ?? "http"}://${req.headers[":authority"] ?? "localhost"}${req.url}`,
     timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
     signal: controller.signal,
-    requestHeader: webHeaders(req.headers),
+    requestHeader,
     responseHeader: new Headers({ "content-type": contentType }),
     responseTrailer: new Headers(),
-    values: options.contextValues(req),
+    values,
     end,
   };
 }

@@ -108,16 +108,16 @@ async function serve<S extends DescService>(
   };
   let failure: ConnectError | undefined;
   try {
-    const body = await readBody(req, options.readMaxBytes);
-    const message = once(decodeRequest(body, method, options.readMaxBytes));
+    const message = requestMessage(req, method, options.readMaxBytes);
     const request: StreamRequest = { stream: true, method, ...requestFields(ctx, options.service), message };
     const response = await intercepted(method, target.impl, ctx, options.interceptors)(request);
     copyHeaders(response.header, ctx.responseHeader);
-    copyHeaders(response.trailer, ctx.responseTrailer);
     for await (const message of response.message) {
       if (res.stream.destroyed) break;
       if (!send(envelopeOf(method, message as object))) await drained(res, ctx.signal);
     }
+    // After the stream, as connect-es copies them: the implementation may add trailers until its last message.
+    copyHeaders(response.trailer, ctx.responseTrailer);
   } catch (err) {
     failure = err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal, undefined, undefined, err);
     ctx.end(failure);
@@ -149,8 +149,14 @@ function decodeRequest(body: Uint8Array, method: AnyServerStreaming, readMaxByte
   }
 }
 
-async function* once(message: unknown): AsyncIterable<never> {
-  yield message as never;
+/**
+ * The request's message, read and decoded only when the innermost handler asks for it, as
+ * connect-es parses its request stream: interceptors run first, so a caller without a token is
+ * UNAUTHENTICATED whatever its body holds, and a bad body's INVALID_ARGUMENT passes through them
+ * (metrics count it, error mapping sees it).
+ */
+async function* requestMessage(req: http2.Http2ServerRequest, method: AnyServerStreaming, readMaxBytes: number): AsyncIterable<never> {
+  yield decodeRequest(await readBody(req, readMaxBytes), method, readMaxBytes) as never;
 }
 
 function envelopeOf(method: AnyServerStreaming, message: object): Buffer {

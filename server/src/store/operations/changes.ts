@@ -15,7 +15,13 @@ export function* logChange(d: SqlDialect, table: string, change: Change, now: nu
   if (change.empty) return;
   const c = change.columns();
   // `countedByPrevious`: that count's delta is the rows the statement just before this one changed,
-  // read in SQL, so that this row can go in the same round trip as that statement.
+  // read in SQL, so that this row can go in the same round trip as that statement. The count is
+  // then this statement's alone to give: a delta for it in `change` as well would be overwritten.
+  // MySQL logs ROW_COUNT() as unsafe for STATEMENT binlogs (a warning per Complete); ROW and MIXED,
+  // the default since 5.7, replicate the value written.
+  if (countedByPrevious !== undefined && c.deltas.includes(`"${countedByPrevious}"`)) {
+    throw new Error(`logChange: the ${countedByPrevious} delta is counted by the previous statement and must not be in the change as well`);
+  }
   const deltas = countedByPrevious === undefined ? "?" : `JSON_SET(?, '$.${countedByPrevious}', ${d.previousRowCount})`;
   yield* write(sql(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ${deltas}, ?)`, [table, now, c.deltas, c.events]));
 }

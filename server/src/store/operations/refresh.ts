@@ -218,7 +218,9 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput, send
 /**
  * Deletes a finished refresh's staging rows (and abandoned ones) after its answer, in chunks,
  * statement by statement: a million-row DELETE inside the final call took seconds on MySQL and
- * held its locks meanwhile.
+ * held its locks meanwhile. Only a refresh that staged keys comes here, so rows abandoned by a
+ * refresh of several calls wait for the next refresh that stages (any table's): an idle worker's
+ * keyless pass, which stages nothing, should stay one statement, not clean up for others.
  */
 export function* dropStaging(d: SqlDialect, staging: string, now: number): Operation<void> {
   while ((yield* run(sql(`DELETE FROM ${d.names.refreshKeys} WHERE refresh = ? LIMIT 10000`, [staging]))) > 0);

@@ -76,3 +76,27 @@ if (testDialects().includes("mysql")) {
     t.is(await server.stop(), 0);
   });
 }
+
+if (testDialects().includes("mysql")) {
+  test("mysql: more tables declared at once than the pool has connections: each declaration works on the one connection that holds its lock, so all are served, none waits out the pool", async (t) => {
+    const database = await createTestDatabase("mysql");
+    const server = await startServer({ database: database.url, args: ["--db-pool-size", "2", "--db-pool-wait", "5"] });
+    t.teardown(async () => {
+      await server.kill();
+      await database.drop();
+    });
+    const client = jobsClient(server.url);
+    const tables = Array.from({ length: 8 }, (_, i) => `Declared${i}`);
+    const started = Date.now();
+    // Before, each took a connection for its named lock and then waited for a second one: with 2
+    // connections, two declarations held both and every call waited 5 s, then failed UNAVAILABLE.
+    const answers = await Promise.all(tables.map((table) => client.refresh({ table, keys: keys(0, 3) })));
+    const elapsed = Date.now() - started;
+    t.deepEqual(
+      answers.map((a) => Number(a.added)),
+      tables.map(() => 3),
+    );
+    for (const table of tables) t.like(await counts(client, table), { pending: 3 });
+    t.log(`8 tables declared at once on 2 pooled connections in ${elapsed} ms`);
+  });
+}

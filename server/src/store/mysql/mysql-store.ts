@@ -19,6 +19,7 @@ import { ChangeLog0000000000002 } from "../migrations/mysql/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-requests.js";
 import { type AsyncExecutor, type Operation, type Param, runAsync, runsOf, type Statement } from "../operations/operation.js";
 import { readyFilter, reserve } from "../operations/reserve.js";
+import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
 import type { LeaseGrant, RefreshInput, ReserveInput, StoreOptions } from "../store.js";
 import { TurnsPerKey } from "../turns.js";
@@ -133,7 +134,7 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
  * connection: cluster-wide mutual exclusion without a table. Names longer than 64 characters
  * (MySQL's limit) are hashed.
  */
-async function withNamedLock<T>(dataSource: DataSource, name: string, fn: () => Promise<T>): Promise<T> {
+async function withNamedLock<T>(dataSource: DataSource, name: string, fn: (holder: QueryRunner) => Promise<T>): Promise<T> {
   const lockName = name.length <= 64 ? name : createHash("sha256").update(name).digest("hex").slice(0, 64);
   const holder = dataSource.createQueryRunner();
   await holder.connect();
@@ -141,7 +142,7 @@ async function withNamedLock<T>(dataSource: DataSource, name: string, fn: () => 
     const [got] = (await holder.query("SELECT GET_LOCK(?, 60) AS ok", [lockName])) as { ok: number | string | null }[];
     if (Number(got?.ok) !== 1) throw new DatabaseUnavailableError(`timed out after 60 s waiting for the database lock "${name}"`);
     try {
-      return await fn();
+      return await fn(holder);
     } finally {
       await holder.query("SELECT RELEASE_LOCK(?)", [lockName]).catch(() => undefined);
     }
@@ -285,13 +286,16 @@ export class MysqlStore extends SharedStore {
    * ones find the registry row and do nothing.
    */
   protected async declare(input: RefreshInput): Promise<void> {
-    await withNamedLock(this.dataSource, `populus_declare:${this.database}:${input.table}`, async () => {
-      if ((await this.describeTable(input.table)) !== null) return;
-      for (const statement of createTableStatements(input.table)) await this.dataSource.query(statement);
-      await this.pooled.run({
-        sql: `INSERT INTO ${this.sql.names.tables} (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE name = name`,
-        params: [input.table, input.displayName, JSON.stringify(input.keyAttributes), input.now],
-      });
+    // Everything on the lock's own connection: a declaration that also took a second one while it
+    // held the first deadlocked the pool for its wait limit (5 s) once as many tables were declared
+    // at once as the pool has connections, each holding one and waiting for another.
+    await withNamedLock(this.dataSource, `populus_declare:${this.database}:${input.table}`, async (holder) => {
+      if ((await runAsync(describeTable(this.sql, input.table), this.executor(holder))) !== null) return;
+      for (const statement of createTableStatements(input.table)) await holder.query(statement);
+      await holder.query(
+        `INSERT INTO ${this.sql.names.tables} (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE name = name`,
+        [input.table, input.displayName, JSON.stringify(input.keyAttributes), input.now],
+      );
     });
   }
 

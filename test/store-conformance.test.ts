@@ -316,38 +316,6 @@ const scenarios: Scenario[] = [
     },
   },
   {
-    title:
-      "a batch of keys expected to be new (MariaDB then inserts it without looking its keys up) still skips computed keys, keeps held jobs and adds a repeated key once",
-    async run(t, { client }) {
-      const table = "ExpectedNew";
-      // Into a table with no job: every key new (and on MariaDB, the next batch is expected new too).
-      t.deepEqual(rc(await client.refresh({ table, keys: keys(0, 10) })), rcOf({ added: 10 }));
-      const { leases } = await client.reserve({ table, maxJobs: 10, worker: WORKER });
-      const token = new Map(leases.map((l) => [idOf(l.key), l.leaseToken]));
-      const committed = await client.complete({ table, completions: [0, 1, 2, 3, 4].map((id) => ({ leaseToken: token.get(id)!, result: { id } })) });
-      t.is(committed.committed, 5n);
-      t.deepEqual(await counts(client, table), only({ reserved: 5, target: 5, remaining: 5 }));
-
-      // Keys 0-4 computed (no job left), 5-9 held, 10-19 new, 15 and 7 and 3 twice.
-      t.deepEqual(rc(await client.refresh({ table, keys: [...keys(0, 20), key(15), key(7), key(3)] })), rcOf({ added: 10 }));
-      t.deepEqual(await counts(client, table), only({ pending: 10, reserved: 5, target: 5, remaining: 15 }));
-      t.deepEqual(
-        (await allJobs(client, table, [JobStatus.PENDING])).map((j) => idOf(j.key)).sort((a, b) => a - b),
-        [...Array(10).keys()].map((i) => i + 10),
-      );
-      for (const id of [5, 6, 7, 8, 9]) {
-        const job = await jobOf(client, table, id);
-        t.is(statusOf(job), "RESERVED", `key ${id} keeps its job and its lease`);
-        t.is(job?.attempts, 1);
-      }
-      const held = await client.complete({ table, completions: [7, 8].map((id) => ({ leaseToken: token.get(id)!, result: { id } })) });
-      t.is(held.committed, 2n, "the held leases still commit");
-      // The same key source again: all known (on MariaDB looked up first now: most of the last batch was known).
-      t.deepEqual(rc(await client.refresh({ table, keys: keys(0, 20) })), rcOf({}));
-      t.deepEqual(await counts(client, table), only({ pending: 10, reserved: 3, target: 7, remaining: 13 }));
-    },
-  },
-  {
     title: "status transitions: pending → reserved → success / deleted / error / ignore / pending again, and each refresh count",
     async run(t, { client }) {
       const table = "Transitions";

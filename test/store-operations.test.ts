@@ -269,75 +269,16 @@ test("a worker's keyless refresh answers from its one state read, stages nothing
     },
   });
   const idle: string[] = [];
-  const passed = runSync(refresh(d, input(null), "s", { maxLostAttempts: 3 }, new Map()), scripted(idle));
+  const passed = runSync(refresh(d, input(null), "s", { maxLostAttempts: 3 }), scripted(idle));
   t.is(idle.length, 1, `one statement: ${idle.join(" | ")}`);
   t.deepEqual(passed, { counts: { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: false }, dropStaging: false });
 
   // The orphan reset locks rows after the state read: a job released meanwhile is pending now.
   const orphans: string[] = [];
-  const reset = runSync(refresh(d, input(60_000), "s", { maxLostAttempts: 3 }, new Map()), scripted(orphans));
+  const reset = runSync(refresh(d, input(60_000), "s", { maxLostAttempts: 3 }), scripted(orphans));
   t.is(reset.counts.anyPending, true, "pending read again after the orphan reset");
   t.true(orphans.some((q) => q.includes("status = 'reserved'") && q.includes("FOR UPDATE")));
   t.false(reset.dropStaging);
-});
-
-test("refresh on MariaDB inserts a batch without looking its keys up when it expects them new (a table with no job, or a last batch mostly new), and looks up otherwise", (t) => {
-  const d = new MysqlDialect(true);
-  const batch = (from: number) => Array.from({ length: 4 }, (_, i) => ({ hash: `h${from + i}`, json: `{"id":"${from + i}"}` }));
-  const input = (keys: { hash: string; json: string }[]) => ({
-    table: "T",
-    displayName: "T",
-    keyAttributes: null,
-    keys,
-    refreshId: null,
-    final: true,
-    priority: 5,
-    delayMs: 0,
-    staleTimeoutMs: 1000,
-    orphanTimeoutMs: null,
-    now: 1_000_000,
-  });
-  /** A table that holds a job (oldest) or none; `known` of the looked-up keys are known; a direct insert adds `inserted`. */
-  const scripted = (log: string[], table: { oldest: number | null; known: string[]; inserted: number }): SyncExecutor => ({
-    rows: (s) => {
-      log.push(s.sql);
-      if (s.sql.includes("AS oldest")) return [{ oldest: table.oldest, any_success: null }];
-      if (s.sql.includes("UNION ALL")) return table.known.map((key_hash) => ({ key_hash }));
-      return [];
-    },
-    run: (s) => {
-      log.push(s.sql);
-      return s.sql.includes("WITH v") ? table.inserted : s.sql.startsWith("INSERT INTO `~~T`") ? s.params.length / 5 : 0;
-    },
-  });
-  const lookedUp = (log: string[]) => log.some((q) => q.includes("UNION ALL"));
-  const direct = (log: string[]) => log.some((q) => /^INSERT INTO `~~T` .* WITH v \(key_hash, key_json\) AS \(VALUES \(\?, \?\)/s.test(q));
-  const shares = new Map<string, number>();
-
-  // A table with no job: the batch goes straight in; 1 of 4 collided, so a quarter was known.
-  let log: string[] = [];
-  t.is(runSync(refresh(d, input(batch(0)), "s", { maxLostAttempts: 3 }, shares), scripted(log, { oldest: null, known: [], inserted: 3 })).counts.added, 3);
-  t.true(direct(log) && !lookedUp(log), log.join(" | "));
-  t.is(shares.get("T"), 0.25);
-
-  // A quarter known is the breakeven: looked up; none known, so the next one goes straight in.
-  log = [];
-  t.is(runSync(refresh(d, input(batch(4)), "s", { maxLostAttempts: 3 }, shares), scripted(log, { oldest: 1, known: [], inserted: 0 })).counts.added, 4);
-  t.true(lookedUp(log) && !direct(log), log.join(" | "));
-  t.is(shares.get("T"), 0);
-  log = [];
-  runSync(refresh(d, input(batch(8)), "s", { maxLostAttempts: 3 }, shares), scripted(log, { oldest: 1, known: [], inserted: 0 }));
-  t.true(direct(log) && !lookedUp(log), "a table holding jobs, but the last batch was new");
-  t.is(shares.get("T"), 1, "all four collided");
-
-  // A server with no guess, on a table that holds jobs: looked up, as before.
-  log = [];
-  runSync(refresh(d, input(batch(12)), "s", { maxLostAttempts: 3 }, new Map()), scripted(log, { oldest: 1, known: ["h12"], inserted: 0 }));
-  t.true(lookedUp(log) && !direct(log));
-  // SQLite and MySQL have no keys-as-table: always looked up.
-  log = [];
-  runSync(refresh(new MysqlDialect(false), input(batch(16)), "s", { maxLostAttempts: 3 }, new Map()), scripted(log, { oldest: null, known: [], inserted: 0 }));
-  t.true(lookedUp(log) && !direct(log), "MySQL looks up");
 });
 
 test("on MariaDB a Complete is two round trips: the delete that reads its jobs, then the target rows, the change log (counting them in SQL) and COMMIT", async (t) => {

@@ -94,11 +94,6 @@ export class MysqlDialect implements SqlDialect {
     return new Set(found.map((r) => r.key_hash));
   }
 
-  keysAsTable(count: number): string | null {
-    // MariaDB's table value constructor (10.3+) with the CTE's column names.
-    return this.mariadb ? `WITH v (key_hash, key_json) AS (VALUES ${new Array(count).fill("(?, ?)").join(",")})` : null;
-  }
-
   /** One UPDATE for the batch, the token built in SQL from the same parts as leaseToken(). */
   leaseJobs(jobs: string, input: ReserveInput, prefix: string, expire: number, ids: readonly Param[]): Statement {
     const w = input.worker;

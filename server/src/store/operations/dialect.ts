@@ -77,13 +77,6 @@ export interface SqlDialect {
 
   /** Refresh: the hashes among `hashes` whose job needs no insert (already computed, or queued: MySQL). */
   knownKeys(jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>>;
-  /**
-   * Refresh: `count` rows of (key_hash, key_json) params as a table `v` that an INSERT ... SELECT
-   * reads (a WITH clause), so that new keys go in one statement that skips computed ones itself; null
-   * where refresh always looks its keys up first instead (SQLite: lookups run in-process; MySQL
-   * spells a table value constructor differently and is not tested here).
-   */
-  keysAsTable(count: number): string | null;
   /** Refresh: a single writer cannot meet another call's first insert of the same refresh. */
   readonly singleWriter: boolean;
   /** Refresh: a final call drops its staging rows in its own transaction (else after its answer, in chunks). */

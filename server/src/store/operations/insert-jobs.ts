@@ -46,23 +46,3 @@ export function insertJobUnlessComputed(d: SqlDialect, jobs: string, target: str
     params: [...rowParams(key, row), key.hash],
   };
 }
-
-/**
- * Jobs for keys expected to be new, in one statement without a lookup first: the keys as a table
- * (the dialect's keysAsTable), those the target already holds left out, and `onConflict` for those
- * that already have a job. Null where the dialect has no such table. On MariaDB a batch of new keys
- * went in 1.4x faster this way than looked up and then inserted; a batch of keys that already have
- * jobs went 3x slower (every insert collides), so refresh picks by what the last batch found.
- */
-export function insertNewJobs(d: SqlDialect, jobs: string, target: string, keys: readonly EncodedKey[], row: NewJobRow, onConflict: string): Statement | null {
-  const table = d.keysAsTable(keys.length);
-  if (table === null) return null;
-  const params: Param[] = [];
-  for (const k of keys) params.push(k.hash, k.json);
-  params.push(row.priority, row.createTime, row.scheduledTime);
-  return {
-    sql: `INSERT INTO ${jobs} ${INTO} ${table} SELECT v.key_hash, v.key_json, '${row.status}', ?, ?, ?, 0 FROM v
-          WHERE NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = v.key_hash) ${onConflict}`,
-    params,
-  };
-}

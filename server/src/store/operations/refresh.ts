@@ -8,7 +8,7 @@ import { Change } from "../change-log.js";
 import type { RefreshCounts, RefreshInput, StoreOptions } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { logChange } from "./changes.js";
-import { insertJobs, insertJobUnlessComputed, insertNewJobs } from "./insert-jobs.js";
+import { insertJobs, insertJobUnlessComputed } from "./insert-jobs.js";
 import { KEY_CHUNK, type Operation, type Param, rows, rowsAndRun, run, type Statement, sql, write } from "./operation.js";
 import { resetLeases } from "./sweep.js";
 import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "./stale-candidates.js";
@@ -22,18 +22,8 @@ export interface RefreshResult {
   readonly dropStaging: boolean;
 }
 
-/**
- * Per table, the share of a refresh's last batch of keys that needed no job (computed or queued
- * already): what the next batch is likely to hold. The store keeps it across calls; it is a guess,
- * so a server that has none (restarted, another replica) only looks keys up first, as before.
- */
-export type KnownShares = Map<string, number>;
-
-/** Below this share of known keys, the next batch is inserted without a lookup (insertNewJobs). */
-const INSERT_WITHOUT_LOOKUP_BELOW = 0.25;
-
 /** One refresh call's transaction. `staging`: the refresh's staging id (row-mapping's stagingId). */
-export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, options: StoreOptions, knownShares: KnownShares): Operation<RefreshResult> {
+export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, options: StoreOptions): Operation<RefreshResult> {
   const jobs = d.jobsTable(input.table);
   const target = d.targetTable(input.table);
   const final = input.refreshId === null || input.final;
@@ -58,20 +48,9 @@ export function* refresh(d: SqlDialect, input: RefreshInput, staging: string, op
     } else {
       // Keys already computed (or queued) are skipped before inserting: point lookups on unique indexes
       // cost far less than inserts that collide (measured on MySQL: an identical 1M refresh went 3x faster).
-      // Keys likely new skip the lookup: a table that held no job when this call read it, or whose
-      // last batch was mostly new. Breakeven measured on MariaDB: about a quarter known.
-      const expectedKnown = knownShares.get(input.table) ?? (state.heldNoJob ? 0 : 1);
-      const direct = expectedKnown < INSERT_WITHOUT_LOOKUP_BELOW ? insertNewJobs(d, jobs, target, chunk, row, keepJob) : null;
-      if (direct !== null) {
-        const n = yield* run(direct);
-        added += n;
-        knownShares.set(input.table, (chunk.length - n) / chunk.length);
-      } else {
-        const done = yield* d.knownKeys(jobs, target, hashes);
-        knownShares.set(input.table, done.size / chunk.length);
-        const fresh = done.size === 0 ? chunk : chunk.filter((k) => !done.has(k.hash));
-        if (fresh.length > 0) added += yield* run(insertJobs(d, jobs, fresh, row, keepJob));
-      }
+      const done = yield* d.knownKeys(jobs, target, hashes);
+      const fresh = done.size === 0 ? chunk : chunk.filter((k) => !done.has(k.hash));
+      if (fresh.length > 0) added += yield* run(insertJobs(d, jobs, fresh, row, keepJob));
     }
     if (state.staging) {
       // Stage the hashes for stale removal on the final call.

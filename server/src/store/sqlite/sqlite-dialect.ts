@@ -86,10 +86,6 @@ export class SqliteDialect implements SqlDialect {
     return new Set(found.map((r) => r.key_hash));
   }
 
-  keysAsTable(): null {
-    return null;
-  }
-
   /** One prepared UPDATE per job, with its token. */
   leaseJobs(jobs: string, input: ReserveInput, _prefix: string, expire: number, ids: readonly Param[], tokens: readonly string[]): Statement {
     const w = input.worker;

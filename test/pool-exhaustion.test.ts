@@ -100,3 +100,25 @@ if (testDialects().includes("mysql")) {
     t.log(`8 tables declared at once on 2 pooled connections in ${elapsed} ms`);
   });
 }
+
+if (testDialects().includes("mysql")) {
+  test("mysql: a server with one pooled connection migrates a new database at start-up and serves a table's whole cycle", async (t) => {
+    const database = await createTestDatabase("mysql");
+    // Before, the migration took a second connection while the first held the migration lock: a
+    // pool of one waited out --db-pool-wait and the server did not start.
+    const server = await startServer({ database: database.url, args: ["--db-pool-size", "1", "--db-pool-wait", "5"] });
+    t.teardown(async () => {
+      await server.kill();
+      await database.drop();
+    });
+    const client = jobsClient(server.url);
+    const table = "OneConnection";
+    t.is(Number((await client.refresh({ table, keys: keys(0, 3) })).added), 3);
+    const { leases } = await client.reserve({ table, maxJobs: 3, worker: WORKER });
+    t.is(leases.length, 3);
+    const done = await client.complete({ table, completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: { ok: true } })) });
+    t.is(Number(done.committed), 3);
+    t.like(await counts(client, table), { pending: 0, reserved: 0, target: 3 });
+    t.is(await server.stop(), 0);
+  });
+}

@@ -997,6 +997,38 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title:
+      "a one-key refresh racing a Complete of that key that is committing does not queue the computed key again (MySQL family only: SQLite has one writer)",
+    only: "mysql",
+    async run(t, { client, db }) {
+      const table = "RacingComplete";
+      await client.refresh({ table, keys: keys(0, 1) });
+      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+      t.truthy(lease);
+      const completing = await mysql.createConnection({ uri: db.url });
+      try {
+        // What Complete writes in its transaction (the target row, the job's deletion), held
+        // uncommitted while the refresh of the same key runs.
+        await completing.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+        await completing.query("BEGIN");
+        await completing.query(
+          "INSERT INTO `racing_complete` (key_hash, key_json, result_json, lease_token, complete_time) SELECT key_hash, key_json, '{}', lease_token, 0 FROM `~~racing_complete`",
+        );
+        await completing.query("DELETE FROM `~~racing_complete`");
+        const refreshing = client.refresh({ table, keys: keys(0, 1) });
+        // Give the refresh time to reach the database before Complete commits; a refresh that waits
+        // on the job row would insert once it commits.
+        const early = await Promise.race([refreshing.then(rc), new Promise((r) => setTimeout(() => r("still waiting"), 500))]);
+        await completing.query("COMMIT");
+        t.deepEqual(rc(await refreshing), rcOf({}), "nothing added for a key whose job is being completed");
+        t.deepEqual(early, rcOf({}), "the refresh answered without waiting for the Complete");
+      } finally {
+        await completing.end();
+      }
+      t.deepEqual(await counts(client, table), only({ target: 1 }), "the key is computed, with no job left");
+    },
+  },
+  {
     title: "request id: a repeated Reserve answers the leases the first one granted and leases nothing more, while any is held",
     async run(t, { client }) {
       const table = "RepeatedReserve";

@@ -10,7 +10,7 @@
  * ContentionError.
  */
 import { createHash } from "node:crypto";
-import { DataSource, type QueryRunner } from "typeorm";
+import { DataSource, MigrationExecutor, type QueryRunner } from "typeorm";
 import type { MysqlDriver } from "typeorm/driver/mysql/MysqlDriver.js";
 import type { DatabaseConfig } from "../../config.js";
 import { ContentionError, DatabaseBusyError, DatabaseUnavailableError } from "../../errors.js";
@@ -121,7 +121,13 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
     version = row?.v ?? "";
     checkServerVersion(version);
     // Several servers may start at once: a named lock (per database) makes them migrate one at a time.
-    await withNamedLock(dataSource, `populus_migrate:${config.database}`, () => dataSource.runMigrations({ transaction: "each" }));
+    // The migrations run on the lock's own connection: dataSource.runMigrations would take a second
+    // one from the pool while the first holds the lock, which a pool of one never has.
+    await withNamedLock(dataSource, `populus_migrate:${config.database}`, (holder) => {
+      const migrations = new MigrationExecutor(dataSource, holder);
+      migrations.transaction = "each";
+      return migrations.executePendingMigrations();
+    });
   } catch (err) {
     await dataSource.destroy();
     throw err;

@@ -34,15 +34,22 @@ export function insertJobs(d: SqlDialect, jobs: string, keys: readonly EncodedKe
 }
 
 /**
- * A job for one key unless the target already holds its result, in one statement: the lookup
- * refresh makes first for a batch (knownKeys) would be a round trip of its own, a third of the
- * statements of a one-key refresh on MySQL. `onConflict` says what happens to a key that already
- * has a job.
+ * A job for one key unless the target already holds its result or the key already has a job, in
+ * one statement: the lookup refresh makes first for a batch (knownKeys) would be a round trip of
+ * its own, a third of the statements of a one-key refresh on MySQL. `onConflict` says what happens
+ * to a key whose job another transaction inserts meanwhile.
+ *
+ * Why both NOT EXISTS: at READ COMMITTED both are read from one snapshot of the statement, so a
+ * Complete of this key that commits meanwhile is seen either not at all (its job still exists) or
+ * whole (its target row exists). With the target's alone, the read missed the uncommitted target
+ * row, the insert then waited on the job row Complete was deleting, and inserted a pending job
+ * for a computed key once Complete committed (test: "a one-key refresh racing a Complete").
  */
 export function insertJobUnlessComputed(d: SqlDialect, jobs: string, target: string, key: EncodedKey, row: NewJobRow, onConflict: string): Statement {
   return {
     sql: `INSERT INTO ${jobs} ${INTO} SELECT ${values(row)}${d.fromNoTable}
-          WHERE NOT EXISTS (SELECT 1 FROM ${target} WHERE key_hash = ?) ${onConflict}`,
-    params: [...rowParams(key, row), key.hash],
+          WHERE NOT EXISTS (SELECT 1 FROM ${target} WHERE key_hash = ?)
+            AND NOT EXISTS (SELECT 1 FROM ${jobs} WHERE key_hash = ?) ${onConflict}`,
+    params: [...rowParams(key, row), key.hash, key.hash],
   };
 }

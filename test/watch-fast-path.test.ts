@@ -8,7 +8,7 @@
  * at its deadline, and each kind of error in the end-of-stream envelope.
  */
 import type http from "node:http";
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import test from "ava";
@@ -135,6 +135,49 @@ test("alone: the interceptors run before the body is read: a refused caller is r
   t.is(seen.length, 1, "the innermost interceptor saw the error");
   t.regex(seen[0] ?? "", /did not decode/);
   t.deepEqual(order, ["outer in", "inner in", "outer in", "inner in"], "both calls went into the interceptors; neither came out with an answer");
+});
+
+test("alone: a client that resets the stream while an interceptor awaits gets its call ended, not left waiting for a body that never comes", async (t) => {
+  let reset!: () => void;
+  const wasReset = new Promise<void>((resolve) => {
+    reset = resolve;
+  });
+  let outcome!: (what: string) => void;
+  const ended = new Promise<string>((resolve) => {
+    outcome = resolve;
+  });
+  const implementation = {
+    async *watch() {
+      t.fail("a reset request never reaches the implementation");
+      yield create(WatchResponseSchema, {});
+    },
+  };
+  const options = aloneOptions(implementation, []);
+  // Waits for I/O before the call goes on (as a token check against a remote service would); the
+  // client resets meanwhile.
+  const waitsForReset: Interceptor = (next) => async (req) => {
+    await wasReset;
+    await new Promise((r) => setTimeout(r, 50));
+    try {
+      const res = await next(req);
+      outcome("answered");
+      return res;
+    } catch (err) {
+      outcome(ConnectError.from(err).code === Code.Canceled ? "canceled" : `failed: ${ConnectError.from(err).message}`);
+      throw err;
+    }
+  };
+  const url = await behindBareServer(t, watchFastPath({ ...options, interceptors: [...options.interceptors, waitsForReset] }, "Watch"));
+  const session = http2.connect(url);
+  t.teardown(() => session.destroy());
+  const request = session.request({ ":method": "POST", ":path": WATCH, ...STREAM_PROTO });
+  request.on("error", () => undefined);
+  request.write(watchBody(TABLE).subarray(0, 3)); // part of the body, never its end
+  await new Promise((r) => setTimeout(r, 100));
+  request.close(http2.constants.NGHTTP2_CANCEL);
+  reset();
+  const result = await Promise.race([ended, new Promise<string>((r) => setTimeout(() => r("still waiting after 5 s"), 5000))]);
+  t.is(result, "canceled");
 });
 
 test("alone: it takes binary Connect Watch over HTTP/2 through the interceptors, encodes each message once for every stream, and leaves every other request", async (t) => {

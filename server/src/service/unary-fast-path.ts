@@ -252,6 +252,11 @@ export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): P
   if (declared > readMaxBytes) {
     return Promise.reject(new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
   }
+  // A stream reset before the body is read (Watch reads it inside the interceptors, which may await
+  // I/O first) has closed already: its "close" will not come again.
+  if (req.stream.closed || req.stream.destroyed) {
+    return Promise.reject(new ConnectError("the client ended the call before the end of its request body", Code.Canceled));
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

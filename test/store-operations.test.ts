@@ -24,7 +24,7 @@ import {
   write,
 } from "../server/dist/store/operations/operation.js";
 import { complete } from "../server/dist/store/operations/complete.js";
-import { refresh } from "../server/dist/store/operations/refresh.js";
+import { NewKeyExpectations, refresh } from "../server/dist/store/operations/refresh.js";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
 
 /** Reads, then writes depending on what it read (counting, then not), then answers both results. */
@@ -269,13 +269,13 @@ test("a worker's keyless refresh answers from its one state read, stages nothing
     },
   });
   const idle: string[] = [];
-  const passed = runSync(refresh(d, input(null), "s", { maxLostAttempts: 3 }), scripted(idle));
+  const passed = runSync(refresh(d, input(null), "s", { maxLostAttempts: 3 }, new NewKeyExpectations()), scripted(idle));
   t.is(idle.length, 1, `one statement: ${idle.join(" | ")}`);
   t.deepEqual(passed, { counts: { added: 0, removed: 0, orphaned: 0, rePended: 0, anyPending: false }, dropStaging: false });
 
   // The orphan reset locks rows after the state read: a job released meanwhile is pending now.
   const orphans: string[] = [];
-  const reset = runSync(refresh(d, input(60_000), "s", { maxLostAttempts: 3 }), scripted(orphans));
+  const reset = runSync(refresh(d, input(60_000), "s", { maxLostAttempts: 3 }, new NewKeyExpectations()), scripted(orphans));
   t.is(reset.counts.anyPending, true, "pending read again after the orphan reset");
   t.true(orphans.some((q) => q.includes("status = 'reserved'") && q.includes("FOR UPDATE")));
   t.false(reset.dropStaging);

@@ -19,7 +19,7 @@ import { ignore } from "./operations/ignore.js";
 import { listJobs, listTargets } from "./operations/list-jobs.js";
 import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
-import { dropStaging, holdsAnyJob, refresh } from "./operations/refresh.js";
+import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh } from "./operations/refresh.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
 import { deleteExpiredRequests, expireTableLeases } from "./operations/sweep.js";
@@ -56,6 +56,7 @@ let stagingCalls = 0;
 export abstract class SharedStore implements JobStore {
   abstract readonly dialect: "sqlite" | "mysql";
   readonly #tables = new Map<string, DeclaredTable>();
+  readonly #newKeyExpectations = new NewKeyExpectations();
 
   constructor(
     protected readonly sql: SqlDialect,
@@ -119,7 +120,7 @@ export abstract class SharedStore implements JobStore {
       return { ...NOTHING_REFRESHED, anyPending: false };
     }
     const staging = stagingId(input.table, input.refreshId ?? `${STAGING_PREFIX}${++stagingCalls}`);
-    const result = await this.transaction(() => refresh(this.sql, input, staging, this.options));
+    const result = await this.transaction(() => refresh(this.sql, input, staging, this.options, this.#newKeyExpectations));
     if (result.dropStaging) {
       // Left for the next refresh's abandoned-row cleanup if it fails.
       void this.statements(() => dropStaging(this.sql, staging, input.now)).catch(() => undefined);

@@ -81,6 +81,8 @@ export class SqliteDialect implements SqlDialect {
   }
 
   /** Computed keys only: a queued one is skipped by the insert's ON CONFLICT, as cheaply in-process. */
+  readonly dropComputedJustInserted = null;
+
   *knownKeys(_jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>> {
     const found = yield* rows<{ key_hash: string }>({ sql: `SELECT key_hash FROM ${target} WHERE key_hash = ?`, params: hashes, perRow: 1 });
     return new Set(found.map((r) => r.key_hash));

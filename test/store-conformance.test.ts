@@ -1047,6 +1047,38 @@ const scenarios: Scenario[] = [
   },
   {
     title:
+      "a batch of keys expected new that waits on one key while another refresh commits some of its later keys: every key of both is queued once and counted (MySQL family only: SQLite has one writer)",
+    only: "mysql",
+    async run(t, { client, server, db }) {
+      const table = "OverlappingBatches";
+      await client.refresh({ table, keys: keys(0, 100) });
+      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+      t.is(idOf(lease?.key), 0);
+      const completing = await mysql.createConnection({ uri: db.url });
+      try {
+        // A Complete of key 0, held uncommitted: the first refresh's insert waits at key 0.
+        await completing.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+        await completing.query("BEGIN");
+        await completing.query(
+          "INSERT INTO `overlapping_batches` (key_hash, key_json, result_json, lease_token, complete_time) SELECT key_hash, key_json, '{}', lease_token, 0 FROM `~~overlapping_batches` WHERE status = 'reserved'",
+        );
+        await completing.query("DELETE FROM `~~overlapping_batches` WHERE status = 'reserved'");
+        const first = client.refresh({ table, keys: [...keys(100, 101), ...keys(0, 1), ...keys(200, 201), ...keys(101, 110)] });
+        await new Promise((r) => setTimeout(r, 500));
+        // Meanwhile another refresh commits keys the first one has not reached, with ids after the first one's.
+        t.deepEqual(rc(await jobsClient(server.url).refresh({ table, keys: keys(200, 210) })), rcOf({ added: 10 }));
+        await completing.query("COMMIT");
+        // Before, the first one's insert met key 200 and its next ids moved into the second one's, so keys 101-109 were dropped uncounted.
+        t.deepEqual(rc(await first), rcOf({ added: 10 }), "keys 100-109 added; 0 is computed, 200 was queued by the other");
+      } finally {
+        await completing.end();
+      }
+      for (const k of [100, 101, 105, 109, 200, 209]) t.is(statusOf(await jobOf(client, table, k)), "PENDING", `key ${k} is queued`);
+      t.deepEqual(await counts(client, table), only({ pending: 99 + 10 + 10, target: 1, remaining: 99 + 10 + 10 }));
+    },
+  },
+  {
+    title:
       "a batch of keys expected new racing a Complete of one of them that is committing does not queue the computed key again (MySQL family only: SQLite has one writer)",
     only: "mysql",
     async run(t, { client, db }) {

@@ -48,7 +48,13 @@ const TURNS_FROM_JOBS = 16;
 
 /** Deadlock / lock-wait retries before ABORTED. */
 const CONTENTION_RETRIES = 5;
-const RETRYABLE_ERRNO = new Set([1213 /* ER_LOCK_DEADLOCK */, 1205 /* ER_LOCK_WAIT_TIMEOUT */]);
+/**
+ * Lock contention the transaction is retried after. 1467 is a deadlock on a table's AUTO-INC lock:
+ * with innodb_autoinc_lock_mode 1 (MariaDB's default) an INSERT ... SELECT holds it for the
+ * statement, and a multi-row INSERT that meets it waits for it too, so a one-key refresh and a
+ * batch refresh of the same table can deadlock there; InnoDB has rolled the statement back.
+ */
+const RETRYABLE_ERRNO = new Set([1213 /* ER_LOCK_DEADLOCK */, 1205 /* ER_LOCK_WAIT_TIMEOUT */, 1467 /* ER_AUTOINC_READ_FAILED */]);
 const ER_DUP_ENTRY = 1062;
 
 type MysqlConfig = Extract<DatabaseConfig, { dialect: "mysql" }>;

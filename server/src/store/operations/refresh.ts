@@ -65,7 +65,10 @@ export function* refresh(
   const change = new Change();
   const row = { status: "pending", priority: input.priority, createTime: input.now, scheduledTime: input.now + input.delayMs } as const;
   // A key that already has a job (of any status, including ignore) is left as it is and not counted.
-  const keepJob = d.onConflictKeep("key_hash", "id");
+  // MySQL's no-op assignment must not be to the AUTO_INCREMENT id: assigning it moved the
+  // statement's next id past a duplicate committed by a later statement, into that statement's ids,
+  // and the rows after it were dropped as duplicates of those, uncounted (found in review).
+  const keepJob = d.onConflictKeep("key_hash", "key_hash");
   const insertOne = (key: EncodedKey) => insertJobUnlessComputed(d, jobs, target, key, row, keepJob);
   // A refresh of one call and one key (populate's refresh of a single key, an enqueue from a web
   // hook) sends its insert with the read of its state: one round trip fewer on MySQL.

@@ -225,6 +225,19 @@ async function queryDatabase<R>(db: TestDatabase, sql: string): Promise<R[]> {
   }
 }
 
+/** Waits until some transaction on the MySQL test database waits for a lock (at most 10 s). */
+async function untilLockWait(db: TestDatabase): Promise<void> {
+  await until(
+    "a transaction waits for a lock",
+    async () => {
+      const [row] = await queryDatabase<{ n: number | string }>(db, "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'");
+      return Number(row?.n) > 0;
+    },
+    10_000,
+    20,
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 // ---------------------------------------------------------------------------------------------
@@ -1047,7 +1060,7 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "a batch of keys expected new that waits on one key while another refresh commits some of its later keys: every key of both is queued once and counted (MySQL family only: SQLite has one writer)",
+      "a batch of keys expected new that waits on one key while another refresh commits some of its later keys and a job past its ids is held: every key of both is queued once and counted, and it waits for no other row (MySQL family only: SQLite has one writer)",
     only: "mysql",
     async run(t, { client, server, db }) {
       const table = "OverlappingBatches";
@@ -1055,6 +1068,7 @@ const scenarios: Scenario[] = [
       const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
       t.is(idOf(lease?.key), 0);
       const completing = await mysql.createConnection({ uri: db.url });
+      const holding = await mysql.createConnection({ uri: db.url });
       try {
         // A Complete of key 0, held uncommitted: the first refresh's insert waits at key 0.
         await completing.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
@@ -1064,14 +1078,23 @@ const scenarios: Scenario[] = [
         );
         await completing.query("DELETE FROM `~~overlapping_batches` WHERE status = 'reserved'");
         const first = client.refresh({ table, keys: [...keys(100, 101), ...keys(0, 1), ...keys(200, 201), ...keys(101, 110)] });
-        await new Promise((r) => setTimeout(r, 500));
-        // Meanwhile another refresh commits keys the first one has not reached, with ids after the first one's.
+        await untilLockWait(db);
+        // Meanwhile a job inserted right after the first one's ids is held uncommitted (the next
+        // refresh's first row), and another refresh commits keys the first one has not reached.
+        await holding.query("BEGIN");
+        await holding.query(
+          "INSERT INTO `~~overlapping_batches` (key_hash, key_json, status, priority, create_time, scheduled_time, attempts) VALUES (REPEAT('f', 32), '{\"id\":\"999\"}', 'pending', 5, 0, 0, 0)",
+        );
         t.deepEqual(rc(await jobsClient(server.url).refresh({ table, keys: keys(200, 210) })), rcOf({ added: 10 }));
         await completing.query("COMMIT");
-        // Before, the first one's insert met key 200 and its next ids moved into the second one's, so keys 101-109 were dropped uncounted.
-        t.deepEqual(rc(await first), rcOf({ added: 10 }), "keys 100-109 added; 0 is computed, 200 was queued by the other");
+        // Before, the first one's insert met key 200 and its next ids moved into the second one's, so keys 101-109 were
+        // dropped uncounted; and its DELETE read the row past its ids, so it waited for the held one.
+        const answered = await Promise.race([first.then(rc), new Promise((r) => setTimeout(() => r("still waiting after 20 s"), 20_000))]);
+        t.deepEqual(answered, rcOf({ added: 10 }), "keys 100-109 added; 0 is computed, 200 was queued by the other");
+        await holding.query("ROLLBACK");
       } finally {
         await completing.end();
+        await holding.end();
       }
       for (const k of [100, 101, 105, 109, 200, 209]) t.is(statusOf(await jobOf(client, table, k)), "PENDING", `key ${k} is queued`);
       t.deepEqual(await counts(client, table), only({ pending: 99 + 10 + 10, target: 1, remaining: 99 + 10 + 10 }));
@@ -1096,7 +1119,7 @@ const scenarios: Scenario[] = [
         await completing.query("DELETE FROM `~~batch_racing_complete` WHERE status = 'reserved'");
         // Key 0, whose job the uncommitted Complete deleted, with 99 new keys: the insert waits on key 0's row.
         const refreshing = client.refresh({ table, keys: [...keys(0, 1), ...keys(100, 199)] });
-        await new Promise((r) => setTimeout(r, 500));
+        await untilLockWait(db);
         await completing.query("COMMIT");
         t.deepEqual(rc(await refreshing), rcOf({ added: 99 }), "the key completed meanwhile is not added");
       } finally {

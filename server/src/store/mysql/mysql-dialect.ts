@@ -98,25 +98,32 @@ export class MysqlDialect implements SqlDialect {
    * The jobs just inserted are told apart by id. A multi-row INSERT reserves one id for each of its
    * rows at once, in one block from LAST_INSERT_ID() (its first inserted row) stepping by
    * auto_increment_increment (above 1 under Galera or multi-primary replication, whose other
-   * nodes' ids fall between); no other statement's row gets an id in it. When every key was
-   * inserted the block is the rows, and the DELETE needs no key list (measured with mysql2 alone,
-   * 1,000 new keys: 9.9-11.4 ms of MariaDB's CPU, against 13.4-15.3 ms for the lookup and insert,
-   * and 12.7-13.8 ms with the key list); otherwise the key list picks this statement's rows in
-   * the block. The status and create time are this refresh's, as one more guard.
+   * nodes' ids fall between), and its inserted rows take the block's first ids in turn (a
+   * duplicate's id goes to the next row: see keepJob in refresh); no other statement's row gets
+   * an id in it. So the rows are the first `inserted` ids of the block, and the DELETE needs no key
+   * list (measured with mysql2 alone, 1,000 new keys: 9.9-11.4 ms of MariaDB's CPU, against
+   * 13.4-15.3 ms for the lookup and insert). The status and create time are this refresh's, as
+   * one more guard.
+   *
+   * The last id is read by a point lookup as well as by the range: InnoDB locks the first row past
+   * a range's end before it sees that the row is out of range, and that row is the first of the
+   * statement that reserved ids next, usually another refresh not yet committed, which this one
+   * then waited for (or deadlocked with). With the point lookup the range stops on its own row.
    *
    * LAST_INSERT_ID() is the session's: the operation sends this statement right after the
    * INSERT (refresh), with no held write between them that could insert another id.
    */
-  dropComputedJustInserted = (jobs: string, target: string, hashes: readonly string[], inserted: number, createTime: number): Statement => {
-    const block = "j.id BETWEEN LAST_INSERT_ID() AND LAST_INSERT_ID() + ? * @@auto_increment_increment";
+  dropComputedJustInserted = (jobs: string, target: string, inserted: number, createTime: number): Statement => {
+    const last = "LAST_INSERT_ID() + ? * @@auto_increment_increment";
+    const ids = inserted === 1 ? "j.id = LAST_INSERT_ID()" : `(j.id BETWEEN LAST_INSERT_ID() AND ${last} OR j.id = ${last})`;
     // The block first, then each of its keys in the target by primary key: a DELETE's join reads
     // the target with locks, and on a small target MariaDB chose to scan all of it, so a refresh
     // waited for every Complete in flight on the table, not only those of its own keys.
-    const computed = `DELETE j FROM ${jobs} j ${BY_ID} STRAIGHT_JOIN ${target} t FORCE INDEX (PRIMARY) ON t.key_hash = j.key_hash
-      WHERE ${block} AND j.status = 'pending' AND j.create_time = ?`;
-    return inserted === hashes.length
-      ? { sql: `${computed} AND MOD(j.id - LAST_INSERT_ID(), @@auto_increment_increment) = 0`, params: [hashes.length - 1, createTime] }
-      : { sql: `${computed} AND j.key_hash IN (${placeholders(hashes.length)})`, params: [hashes.length - 1, createTime, ...hashes] };
+    return {
+      sql: `DELETE j FROM ${jobs} j ${BY_ID} STRAIGHT_JOIN ${target} t FORCE INDEX (PRIMARY) ON t.key_hash = j.key_hash
+            WHERE ${ids} AND MOD(j.id - LAST_INSERT_ID(), @@auto_increment_increment) = 0 AND j.status = 'pending' AND j.create_time = ?`,
+      params: inserted === 1 ? [createTime] : [inserted - 2, inserted - 1, createTime],
+    };
   };
 
   /** One UPDATE for the batch, the token built in SQL from the same parts as leaseToken(). */

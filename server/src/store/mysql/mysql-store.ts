@@ -52,7 +52,8 @@ const CONTENTION_RETRIES = 5;
  * Lock contention the transaction is retried after. 1467 is a deadlock on a table's AUTO-INC lock:
  * with innodb_autoinc_lock_mode 1 (MariaDB's default) an INSERT ... SELECT holds it for the
  * statement, and a multi-row INSERT that meets it waits for it too, so a one-key refresh and a
- * batch refresh of the same table can deadlock there; InnoDB has rolled the statement back.
+ * batch refresh of the same table can deadlock there. InnoDB has rolled back the transaction (a
+ * deadlock) or the statement (a lock wait timeout); the retry rolls back either way.
  */
 const RETRYABLE_ERRNO = new Set([1213 /* ER_LOCK_DEADLOCK */, 1205 /* ER_LOCK_WAIT_TIMEOUT */, 1467 /* ER_AUTOINC_READ_FAILED */]);
 const ER_DUP_ENTRY = 1062;

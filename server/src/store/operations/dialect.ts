@@ -79,11 +79,11 @@ export interface SqlDialect {
   knownKeys(jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>>;
   /**
    * Refresh, where inserting a batch of keys expected to be new costs less than looking them up
-   * first (MySQL): deletes, of the jobs that the transaction's previous statement inserted for
-   * `hashes` (`inserted` of them, created at `createTime`), those whose key is computed. Null: the
-   * dialect always looks keys up first (SQLite, where a prepared lookup costs microseconds).
+   * first (MySQL): deletes, of the jobs that the transaction's previous statement inserted
+   * (`inserted` of them, at least one, created at `createTime`), those whose key is computed.
+   * Null: the dialect always looks keys up first (SQLite, where a prepared lookup costs microseconds).
    */
-  readonly dropComputedJustInserted: ((jobs: string, target: string, hashes: readonly string[], inserted: number, createTime: number) => Statement) | null;
+  readonly dropComputedJustInserted: ((jobs: string, target: string, inserted: number, createTime: number) => Statement) | null;
   /** Refresh: a single writer cannot meet another call's first insert of the same refresh. */
   readonly singleWriter: boolean;
   /** Refresh: a final call drops its staging rows in its own transaction (else after its answer, in chunks). */

@@ -67,7 +67,8 @@ export function* refresh(
   // A key that already has a job (of any status, including ignore) is left as it is and not counted.
   // MySQL's no-op assignment must not be to the AUTO_INCREMENT id: assigning it moved the
   // statement's next id past a duplicate committed by a later statement, into that statement's ids,
-  // and the rows after it were dropped as duplicates of those, uncounted (found in review).
+  // and the rows after it were dropped as duplicates of those, uncounted (found in review). Without
+  // it a duplicate's id goes to the next row, so a statement's rows take its first ids in turn.
   const keepJob = d.onConflictKeep("key_hash", "key_hash");
   const insertOne = (key: EncodedKey) => insertJobUnlessComputed(d, jobs, target, key, row, keepJob);
   // A refresh of one call and one key (populate's refresh of a single key, an enqueue from a web
@@ -88,7 +89,7 @@ export function* refresh(
       // DELETE reads the target after the INSERT, so a Complete of one of these keys that commits
       // meanwhile is seen: the INSERT waited on the job row the Complete deleted.
       const inserted = yield* run(insertJobs(d, jobs, chunk, row, keepJob));
-      const computed = inserted === 0 ? 0 : yield* run(d.dropComputedJustInserted(jobs, target, hashes, inserted, row.createTime));
+      const computed = inserted === 0 ? 0 : yield* run(d.dropComputedJustInserted(jobs, target, inserted, row.createTime));
       added += inserted - computed;
       expectations.observe(input.table, chunk.length - inserted + computed, chunk.length);
     } else {

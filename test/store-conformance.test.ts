@@ -226,12 +226,16 @@ async function queryDatabase<R>(db: TestDatabase, sql: string): Promise<R[]> {
 }
 
 /**
- * What a Complete of the reserved jobs of `table` writes in its transaction (their target rows, their
- * deletion), on a connection of its own, held uncommitted: commit or end the connection answered.
+ * Queues keys 0 to `count` - 1 of `table` (`stored`: its name in the database), leases key 0, and
+ * writes what a Complete of it writes in its transaction (its target row, its job's deletion) on a
+ * connection of its own, held uncommitted: commit or end the connection answered.
  */
-async function completeUncommitted(db: TestDatabase, table: string): Promise<mysql.Connection> {
-  const target = `\`${table}\``;
-  const jobs = `\`~~${table}\``;
+async function completeKeyZeroUncommitted(t: ExecutionContext, { client, db }: Suite, table: string, stored: string, count: number): Promise<mysql.Connection> {
+  await client.refresh({ table, keys: keys(0, count) });
+  const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+  t.is(idOf(lease?.key), 0);
+  const target = `\`${stored}\``;
+  const jobs = `\`~~${stored}\``;
   const completing = await mysql.createConnection({ uri: db.url });
   await completing.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
   await completing.query("BEGIN");
@@ -1084,13 +1088,11 @@ const scenarios: Scenario[] = [
     title:
       "a batch of keys expected new that waits on one key while another refresh commits some of its later keys and a job past its ids is held: every key of both is queued once and counted, and it waits for no other row (MySQL family only: SQLite has one writer)",
     only: "mysql",
-    async run(t, { client, server, db }) {
+    async run(t, suite) {
+      const { client, server, db } = suite;
       const table = "OverlappingBatches";
-      await client.refresh({ table, keys: keys(0, 100) });
-      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
-      t.is(idOf(lease?.key), 0);
       // A Complete of key 0, held uncommitted: the refresh's insert waits at key 0.
-      const completing = await completeUncommitted(db, "overlapping_batches");
+      const completing = await completeKeyZeroUncommitted(t, suite, table, "overlapping_batches", 100);
       const holding = await mysql.createConnection({ uri: db.url });
       try {
         const first = client.refresh({ table, keys: [...keys(100, 101), ...keys(0, 1), ...keys(200, 201), ...keys(101, 110)] });
@@ -1120,13 +1122,11 @@ const scenarios: Scenario[] = [
     title:
       "a batch of keys expected new racing a Complete of one of them that is committing does not queue the computed key again (MySQL family only: SQLite has one writer)",
     only: "mysql",
-    async run(t, { client, db }) {
+    async run(t, suite) {
+      const { client, db } = suite;
       const table = "BatchRacingComplete";
-      await client.refresh({ table, keys: keys(0, 100) });
-      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
-      t.is(idOf(lease?.key), 0);
       // A Complete of key 0, held uncommitted: the refresh's insert waits at key 0.
-      const completing = await completeUncommitted(db, "batch_racing_complete");
+      const completing = await completeKeyZeroUncommitted(t, suite, table, "batch_racing_complete", 100);
       try {
         // Key 0, whose job the uncommitted Complete deleted, with 99 new keys: the insert waits on key 0's row.
         const refreshing = client.refresh({ table, keys: [...keys(0, 1), ...keys(100, 199)] });
@@ -1144,13 +1144,11 @@ const scenarios: Scenario[] = [
     title:
       "a one-key refresh racing a Complete of that key that is committing does not queue the computed key again (MySQL family only: SQLite has one writer)",
     only: "mysql",
-    async run(t, { client, db }) {
+    async run(t, suite) {
+      const { client } = suite;
       const table = "RacingComplete";
-      await client.refresh({ table, keys: keys(0, 1) });
-      const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
-      t.truthy(lease);
       // A Complete of the key, held uncommitted while the refresh of the same key runs.
-      const completing = await completeUncommitted(db, "racing_complete");
+      const completing = await completeKeyZeroUncommitted(t, suite, table, "racing_complete", 1);
       try {
         const refreshing = client.refresh({ table, keys: keys(0, 1) });
         // Give the refresh time to reach the database before Complete commits; a refresh that waited

@@ -10,7 +10,7 @@
  */
 import { gzipSync } from "node:zlib";
 import type http from "node:http";
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import test from "ava";
 import { connect } from "../client-sdk/dist/index.js";
@@ -184,4 +184,39 @@ test("the module takes a plain binary unary call and leaves every other request 
   ];
   for (const [what, path, headers] of left) t.is((await postHttp2(url, path, headers, request)).status, 418, `${what} is left to connect-es`);
   t.deepEqual(tables, ["Taken"], "none of those reached the implementation");
+});
+
+test("a client that resets its stream mid-body is not answered, and what it sent so far never runs, even when it decodes as a whole request", async (t) => {
+  const tables: string[] = [];
+  const fast = unaryFastPath(aloneOptions({ getProgress: (req: { table: string }) => tables.push(req.table) && {} }, []));
+  let serverGotData!: () => void;
+  const gotData = new Promise<void>((resolve) => {
+    serverGotData = resolve;
+  });
+  let serverClosed!: () => void;
+  const closed = new Promise<void>((resolve) => {
+    serverClosed = resolve;
+  });
+  const url = await behindBareServer(t, (req, res) => {
+    const taken = fast(req, res);
+    req.once("data", () => serverGotData());
+    req.once("close", () => serverClosed());
+    return taken;
+  });
+  const session = http2.connect(url);
+  t.teardown(() => session.destroy());
+  const request = session.request({ ":method": "POST", ":path": method("GetProgress"), ...PROTO });
+  let answered = false;
+  request.on("response", () => {
+    answered = true;
+  });
+  request.on("error", () => undefined);
+  // A whole GetProgressRequest, but the stream's end never comes: the client resets it instead.
+  request.write(toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: "Prefix" })));
+  await gotData;
+  request.destroy(); // RST_STREAM without END_STREAM
+  await closed;
+  await new Promise((r) => setTimeout(r, 200));
+  t.deepEqual(tables, [], "the implementation never ran");
+  t.false(answered, "nothing was answered on the reset stream");
 });

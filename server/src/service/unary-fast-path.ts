@@ -272,13 +272,20 @@ export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): P
     };
     const onEnd = () => {
       cleanup();
+      // A reset mid-body ends the stream with what came so far (node pushes its end on RST_STREAM):
+      // a prefix that happens to decode must not run as if it were the whole request.
+      if (req.stream.aborted) {
+        reject(new ConnectError("the client ended the call before the end of its request body", Code.Canceled));
+        return;
+      }
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
     };
     const onError = (err: Error) => {
       cleanup();
       reject(new ConnectError(`the request body could not be read: ${err.message}`, Code.Aborted));
     };
-    // A stream reset mid-body closes with neither "end" nor "error": without this the call would wait forever.
+    // A stream reset mid-body that nothing reads on closes with neither "end" nor "error": without
+    // this the call would wait forever.
     const onClose = () => {
       cleanup();
       reject(new ConnectError("the client ended the call before the end of its request body", Code.Canceled));

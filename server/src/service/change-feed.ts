@@ -60,7 +60,8 @@ export class ChangeFeed {
   /** When the pending poll timer fires (performance.now() ms); 0 while none is pending. */
   private timerDue = 0;
   private readonly minReadIntervalMs: number;
-  private lastReadAt = 0;
+  // Monotonic, as every time in this class: a step of the wall clock (NTP) would stretch or cut the spacing and the gap timeout.
+  private lastReadAt = Number.NEGATIVE_INFINITY;
   private spacingTimer: NodeJS.Timeout | undefined;
   private readonly gapTimeoutMs: number;
   private readonly batchSize: number;
@@ -148,7 +149,7 @@ export class ChangeFeed {
   }
 
   private run(): void {
-    const wait = this.lastReadAt + this.minReadIntervalMs - Date.now();
+    const wait = this.lastReadAt + this.minReadIntervalMs - performance.now();
     if (wait > 0) {
       this.spacingTimer = setTimeout(() => {
         this.spacingTimer = undefined;
@@ -157,7 +158,7 @@ export class ChangeFeed {
       this.spacingTimer.unref();
       return;
     }
-    this.lastReadAt = Date.now();
+    this.lastReadAt = performance.now();
     this.polling = true;
     void this.poll().finally(() => {
       this.polling = false;
@@ -173,7 +174,7 @@ export class ChangeFeed {
     try {
       for (;;) {
         const rows = await this.store.readChanges(this.positionId, this.batchSize, null);
-        const delivered = this.inOrder(rows, Date.now());
+        const delivered = this.inOrder(rows, performance.now());
         if (delivered.length > 0) {
           for (const listener of this.listeners) listener(delivered, this.positionId);
         }

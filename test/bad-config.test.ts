@@ -121,6 +121,11 @@ test(
   ["--db-pool-wait", "61"],
   `option '--db-pool-wait <seconds>' argument '61' is invalid. --db-pool-wait must be a whole number from 1 to 60, got "61"`,
 );
+test(
+  exitsWithConfigError,
+  ["--sqlite-cache", "1"],
+  `option '--sqlite-cache <MiB>' argument '1' is invalid. --sqlite-cache must be a whole number from 2 to 65536, got "1"`,
+);
 
 test("an unreachable database → exit 1, one line naming it and the likely cause, password masked", async (t) => {
   const r = await run(["--port", "0", "--database", "mysql://root:hunter2@127.0.0.1:1/x"]);
@@ -178,6 +183,7 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "--max-watch-streams-total",
     "--db-pool-size",
     "--db-pool-wait",
+    "--sqlite-cache",
     "--help",
   ]);
   const text = r.stdout.replace(/\s+/g, " ");
@@ -198,6 +204,7 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "POPULUS_MAX_WATCH_STREAMS_TOTAL",
     "POPULUS_DB_POOL_SIZE",
     "POPULUS_DB_POOL_WAIT",
+    "POPULUS_SQLITE_CACHE",
   ]) {
     t.true(text.includes(`env: ${env}`), `--help names ${env}`);
   }

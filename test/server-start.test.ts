@@ -174,11 +174,32 @@ test("with no --database and no POPULUS_DATABASE_URL, the server creates populus
   tempDirs.push(cwd);
   t.deepEqual(readdirSync(cwd), []);
   const s = await server(undefined, { cwd });
-  t.is(logged(s, "database ready, migrations applied")?.database, "sqlite:populus.db");
+  t.like(logged(s, "database ready, migrations applied"), { database: "sqlite:populus.db", pageCacheMib: 64 });
   t.true(existsSync(join(cwd, "populus.db")), `populus.db in ${cwd}: ${readdirSync(cwd).join(", ")}`);
   t.deepEqual(await migrationRows(`sqlite:${join(cwd, "populus.db")}`), MIGRATIONS);
   t.deepEqual(await rpc(s, "Refresh", { table: "ProcessedData", keys: KEYS }), { status: 200, json: { added: "3", anyPending: true } });
   t.is(await s.stop(), 0);
+});
+
+test("SQLite's page cache is what --sqlite-cache or POPULUS_SQLITE_CACHE says, as SQLite reports it; a MySQL server has none to report", async (t) => {
+  const sqlite = await database("sqlite");
+  const byFlag = await startServer({ database: sqlite.url, args: ["--sqlite-cache", "16"], env: { POPULUS_SQLITE_CACHE: "8" } });
+  servers.push(byFlag);
+  t.is(logged(byFlag, "database ready, migrations applied")?.pageCacheMib, 16, "the flag wins over the environment");
+  t.is(await byFlag.stop(), 0);
+  const byEnv = await startServer({ database: sqlite.url, env: { POPULUS_SQLITE_CACHE: "8" } });
+  servers.push(byEnv);
+  t.is(logged(byEnv, "database ready, migrations applied")?.pageCacheMib, 8);
+  t.deepEqual(await rpc(byEnv, "Refresh", { table: "Cached", keys: KEYS }), { status: 200, json: { added: "3", anyPending: true } });
+  t.is(await byEnv.stop(), 0);
+  if (!testDialects().includes("mysql")) return;
+  const mysqlDb = await database("mysql");
+  const onMysql = await startServer({ database: mysqlDb.url, args: ["--sqlite-cache", "16"] });
+  servers.push(onMysql);
+  const ready = logged(onMysql, "database ready, migrations applied");
+  t.is(ready?.dialect, "mysql");
+  t.false(ready !== undefined && "pageCacheMib" in ready);
+  t.is(await onMysql.stop(), 0);
 });
 
 test("SIGTERM while a Reserve long-polls: the call answers, the server exits 0 within the grace period", async (t) => {

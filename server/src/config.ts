@@ -64,7 +64,12 @@ export interface ServerConfig {
    * answered UNAVAILABLE (retry advised). @default 5
    */
   readonly dbPoolWaitSeconds: number;
+  /** SQLite: the page cache of the store's connection, MiB. @default DEFAULT_SQLITE_CACHE_MIB */
+  readonly sqliteCacheMib: number;
 }
+
+/** SQLite's page cache, MiB, unless --sqlite-cache says otherwise; why 64 is in sqlite-store.ts. */
+export const DEFAULT_SQLITE_CACHE_MIB = 64;
 
 /** A configuration the program cannot start with; main exits 2 with its message. */
 export class ConfigError extends Error {
@@ -219,6 +224,12 @@ function buildCommand(): Command {
         .default(5)
         .argParser(intInRange("--db-pool-wait", 1, 60)),
     )
+    .addOption(
+      new Option("--sqlite-cache <MiB>", "SQLite: the page cache of the server's connection; it grows to this as pages are used")
+        .env("POPULUS_SQLITE_CACHE")
+        .default(DEFAULT_SQLITE_CACHE_MIB)
+        .argParser(intInRange("--sqlite-cache", 2, 65_536)),
+    )
     .helpOption("-h, --help", "show this help")
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
@@ -275,6 +286,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     maxWatchStreamsTotal: number;
     dbPoolSize: number;
     dbPoolWait: number;
+    sqliteCache: number;
   }>();
   if (o.host.trim() === "") throw new ConfigError("--host must not be empty");
   const tokens = tokenSource(o.tokensFile, env.POPULUS_TOKENS);
@@ -306,6 +318,7 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       maxWatchStreamsTotal: o.maxWatchStreamsTotal,
       dbPoolSize: o.dbPoolSize,
       dbPoolWaitSeconds: o.dbPoolWait,
+      sqliteCacheMib: o.sqliteCache,
     }),
   };
 }

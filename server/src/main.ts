@@ -31,6 +31,7 @@ import { ServerMetrics } from "./service/metrics.js";
 import { WatchHub } from "./service/watch-hub.js";
 import { WorkNotifier } from "./service/work-notifier.js";
 import { openStore } from "./store/open-store.js";
+import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { preserveByteOrderMarks } from "./text-encoding.js";
 
 /** How often each replica returns expired leases to pending (ms). */
@@ -72,8 +73,10 @@ async function main(): Promise<void> {
     maxLostAttempts: config.maxLostAttempts,
     poolSize: config.dbPoolSize,
     poolWaitMs: config.dbPoolWaitSeconds * 1000,
+    cacheMib: config.sqliteCacheMib,
   }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));
-  logger.info({ database: where, dialect: store.dialect }, "database ready, migrations applied");
+  const pageCache = store instanceof SqliteStore ? { pageCacheMib: store.pageCacheMib } : {};
+  logger.info({ database: where, dialect: store.dialect, ...pageCache }, "database ready, migrations applied");
 
   const feed = new ChangeFeed(store, { logger });
   const notifier = new WorkNotifier(config.reserveRecheckSeconds * 1000, feed);

@@ -23,18 +23,21 @@ import { createTableStatements } from "./table-ddl.js";
 /** The migrations, in order; numbered alike for MySQL. */
 export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003];
 
-/**
- * The connection's page cache, KiB (SQLite's default is 2 MiB). A refresh looks up and inserts
- * keys by their hash, all over the key indexes: with 1,000,000 jobs those are some 50 MB, so a
- * 2 MiB cache read most pages from the OS again and spilled dirty pages to the WAL mid-transaction
- * (bench scenario 2, 1M keys: 42-46k / 100-119k / 78-96k keys/s into an empty table / the same
- * again / 10% changed; with 64 MiB 49-54k / 169-189k / 103-134k; 256 MiB did no better). SQLite
- * allocates it as pages are used, so a small database does not pay for it.
- */
-const PAGE_CACHE_KIB = 64 * 1024;
+/** What the SQLite store takes beyond every store's options. */
+export interface SqliteOptions {
+  /**
+   * The connection's page cache, MiB (SQLite's own default is 2). A refresh looks up and inserts
+   * keys by their hash, all over the key indexes: with 1,000,000 jobs those are some 50 MB, so a
+   * 2 MiB cache read most pages from the OS again and spilled dirty pages to the WAL
+   * mid-transaction (bench scenario 2, 1M keys: 42-46k / 100-119k / 78-96k keys/s into an empty
+   * table / the same again / 10% changed; with 64 MiB 49-54k / 169-189k / 103-134k; 256 MiB did no
+   * better). SQLite allocates it as pages are used, so a small database does not pay for it.
+   */
+  readonly cacheMib: number;
+}
 
 /** Opens (creating if needed) and migrates the SQLite file at `path`. */
-export async function openSqliteStore(path: string, options: StoreOptions): Promise<SqliteStore> {
+export async function openSqliteStore(path: string, options: StoreOptions & SqliteOptions): Promise<SqliteStore> {
   const dataSource = new DataSource({
     type: "better-sqlite3",
     database: path,
@@ -48,7 +51,8 @@ export async function openSqliteStore(path: string, options: StoreOptions): Prom
   });
   await dataSource.initialize();
   const db = (dataSource.driver as unknown as { databaseConnection: BetterSqlite3.Database }).databaseConnection;
-  db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
+  // Negative: a size in KiB, not in pages.
+  db.pragma(`cache_size = -${options.cacheMib * 1024}`);
   // Servers starting at once on one file take turns: BEGIN IMMEDIATE holds the write lock from the
   // read of the executed migrations to the commit, and TypeORM runs inside it on the same connection
   // (transaction "none": it must not open its own). The other server waits (busy timeout), then finds
@@ -120,6 +124,11 @@ export class SqliteStore extends SharedStore {
     options: StoreOptions,
   ) {
     super(new SqliteDialect(), options);
+  }
+
+  /** The page cache the connection has, MiB, as SQLite reports it (for the start-up log). */
+  get pageCacheMib(): number {
+    return -Number(this.db.pragma("cache_size", { simple: true })) / 1024;
   }
 
   private prepared(sql: string): BetterSqlite3.Statement {

@@ -106,6 +106,17 @@ for (const dialect of testDialects()) {
 
     controller.abort();
     await reading;
+
+    // A Reserve long-polling an empty queue is counted waiting until work wakes it.
+    t.is(value(m, "populus_reserve_waiting"), 0);
+    await client.refresh({ table: "Waited", keys: keys(0, 1) });
+    t.is((await client.reserve({ table: "Waited", maxJobs: 1, worker: WORKER })).leases.length, 1);
+    const longPoll = client.reserve({ table: "Waited", maxJobs: 1, worker: WORKER, wait: seconds(30) });
+    await until("the long-poll is counted waiting", async () => value(await scrape(server.url), "populus_reserve_waiting") === 1);
+    await client.refresh({ table: "Waited", keys: keys(1, 2) });
+    t.is((await longPoll).leases.length, 1, "the refresh woke it with the new job");
+    t.is(value(await scrape(server.url), "populus_reserve_waiting"), 0);
+
     const post = await fetch(`${server.url}/metrics`, { method: "POST" });
     t.is(post.status, 405);
   });

@@ -115,6 +115,12 @@ function rpc(s: ServerProcess, method: string, body: unknown): Promise<{ status:
 
 const KEYS = [1, 2, 3].map((id) => ({ attributes: { subject_id: { intValue: String(id) } } }));
 
+/** The server's populus_reserve_waiting gauge, from /metrics. */
+async function reservesWaiting(s: ServerProcess): Promise<number> {
+  const text = await (await fetch(`${s.url}/metrics`)).text();
+  return Number(/^populus_reserve_waiting (\d+)$/m.exec(text)?.[1] ?? Number.NaN);
+}
+
 function logged(s: ServerProcess, msg: string): Record<string, unknown> | undefined {
   return s.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.msg === msg);
 }
@@ -208,9 +214,12 @@ test("SIGTERM while a Reserve long-polls: the call answers, the server exits 0 w
   t.deepEqual((await rpc(s, "Refresh", { table: "Idle", keys: [KEYS[0]] })).json, { added: "1", anyPending: true });
   t.is(((await rpc(s, "Reserve", { table: "Idle", maxJobs: 1 })).json as { leases: unknown[] }).leases.length, 1);
 
-  // Nothing is pending now: this Reserve waits up to 30 s for work.
+  // Nothing is pending now: this Reserve waits up to 30 s for work. The stop comes once the server counts it waiting.
   const longPoll = rpc(s, "Reserve", { table: "Idle", maxJobs: 1, wait: "30s" });
-  await new Promise((r) => setTimeout(r, 300));
+  for (const deadline = Date.now() + 10_000; !((await reservesWaiting(s)) >= 1); ) {
+    if (Date.now() > deadline) throw new Error("the long-poll never showed as waiting in populus_reserve_waiting");
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const t0 = Date.now();
   const exit = s.stop();
   t.deepEqual(await longPoll, { status: 200, json: {} }, "the long-poll ends with an empty answer, a normal one");

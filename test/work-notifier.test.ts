@@ -51,7 +51,7 @@ test("without a notification the wait ends at the recheck interval or when its s
   t.not(await within(waiting, 2000), PENDING);
 });
 
-test("a waiting Reserve wants the change feed for exactly as long as it waits, however its wait ends", async (t) => {
+test("a waiting Reserve wants the change feed, and is counted waiting, for exactly as long as it waits, however its wait ends", async (t) => {
   let wanted = 0;
   const feed = {
     want() {
@@ -67,15 +67,19 @@ test("a waiting Reserve wants the change feed for exactly as long as it waits, h
   const cut = n.wait("B", 60_000, aborted.signal, n.mark("B"));
   const timedOut = n.wait("C", 50, new AbortController().signal, n.mark("C"));
   t.is(wanted, 3, "each waiting Reserve holds the feed");
+  t.is(n.waiting, 3);
   await timedOut;
   t.is(wanted, 2, "released at its deadline");
+  t.is(n.waiting, 2);
   n.notify("A");
   await woken;
   aborted.abort();
   await cut;
   t.is(wanted, 0, "released when woken and when its call ends");
+  t.is(n.waiting, 0);
   const seen = n.mark("A");
   n.notify("A");
   await n.wait("A", 60_000, new AbortController().signal, seen);
   t.is(wanted, 0, "a wait that returns at once never holds it");
+  t.is(n.waiting, 0, "nor is counted");
 });

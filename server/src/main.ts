@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   });
   await feed.start().catch((err: unknown) => fail(1, `cannot read the change log: ${describeStartupError(err)}`));
   const hub = new WatchHub(store, feed);
-  const metrics = new ServerMetrics(store, hub, logger);
+  const metrics = new ServerMetrics(store, hub, notifier, logger);
   const shutdown = new AbortController();
   // connect links every call's signal to this one for as long as the call runs: one listener per
   // open call (Watch streams and long-polls stay open), not a leak.

@@ -12,6 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { Logger } from "pino";
 import type { JobStore } from "../store/store.js";
 import type { WatchHub } from "./watch-hub.js";
+import type { WorkNotifier } from "./work-notifier.js";
 
 /** What serve() needs of an HTTP/1.1 or HTTP/2 response. */
 interface MinimalResponse {
@@ -31,7 +32,7 @@ export class ServerMetrics {
   readonly leaseExpiries: Counter;
   private readonly rpcDuration: Histogram<"method" | "code">;
 
-  constructor(store: JobStore, hub: WatchHub, logger: Logger) {
+  constructor(store: JobStore, hub: WatchHub, notifier: WorkNotifier, logger: Logger) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "populus_server_" });
     this.reservations = new Counter({ name: "populus_reservations_total", help: "Jobs leased by Reserve on this replica.", labelNames: ["table"], registers });
@@ -60,6 +61,14 @@ export class ServerMetrics {
       registers,
       collect() {
         this.set(hub.watcherCount);
+      },
+    });
+    new Gauge({
+      name: "populus_reserve_waiting",
+      help: "Reserve calls on this replica waiting for work (long-polls), between their looks at the queue.",
+      registers,
+      collect() {
+        this.set(notifier.waiting);
       },
     });
     new Gauge({

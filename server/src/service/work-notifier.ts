@@ -22,6 +22,7 @@ export class WorkNotifier {
   /** Notifications so far, per table and for all tables at once. */
   private readonly notified = new Map<string, number>();
   private notifiedAll = 0;
+  private waitingNow = 0;
 
   constructor(
     private readonly recheckMs = 1000,
@@ -29,6 +30,11 @@ export class WorkNotifier {
   ) {
     // One listener per waiting Reserve call; hundreds are normal.
     this.events.setMaxListeners(0);
+  }
+
+  /** Reserve calls waiting in wait() now (the populus_reserve_waiting gauge). */
+  get waiting(): number {
+    return this.waitingNow;
   }
 
   /** Work may be ready in `table`. */
@@ -57,7 +63,9 @@ export class WorkNotifier {
     return new Promise((resolve) => {
       // Work made ready through another replica reaches this one through the feed.
       const unwant = this.feed?.want();
+      this.waitingNow++;
       const done = () => {
+        this.waitingNow--;
         unwant?.();
         clearTimeout(timer);
         this.events.off(table, done);

@@ -193,11 +193,15 @@ def script_env(server: Server, calls_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def run_script(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    """Runs /usr/bin/python3 with ``args``; fails the test with its output on a timeout."""
+    """Runs /usr/bin/python3 with ``args``; fails the test with its output on a timeout. Every
+    process that imports py_pipeline (the script and populate's children) prints its threads'
+    stacks 5 s before the timeout, so a hang says where it hung."""
+    env = {**env, "POPULUS_TEST_STACKS_AFTER": str(max(1.0, timeout - 5))}
     try:
         return subprocess.run([PYTHON, *args], env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"{args} ran longer than {timeout} s: {err.stdout} {err.stderr}")
+        output = [o.decode(errors="replace") if isinstance(o, bytes) else o for o in (err.stdout, err.stderr)]
+        pytest.fail(f"{args} ran longer than {timeout} s.\nstdout:\n{output[0]}\nstderr:\n{output[1]}")
 
 
 def wait_until(what: str, check, timeout: float = 40.0, interval: float = 0.05) -> None:

@@ -17,6 +17,7 @@ import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
+import { until } from "./helpers/jobs-client.js";
 
 /** The migrations so far, as TypeORM records them in `~populus_migrations`. */
 const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002", "ReserveRequests0000000000003"];
@@ -216,10 +217,7 @@ test("SIGTERM while a Reserve long-polls: the call answers, the server exits 0 w
 
   // Nothing is pending now: this Reserve waits up to 30 s for work. The stop comes once the server counts it waiting.
   const longPoll = rpc(s, "Reserve", { table: "Idle", maxJobs: 1, wait: "30s" });
-  for (const deadline = Date.now() + 10_000; !((await reservesWaiting(s)) >= 1); ) {
-    if (Date.now() > deadline) throw new Error("the long-poll never showed as waiting in populus_reserve_waiting");
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await until("the long-poll shows in populus_reserve_waiting", async () => (await reservesWaiting(s)) >= 1, 10_000, 20);
   const t0 = Date.now();
   const exit = s.stop();
   t.deepEqual(await longPoll, { status: 200, json: {} }, "the long-poll ends with an empty answer, a normal one");

@@ -246,6 +246,9 @@ export function requestFields(ctx: HandlerContext, service: DescService) {
   return { service, requestMethod: "POST", url: ctx.url, signal: ctx.signal, header: ctx.requestHeader, contextValues: ctx.values } as const;
 }
 
+/** A client that reset its stream before the end of its request body: the call is Canceled. */
+const endedMidBody = () => new ConnectError("the client ended the call before the end of its request body", Code.Canceled);
+
 /** The whole request body; RESOURCE_EXHAUSTED past readMaxBytes, as connect-es says it. */
 export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): Promise<Uint8Array> {
   const declared = Number(req.headers["content-length"] ?? Number.NaN);
@@ -255,7 +258,7 @@ export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): P
   // A stream reset before the body is read (Watch reads it inside the interceptors, which may await
   // I/O first) has closed already: its "close" will not come again.
   if (req.stream.closed || req.stream.destroyed) {
-    return Promise.reject(new ConnectError("the client ended the call before the end of its request body", Code.Canceled));
+    return Promise.reject(endedMidBody());
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -275,7 +278,7 @@ export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): P
       // A reset mid-body ends the stream with what came so far (node pushes its end on RST_STREAM):
       // a prefix that happens to decode must not run as if it were the whole request.
       if (req.stream.aborted) {
-        reject(new ConnectError("the client ended the call before the end of its request body", Code.Canceled));
+        reject(endedMidBody());
         return;
       }
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
@@ -288,7 +291,7 @@ export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): P
     // this the call would wait forever.
     const onClose = () => {
       cleanup();
-      reject(new ConnectError("the client ended the call before the end of its request body", Code.Canceled));
+      reject(endedMidBody());
     };
     const cleanup = () => {
       req.off("data", onData);

@@ -9,10 +9,10 @@ import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { performance } from "node:perf_hooks";
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
-import { connect } from "../client-sdk/dist/index.js";
+import { connect, ResourceExhaustedError } from "../client-sdk/dist/index.js";
 import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
 import { type ServerProcess, startServer } from "../test/helpers/server-process.js";
 import { db, makeCalls, tables } from "./pipeline.js";
@@ -88,11 +88,13 @@ function rpcClient(url: string): Rpc {
 }
 
 /**
- * A watcher's client: binary Connect streams over HTTP/2, as the SDK's watch() and populate's
- * progress open them (client-sdk/src/rpc.ts) and as the web console reads them (binary too).
+ * A watcher's client: the SDK's own connection (client-sdk/src/rpc.ts), whose Watch streams are
+ * binary Connect over HTTP/2 as the SDK's watch() and populate's progress open them (and as the
+ * web console reads them), with the SDK's receive windows; errors come as the SDK's typed ones.
  */
-function watchClient(url: string): Rpc {
-  return createClient(JobService, createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true }));
+function watchClient(url: string): { rpc: Rpc; close(): void } {
+  const client = connect({ url });
+  return { rpc: client.rpc, close: () => client.close() };
 }
 
 /**
@@ -310,7 +312,7 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
       // A tailer that falls too far behind is cut (RESOURCE_EXHAUSTED) and resumes from its cursor, as the SDK's watch() does.
       for (;;) {
         try {
-          for await (const m of connections[w % connections.length]!.watch(
+          for await (const m of connections[w % connections.length]!.rpc.watch(
             // Event groups, as the SDK's watch() asks for them.
             { table: table.name, countsOnly: w % EVENT_WATCHER_EVERY !== 0, groupedEvents: true, cursor },
             { signal: controller.signal },
@@ -330,7 +332,7 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
           return;
         } catch (err) {
           if (controller.signal.aborted) return;
-          if (!(err instanceof ConnectError && err.code === Code.ResourceExhausted && cursor !== "")) throw err;
+          if (!(err instanceof ResourceExhaustedError && cursor !== "")) throw err;
           resumed++;
         }
       }
@@ -340,6 +342,7 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
     await new Promise((r) => setTimeout(r, 500)); // the last events reach the watchers
     controller.abort();
     await Promise.all(streams);
+    for (const c of connections) c.close();
     delays.sort((a, b) => a - b);
     p50.push(percentile(delays, 50));
     p99.push(percentile(delays, 99));
@@ -493,10 +496,10 @@ export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log
   let refused = 0;
   const streams = Array.from({ length: s.manyWatchers }, async (_, w) => {
     try {
-      for await (const _m of connections[w % connections.length]!.watch({ table, countsOnly: true }, { signal: controller.signal })) served++;
+      for await (const _m of connections[w % connections.length]!.rpc.watch({ table, countsOnly: true }, { signal: controller.signal })) served++;
     } catch (err) {
       if (controller.signal.aborted) return;
-      if (err instanceof ConnectError && err.code === Code.ResourceExhausted) refused++;
+      if (err instanceof ResourceExhaustedError) refused++;
       else throw err;
     }
   });
@@ -506,6 +509,7 @@ export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log
   const rssMb = (Number(statm[1]) * 4096) / 2 ** 20;
   controller.abort();
   await Promise.allSettled(streams);
+  for (const c of connections) c.close();
   await srv.finish();
   log(`${s.manyWatchers} counts-only watchers: ${served} served, ${refused} refused, server RSS ${rssMb.toFixed(0)} MB`);
   return { asked: s.manyWatchers, served, refused, rssMb };

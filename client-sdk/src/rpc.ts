@@ -6,11 +6,12 @@
  * through this.
  */
 import { type CallOptions, type Client, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import type { ResolvedConnectOptions } from "./config.js";
 import { fromRpcError } from "./errors.js";
 import { JobService } from "./gen/populus/v1/job_service_pb.js";
 import { withRetry } from "./retry.js";
+import { WideWindowSessionManager } from "./session-manager.js";
 import { createUnaryTransport } from "./unary-transport.js";
 
 /**
@@ -51,7 +52,8 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
   // the connection (ENHANCE_YOUR_CALM, not retried) while a large Complete
   // batch is being sent; the server accepts requests of up to 16 MiB.
   // ca: a private CA for https:// URLs (connect({ caFile }) / POPULUS_CA_FILE).
-  const sessionManager = new Http2SessionManager(
+  // Receive windows wide enough for Watch streams: session-manager.ts.
+  const sessionManager = new WideWindowSessionManager(
     options.url,
     { pingIntervalMs: 30_000 },
     { maxSessionMemory: 64, ...(options.ca === undefined ? {} : { ca: options.ca }) },

@@ -70,7 +70,7 @@ export interface DialectResults {
   refresh: Record<string, Spread>;
   flat: Record<string, Spread>;
   latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
-  watch: { jobsPerSecond: Spread; withoutWatchers: Spread; delayP50: Spread; delayP99: Spread };
+  watch: { jobsPerSecond: Spread; withoutWatchers: Spread; serverCpu: Spread; serverCpuWithout: Spread; delayP50: Spread; delayP99: Spread };
   idle: IdleResults;
   manyWatchers: ManyWatchersResults;
   peakRssMb: Record<string, number>;
@@ -159,17 +159,24 @@ async function commitSpan(rpc: Rpc, table: string): Promise<{ first: number; las
 export interface DrainRate {
   endToEnd: number;
   commitSpan: number;
+  /** The server's CPU during populate, seconds, when its pid was given. */
+  serverCpu?: number;
 }
 
-/** Drains `keys` queued jobs with populate; answers its rates after checking every key was committed exactly once. */
-async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number): Promise<DrainRate> {
+/**
+ * Drains `keys` queued jobs with populate; answers its rates after checking every key was
+ * committed exactly once, and the CPU the process `serverPid` (if given) used meanwhile.
+ */
+async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number, serverPid?: number): Promise<DrainRate> {
   const table = tables[nextTable++];
   if (table === undefined) throw new Error("bench/pipeline.js ran out of tables");
   await queue(rpc, table.name, 0, keys);
   const callsBefore = makeCalls.count;
+  const cpuBefore = serverPid === undefined ? 0 : cpuSeconds(serverPid);
   const started = performance.now();
   const result = await table.populate({ reserveJobs: true, refresh: false, processes, suppressErrors: true, ...(maxCalls === undefined ? {} : { maxCalls }) });
   const seconds = (performance.now() - started) / 1000;
+  const serverCpu = serverPid === undefined ? undefined : cpuSeconds(serverPid) - cpuBefore;
   const expected = maxCalls ?? keys;
   const after = await progress(rpc, table.name);
   const problems = [];
@@ -181,7 +188,7 @@ async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: n
   if (problems.length > 0) throw new Error(`exactly-once check failed on ${table.name}: ${problems.join("; ")}`);
   const span = await commitSpan(rpc, table.name);
   // Commit times are stored to the millisecond: a drain within one ms counts as one ms.
-  return { endToEnd: expected / seconds, commitSpan: expected / (Math.max(1, span.last - span.first) / 1000) };
+  return { endToEnd: expected / seconds, commitSpan: expected / (Math.max(1, span.last - span.first) / 1000), ...(serverCpu === undefined ? {} : { serverCpu }) };
 }
 
 /** Scenario 1 (and 6): end-to-end drain with 4 worker processes and with 1. */
@@ -292,9 +299,15 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
   const baseline: number[] = [];
   const p50: number[] = [];
   const p99: number[] = [];
+  // The server's CPU per drain, with and without the watchers: steadier than the rates on 2 cores.
+  const serverCpu: number[] = [];
+  const baselineServerCpu: number[] = [];
+  const pid = srv.server.process.pid;
   for (let i = 0; i < s.repetitions; i++) {
     // First to last commit: what the watchers cost the server, without the processes' start-up.
-    baseline.push((await drainOnce(srv.rpc, s.drainKeys, 4)).commitSpan);
+    const without = await drainOnce(srv.rpc, s.drainKeys, 4, undefined, pid);
+    baseline.push(without.commitSpan);
+    baselineServerCpu.push(without.serverCpu!);
     const table = tables[nextTable];
     if (table === undefined) throw new Error("bench/pipeline.js ran out of tables");
     // The table must exist before it can be watched: declare it with one key that is drained with the rest.
@@ -338,7 +351,9 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
       }
     });
     while (ready < s.watchers) await new Promise((r) => setTimeout(r, 20));
-    rates.push((await drainOnce(srv.rpc, s.drainKeys, 4)).commitSpan);
+    const withWatchers = await drainOnce(srv.rpc, s.drainKeys, 4, undefined, pid);
+    rates.push(withWatchers.commitSpan);
+    serverCpu.push(withWatchers.serverCpu!);
     await new Promise((r) => setTimeout(r, 500)); // the last events reach the watchers
     controller.abort();
     await Promise.all(streams);
@@ -347,11 +362,18 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
     p50.push(percentile(delays, 50));
     p99.push(percentile(delays, 99));
     log(
-      `watch run ${i + 1}: ${rates.at(-1)!.toFixed(0)} jobs/s with ${s.watchers} watchers vs ${baseline.at(-1)!.toFixed(0)} without; delay p50 ${p50.at(-1)} ms p99 ${p99.at(-1)} ms; ${resumed} streams cut for falling behind and resumed`,
+      `watch run ${i + 1}: ${rates.at(-1)!.toFixed(0)} jobs/s with ${s.watchers} watchers vs ${baseline.at(-1)!.toFixed(0)} without; server CPU ${serverCpu.at(-1)!.toFixed(2)} s vs ${baselineServerCpu.at(-1)!.toFixed(2)} s; delay p50 ${p50.at(-1)} ms p99 ${p99.at(-1)} ms; ${resumed} streams cut for falling behind and resumed`,
     );
   }
   return {
-    results: { jobsPerSecond: spread(rates), withoutWatchers: spread(baseline), delayP50: spread(p50), delayP99: spread(p99) },
+    results: {
+      jobsPerSecond: spread(rates),
+      withoutWatchers: spread(baseline),
+      serverCpu: spread(serverCpu),
+      serverCpuWithout: spread(baselineServerCpu),
+      delayP50: spread(p50),
+      delayP99: spread(p99),
+    },
     peakRssMb: await srv.finish(),
   };
 }

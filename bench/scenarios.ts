@@ -188,7 +188,11 @@ async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: n
   if (problems.length > 0) throw new Error(`exactly-once check failed on ${table.name}: ${problems.join("; ")}`);
   const span = await commitSpan(rpc, table.name);
   // Commit times are stored to the millisecond: a drain within one ms counts as one ms.
-  return { endToEnd: expected / seconds, commitSpan: expected / (Math.max(1, span.last - span.first) / 1000), ...(serverCpu === undefined ? {} : { serverCpu }) };
+  return {
+    endToEnd: expected / seconds,
+    commitSpan: expected / (Math.max(1, span.last - span.first) / 1000),
+    ...(serverCpu === undefined ? {} : { serverCpu }),
+  };
 }
 
 /** Scenario 1 (and 6): end-to-end drain with 4 worker processes and with 1. */

@@ -17,6 +17,7 @@ import { type Operation, type Param, runSync, type Statement, type SyncExecutor 
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
 import type { RefreshInput, StoreOptions } from "../store.js";
+import { BackgroundCheckpointer, SERVING_CHECKPOINT_PAGES } from "./checkpointer.js";
 import { SqliteDialect } from "./sqlite-dialect.js";
 import { createTableStatements } from "./table-ddl.js";
 
@@ -34,6 +35,8 @@ export interface SqliteOptions {
    * better). SQLite allocates it as pages are used, so a small database does not pay for it.
    */
   readonly cacheMib: number;
+  /** Hears of a WAL checkpointer thread that failed (checkpointer.ts); the store goes on without it. */
+  readonly onCheckpointerError?: (err: Error) => void;
 }
 
 /** Opens (creating if needed) and migrates the SQLite file at `path`. */
@@ -66,7 +69,10 @@ export async function openSqliteStore(path: string, options: StoreOptions & Sqli
     await dataSource.destroy();
     throw err;
   }
-  return new SqliteStore(dataSource, db, options);
+  // Checkpoints run on a thread of their own; the serving connection's own only past a larger WAL.
+  db.pragma(`wal_autocheckpoint = ${SERVING_CHECKPOINT_PAGES}`);
+  const checkpointer = new BackgroundCheckpointer(path, options.onCheckpointerError ?? (() => undefined));
+  return new SqliteStore(dataSource, db, checkpointer, options);
 }
 
 /** Statements kept prepared; past this many the cache starts again (a statement's text names its table and batch size). */
@@ -121,6 +127,7 @@ export class SqliteStore extends SharedStore {
   constructor(
     private readonly dataSource: DataSource,
     private readonly db: BetterSqlite3.Database,
+    private readonly checkpointer: BackgroundCheckpointer,
     options: StoreOptions,
   ) {
     super(new SqliteDialect(), options);
@@ -183,6 +190,7 @@ export class SqliteStore extends SharedStore {
   }
 
   async close(): Promise<void> {
+    await this.checkpointer.stop();
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }
 }

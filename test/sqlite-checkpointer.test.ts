@@ -7,7 +7,7 @@
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import { connect } from "../client-sdk/dist/index.js";
 import { SERVING_CHECKPOINT_PAGES } from "../server/dist/store/sqlite/checkpointer.js";
@@ -34,15 +34,21 @@ function jobsInDatabaseFile(file: string, table: string): number {
   }
 }
 
-test("commits reach the database file by the checkpointer thread, and the server stops with exit 0", async (t) => {
+/** A server on a new SQLite file that has refreshed KEYS keys into `table`. */
+async function serverWithJobs(t: ExecutionContext, table: string) {
   const dir = mkdtempSync(path.join(tmpdir(), "populus-ckpt-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, "populus.db");
   const server = await startServer({ database: `sqlite:${file}` });
   const db = connect({ url: server.url });
-  t.teardown(() => db.close());
-  const table = db.table<{ n: number }>("Checkpointed", { keySource: Array.from({ length: KEYS }, (_, n) => ({ n })), make: () => ({}) });
-  t.is((await table.jobs.refresh()).added, KEYS);
+  const keys = db.table<{ n: number }>(table, { keySource: Array.from({ length: KEYS }, (_, n) => ({ n })), make: () => ({}) });
+  t.is((await keys.jobs.refresh()).added, KEYS);
+  db.close();
+  return { file, server };
+}
+
+test("commits reach the database file by the checkpointer thread, and the server stops with exit 0", async (t) => {
+  const { file, server } = await serverWithJobs(t, "Checkpointed");
   // A few dozen pages: far below SERVING_CHECKPOINT_PAGES, so only the thread copies them.
   t.true(SERVING_CHECKPOINT_PAGES >= 1000);
   await until("the jobs are in the database file itself", async () => jobsInDatabaseFile(file, "checkpointed") === KEYS, 10_000, 50);
@@ -50,14 +56,7 @@ test("commits reach the database file by the checkpointer thread, and the server
 });
 
 test("a SIGKILLed server loses no commit with the thread: a new server on the file has every job", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "populus-ckpt-"));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = path.join(dir, "populus.db");
-  const first = await startServer({ database: `sqlite:${file}` });
-  const db = connect({ url: first.url });
-  const table = db.table<{ n: number }>("Killed", { keySource: Array.from({ length: KEYS }, (_, n) => ({ n })), make: () => ({}) });
-  t.is((await table.jobs.refresh()).added, KEYS);
-  db.close();
+  const { file, server: first } = await serverWithJobs(t, "Killed");
   await first.kill();
   const second = await startServer({ database: `sqlite:${file}` });
   const again = connect({ url: second.url });

@@ -212,6 +212,8 @@ test.serial("a failing make's error shows with its message and full stack", asyn
     const stack = await errorCard.locator(".error-stack pre").textContent();
     t.regex(stack ?? "", /^Error: key 3 is bad\n\s+at explodeOnKeyThree /);
     t.regex(stack ?? "", /console\.test\.ts/);
+    // The tab's count comes with the page's Watch snapshot, which may land after the error list.
+    await page.locator(".tabs a.on", { hasText: "errors (1)" }).waitFor(UI_WAIT);
     t.is(await page.locator(".tabs a.on").textContent(), "errors (1)");
     await page.click("a.back");
     await page.locator('tr[data-table="failing"] [data-count="error"]').getByText("1", { exact: true }).waitFor(UI_WAIT);

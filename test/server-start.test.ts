@@ -197,6 +197,8 @@ test("SQLite's page cache is what --sqlite-cache or POPULUS_SQLITE_CACHE says, a
   const byEnv = await startServer({ database: sqlite.url, env: { POPULUS_SQLITE_CACHE: "8" } });
   servers.push(byEnv);
   t.is(logged(byEnv, "database ready, migrations applied")?.pageCacheMib, 8);
+  // The file is in WAL mode since the first server: without its own pragma the store would open it at NORMAL.
+  t.is(logged(byEnv, "database ready, migrations applied")?.synchronous, "full");
   t.deepEqual(await rpc(byEnv, "Refresh", { table: "Cached", keys: KEYS }), { status: 200, json: { added: "3", anyPending: true } });
   t.is(await byEnv.stop(), 0);
   if (!testDialects().includes("mysql")) return;

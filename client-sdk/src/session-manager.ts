@@ -10,8 +10,9 @@
  * a process also busy with other work, kept the server waiting for window
  * so long that they fell 10,000 events behind and were cut (bench scenario
  * 5 on SQLite: commit→event delay p99 663-1,872 ms; with the wider windows
- * 107-149 ms, and none cut). The windows only let the server send ahead;
- * what arrives is still bounded by the session's maxSessionMemory.
+ * 107-149 ms, and none cut). What a stream holds unread is still bounded by
+ * its own window: node:http2 returns a connection's credit as data arrives,
+ * a stream's only as it is read.
  */
 import type http2 from "node:http2";
 import { Http2SessionManager } from "@connectrpc/connect-node";

@@ -25,31 +25,62 @@ export const CHECKPOINT_EVERY_MS = 50;
 /** WAL pages past which the serving connection checkpoints itself (SQLite's default is 1,000). */
 export const SERVING_CHECKPOINT_PAGES = 20_000;
 
-/** The checkpointer thread of one SQLite file. */
+/** The serving connection's threshold without the thread: SQLite's default, short checkpoints. */
+export const ALONE_CHECKPOINT_PAGES = 1000;
+
+/** Longest wait for the thread to stop before it is terminated, ms. */
+const STOP_WAIT_MS = 10_000;
+
+/**
+ * The checkpointer thread of one SQLite file. `setServingThreshold` sets the serving connection's
+ * wal_autocheckpoint: raised while the thread runs, back to SQLite's default once it is gone
+ * (it failed to start, threw, or exited unasked), so that connection never copies 20,000 pages
+ * in one commit; `onFailure` hears why.
+ */
 export class BackgroundCheckpointer {
-  readonly #worker: Worker;
+  readonly #worker: Worker | null;
   readonly #exited: Promise<void>;
   #stopped = false;
 
-  /** Starts checkpointing `path`; `onError` hears of a thread that stopped (the serving connection then checkpoints alone). */
-  constructor(path: string, onError: (err: Error) => void) {
-    this.#worker = new Worker(new URL("./checkpoint-thread.js", import.meta.url), { workerData: { path, everyMs: CHECKPOINT_EVERY_MS } });
-    this.#exited = new Promise((resolve) => this.#worker.once("exit", () => resolve()));
-    this.#worker.on("error", (err) => {
-      if (!this.#stopped) onError(err);
-    });
+  constructor(path: string, setServingThreshold: (pages: number) => void, onFailure: (err: Error) => void) {
+    const fail = (err: Error) => {
+      if (this.#stopped) return;
+      setServingThreshold(ALONE_CHECKPOINT_PAGES);
+      onFailure(err);
+    };
+    let worker: Worker | null = null;
+    try {
+      worker = new Worker(new URL("./checkpoint-thread.js", import.meta.url), { workerData: { path, everyMs: CHECKPOINT_EVERY_MS } });
+    } catch (err) {
+      fail(err instanceof Error ? err : new Error(String(err)));
+    }
+    this.#worker = worker;
+    if (worker === null) {
+      this.#exited = Promise.resolve();
+      return;
+    }
+    setServingThreshold(SERVING_CHECKPOINT_PAGES);
+    this.#exited = new Promise((resolve) =>
+      worker.once("exit", (code) => {
+        if (code !== 0) fail(new Error(`the checkpointer thread exited with code ${code}`));
+        resolve();
+      }),
+    );
+    worker.on("error", fail);
     // A server that exits without closing its store must not be kept alive by its checkpointer.
-    this.#worker.unref();
+    worker.unref();
   }
 
-  /** Stops the thread and closes its connection. */
+  /** Stops the thread and closes its connection (terminated if it does not stop within STOP_WAIT_MS). */
   async stop(): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#worker === null) return;
     this.#stopped = true;
     // Held again while it stops: a process with nothing else left would exit before it has (and
     // before whatever follows this await, such as the server's "stopped" log line).
     this.#worker.ref();
     this.#worker.postMessage("stop"); // a no-op when the thread already ended
+    const timer = setTimeout(() => void this.#worker?.terminate(), STOP_WAIT_MS);
     await this.#exited;
+    clearTimeout(timer);
   }
 }

@@ -17,7 +17,7 @@ import { type Operation, type Param, runSync, type Statement, type SyncExecutor 
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
 import type { RefreshInput, StoreOptions } from "../store.js";
-import { BackgroundCheckpointer, SERVING_CHECKPOINT_PAGES } from "./checkpointer.js";
+import { BackgroundCheckpointer } from "./checkpointer.js";
 import { SqliteDialect } from "./sqlite-dialect.js";
 import { createTableStatements } from "./table-ddl.js";
 
@@ -47,7 +47,7 @@ export async function openSqliteStore(path: string, options: StoreOptions & Sqli
     migrations: SQLITE_MIGRATIONS,
     migrationsTableName: "~populus_migrations",
     migrationsTransactionMode: "none",
-    // WAL lets readers (ListJobs, Watch) run beside the writer; synchronous stays FULL (durable).
+    // WAL lets readers (ListJobs, Watch) run beside the writer; synchronous is set to FULL below.
     enableWAL: true,
     // Busy timeout (ms) when another process holds the write lock.
     timeout: 5000,
@@ -56,6 +56,10 @@ export async function openSqliteStore(path: string, options: StoreOptions & Sqli
   const db = (dataSource.driver as unknown as { databaseConnection: BetterSqlite3.Database }).databaseConnection;
   // Negative: a size in KiB, not in pages.
   db.pragma(`cache_size = -${options.cacheMib * 1024}`);
+  // Every commit synced to disk. Said here because better-sqlite3 builds SQLite with WAL
+  // connections at NORMAL: a file already in WAL mode (every start after its first) was opened
+  // at NORMAL, where the last commits before a power loss or an OS crash can be lost.
+  db.pragma("synchronous = FULL");
   // Servers starting at once on one file take turns: BEGIN IMMEDIATE holds the write lock from the
   // read of the executed migrations to the commit, and TypeORM runs inside it on the same connection
   // (transaction "none": it must not open its own). The other server waits (busy timeout), then finds
@@ -70,8 +74,11 @@ export async function openSqliteStore(path: string, options: StoreOptions & Sqli
     throw err;
   }
   // Checkpoints run on a thread of their own; the serving connection's own only past a larger WAL.
-  db.pragma(`wal_autocheckpoint = ${SERVING_CHECKPOINT_PAGES}`);
-  const checkpointer = new BackgroundCheckpointer(path, options.onCheckpointerError ?? (() => undefined));
+  const checkpointer = new BackgroundCheckpointer(
+    path,
+    (pages) => db.pragma(`wal_autocheckpoint = ${pages}`),
+    options.onCheckpointerError ?? (() => undefined),
+  );
   return new SqliteStore(dataSource, db, checkpointer, options);
 }
 
@@ -131,6 +138,12 @@ export class SqliteStore extends SharedStore {
     options: StoreOptions,
   ) {
     super(new SqliteDialect(), options);
+  }
+
+  /** The connection's synchronous setting as SQLite reports it (for the start-up log): "full" when every commit is synced. */
+  get synchronous(): string {
+    const level = Number(this.db.pragma("synchronous", { simple: true }));
+    return ["off", "normal", "full", "extra"][level] ?? String(level);
   }
 
   /** The page cache the connection has, MiB, as SQLite reports it (for the start-up log). */

@@ -74,7 +74,8 @@ async function main(): Promise<void> {
     poolSize: config.dbPoolSize,
     poolWaitMs: config.dbPoolWaitSeconds * 1000,
     cacheMib: config.sqliteCacheMib,
-    onCheckpointerError: (err) => logger.warn({ err }, "the SQLite checkpointer thread stopped; the serving connection checkpoints alone, as SQLite does by default"),
+    onCheckpointerError: (err) =>
+      logger.warn({ err }, "the SQLite checkpointer thread stopped; the serving connection checkpoints alone, as SQLite does by default"),
   }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));
   const pageCache = store instanceof SqliteStore ? { pageCacheMib: store.pageCacheMib, synchronous: store.synchronous } : {};
   logger.info({ database: where, dialect: store.dialect, ...pageCache }, "database ready, migrations applied");

@@ -88,20 +88,12 @@ function rpcClient(url: string): Rpc {
 }
 
 /**
- * A watcher's client: the SDK's own connection (client-sdk/src/rpc.ts), whose Watch streams are
- * binary Connect over HTTP/2 as the SDK's watch() and populate's progress open them (and as the
- * web console reads them), with the SDK's receive windows; errors come as the SDK's typed ones.
+ * A connection of its own, as a worker or a watcher has one: the SDK's own RPCs (binary unary
+ * calls on its lean transport, retries; Watch streams in binary Connect over HTTP/2 with the SDK's
+ * receive windows, as the SDK's watch() and populate's progress open them and as the web console
+ * reads them; the SDK's typed errors), so that the figures are what SDK clients cost the server.
  */
-function watchClient(url: string): { rpc: Rpc; close(): void } {
-  const client = connect({ url });
-  return { rpc: client.rpc, close: () => client.close() };
-}
-
-/**
- * A connection of its own, as a worker has one: the SDK's own RPCs (binary unary calls on its
- * lean transport, retries), so that per-call figures are what workers cost the server.
- */
-function workerConnection(url: string): { rpc: Rpc; close(): void } {
+function sdkConnection(url: string): { rpc: Rpc; close(): void } {
   const client = connect({ url });
   return { rpc: client.rpc, close: () => client.close() };
 }
@@ -272,7 +264,7 @@ export async function latency(dialect: Dialect, port: number, s: Sizes, log: (li
       const times: number[] = [];
       await Promise.all(
         Array.from({ length: workers }, async () => {
-          const { rpc, close } = workerConnection(srv.server.url);
+          const { rpc, close } = sdkConnection(srv.server.url);
           for (;;) {
             const started = performance.now();
             const { leases } = await rpc.reserve({ table, maxJobs: 1, worker: WORKER });
@@ -318,7 +310,7 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
     await queue(srv.rpc, table.name, 0, 1);
     const controller = new AbortController();
     setMaxListeners(s.watchers + 10, controller.signal);
-    const connections = Array.from({ length: 10 }, () => watchClient(srv.server.url));
+    const connections = Array.from({ length: 10 }, () => sdkConnection(srv.server.url));
     const delays: number[] = [];
     let ready = 0;
     // Dashboards and progress bars (counts only) with a few event tailers: every 50th watcher takes job-level events.
@@ -422,7 +414,7 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
   const controller = new AbortController();
   let calls = 0;
   const workers = Array.from({ length: s.idleWorkers }, async (_, w) => {
-    const { rpc, close } = workerConnection(srv.server.url);
+    const { rpc, close } = sdkConnection(srv.server.url);
     const worker = { ...WORKER, workerId: `idle-${w}` };
     await new Promise((r) => setTimeout(r, Math.random() * IDLE_WAIT_S * 1000));
     while (!controller.signal.aborted) {
@@ -517,7 +509,7 @@ export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log
   await queue(srv.rpc, table, 0, 1);
   const controller = new AbortController();
   setMaxListeners(s.manyWatchers + 10, controller.signal);
-  const connections = Array.from({ length: 10 }, () => watchClient(srv.server.url));
+  const connections = Array.from({ length: 10 }, () => sdkConnection(srv.server.url));
   let served = 0;
   let refused = 0;
   const streams = Array.from({ length: s.manyWatchers }, async (_, w) => {

@@ -77,8 +77,8 @@ async function main(): Promise<void> {
     onCheckpointerError: (err) =>
       logger.warn({ err }, "the SQLite checkpointer thread stopped; the serving connection checkpoints alone, as SQLite does by default"),
   }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));
-  const pageCache = store instanceof SqliteStore ? { pageCacheMib: store.pageCacheMib, synchronous: store.synchronous } : {};
-  logger.info({ database: where, dialect: store.dialect, ...pageCache }, "database ready, migrations applied");
+  const sqliteSettings = store instanceof SqliteStore ? { pageCacheMib: store.pageCacheMib, synchronous: store.synchronous } : {};
+  logger.info({ database: where, dialect: store.dialect, ...sqliteSettings }, "database ready, migrations applied");
 
   const feed = new ChangeFeed(store, { logger });
   const notifier = new WorkNotifier(config.reserveRecheckSeconds * 1000, feed);

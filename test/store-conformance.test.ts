@@ -509,6 +509,58 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    // On SQLite, calls that arrive together share one transaction (group-commit.ts), each in a
+    // savepoint: here each must still get its own outcome and effect.
+    title: "calls sent at once each have their own outcome: the Complete whose lease is lost fails alone, refreshes count each key once",
+    async run(t, { client }) {
+      const table = "AtOnce";
+      t.is((await client.refresh({ table, keys: keys(1, 7) })).added, 6n);
+      const leases = new Map<number, string>();
+      for (const l of (await client.reserve({ table, maxJobs: 6, worker: WORKER })).leases) leases.set(idOf(l.key), l.leaseToken);
+      t.is(leases.size, 6);
+      // Job 2's lease is given back: a Complete with its token has lost it.
+      t.is((await client.release({ table, leaseTokens: [leases.get(2)!] })).released, 1n);
+
+      const completeOf = (id: number) => client.complete({ table, completions: [{ leaseToken: leases.get(id)!, result: { id } }] });
+      const [one, lost, three, failed, refreshes] = await Promise.all([
+        completeOf(1),
+        rpcError(completeOf(2)),
+        completeOf(3),
+        client.fail({ table, leaseToken: leases.get(4)!, errorMessage: "broke" }),
+        // Ten one-key refreshes of five keys, two each: every key is added once.
+        Promise.all([7, 7, 8, 8, 9, 9, 10, 10, 11, 11].map((id) => client.refresh({ table, keys: [key(id)] }))),
+      ]);
+      t.deepEqual([one.committed, three.committed], [1n, 1n]);
+      t.is(codeName(lost.code), codeName(Code.FailedPrecondition), "the lost lease's Complete fails");
+      t.deepEqual(
+        lost.findDetails(LeaseLostDetailSchema).map((d) => d.leaseTokens),
+        [[leases.get(2)!]],
+      );
+      t.is(failed.$typeName, "populus.v1.FailResponse");
+      t.is(
+        refreshes.reduce((sum, r) => sum + Number(r.added), 0),
+        5,
+        "each new key added by exactly one of the refreshes",
+      );
+      t.deepEqual((await allTargets(client, table)).map((r) => [idOf(r.key), r.result]).sort(byFirst), [
+        [1, { id: 1 }],
+        [3, { id: 3 }],
+      ]);
+      t.deepEqual((await allJobs(client, table)).map((j) => [idOf(j.key), statusOf(j)]).sort(byFirst), [
+        [2, "PENDING"],
+        [4, "ERROR"],
+        [5, "RESERVED"],
+        [6, "RESERVED"],
+        [7, "PENDING"],
+        [8, "PENDING"],
+        [9, "PENDING"],
+        [10, "PENDING"],
+        [11, "PENDING"],
+      ]);
+      t.deepEqual(await counts(client, table), only({ pending: 6, reserved: 2, error: 1, target: 2, remaining: 8 }));
+    },
+  },
+  {
     title: "priority: jobs at 1, 3 and 5 are reserved most urgent first, then by scheduled time and id",
     async run(t, { client }) {
       const table = "PriorityOrder";

@@ -18,6 +18,7 @@ import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
 import type { RefreshInput, StoreOptions } from "../store.js";
 import { BackgroundCheckpointer } from "./checkpointer.js";
+import { GroupCommit } from "./group-commit.js";
 import { SqliteDialect } from "./sqlite-dialect.js";
 import { createTableStatements } from "./table-ddl.js";
 
@@ -130,6 +131,7 @@ export class SqliteStore extends SharedStore {
     },
     run: (s) => this.runStatement(s),
   };
+  private readonly groupCommit: GroupCommit;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -138,6 +140,7 @@ export class SqliteStore extends SharedStore {
     options: StoreOptions,
   ) {
     super(new SqliteDialect(), options);
+    this.groupCommit = new GroupCommit(db);
   }
 
   /** The connection's synchronous setting as SQLite reports it (for the start-up log): "full" when every commit is synced. */
@@ -169,8 +172,9 @@ export class SqliteStore extends SharedStore {
     return changes;
   }
 
-  protected async transaction<T>(make: () => Operation<T>): Promise<T> {
-    return this.db.transaction(() => runSync(make(), this.executor)).immediate();
+  /** Write transactions asked for in one turn of the event loop commit together (group-commit.ts). */
+  protected transaction<T>(make: () => Operation<T>): Promise<T> {
+    return this.groupCommit.run(() => runSync(make(), this.executor));
   }
 
   protected async statements<T>(make: () => Operation<T>): Promise<T> {

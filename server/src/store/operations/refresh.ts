@@ -133,13 +133,16 @@ export function* refresh(
         removed += n;
       }
     }
-    if (d.dropsStagingInTransaction) {
+    if (d.dropsStagingInTransaction && state.staging) {
+      // As dropStaging does after the answer elsewhere: only a refresh that staged cleans up,
+      // abandoned rows included, so a refresh of one key is not four more statements.
       yield* write(sql(`DELETE FROM ${d.names.refreshKeys} WHERE refresh = ?`, [staging]));
       yield* write(sql(`DELETE FROM ${d.names.refreshes} WHERE refresh = ?`, [staging]));
       yield* write(sql(`DELETE FROM ${d.names.refreshKeys} WHERE create_time < ?`, [input.now - ABANDONED_REFRESH_MS]));
       yield* write(sql(`DELETE FROM ${d.names.refreshes} WHERE create_time < ?`, [input.now - ABANDONED_REFRESH_MS]));
     } else if (input.refreshId !== null) {
-      // A refresh of one call wrote no refreshes row (refreshState): one round trip fewer.
+      // A refresh of one call wrote no refreshes row (refreshState): one round trip fewer. One that
+      // staged nothing has no staging rows either.
       yield* write(sql(`DELETE FROM ${d.names.refreshes} WHERE refresh = ?`, [staging]));
     }
     // Kept success jobs whose key left the target (its row was deleted to recompute it). A success

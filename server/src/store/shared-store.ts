@@ -65,9 +65,10 @@ export abstract class SharedStore implements JobStore {
 
   /**
    * Runs an operation in one transaction. `make` builds it afresh for each try: the MySQL store
-   * retries a transaction that met a deadlock.
+   * retries a transaction that met a deadlock. `rows`: how many jobs or keys it touches, when
+   * known (the SQLite store commits small transactions that arrive together as one).
    */
-  protected abstract transaction<T>(make: () => Operation<T>): Promise<T>;
+  protected abstract transaction<T>(make: () => Operation<T>, rows?: number): Promise<T>;
   /** Runs an operation statement by statement, outside a transaction (reads, and writes that need none). */
   protected abstract statements<T>(make: () => Operation<T>): Promise<T>;
   /** Runs reads in one snapshot. */
@@ -120,7 +121,7 @@ export abstract class SharedStore implements JobStore {
       return { ...NOTHING_REFRESHED, anyPending: false };
     }
     const staging = stagingId(input.table, input.refreshId ?? `${STAGING_PREFIX}${++stagingCalls}`);
-    const result = await this.transaction(() => refresh(this.sql, input, staging, this.options, this.#newKeyExpectations));
+    const result = await this.transaction(() => refresh(this.sql, input, staging, this.options, this.#newKeyExpectations), input.keys.length);
     if (result.dropStaging) {
       // Left for the next refresh's abandoned-row cleanup if it fails.
       void this.statements(() => dropStaging(this.sql, staging, input.now)).catch(() => undefined);
@@ -130,17 +131,17 @@ export abstract class SharedStore implements JobStore {
 
   async reserve(input: ReserveInput): Promise<LeaseGrant[]> {
     await this.table(input.table);
-    return this.transaction(() => reserve(this.sql, input));
+    return this.transaction(() => reserve(this.sql, input), input.maxJobs);
   }
 
   async complete(table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Promise<CompleteOutcome> {
     await this.table(table);
-    return this.transaction(() => complete(this.sql, table, completions, keepCompleted, now));
+    return this.transaction(() => complete(this.sql, table, completions, keepCompleted, now), completions.length);
   }
 
   async fail(table: string, leaseToken: string, errorMessage: string, errorStack: string, now: number): Promise<void> {
     await this.table(table);
-    return this.transaction(() => fail(this.sql, table, leaseToken, errorMessage, errorStack, now));
+    return this.transaction(() => fail(this.sql, table, leaseToken, errorMessage, errorStack, now), 1);
   }
 
   async heartbeat(
@@ -151,12 +152,12 @@ export abstract class SharedStore implements JobStore {
     now: number,
   ): Promise<{ lost: string[]; leaseExpireTime: number }> {
     await this.table(table);
-    return this.transaction(() => heartbeat(this.sql, table, leaseTokens, leaseMs, progress, now));
+    return this.transaction(() => heartbeat(this.sql, table, leaseTokens, leaseMs, progress, now), leaseTokens.length);
   }
 
   async release(table: string, leaseTokens: readonly string[]): Promise<{ released: number; lost: string[] }> {
     await this.table(table);
-    return this.transaction(() => release(this.sql, table, leaseTokens));
+    return this.transaction(() => release(this.sql, table, leaseTokens), leaseTokens.length);
   }
 
   /** One transaction per table, so that one table's sweep holds up no other. */
@@ -179,17 +180,17 @@ export abstract class SharedStore implements JobStore {
 
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
     await this.table(table);
-    return this.transaction(() => deleteJobs(this.sql, table, statuses, keys));
+    return this.transaction(() => deleteJobs(this.sql, table, statuses, keys), keys.length === 0 ? undefined : keys.length);
   }
 
   async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
     await this.table(table);
-    return this.transaction(() => ignore(this.sql, table, keys, now));
+    return this.transaction(() => ignore(this.sql, table, keys, now), keys.length);
   }
 
   async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {
     await this.table(table);
-    return this.transaction(() => deleteTargets(this.sql, table, keys));
+    return this.transaction(() => deleteTargets(this.sql, table, keys), keys === "all" ? undefined : keys.length);
   }
 
   async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>> {

@@ -4,11 +4,10 @@
  * that fails rolls back alone and the others commit. Every caller is answered only after the
  * group's COMMIT, so an answer still means "synced to disk".
  *
- * Why: a commit's cost is the pages it writes to the WAL (a write call per page) and its fsync. A
- * Complete of 1,000 jobs inserts and deletes keys all over two key-hash indexes, which dirtied
- * about 770 pages of 4 KiB (a 60,000-job queue), and a commit's fsync costs 0.15-0.3 ms here
- * whatever it writes: calls of a few jobs each from several clients paid one each. In one commit
- * the pages they share are written once and synced once.
+ * Why: a commit costs the pages it writes to the WAL (a write call per page) and an fsync of
+ * 0.15-0.3 ms here, whatever it writes. Calls of a few jobs each from several clients paid both
+ * each; in one commit the pages they share (table and index pages, the change log) are written
+ * once and synced once.
  *
  * better-sqlite3 is synchronous, so while one group runs, the requests that arrive wait in their
  * sockets; the next turn of the loop reads them all, and their transactions are asked for before

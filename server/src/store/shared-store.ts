@@ -65,8 +65,8 @@ export abstract class SharedStore implements JobStore {
 
   /**
    * Runs an operation in one transaction. `make` builds it afresh for each try: the MySQL store
-   * retries a transaction that met a deadlock. `rows`: how many jobs or keys it touches, when
-   * known (the SQLite store commits small transactions that arrive together as one).
+   * retries a transaction that met a deadlock. `rows`: how many jobs or keys the call names, when
+   * it names them (the SQLite store commits small transactions that arrive together as one).
    */
   protected abstract transaction<T>(make: () => Operation<T>, rows?: number): Promise<T>;
   /** Runs an operation statement by statement, outside a transaction (reads, and writes that need none). */

@@ -185,8 +185,8 @@ export class SqliteStore extends SharedStore {
    * (group-commit.ts); a larger one, or one of unknown size, runs and commits at once.
    */
   protected async transaction<T>(make: () => Operation<T>, rows?: number): Promise<T> {
-    if (rows !== undefined && rows <= GROUPED_ROWS_AT_MOST) return this.groupCommit.run(() => runSync(make(), this.executor));
-    return this.db.transaction(() => runSync(make(), this.executor)).immediate();
+    const work = () => runSync(make(), this.executor);
+    return rows !== undefined && rows <= GROUPED_ROWS_AT_MOST ? this.groupCommit.run(work) : this.db.transaction(work).immediate();
   }
 
   protected async statements<T>(make: () => Operation<T>): Promise<T> {

@@ -5,7 +5,8 @@
  *   jobs' rows marked done, hidden from Progress and ListJobs, and they are deleted within seconds;
  * - a key whose job is marked done is queued afresh by refresh once its result is deleted (through
  *   DeleteTargets or straight in the file), and ignored afresh by Ignore;
- * - rows left marked by a server killed with SIGKILL are deleted by the next server at start;
+ * - a server stopped cleanly deletes what it marked; rows left marked by a server killed with
+ *   SIGKILL are deleted by the next server at start;
  * - below the threshold (the default) a Complete deletes its rows at once.
  * store-conformance runs every scenario with deferral on as well when POPULUS_SQLITE_DEFER_DELETES_FROM=0.
  */
@@ -125,6 +126,17 @@ test("rows left marked done by a server killed with SIGKILL are deleted by the n
   const second = await s.start();
   await until("the next server deletes the marked rows", async () => s.rows("killed").size === 10);
   t.deepEqual(await counts(second.client, "killed"), only({ pending: 10, remaining: 10, target: 40 }));
+});
+
+test("a server stopped cleanly deletes the rows it marked done before it exits", async (t) => {
+  const s = setUp(t);
+  const { server } = await s.start();
+  await completeSome(jobsClient(server.url), "stopped", 30, 20);
+  t.is(await server.stop(), 0);
+  t.deepEqual(
+    [...s.rows("stopped").values()].map((r) => r.status),
+    Array.from({ length: 10 }, () => "pending"),
+  );
 });
 
 test("below --sqlite-defer-deletes-from (default 100,000 ids), a Complete deletes its rows at once", async (t) => {

@@ -72,13 +72,7 @@ export class DeferredDeletes {
     this.#purging.set(jobs, false);
     this.#marked.delete(jobs);
     try {
-      const done = this.db.prepare(`SELECT id, key_hash FROM ${jobs} WHERE status = '${DONE_STATUS}'`).all() as { id: number; key_hash: string }[];
-      done.sort((a, b) => (a.key_hash < b.key_hash ? -1 : a.key_hash > b.key_hash ? 1 : 0));
-      // The status again: refresh may have started the job afresh since.
-      const remove = this.db.prepare(`DELETE FROM ${jobs} WHERE id = ? AND status = '${DONE_STATUS}'`);
-      const chunk = this.db.transaction((rows: readonly { id: number }[]) => {
-        for (const r of rows) remove.run(r.id);
-      });
+      const { done, chunk } = this.#purgeOf(jobs);
       for (let at = 0; at < done.length && !this.#closed; at += PURGE_CHUNK) {
         await new Promise((resolve) => setImmediate(resolve));
         if (!this.#closed) chunk.immediate(done.slice(at, at + PURGE_CHUNK));
@@ -92,11 +86,36 @@ export class DeferredDeletes {
     }
   }
 
-  /** Stops: no purge starts, and one under way stops after its current chunk; the next server deletes what is left. */
+  /**
+   * Stops: no purge starts, one under way stops after its current chunk, and what this server
+   * marked is deleted now, in one transaction per table, so that the file holds no row marked done
+   * after a clean stop (a server killed leaves some, which the next one deletes at start).
+   */
   close(): void {
     this.#closed = true;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
+    for (const jobs of new Set([...this.#marked.keys(), ...this.#purging.keys()])) {
+      try {
+        const { done, chunk } = this.#purgeOf(jobs);
+        chunk.immediate(done);
+      } catch (err) {
+        this.onError(err as Error);
+      }
+    }
+    this.#marked.clear();
+  }
+
+  /** The rows of `jobs` marked done, sorted by key hash, and the transaction that deletes some of them. */
+  #purgeOf(jobs: string) {
+    const done = this.db.prepare(`SELECT id, key_hash FROM ${jobs} WHERE status = '${DONE_STATUS}'`).all() as { id: number; key_hash: string }[];
+    done.sort((a, b) => (a.key_hash < b.key_hash ? -1 : a.key_hash > b.key_hash ? 1 : 0));
+    // The status again: refresh may have started the job afresh since.
+    const remove = this.db.prepare(`DELETE FROM ${jobs} WHERE id = ? AND status = '${DONE_STATUS}'`);
+    const chunk = this.db.transaction((rows: readonly { id: number }[]) => {
+      for (const r of rows) remove.run(r.id);
+    });
+    return { done, chunk };
   }
 
   #schedule(jobs: string, ms: number): void {

@@ -16,6 +16,7 @@ import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import { JobStatus } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
+import { DEFAULT_DEFER_DELETES_FROM } from "../server/dist/store/sqlite/deferred-deletes.js";
 import { allJobs, counts, idOf, type JobsClient, jobsClient, key, keys, only, until } from "./helpers/jobs-client.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
@@ -141,7 +142,8 @@ test("a server stopped cleanly deletes the rows it marked done before it exits",
 
 test("below --sqlite-defer-deletes-from (default 100,000 ids), a Complete deletes its rows at once", async (t) => {
   const s = setUp(t);
-  const { client } = await s.start([]);
+  // The default, said as a flag: a POPULUS_SQLITE_DEFER_DELETES_FROM of the run would win over no flag.
+  const { client } = await s.start(["--sqlite-defer-deletes-from", String(DEFAULT_DEFER_DELETES_FROM)]);
   await completeSome(client, "small", 5, 3);
   t.deepEqual([...s.rows("small").keys()].sort(), [3, 4]);
 });

@@ -8,8 +8,8 @@
  * with 20,000 queued. So in a table whose job ids span at least `fromJobs`, a Complete only marks
  * its rows `done` (the row and the ready index change, in id order, where the batch's neighbours
  * are), and the marked rows are deleted later in bulk, sorted by key hash, so that each index page
- * is written once for all the entries it holds. Measured in a replay of a drain's statements
- * (.tmp-free: the figures are in ARCHITECTURE.md, "The per-job path").
+ * is written once for all the entries it holds. The figures are in ARCHITECTURE.md ("The per-job
+ * path"); below the threshold the marking and the later delete cost more than they save.
  *
  * A row marked done is a deleted job to every reader: Progress and ListJobs skip it, refresh inserts
  * its key afresh over it when the key is not computed (onConflictKeepJob), Ignore deletes it first,

@@ -126,11 +126,6 @@ test(
   ["--sqlite-cache", "1"],
   `option '--sqlite-cache <MiB>' argument '1' is invalid. --sqlite-cache must be a whole number from 2 to 65536, got "1"`,
 );
-test(
-  exitsWithConfigError,
-  ["--sqlite-defer-deletes-from", "-5"],
-  `option '--sqlite-defer-deletes-from <jobs>' argument '-5' is invalid. --sqlite-defer-deletes-from must be a whole number from 0 to 1000000000000, got "-5"`,
-);
 
 test("an unreachable database → exit 1, one line naming it and the likely cause, password masked", async (t) => {
   const r = await run(["--port", "0", "--database", "mysql://root:hunter2@127.0.0.1:1/x"]);
@@ -189,7 +184,6 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "--db-pool-size",
     "--db-pool-wait",
     "--sqlite-cache",
-    "--sqlite-defer-deletes-from",
     "--help",
   ]);
   const text = r.stdout.replace(/\s+/g, " ");
@@ -211,7 +205,6 @@ test("--help exits 0 and documents every option with its env var", async (t) => 
     "POPULUS_DB_POOL_SIZE",
     "POPULUS_DB_POOL_WAIT",
     "POPULUS_SQLITE_CACHE",
-    "POPULUS_SQLITE_DEFER_DELETES_FROM",
   ]) {
     t.true(text.includes(`env: ${env}`), `--help names ${env}`);
   }

@@ -59,39 +59,23 @@ interface Suite {
   readonly client: JobsClient;
 }
 
-/**
- * What the scenarios run against: each dialect, and SQLite again with every completed job's delete
- * deferred (--sqlite-defer-deletes-from 0; by default only tables past 100,000 ids defer), so that
- * every scenario also holds while rows marked done wait in the jobs table.
- */
-interface Variant {
-  readonly name: string;
-  readonly dialect: Dialect;
-  readonly args: readonly string[];
-}
-
-const VARIANTS: Variant[] = testDialects().flatMap((dialect) => [
-  { name: dialect, dialect, args: [] },
-  ...(dialect === "sqlite" ? [{ name: "sqlite, deletes deferred", dialect, args: ["--sqlite-defer-deletes-from", "0"] }] : []),
-]);
-
-const suites = new Map<string, Promise<Suite>>();
+const suites = new Map<Dialect, Promise<Suite>>();
 const databases: TestDatabase[] = [];
 /** Servers started by a scenario (replicas); stopped by it, killed in teardown if it failed first. */
 const extraServers: ServerProcess[] = [];
 const children = new Set<ChildProcess>();
 
-/** The variant's database and server, made on first use (a MySQL failure then fails only the MySQL tests). */
-function suite(variant: Variant): Promise<Suite> {
-  let s = suites.get(variant.name);
+/** The dialect's database and server, made on first use (a MySQL failure then fails only the MySQL tests). */
+function suite(dialect: Dialect): Promise<Suite> {
+  let s = suites.get(dialect);
   if (s === undefined) {
     s = (async () => {
-      const db = await createTestDatabase(variant.dialect);
+      const db = await createTestDatabase(dialect);
       databases.push(db);
-      const server = await startServer({ database: db.url, args: [...SERVER_ARGS, ...variant.args] });
-      return { dialect: variant.dialect, db, server, client: jobsClient(server.url) };
+      const server = await startServer({ database: db.url, args: SERVER_ARGS });
+      return { dialect, db, server, client: jobsClient(server.url) };
     })();
-    suites.set(variant.name, s);
+    suites.set(dialect, s);
   }
   return s;
 }
@@ -99,10 +83,10 @@ function suite(variant: Variant): Promise<Suite> {
 test.after.always(async (t) => {
   for (const child of children) child.kill("SIGKILL");
   await Promise.all(extraServers.map((s) => s.kill()));
-  for (const [variant, pending] of suites) {
+  for (const [dialect, pending] of suites) {
     const s = await pending.catch(() => undefined);
     // A clean drain after all these scenarios is part of the contract: exit code 0 on SIGTERM.
-    if (s !== undefined) t.is(await s.server.stop(), 0, `${variant} server exits 0 on SIGTERM`);
+    if (s !== undefined) t.is(await s.server.stop(), 0, `${dialect} server exits 0 on SIGTERM`);
   }
   await Promise.all(databases.map((db) => db.drop()));
 });
@@ -1573,13 +1557,13 @@ const scenarios: Scenario[] = [
   },
 ];
 
-for (const variant of VARIANTS) {
+for (const dialect of testDialects()) {
   for (const scenario of scenarios) {
-    if (scenario.only !== undefined && scenario.only !== variant.dialect) continue;
+    if (scenario.only !== undefined && scenario.only !== dialect) continue;
     const register = scenario.serial === true ? test.serial : test;
-    register(`${variant.name}: ${scenario.title}`, async (t) => {
+    register(`${dialect}: ${scenario.title}`, async (t) => {
       t.timeout(180_000);
-      await scenario.run(t, await suite(variant));
+      await scenario.run(t, await suite(dialect));
     });
   }
 }

@@ -8,7 +8,6 @@ import { isIP } from "node:net";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { TokenSource } from "./service/auth.js";
 import { DEFAULT_MAX_WATCH_STREAMS, DEFAULT_MAX_WATCH_STREAMS_TOTAL } from "./service/limits.js";
-import { DEFAULT_DEFER_DELETES_FROM } from "./store/sqlite/deferred-deletes.js";
 
 /** Where the server keeps its jobs and targets. */
 export type DatabaseConfig =
@@ -67,8 +66,6 @@ export interface ServerConfig {
   readonly dbPoolWaitSeconds: number;
   /** SQLite: the page cache of the store's connection, MiB. @default DEFAULT_SQLITE_CACHE_MIB */
   readonly sqliteCacheMib: number;
-  /** SQLite: jobs tables whose ids span at least this many defer their completed jobs' deletes. @default DEFAULT_DEFER_DELETES_FROM */
-  readonly sqliteDeferDeletesFrom: number;
 }
 
 /** SQLite's page cache, MiB, unless --sqlite-cache says otherwise; why 64 is in sqlite-store.ts. */
@@ -233,15 +230,6 @@ function buildCommand(): Command {
         .default(DEFAULT_SQLITE_CACHE_MIB)
         .argParser(intInRange("--sqlite-cache", 2, 65_536)),
     )
-    .addOption(
-      new Option(
-        "--sqlite-defer-deletes-from <jobs>",
-        "SQLite: in a jobs table whose ids span at least this many, Complete marks its jobs done and they are deleted later in bulk (0: always)",
-      )
-        .env("POPULUS_SQLITE_DEFER_DELETES_FROM")
-        .default(DEFAULT_DEFER_DELETES_FROM)
-        .argParser(intInRange("--sqlite-defer-deletes-from", 0, 1_000_000_000_000)),
-    )
     .helpOption("-h, --help", "show this help")
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
@@ -299,7 +287,6 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     dbPoolSize: number;
     dbPoolWait: number;
     sqliteCache: number;
-    sqliteDeferDeletesFrom: number;
   }>();
   if (o.host.trim() === "") throw new ConfigError("--host must not be empty");
   const tokens = tokenSource(o.tokensFile, env.POPULUS_TOKENS);
@@ -332,7 +319,6 @@ export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       dbPoolSize: o.dbPoolSize,
       dbPoolWaitSeconds: o.dbPoolWait,
       sqliteCacheMib: o.sqliteCache,
-      sqliteDeferDeletesFrom: o.sqliteDeferDeletesFrom,
     }),
   };
 }

@@ -74,8 +74,6 @@ async function main(): Promise<void> {
     poolSize: config.dbPoolSize,
     poolWaitMs: config.dbPoolWaitSeconds * 1000,
     cacheMib: config.sqliteCacheMib,
-    deferDeletesFrom: config.sqliteDeferDeletesFrom,
-    onPurgeError: (err) => logger.warn({ err }, "a deferred delete of completed jobs failed; their rows stay hidden until the next one"),
     onCheckpointerError: (err) =>
       logger.warn({ err }, "the SQLite checkpointer thread stopped; the serving connection checkpoints alone, as SQLite does by default"),
   }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));

@@ -5,7 +5,7 @@
  */
 import type { AttributeCondition } from "../../key-codec.js";
 import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
-import { type Operation, type Param, placeholders, rows, type Statement, write } from "../operations/operation.js";
+import { type Operation, type Param, placeholders, rows, type Statement } from "../operations/operation.js";
 import { restrictionText } from "../row-mapping.js";
 import type { ReserveInput } from "../store.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
@@ -150,25 +150,11 @@ export class MysqlDialect implements SqlDialect {
     return { sql: `DELETE FROM ${jobs} WHERE status = 'reserved' AND ${leases.sql} ORDER BY id LIMIT ${count} RETURNING ${columns}`, params: leases.params };
   }
 
-  /**
-   * MySQL proper (MariaDB deletes as it reads, deleteHeldReturning). No index hint in a single-table
-   * DELETE: a join with the ids as a table makes it primary-key lookups too (BY_ID).
-   */
-  *removeCompleted(jobs: string, ids: readonly Param[]): Operation<void> {
-    yield* write({
+  /** No index hint in a single-table DELETE: a join with the ids as a table makes it primary-key lookups too (BY_ID). */
+  deleteById(jobs: string, ids: readonly Param[]): Statement {
+    return {
       sql: `DELETE j FROM ${jobs} AS j JOIN JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS done ON j.id = done.id`,
       params: [JSON.stringify(ids.map(Number))],
-    });
-  }
-
-  /** InnoDB deletes a row in place and purges it in the background: no job is ever marked done. */
-  readonly liveJobsOnly = "";
-
-  onConflictKeepJob(): string {
-    return this.onConflictKeep("key_hash", "key_hash");
-  }
-
-  dropDoneJobs(): null {
-    return null;
+    };
   }
 }

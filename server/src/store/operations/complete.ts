@@ -58,7 +58,7 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
       ),
     );
   } else if (deleting === null) {
-    yield* d.removeCompleted(jobs, ids);
+    yield* write(d.deleteById(jobs, ids));
   }
   // A committed result is never overwritten: a row already there is kept.
   const params: Param[] = [];

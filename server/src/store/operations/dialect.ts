@@ -62,18 +62,6 @@ export interface SqlDialect {
   inserted(column: string): string;
   /** An INSERT's tail keeping the existing row. `mysqlNoop` is the column MySQL assigns to itself. */
   onConflictKeep(conflict: string, mysqlNoop: string): string;
-  /**
-   * Refresh's INSERT tail for a key that already has a job: the job is kept, except one only marked
-   * done (SQLite's deferred deletes), which starts afresh as the row being inserted.
-   */
-  onConflictKeepJob(): string;
-  /**
-   * ` AND status <> 'done'` where a completed job's row may wait, marked done, for its deferred
-   * delete (SQLite), so that a query reading jobs of any status skips it; "" elsewhere.
-   */
-  readonly liveJobsOnly: string;
-  /** Ignore: deletes these keys' jobs marked done (SQLite), so that ignore inserts them afresh; null where none can be. */
-  dropDoneJobs(jobs: string, hashes: readonly string[]): Statement | null;
   /** An INSERT's tail updating the existing row with `assignments`. */
   onConflictUpdate(conflict: string, assignments: string): string;
   /** ` AND <attribute> = ?` per condition on key_json, and their parameters. */
@@ -105,6 +93,6 @@ export interface SqlDialect {
   leaseJobs(jobs: string, input: ReserveInput, prefix: string, expire: number, ids: readonly Param[], tokens: readonly string[]): Statement;
   /** Complete without keepCompleted: deletes the held jobs and returns them as read, or null (read, then delete). */
   deleteHeldReturning(jobs: string, leases: { sql: string; params: Param[] }, columns: string, count: number): Statement | null;
-  /** Complete: deletes committed jobs by id, or (SQLite, a large table) marks them done for a deferred delete. */
-  removeCompleted(jobs: string, ids: readonly Param[]): Operation<void>;
+  /** Complete: deletes committed jobs by id. */
+  deleteById(jobs: string, ids: readonly Param[]): Statement;
 }

@@ -16,9 +16,6 @@ export function* ignore(d: SqlDialect, table: string, keys: readonly EncodedKey[
   for (let i = 0; i < keys.length; i += KEY_CHUNK) {
     const chunk = keys.slice(i, i + KEY_CHUNK);
     const hashes = chunk.map((k) => k.hash);
-    // A job marked done is a deleted one (SQLite's deferred deletes): its key gets a fresh ignore row.
-    const dropDone = d.dropDoneJobs(jobs, hashes);
-    if (dropDone !== null) yield* write(dropDone);
     // The statuses the keys leave, for the change log (locked on MySQL: the upsert below changes them).
     const found = yield* rows<{ status: JobStatusName }>(d.perKey((match) => `SELECT status FROM ${jobs} WHERE ${match}${d.forUpdate}`, hashes));
     for (const r of found) before.push(r.status);

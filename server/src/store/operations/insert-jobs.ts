@@ -49,7 +49,7 @@ export function insertJobUnlessComputed(d: SqlDialect, jobs: string, target: str
   return {
     sql: `INSERT INTO ${jobs} ${INTO} SELECT ${values(row)}${d.fromNoTable}
           WHERE NOT EXISTS (SELECT 1 FROM ${target} WHERE key_hash = ?)
-            AND NOT EXISTS (SELECT 1 FROM ${jobs} WHERE key_hash = ?${d.liveJobsOnly}) ${onConflict}`,
+            AND NOT EXISTS (SELECT 1 FROM ${jobs} WHERE key_hash = ?) ${onConflict}`,
     params: [...rowParams(key, row), key.hash, key.hash],
   };
 }

@@ -12,7 +12,7 @@ export function* listJobs(d: SqlDialect, table: string, filter: JobFilter, page:
   const found = yield* rows<JobRow>(
     sql(
       `SELECT ${JOB_COLUMNS} FROM ${d.jobsTable(table)}
-       WHERE (priority, scheduled_time, id) > (?, ?, ?)${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : d.liveJobsOnly}${
+       WHERE (priority, scheduled_time, id) > (?, ?, ?)${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : ""}${
          filter.maxPriority === null ? "" : " AND priority <= ?"
        }${r.sql}
        ORDER BY priority, scheduled_time, id LIMIT ?`,

@@ -69,7 +69,7 @@ export function* refresh(
   // statement's next id past a duplicate committed by a later statement, into that statement's ids,
   // and the rows after it were dropped as duplicates of those, uncounted (found in review). Without
   // it a duplicate's id goes to the next row, so a statement's rows take its first ids in turn.
-  const keepJob = d.onConflictKeepJob();
+  const keepJob = d.onConflictKeep("key_hash", "key_hash");
   const insertOne = (key: EncodedKey) => insertJobUnlessComputed(d, jobs, target, key, row, keepJob);
   // A refresh of one call and one key (populate's refresh of a single key, an enqueue from a web
   // hook) sends its insert with the read of its state: one round trip fewer on MySQL.

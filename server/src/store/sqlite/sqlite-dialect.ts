@@ -6,24 +6,9 @@
  */
 import type { AttributeCondition } from "../../key-codec.js";
 import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
-import { type Operation, type Param, placeholders, rows, run, type Statement, sql, write } from "../operations/operation.js";
+import { type Operation, type Param, placeholders, rows, type Statement } from "../operations/operation.js";
 import type { ReserveInput } from "../store.js";
-import { type DeferredDeletes, DONE_STATUS } from "./deferred-deletes.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
-
-/** A job's columns as a fresh row has them, for a row marked done that refresh starts afresh. */
-const FRESH_JOB = [
-  "key_json = excluded.key_json",
-  "status = excluded.status",
-  "priority = excluded.priority",
-  "create_time = excluded.create_time",
-  "scheduled_time = excluded.scheduled_time",
-  "attempts = 0",
-  ...["reserve_time", "complete_time", "duration_ms", "lease_token", "lease_expire_time", "worker_id", "host", "pid", "user", "code_version"].map(
-    (c) => `${c} = NULL`,
-  ),
-  ...["error_message", "error_stack", "progress", "progress_message"].map((c) => `${c} = NULL`),
-].join(", ");
 
 /** The statements and fragments that differ on SQLite. */
 export class SqliteDialect implements SqlDialect {
@@ -41,10 +26,6 @@ export class SqliteDialect implements SqlDialect {
   readonly singleWriter = true;
   /** One writer: the deletes hold up no other transaction of this file for long. */
   readonly dropsStagingInTransaction = true;
-  readonly liveJobsOnly = ` AND status <> '${DONE_STATUS}'`;
-
-  /** `deferred`: where Complete marks jobs done in large tables (deferred-deletes.ts); null, it always deletes. */
-  constructor(private readonly deferred: DeferredDeletes | null = null) {}
 
   jobsTable(table: string): string {
     return jobsTable(table);
@@ -76,14 +57,6 @@ export class SqliteDialect implements SqlDialect {
 
   onConflictKeep(conflict: string): string {
     return conflict === "" ? "ON CONFLICT DO NOTHING" : `ON CONFLICT (${conflict}) DO NOTHING`;
-  }
-
-  onConflictKeepJob(): string {
-    return `ON CONFLICT (key_hash) DO UPDATE SET ${FRESH_JOB} WHERE status = '${DONE_STATUS}'`;
-  }
-
-  dropDoneJobs(jobs: string, hashes: readonly string[]): Statement {
-    return this.perKey((match) => `DELETE FROM ${jobs} WHERE ${match} AND status = '${DONE_STATUS}'`, hashes);
   }
 
   onConflictUpdate(conflict: string, assignments: string): string {
@@ -135,16 +108,7 @@ export class SqliteDialect implements SqlDialect {
     return null;
   }
 
-  *removeCompleted(jobs: string, ids: readonly Param[]): Operation<void> {
-    if (this.deferred !== null) {
-      // Rowid ends, two B-tree descents: the subqueries keep SQLite's min/max shortcut.
-      const [range] = yield* rows<{ span: number | null }>(sql(`SELECT (SELECT MAX(id) FROM ${jobs}) - (SELECT MIN(id) FROM ${jobs}) AS span`));
-      if (this.deferred.defers((range?.span ?? 0) + 1)) {
-        yield* run({ sql: `UPDATE ${jobs} SET status = '${DONE_STATUS}' WHERE id = ?`, params: ids, perRow: 1 });
-        this.deferred.marked(jobs, ids.length);
-        return;
-      }
-    }
-    yield* write({ sql: `DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`, params: ids });
+  deleteById(jobs: string, ids: readonly Param[]): Statement {
+    return { sql: `DELETE FROM ${jobs} WHERE id IN (${placeholders(ids.length)})`, params: ids };
   }
 }

@@ -20,8 +20,7 @@ import type { RefreshInput, StoreOptions } from "../store.js";
 import { BackgroundCheckpointer } from "./checkpointer.js";
 import { GroupCommit } from "./group-commit.js";
 import { SqliteDialect } from "./sqlite-dialect.js";
-import { DEFAULT_DEFER_DELETES_FROM, DeferredDeletes } from "./deferred-deletes.js";
-import { createTableStatements, jobsTable } from "./table-ddl.js";
+import { createTableStatements } from "./table-ddl.js";
 
 /** The migrations, in order; numbered alike for MySQL. */
 export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003];
@@ -39,10 +38,6 @@ export interface SqliteOptions {
   readonly cacheMib: number;
   /** Hears of a WAL checkpointer thread that failed (checkpointer.ts); the store goes on without it. */
   readonly onCheckpointerError?: (err: Error) => void;
-  /** Jobs tables whose ids span at least this many defer their completed jobs' deletes (deferred-deletes.ts). @default DEFAULT_DEFER_DELETES_FROM */
-  readonly deferDeletesFrom?: number;
-  /** Hears of a deferred delete that failed; its rows stay marked (and hidden) until the next one. */
-  onPurgeError?: (err: Error) => void;
 }
 
 /** Opens (creating if needed) and migrates the SQLite file at `path`. */
@@ -85,8 +80,7 @@ export async function openSqliteStore(path: string, options: StoreOptions & Sqli
     (pages) => db.pragma(`wal_autocheckpoint = ${pages}`),
     options.onCheckpointerError ?? (() => undefined),
   );
-  const deferred = new DeferredDeletes(options.deferDeletesFrom ?? DEFAULT_DEFER_DELETES_FROM, db, options.onPurgeError ?? (() => undefined));
-  return new SqliteStore(dataSource, db, checkpointer, deferred, options);
+  return new SqliteStore(dataSource, db, checkpointer, options);
 }
 
 /**
@@ -151,13 +145,9 @@ export class SqliteStore extends SharedStore {
     private readonly dataSource: DataSource,
     private readonly db: BetterSqlite3.Database,
     private readonly checkpointer: BackgroundCheckpointer,
-    private readonly deferred: DeferredDeletes,
     options: StoreOptions,
   ) {
-    super(new SqliteDialect(deferred), options);
-    // Rows that a server which stopped left marked done: deleted in the background, between calls.
-    const tables = db.prepare(`SELECT name FROM ${this.sql.names.tables}`).all() as { name: string }[];
-    for (const { name } of tables) void deferred.purge(jobsTable(name));
+    super(new SqliteDialect(), options);
     this.groupCommit = new GroupCommit(db);
   }
 
@@ -229,7 +219,6 @@ export class SqliteStore extends SharedStore {
   }
 
   async close(): Promise<void> {
-    this.deferred.close();
     await this.checkpointer.stop();
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }

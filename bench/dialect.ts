@@ -30,12 +30,12 @@ for (let i = process.execArgv.indexOf("tsx"); i > 0 && process.execArgv[i - 1] =
   process.execArgv.splice(i - 1, 2);
 }
 
-const { drain, flat, FULL, idle, latency, manyWatchers, QUICK, refresh, watch } = await import("./scenarios.js");
+const { drain, flat, FULL, idle, latency, manyWatchers, oneKey, QUICK, refresh, watch } = await import("./scenarios.js");
 const sizes = mode === "full" ? FULL : QUICK;
 const log = (line: string) => process.stderr.write(`[${dialect}] ${line}\n`);
 
 /** The scenarios to run, in order; a third argument (comma-separated names) picks some of them. */
-const SCENARIOS = ["drain", "refresh", "flat", "latency", "watch", "idle", "watchers"] as const;
+const SCENARIOS = ["drain", "refresh", "flat", "latency", "watch", "idle", "watchers", "onekey"] as const;
 const picked = process.argv[4]?.split(",") ?? [...SCENARIOS];
 const unknown = picked.filter((name) => !(SCENARIOS as readonly string[]).includes(name));
 if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(", ")}: pick from ${SCENARIOS.join(", ")}`);
@@ -48,6 +48,7 @@ const latencies = runs("latency") ? await latency(dialect, port, sizes, log) : u
 const watched = runs("watch") ? await watch(dialect, port, sizes, log) : undefined;
 const idled = runs("idle") ? await idle(dialect, port, sizes, log) : undefined;
 const crowd = runs("watchers") ? await manyWatchers(dialect, port, sizes, log) : undefined;
+const oneKeyCalls = runs("onekey") ? await oneKey(dialect, port, sizes, log) : undefined;
 
 console.log(
   JSON.stringify({
@@ -59,6 +60,7 @@ console.log(
     watch: watched?.results,
     idle: idled?.results,
     manyWatchers: crowd,
+    oneKey: oneKeyCalls,
     peakRssMb: { drain: drained?.peakRssMb, watch: watched?.peakRssMb },
   }),
 );

@@ -12,7 +12,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import mysql from "mysql2/promise";
-import type { IdleResults, ManyWatchersResults } from "./scenarios.js";
+import type { IdleResults, ManyWatchersResults, OneKeyResults } from "./scenarios.js";
 import type { Spread } from "./stats.js";
 
 const { values } = parseArgs({
@@ -32,6 +32,7 @@ interface Results {
   watch?: { jobsPerSecond: Spread; withoutWatchers: Spread; serverCpu: Spread; serverCpuWithout: Spread; delayP50: Spread; delayP99: Spread };
   idle?: IdleResults;
   manyWatchers?: ManyWatchersResults;
+  oneKey?: OneKeyResults;
   peakRssMb: { drain?: number; watch?: number };
   sizes: Record<string, number>;
 }
@@ -125,6 +126,13 @@ function report(dialect: string, r: Results): string[] {
       "each served or refused (RESOURCE_EXHAUSTED)",
     );
     row(`   server RSS with them open (MB)`, crowd.rssMb.toFixed(0), `target < 250: ${verdict(crowd.rssMb, 250, false)}`);
+  }
+  const one = r.oneKey;
+  if (one !== undefined) {
+    row(`9. one key per call, ${r.sizes.oneKeyCalls} calls in a row (calls/s)`, fmt(one.callsPerSecond), "peers bench: ≥ 1.3x graphile-worker's addJob");
+    row(`   CPU per call: client (µs)`, fmt(one.clientCpuUs));
+    row(`   server (µs)`, fmt(one.serverCpuUs));
+    if (one.databaseCpuUs !== undefined) row(`   mariadbd (µs)`, fmt(one.databaseCpuUs));
   }
   return lines;
 }

@@ -4,7 +4,7 @@
  * BENCH_URL, on a fresh database, and checks what it measured: a drain that
  * does not commit every key exactly once throws, and the bench fails.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
@@ -38,6 +38,8 @@ export interface Sizes {
   readonly idleSeconds: number;
   /** Counts-only Watch streams asked for at once in scenario 8. */
   readonly manyWatchers: number;
+  /** One-key refresh calls per run of scenario 9. */
+  readonly oneKeyCalls: number;
 }
 
 export const QUICK: Sizes = {
@@ -47,6 +49,7 @@ export const QUICK: Sizes = {
   flatDrain: 2000,
   flatLargeQueue: 50_000,
   roundTrips: 300,
+  oneKeyCalls: 500,
   watchers: 500,
   idleWorkers: 1000,
   idleSeconds: 20,
@@ -59,6 +62,7 @@ export const FULL: Sizes = {
   flatDrain: 10_000,
   flatLargeQueue: 1_000_000,
   roundTrips: 2000,
+  oneKeyCalls: 2000,
   watchers: 500,
   idleWorkers: 1000,
   idleSeconds: 60,
@@ -502,6 +506,84 @@ export interface ManyWatchersResults {
 }
 
 /** Scenario 8: a burst of counts-only watchers (dashboards), far past the server's Watch cap: served or refused, and its memory. */
+export interface OneKeyResults {
+  readonly callsPerSecond: Spread;
+  /** CPU of each process per call, µs: this client (the bench process, all its threads), the server, and MariaDB's (mysql only). */
+  readonly clientCpuUs: Spread;
+  readonly serverCpuUs: Spread;
+  readonly databaseCpuUs?: Spread;
+}
+
+/** The first mariadbd process's pid, or undefined (not on this machine, or not readable). */
+function mariadbdPid(): number | undefined {
+  try {
+    const pid = Number(execFileSync("pgrep", ["-x", "mariadbd"], { encoding: "utf8" }).trim().split("\n")[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Scenario 9: an enqueue of one key per call, as a web hook sends one: `jobs.refresh()` of a table
+ * whose key source is that key, one call after another from one SDK connection (the peers bench's
+ * "one call per job"), after as many calls uncounted to warm up. Besides the rate, each process's CPU per call, so that the call's cost can be
+ * told apart: the client (SDK and HTTP/2), the server, and the database.
+ */
+export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<OneKeyResults> {
+  const srv = await benchServer(dialect, port);
+  const client = connect({ url: srv.server.url });
+  const serverPid = srv.server.process.pid as number;
+  const databasePid = dialect === "mysql" ? mariadbdPid() : undefined;
+  const rates: number[] = [];
+  const clientCpu: number[] = [];
+  const serverCpu: number[] = [];
+  const databaseCpu: number[] = [];
+  let next = 0;
+  // Not counted: the first thousand or so calls of a fresh client and server run cold (JIT), at
+  // a third to a half of the warm rate here, and a web hook's server runs warm.
+  const warmUp: { id: number }[] = [];
+  const warmTable = client.table("OneKeyWarmUp", { keySource: () => warmUp, make: () => ({}) });
+  for (let c = 0; c < s.oneKeyCalls; c++) {
+    warmUp[0] = { id: next++ };
+    await warmTable.jobs.refresh();
+  }
+  for (let i = 0; i < s.repetitions; i++) {
+    const current: { id: number }[] = [];
+    const table = client.table(`OneKey${i}`, { keySource: () => current, make: () => ({}) });
+    current.push({ id: next++ });
+    await table.jobs.refresh(); // declares the table: not counted
+    const [client0, server0, database0] = [process.cpuUsage(), cpuSeconds(serverPid), databasePid === undefined ? 0 : cpuSeconds(databasePid)];
+    const started = performance.now();
+    for (let c = 0; c < s.oneKeyCalls; c++) {
+      current[0] = { id: next++ };
+      const { added } = await table.jobs.refresh();
+      if (added !== 1) throw new Error(`one-key refresh added ${added} jobs, expected 1`);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(client0);
+    rates.push(s.oneKeyCalls / seconds);
+    clientCpu.push((used.user + used.system) / s.oneKeyCalls);
+    serverCpu.push(((cpuSeconds(serverPid) - server0) * 1e6) / s.oneKeyCalls);
+    if (databasePid !== undefined) databaseCpu.push(((cpuSeconds(databasePid) - database0) * 1e6) / s.oneKeyCalls);
+    const p = await progress(srv.rpc, `OneKey${i}`);
+    if (p.pending !== s.oneKeyCalls + 1) throw new Error(`one-key run ${i + 1}: ${p.pending} jobs pending, expected ${s.oneKeyCalls + 1}`);
+    log(
+      `one key per call run ${i + 1}: ${rates.at(-1)!.toFixed(0)} calls/s; CPU per call: client ${clientCpu.at(-1)!.toFixed(0)} µs, server ${serverCpu.at(-1)!.toFixed(0)} µs${
+        databasePid === undefined ? "" : `, mariadbd ${databaseCpu.at(-1)!.toFixed(0)} µs`
+      }`,
+    );
+  }
+  client.close();
+  await srv.finish();
+  return {
+    callsPerSecond: spread(rates),
+    clientCpuUs: spread(clientCpu),
+    serverCpuUs: spread(serverCpu),
+    ...(databaseCpu.length > 0 ? { databaseCpuUs: spread(databaseCpu) } : {}),
+  };
+}
+
 export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<ManyWatchersResults> {
   // Their per-client cap out of the way: the server-wide one is measured.
   const srv = await benchServer(dialect, port, ["--max-watch-streams", String(s.manyWatchers)]);

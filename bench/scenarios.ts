@@ -505,7 +505,6 @@ export interface ManyWatchersResults {
   readonly rssMb: number;
 }
 
-/** Scenario 8: a burst of counts-only watchers (dashboards), far past the server's Watch cap: served or refused, and its memory. */
 export interface OneKeyResults {
   readonly callsPerSecond: Spread;
   /** CPU of each process per call, µs: this client (the bench process, all its threads), the server, and MariaDB's (mysql only). */
@@ -527,8 +526,8 @@ function mariadbdPid(): number | undefined {
 /**
  * Scenario 9: an enqueue of one key per call, as a web hook sends one: `jobs.refresh()` of a table
  * whose key source is that key, one call after another from one SDK connection (the peers bench's
- * "one call per job"), after as many calls uncounted to warm up. Besides the rate, each process's CPU per call, so that the call's cost can be
- * told apart: the client (SDK and HTTP/2), the server, and the database.
+ * "one call per job"). Besides the rate, each process's CPU per call, so that the call's cost can
+ * be told apart: the client (SDK and HTTP/2), the server, and the database.
  */
 export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<OneKeyResults> {
   const srv = await benchServer(dialect, port);
@@ -540,17 +539,11 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
   const serverCpu: number[] = [];
   const databaseCpu: number[] = [];
   let next = 0;
-  // Not counted: the first thousand or so calls of a fresh client and server run cold (JIT), at
-  // a third to a half of the warm rate here, and a web hook's server runs warm.
-  const warmUp: { id: number }[] = [];
-  const warmTable = client.table("OneKeyWarmUp", { keySource: () => warmUp, make: () => ({}) });
-  for (let c = 0; c < s.oneKeyCalls; c++) {
-    warmUp[0] = { id: next++ };
-    await warmTable.jobs.refresh();
-  }
-  for (let i = 0; i < s.repetitions; i++) {
+  // Run 0 is not counted: the first thousand or so calls of a fresh client and server run cold
+  // (JIT), at a third to a half of the warm rate here, and a web hook's server runs warm.
+  for (let run = 0; run <= s.repetitions; run++) {
     const current: { id: number }[] = [];
-    const table = client.table(`OneKey${i}`, { keySource: () => current, make: () => ({}) });
+    const table = client.table(`OneKey${run}`, { keySource: () => current, make: () => ({}) });
     current.push({ id: next++ });
     await table.jobs.refresh(); // declares the table: not counted
     const [client0, server0, database0] = [process.cpuUsage(), cpuSeconds(serverPid), databasePid === undefined ? 0 : cpuSeconds(databasePid)];
@@ -562,14 +555,16 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
     }
     const seconds = (performance.now() - started) / 1000;
     const used = process.cpuUsage(client0);
+    const [server1, database1] = [cpuSeconds(serverPid), databasePid === undefined ? 0 : cpuSeconds(databasePid)];
+    const p = await progress(srv.rpc, `OneKey${run}`);
+    if (p.pending !== s.oneKeyCalls + 1) throw new Error(`one-key run ${run}: ${p.pending} jobs pending, expected ${s.oneKeyCalls + 1}`);
+    if (run === 0) continue;
     rates.push(s.oneKeyCalls / seconds);
     clientCpu.push((used.user + used.system) / s.oneKeyCalls);
-    serverCpu.push(((cpuSeconds(serverPid) - server0) * 1e6) / s.oneKeyCalls);
-    if (databasePid !== undefined) databaseCpu.push(((cpuSeconds(databasePid) - database0) * 1e6) / s.oneKeyCalls);
-    const p = await progress(srv.rpc, `OneKey${i}`);
-    if (p.pending !== s.oneKeyCalls + 1) throw new Error(`one-key run ${i + 1}: ${p.pending} jobs pending, expected ${s.oneKeyCalls + 1}`);
+    serverCpu.push(((server1 - server0) * 1e6) / s.oneKeyCalls);
+    if (databasePid !== undefined) databaseCpu.push(((database1 - database0) * 1e6) / s.oneKeyCalls);
     log(
-      `one key per call run ${i + 1}: ${rates.at(-1)!.toFixed(0)} calls/s; CPU per call: client ${clientCpu.at(-1)!.toFixed(0)} µs, server ${serverCpu.at(-1)!.toFixed(0)} µs${
+      `one key per call run ${run}: ${rates.at(-1)!.toFixed(0)} calls/s; CPU per call: client ${clientCpu.at(-1)!.toFixed(0)} µs, server ${serverCpu.at(-1)!.toFixed(0)} µs${
         databasePid === undefined ? "" : `, mariadbd ${databaseCpu.at(-1)!.toFixed(0)} µs`
       }`,
     );
@@ -584,6 +579,7 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
   };
 }
 
+/** Scenario 8: a burst of counts-only watchers (dashboards), far past the server's Watch cap: served or refused, and its memory. */
 export async function manyWatchers(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<ManyWatchersResults> {
   // Their per-client cap out of the way: the server-wide one is measured.
   const srv = await benchServer(dialect, port, ["--max-watch-streams", String(s.manyWatchers)]);

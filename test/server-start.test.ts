@@ -7,6 +7,7 @@
  * Migrations are checked by reading the database directly (better-sqlite3,
  * mysql2), not through the server.
  */
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
@@ -20,7 +21,7 @@ import { type ServerProcess, startServer } from "./helpers/server-process.js";
 import { until } from "./helpers/jobs-client.js";
 
 /** The migrations so far, as TypeORM records them in `~populus_migrations`. */
-const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002", "ReserveRequests0000000000003"];
+const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002", "ReserveRequests0000000000003", "KeyHashScheme0000000000004"];
 
 const databases: TestDatabase[] = [];
 const servers: ServerProcess[] = [];
@@ -60,6 +61,37 @@ async function migrationRows(url: string): Promise<string[]> {
   try {
     const [rows] = await c.query("SELECT name FROM `~populus_migrations` ORDER BY id");
     return (rows as { name: string }[]).map((r) => r.name);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Runs statements on the database directly, in order; answers the rows of the last. */
+async function sqlOn(url: string, statements: readonly [string, unknown[]][]): Promise<Record<string, unknown>[]> {
+  let last: Record<string, unknown>[] = [];
+  if (url.startsWith("sqlite:")) {
+    const file = new BetterSqlite3(url.slice("sqlite:".length), { fileMustExist: true });
+    try {
+      for (const [sql, params] of statements) {
+        const statement = file.prepare(sql);
+        if (statement.reader) last = statement.all(...params) as Record<string, unknown>[];
+        else {
+          statement.run(...params);
+          last = [];
+        }
+      }
+      return last;
+    } finally {
+      file.close();
+    }
+  }
+  const c = await mysql.createConnection({ uri: url });
+  try {
+    for (const [sql, params] of statements) {
+      const [rows] = await c.query(sql.replaceAll('"', "`"), params);
+      last = Array.isArray(rows) ? (rows as Record<string, unknown>[]) : [];
+    }
+    return last;
   } finally {
     await c.end();
   }
@@ -171,9 +203,61 @@ const concurrentMigrations = test.macro({
   },
 });
 
+const sha256Hash = (json: string) => createHash("sha256").update(json, "utf8").digest("hex").slice(0, 32);
+
+const upgradeKeepsKeyHashes = test.macro({
+  title: (_, dialect: Dialect) =>
+    `${dialect}: a table declared before migration 0004 keeps its SHA-256 key hashes after the upgrade; tables declared after it hash in key order`,
+  async exec(t, dialect: Dialect) {
+    const db = await database(dialect);
+    const first = await server(db.url);
+    t.is((await rpc(first, "Refresh", { table: "Before", keys: KEYS })).status, 200);
+    const reserved = (await rpc(first, "Reserve", { table: "Before", maxJobs: 1, worker: { workerId: "w" } })).json as { leases: { leaseToken: string }[] };
+    const completed = await rpc(first, "Complete", { table: "Before", completions: [{ leaseToken: reserved.leases[0]!.leaseToken, result: { n: 1 } }] });
+    t.is(completed.status, 200, JSON.stringify(completed.json));
+    t.is(await first.stop(), 0);
+    // The database as the version before 0004 leaves it: no key_hash column, no record of the
+    // migration, and every stored key hashed by SHA-256.
+    const json = (id: number) => `{"subject_id":"${id}"}`;
+    await sqlOn(db.url, [
+      ['ALTER TABLE "~populus_tables" DROP COLUMN key_hash', []],
+      [`DELETE FROM "~populus_migrations" WHERE name = 'KeyHashScheme0000000000004'`, []],
+      ...[1, 2, 3].flatMap((id): [string, unknown[]][] => [
+        ['UPDATE "~~before" SET key_hash = ? WHERE key_json = ?', [sha256Hash(json(id)), json(id)]],
+        ['UPDATE "before" SET key_hash = ? WHERE key_json = ?', [sha256Hash(json(id)), json(id)]],
+      ]),
+    ]);
+    t.is((await sqlOn(db.url, [['SELECT COUNT(*) AS n FROM "before"', []]]))[0]?.n as number, 1, "one key computed");
+
+    const second = await server(db.url);
+    t.deepEqual(await migrationRows(db.url), MIGRATIONS, "the upgrade ran 0004");
+    t.deepEqual(await sqlOn(db.url, [['SELECT key_hash FROM "~populus_tables" WHERE name = ?', ["before"]]]), [{ key_hash: "sha256" }]);
+    const again = await rpc(second, "Refresh", { table: "Before", keys: [...KEYS, { attributes: { subject_id: { intValue: "4" } } }] });
+    t.deepEqual(again, { status: 200, json: { added: "1", anyPending: true } }, "its three keys are found again; only the new one is added");
+    t.deepEqual(
+      await sqlOn(db.url, [['SELECT key_hash FROM "~~before" WHERE key_json = ?', [json(4)]]]),
+      [{ key_hash: sha256Hash(json(4)) }],
+      "a new key of the old table is hashed as its others",
+    );
+    const deleted = await rpc(second, "DeleteTargets", { table: "Before", keys: KEYS });
+    t.deepEqual(deleted, { status: 200, json: { deleted: "1" } }, "its computed row is found by its key");
+
+    t.is((await rpc(second, "Refresh", { table: "After", keys: KEYS })).status, 200);
+    t.deepEqual(await sqlOn(db.url, [['SELECT key_hash FROM "~populus_tables" WHERE name = ?', ["after"]]]), [{ key_hash: "ordered" }]);
+    const after = await sqlOn(db.url, [['SELECT key_hash FROM "~~after" ORDER BY key_hash', []]]);
+    t.deepEqual(
+      after.map((r) => (r.key_hash as string).slice(0, 12)),
+      ["g00000000000", "g00000000000", "g00000000000"],
+      "1, 2 and 3 share their 60 ordered bits",
+    );
+    t.is(await second.stop(), 0);
+  },
+});
+
 for (const dialect of testDialects()) {
   test(startsMigratesAndRestarts, dialect);
   test(concurrentMigrations, dialect, 2);
+  test(upgradeKeepsKeyHashes, dialect);
 }
 
 test("with no --database and no POPULUS_DATABASE_URL, the server creates populus.db in its working directory", async (t) => {

@@ -5,8 +5,9 @@
  * Canonical form: a JSON object with the attribute names sorted, int64 values
  * as decimal strings (exact beyond 2^53), strings as strings, doubles as JSON
  * numbers and booleans as booleans, e.g. `{"session":"2026-11-01","subject_id":"3"}`.
- * The key hash is the first 128 bits of its SHA-256, in hex: the unique column
- * of both the jobs table and the target, the way DataJoint keys its `~jobs`.
+ * The key hash, 32 characters, is the unique column of both the jobs table and
+ * the target, the way DataJoint keys its `~jobs`; how it is made is the table's
+ * KeyHashScheme.
  */
 import { hash } from "node:crypto";
 import { AttributeType, type Key, type Value } from "@populus/sdk/gen/populus/v1/types_pb.js";
@@ -24,9 +25,39 @@ export interface KeyAttributeDef {
 /** A table's key attributes, sorted by name. */
 export type KeyAttributes = readonly KeyAttributeDef[];
 
+/**
+ * How a table's key hashes are made; each table keeps the scheme it was declared with
+ * (`~populus_tables.key_hash`), since its stored rows are found by their hashes.
+ *
+ * - "sha256": the first 128 bits of the canonical JSON's SHA-256, in hex (tables declared before
+ *   "ordered").
+ * - "ordered": 12 base-32 digits that follow the value of the key's first attribute (by name) in
+ *   order, then the first 80 bits of the SHA-256 in hex. The hash is the key of a B-tree in the
+ *   jobs table and in the target, and a random one sends each new key to a page of its own: a
+ *   refresh or a Complete of 1,000 keys dirtied as many index pages, which SQLite writes to its WAL
+ *   and InnoDB reads and splits. Key sources mostly come in key order, so these keys now land on a
+ *   few neighbouring pages. Keys of the same first value (a bucket) differ by their 80 bits; two
+ *   keys of one bucket share a hash with a chance of about n²/2^81 for n keys in that bucket.
+ */
+export type KeyHashScheme = "sha256" | "ordered";
+
+/** The scheme of tables declared from now on. */
+export const NEW_TABLE_KEY_HASH: KeyHashScheme = "ordered";
+
+/** What encoding a table's keys takes: its attributes and its hash scheme (a DeclaredTable is one). */
+export interface TableKeys {
+  readonly keyAttributes: KeyAttributes;
+  readonly keyHash: KeyHashScheme;
+}
+
+/** Whether a stored scheme name is one this server knows. */
+export function isKeyHashScheme(name: string): name is KeyHashScheme {
+  return name === "sha256" || name === "ordered";
+}
+
 /** A key in its stored form. */
 export interface EncodedKey {
-  /** 32 hex characters: the unique column of jobs and target. */
+  /** 32 characters (0-9, a-v): the unique column of jobs and target. */
   readonly hash: string;
   /** The canonical JSON. */
   readonly json: string;
@@ -122,7 +153,7 @@ function describe(attributes: KeyAttributes): string {
  * Encodes a key against a table's attributes. Throws InvalidKeyError naming
  * the difference when the key's attribute names or types differ.
  */
-export function encodeKey(key: Key, attributes: KeyAttributes, where: string): EncodedKey {
+export function encodeKey(key: Key, attributes: KeyAttributes, scheme: KeyHashScheme, where: string): EncodedKey {
   const names = Object.keys(key.attributes);
   const mismatch = (): never => {
     throw new InvalidKeyError(`${where}: key ${describe(attributesOfLoose(key))} does not match the table's key attributes ${describe(attributes)}`);
@@ -132,6 +163,7 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
   if (names.length !== attributes.length) mismatch();
   const prefixes = attributePrefixes(attributes);
   let json = attributes.length === 0 ? "{" : "";
+  let first: string | number | boolean = false;
   for (let i = 0; i < attributes.length; i++) {
     const attr = attributes[i] as KeyAttributeDef;
     // Own properties only: a table attribute named "constructor" must not find Object.prototype's.
@@ -139,13 +171,18 @@ export function encodeKey(key: Key, attributes: KeyAttributes, where: string): E
     if (value === undefined) mismatch();
     const c = canonicalValue(attr.name, value as Value, where);
     if (c.kind !== attr.type) mismatch();
+    if (i === 0) first = c.json;
     json += prefixes[i] + JSON.stringify(c.json);
   }
-  return encodedKey(`${json}}`, where);
+  return encodedKey(`${json}}`, scheme, attributes[0]?.type, first, where);
 }
 
-/** A key's canonical JSON with its hash, once it is known to be at most MAX_KEY_BYTES. */
-function encodedKey(json: string, where: string): EncodedKey {
+/**
+ * A key's canonical JSON with its hash, once it is known to be at most MAX_KEY_BYTES. `firstType`
+ * and `first`: the first attribute's type and value as canonicalValue gives them (undefined for a
+ * key without attributes).
+ */
+function encodedKey(json: string, scheme: KeyHashScheme, firstType: AttributeKind | undefined, first: string | number | boolean, where: string): EncodedKey {
   // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting.
   const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
   if (bytes > MAX_KEY_BYTES) {
@@ -153,7 +190,7 @@ function encodedKey(json: string, where: string): EncodedKey {
       `${where}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`,
     );
   }
-  return { hash: hashKeyJson(json), json };
+  return { hash: keyHash(json, scheme, firstType, first), json };
 }
 
 const KIND_OF_PROTO: Partial<Record<AttributeType, AttributeKind>> = {
@@ -231,7 +268,7 @@ const COLUMN_VALUE_FORM: Record<AttributeKind, string> = {
  * attributes the call declared: the same canonical JSON and hash as encodeKey gives the same key
  * as a Key message.
  */
-export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: string): EncodedKey {
+export function encodeJsonKey(key: unknown, attributes: KeyAttributes, scheme: KeyHashScheme, where: string): EncodedKey {
   if (key === null || typeof key !== "object" || Array.isArray(key)) {
     throw new InvalidKeyError(`${where}: a key must be a JSON object of attribute values, got ${jsonKindOf(key)}`);
   }
@@ -251,7 +288,15 @@ export function encodeJsonKey(key: unknown, attributes: KeyAttributes, where: st
     if (value === undefined) throw new InvalidKeyError(`${where}: attribute "${attr.name}" is ${attr.type}: its value must be ${COLUMN_VALUE_FORM[attr.type]}`);
     json += prefixes[i] + value;
   }
-  return encodedKey(`${json}}`, where);
+  const first = attributes[0];
+  return encodedKey(`${json}}`, scheme, first?.type, first === undefined ? false : (record[first.name] as string | number | boolean), where);
+}
+
+/** A stored key hashed again under `scheme` (a refresh whose keys were hashed for another). */
+export function rehashKey(key: EncodedKey, attributes: KeyAttributes, scheme: KeyHashScheme): EncodedKey {
+  const first = attributes[0];
+  const value = first === undefined ? false : ((JSON.parse(key.json) as Record<string, string | number | boolean>)[first.name] as string | number | boolean);
+  return { json: key.json, hash: keyHash(key.json, scheme, first?.type, value) };
 }
 
 /** `{"a":`, `,"b":`, …: the canonical JSON before each attribute's value, made once per table definition. */
@@ -275,9 +320,71 @@ function attributesOfLoose(key: Key): KeyAttributes {
     });
 }
 
-/** The stored hash of a canonical key JSON (crypto.hash: a third of createHash's cost on a key, which refresh pays per key). */
-export function hashKeyJson(json: string): string {
-  return hash("sha256", json, "hex").slice(0, 32);
+/** A key's hash under `scheme` (crypto.hash: a third of createHash's cost on a key, which refresh pays per key). */
+function keyHash(json: string, scheme: KeyHashScheme, firstType: AttributeKind | undefined, first: string | number | boolean): string {
+  if (scheme === "sha256") return hash("sha256", json, "hex").slice(0, 32);
+  return orderedPrefix(firstType, first) + hash("sha256", json, "hex").slice(0, 20);
+}
+
+const TWO_30 = 2 ** 30;
+const TWO_34 = 2 ** 34;
+/** A double's bits, read as two unsigned 32-bit halves. */
+const scratch = new DataView(new ArrayBuffer(8));
+
+/**
+ * The 12 base-32 digits of the "ordered" scheme: the top 60 bits of a 64-bit number that orders
+ * the values of the attribute's type (int64 offset by 2^63; a double's bits with the sign bit
+ * flipped, or all bits for negatives; a string's first 8 UTF-8 bytes; false, true), as two
+ * 30-bit halves of 6 digits each. Base 32's digits 0-9a-v sort as their values in ASCII.
+ */
+function orderedPrefix(type: AttributeKind | undefined, value: string | number | boolean): string {
+  let high = 0;
+  let low = 0;
+  switch (type) {
+    case "int64": {
+      const text = value as string;
+      if (text.length <= 15) {
+        // Exact as a double: n + 2^63 = 2^63 + n, split without leaving 53 bits.
+        const n = Number(text);
+        high = 2 ** 29 + Math.floor(n / TWO_34);
+        low = (((Math.floor(n / 16) % TWO_30) + TWO_30) % TWO_30) >>> 0;
+      } else {
+        const u = (BigInt(text) + (1n << 63n)) >> 4n;
+        high = Number(u >> 30n);
+        low = Number(u & 0x3fffffffn);
+      }
+      break;
+    }
+    case "double": {
+      // + 0 makes -0 into 0: both are the key whose canonical JSON says 0, so they must hash alike.
+      scratch.setFloat64(0, (value as number) + 0);
+      let hi = scratch.getUint32(0);
+      let lo = scratch.getUint32(4);
+      if (hi >>> 31 === 1) {
+        hi = ~hi >>> 0;
+        lo = ~lo >>> 0;
+      } else hi = (hi | 0x80000000) >>> 0;
+      [high, low] = top60(hi, lo);
+      break;
+    }
+    case "string": {
+      const bytes = Buffer.from((value as string).slice(0, 8), "utf8");
+      const at = (i: number) => bytes[i] ?? 0;
+      [high, low] = top60(((at(0) << 24) | (at(1) << 16) | (at(2) << 8) | at(3)) >>> 0, ((at(4) << 24) | (at(5) << 16) | (at(6) << 8) | at(7)) >>> 0);
+      break;
+    }
+    case "bool":
+      high = value === true ? 1 : 0;
+      break;
+    case undefined:
+      break;
+  }
+  return high.toString(32).padStart(6, "0") + low.toString(32).padStart(6, "0");
+}
+
+/** The top 60 bits of the 64-bit number `hi`·2^32 + `lo`, as two 30-bit halves. */
+function top60(hi: number, lo: number): [number, number] {
+  return [hi >>> 2, (((hi & 3) << 28) | (lo >>> 4)) >>> 0];
 }
 
 /** Decodes a stored canonical key JSON into a protobuf Key. */

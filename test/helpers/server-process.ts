@@ -59,7 +59,10 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
   child.stderr.on("data", (d: Buffer) => {
     stderr += d.toString();
   });
-  const exited = once(child, "exit");
+  // "close", not "exit": it comes once stdout is read to its end, so the last log lines (the
+  // server's "stopped") are in `logs` when stop() resolves. After "exit" they could still be in
+  // the pipe: server-start's long-poll test once found no "stopped" under a loaded machine.
+  const exited = once(child, "close");
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     lines.on("line", (line) => {

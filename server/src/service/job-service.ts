@@ -116,7 +116,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async refresh(req) {
       const table = parseTableName(req.table);
       const def = await store.describeTable(table.stored);
-      const input = validateRefresh(req, def?.keyAttributes ?? null);
+      const input = validateRefresh(req, def);
       const counts = await store.refresh({ table: table.stored, displayName: table.display, ...input, now: clock() });
       if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
       hub.committed(table.stored);
@@ -222,13 +222,13 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
 
     async deleteJobs(req) {
       const def = await declared(req.table);
-      const d = validateDeleteJobs(req, def.keyAttributes);
+      const d = validateDeleteJobs(req, def);
       return { deleted: BigInt(await store.deleteJobs(def.name, d.statuses, d.keys)) };
     },
 
     async ignore(req) {
       const def = await declared(req.table);
-      return { ignored: BigInt(await store.ignore(def.name, validateIgnore(req, def.keyAttributes), clock())) };
+      return { ignored: BigInt(await store.ignore(def.name, validateIgnore(req, def), clock())) };
     },
 
     async listTables() {
@@ -248,7 +248,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
 
     async deleteTargets(req) {
       const def = await declared(req.table);
-      return { deleted: BigInt(await store.deleteTargets(def.name, validateDeleteTargets(req, def.keyAttributes))) };
+      return { deleted: BigInt(await store.deleteTargets(def.name, validateDeleteTargets(req, def))) };
     },
 
     async listTargets(req) {

@@ -30,6 +30,9 @@ import {
   encodeRestriction,
   jsonKindOf,
   type KeyAttributes,
+  type KeyHashScheme,
+  NEW_TABLE_KEY_HASH,
+  type TableKeys,
 } from "../key-codec.js";
 import { describeAttributes, sameAttributes } from "../store/row-mapping.js";
 import type { Completion, JobFilter, JobStatusName, LeaseProgressInput, PageRequest, WorkerInfo } from "../store/store.js";
@@ -82,8 +85,8 @@ function countLimit(n: number, max: number, what: string, hint: string): void {
   if (n > max) throw new LimitExceededError(`${n} ${what} in one call; at most ${max} are allowed (${hint})`);
 }
 
-function encodeKeys(keys: readonly Key[], attributes: KeyAttributes, rpc: string): EncodedKey[] {
-  return keys.map((k, i) => encodeKey(k, attributes, `${rpc} key #${i + 1}`));
+function encodeKeys(keys: readonly Key[], table: TableKeys, rpc: string): EncodedKey[] {
+  return keys.map((k, i) => encodeKey(k, table.keyAttributes, table.keyHash, `${rpc} key #${i + 1}`));
 }
 
 function tokens(list: readonly string[], rpc: string): string[] {
@@ -153,7 +156,11 @@ function parseJsonField(text: string, field: string): unknown {
  * A column-form Refresh's keys (keys_json with key_attributes): the declared attributes must be the
  * table's when it exists; each key is encoded as the same key sent as a Key message would be.
  */
-function refreshKeysInColumns(req: RefreshRequest, attributes: KeyAttributes | null): { keyAttributes: KeyAttributes | null; keys: EncodedKey[] } {
+function refreshKeysInColumns(
+  req: RefreshRequest,
+  attributes: KeyAttributes | null,
+  keyHash: KeyHashScheme,
+): { keyAttributes: KeyAttributes | null; keys: EncodedKey[] } {
   if (req.keys.length > 0) throw new InvalidRequestError("Refresh: give keys or keys_json, not both");
   const parsed = parseJsonField(req.keysJson, "Refresh: keys_json");
   if (!Array.isArray(parsed)) throw new InvalidRequestError("Refresh: keys_json must be a JSON array of keys");
@@ -166,24 +173,27 @@ function refreshKeysInColumns(req: RefreshRequest, attributes: KeyAttributes | n
     );
   }
   const keyAttributes = attributes ?? declared;
-  return { keyAttributes, keys: parsed.map((k, i) => encodeJsonKey(k, keyAttributes, `Refresh keys_json[${i}]`)) };
+  return { keyAttributes, keys: parsed.map((k, i) => encodeJsonKey(k, keyAttributes, keyHash, `Refresh keys_json[${i}]`)) };
 }
 
-/** Refresh: `attributes` are the table's, or null for a table not yet declared. */
-export function validateRefresh(req: RefreshRequest, attributes: KeyAttributes | null) {
+/** Refresh: `table` is the table's definition, or null for a table not yet declared (whose keys are hashed as a new table's). */
+export function validateRefresh(req: RefreshRequest, table: TableKeys | null) {
   countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "send a large key source as several calls sharing one refresh_id");
   if (req.refreshId.length > 64) throw new InvalidRequestError(`refresh_id must be at most 64 characters`);
+  const attributes = table?.keyAttributes ?? null;
+  const keyHash = table?.keyHash ?? NEW_TABLE_KEY_HASH;
   let keyAttributes: KeyAttributes | null;
   let keys: EncodedKey[];
   if (req.keysJson !== "" || req.keyAttributes.length > 0) {
-    ({ keyAttributes, keys } = refreshKeysInColumns(req, attributes));
+    ({ keyAttributes, keys } = refreshKeysInColumns(req, attributes, keyHash));
   } else {
     const first = req.keys[0];
     keyAttributes = first === undefined ? null : (attributes ?? attributesOf(first, "Refresh key #1"));
-    keys = keyAttributes === null ? [] : encodeKeys(req.keys, keyAttributes, "Refresh");
+    keys = keyAttributes === null ? [] : encodeKeys(req.keys, { keyAttributes, keyHash }, "Refresh");
   }
   return {
     keyAttributes,
+    keyHash,
     keys,
     refreshId: req.refreshId === "" ? null : req.refreshId,
     final: req.refreshId === "" || req.final,
@@ -344,31 +354,31 @@ export function validateListJobs(req: ListJobsRequest, attributes: KeyAttributes
   };
 }
 
-export function validateDeleteJobs(req: DeleteJobsRequest, attributes: KeyAttributes) {
+export function validateDeleteJobs(req: DeleteJobsRequest, table: TableKeys) {
   if (req.statuses.length === 0 && req.keys.length === 0) {
     throw new InvalidRequestError("DeleteJobs needs statuses or keys (or both); to delete every job, list all five statuses");
   }
   countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "split the call");
-  return { statuses: statuses(req.statuses), keys: encodeKeys(req.keys, attributes, "DeleteJobs") };
+  return { statuses: statuses(req.statuses), keys: encodeKeys(req.keys, table, "DeleteJobs") };
 }
 
-export function validateIgnore(req: IgnoreRequest, attributes: KeyAttributes): EncodedKey[] {
+export function validateIgnore(req: IgnoreRequest, table: TableKeys): EncodedKey[] {
   if (req.keys.length === 0) throw new InvalidRequestError("Ignore: keys is empty; give at least one key");
   countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "split the call");
-  return encodeKeys(req.keys, attributes, "Ignore");
+  return encodeKeys(req.keys, table, "Ignore");
 }
 
-export function validateDeleteTargets(req: DeleteTargetsRequest, attributes: KeyAttributes): EncodedKey[] | "all" {
+export function validateDeleteTargets(req: DeleteTargetsRequest, table: TableKeys): EncodedKey[] | "all" {
   if (req.all && req.keys.length > 0) throw new InvalidRequestError("DeleteTargets: give keys or all, not both");
   if (req.all) return "all";
   if (req.keys.length === 0) throw new InvalidRequestError("DeleteTargets needs keys, or all = true to delete every computed row");
   countLimit(req.keys.length, MAX_KEYS_PER_CALL, "keys", "split the call");
-  return encodeKeys(req.keys, attributes, "DeleteTargets");
+  return encodeKeys(req.keys, table, "DeleteTargets");
 }
 
 export function validateListTargets(req: ListTargetsRequest, attributes: KeyAttributes) {
   return {
     restriction: encodeRestriction(req.restriction, attributes, "ListTargets restriction"),
-    page: page(req.pageSize, req.pageToken, /^[0-9a-f]{32}$/),
+    page: page(req.pageSize, req.pageToken, /^[0-9a-v]{32}$/),
   };
 }

@@ -3,7 +3,7 @@
  * differs per dialect; the column names and meanings do not.
  */
 import { createHash } from "node:crypto";
-import type { KeyAttributes } from "../key-codec.js";
+import { isKeyHashScheme, type KeyAttributes } from "../key-codec.js";
 import type { DeclaredTable, JobRecord, JobStatusName, LeaseGrant, Page, StoredTarget } from "./store.js";
 
 /** Columns every job query selects, in this order. */
@@ -89,14 +89,22 @@ export interface TableRow {
   name: string;
   display_name: string;
   key_attributes: string;
+  key_hash: string;
   create_time: Num;
 }
 
 export function toDeclaredTable(row: TableRow): DeclaredTable {
+  // A scheme of a later version (a newer replica declared the table): its keys would be hashed wrong here.
+  if (!isKeyHashScheme(row.key_hash)) {
+    throw new Error(
+      `table "${row.name}" hashes its keys by scheme "${row.key_hash}", which this server does not know; upgrade it to the version that declared the table`,
+    );
+  }
   return {
     name: row.name,
     displayName: row.display_name,
     keyAttributes: JSON.parse(row.key_attributes) as KeyAttributes,
+    keyHash: row.key_hash,
     createTime: num(row.create_time),
   };
 }

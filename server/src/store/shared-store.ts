@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { InvalidKeyError, TableNotFoundError } from "../errors.js";
-import type { AttributeCondition, EncodedKey } from "../key-codec.js";
+import { type AttributeCondition, type EncodedKey, rehashKey } from "../key-codec.js";
 import type { ChangeRow } from "./change-log.js";
 import { changeBounds, pruneChanges, readChanges } from "./operations/changes.js";
 import { complete } from "./operations/complete.js";
@@ -102,7 +102,8 @@ export abstract class SharedStore implements JobStore {
     return this.statements(() => listTables(this.sql));
   }
 
-  async refresh(input: RefreshInput): Promise<RefreshCounts> {
+  async refresh(given: RefreshInput): Promise<RefreshCounts> {
+    let input = given;
     let def = await this.describeTable(input.table);
     if (def === null) {
       // A call with no keys on an undeclared table has nothing to maintain.
@@ -114,6 +115,11 @@ export abstract class SharedStore implements JobStore {
       throw new InvalidKeyError(
         `refresh of "${input.table}": keys ${describeAttributes(input.keyAttributes)} do not match the table's key attributes ${describeAttributes(def.keyAttributes)}`,
       );
+    }
+    // Keys hashed for a new table, of a table that another replica (or an earlier version) declared meanwhile.
+    if (def.keyHash !== input.keyHash) {
+      const table = def;
+      input = { ...input, keyHash: table.keyHash, keys: input.keys.map((k) => rehashKey(k, table.keyAttributes, table.keyHash)) };
     }
     // An idle worker's pass (one call, an empty key source) on a table that holds no job has
     // nothing to remove, re-pend, reset or reserve: one plain read, not a transaction.

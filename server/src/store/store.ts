@@ -16,7 +16,7 @@
  * The words (job, lease, target, change log, ...) and the promises that
  * comments cite by number are defined in ARCHITECTURE.md.
  */
-import type { AttributeCondition, EncodedKey, KeyAttributes } from "../key-codec.js";
+import type { AttributeCondition, EncodedKey, KeyAttributes, KeyHashScheme } from "../key-codec.js";
 import type { ChangeRow } from "./change-log.js";
 
 /** The five job statuses, as stored. */
@@ -29,6 +29,8 @@ export interface DeclaredTable {
   /** Name as first given, e.g. "ProcessedData". */
   readonly displayName: string;
   readonly keyAttributes: KeyAttributes;
+  /** How its keys are hashed (key-codec.ts). */
+  readonly keyHash: KeyHashScheme;
   /** Epoch ms. */
   readonly createTime: number;
 }
@@ -57,6 +59,8 @@ export interface RefreshInput {
   readonly displayName: string;
   /** The attributes of the keys in this call; null when the call has no keys. */
   readonly keyAttributes: KeyAttributes | null;
+  /** The scheme `keys` were hashed with: the table's, or for a table not yet declared, the one it is declared with. */
+  readonly keyHash: KeyHashScheme;
   readonly keys: readonly EncodedKey[];
   /** Groups the calls of one refresh; null for a single-call refresh. */
   readonly refreshId: string | null;

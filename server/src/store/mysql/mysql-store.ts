@@ -17,6 +17,7 @@ import { ContentionError, DatabaseBusyError, DatabaseUnavailableError } from "..
 import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/mysql/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-requests.js";
+import { KeyHashScheme0000000000004 } from "../migrations/mysql/0004-key-hash-scheme.js";
 import { type AsyncExecutor, type Operation, type Param, runAsync, runsOf, type Statement } from "../operations/operation.js";
 import { readyFilter, reserve } from "../operations/reserve.js";
 import { describeTable } from "../operations/tables.js";
@@ -29,7 +30,7 @@ import { PipelinedTransaction, type QueryConnection } from "./pipelined-transact
 import { createTableStatements } from "./table-ddl.js";
 
 /** The migrations, in order; numbered alike for SQLite. */
-export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003];
+export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003, KeyHashScheme0000000000004];
 
 /**
  * Reserve's tries while ready jobs exist but are all locked by other transactions, and the pause
@@ -306,8 +307,8 @@ export class MysqlStore extends SharedStore {
       if ((await runAsync(describeTable(this.sql, input.table), this.executor(holder))) !== null) return;
       for (const statement of createTableStatements(input.table)) await holder.query(statement);
       await holder.query(
-        `INSERT INTO ${this.sql.names.tables} (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE name = name`,
-        [input.table, input.displayName, JSON.stringify(input.keyAttributes), input.now],
+        `INSERT INTO ${this.sql.names.tables} (name, display_name, key_attributes, key_hash, create_time) VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE name = name`,
+        [input.table, input.displayName, JSON.stringify(input.keyAttributes), input.keyHash, input.now],
       );
     });
   }

@@ -14,7 +14,7 @@ import type { AttributeCondition } from "../../key-codec.js";
 import type { ReserveInput } from "../store.js";
 import type { Operation, Param, Statement } from "./operation.js";
 
-/** The store's own tables (migrations 0001-0003), by their role. */
+/** The store's own tables (migrations 0001-0004), by their role. */
 const STORE_TABLES = {
   tables: "~populus_tables",
   events: "~populus_events",

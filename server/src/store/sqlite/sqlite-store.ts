@@ -13,6 +13,7 @@ import { DataSource } from "typeorm";
 import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/sqlite/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/sqlite/0003-reserve-requests.js";
+import { KeyHashScheme0000000000004 } from "../migrations/sqlite/0004-key-hash-scheme.js";
 import { type Operation, type Param, runSync, type Statement, type SyncExecutor } from "../operations/operation.js";
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
@@ -23,7 +24,7 @@ import { SqliteDialect } from "./sqlite-dialect.js";
 import { createTableStatements } from "./table-ddl.js";
 
 /** The migrations, in order; numbered alike for MySQL. */
-export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003];
+export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003, KeyHashScheme0000000000004];
 
 /** What the SQLite store takes beyond every store's options. */
 export interface SqliteOptions {
@@ -204,10 +205,11 @@ export class SqliteStore extends SharedStore {
       .transaction(() => {
         if (runSync(describeTable(this.sql, input.table), this.executor) !== null) return;
         for (const statement of createTableStatements(input.table)) this.db.prepare(statement).run();
-        this.prepared(`INSERT INTO ${this.sql.names.tables} (name, display_name, key_attributes, create_time) VALUES (?, ?, ?, ?)`).run(
+        this.prepared(`INSERT INTO ${this.sql.names.tables} (name, display_name, key_attributes, key_hash, create_time) VALUES (?, ?, ?, ?, ?)`).run(
           input.table,
           input.displayName,
           JSON.stringify(input.keyAttributes),
+          input.keyHash,
           input.now,
         );
       })

@@ -84,7 +84,9 @@ for (const dialect of dialects) {
     const s = await setup();
     const { Busy, BUSY_ID } = s.pipeline;
     // The busy worker holds one Reserve batch (the blocking key and the next); the rival takes the rest and keeps asking.
-    const { busy, rival, busyResult, rivalResult } = await busyAgainstRival(t, s, "Busy", {}, 20_000);
+    // 60 s to reach the first make, as the child variant below: with the whole suite running, a
+    // worker's start (tsx, connect, refresh, the heartbeat thread) once took over 20 s.
+    const { busy, rival, busyResult, rivalResult } = await busyAgainstRival(t, s, "Busy", {}, 60_000);
     t.is(busyResult.successCount, RESERVE_BATCH, "the busy worker committed both keys it held");
     t.is(rivalResult.successCount, 4 - RESERVE_BATCH);
 

@@ -246,6 +246,7 @@ test("a worker's keyless refresh answers from its one state read, stages nothing
     table: "T",
     displayName: "T",
     keyAttributes: null,
+    keyHash: "ordered" as const,
     keys: [],
     refreshId: null,
     final: true,

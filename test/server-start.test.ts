@@ -49,21 +49,7 @@ test.after.always(async () => {
 
 /** Migration names recorded in the database, in the order they ran, read directly. */
 async function migrationRows(url: string): Promise<string[]> {
-  if (url.startsWith("sqlite:")) {
-    const file = new BetterSqlite3(url.slice("sqlite:".length), { readonly: true, fileMustExist: true });
-    try {
-      return (file.prepare("SELECT name FROM `~populus_migrations` ORDER BY id").all() as { name: string }[]).map((r) => r.name);
-    } finally {
-      file.close();
-    }
-  }
-  const c = await mysql.createConnection({ uri: url });
-  try {
-    const [rows] = await c.query("SELECT name FROM `~populus_migrations` ORDER BY id");
-    return (rows as { name: string }[]).map((r) => r.name);
-  } finally {
-    await c.end();
-  }
+  return (await sqlOn(url, [['SELECT name FROM "~populus_migrations" ORDER BY id', []]])).map((r) => r.name as string);
 }
 
 /** Runs statements on the database directly, in order; answers the rows of the last. */

@@ -390,6 +390,8 @@ const IDLE_WAIT_S = 10;
 
 export interface IdleResults {
   readonly workers: number;
+  /** The same server with no client connected, before the workers come, % of one core: its own timers (lease sweep, database probe, change feed, metrics). */
+  readonly serverAloneCpuPercent: number;
   /**
    * The same calls from as many connections to a bare node:http2 server that answers each with a
    * few fixed bytes: the part of serverCpuPercent no server code can save on this machine (waking
@@ -407,7 +409,8 @@ export interface IdleResults {
  * idle populus-worker does every --idle-wait (10 s): a pass of populate, which refreshes its key
  * source (here an empty one: one Refresh call) and asks for jobs only when the refresh said some
  * are pending (here none: no Reserve).
- * Their first passes are spread over one idle wait; then the server's CPU is read over idleSeconds.
+ * Before they come, the server's CPU is read alone for one idle wait (its own timers). Their first
+ * passes are spread over one idle wait; then the server's CPU is read over idleSeconds.
  */
 export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<{ results: IdleResults; peakRssMb: number }> {
   const srv = await benchServer(dialect, port);
@@ -415,6 +418,7 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
   await queue(srv.rpc, table, 0, 1);
   const { leases } = await srv.rpc.reserve({ table, maxJobs: 1, worker: WORKER });
   await srv.rpc.complete({ table, completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: {} })) });
+  const serverAloneCpuPercent = await cpuPercentOver(srv.server.process.pid as number, IDLE_WAIT_S);
   const controller = new AbortController();
   let calls = 0;
   const workers = Array.from({ length: s.idleWorkers }, async (_, w) => {
@@ -445,9 +449,16 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
   const peakRssMb = await srv.finish();
   const bareHttp2CpuPercent = await bareHttp2Cpu(port, s);
   log(
-    `idle: ${s.idleWorkers} workers, ${results.callsPerSecond.toFixed(0)} calls/s, server CPU ${results.serverCpuPercent.toFixed(1)}% of a core; a bare node:http2 server ${bareHttp2CpuPercent.toFixed(1)}%`,
+    `idle: the server alone ${serverAloneCpuPercent.toFixed(1)}% of a core; ${s.idleWorkers} workers, ${results.callsPerSecond.toFixed(0)} calls/s, server CPU ${results.serverCpuPercent.toFixed(1)}%; a bare node:http2 server ${bareHttp2CpuPercent.toFixed(1)}%`,
   );
-  return { results: { ...results, bareHttp2CpuPercent }, peakRssMb };
+  return { results: { ...results, serverAloneCpuPercent, bareHttp2CpuPercent }, peakRssMb };
+}
+
+/** A process's CPU over the next `seconds`, % of one core. */
+async function cpuPercentOver(pid: number, seconds: number): Promise<number> {
+  const [cpu0, t0] = [cpuSeconds(pid), performance.now()];
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  return ((cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000)) * 100;
 }
 
 /** A node:http2 server that reads each request and answers it with five fixed bytes, and nothing else. */
@@ -485,9 +496,7 @@ async function bareHttp2Cpu(port: number, s: Sizes): Promise<number> {
   });
   try {
     await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000));
-    const [cpu0, t0] = [cpuSeconds(server.pid as number), performance.now()];
-    await new Promise((r) => setTimeout(r, s.idleSeconds * 1000));
-    return ((cpuSeconds(server.pid as number) - cpu0) / ((performance.now() - t0) / 1000)) * 100;
+    return await cpuPercentOver(server.pid as number, s.idleSeconds);
   } finally {
     stopped = true;
     for (const session of sessions) session.destroy();

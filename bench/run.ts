@@ -117,7 +117,7 @@ function report(dialect: string, r: Results): string[] {
       `target ≤ 5%: ${verdict(r.idle.serverCpuPercent, 5, false)}`,
     );
   if (r.idle?.serverAloneCpuPercent !== undefined)
-    row(`   the same server with no client, before they come (% of a core)`, `${r.idle.serverAloneCpuPercent.toFixed(1)}%`, "its own timers");
+    row(`   the server alone, no client yet (% of a core)`, `${r.idle.serverAloneCpuPercent.toFixed(1)}%`, "its own timers");
   if (r.idle?.bareHttp2CpuPercent !== undefined)
     row(`   the same calls to a bare node:http2 server (% of a core)`, `${r.idle.bareHttp2CpuPercent.toFixed(1)}%`, "the floor here");
   const crowd = r.manyWatchers;

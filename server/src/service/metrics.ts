@@ -23,8 +23,8 @@ interface MinimalResponse {
 /**
  * How often the event-loop lag (populus_server_nodejs_eventloop_lag_*) is sampled, ms. prom-client's
  * 10 ms default woke an idle server a hundred times a second: 3,000 context switches and 1.4-1.8%
- * of a core in 30 s with no client, against about 380 and 1.1% at 100 ms. A stall of the loop
- * still shows in the lag's maximum and percentiles; only stalls shorter than this go unsampled.
+ * of a core in 30 s with no client, against about 380 and 1.1% at 100 ms. A stall longer than
+ * this is always sampled (as up to this much shorter than it was); a shorter one may be missed.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
 

@@ -10,7 +10,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
-import type { JobStore } from "../store/store.js";
+import type { JobStore, ProgressCounts } from "../store/store.js";
 import type { WatchHub } from "./watch-hub.js";
 import type { WorkNotifier } from "./work-notifier.js";
 
@@ -28,6 +28,11 @@ interface MinimalResponse {
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
 
+/** One scrape of /metrics: the tables' counts once read for it. */
+interface Scrape {
+  counts?: Promise<[string, ProgressCounts][]>;
+}
+
 export class ServerMetrics {
   readonly registry = new Registry();
   /** Jobs leased by Reserve, per table. */
@@ -39,6 +44,8 @@ export class ServerMetrics {
   /** Leases that expired and went back to pending or to error (this replica's sweeps). */
   readonly leaseExpiries: Counter;
   private readonly rpcDuration: Histogram<"method" | "code">;
+  /** The scrape in progress, if any (serve); a newer one takes over from an overlapping older one. */
+  private scrape: Scrape | undefined;
 
   constructor(store: JobStore, hub: WatchHub, notifier: WorkNotifier, logger: Logger) {
     const registers = [this.registry];
@@ -79,6 +86,8 @@ export class ServerMetrics {
         this.set(notifier.waiting);
       },
     });
+    // Both gauges below take one read of every table's counts per scrape (countsOfScrape).
+    const countsOfScrape = () => this.countsOfScrape(store);
     new Gauge({
       name: "populus_jobs",
       help: "Jobs by table and status (cluster-wide, read from the database at scrape time).",
@@ -87,9 +96,8 @@ export class ServerMetrics {
       async collect() {
         this.reset();
         try {
-          for (const t of await store.listTables()) {
-            const c = await store.getProgress(t.name);
-            for (const status of ["pending", "reserved", "success", "error", "ignore"] as const) this.set({ table: t.name, status }, c[status]);
+          for (const [table, c] of await countsOfScrape()) {
+            for (const status of ["pending", "reserved", "success", "error", "ignore"] as const) this.set({ table, status }, c[status]);
           }
         } catch (err) {
           logger.warn({ err }, "metrics: reading job counts failed");
@@ -104,7 +112,7 @@ export class ServerMetrics {
       async collect() {
         this.reset();
         try {
-          for (const t of await store.listTables()) this.set({ table: t.name }, (await store.getProgress(t.name)).target);
+          for (const [table, c] of await countsOfScrape()) this.set({ table }, c.target);
         } catch (err) {
           logger.warn({ err }, "metrics: reading target counts failed");
         }
@@ -112,12 +120,32 @@ export class ServerMetrics {
     });
   }
 
-  /** Times every JobService call; sits outside the error mapping, so it sees the final code. */
+  /**
+   * The tables' counts for the job and target gauges: one read per scrape (serve), shared by both.
+   * prom-client collects every metric of a scrape at once, so each gauge's read used to run beside
+   * the other's, and each counts every job and target row of every table. Outside a scrape, a read
+   * of its own.
+   */
+  private countsOfScrape(store: JobStore): Promise<[string, ProgressCounts][]> {
+    const read = async () => {
+      const all: [string, ProgressCounts][] = [];
+      for (const t of await store.listTables()) all.push([t.name, await store.getProgress(t.name)]);
+      return all;
+    };
+    if (this.scrape === undefined) return read();
+    if (this.scrape.counts === undefined) {
+      this.scrape.counts = read();
+      this.scrape.counts.catch(() => undefined); // each gauge reports the failure it awaits
+    }
+    return this.scrape.counts;
+  }
+
   /** A JobService call refused before connect-es took it (watch-refusal.ts): recorded as the interceptor records a call. */
   refused(method: string, code: string): void {
     this.rpcDuration.observe({ method, code }, 0);
   }
 
+  /** Times every JobService call; sits outside the error mapping, so it sees the final code. */
   interceptor(): Interceptor {
     return (next) => async (req) => {
       if (req.service.typeName !== "populus.v1.JobService") return next(req);
@@ -158,16 +186,23 @@ export class ServerMetrics {
       res.end("");
       return true;
     }
-    this.registry.metrics().then(
-      (text) => {
-        res.writeHead(200, { "content-type": this.registry.contentType });
-        res.end(req.method === "HEAD" ? "" : text);
-      },
-      () => {
-        res.writeHead(500, {});
-        res.end("");
-      },
-    );
+    const scrape: Scrape = {};
+    this.scrape = scrape;
+    this.registry
+      .metrics()
+      .then(
+        (text) => {
+          res.writeHead(200, { "content-type": this.registry.contentType });
+          res.end(req.method === "HEAD" ? "" : text);
+        },
+        () => {
+          res.writeHead(500, {});
+          res.end("");
+        },
+      )
+      .finally(() => {
+        if (this.scrape === scrape) this.scrape = undefined;
+      });
     return true;
   }
 }

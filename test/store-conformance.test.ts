@@ -716,6 +716,42 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    // MySQL's statements of a batch carry their values as literals (server/src/store/mysql/sql-literals.ts).
+    title:
+      "keys and results holding quotes, backslashes, NUL, control characters and question marks go through refresh, ignore, reserve, complete and delete unchanged, in batches and alone",
+    async run(t, { client }) {
+      const table = "LiteralValues";
+      const awkward = ['O\'Brien \\ "q" ?', "a\u0000b\b\t\n\r\u001ac?", "\\'; DROP TABLE x; -- ?", "'", "\\", "?", "€ 😀 '?'"];
+      const named = (name: string) => ({ attributes: { name: { kind: { case: "stringValue" as const, value: name } } } });
+      const nameOf = (k: { attributes: Record<string, { kind: { case?: string; value?: unknown } }> } | undefined) => k?.attributes.name?.kind.value;
+      t.is((await client.refresh({ table, keys: awkward.map(named) })).added, BigInt(awkward.length), "a batch of them: all added");
+      t.is((await client.refresh({ table, keys: awkward.map(named) })).added, 0n, "the same batch again: all known");
+      t.is((await client.refresh({ table, keys: [named(awkward[0] as string)] })).added, 0n, "one of them alone: known");
+      t.is((await client.ignore({ table, keys: [named("ignored '\\?")] })).ignored, 1n);
+      const { leases } = await client.reserve({ table, maxJobs: 100, worker: WORKER });
+      t.deepEqual(leases.map((l) => nameOf(l.key)).sort(), [...awkward].sort(), "every key reserved as it was sent");
+      const committed = await client.complete({
+        table,
+        completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: { echo: nameOf(l.key) as string, tail: "\u0000'\\?" } })),
+      });
+      t.is(committed.committed, BigInt(awkward.length));
+      const rows = await allTargets(client, table);
+      t.deepEqual(
+        rows.map((r) => [nameOf(r.key), r.result?.echo, r.result?.tail]).sort(),
+        awkward.map((name) => [name, name, "\u0000'\\?"]).sort(),
+        "each result stored and read back exactly, under its own key",
+      );
+      const ignored = await allJobs(client, table);
+      t.deepEqual(
+        ignored.map((j) => [nameOf(j.key), j.status]),
+        [["ignored '\\?", JobStatus.IGNORE]],
+      );
+      t.is((await client.deleteJobs({ table, keys: [named("ignored '\\?")], statuses: [JobStatus.IGNORE] })).deleted, 1n, "deleted by its key");
+      t.is((await client.deleteTargets({ table, keys: [named("'")] })).deleted, 1n, "a result deleted by its key");
+      t.deepEqual(await counts(client, table), only({ target: awkward.length - 1 }));
+    },
+  },
+  {
     title:
       "column forms: as_columns answers the leases as lists, the keys as one JSON array of their canonical JSON, and the attribute types; results_json commits as Structs would; bad ones are refused and change nothing",
     async run(t, { client }) {

@@ -4,6 +4,8 @@
  */
 import { createHash } from "node:crypto";
 import { isKeyHashScheme, type KeyAttributes } from "../key-codec.js";
+import type { SqlDialect } from "./operations/dialect.js";
+import type { Param } from "./operations/operation.js";
 import type { DeclaredTable, JobRecord, JobStatusName, LeaseGrant, Page, StoredTarget } from "./store.js";
 
 /** Columns every job query selects, in this order. */
@@ -190,9 +192,10 @@ export function repeatedGrants(tokens: readonly string[], held: readonly HeldGra
 }
 
 /** `id IN (...) AND lease_token IN (...)`: the rows these leases hold (a token names its own id). */
-export function leaseFilter(tokens: readonly string[]): { sql: string; params: (string | number)[] } {
-  const ph = new Array(tokens.length).fill("?").join(",");
-  return { sql: `id IN (${ph}) AND lease_token IN (${ph})`, params: [...tokens.map(leaseJobId), ...tokens] };
+export function leaseFilter(d: Pick<SqlDialect, "inList">, tokens: readonly string[]): { sql: string; params: Param[] } {
+  const ids = d.inList(tokens.map(leaseJobId));
+  const held = d.inList(tokens);
+  return { sql: `id IN (${ids.sql}) AND lease_token IN (${held.sql})`, params: [...ids.params, ...held.params] };
 }
 
 /** A ListJobs position: the last row's priority, scheduled time and id, as "p.s.id". */

@@ -5,9 +5,10 @@
  */
 import type { AttributeCondition } from "../../key-codec.js";
 import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
-import { type Operation, type Param, placeholders, rows, type Statement } from "../operations/operation.js";
+import { type Operation, type Param, rows, type Statement } from "../operations/operation.js";
 import { restrictionText } from "../row-mapping.js";
 import type { ReserveInput } from "../store.js";
+import { literalList, literalRows } from "./sql-literals.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
 
 /**
@@ -77,19 +78,25 @@ export class MysqlDialect implements SqlDialect {
     return { sql, params: conditions.map((c) => restrictionText(c.value)) };
   }
 
+  // The statements of a batch of rows, keys or ids carry their values as literals (sql-literals.ts).
+  inList(values: readonly Param[]): { sql: string; params: Param[] } {
+    return { sql: literalList(values), params: [] };
+  }
+
   insertRows(into: string, row: string, count: number, params: readonly Param[], tail: string): Statement {
-    return { sql: `${into} VALUES ${new Array(count).fill(row).join(",")} ${tail}`, params };
+    return { sql: `${into} VALUES ${literalRows(row, count, params)} ${tail}`, params: [] };
   }
 
   perKey(match: (keyPredicate: string) => string, hashes: readonly string[], after: readonly Param[] = []): Statement {
-    return { sql: match(`key_hash IN (${placeholders(hashes.length)})`), params: [...hashes, ...after] };
+    return { sql: match(`key_hash IN (${literalList(hashes)})`), params: [...after] };
   }
 
   *knownKeys(jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>> {
+    const list = literalList(hashes);
     const found = yield* rows<{ key_hash: string }>({
-      sql: `SELECT key_hash FROM ${target} WHERE key_hash IN (${placeholders(hashes.length)})
-            UNION ALL SELECT key_hash FROM ${jobs} WHERE key_hash IN (${placeholders(hashes.length)})`,
-      params: [...hashes, ...hashes],
+      sql: `SELECT key_hash FROM ${target} WHERE key_hash IN (${list})
+            UNION ALL SELECT key_hash FROM ${jobs} WHERE key_hash IN (${list})`,
+      params: [],
     });
     return new Set(found.map((r) => r.key_hash));
   }
@@ -133,8 +140,8 @@ export class MysqlDialect implements SqlDialect {
       sql: `UPDATE ${jobs} ${BY_ID} SET status = 'reserved', lease_token = CONCAT(?, '-', LOWER(CONV(id, 10, 36))), reserve_time = ?,
               lease_expire_time = ?, attempts = attempts + 1, worker_id = ?, host = ?, pid = ?, user = ?, code_version = ?,
               progress = NULL, progress_message = NULL
-            WHERE id IN (${placeholders(ids.length)})`,
-      params: [prefix, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, ...ids],
+            WHERE id IN (${literalList(ids)})`,
+      params: [prefix, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion],
     };
   }
 

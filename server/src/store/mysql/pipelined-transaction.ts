@@ -11,7 +11,8 @@
  * - the statements of a `together` step (rowsAndRun, rowsAndRows) go in one round trip.
  *
  * They travel as one multi-statement query (mysql2's multipleStatements), executed in order; the
- * first error stops the rest, and the caller then rolls back. Every value is still a bound `?`.
+ * first error stops the rest, and the caller then rolls back. A value is a `?` that mysql2 escapes
+ * into the text, or, in a statement of a batch of rows or keys, a literal the dialect wrote (sql-literals.ts).
  *
  * Behind a proxy that splits reads from writes (ProxySQL, MaxScale), a plain read in autocommit may
  * be routed to a replica and read behind the primary: point Populus at the primary itself, or at a

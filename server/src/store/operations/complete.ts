@@ -9,7 +9,7 @@ import { leaseFilter } from "../row-mapping.js";
 import type { CompleteOutcome, Completion } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, type Param, placeholders, rows, run, sql, write } from "./operation.js";
+import { type Operation, type Param, rows, run, sql, write } from "./operation.js";
 
 /** A job a Complete's lease still holds, as the Complete reads it. */
 interface HeldForCompletion {
@@ -27,7 +27,7 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
   const jobs = d.jobsTable(table);
   const target = d.targetTable(table);
   const tokens = completions.map((c) => c.leaseToken);
-  const leases = leaseFilter(tokens);
+  const leases = leaseFilter(d, tokens);
   // The jobs these leases still hold, locked so a concurrent sweep cannot take them mid-commit, or
   // (MariaDB) deleted as they are read: a lease found lost below rolls the deletes back.
   const deleting = keepCompleted ? null : d.deleteHeldReturning(jobs, leases, HELD_COLUMNS, tokens.length);
@@ -39,9 +39,8 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
   const notHeld = held.length < tokens.length ? tokens.filter((t) => !byToken.has(t)) : [];
   if (notHeld.length > 0) {
     // A repeat of a Complete that committed: its token is on the target row.
-    const committed = yield* rows<{ lease_token: string }>(
-      sql(`SELECT lease_token FROM ${target} WHERE lease_token IN (${placeholders(notHeld.length)})`, notHeld),
-    );
+    const list = d.inList(notHeld);
+    const committed = yield* rows<{ lease_token: string }>(sql(`SELECT lease_token FROM ${target} WHERE lease_token IN (${list.sql})`, list.params));
     const done = new Set(committed.map((r) => r.lease_token));
     const lost = notHeld.filter((t) => !done.has(t));
     if (lost.length > 0) throw new LeaseLostError(lost);
@@ -50,11 +49,12 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
   if (held.length === 0) return { committed: 0, alreadyCommitted };
   const ids = held.map((r) => r.id);
   if (keepCompleted) {
+    const list = d.inList(ids);
     yield* write(
       sql(
         `UPDATE ${d.byId(jobs)} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
-         WHERE id IN (${placeholders(ids.length)})`,
-        [now, now, ...ids],
+         WHERE id IN (${list.sql})`,
+        [now, now, ...list.params],
       ),
     );
   } else if (deleting === null) {

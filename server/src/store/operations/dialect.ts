@@ -67,6 +67,8 @@ export interface SqlDialect {
   /** ` AND <attribute> = ?` per condition on key_json, and their parameters. */
   restriction(conditions: readonly AttributeCondition[]): { sql: string; params: Param[] };
 
+  /** The items of an `IN (...)` list and their params: MySQL writes the values as literals (sql-literals.ts), SQLite binds them. */
+  inList(values: readonly Param[]): { sql: string; params: Param[] };
   /** `count` rows of `width` params each: MySQL one multi-row INSERT, SQLite one prepared row per run. */
   insertRows(into: string, row: string, count: number, params: readonly Param[], tail: string): Statement;
   /**

@@ -21,7 +21,7 @@ export function* heartbeat(
   const held = yield* heldLeases(d, jobs, tokens);
   if (held.size > 0) {
     // Every held lease in one statement.
-    const leases = leaseFilter([...held.keys()]);
+    const leases = leaseFilter(d, [...held.keys()]);
     yield* write(sql(`UPDATE ${d.byId(jobs)} SET lease_expire_time = ? WHERE ${d.held} AND ${leases.sql}`, [expire, ...leases.params]));
   }
   const params: Param[] = [];

@@ -9,7 +9,7 @@ import { type Operation, rows, sql } from "./operation.js";
 
 /** The held ones among `tokens`, by token. */
 export function* heldLeases(d: SqlDialect, jobs: string, tokens: readonly string[]): Operation<Map<string, HeldLease>> {
-  const leases = leaseFilter(tokens);
+  const leases = leaseFilter(d, tokens);
   const found = yield* rows<{ lease_token: string; key_json: string; worker_id: string | null }>(
     sql(`SELECT lease_token, key_json, worker_id FROM ${d.byId(jobs)} WHERE ${d.held} AND ${leases.sql}${d.forUpdate}`, leases.params),
   );

@@ -15,7 +15,7 @@ export function* release(d: SqlDialect, table: string, tokens: readonly string[]
   const held = yield* heldLeases(d, jobs, tokens);
   let released = 0;
   if (held.size > 0) {
-    const leases = leaseFilter([...held.keys()]);
+    const leases = leaseFilter(d, [...held.keys()]);
     released = yield* run(
       sql(
         `UPDATE ${d.byId(jobs)} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = ${d.greatest("attempts - 1", "0")}

@@ -28,7 +28,7 @@ export function* repeatedReserve(d: SqlDialect, table: string, requestId: string
   if (request === undefined) return [];
   if (Number(request.lease_expire_time) > now) {
     const tokens = requestLeaseTokens(request);
-    const leases = leaseFilter(tokens);
+    const leases = leaseFilter(d, tokens);
     const held = yield* rows<HeldGrantRow>(
       sql(
         `SELECT lease_token, key_json, priority, attempts, lease_expire_time FROM ${d.byId(d.jobsTable(table))} WHERE ${d.held} AND ${leases.sql}`,

@@ -6,7 +6,7 @@ import { Change } from "../change-log.js";
 import { type StoreOptions, WORKER_LOST_MESSAGE } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, placeholders, rows, run, sql, write } from "./operation.js";
+import { type Operation, rows, run, sql, write } from "./operation.js";
 
 /**
  * Reserved jobs whose `column` is before `cutoff` go back to pending, or to error once their worker
@@ -37,11 +37,12 @@ export function* resetLeases(
   const lost = found.filter((r) => Number(r.attempts) >= max);
   const back = found.filter((r) => Number(r.attempts) < max);
   if (lost.length > 0) {
+    const list = d.inList(lost.map((r) => r.id));
     yield* write(
       sql(
         `UPDATE ${d.byId(jobs)} SET status = 'error', error_message = ${d.concat("?", "attempts", "?")}, complete_time = ?, lease_token = NULL, lease_expire_time = NULL
-         WHERE id IN (${placeholders(lost.length)})`,
-        [WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...lost.map((r) => r.id)],
+         WHERE id IN (${list.sql})`,
+        [WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...list.params],
       ),
     );
     change.move("reserved", "error", lost.length).jobs(
@@ -51,10 +52,11 @@ export function* resetLeases(
     );
   }
   if (back.length > 0) {
+    const list = d.inList(back.map((r) => r.id));
     yield* write(
       sql(
-        `UPDATE ${d.byId(jobs)} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${placeholders(back.length)})`,
-        back.map((r) => r.id),
+        `UPDATE ${d.byId(jobs)} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${list.sql})`,
+        list.params,
       ),
     );
     change.move("reserved", "pending", back.length).jobs(

@@ -69,6 +69,10 @@ export class SqliteDialect implements SqlDialect {
     return { sql, params: conditions.map((c) => (typeof c.value === "boolean" ? (c.value ? 1 : 0) : c.value)) };
   }
 
+  inList(values: readonly Param[]): { sql: string; params: Param[] } {
+    return { sql: placeholders(values.length), params: [...values] };
+  }
+
   insertRows(into: string, row: string, count: number, params: readonly Param[], tail: string): Statement {
     return { sql: `${into} VALUES ${row} ${tail}`, params, perRow: params.length / count };
   }

@@ -54,7 +54,8 @@ console.log(
   JSON.stringify({
     sizes,
     drain: drained?.results,
-    refresh: refreshed,
+    refresh: refreshed?.phases,
+    refreshDatabaseAlone: refreshed?.databaseAlone,
     flat: flatCost,
     latency: latencies,
     watch: watched?.results,

@@ -13,6 +13,8 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { connect, ResourceExhaustedError } from "../client-sdk/dist/index.js";
+import mysql from "mysql2/promise";
+import { createTableStatements, jobsTable } from "../server/dist/store/mysql/table-ddl.js";
 import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
 import { type ServerProcess, startServer } from "../test/helpers/server-process.js";
 import { db, makeCalls, tables } from "./pipeline.js";
@@ -103,12 +105,17 @@ function sdkConnection(url: string): { rpc: Rpc; close(): void } {
 }
 
 /** A server on the port of BENCH_URL with a database of its own; stop() also answers its peak RSS. */
-async function benchServer(dialect: Dialect, port: number, args: string[] = []): Promise<{ server: ServerProcess; rpc: Rpc; finish(): Promise<number> }> {
+async function benchServer(
+  dialect: Dialect,
+  port: number,
+  args: string[] = [],
+): Promise<{ server: ServerProcess; rpc: Rpc; databaseUrl: string; finish(): Promise<number> }> {
   const database = await createTestDatabase(dialect);
   const server = await startServer({ database: database.url, args: ["--port", String(port), ...args] });
   db.close(); // the pipeline's connection went to the previous server
   return {
     server,
+    databaseUrl: database.url,
     rpc: rpcClient(server.url),
     async finish() {
       const status = readFileSync(`/proc/${server.process.pid}/status`, "utf8");
@@ -211,6 +218,8 @@ export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line
 export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
   const srv = await benchServer(dialect, port);
   const phases: Record<string, number[]> = { "empty table": [], "same again (adds 0)": [], "10% changed": [] };
+  // MySQL: the rows of "empty table" inserted again by mysql2 alone, each run right after the refresh.
+  const databaseAlone: number[] = [];
   for (let i = 0; i < s.repetitions; i++) {
     let shift = 0;
     const table = db.table<{ id: number }>(`Refresh${i}`, {
@@ -227,6 +236,7 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
       const expected = phase === "empty table" ? s.refreshKeys : phase === "10% changed" ? shift : 0;
       if (counts.added !== expected) throw new Error(`refresh "${phase}" added ${counts.added}, expected ${expected}`);
     }
+    if (dialect === "mysql") databaseAlone.push(await insertsAlone(srv.databaseUrl, `RefreshAlone${i}`, s.refreshKeys));
     log(
       `refresh run ${i + 1}: ${Object.values(phases)
         .map((r) => r.at(-1)!.toFixed(0))
@@ -234,7 +244,49 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
     );
   }
   await srv.finish();
-  return Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, spread(v)]));
+  return {
+    phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, spread(v)])),
+    databaseAlone: databaseAlone.length === 0 ? undefined : spread(databaseAlone),
+  };
+}
+
+/**
+ * The rows a refresh of `keys` new keys inserts, inserted by mysql2 alone into a jobs table of
+ * the server's own DDL, as the refresh sends them: calls of 10,000 keys (the SDK's) as one
+ * transaction each of 1,000-row INSERTs (the server's), two calls at once (the SDK's): the rate
+ * (rows/s) MariaDB gives a refresh here with no Populus process in the way.
+ */
+async function insertsAlone(databaseUrl: string, table: string, keys: number): Promise<number> {
+  const CALL_KEYS = 10_000;
+  const STATEMENT_ROWS = 1_000;
+  const connections = await Promise.all([0, 1].map(() => mysql.createConnection({ uri: databaseUrl })));
+  try {
+    for (const statement of createTableStatements(table)) await connections[0]!.query(statement);
+    const now = Date.now();
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      connections.map(async (c) => {
+        for (let from = next; from < keys; from = next) {
+          next += CALL_KEYS;
+          await c.query("START TRANSACTION");
+          for (let start = from; start < Math.min(keys, from + CALL_KEYS); start += STATEMENT_ROWS) {
+            const rows: string[] = [];
+            for (let id = start; id < Math.min(keys, from + CALL_KEYS, start + STATEMENT_ROWS); id++) {
+              rows.push(`('${id.toString(36).padStart(32, "0")}', '{"id":"${id}"}', 'pending', 5, ${now}, ${now}, 0)`);
+            }
+            await c.query(
+              `INSERT INTO ${jobsTable(table)} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts) VALUES ${rows.join(",")} ON DUPLICATE KEY UPDATE key_hash = key_hash`,
+            );
+          }
+          await c.query("COMMIT");
+        }
+      }),
+    );
+    return keys / ((performance.now() - started) / 1000);
+  } finally {
+    await Promise.all(connections.map((c) => c.end()));
+  }
 }
 
 /** Scenario 3: drain rate with a small queue versus a large one. */

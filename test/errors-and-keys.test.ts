@@ -21,7 +21,7 @@ import {
   toConnectError,
 } from "../server/dist/errors.js";
 import { attributesOf, decodeKey, encodeJsonKey, encodeKey, encodeRestriction, type KeyHashScheme } from "../server/dist/key-codec.js";
-import { checkServerVersion } from "../server/dist/store/mysql/mysql-store.js";
+import { checkServerVersion, checkSqlMode } from "../server/dist/store/mysql/mysql-store.js";
 import { parseTableName } from "../server/dist/table-name.js";
 import { truncateErrorMessage } from "../server/dist/store/store.js";
 
@@ -188,4 +188,12 @@ test("servers without SKIP LOCKED are refused with one clear line", (t) => {
   t.throws(() => checkServerVersion("5.7.44"), { message: "MySQL 5.7.44 is too old: Populus needs MySQL 8.0 or newer (SELECT ... SKIP LOCKED)" });
   t.notThrows(() => checkServerVersion("10.11.19-MariaDB-0+deb12u1"));
   t.notThrows(() => checkServerVersion("8.0.36"));
+});
+
+test("a MySQL server whose sql_mode turns backslash escapes off is refused with one clear line", (t) => {
+  t.throws(() => checkSqlMode("STRICT_TRANS_TABLES,no_backslash_escapes"), {
+    message: "the database's sql_mode includes NO_BACKSLASH_ESCAPES: Populus escapes values with backslashes; remove it from the server's sql_mode",
+  });
+  t.notThrows(() => checkSqlMode("STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"));
+  t.notThrows(() => checkSqlMode(""));
 });

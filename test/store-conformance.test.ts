@@ -721,7 +721,8 @@ const scenarios: Scenario[] = [
       "keys and results holding quotes, backslashes, NUL, control characters and question marks go through refresh, ignore, reserve, complete and delete unchanged, in batches and alone",
     async run(t, { client }) {
       const table = "LiteralValues";
-      const awkward = ['O\'Brien \\ "q" ?', "a\u0000b\b\t\n\r\u001ac?", "\\'; DROP TABLE x; -- ?", "'", "\\", "?", "€ 😀 '?'"];
+      // Control characters reach SQL as JSON's escapes (backslashes); comment openers as text.
+      const awkward = ['O\'Brien \\ "q" ?', "a\u0000b\b\t\n\r\u001ac?", "\\'; DROP TABLE x; -- ?", "'", "\\", "?", "€ 😀 '?'", "/*! x */ # -- ?"];
       const named = (name: string) => ({ attributes: { name: { kind: { case: "stringValue" as const, value: name } } } });
       const nameOf = (k: { attributes: Record<string, { kind: { case?: string; value?: unknown } }> } | undefined) => k?.attributes.name?.kind.value;
       t.is((await client.refresh({ table, keys: awkward.map(named) })).added, BigInt(awkward.length), "a batch of them: all added");
@@ -749,6 +750,18 @@ const scenarios: Scenario[] = [
       t.is((await client.deleteJobs({ table, keys: [named("ignored '\\?")], statuses: [JobStatus.IGNORE] })).deleted, 1n, "deleted by its key");
       t.is((await client.deleteTargets({ table, keys: [named("'")] })).deleted, 1n, "a result deleted by its key");
       t.deepEqual(await counts(client, table), only({ target: awkward.length - 1 }));
+
+      // Lease tokens come from the client, and any printable one is looked up: one holding quotes,
+      // a backslash and ? is a lease not held, never a statement error.
+      const forged = `${leases[0]?.leaseToken.slice(0, 20)}'\\?"x`;
+      t.deepEqual((await client.heartbeat({ table, leaseTokens: [forged] })).lostLeaseTokens, [forged], "Heartbeat: lost");
+      t.deepEqual((await client.release({ table, leaseTokens: [forged] })).lostLeaseTokens, [forged], "Release: lost");
+      const refused = await rpcError(client.complete({ table, completions: [{ leaseToken: forged, result: {} }] }));
+      t.is(codeName(refused.code), codeName(Code.FailedPrecondition), "Complete: lease no longer held");
+      t.deepEqual(
+        refused.findDetails(LeaseLostDetailSchema).map((d) => d.leaseTokens),
+        [[forged]],
+      );
     },
   },
   {

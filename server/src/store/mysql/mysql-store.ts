@@ -75,6 +75,19 @@ export function checkServerVersion(version: string): void {
   }
 }
 
+/**
+ * The server's SQL mode must leave backslash escapes on: statements carry values escaped with
+ * backslashes (by mysql2, and as literals: sql-literals.ts), which NO_BACKSLASH_ESCAPES would turn
+ * into plain characters, ending a string early at an escaped quote.
+ */
+export function checkSqlMode(mode: string): void {
+  if (mode.split(",").some((m) => m.trim().toUpperCase() === "NO_BACKSLASH_ESCAPES")) {
+    throw new DatabaseUnavailableError(
+      "the database's sql_mode includes NO_BACKSLASH_ESCAPES: Populus escapes values with backslashes; remove it from the server's sql_mode",
+    );
+  }
+}
+
 /** The pool: its size, and how long a call waits for a connection when all are busy. */
 export interface PoolOptions {
   readonly poolSize: number;
@@ -111,7 +124,8 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
     // server's CPU at four single-job workers (bench scenario 4). Our errors name the statement.
     //
     // multipleStatements: a transaction sends START TRANSACTION, held writes and COMMIT along with
-    // its statements (pipelined-transaction.ts). Values stay bound parameters, escaped by mysql2.
+    // its statements (pipelined-transaction.ts). Values are escaped into the text by mysql2, or
+    // written as literals (sql-literals.ts); checkSqlMode makes sure the escapes mean what they say.
     extra: { trace: false, queueLimit: waitQueueLimit(options.poolSize), multipleStatements: true },
     migrations: MYSQL_MIGRATIONS,
     migrationsTableName: "~populus_migrations",
@@ -125,9 +139,11 @@ export async function openMysqlStore(config: MysqlConfig, options: StoreOptions 
   });
   let version = "";
   try {
-    const [row] = (await dataSource.query("SELECT VERSION() AS v")) as { v: string }[];
+    // A new connection's session takes the global sql_mode: the pool's connections have this one.
+    const [row] = (await dataSource.query("SELECT VERSION() AS v, @@SESSION.sql_mode AS mode")) as { v: string; mode: string }[];
     version = row?.v ?? "";
     checkServerVersion(version);
+    checkSqlMode(row?.mode ?? "");
     // Several servers may start at once: a named lock (per database) makes them migrate one at a time.
     // The migrations run on the lock's own connection: dataSource.runMigrations would take a second
     // one from the pool while the first holds the lock, which a pool of one never has.

@@ -2,14 +2,15 @@
  * Values written into MySQL statement text as literals, for the statements of a thousand rows or
  * keys (multi-row INSERTs, `key_hash IN (...)` lists). mysql2's text protocol sends no bound values:
  * its query() escapes each `?`'s value into the text client-side, with sql-escaper's general
- * format, which scans the whole statement for placeholders and runs each string through a regular
+ * format, which scans the statement for placeholders and runs each string through a regular
  * expression. For a refresh of 1,000 keys that was a fifth of the server's CPU (a CPU profile of a
- * 1,000,000-key refresh: format, escapeString and its expression). Here the statement is written
- * once with its values in place, and a string that needs no escape (a key hash, most keys' JSON)
- * is only quoted.
+ * 1,000,000-key refresh: format, escapeString and its expression). Here the values are written
+ * once in place, and a string that needs no escape (a key hash, most keys' JSON) is only quoted. A
+ * batch that also holds statements with `?`s is still scanned by format, which skips quoted text.
  *
  * The escape is sql-escaper's own wherever one is needed, with mysql2's defaults (backslash
- * escapes on, as the session's sql_mode leaves them), so the text is what query() would have sent.
+ * escapes on; the store refuses a server whose sql_mode turns them off: checkSqlMode). A double
+ * quote is left as it is between single quotes, where it is an ordinary character.
  */
 import { escape as escapeSqlValue } from "sql-escaper";
 import type { Param } from "../operations/operation.js";
@@ -30,7 +31,9 @@ export function literal(value: Param): string {
     case "boolean":
       return value ? "true" : "false";
     default:
-      return "NULL";
+      if (value === null || value === undefined) return "NULL";
+      // Not a Param: sql-escaper would have written it some way of its own (a Date, a Buffer, an object's columns).
+      throw new Error(`sql-literals: a ${typeof value} is not a statement value`);
   }
 }
 

@@ -73,7 +73,7 @@ export interface SqlDialect {
   insertRows(into: string, row: string, count: number, params: readonly Param[], tail: string): Statement;
   /**
    * A statement over some keys, `match(keyPredicate)`: MySQL one statement with `key_hash IN (...)`,
-   * SQLite `key_hash = ?` run per key. `after` are the params following the key's (per key on SQLite).
+   * SQLite `key_hash = ?` run per key. `after` are the params of `match`'s own `?`s after the key predicate.
    */
   perKey(match: (keyPredicate: string) => string, hashes: readonly string[], after?: readonly Param[]): Statement;
 

@@ -1403,15 +1403,21 @@ const scenarios: Scenario[] = [
     },
   },
   {
-    title: "one-key refreshes (their own statement): a key with a job or a result is not added again; a kept success whose row was deleted is re-pended",
-    async run(t, { client }) {
+    title:
+      "one-key refreshes (one round trip on MySQL): a key with a job or a result is not added again; a kept success whose row was deleted is re-pended; the change log counts each added job once",
+    async run(t, { client, db }) {
       const table = "OneKey";
       const one = async (id: number) => {
         const r = await client.refresh({ table, keys: [key(id)] });
         return { ...rc(r), anyPending: r.anyPending };
       };
+      const changes = async () =>
+        (await queryDatabase<{ deltas: string }>(db, `SELECT deltas FROM ${quoted(db, "~populus_events")} WHERE table_name = 'one_key' ORDER BY id`)).map(
+          (r) => JSON.parse(r.deltas) as unknown,
+        );
       t.deepEqual(await one(1), { ...rcOf({ added: 1 }), anyPending: true });
       t.deepEqual(await one(1), { ...rcOf({}), anyPending: true }, "a key already pending is not added again");
+      t.deepEqual(await changes(), [{ pending: 1 }], "the change log holds the job added, and nothing of the call that added none");
       const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
       t.deepEqual(await one(1), { ...rcOf({}), anyPending: false }, "nor a reserved one");
       await client.complete({ table, keepCompleted: true, completions: [{ leaseToken: lease!.leaseToken, result: { value: 1 } }] });
@@ -1421,7 +1427,13 @@ const scenarios: Scenario[] = [
       await client.complete({ table, completions: [{ leaseToken: second!.leaseToken, result: { value: 2 } }] });
       t.deepEqual(await one(2), { ...rcOf({}), anyPending: false }, "a key whose job was deleted with its commit has its result: not added");
       t.is((await client.deleteTargets({ table, keys: [key(1)] })).deleted, 1n);
+      const before = (await changes()).length;
       t.deepEqual(await one(3), { ...rcOf({ added: 1, rePended: 1 }), anyPending: true }, "the kept success of key 1 is pending again");
+      t.deepEqual(
+        (await changes()).slice(before),
+        [{ pending: 1 }, { success: -1, pending: 1 }],
+        "the key's job, then the re-pend in the refresh that follows it (its own transaction)",
+      );
       t.deepEqual((await allJobs(client, table)).map((j) => [idOf(j.key), statusOf(j)]).sort(byFirst), [
         [1, "PENDING"],
         [3, "PENDING"],

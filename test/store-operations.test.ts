@@ -13,9 +13,9 @@ import {
   type AsyncExecutor,
   type Operation,
   type Param,
+  lastTogether,
   rows,
   rowsAndRows,
-  rowsAndRun,
   run,
   runAsync,
   runSync,
@@ -160,20 +160,44 @@ test("a pipelined transaction that only reads never begins and sends no COMMIT; 
   );
 });
 
-test("rowsAndRun and rowsAndRows send their statements in one round trip, and run them in order on SQLite's driver", async (t) => {
-  function* readAndInsert(): Operation<{ found: unknown[]; inserted: number }> {
-    const [found, inserted] = yield* rowsAndRun({ sql: "SELECT id FROM t", params: [] }, { sql: "INSERT INTO t (id) VALUES (?)", params: [3] });
-    yield* write({ sql: "INSERT INTO log (n) VALUES (?)", params: [inserted] });
+test("lastTogether sends the held writes, its statements and COMMIT in one round trip; rowsAndRows its two reads; both run in order on SQLite's driver", async (t) => {
+  function* readInsertAndLog(): Operation<{ found: unknown[]; inserted: number }> {
+    yield* write({ sql: "DELETE FROM t WHERE id = ?", params: [4] });
+    const [found, inserted] = (yield* lastTogether(
+      { kind: "rows", statement: { sql: "SELECT id FROM t", params: [] } },
+      { kind: "run", statement: { sql: "INSERT INTO t (id) VALUES (?)", params: [3] } },
+      { kind: "run", statement: { sql: "INSERT INTO log (n) SELECT ROW_COUNT()", params: [] } },
+    )) as [unknown[], number, number];
     return { found, inserted };
   }
   const sent: { sql: string; values: Param[] }[] = [];
   const transaction = new PipelinedTransaction(recordingConnection(sent));
-  t.deepEqual(await runAsync(readAndInsert(), transaction), { found: [{ id: 1 }], inserted: 2 });
+  t.deepEqual(await runAsync(readInsertAndLog(), transaction), { found: [{ id: 1 }], inserted: 2 });
   await transaction.commit();
-  t.deepEqual(sent, [
-    { sql: "START TRANSACTION;\nSELECT id FROM t;\nINSERT INTO t (id) VALUES (?)", values: [3] },
-    { sql: "INSERT INTO log (n) VALUES (?);\nCOMMIT", values: [2] },
-  ]);
+  t.deepEqual(
+    sent,
+    [
+      {
+        sql: "START TRANSACTION;\nDELETE FROM t WHERE id = ?;\nSELECT id FROM t;\nINSERT INTO t (id) VALUES (?);\nINSERT INTO log (n) SELECT ROW_COUNT();\nCOMMIT",
+        values: [4, 3],
+      },
+    ],
+    "commit() after it sends nothing more",
+  );
+
+  // An operation must end with its last statements: its commit has gone with them.
+  function* goesOn(): Operation<void> {
+    yield* lastTogether({ kind: "run", statement: { sql: "DELETE FROM t", params: [] } });
+    yield* run({ sql: "DELETE FROM u", params: [] });
+  }
+  const afterLast: { sql: string; values: Param[] }[] = [];
+  await t.throwsAsync(runAsync(goesOn(), new PipelinedTransaction(recordingConnection(afterLast))), { message: /went on after its last statements/ });
+  t.deepEqual(
+    afterLast.map((q) => q.sql),
+    ["START TRANSACTION;\nDELETE FROM t;\nCOMMIT"],
+    "the statement after it is never sent",
+  );
+  t.throws(() => runSync(goesOn(), { rows: () => [], run: () => 1 }), { message: /went on after its last statements/ });
 
   // Two plain reads together need no transaction; a locking one begins it.
   const reads: { sql: string; values: Param[] }[] = [];
@@ -200,8 +224,8 @@ test("rowsAndRun and rowsAndRows send their statements in one round trip, and ru
       return 1;
     },
   };
-  t.deepEqual(runSync(readAndInsert(), sync), { found: [{ id: 9 }], inserted: 1 });
-  t.deepEqual(order, ["SELECT id FROM t", "INSERT INTO t (id) VALUES (?)", "INSERT INTO log (n) VALUES (?)"]);
+  t.deepEqual(runSync(readInsertAndLog(), sync), { found: [{ id: 9 }], inserted: 1 });
+  t.deepEqual(order, ["DELETE FROM t WHERE id = ?", "SELECT id FROM t", "INSERT INTO t (id) VALUES (?)", "INSERT INTO log (n) SELECT ROW_COUNT()"]);
 });
 
 const mysqlTest = testDialects().includes("mysql") ? test : test.skip;

@@ -19,7 +19,7 @@ import { ignore } from "./operations/ignore.js";
 import { listJobs, listTargets } from "./operations/list-jobs.js";
 import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
-import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh } from "./operations/refresh.js";
+import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
 import { deleteExpiredRequests, expireTableLeases } from "./operations/sweep.js";
@@ -126,13 +126,21 @@ export abstract class SharedStore implements JobStore {
     if (input.keys.length === 0 && input.refreshId === null && !(await this.statements(() => holdsAnyJob(this.sql, input.table)))) {
       return { ...NOTHING_REFRESHED, anyPending: false };
     }
+    const [onlyKey] = input.keys;
+    let oneKey: RefreshCounts | null = null;
+    if (input.refreshId === null && input.keys.length === 1 && onlyKey !== undefined) {
+      const { counts, settled } = await this.transaction(() => refreshOneKey(this.sql, input, onlyKey), 1);
+      if (settled) return counts;
+      oneKey = counts;
+    }
     const staging = stagingId(input.table, input.refreshId ?? `${STAGING_PREFIX}${++stagingCalls}`);
     const result = await this.transaction(() => refresh(this.sql, input, staging, this.options, this.#newKeyExpectations), input.keys.length);
     if (result.dropStaging) {
       // Left for the next refresh's abandoned-row cleanup if it fails.
       void this.statements(() => dropStaging(this.sql, staging, input.now)).catch(() => undefined);
     }
-    return result.counts;
+    // The one-key transaction's job is counted there; the refresh after it found the job and added nothing.
+    return oneKey === null ? result.counts : { ...result.counts, added: result.counts.added + oneKey.added };
   }
 
   async reserve(input: ReserveInput): Promise<LeaseGrant[]> {

@@ -8,7 +8,8 @@
  *   an operation that only reads (a refresh that finds nothing to do) then needs no COMMIT at all;
  * - a `write` (a statement whose count the operation does not read: a change-log row, a lease
  *   update; a per-row one as its runs) waits and goes with the next statement, or with COMMIT;
- * - the statements of a `together` step (rowsAndRun, rowsAndRows) go in one round trip.
+ * - the statements of a `together` step (rowsAndRows, lastTogether) go in one round trip, and
+ *   COMMIT goes with the operation's last ones (lastTogether): a one-key refresh is one round trip.
  *
  * They travel as one multi-statement query (mysql2's multipleStatements), executed in order; the
  * first error stops the rest, and the caller then rolls back. A value is a `?` that mysql2 escapes
@@ -30,6 +31,8 @@ const COMMIT: Statement = { sql: "COMMIT", params: [] };
 
 export class PipelinedTransaction implements AsyncExecutor {
   private begun = false;
+  /** COMMIT went with the operation's last statements (together's `last`). */
+  private committed = false;
   /** Writes not sent yet, in order. */
   private readonly held: Statement[] = [];
 
@@ -57,7 +60,8 @@ export class PipelinedTransaction implements AsyncExecutor {
     this.held.push(...runsOf(s));
   }
 
-  async together(parts: readonly Part[]): Promise<unknown[]> {
+  /** `last`: the operation ends with these statements, so COMMIT goes with them (commit() then has nothing left to send). */
+  async together(parts: readonly Part[], last = false): Promise<unknown[]> {
     if (parts.some((p) => p.statement.perRow !== undefined)) {
       const results: unknown[] = [];
       for (const p of parts) results.push(p.kind === "rows" ? await this.rows(p.statement) : await this.run(p.statement));
@@ -68,13 +72,14 @@ export class PipelinedTransaction implements AsyncExecutor {
       const answered = await this.query(statements);
       return statements.length === 1 ? [answered] : (answered as unknown[]);
     }
-    const results = await this.send(...statements);
+    const results = last ? (await this.send(...statements, COMMIT)).slice(0, -1) : await this.send(...statements);
+    if (last) this.committed = true;
     return results.map((r, i) => (parts[i]?.kind === "run" ? affected(r) : r));
   }
 
-  /** Sends the held writes and COMMIT; a transaction that never began (it only read, or did nothing) has nothing to commit. */
+  /** Sends the held writes and COMMIT; a transaction that never began (it only read, or did nothing) or already committed has nothing to commit. */
   async commit(): Promise<void> {
-    if (this.begun || this.held.length > 0) await this.send(COMMIT);
+    if (!this.committed && (this.begun || this.held.length > 0)) await this.send(COMMIT);
   }
 
   /** Rolls back whatever began; harmless when nothing did, and quiet on a connection already lost. */

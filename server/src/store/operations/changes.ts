@@ -4,7 +4,7 @@
 import { type Change, type ChangeRow, type CountName, parseChangeRow } from "../change-log.js";
 import type { ChangeBounds } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, rows, run, sql, write } from "./operation.js";
+import { type Operation, rows, run, type Statement, sql, write } from "./operation.js";
 
 /**
  * Appends a transaction's change to the log, as the transaction's last statement: the
@@ -24,6 +24,19 @@ export function* logChange(d: SqlDialect, table: string, change: Change, now: nu
   }
   const deltas = countedByPrevious === undefined ? "?" : `JSON_SET(?, '$.${countedByPrevious}', ${d.previousRowCount})`;
   yield* write(sql(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ${deltas}, ?)`, [table, now, c.deltas, c.events]));
+}
+
+/**
+ * The change of a statement that inserted pending jobs and did nothing else, counted in SQL: a row
+ * whose `pending` delta is the rows the previous statement changed, written only when it changed
+ * any. It goes in the same round trip as that statement, whose count the operation has not read.
+ */
+export function logInsertedByPrevious(d: SqlDialect, table: string, now: number): Statement {
+  const count = d.previousRowCount;
+  return sql(
+    `INSERT INTO ${d.names.events} (table_name, time, deltas, events) SELECT ?, ?, JSON_OBJECT('pending', ${count}), '[]'${d.fromNoTable} WHERE ${count} > 0`,
+    [table, now],
+  );
 }
 
 interface ChangeLogRow {

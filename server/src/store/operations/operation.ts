@@ -31,8 +31,11 @@ export interface Statement {
  */
 export type Step =
   | { readonly kind: "rows" | "run" | "write"; readonly statement: Statement }
-  /** Statements that do not depend on each other's results, each read or counted. */
-  | { readonly kind: "together"; readonly parts: readonly Part[] };
+  /**
+   * Statements that do not depend on each other's results, each read or counted. `last`: the
+   * operation's last statements, which the executor may send with its commit (lastTogether).
+   */
+  | { readonly kind: "together"; readonly parts: readonly Part[]; readonly last?: boolean };
 
 /** A statement of a `together` step: its rows are read, or the rows it changes counted. */
 export interface Part {
@@ -66,9 +69,12 @@ function* together(first: Part, ...rest: Part[]): Operation<unknown[]> {
   return (yield { kind: "together", parts: [first, ...rest] }) as unknown[];
 }
 
-/** Reads rows and then runs a change that does not depend on them (a one-key refresh's insert beside its state read). */
-export function* rowsAndRun<R>(read: Statement, change: Statement): Operation<[R[], number]> {
-  return (yield* together({ kind: "rows", statement: read }, { kind: "run", statement: change })) as [R[], number];
+/**
+ * The operation's last statements, none depending on another's result: on MySQL they go in one
+ * round trip with the transaction's START and COMMIT. The operation must return right after.
+ */
+export function* lastTogether(first: Part, ...rest: Part[]): Operation<unknown[]> {
+  return (yield { kind: "together", parts: [first, ...rest], last: true }) as unknown[];
 }
 
 /** Two reads, the second not depending on the first's rows (Reserve's request record and the ready jobs). */
@@ -102,15 +108,21 @@ export interface AsyncExecutor {
   run(statement: Statement): Promise<number>;
   /** Runs the statement, or keeps it to send before the next one. */
   write(statement: Statement): Promise<void>;
-  /** Runs the parts in order, in one round trip where it can; answers each one's rows or count. */
-  together?(parts: readonly Part[]): Promise<unknown[]>;
+  /**
+   * Runs the parts in order, in one round trip where it can; answers each one's rows or count.
+   * `last`: the operation's last statements; the executor may commit with them.
+   */
+  together?(parts: readonly Part[], last?: boolean): Promise<unknown[]>;
 }
 
 /** Drives an operation on a synchronous driver (better-sqlite3). */
 export function runSync<T>(operation: Operation<T>, executor: SyncExecutor): T {
+  let afterLast = false;
   let next = operation.next();
   while (!next.done) {
     const step = next.value;
+    if (afterLast) throw new Error("runSync: an operation went on after its last statements (lastTogether)");
+    afterLast = step.kind === "together" && step.last === true;
     if (step.kind === "together") next = operation.next(step.parts.map((p) => (p.kind === "rows" ? executor.rows(p.statement) : executor.run(p.statement))));
     else next = operation.next(step.kind === "rows" ? executor.rows(step.statement) : executor.run(step.statement));
   }
@@ -119,15 +131,18 @@ export function runSync<T>(operation: Operation<T>, executor: SyncExecutor): T {
 
 /** Drives an operation on an asynchronous driver (mysql2), one step at a time. */
 export async function runAsync<T>(operation: Operation<T>, executor: AsyncExecutor): Promise<T> {
+  let afterLast = false;
   let next = operation.next();
   while (!next.done) {
     const step = next.value;
+    if (afterLast) throw new Error("runAsync: an operation went on after its last statements (lastTogether)");
     if (step.kind === "write") {
       await executor.write(step.statement);
       next = operation.next();
     } else if (step.kind === "together") {
       const { parts } = step;
-      if (executor.together !== undefined) next = operation.next(await executor.together(parts));
+      afterLast = step.last === true;
+      if (executor.together !== undefined) next = operation.next(await executor.together(parts, step.last));
       else {
         const results: unknown[] = [];
         for (const p of parts) results.push(p.kind === "rows" ? await executor.rows(p.statement) : await executor.run(p.statement));

@@ -7,9 +7,9 @@ import type { EncodedKey } from "../../key-codec.js";
 import { Change } from "../change-log.js";
 import type { RefreshCounts, RefreshInput, StoreOptions } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
-import { logChange } from "./changes.js";
+import { logChange, logInsertedByPrevious } from "./changes.js";
 import { insertJobs, insertJobUnlessComputed } from "./insert-jobs.js";
-import { KEY_CHUNK, type Operation, type Param, rows, rowsAndRun, run, type Statement, sql, write } from "./operation.js";
+import { KEY_CHUNK, lastTogether, type Operation, type Param, rows, run, type Statement, sql, write } from "./operation.js";
 import { resetLeases } from "./sweep.js";
 import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "./stale-candidates.js";
 
@@ -71,18 +71,12 @@ export function* refresh(
   // it a duplicate's id goes to the next row, so a statement's rows take its first ids in turn.
   const keepJob = d.onConflictKeep("key_hash", "key_hash");
   const insertOne = (key: EncodedKey) => insertJobUnlessComputed(d, jobs, target, key, row, keepJob);
-  // A refresh of one call and one key (populate's refresh of a single key, an enqueue from a web
-  // hook) sends its insert with the read of its state: one round trip fewer on MySQL.
-  const [onlyKey] = input.keys;
-  const insertWithState = input.refreshId === null && input.keys.length === 1 && onlyKey !== undefined ? insertOne(onlyKey) : null;
-  const { state, inserted } = yield* refreshState(d, staging, input, insertWithState);
-  let added = inserted;
+  const state = yield* refreshState(d, staging, input);
+  let added = 0;
   for (let i = 0; i < input.keys.length; i += KEY_CHUNK) {
     const chunk = input.keys.slice(i, i + KEY_CHUNK);
     const hashes = chunk.map((k) => k.hash);
-    if (insertWithState !== null) {
-      // Inserted with the state read.
-    } else if (chunk.length === 1) {
+    if (chunk.length === 1) {
       added += yield* run(insertOne(chunk[0] as EncodedKey));
     } else if (d.dropComputedJustInserted !== null && expectations.expectsNew(input.table)) {
       // Expected new: inserted first, then the jobs of keys already computed are deleted. The
@@ -207,11 +201,8 @@ interface RefreshState {
  * job older than the cutoff existed then. Otherwise no job can be stale for this refresh, and a
  * refresh of a fresh or recently refreshed table (the common case) writes no staging rows at all
  * (measured on MySQL: staging was most of a repeated 1M-key refresh in the default 128 MB buffer pool).
- *
- * `sendWith`: a statement that does not depend on the state, run with its first read (rowsAndRun);
- * `inserted` answers the rows it changed (0 without one).
  */
-function* refreshState(d: SqlDialect, staging: string, input: RefreshInput, sendWith: Statement | null): Operation<{ state: RefreshState; inserted: number }> {
+function* refreshState(d: SqlDialect, staging: string, input: RefreshInput): Operation<RefreshState> {
   function* read() {
     const [row] = yield* rows<{ stale_cutoff: string | number; staging: string | number }>(
       sql(`SELECT stale_cutoff, staging FROM ${d.names.refreshes} WHERE refresh = ?${d.forUpdate}`, [staging]),
@@ -220,25 +211,15 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput, send
       ? undefined
       : { staleCutoff: Number(row.stale_cutoff), staging: Number(row.staging) === 1, anySuccess: null, anyPending: null, heldNoJob: false };
   }
-  // Only a refresh of one call sends a statement with its state read; a later call of a refresh of
-  // several would otherwise return below without running it.
-  if (sendWith !== null && input.refreshId !== null) throw new Error("refreshState: sendWith is for a refresh of one call");
   if (input.refreshId !== null) {
     const known = yield* read();
-    if (known !== undefined) return { state: known, inserted: 0 };
+    if (known !== undefined) return known;
   }
   const staleCutoff = input.now - input.staleTimeoutMs;
   const jobs = d.jobsTable(input.table);
-  // One read for these questions: the oldest job, (for the re-pend of this same call) whether any
-  // job is a success and (for a keyless call, which may change nothing) whether any is pending.
+  // For a keyless call, which may change nothing, whether any job is pending.
   const askPending = input.refreshId === null && input.keys.length === 0;
-  const stateRead = sql(
-    `SELECT (${oldestJobSql(jobs)}) AS oldest, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'success' LIMIT 1) AS any_success${
-      askPending ? `, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1) AS any_pending` : ""
-    }`,
-  );
-  type StateRow = { oldest: string | number | null; any_success: string | number | null; any_pending?: string | number | null };
-  const [[first], inserted] = sendWith === null ? [yield* rows<StateRow>(stateRead), 0] : yield* rowsAndRun<StateRow>(stateRead, sendWith);
+  const [first] = yield* rows<StateRow>(stateRead(d, jobs, askPending));
   const oldest = first?.oldest ?? null;
   // A keyless refresh of one call stages nothing, so it removes nothing: it need not ask.
   const mayStage = input.refreshId !== null || input.keys.length > 0;
@@ -254,16 +235,67 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput, send
     anyPending: askPending ? first?.any_pending != null : null,
     heldNoJob: oldest === null,
   };
-  if (input.refreshId === null) return { state, inserted };
+  if (input.refreshId === null) return state;
   yield* write(
     sql(
       `INSERT INTO ${d.names.refreshes} (refresh, table_name, stale_cutoff, staging, create_time) VALUES (?, ?, ?, ?, ?) ${d.onConflictKeep("refresh", "refresh")}`,
       [staging, input.table, state.staleCutoff, state.staging ? 1 : 0, input.now],
     ),
   );
-  if (d.singleWriter) return { state, inserted };
+  if (d.singleWriter) return state;
   // Concurrent first calls of one refresh: the first insert wins and every call reads its row.
-  return { state: (yield* read()) ?? state, inserted };
+  return (yield* read()) ?? state;
+}
+
+type StateRow = { oldest: string | number | null; any_success: string | number | null; any_pending?: string | number | null };
+
+/**
+ * One read for a refresh's questions of its table: the oldest job (stale removal, orphans), whether
+ * any job is a success (the re-pend) and, with `askPending`, whether any is pending.
+ */
+function stateRead(d: SqlDialect, jobs: string, askPending: boolean): Statement {
+  return sql(
+    `SELECT (${oldestJobSql(jobs)}) AS oldest, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'success' LIMIT 1) AS any_success${
+      askPending ? `, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1) AS any_pending` : ""
+    }`,
+  );
+}
+
+/** What refreshOneKey did; `settled` false: the table needs the rest of a refresh (refresh, in a transaction of its own). */
+export interface OneKeyResult {
+  readonly counts: RefreshCounts;
+  readonly settled: boolean;
+}
+
+/**
+ * A refresh of one call and one key (populate's refresh of a single key, an enqueue from a web
+ * hook) in one round trip on MySQL: the state read, the insert and its change-log row go with the
+ * transaction's START and COMMIT (three round trips when each waited for the one before). The
+ * change-log row counts the insert in SQL and is written only when it inserted.
+ *
+ * The read says whether the table needs more of a refresh: a job old enough to be stale, a success
+ * job to re-pend, or (with an orphan timeout) any job to reset. Then the answer is not settled and
+ * the store runs refresh for the same key next, in its own transaction; the key's insert there
+ * finds this one's job and adds nothing. Most tables need none of it, having no success job kept
+ * and none older than the stale timeout.
+ */
+export function* refreshOneKey(d: SqlDialect, input: RefreshInput, key: EncodedKey): Operation<OneKeyResult> {
+  if (input.refreshId !== null || input.keys.length !== 1) throw new Error("refreshOneKey: a refresh of one call and one key only");
+  const jobs = d.jobsTable(input.table);
+  const row = { status: "pending", priority: input.priority, createTime: input.now, scheduledTime: input.now + input.delayMs } as const;
+  const insert = insertJobUnlessComputed(d, jobs, d.targetTable(input.table), key, row, d.onConflictKeep("key_hash", "key_hash"));
+  const [found, inserted] = (yield* lastTogether(
+    { kind: "rows", statement: stateRead(d, jobs, true) },
+    { kind: "run", statement: insert },
+    { kind: "run", statement: logInsertedByPrevious(d, input.table, input.now) },
+  )) as [StateRow[], number, number];
+  const [first] = found;
+  const oldest = first?.oldest == null ? undefined : Number(first.oldest);
+  const settled =
+    first?.any_success == null && (input.orphanTimeoutMs === null || oldest === undefined) && !mayHoldStaleJobs(oldest, input.now - input.staleTimeoutMs);
+  // Pending now: this call's job, or one that was pending when the state was read (the insert changes no other job).
+  const anyPending = inserted > 0 || first?.any_pending != null;
+  return { counts: { added: inserted, removed: 0, orphaned: 0, rePended: 0, anyPending }, settled };
 }
 
 /**

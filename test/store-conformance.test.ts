@@ -1404,6 +1404,40 @@ const scenarios: Scenario[] = [
   },
   {
     title:
+      "idle passes of a table with no job share one read a second: a job written behind the server's back (as through another replica) is found once that read is a second old; one this server refreshes or ignores in, at once",
+    async run(t, { client, db }) {
+      const none = async (table: string) => (await client.refresh({ table, keys: [] })).anyPending;
+      const drained = async (table: string, id: number) => {
+        await client.refresh({ table, keys: [key(id)] });
+        const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+        await client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { value: id } }] });
+        t.false(await none(table), "no job left: nothing pending");
+      };
+      const behindTheBack = (stored: string, id: number) =>
+        queryDatabase(
+          db,
+          `INSERT INTO ${quoted(db, `~~${stored}`)} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts)
+           VALUES ('behind-${id}', '{"id":"${id}"}', 'pending', 5, ${Date.now()}, ${Date.now()}, 0)`,
+        );
+
+      await drained("IdleShared", 1);
+      await behindTheBack("idle_shared", 2);
+      t.false(await none("IdleShared"), "within the second, the earlier read answers");
+      await sleep(1_100);
+      t.true(await none("IdleShared"), "past it, the pass reads again and finds the job");
+
+      await drained("IdleLocal", 1);
+      await client.refresh({ table: "IdleLocal", keys: [key(2)] });
+      t.true(await none("IdleLocal"), "a job this server adds is found at once");
+
+      await drained("IdleIgnored", 1);
+      t.is((await client.ignore({ table: "IdleIgnored", keys: [key(2)] })).ignored, 1n);
+      await behindTheBack("idle_ignored", 3);
+      t.true(await none("IdleIgnored"), "after an ignore through this server, the pass reads again");
+    },
+  },
+  {
+    title:
       "one-key refreshes (one round trip on MySQL): a key with a job or a result is not added again; a kept success whose row was deleted is re-pended; the change log counts each added job once",
     async run(t, { client, db }) {
       const table = "OneKey";

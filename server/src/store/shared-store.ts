@@ -19,6 +19,7 @@ import { ignore } from "./operations/ignore.js";
 import { listJobs, listTargets } from "./operations/list-jobs.js";
 import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
+import { EmptyTables } from "./empty-tables.js";
 import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
@@ -57,6 +58,7 @@ export abstract class SharedStore implements JobStore {
   abstract readonly dialect: "sqlite" | "mysql";
   readonly #tables = new Map<string, DeclaredTable>();
   readonly #newKeyExpectations = new NewKeyExpectations();
+  readonly #emptyTables = new EmptyTables();
 
   constructor(
     protected readonly sql: SqlDialect,
@@ -122,10 +124,27 @@ export abstract class SharedStore implements JobStore {
       input = { ...input, keyHash: table.keyHash, keys: input.keys.map((k) => rehashKey(k, table.keyAttributes, table.keyHash)) };
     }
     // An idle worker's pass (one call, an empty key source) on a table that holds no job has
-    // nothing to remove, re-pend, reset or reserve: one plain read, not a transaction.
-    if (input.keys.length === 0 && input.refreshId === null && !(await this.statements(() => holdsAnyJob(this.sql, input.table)))) {
-      return { ...NOTHING_REFRESHED, anyPending: false };
+    // nothing to remove, re-pend, reset or reserve: one plain read, not a transaction, and none
+    // while an earlier pass's read still answers (empty-tables.ts).
+    if (input.keys.length === 0 && input.refreshId === null) {
+      if (this.#emptyTables.known(input.table, input.now)) return { ...NOTHING_REFRESHED, anyPending: false };
+      const since = this.#emptyTables.mark();
+      if (!(await this.statements(() => holdsAnyJob(this.sql, input.table)))) {
+        this.#emptyTables.remember(input.table, since, input.now);
+        return { ...NOTHING_REFRESHED, anyPending: false };
+      }
     }
+    if (input.keys.length === 0) return this.refreshTransactions(input);
+    this.#emptyTables.written(input.table);
+    try {
+      return await this.refreshTransactions(input);
+    } finally {
+      this.#emptyTables.written(input.table);
+    }
+  }
+
+  /** Refresh's transactions, the table declared and the keys hashed as it keeps them. */
+  private async refreshTransactions(input: RefreshInput): Promise<RefreshCounts> {
     const [onlyKey] = input.keys;
     let oneKey: RefreshCounts | null = null;
     if (input.refreshId === null && input.keys.length === 1 && onlyKey !== undefined) {
@@ -199,7 +218,12 @@ export abstract class SharedStore implements JobStore {
 
   async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
     await this.table(table);
-    return this.transaction(() => ignore(this.sql, table, keys, now), keys.length);
+    this.#emptyTables.written(table);
+    try {
+      return await this.transaction(() => ignore(this.sql, table, keys, now), keys.length);
+    } finally {
+      this.#emptyTables.written(table);
+    }
   }
 
   async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {

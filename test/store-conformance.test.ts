@@ -1411,7 +1411,10 @@ const scenarios: Scenario[] = [
         await client.refresh({ table, keys: [key(id)] });
         const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
         await client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { value: id } }] });
+        // The server reads the table at or after this.
+        const read = performance.now();
         t.false(await none(table), "no job left: nothing pending");
+        return read;
       };
       const behindTheBack = (stored: string, id: number) =>
         queryDatabase(
@@ -1420,11 +1423,14 @@ const scenarios: Scenario[] = [
            VALUES ('behind-${id}', '{"id":"${id}"}', 'pending', 5, ${Date.now()}, ${Date.now()}, 0)`,
         );
 
-      await drained("IdleShared", 1);
+      const read = await drained("IdleShared", 1);
       await behindTheBack("idle_shared", 2);
-      t.false(await none("IdleShared"), "within the second, the earlier read answers");
+      const answered = await none("IdleShared");
+      // While under a second has passed since the server's read, its answer must stand (test/empty-tables.test.ts holds the window itself to exact times).
+      if (performance.now() - read < 900) t.false(answered, "within the second, the earlier read answers");
+      else t.log("this machine took over 0.9 s for the calls: the answer from the earlier read was not checked");
       await sleep(1_100);
-      t.true(await none("IdleShared"), "past it, the pass reads again and finds the job");
+      t.true(await none("IdleShared"), "past the second, the pass reads again and finds the job");
 
       await drained("IdleLocal", 1);
       await client.refresh({ table: "IdleLocal", keys: [key(2)] });

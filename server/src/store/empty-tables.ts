@@ -12,18 +12,22 @@
 /** How long a read that found a table without jobs answers for it. */
 export const EMPTY_ANSWER_MS = 1000;
 
-/** Past this many remembered tables, the oldest entry is dropped (its next idle pass reads again). */
+/** Past this many tables remembered or written, the oldest answer is dropped, or the write counts start over. */
 const MAX_TABLES = 10_000;
+
+/** Where a table's writes stood when a read began (EmptyTables.mark). */
+export interface WriteMark {
+  readonly epoch: number;
+  readonly writes: number;
+}
 
 export class EmptyTables {
   /** Per table, until when (the store clock's ms) its last read's "no job" answers. */
   readonly #until = new Map<string, number>();
-  /**
-   * Writes of jobs begun or committed so far, to any table: a read remembers its answer only if
-   * none came meanwhile (one count for all tables: nothing to evict, and writes of jobs are
-   * refreshes with keys and ignores, rare beside idle passes).
-   */
-  #writes = 0;
+  /** Per table, writes of jobs begun or committed so far: a read remembers its answer only if none came meanwhile. */
+  readonly #writes = new Map<string, number>();
+  /** Bumped whenever #writes is cleared to bound it, so that no read in flight then is remembered. */
+  #epoch = 0;
 
   /** Whether `table` was read to hold no job less than EMPTY_ANSWER_MS before `now`, with no job written here since. */
   known(table: string, now: number): boolean {
@@ -31,14 +35,15 @@ export class EmptyTables {
     return until !== undefined && now < until;
   }
 
-  /** Where writes stand: take it before reading, pass it to remember(). */
-  mark(): number {
-    return this.#writes;
+  /** Where `table`'s writes stand: take it before reading, pass it to remember(). */
+  mark(table: string): WriteMark {
+    return { epoch: this.#epoch, writes: this.#writes.get(table) ?? 0 };
   }
 
-  /** A read that began at mark `since` at time `now` found no job in `table`. */
-  remember(table: string, since: number, now: number): void {
-    if (this.#writes !== since) return;
+  /** A read of `table` that began at `since` (a mark()) found no job in it at time `now`. */
+  remember(table: string, since: WriteMark, now: number): void {
+    const current = this.mark(table);
+    if (current.epoch !== since.epoch || current.writes !== since.writes) return;
     if (this.#until.size >= MAX_TABLES && !this.#until.has(table)) this.#until.delete(this.#until.keys().next().value as string);
     this.#until.set(table, now + EMPTY_ANSWER_MS);
   }
@@ -46,6 +51,10 @@ export class EmptyTables {
   /** This server is writing jobs to `table`: called before the write and again after its commit. */
   written(table: string): void {
     this.#until.delete(table);
-    this.#writes++;
+    if (this.#writes.size >= MAX_TABLES && !this.#writes.has(table)) {
+      this.#writes.clear();
+      this.#epoch++;
+    }
+    this.#writes.set(table, (this.#writes.get(table) ?? 0) + 1);
   }
 }

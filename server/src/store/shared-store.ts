@@ -128,7 +128,7 @@ export abstract class SharedStore implements JobStore {
     // while an earlier pass's read still answers (empty-tables.ts).
     if (input.keys.length === 0 && input.refreshId === null) {
       if (this.#emptyTables.known(input.table, input.now)) return { ...NOTHING_REFRESHED, anyPending: false };
-      const since = this.#emptyTables.mark();
+      const since = this.#emptyTables.mark(input.table);
       if (!(await this.statements(() => holdsAnyJob(this.sql, input.table)))) {
         this.#emptyTables.remember(input.table, since, input.now);
         return { ...NOTHING_REFRESHED, anyPending: false };

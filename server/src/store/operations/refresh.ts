@@ -8,7 +8,7 @@ import { Change } from "../change-log.js";
 import type { RefreshCounts, RefreshInput, StoreOptions } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { logChange, logInsertedByPrevious } from "./changes.js";
-import { insertJobs, insertJobUnlessComputed } from "./insert-jobs.js";
+import { insertJobs, insertJobUnlessComputed, type NewJobRow } from "./insert-jobs.js";
 import { KEY_CHUNK, lastTogether, type Operation, type Param, rows, run, type Statement, sql, write } from "./operation.js";
 import { resetLeases } from "./sweep.js";
 import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "./stale-candidates.js";
@@ -63,13 +63,8 @@ export function* refresh(
   const target = d.targetTable(input.table);
   const final = input.refreshId === null || input.final;
   const change = new Change();
-  const row = { status: "pending", priority: input.priority, createTime: input.now, scheduledTime: input.now + input.delayMs } as const;
-  // A key that already has a job (of any status, including ignore) is left as it is and not counted.
-  // MySQL's no-op assignment must not be to the AUTO_INCREMENT id: assigning it moved the
-  // statement's next id past a duplicate committed by a later statement, into that statement's ids,
-  // and the rows after it were dropped as duplicates of those, uncounted (found in review). Without
-  // it a duplicate's id goes to the next row, so a statement's rows take its first ids in turn.
-  const keepJob = d.onConflictKeep("key_hash", "key_hash");
+  const row = pendingRow(input);
+  const keepJob = keepExistingJob(d);
   const insertOne = (key: EncodedKey) => insertJobUnlessComputed(d, jobs, target, key, row, keepJob);
   const state = yield* refreshState(d, staging, input);
   let added = 0;
@@ -179,6 +174,23 @@ export function* refresh(
   return { counts: { added, removed, orphaned, rePended, anyPending }, dropStaging: final && state.staging && !d.dropsStagingInTransaction };
 }
 
+/** The job row a refresh adds for a key. */
+function pendingRow(input: RefreshInput): NewJobRow {
+  return { status: "pending", priority: input.priority, createTime: input.now, scheduledTime: input.now + input.delayMs };
+}
+
+/**
+ * The tail of refresh's INSERTs: a key that already has a job (of any status, including ignore) is
+ * left as it is and not counted. MySQL's no-op assignment must not be to the AUTO_INCREMENT id:
+ * assigning it moved the statement's next id past a duplicate committed by a later statement, into
+ * that statement's ids, and the rows after it were dropped as duplicates of those, uncounted (found
+ * in review). Without it a duplicate's id goes to the next row, so a statement's rows take its
+ * first ids in turn.
+ */
+function keepExistingJob(d: SqlDialect): string {
+  return d.onConflictKeep("key_hash", "key_hash");
+}
+
 /** Whether `table` holds a job of any status: whether it has an oldest one. */
 export function* holdsAnyJob(d: SqlDialect, table: string): Operation<boolean> {
   return (yield* rows(sql(oldestJobSql(d.jobsTable(table))))).length > 0;
@@ -282,8 +294,7 @@ export interface OneKeyResult {
 export function* refreshOneKey(d: SqlDialect, input: RefreshInput, key: EncodedKey): Operation<OneKeyResult> {
   if (input.refreshId !== null || input.keys.length !== 1) throw new Error("refreshOneKey: a refresh of one call and one key only");
   const jobs = d.jobsTable(input.table);
-  const row = { status: "pending", priority: input.priority, createTime: input.now, scheduledTime: input.now + input.delayMs } as const;
-  const insert = insertJobUnlessComputed(d, jobs, d.targetTable(input.table), key, row, d.onConflictKeep("key_hash", "key_hash"));
+  const insert = insertJobUnlessComputed(d, jobs, d.targetTable(input.table), key, pendingRow(input), keepExistingJob(d));
   const [found, inserted] = (yield* lastTogether(
     { kind: "rows", statement: stateRead(d, jobs, true) },
     { kind: "run", statement: insert },

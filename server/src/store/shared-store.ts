@@ -135,11 +135,16 @@ export abstract class SharedStore implements JobStore {
       }
     }
     if (input.keys.length === 0) return this.refreshTransactions(input);
-    this.#emptyTables.written(input.table);
+    return this.writingJobs(input.table, () => this.refreshTransactions(input));
+  }
+
+  /** `write`, which may add jobs to `table`: the idle passes' read of it is forgotten before and after (empty-tables.ts). */
+  private async writingJobs<T>(table: string, write: () => Promise<T>): Promise<T> {
+    this.#emptyTables.written(table);
     try {
-      return await this.refreshTransactions(input);
+      return await write();
     } finally {
-      this.#emptyTables.written(input.table);
+      this.#emptyTables.written(table);
     }
   }
 
@@ -218,12 +223,7 @@ export abstract class SharedStore implements JobStore {
 
   async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
     await this.table(table);
-    this.#emptyTables.written(table);
-    try {
-      return await this.transaction(() => ignore(this.sql, table, keys, now), keys.length);
-    } finally {
-      this.#emptyTables.written(table);
-    }
+    return this.writingJobs(table, () => this.transaction(() => ignore(this.sql, table, keys, now), keys.length));
   }
 
   async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {

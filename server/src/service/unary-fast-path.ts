@@ -121,7 +121,7 @@ interface FastMethod {
 function intercepted(target: FastMethod, ctx: HandlerContext, interceptors: readonly Interceptor[]): UnaryFn {
   const { method, impl } = target;
   let next: UnaryFn = async (req) => {
-    const output = await impl(req.message, { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues });
+    const output = await impl(req.message, implementationContext(ctx, req));
     return {
       stream: false,
       service: method.parent,
@@ -160,7 +160,7 @@ async function answer<S extends DescService>(
     } catch (err) {
       throw new ConnectError(undecodableBodyMessage(err instanceof Error ? err.message : String(err), method.input.typeName), Code.InvalidArgument);
     }
-    const request: UnaryRequest = { stream: false, method, ...requestFields(ctx, options.service), message: message as never };
+    const request: UnaryRequest = Object.assign(requestFields(ctx, options.service), { stream: false as const, method, message: message as never });
     const response = await intercepted(target, ctx, options.interceptors)(request);
     copyHeaders(response.header, ctx.responseHeader);
     copyHeaders(response.trailer, ctx.responseTrailer);
@@ -197,8 +197,11 @@ async function answer<S extends DescService>(
 
 /**
  * A call's HandlerContext, as createHandlerContext makes it but with one AbortController instead of
- * three (its own, a deadline's and the request's, linked): each cost about 10 µs here. `end`
- * aborts it (once) and lets go of the shutdown signal and the deadline timer.
+ * three (its own, a deadline's and the request's, linked): each cost about 10 µs here. The signal
+ * and the request's web Headers are made when first read, which most calls never do (Reserve and
+ * Watch do): the two were a twentieth of the server's CPU for a keyless refresh. `end` aborts the
+ * signal (once; a signal made after that is born aborted) and lets go of the shutdown signal and
+ * the deadline timer.
  */
 export function callContext<S extends DescService>(
   req: http2.Http2ServerRequest,
@@ -209,18 +212,23 @@ export function callContext<S extends DescService>(
 ): HandlerContext & { end(reason: unknown): void } {
   // The fields that may throw (contextValues is the server's) come before the timer and the
   // shutdown listener, so a throw leaves nothing registered.
-  const requestHeader = webHeaders(req.headers);
   const values = options.contextValues(req);
-  const controller = new AbortController();
+  let controller: AbortController | undefined;
+  let ended = false;
+  let endReason: unknown;
+  let requestHeader: Headers | undefined;
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const onShutdown = () => end(options.shutdownSignal.reason);
   const timedOut = () => end(new ConnectError("the operation timed out", Code.DeadlineExceeded));
   // setTimeout fires at once past 2^31-1 ms; a deadline that far (the header allows ten digits, 115 days) is no deadline for a timer.
   const timer = timeoutMs === undefined || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS ? undefined : setTimeout(timedOut, timeoutMs);
   function end(reason: unknown): void {
+    if (ended) return;
+    ended = true;
+    endReason = reason;
     if (timer !== undefined) clearTimeout(timer);
     options.shutdownSignal.removeEventListener("abort", onShutdown);
-    if (!controller.signal.aborted) controller.abort(reason);
+    controller?.abort(reason);
   }
   if (options.shutdownSignal.aborted) end(options.shutdownSignal.reason);
   else if (timeoutMs !== undefined && timeoutMs <= 0) timedOut();
@@ -232,8 +240,17 @@ export function callContext<S extends DescService>(
     requestMethod: "POST",
     url: `${req.headers[":scheme"] ?? "http"}://${req.headers[":authority"] ?? "localhost"}${req.url}`,
     timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
-    signal: controller.signal,
-    requestHeader,
+    get signal(): AbortSignal {
+      if (controller === undefined) {
+        controller = new AbortController();
+        if (ended) controller.abort(endReason);
+      }
+      return controller.signal;
+    },
+    get requestHeader(): Headers {
+      requestHeader ??= webHeaders(req.headers);
+      return requestHeader;
+    },
     responseHeader: new Headers({ "content-type": contentType }),
     responseTrailer: new Headers(),
     values,
@@ -241,9 +258,47 @@ export function callContext<S extends DescService>(
   };
 }
 
+/**
+ * The context the implementation sees: the call's, with the request's header, signal and values as
+ * the interceptors left them (as connect-es's invokeUnaryImplementation gives it). Read through, not
+ * copied, so that a signal or header nobody reads is never made.
+ */
+function implementationContext(ctx: HandlerContext, req: UnaryRequest): HandlerContext {
+  return {
+    service: req.service,
+    method: ctx.method,
+    protocolName: ctx.protocolName,
+    requestMethod: ctx.requestMethod,
+    url: ctx.url,
+    timeoutMs: ctx.timeoutMs,
+    get signal() {
+      return req.signal;
+    },
+    get requestHeader() {
+      return req.header;
+    },
+    responseHeader: ctx.responseHeader,
+    responseTrailer: ctx.responseTrailer,
+    values: req.contextValues,
+  };
+}
+
 /** What an interceptor's request takes from the call's context, unary or stream. */
 export function requestFields(ctx: HandlerContext, service: DescService) {
-  return { service, requestMethod: "POST", url: ctx.url, signal: ctx.signal, header: ctx.requestHeader, contextValues: ctx.values } as const;
+  // Getters: the call's signal and header are made only if someone reads them (callContext). Add
+  // fields with Object.assign, not a spread, which would read them.
+  return {
+    service,
+    requestMethod: "POST",
+    url: ctx.url,
+    get signal() {
+      return ctx.signal;
+    },
+    get header() {
+      return ctx.requestHeader;
+    },
+    contextValues: ctx.values,
+  } as const;
 }
 
 /** A client that reset its stream before the end of its request body: the call is Canceled. */

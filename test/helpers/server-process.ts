@@ -32,8 +32,12 @@ export interface StartOptions {
   readonly cwd?: string;
 }
 
-/** SERVER_CPU_PROF_DIR=dir: each server started here writes a V8 CPU profile into dir when it stops (bench profiling). */
-const PROFILE_FLAGS = process.env.SERVER_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.SERVER_CPU_PROF_DIR}`] : [];
+/** SERVER_CPU_PROF_DIR=dir: each server started here writes a V8 CPU profile into dir when it stops (bench profiling); SERVER_NODE_FLAGS: more node flags. */
+const PROFILE_FLAGS = [
+  ...(process.env.SERVER_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.SERVER_CPU_PROF_DIR}`] : []),
+  // SERVER_NODE_FLAGS="--flag ...": node flags for every server started here (bench experiments).
+  ...(process.env.SERVER_NODE_FLAGS?.split(/\s+/).filter((f) => f !== "") ?? []),
+];
 
 /**
  * Servers still running when this process exits, even by an uncaught error, are killed with it: an

@@ -131,9 +131,74 @@ export function parseChangeRow(row: { id: number | string; table_name: string; t
       return (events ??= eventsOf(parsed()));
     },
     get groups() {
-      return (groups ??= parsed().map(groupOf));
+      return (groups ??= (stored === undefined ? storedGroups(row.events) : null) ?? parsed().map(groupOf));
     },
   };
+}
+
+/** Where a group's keys start, as Change.jobs writes a group: its last field. */
+const KEYS_FIELD = ',"k":[';
+
+/**
+ * The groups of an events column as Change.jobs writes it, each group's keys cut out of the text
+ * as they are: a Watch of event groups (the SDK's, the console's) passes them on as text, and
+ * parsing every key into an object to write it back out was most of what the server's watchers
+ * cost it in a drain (a Reserve or Complete group holds up to 1,000 keys). Null for any other
+ * shape, which the caller parses instead. `,"k":[` cannot occur inside a JSON string, whose
+ * quotes are escaped, so the first one after a group's start is its keys field.
+ */
+export function storedGroups(text: string): JobEventGroupRecord[] | null {
+  if (text === "[]") return [];
+  if (text[0] !== "[") return null;
+  const groups: JobEventGroupRecord[] = [];
+  for (let at = 1; ; ) {
+    if (text[at] !== "{") return null;
+    const field = text.indexOf(KEYS_FIELD, at);
+    if (field < 0) return null;
+    const keysStart = field + KEYS_FIELD.length - 1;
+    const keys = scanArray(text, keysStart);
+    if (keys === null || text[keys.end] !== "}") return null;
+    let head: Omit<EventGroup, "k">;
+    try {
+      head = JSON.parse(`${text.slice(at, field)}}`) as Omit<EventGroup, "k">;
+    } catch {
+      return null;
+    }
+    groups.push({
+      status: head.s,
+      workerId: head.w,
+      committed: head.c === 1,
+      keysJson: text.slice(keysStart, keys.end),
+      size: keys.size,
+      errorMessages: head.e ?? [],
+    });
+    at = keys.end + 1;
+    if (text[at] === "]") return at + 1 === text.length ? groups : null;
+    if (text[at] !== ",") return null;
+    at++;
+  }
+}
+
+/** The JSON array that opens at `start`: the index just past its `]`, and how many elements it holds; null when it does not close. */
+function scanArray(text: string, start: number): { end: number; size: number } | null {
+  let depth = 0;
+  let size = 0;
+  let inString = false;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c /* \ */) i++;
+      else if (c === 0x22 /* " */) inString = false;
+      continue;
+    }
+    if (c === 0x22) inString = true;
+    else if (c === 0x5b /* [ */ || c === 0x7b /* { */) depth++;
+    else if (c === 0x5d /* ] */ || c === 0x7d /* } */) {
+      depth--;
+      if (depth === 0) return { end: i + 1, size: i === start + 1 ? 0 : size + 1 };
+    } else if (c === 0x2c /* , */ && depth === 1) size++;
+  }
+  return null;
 }
 
 function eventsOf(stored: readonly EventGroup[]): JobEventRecord[] {

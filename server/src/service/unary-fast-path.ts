@@ -199,7 +199,7 @@ async function answer<S extends DescService>(
  * A call's HandlerContext, as createHandlerContext makes it but with one AbortController instead of
  * three (its own, a deadline's and the request's, linked): each cost about 10 µs here. The signal
  * and the request's web Headers are made when first read, which most calls never do (Reserve and
- * Watch do): the two were a twentieth of the server's CPU for a keyless refresh. `end` aborts the
+ * Watch do): the two were about a sixteenth of the server's CPU for a keyless refresh. `end` aborts the
  * signal (once; a signal made after that is born aborted) and lets go of the shutdown signal and
  * the deadline timer.
  */

@@ -260,27 +260,17 @@ export function callContext<S extends DescService>(
 
 /**
  * The context the implementation sees: the call's, with the request's header, signal and values as
- * the interceptors left them (as connect-es's invokeUnaryImplementation gives it). Read through, not
- * copied, so that a signal or header nobody reads is never made.
+ * the interceptors left them (as connect-es's invokeUnaryImplementation gives it). The call's
+ * context is its prototype and the request's signal and header are read through, not copied, so
+ * that a signal or header nobody reads is never made.
  */
 function implementationContext(ctx: HandlerContext, req: UnaryRequest): HandlerContext {
-  return {
-    service: req.service,
-    method: ctx.method,
-    protocolName: ctx.protocolName,
-    requestMethod: ctx.requestMethod,
-    url: ctx.url,
-    timeoutMs: ctx.timeoutMs,
-    get signal() {
-      return req.signal;
-    },
-    get requestHeader() {
-      return req.header;
-    },
-    responseHeader: ctx.responseHeader,
-    responseTrailer: ctx.responseTrailer,
-    values: req.contextValues,
-  };
+  return Object.create(ctx, {
+    service: { value: req.service, enumerable: true },
+    values: { value: req.contextValues, enumerable: true },
+    signal: { get: () => req.signal, enumerable: true },
+    requestHeader: { get: () => req.header, enumerable: true },
+  }) as HandlerContext;
 }
 
 /** What an interceptor's request takes from the call's context, unary or stream. */

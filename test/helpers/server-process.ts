@@ -33,7 +33,7 @@ export interface StartOptions {
 }
 
 /** SERVER_CPU_PROF_DIR=dir: each server started here writes a V8 CPU profile into dir when it stops (bench profiling); SERVER_NODE_FLAGS: more node flags. */
-const PROFILE_FLAGS = [
+const SERVER_NODE_ARGS = [
   ...(process.env.SERVER_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.SERVER_CPU_PROF_DIR}`] : []),
   // SERVER_NODE_FLAGS="--flag ...": node flags for every server started here (bench experiments).
   ...(process.env.SERVER_NODE_FLAGS?.split(/\s+/).filter((f) => f !== "") ?? []),
@@ -51,7 +51,7 @@ process.once("exit", () => {
 /** Starts a server and waits until it listens (rejects with its stderr if it exits first). */
 export async function startServer(options: StartOptions): Promise<ServerProcess> {
   const databaseArgs = options.database === undefined ? [] : ["--database", options.database];
-  const child = spawn(process.execPath, [...PROFILE_FLAGS, SERVER_MAIN, "--port", "0", ...databaseArgs, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [...SERVER_NODE_ARGS, SERVER_MAIN, "--port", "0", ...databaseArgs, ...(options.args ?? [])], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -152,11 +152,11 @@ export class ServerMetrics {
       // performance.now() and one labels object, not startTimer's hrtime pairs and label merges.
       const method = req.method.name;
       const started = performance.now();
-      const end = ({ code }: { code: string }) => this.rpcDuration.observe({ method, code }, (performance.now() - started) / 1000);
+      const end = (code: string) => this.rpcDuration.observe({ method, code }, (performance.now() - started) / 1000);
       try {
         const res = await next(req);
         if (!res.stream) {
-          end({ code: "OK" });
+          end("OK");
           return res;
         }
         const messages = res.message;
@@ -170,12 +170,12 @@ export class ServerMetrics {
               code = codeOf(err);
               throw err;
             } finally {
-              end({ code });
+              end(code);
             }
           })(),
         };
       } catch (err) {
-        end({ code: codeOf(err) });
+        end(codeOf(err));
         throw err;
       }
     };

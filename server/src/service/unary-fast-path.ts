@@ -26,6 +26,7 @@ import {
   type HandlerContext,
   type Interceptor,
   type ServiceImpl,
+  type StreamRequest,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
@@ -259,12 +260,12 @@ export function callContext<S extends DescService>(
 }
 
 /**
- * The context the implementation sees: the call's, with the request's header, signal and values as
- * the interceptors left them (as connect-es's invokeUnaryImplementation gives it). The call's
- * context is its prototype and the request's signal and header are read through, not copied, so
- * that a signal or header nobody reads is never made.
+ * The context the implementation sees, unary or stream: the call's, with the request's header,
+ * signal and values as the interceptors left them (as connect-es's invoke*Implementation gives
+ * it). The call's context is its prototype and the request's signal and header are read through,
+ * not copied, so that a signal or header nobody reads is never made.
  */
-function implementationContext(ctx: HandlerContext, req: UnaryRequest): HandlerContext {
+export function implementationContext(ctx: HandlerContext, req: UnaryRequest | StreamRequest): HandlerContext {
   return Object.create(ctx, {
     service: { value: req.service, enumerable: true },
     values: { value: req.contextValues, enumerable: true },

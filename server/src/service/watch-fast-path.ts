@@ -23,7 +23,17 @@ import type http2 from "node:http2";
 import { type DescMessage, type DescMethodServerStreaming, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type Interceptor, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
-import { CALL_ENDED, callContext, copyHeaders, type FastPathOptions, failedOutside, plainConnectCall, readBody, requestFields } from "./unary-fast-path.js";
+import {
+  CALL_ENDED,
+  callContext,
+  copyHeaders,
+  type FastPathOptions,
+  failedOutside,
+  implementationContext,
+  plainConnectCall,
+  readBody,
+  requestFields,
+} from "./unary-fast-path.js";
 import { COMPRESSED_UNNAMED_MESSAGE, undecodableBodyMessage } from "./undecodable-bodies.js";
 
 type AnyServerStreaming = DescMethodServerStreaming<DescMessage, DescMessage>;
@@ -75,7 +85,7 @@ function intercepted(method: AnyServerStreaming, impl: StreamImpl, ctx: HandlerC
       method,
       header: ctx.responseHeader,
       trailer: ctx.responseTrailer,
-      message: impl(input, { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues }) as never,
+      message: impl(input, implementationContext(ctx, req)) as never,
     };
   };
   for (let i = interceptors.length - 1; i >= 0; i--) next = (interceptors[i] as Interceptor)(next as never) as StreamFn;
@@ -109,7 +119,7 @@ async function serve<S extends DescService>(
   let failure: ConnectError | undefined;
   try {
     const message = requestMessage(req, method, options.readMaxBytes);
-    const request: StreamRequest = { stream: true, method, ...requestFields(ctx, options.service), message };
+    const request: StreamRequest = Object.assign(requestFields(ctx, options.service), { stream: true as const, method, message });
     const response = await intercepted(method, target.impl, ctx, options.interceptors)(request);
     copyHeaders(response.header, ctx.responseHeader);
     for await (const message of response.message) {

@@ -9,10 +9,11 @@ import { type CallOptions, type Client, createClient, type Interceptor } from "@
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { ResolvedConnectOptions } from "./config.js";
 import { fromRpcError } from "./errors.js";
-import { JobService } from "./gen/populus/v1/job_service_pb.js";
+import { JobService, ReserveResponseSchema } from "./gen/populus/v1/job_service_pb.js";
 import { withRetry } from "./retry.js";
 import { WideWindowSessionManager } from "./session-manager.js";
 import { createUnaryTransport } from "./unary-transport.js";
+import { decodeReserveResponse } from "./wire-columns.js";
 
 /**
  * The JobService RPCs with typed errors. The unary ones are retried; Watch
@@ -60,9 +61,11 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
   );
   // Binary, said out loud: the reserve loop sends Complete's lease tokens pre-encoded as an unknown
   // field (wire-ascii.ts), which the JSON format would drop.
-  // Unary calls take the lean path of unary-transport.ts; Watch the connect-node transport.
+  // Unary calls take the lean path of unary-transport.ts; Watch the connect-node transport. Reserve's
+  // answer in columns is decoded by hand (wire-columns.ts).
   const streams = createConnectTransport({ baseUrl: options.url, httpVersion: "2", useBinaryFormat: true, sessionManager, interceptors });
-  const raw = createClient(JobService, createUnaryTransport({ baseUrl: options.url, sessionManager, token, streams }));
+  const decoders = new Map([[ReserveResponseSchema, decodeReserveResponse]]);
+  const raw = createClient(JobService, createUnaryTransport({ baseUrl: options.url, sessionManager, token, streams, decoders }));
   const rpc = {} as Record<string, unknown>;
   for (const name of Object.keys(JobService.method)) {
     if (name === "watch") {

@@ -17,7 +17,16 @@
  * connectErrorFromH2ResetCode, which connect-node does not export).
  */
 import http2 from "node:http2";
-import { create, type DescMessage, type DescMethodStreaming, type DescMethodUnary, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  type DescMethodStreaming,
+  type DescMethodUnary,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
@@ -34,6 +43,11 @@ export interface UnaryTransportOptions {
   readonly token: string | undefined;
   /** Carries the streaming calls. */
   readonly streams: Transport;
+  /**
+   * Decoders of answers by their message type, used before protobuf-es's: one answers undefined for
+   * what it does not read, and protobuf-es decodes that instead (wire-columns.ts).
+   */
+  readonly decoders?: ReadonlyMap<DescMessage, (body: Uint8Array) => unknown>;
 }
 
 /** One call's answer as it came off the wire. */
@@ -78,7 +92,8 @@ export function createUnaryTransport(options: UnaryTransportOptions): Transport 
       if (contentType !== "application/proto") {
         throw new ConnectError(`unexpected response content type "${contentType}" for ${method.name}`, Code.Unknown, errorMetadata(answer.headers));
       }
-      return new UnaryAnswer(method, answer.headers, fromBinary(method.output, answer.body));
+      const decoded = options.decoders?.get(method.output)?.(answer.body) as MessageShape<O> | undefined;
+      return new UnaryAnswer(method, answer.headers, decoded ?? fromBinary(method.output, answer.body));
     },
     stream<I extends DescMessage, O extends DescMessage>(
       method: DescMethodStreaming<I, O>,

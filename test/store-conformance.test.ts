@@ -733,8 +733,16 @@ const scenarios: Scenario[] = [
       t.is((await client.refresh({ table, keys: awkward.map(named) })).added, 0n, "the same batch again: all known");
       t.is((await client.refresh({ table, keys: [named(awkward[0] as string)] })).added, 0n, "one of them alone: known");
       t.is((await client.ignore({ table, keys: [named("ignored '\\?")] })).ignored, 1n);
-      const { leases } = await client.reserve({ table, maxJobs: 100, worker: WORKER });
+      // The reserving worker's identity is the client's text too.
+      const worker = { workerId: "w'\\?\"", host: "h?'", pid: 7, user: "u\\", codeVersion: "v'?\u0000" };
+      const { leases } = await client.reserve({ table, maxJobs: 100, worker });
       t.deepEqual(leases.map((l) => nameOf(l.key)).sort(), [...awkward].sort(), "every key reserved as it was sent");
+      const reserved = (await allJobs(client, table)).filter((j) => j.status === JobStatus.RESERVED);
+      t.deepEqual(
+        reserved.map((j) => [j.worker?.workerId, j.worker?.host, j.worker?.pid, j.worker?.user, j.worker?.codeVersion]),
+        awkward.map(() => [worker.workerId, worker.host, worker.pid, worker.user, worker.codeVersion]),
+        "the worker's identity stored as it was sent",
+      );
       const committed = await client.complete({
         table,
         completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: { echo: nameOf(l.key) as string, tail: "\u0000'\\?" } })),

@@ -37,6 +37,11 @@ export function literal(value: Param): string {
   }
 }
 
+/** `template` with `params` in place of its `?`s, which must be its only question marks (no quoted one). */
+export function bindLiterals(template: string, params: readonly Param[]): string {
+  return literalRows(template, 1, params);
+}
+
 /** The values as a comma-separated list of literals (an IN list). */
 export function literalList(values: readonly Param[]): string {
   let out = "";

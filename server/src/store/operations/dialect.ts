@@ -67,6 +67,12 @@ export interface SqlDialect {
   /** ` AND <attribute> = ?` per condition on key_json, and their parameters. */
   restriction(conditions: readonly AttributeCondition[]): { sql: string; params: Param[] };
 
+  /**
+   * A statement that goes in the same round trip as a batch's large ones (a change-log row, a
+   * Reserve's record): MySQL writes its values into the text as literals (sql-literals.ts), SQLite
+   * binds them. The template's only question marks are its placeholders.
+   */
+  bind(template: string, params: readonly Param[]): Statement;
   /** The items of an `IN (...)` list and their params: MySQL writes the values as literals (sql-literals.ts), SQLite binds them. */
   inList(values: readonly Param[]): { sql: string; params: Param[] };
   /** `count` rows of `width` params each: MySQL one multi-row INSERT, SQLite one prepared row per run. */

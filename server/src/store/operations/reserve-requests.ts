@@ -55,7 +55,7 @@ export function* recordReserveRequest(
   expire: number,
 ): Operation<void> {
   yield* write(
-    sql(`INSERT INTO ${d.names.reserveRequests} (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES (?, ?, ?, ?, ?)`, [
+    d.bind(`INSERT INTO ${d.names.reserveRequests} (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES (?, ?, ?, ?, ?)`, [
       table,
       requestId,
       prefix,

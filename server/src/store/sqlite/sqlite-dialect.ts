@@ -69,6 +69,10 @@ export class SqliteDialect implements SqlDialect {
     return { sql, params: conditions.map((c) => (typeof c.value === "boolean" ? (c.value ? 1 : 0) : c.value)) };
   }
 
+  bind(template: string, params: readonly Param[]): Statement {
+    return { sql: template, params: [...params] };
+  }
+
   inList(values: readonly Param[]): { sql: string; params: Param[] } {
     return { sql: placeholders(values.length), params: [...values] };
   }

@@ -10,7 +10,7 @@ import { setMaxListeners } from "node:events";
 import { createSecureContext } from "node:tls";
 import { createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
+import { CompleteRequestSchema, JobService } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { ConfigError, parseServerConfig, readOptionFile, type ServerConfig } from "./config.js";
 import { limitHeapGrowth } from "./heap-growth.js";
 import { describeStartupError } from "./startup-error.js";
@@ -25,6 +25,7 @@ import { refuseWatchCall } from "./service/watch-refusal.js";
 import { ChangeFeed } from "./service/change-feed.js";
 import { createJobService } from "./service/job-service.js";
 import { unaryFastPath } from "./service/unary-fast-path.js";
+import { decodeCompleteRequest } from "./service/wire-complete.js";
 import { watchFastPath } from "./service/watch-fast-path.js";
 import { ConsoleEndpoints, loadConsoleAssets } from "./service/console.js";
 import { ServerMetrics } from "./service/metrics.js";
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
     contextValues,
     shutdownSignal: shutdown.signal,
     logger,
+    decoders: new Map([[CompleteRequestSchema, decodeCompleteRequest]]),
   };
   const fastUnary = unaryFastPath(fastPathOptions);
   const fastWatch = watchFastPath(fastPathOptions, "Watch");

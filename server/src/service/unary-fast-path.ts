@@ -51,6 +51,11 @@ export interface FastPathOptions<S extends DescService> {
   readonly shutdownSignal: AbortSignal;
   /** Where a failure outside the call's own error handling is logged (its stream is then reset). */
   readonly logger: Logger;
+  /**
+   * Decoders of requests by their message type, tried before protobuf-es's: one answers undefined
+   * for what it does not read, and protobuf-es decodes that instead (wire-complete.ts).
+   */
+  readonly decoders?: ReadonlyMap<DescMessage, (bytes: Uint8Array) => unknown>;
 }
 
 /** connect-es's maxTimeoutMs default: no limit. */
@@ -157,7 +162,7 @@ async function answer<S extends DescService>(
     const bytes = await readBody(req, options.readMaxBytes);
     let message: unknown;
     try {
-      message = fromBinary(method.input, bytes);
+      message = options.decoders?.get(method.input)?.(bytes) ?? fromBinary(method.input, bytes);
     } catch (err) {
       throw new ConnectError(undecodableBodyMessage(err instanceof Error ? err.message : String(err), method.input.typeName), Code.InvalidArgument);
     }

@@ -1,0 +1,95 @@
+/**
+ * What the messages decoded by hand share (Reserve's answer in columns here, wire-columns.ts;
+ * Complete's request in columns on the server): a reader of protobuf's binary wire format that
+ * knows varints of up to 32 bits and length-delimited fields, and answers -1 for anything else, so
+ * that its caller leaves the message to protobuf-es; and the strings of a repeated field, decoded
+ * in one native call when they are ASCII (lease tokens always are).
+ *
+ * Why by hand: protobuf-es reads a message with one generic loop over its fields, and a repeated
+ * string is a field per value, so a thousand lease tokens ran that loop a thousand times per call,
+ * and a fresh process compiled it with TurboFan (tens of ms of CPU) before it had done much else.
+ *
+ * @internal Not part of the public API.
+ */
+import { isAscii } from "node:buffer";
+
+/** Wire types. */
+export const VARINT = 0;
+export const LEN = 2;
+
+/** A field's tag: its number and wire type. */
+export function tagOf(fieldNo: number, wireType: number): number {
+  return (fieldNo << 3) | wireType;
+}
+
+/** Strict, as protobuf-es reads a proto3 string: invalid UTF-8 is an error, not U+FFFD. */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A position in the bytes of one message. */
+export class WireReader {
+  pos: number;
+
+  constructor(
+    readonly buf: Uint8Array,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+
+  /** The varint at pos (at most 32 bits), stepping past it; -1 when it runs past the end or is wider. */
+  varint32(): number {
+    const buf = this.buf;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 5 && this.pos < this.end; i++) {
+      const b = buf[this.pos++] as number;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) return value <= 0xffffffff ? value : -1;
+      scale *= 128;
+    }
+    return -1;
+  }
+
+  /** Reads a length-delimited value's length: pos is then at its first byte, and this answers its end; -1 when it runs past the end. */
+  delimited(): number {
+    const length = this.varint32();
+    if (length < 0) return -1;
+    const to = this.pos + length;
+    return to <= this.end ? to : -1;
+  }
+}
+
+/** buf[from, to) as UTF-8 text; undefined when it is not UTF-8. */
+export function utf8At(buf: Uint8Array, from: number, to: number): string | undefined {
+  try {
+    return utf8.decode(buf.subarray(from, to));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The strings at `spans` (each one's start and end in buf, in order). When the bytes from the first
+ * to the last are ASCII (a run of tokens with their tags and short lengths between them), one
+ * Latin-1 decode of that run and a slice per string; otherwise each is decoded as UTF-8. Undefined
+ * when one is not UTF-8.
+ */
+export function stringsAt(buf: Uint8Array, spans: readonly number[]): string[] | undefined {
+  const count = spans.length / 2;
+  const strings = new Array<string>(count);
+  if (count === 0) return strings;
+  const first = spans[0] as number;
+  const run = buf.subarray(first, spans[spans.length - 1]);
+  if (isAscii(run)) {
+    const text = Buffer.from(run.buffer, run.byteOffset, run.length).toString("latin1");
+    for (let i = 0; i < count; i++) strings[i] = text.slice((spans[2 * i] as number) - first, (spans[2 * i + 1] as number) - first);
+    return strings;
+  }
+  for (let i = 0; i < count; i++) {
+    const s = utf8At(buf, spans[2 * i] as number, spans[2 * i + 1] as number);
+    if (s === undefined) return undefined;
+    strings[i] = s;
+  }
+  return strings;
+}

@@ -78,7 +78,10 @@ async function main(): Promise<void> {
     onCheckpointerError: (err) =>
       logger.warn({ err }, "the SQLite checkpointer thread stopped; the serving connection checkpoints alone, as SQLite does by default"),
   }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));
-  const sqliteSettings = store instanceof SqliteStore ? { pageCacheMib: store.pageCacheMib, synchronous: store.synchronous } : {};
+  const sqliteSettings =
+    store instanceof SqliteStore
+      ? { pageCacheMib: store.pageCacheMib, synchronous: store.synchronous, writesAnswered: "after an fdatasync of the WAL, off the event loop" }
+      : {};
   logger.info({ database: where, dialect: store.dialect, ...sqliteSettings }, "database ready, migrations applied");
 
   const feed = new ChangeFeed(store, { logger });

@@ -20,6 +20,7 @@ import { SharedStore } from "../shared-store.js";
 import type { RefreshInput, StoreOptions } from "../store.js";
 import { BackgroundCheckpointer } from "./checkpointer.js";
 import { GroupCommit } from "./group-commit.js";
+import { WalSync } from "./wal-sync.js";
 import { SqliteDialect } from "./sqlite-dialect.js";
 import { createTableStatements } from "./table-ddl.js";
 
@@ -58,10 +59,9 @@ export async function openSqliteStore(path: string, options: StoreOptions & Sqli
   const db = (dataSource.driver as unknown as { databaseConnection: BetterSqlite3.Database }).databaseConnection;
   // Negative: a size in KiB, not in pages.
   db.pragma(`cache_size = -${options.cacheMib * 1024}`);
-  // Every commit synced to disk. Said here because better-sqlite3 builds SQLite with WAL
-  // connections at NORMAL: a file already in WAL mode (every start after its first) was opened
-  // at NORMAL, where the last commits before a power loss or an OS crash can be lost.
-  db.pragma("synchronous = FULL");
+  // Commits write the WAL without syncing it; a write transaction is answered only once WalSync has
+  // synced the WAL off the event loop (wal-sync.ts), so every answered commit is on disk, as at FULL.
+  db.pragma("synchronous = NORMAL");
   // Servers starting at once on one file take turns: BEGIN IMMEDIATE holds the write lock from the
   // read of the executed migrations to the commit, and TypeORM runs inside it on the same connection
   // (transaction "none": it must not open its own). The other server waits (busy timeout), then finds
@@ -81,7 +81,7 @@ export async function openSqliteStore(path: string, options: StoreOptions & Sqli
     (pages) => db.pragma(`wal_autocheckpoint = ${pages}`),
     options.onCheckpointerError ?? (() => undefined),
   );
-  return new SqliteStore(dataSource, db, checkpointer, options);
+  return new SqliteStore(dataSource, db, checkpointer, new WalSync(`${path}-wal`), options);
 }
 
 /**
@@ -141,18 +141,22 @@ export class SqliteStore extends SharedStore {
     run: (s) => this.runStatement(s),
   };
   private readonly groupCommit: GroupCommit;
+  /** Rows changed by the connection so far (SQLite's total_changes()): a transaction that changed none has no WAL to sync. */
+  private readonly totalChanges: BetterSqlite3.Statement;
 
   constructor(
     private readonly dataSource: DataSource,
     private readonly db: BetterSqlite3.Database,
     private readonly checkpointer: BackgroundCheckpointer,
+    private readonly walSync: WalSync,
     options: StoreOptions,
   ) {
     super(new SqliteDialect(), options);
     this.groupCommit = new GroupCommit(db);
+    this.totalChanges = db.prepare("SELECT total_changes()").pluck();
   }
 
-  /** The connection's synchronous setting as SQLite reports it (for the start-up log): "full" when every commit is synced. */
+  /** The connection's synchronous setting as SQLite reports it (for the start-up log): "normal", with every write synced by WalSync before it is answered. */
   get synchronous(): string {
     const level = Number(this.db.pragma("synchronous", { simple: true }));
     return ["off", "normal", "full", "extra"][level] ?? String(level);
@@ -187,7 +191,11 @@ export class SqliteStore extends SharedStore {
    */
   protected async transaction<T>(make: () => Operation<T>, rows?: number): Promise<T> {
     const work = () => runSync(make(), this.executor);
-    return rows !== undefined && rows <= GROUPED_ROWS_AT_MOST ? this.groupCommit.run(work) : this.db.transaction(work).immediate();
+    const changedBefore = this.totalChanges.get();
+    const value = rows !== undefined && rows <= GROUPED_ROWS_AT_MOST ? await this.groupCommit.run(work) : this.db.transaction(work).immediate();
+    // Changes by any transaction since this one was asked for: one that wrote nothing (a Reserve of an empty table) has nothing to sync.
+    if (this.totalChanges.get() !== changedBefore) await this.walSync.sync();
+    return value;
   }
 
   protected async statements<T>(make: () => Operation<T>): Promise<T> {
@@ -201,6 +209,11 @@ export class SqliteStore extends SharedStore {
 
   /** DDL and registry row in one IMMEDIATE transaction: a server on the same file that declares too waits, then finds the table. */
   protected async declare(input: RefreshInput): Promise<void> {
+    await this.declareTables(input);
+    await this.walSync.sync();
+  }
+
+  private async declareTables(input: RefreshInput): Promise<void> {
     this.db
       .transaction(() => {
         if (runSync(describeTable(this.sql, input.table), this.executor) !== null) return;
@@ -221,6 +234,7 @@ export class SqliteStore extends SharedStore {
   }
 
   async close(): Promise<void> {
+    await this.walSync.close();
     await this.checkpointer.stop();
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }

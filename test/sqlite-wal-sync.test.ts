@@ -1,0 +1,125 @@
+/**
+ * wal-sync.ts: a write is answered only after an fdatasync of the WAL that began after its commit;
+ * syncs asked for while one runs share the next one; a sync that fails rejects its callers and the
+ * next one tries again. And the store: a write transaction syncs, one that changed nothing (a
+ * Reserve of an empty table) does not.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import test from "ava";
+import { KeySchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
+import { attributesOf, encodeKey } from "../server/dist/key-codec.js";
+import type { RefreshInput } from "../server/dist/store/store.js";
+import { openSqliteStore } from "../server/dist/store/sqlite/sqlite-store.js";
+import { WalSync } from "../server/dist/store/sqlite/wal-sync.js";
+
+/** Counts FileHandle.datasync calls (each held until released) while `body` runs. */
+async function withCountedDatasync<T>(body: (calls: { started: number; finished: number; release: () => void; hold: boolean }) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "populus-walsync-probe-"));
+  const probe: FileHandle = await open(join(dir, "probe"), "w");
+  const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+  await probe.close();
+  rmSync(dir, { recursive: true, force: true });
+  const original = proto.datasync;
+  const waiting: (() => void)[] = [];
+  const calls = {
+    started: 0,
+    finished: 0,
+    hold: false,
+    release: () => {
+      for (const w of waiting.splice(0)) w();
+    },
+  };
+  proto.datasync = async function (this: FileHandle) {
+    calls.started++;
+    if (calls.hold) await new Promise<void>((resolve) => waiting.push(resolve));
+    await original.call(this);
+    calls.finished++;
+  };
+  try {
+    return await body(calls);
+  } finally {
+    proto.datasync = original;
+  }
+}
+
+test.serial("syncs asked for while one runs share the next one; each resolves only after a datasync that began after it was asked", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "populus-walsync-"));
+  const wal = join(dir, "db-wal");
+  writeFileSync(wal, "frames");
+  const sync = new WalSync(wal);
+  await withCountedDatasync(async (calls) => {
+    calls.hold = true;
+    const first = sync.sync();
+    await new Promise((r) => setTimeout(r, 20));
+    t.is(calls.started, 1, "the first sync started at once");
+    let laterDone = 0;
+    const later = [sync.sync(), sync.sync(), sync.sync()].map((p) => p.then(() => laterDone++));
+    await new Promise((r) => setTimeout(r, 20));
+    t.is(calls.started, 1, "no second datasync while the first runs");
+    calls.release();
+    await first;
+    t.is(laterDone, 0, "the later ones wait for a datasync of their own, not the one running when they asked");
+    await new Promise((r) => setTimeout(r, 20));
+    t.is(calls.started, 2, "the three later ones share one datasync");
+    calls.release();
+    await Promise.all(later);
+    t.is(calls.finished, 2);
+    calls.hold = false;
+    await sync.sync();
+    t.is(calls.started, 3, "a sync asked for when none runs starts one at once");
+  });
+  await sync.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test.serial("a sync that cannot open the WAL rejects its callers, and the next one tries again", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "populus-walsync-"));
+  const wal = join(dir, "db-wal");
+  const sync = new WalSync(wal);
+  await t.throwsAsync(sync.sync(), { code: "ENOENT" });
+  writeFileSync(wal, "frames");
+  await t.notThrowsAsync(sync.sync());
+  await sync.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test.serial("the store syncs after a transaction that wrote, and not after one that changed nothing", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "populus-walsync-store-"));
+  const store = await openSqliteStore(join(dir, "populus.db"), { maxLostAttempts: 3, cacheMib: 8 });
+  const keyOf = (id: number) => create(KeySchema, { attributes: { id: { kind: { case: "intValue", value: BigInt(id) } } } });
+  const attributes = attributesOf(keyOf(1), "test");
+  const refresh: RefreshInput = {
+    table: "Synced",
+    displayName: "Synced",
+    keyAttributes: attributes,
+    keyHash: "ordered",
+    keys: [encodeKey(keyOf(1), attributes, "ordered", "test")],
+    refreshId: null,
+    final: false,
+    priority: 5,
+    delayMs: 0,
+    staleTimeoutMs: 3_600_000,
+    orphanTimeoutMs: null,
+    now: Date.now(),
+  };
+  const worker = { workerId: "w", host: "h", pid: 1, user: "u", codeVersion: "" };
+  const reserve = { table: "Synced", maxJobs: 10, maxPriority: null, restriction: [], worker, leaseMs: 60_000, requestId: null };
+  try {
+    await withCountedDatasync(async (calls) => {
+      t.is((await store.refresh(refresh)).added, 1);
+      const afterRefresh = calls.finished;
+      t.true(afterRefresh >= 1, "the refresh was synced before it was answered");
+      t.is((await store.reserve({ ...reserve, now: Date.now() })).length, 1);
+      t.is(calls.finished, afterRefresh + 1, "a Reserve that leased a job: one datasync, done before its answer");
+      t.deepEqual(await store.reserve({ ...reserve, now: Date.now() }), []);
+      t.is(calls.started, afterRefresh + 1, "a Reserve that found nothing wrote nothing and synced nothing");
+    });
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

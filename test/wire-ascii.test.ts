@@ -6,7 +6,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import test from "ava";
 import { CompleteRequestSchema, LeaseColumnsSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
-import { asciiListField } from "../client-sdk/dist/wire-ascii.js";
+import { asciiListField, packedUint32Field } from "../client-sdk/dist/wire-ascii.js";
 
 const TOKENS = [
   "a",
@@ -47,4 +47,25 @@ test("no values, a value that is not printable ASCII, or a field number past 15:
   t.is(asciiListField(4, ["ok", "tab\there"]), undefined);
   t.is(asciiListField(16, ["ok"]), undefined);
   t.is(asciiListField(0, ["ok"]), undefined);
+});
+
+test("packed uint32s pre-encoded decode to the same values, from 0 to 2^32 - 1, beside the other fields; anything else is left to protobuf-es", (t) => {
+  const values = [0, 1, 127, 128, 300, 16_383, 16_384, 2 ** 21, 2 ** 28, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, ...Array.from({ length: 1000 }, (_, i) => i % 3)];
+  const columns = create(LeaseColumnsSchema, { keysJson: "[]" });
+  columns.$unknown = [
+    packedUint32Field(LeaseColumnsSchema.field.attempts.number, values)!,
+    packedUint32Field(LeaseColumnsSchema.field.priorities.number, [5, 70_000])!,
+  ];
+  const bytes = toBinary(LeaseColumnsSchema, columns);
+  const decoded = fromBinary(LeaseColumnsSchema, bytes);
+  t.deepEqual(decoded.attempts, values);
+  t.deepEqual(decoded.priorities, [5, 70_000]);
+  t.is(decoded.keysJson, "[]");
+  const plain = toBinary(LeaseColumnsSchema, create(LeaseColumnsSchema, { keysJson: "[]", attempts: values, priorities: [5, 70_000] }));
+  t.is(bytes.length, plain.length, "as many bytes as protobuf-es writes for the fields");
+  t.is(packedUint32Field(3, []), undefined);
+  t.is(packedUint32Field(3, [1, -1]), undefined);
+  t.is(packedUint32Field(3, [1, 2 ** 32]), undefined);
+  t.is(packedUint32Field(3, [1.5]), undefined);
+  t.is(packedUint32Field(16, [1]), undefined);
 });

@@ -10,7 +10,7 @@ import test from "ava";
 import { LeaseColumnsSchema, ReserveResponseSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { decodeReserveResponse } from "../client-sdk/dist/wire-columns.js";
-import { asciiListField } from "../client-sdk/dist/wire-ascii.js";
+import { asciiListField, packedUint32Field } from "../client-sdk/dist/wire-ascii.js";
 
 /** LeaseColumns' fields, as create() takes them. */
 interface ColumnsInit {
@@ -55,9 +55,15 @@ test("the server's encoding (tokens as one pre-encoded field) and protobuf-es's 
   for (const n of [1, 2, 1000]) {
     const plain = create(ReserveResponseSchema, { columns: columns(n) });
     agrees(t, toBinary(ReserveResponseSchema, plain), `protobuf-es, ${n} leases`);
-    const server = create(ReserveResponseSchema, { columns: columns(n, { leaseTokens: [] }) });
-    server.columns!.$unknown = [asciiListField(LeaseColumnsSchema.field.leaseTokens.number, tokens(n))!];
-    agrees(t, toBinary(ReserveResponseSchema, server), `tokens pre-encoded, ${n} leases`);
+    // As job-service.ts sends it: tokens, attempts and priorities pre-encoded (wire-ascii.ts).
+    const full = columns(n);
+    const server = create(ReserveResponseSchema, { columns: columns(n, { leaseTokens: [], attempts: [], priorities: [] }) });
+    server.columns!.$unknown = [
+      asciiListField(LeaseColumnsSchema.field.leaseTokens.number, tokens(n))!,
+      packedUint32Field(LeaseColumnsSchema.field.attempts.number, full.attempts!)!,
+      packedUint32Field(LeaseColumnsSchema.field.priorities.number, full.priorities!)!,
+    ];
+    agrees(t, toBinary(ReserveResponseSchema, server), `pre-encoded as the server sends them, ${n} leases`);
   }
 });
 

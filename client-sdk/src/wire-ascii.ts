@@ -1,5 +1,7 @@
 /**
- * A repeated string field of printable ASCII values (lease tokens), encoded in one step as an unknown field
+ * Repeated fields encoded in one step as an unknown field of their message: strings of printable
+ * ASCII (lease tokens, asciiListField) and packed uint32s (a Reserve answer's attempts and
+ * priorities, packedUint32Field). A repeated string field of printable ASCII values is encoded as an unknown field
  * of its message: protobuf-es writes an unknown field verbatim (its tag, then its data), so the
  * message goes on the wire exactly as if the field were set, with none of the per-value work.
  *
@@ -46,4 +48,47 @@ export function asciiListField(fieldNo: number, values: readonly string[]): Unkn
   }
   // The unknown field's own tag is written before its data: the data starts with the first value's length.
   return { no: fieldNo, wireType: WireType.LengthDelimited, data: Buffer.from(entries.join(tag), "latin1") };
+}
+
+/** Bytes of `n` as a varint. */
+function varintSize(n: number): number {
+  let size = 1;
+  while (n > 0x7f) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * `values` (each an integer from 0 to 2^32 - 1) as packed repeated uint32 field `fieldNo` (1-15),
+ * ready for the message's `$unknown`: its length, then each value's varint, written into one array.
+ * protobuf-es writes a packed list value by value through its generic writer, which a fresh server
+ * compiled with TurboFan during its first drain. Undefined when there are none, or one is not such
+ * an integer (then set the field as usual).
+ */
+export function packedUint32Field(fieldNo: number, values: readonly number[]): UnknownField | undefined {
+  if (values.length === 0 || fieldNo < 1 || fieldNo > 15) return undefined;
+  let size = 0;
+  for (const v of values) {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) return undefined;
+    size += varintSize(v);
+  }
+  const data = new Uint8Array(varintSize(size) + size);
+  let at = 0;
+  for (let n = size; ; n = Math.floor(n / 128)) {
+    if (n <= 0x7f) {
+      data[at++] = n;
+      break;
+    }
+    data[at++] = (n & 0x7f) | 0x80;
+  }
+  for (let v of values) {
+    while (v > 0x7f) {
+      data[at++] = (v & 0x7f) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    data[at++] = v;
+  }
+  return { no: fieldNo, wireType: WireType.LengthDelimited, data };
 }

@@ -6,7 +6,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { timestampFromMs, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { type JobService, type Lease, type LeaseColumns, LeaseColumnsSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
-import { asciiListField } from "@populus/sdk/wire-ascii";
+import { asciiListField, packedUint32Field } from "@populus/sdk/wire-ascii";
 import type { JobSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { TableNotFoundError } from "../errors.js";
 import { decodeKey, type KeyAttributes } from "../key-codec.js";
@@ -37,8 +37,9 @@ import type { WorkNotifier } from "./work-notifier.js";
  * no message per lease is built or encoded. The leases of one Reserve share their expiry.
  */
 /**
- * A Reserve answer in columns. For binary codecs the lease tokens go pre-encoded (wire-ascii.ts in
- * the SDK): encoding a thousand strings one by one was the largest part of encoding the answer.
+ * A Reserve answer in columns. For binary codecs the lease tokens, attempts and priorities go
+ * pre-encoded (wire-ascii.ts in the SDK): encoding a thousand strings one by one was the largest
+ * part of encoding the answer, and the lists of numbers went value by value too.
  */
 function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes, codec: Codec): LeaseColumns | undefined {
   if (grants.length === 0) return undefined;
@@ -61,11 +62,21 @@ function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes, 
     columns.priorities[i] = g.priority;
   }
   columns.keysJson = `[${keys.join(",")}]`;
-  const tokens = codec === "binary" ? asciiListField(LeaseColumnsSchema.field.leaseTokens.number, columns.leaseTokens) : undefined;
+  if (codec !== "binary") return columns;
+  const unknown = [];
+  const tokens = asciiListField(LeaseColumnsSchema.field.leaseTokens.number, columns.leaseTokens);
   if (tokens !== undefined) {
     columns.leaseTokens = [];
-    columns.$unknown = [tokens];
+    unknown.push(tokens);
   }
+  const attempts = packedUint32Field(LeaseColumnsSchema.field.attempts.number, columns.attempts);
+  const priorities = packedUint32Field(LeaseColumnsSchema.field.priorities.number, columns.priorities);
+  if (attempts !== undefined && priorities !== undefined) {
+    columns.attempts = [];
+    columns.priorities = [];
+    unknown.push(attempts, priorities);
+  }
+  if (unknown.length > 0) columns.$unknown = unknown;
   return columns;
 }
 

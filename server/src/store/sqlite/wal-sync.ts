@@ -13,8 +13,9 @@
  * progress count) may include a commit not yet synced, as InnoDB's readers see a commit before its
  * redo log is flushed.
  *
- * Measured on this machine's disk: an fdatasync is about 0.8 ms, and a 20,000-job drain by four
- * workers commits some eighty times.
+ * Measured on this machine's disk: an fdatasync is 0.14 ms after an overwrite and 0.22 ms after an
+ * append (p50), and a 20,000-job drain by four workers commits some eighty times. Four-process
+ * drains of 20,000 jobs went from 53,556-55,517 jobs/s (medians of five) to 58,291.
  */
 import { type FileHandle, open } from "node:fs/promises";
 

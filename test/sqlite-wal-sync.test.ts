@@ -1,8 +1,8 @@
 /**
  * wal-sync.ts: a write is answered only after an fdatasync of the WAL that began after its commit;
  * syncs asked for while one runs share the next one; a sync that fails rejects its callers and the
- * next one tries again. And the store: a write transaction syncs, one that changed nothing (a
- * Reserve of an empty table) does not.
+ * next one tries again. And the store: a large write transaction syncs, one that changed nothing
+ * (a Reserve of an empty table) does not, nor does a small one (SQLite syncs it in its COMMIT).
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
@@ -87,39 +87,43 @@ test.serial("a sync that cannot open the WAL rejects its callers, and the next o
   rmSync(dir, { recursive: true, force: true });
 });
 
-test.serial("the store syncs after a transaction that wrote, and not after one that changed nothing", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "populus-walsync-store-"));
-  const store = await openSqliteStore(join(dir, "populus.db"), { maxLostAttempts: 3, cacheMib: 8 });
-  const keyOf = (id: number) => create(KeySchema, { attributes: { id: { kind: { case: "intValue", value: BigInt(id) } } } });
-  const attributes = attributesOf(keyOf(1), "test");
-  const refresh: RefreshInput = {
-    table: "Synced",
-    displayName: "Synced",
-    keyAttributes: attributes,
-    keyHash: "ordered",
-    keys: [encodeKey(keyOf(1), attributes, "ordered", "test")],
-    refreshId: null,
-    final: false,
-    priority: 5,
-    delayMs: 0,
-    staleTimeoutMs: 3_600_000,
-    orphanTimeoutMs: null,
-    now: Date.now(),
-  };
-  const worker = { workerId: "w", host: "h", pid: 1, user: "u", codeVersion: "" };
-  const reserve = { table: "Synced", maxJobs: 10, maxPriority: null, restriction: [], worker, leaseMs: 60_000, requestId: null };
-  try {
-    await withCountedDatasync(async (calls) => {
-      t.is((await store.refresh(refresh)).added, 1);
-      const afterRefresh = calls.finished;
-      t.true(afterRefresh >= 1, "the refresh was synced before it was answered");
-      t.is((await store.reserve({ ...reserve, now: Date.now() })).length, 1);
-      t.is(calls.finished, afterRefresh + 1, "a Reserve that leased a job: one datasync, done before its answer");
-      t.deepEqual(await store.reserve({ ...reserve, now: Date.now() }), []);
-      t.is(calls.started, afterRefresh + 1, "a Reserve that found nothing wrote nothing and synced nothing");
+test.serial(
+  "the store syncs a large transaction that wrote off the event loop; not one that changed nothing, nor a small one (synced in its COMMIT)",
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "populus-walsync-store-"));
+    const store = await openSqliteStore(join(dir, "populus.db"), { maxLostAttempts: 3, cacheMib: 8 });
+    const keyOf = (id: number) => create(KeySchema, { attributes: { id: { kind: { case: "intValue", value: BigInt(id) } } } });
+    const attributes = attributesOf(keyOf(1), "test");
+    const refresh = (ids: number[]): RefreshInput => ({
+      table: "Synced",
+      displayName: "Synced",
+      keyAttributes: attributes,
+      keyHash: "ordered",
+      keys: ids.map((id) => encodeKey(keyOf(id), attributes, "ordered", "test")),
+      refreshId: null,
+      final: false,
+      priority: 5,
+      delayMs: 0,
+      staleTimeoutMs: 3_600_000,
+      orphanTimeoutMs: null,
+      now: Date.now(),
     });
-  } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+    const worker = { workerId: "w", host: "h", pid: 1, user: "u", codeVersion: "" };
+    const reserve = { table: "Synced", maxJobs: 100, maxPriority: null, restriction: [], worker, leaseMs: 60_000, requestId: null };
+    try {
+      await withCountedDatasync(async (calls) => {
+        t.is((await store.refresh(refresh([1]))).added, 1);
+        t.is(calls.started, 0, "a one-key refresh is small: SQLite synced it in its COMMIT");
+        t.is((await store.refresh(refresh(Array.from({ length: 40 }, (_, i) => i + 2)))).added, 40);
+        t.is(calls.finished, 1, "a refresh of 40 keys: one datasync, done before its answer");
+        t.is((await store.reserve({ ...reserve, now: Date.now() })).length, 41);
+        t.is(calls.finished, 2, "a Reserve of up to 100 jobs that leased some: one datasync, done before its answer");
+        t.deepEqual(await store.reserve({ ...reserve, now: Date.now() }), []);
+        t.is(calls.started, 2, "a Reserve that found nothing wrote nothing and synced nothing");
+      });
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

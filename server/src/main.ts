@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   }).catch((err: unknown) => fail(1, `cannot open database ${where}: ${describeStartupError(err)}`));
   const sqliteSettings =
     store instanceof SqliteStore
-      ? { pageCacheMib: store.pageCacheMib, synchronous: store.synchronous, writesAnswered: "after an fdatasync of the WAL, off the event loop" }
+      ? { pageCacheMib: store.pageCacheMib, synchronous: store.synchronous, largeWritesSynced: "off the event loop, before they are answered" }
       : {};
   logger.info({ database: where, dialect: store.dialect, ...sqliteSettings }, "database ready, migrations applied");
 

@@ -1,9 +1,10 @@
 /**
- * Commits made durable off the event loop. The serving connection commits at synchronous = NORMAL
- * (the WAL is written, not synced), and a write transaction is answered only after an fdatasync of
- * the WAL on libuv's thread pool. So an answer still means "on disk", as at FULL, but the thread
- * that serves every request no longer waits in the kernel for the disk at each commit: other
- * requests run meanwhile, and one fdatasync covers every commit made before it started.
+ * Commits made durable off the event loop. A large write transaction (a Reserve or Complete of a
+ * batch, a refresh of many keys: sqlite-store.ts) commits at synchronous = NORMAL (the WAL is
+ * written, not synced) and is answered only after an fdatasync of the WAL on libuv's thread pool.
+ * So an answer still means "on disk", as at FULL, but the thread that serves every request does
+ * not wait in the kernel for the disk at each such commit: other requests run meanwhile, and one
+ * fdatasync covers every commit made before it started.
  *
  * Why it is safe: the WAL is append-only between checkpoints, and SQLite at NORMAL syncs the WAL
  * before each checkpoint and the database file after it, so what a checkpoint copies, or a WAL

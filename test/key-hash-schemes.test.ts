@@ -9,10 +9,9 @@ import test from "ava";
 import { parseDatabaseUrl } from "../server/dist/config.js";
 import { attributesOf, type EncodedKey, encodeKey, type KeyHashScheme } from "../server/dist/key-codec.js";
 import { openStore } from "../server/dist/store/open-store.js";
-import type { JobStore, RefreshInput } from "../server/dist/store/store.js";
-import { create } from "@bufbuild/protobuf";
-import { KeySchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
+import type { JobStore } from "../server/dist/store/store.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { idKey, refreshInput } from "./helpers/store-inputs.js";
 
 const databases: TestDatabase[] = [];
 const stores: JobStore[] = [];
@@ -21,26 +20,8 @@ test.after.always(async () => {
   for (const db of databases) await db.drop();
 });
 
-const keyOf = (id: number) => create(KeySchema, { attributes: { id: { kind: { case: "intValue", value: BigInt(id) } } } });
-const ATTRIBUTES = attributesOf(keyOf(1), "test");
-const encoded = (ids: number[], scheme: KeyHashScheme): EncodedKey[] => ids.map((id) => encodeKey(keyOf(id), ATTRIBUTES, scheme, "test"));
-
-function refreshInput(table: string, keys: EncodedKey[], keyHash: KeyHashScheme, now: number): RefreshInput {
-  return {
-    table,
-    displayName: table,
-    keyAttributes: ATTRIBUTES,
-    keyHash,
-    keys,
-    refreshId: null,
-    final: false,
-    priority: 5,
-    delayMs: 0,
-    staleTimeoutMs: 3_600_000,
-    orphanTimeoutMs: null,
-    now,
-  };
-}
+const ATTRIBUTES = attributesOf(idKey(1), "test");
+const encoded = (ids: number[], scheme: KeyHashScheme): EncodedKey[] => ids.map((id) => encodeKey(idKey(id), ATTRIBUTES, scheme, "test"));
 
 const rehashesToTheTables = test.macro({
   title: (_, dialect: Dialect) => `${dialect}: a table keeps the key hash scheme it was declared with; keys hashed for another are hashed again as its own`,
@@ -52,16 +33,16 @@ const rehashesToTheTables = test.macro({
     const now = Date.now();
 
     // Declared by a refresh whose keys are "sha256": the table records that scheme.
-    t.is((await store.refresh(refreshInput("old_scheme", encoded([1, 2], "sha256"), "sha256", now))).added, 2);
+    t.is((await store.refresh(refreshInput("old_scheme", ATTRIBUTES, encoded([1, 2], "sha256"), "sha256", now))).added, 2);
     t.is((await store.describeTable("old_scheme"))?.keyHash, "sha256");
     // The same keys, and one more, hashed for a new table ("ordered"): found, not added twice.
-    t.is((await store.refresh(refreshInput("old_scheme", encoded([1, 2, 3], "ordered"), "ordered", now + 1))).added, 1);
+    t.is((await store.refresh(refreshInput("old_scheme", ATTRIBUTES, encoded([1, 2, 3], "ordered"), "ordered", now + 1))).added, 1);
     t.is((await store.getProgress("old_scheme")).pending, 3);
 
     // A table declared with "ordered" keys records "ordered", and "sha256" keys sent to it later are hashed again.
-    t.is((await store.refresh(refreshInput("new_scheme", encoded([1, 2], "ordered"), "ordered", now))).added, 2);
+    t.is((await store.refresh(refreshInput("new_scheme", ATTRIBUTES, encoded([1, 2], "ordered"), "ordered", now))).added, 2);
     t.is((await store.describeTable("new_scheme"))?.keyHash, "ordered");
-    t.is((await store.refresh(refreshInput("new_scheme", encoded([2, 3], "sha256"), "sha256", now + 1))).added, 1);
+    t.is((await store.refresh(refreshInput("new_scheme", ATTRIBUTES, encoded([2, 3], "sha256"), "sha256", now + 1))).added, 1);
     t.is((await store.getProgress("new_scheme")).pending, 3);
   },
 });

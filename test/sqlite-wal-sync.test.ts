@@ -8,13 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
 import test from "ava";
-import { KeySchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { attributesOf, encodeKey } from "../server/dist/key-codec.js";
-import type { RefreshInput } from "../server/dist/store/store.js";
 import { openSqliteStore } from "../server/dist/store/sqlite/sqlite-store.js";
 import { WalSync } from "../server/dist/store/sqlite/wal-sync.js";
+import { idKey, refreshInput } from "./helpers/store-inputs.js";
 
 /** Counts FileHandle.datasync calls (each held until released) while `body` runs. */
 async function withCountedDatasync<T>(body: (calls: { started: number; finished: number; release: () => void; hold: boolean }) => Promise<T>): Promise<T> {
@@ -92,22 +90,15 @@ test.serial(
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), "populus-walsync-store-"));
     const store = await openSqliteStore(join(dir, "populus.db"), { maxLostAttempts: 3, cacheMib: 8 });
-    const keyOf = (id: number) => create(KeySchema, { attributes: { id: { kind: { case: "intValue", value: BigInt(id) } } } });
-    const attributes = attributesOf(keyOf(1), "test");
-    const refresh = (ids: number[]): RefreshInput => ({
-      table: "Synced",
-      displayName: "Synced",
-      keyAttributes: attributes,
-      keyHash: "ordered",
-      keys: ids.map((id) => encodeKey(keyOf(id), attributes, "ordered", "test")),
-      refreshId: null,
-      final: false,
-      priority: 5,
-      delayMs: 0,
-      staleTimeoutMs: 3_600_000,
-      orphanTimeoutMs: null,
-      now: Date.now(),
-    });
+    const attributes = attributesOf(idKey(1), "test");
+    const refresh = (ids: number[]) =>
+      refreshInput(
+        "Synced",
+        attributes,
+        ids.map((id) => encodeKey(idKey(id), attributes, "ordered", "test")),
+        "ordered",
+        Date.now(),
+      );
     const worker = { workerId: "w", host: "h", pid: 1, user: "u", codeVersion: "" };
     const reserve = { table: "Synced", maxJobs: 100, maxPriority: null, restriction: [], worker, leaseMs: 60_000, requestId: null };
     try {

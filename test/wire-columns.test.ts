@@ -4,12 +4,13 @@
  * unpacked numbers, Unicode and long values; whatever it does not read (the leases form, unknown or
  * merged fields, bad UTF-8, a cut body) it leaves to protobuf-es (undefined).
  */
-import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import test from "ava";
 import { LeaseColumnsSchema, ReserveResponseSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { decodeReserveResponse } from "../client-sdk/dist/wire-columns.js";
+import { decodesAsProtobufEs } from "./helpers/wire-decoding.js";
 import { asciiListField, packedUint32Field } from "../client-sdk/dist/wire-ascii.js";
 
 /** LeaseColumns' fields, as create() takes them. */
@@ -37,15 +38,11 @@ const columns = (n: number, over: Partial<ColumnsInit> = {}): ColumnsInit => ({
   ...over,
 });
 
-/** Decodes `bytes` both ways and checks they agree; the hand decode must not fall back. */
+/** Decodes `bytes` both ways and checks they agree, the lists and the keys' text one by one too. */
 function agrees(t: import("ava").ExecutionContext, bytes: Uint8Array, label: string): void {
-  const reference = fromBinary(ReserveResponseSchema, bytes);
-  const decoded = decodeReserveResponse(bytes);
-  if (decoded === undefined) {
-    t.fail(`${label}: fell back to protobuf-es`);
-    return;
-  }
-  t.true(equals(ReserveResponseSchema, decoded, reference), label);
+  const both = decodesAsProtobufEs(t, ReserveResponseSchema, decodeReserveResponse, bytes, label);
+  if (both === undefined) return;
+  const { decoded, reference } = both;
   t.deepEqual(decoded.columns?.leaseTokens, reference.columns?.leaseTokens, `${label}: tokens`);
   t.is(decoded.columns?.keysJson, reference.columns?.keysJson, `${label}: keys`);
   t.deepEqual(decoded.columns?.attempts, reference.columns?.attempts, `${label}: attempts`);

@@ -4,23 +4,20 @@
  * wire-ascii.ts) and protobuf-es's, Unicode and long values; whatever it does not read
  * (completions with Structs, unknown fields, bad UTF-8, a cut body) it leaves to protobuf-es.
  */
-import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import test from "ava";
 import { CompleteRequestSchema } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { asciiListField } from "../client-sdk/dist/wire-ascii.js";
 import { decodeCompleteRequest } from "../server/dist/service/wire-complete.js";
+import { decodesAsProtobufEs } from "./helpers/wire-decoding.js";
 
 const tokens = (n: number) => Array.from({ length: n }, (_, i) => `0123456789abcdef0123456789abcdef-${i.toString(36)}`);
 const results = (n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ n: i, note: `ré ${i} 🧪` })));
 
 function agrees(t: import("ava").ExecutionContext, bytes: Uint8Array, label: string): void {
-  const reference = fromBinary(CompleteRequestSchema, bytes);
-  const decoded = decodeCompleteRequest(bytes);
-  if (decoded === undefined) {
-    t.fail(`${label}: fell back to protobuf-es`);
-    return;
-  }
-  t.true(equals(CompleteRequestSchema, decoded, reference), label);
+  const both = decodesAsProtobufEs(t, CompleteRequestSchema, decodeCompleteRequest, bytes, label);
+  if (both === undefined) return;
+  const { decoded, reference } = both;
   t.deepEqual(
     [decoded.table, decoded.keepCompleted, decoded.leaseTokens, decoded.resultsJson],
     [reference.table, reference.keepCompleted, reference.leaseTokens, reference.resultsJson],

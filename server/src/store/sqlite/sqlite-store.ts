@@ -246,8 +246,10 @@ export class SqliteStore extends SharedStore {
   }
 
   async close(): Promise<void> {
-    await this.walSync.close();
     await this.checkpointer.stop();
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
+    // Last: a transaction that committed before the connection closed still gets its sync, and
+    // none after it can open the WAL again.
+    await this.walSync.close();
   }
 }

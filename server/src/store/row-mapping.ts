@@ -151,8 +151,22 @@ export function stagingId(table: string, refreshId: string): string {
 
 /** The job id a lease token names, or -1 for a string that is not a lease token (matches no row). */
 export function leaseJobId(token: string): number {
-  const m = /^[0-9a-f]{32}-([0-9a-z]{1,11})$/.exec(token);
-  return m === null ? -1 : parseInt(m[1] as string, 36);
+  // By hand, not /^[0-9a-f]{32}-([0-9a-z]{1,11})$/ and parseInt: a Complete reads a thousand
+  // tokens, and the expression's match per token was about 3% of a SQLite server's drain.
+  const length = token.length;
+  if (length < 34 || length > 44 || token.charCodeAt(32) !== 45 /* - */) return -1;
+  for (let i = 0; i < 32; i++) {
+    const c = token.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return -1;
+  }
+  let id = 0;
+  for (let i = 33; i < length; i++) {
+    const c = token.charCodeAt(i);
+    const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 122 ? c - 87 : -1;
+    if (digit < 0) return -1;
+    id = id * 36 + digit;
+  }
+  return id;
 }
 
 /** A row of `~populus_reserve_requests`: the batch one Reserve with a request id leased. */

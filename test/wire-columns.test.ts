@@ -112,3 +112,14 @@ function varint(n: number): number[] {
   out.push(n);
   return out;
 }
+
+test("a lease expiry or key attribute that protobuf-es cannot read leaves the whole answer to it, and its error", (t) => {
+  // LeaseColumns with a lease_expire_time (field 5) whose seconds varint is cut short.
+  const badTimestamp = Uint8Array.from([(2 << 3) | 2, 4, (5 << 3) | 2, 2, 1 << 3, 0x80]);
+  t.is(decodeReserveResponse(badTimestamp), undefined);
+  t.throws(() => fromBinary(ReserveResponseSchema, badTimestamp));
+  // A key_attributes entry (field 6) whose name (field 1) runs past its end.
+  const badAttribute = Uint8Array.from([(2 << 3) | 2, 4, (6 << 3) | 2, 2, (1 << 3) | 2, 5]);
+  t.is(decodeReserveResponse(badAttribute), undefined);
+  t.throws(() => fromBinary(ReserveResponseSchema, badAttribute));
+});

@@ -57,15 +57,22 @@ function decodeColumns(buf: Uint8Array, start: number, end: number): LeaseColumn
   const keyAttributes: KeyAttribute[] = [];
   const { others } = fields;
   for (let i = 0; i < others.length; i += 3) {
-    const [tag, from, to] = [others[i], others[i + 1] as number, others[i + 2] as number];
+    const tag = others[i];
+    const bytes = buf.subarray(others[i + 1], others[i + 2]);
     if (tag === KEYS_JSON) {
-      const text = utf8At(buf, from, to);
+      const text = utf8At(bytes, 0, bytes.length);
       if (text === undefined) return undefined;
       keysJson = text;
-    } else if (tag === LEASE_EXPIRE_TIME) {
-      if (leaseExpireTime !== undefined) return undefined;
-      leaseExpireTime = fromBinary(TimestampSchema, buf.subarray(from, to));
-    } else keyAttributes.push(fromBinary(KeyAttributeSchema, buf.subarray(from, to)));
+      continue;
+    }
+    // A submessage protobuf-es cannot read: the whole answer goes to it, for its canonical error.
+    try {
+      if (tag !== LEASE_EXPIRE_TIME) keyAttributes.push(fromBinary(KeyAttributeSchema, bytes));
+      else if (leaseExpireTime === undefined) leaseExpireTime = fromBinary(TimestampSchema, bytes);
+      else return undefined; // a second one merges into the first
+    } catch {
+      return undefined;
+    }
   }
   const leaseTokens = stringsAt(buf, fields.tokenSpans);
   if (leaseTokens === undefined) return undefined;

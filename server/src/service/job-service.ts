@@ -4,7 +4,7 @@
  */
 import type { ServiceImpl } from "@connectrpc/connect";
 import { timestampFromMs, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import type { JsonObject, MessageInitShape, UnknownField } from "@bufbuild/protobuf";
 import { type JobService, type Lease, type LeaseColumns, LeaseColumnsSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
 import { asciiListField, packedUint32Field } from "@populus/sdk/wire-ascii";
 import type { JobSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
@@ -63,7 +63,7 @@ function leaseColumns(grants: readonly LeaseGrant[], attributes: KeyAttributes, 
   }
   columns.keysJson = `[${keys.join(",")}]`;
   if (codec !== "binary") return columns;
-  const unknown = [];
+  const unknown: UnknownField[] = [];
   const tokens = asciiListField(LeaseColumnsSchema.field.leaseTokens.number, columns.leaseTokens);
   if (tokens !== undefined) {
     columns.leaseTokens = [];

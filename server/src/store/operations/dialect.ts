@@ -12,7 +12,7 @@
  */
 import type { AttributeCondition } from "../../key-codec.js";
 import type { ReserveInput } from "../store.js";
-import type { Operation, Param, Statement } from "./operation.js";
+import type { Param, Statement } from "./operation.js";
 
 /** The store's own tables (migrations 0001-0004), by their role. */
 const STORE_TABLES = {
@@ -83,15 +83,16 @@ export interface SqlDialect {
    */
   perKey(match: (keyPredicate: string) => string, hashes: readonly string[], after?: readonly Param[]): Statement;
 
-  /** Refresh: the hashes among `hashes` whose job needs no insert (already computed, or queued: MySQL). */
-  knownKeys(jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>>;
+  /** Refresh: reads the `key_hash` of each of `hashes` whose job needs no insert (already computed, or queued: MySQL). */
+  knownKeys(jobs: string, target: string, hashes: readonly string[]): Statement;
   /**
    * Refresh, where inserting a batch of keys expected to be new costs less than looking them up
-   * first (MySQL): deletes, of the jobs that the transaction's previous statement inserted
-   * (`inserted` of them, at least one, created at `createTime`), those whose key is computed.
+   * first (MySQL): deletes, of the jobs that the statement just before it inserted (created at
+   * `createTime`; none when it inserted none), those whose key is computed. It reads how many that
+   * statement inserted in SQL, so both go in one round trip.
    * Null: the dialect always looks keys up first (SQLite, where a prepared lookup costs microseconds).
    */
-  readonly dropComputedJustInserted: ((jobs: string, target: string, inserted: number, createTime: number) => Statement) | null;
+  readonly dropComputedJustInserted: ((jobs: string, target: string, createTime: number) => Statement) | null;
   /** Refresh: a single writer cannot meet another call's first insert of the same refresh. */
   readonly singleWriter: boolean;
   /** Refresh: a final call drops its staging rows in its own transaction (else after its answer, in chunks). */

@@ -65,7 +65,7 @@ export function* write(statement: Statement): Operation<void> {
  * Statements that do not depend on each other's results, in order, in one round trip where the
  * driver pipelines (mysql2): answers each one's rows or count.
  */
-function* together(first: Part, ...rest: Part[]): Operation<unknown[]> {
+export function* together(first: Part, ...rest: Part[]): Operation<unknown[]> {
   return (yield { kind: "together", parts: [first, ...rest] }) as unknown[];
 }
 

@@ -9,7 +9,7 @@ import type { RefreshCounts, RefreshInput, StoreOptions } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
 import { logChange, logInsertedByPrevious } from "./changes.js";
 import { insertJobs, insertJobUnlessComputed, type NewJobRow } from "./insert-jobs.js";
-import { KEY_CHUNK, lastTogether, type Operation, type Param, rows, run, type Statement, sql, write } from "./operation.js";
+import { KEY_CHUNK, lastTogether, type Operation, type Param, type Part, rows, run, type Statement, sql, together, write } from "./operation.js";
 import { resetLeases } from "./sweep.js";
 import { mayHoldStaleJobs, oldestJobSql, staleCandidateSql } from "./stale-candidates.js";
 
@@ -66,29 +66,42 @@ export function* refresh(
   const row = pendingRow(input);
   const keepJob = keepExistingJob(d);
   const insertOne = (key: EncodedKey) => insertJobUnlessComputed(d, jobs, target, key, row, keepJob);
-  const state = yield* refreshState(d, staging, input);
+  // A refresh of one call with keys reads its table's state in its first batch's first round trip.
+  let state = input.refreshId === null && input.keys.length > 0 ? undefined : yield* refreshState(d, staging, input);
   let added = 0;
   for (let i = 0; i < input.keys.length; i += KEY_CHUNK) {
     const chunk = input.keys.slice(i, i + KEY_CHUNK);
     const hashes = chunk.map((k) => k.hash);
+    const stateNotRead = state === undefined ? stateRead(d, jobs, false) : undefined;
+    let stateRows: StateRow[] | undefined;
     if (chunk.length === 1) {
-      added += yield* run(insertOne(chunk[0] as EncodedKey));
+      let inserted: number;
+      [stateRows, [inserted]] = yield* afterRead<[number]>(stateNotRead, { kind: "run", statement: insertOne(chunk[0] as EncodedKey) });
+      added += inserted;
     } else if (d.dropComputedJustInserted !== null && expectations.expectsNew(input.table)) {
-      // Expected new: inserted first, then the jobs of keys already computed are deleted. The
-      // DELETE reads the target after the INSERT, so a Complete of one of these keys that commits
-      // meanwhile is seen: the INSERT waited on the job row the Complete deleted.
-      const inserted = yield* run(insertJobs(d, jobs, chunk, row, keepJob));
-      const computed = inserted === 0 ? 0 : yield* run(d.dropComputedJustInserted(jobs, target, inserted, row.createTime));
+      // Expected new: inserted first, then the jobs of keys already computed are deleted, in the
+      // same round trip. The DELETE reads the target after the INSERT, so a Complete of one of
+      // these keys that commits meanwhile is seen: the INSERT waited on the job row the Complete deleted.
+      let inserted: number;
+      let computed: number;
+      [stateRows, [inserted, computed]] = yield* afterRead<[number, number]>(
+        stateNotRead,
+        { kind: "run", statement: insertJobs(d, jobs, chunk, row, keepJob) },
+        { kind: "run", statement: d.dropComputedJustInserted(jobs, target, row.createTime) },
+      );
       added += inserted - computed;
       expectations.observe(input.table, chunk.length - inserted + computed, chunk.length);
     } else {
       // Keys already computed (or queued) are skipped before inserting: point lookups on unique indexes
       // cost far less than inserts that collide (measured on MySQL: an identical 1M refresh went 3x faster).
-      const done = yield* d.knownKeys(jobs, target, hashes);
+      let known: { key_hash: string }[];
+      [stateRows, [known]] = yield* afterRead<[{ key_hash: string }[]]>(stateNotRead, { kind: "rows", statement: d.knownKeys(jobs, target, hashes) });
+      const done = new Set(known.map((r) => r.key_hash));
       const fresh = done.size === 0 ? chunk : chunk.filter((k) => !done.has(k.hash));
       if (fresh.length > 0) added += yield* run(insertJobs(d, jobs, fresh, row, keepJob));
       expectations.observe(input.table, chunk.length - fresh.length, chunk.length);
     }
+    state ??= yield* stateOf(d, input, stateRows?.[0], false);
     if (state.staging) {
       // Stage the hashes for stale removal on the final call.
       const staged: Param[] = [];
@@ -104,6 +117,7 @@ export function* refresh(
       );
     }
   }
+  if (state === undefined) throw new Error("refresh: a refresh of one call with keys reads its state with its first batch");
   let removed = 0;
   let rePended = 0;
   if (final) {
@@ -227,26 +241,10 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput): Ope
     const known = yield* read();
     if (known !== undefined) return known;
   }
-  const staleCutoff = input.now - input.staleTimeoutMs;
-  const jobs = d.jobsTable(input.table);
   // For a keyless call, which may change nothing, whether any job is pending.
   const askPending = input.refreshId === null && input.keys.length === 0;
-  const [first] = yield* rows<StateRow>(stateRead(d, jobs, askPending));
-  const oldest = first?.oldest ?? null;
-  // A keyless refresh of one call stages nothing, so it removes nothing: it need not ask.
-  const mayStage = input.refreshId !== null || input.keys.length > 0;
-  const candidate =
-    mayStage && mayHoldStaleJobs(oldest === null ? undefined : Number(oldest), staleCutoff)
-      ? (yield* rows(sql(staleCandidateSql(jobs), [staleCutoff])))[0]
-      : undefined;
-  // A refresh of several calls re-pends in its final call, long after this read.
-  const state = {
-    staleCutoff,
-    staging: candidate !== undefined,
-    anySuccess: input.refreshId === null ? first?.any_success != null : null,
-    anyPending: askPending ? first?.any_pending != null : null,
-    heldNoJob: oldest === null,
-  };
+  const [first] = yield* rows<StateRow>(stateRead(d, d.jobsTable(input.table), askPending));
+  const state = yield* stateOf(d, input, first, askPending);
   if (input.refreshId === null) return state;
   yield* write(
     sql(
@@ -260,6 +258,37 @@ function* refreshState(d: SqlDialect, staging: string, input: RefreshInput): Ope
 }
 
 type StateRow = { oldest: string | number | null; any_success: string | number | null; any_pending?: string | number | null };
+
+/** A refresh's state from its table's state read (`first`, its row; `askedPending`: stateRead's): whether it stages asks one more read when a job may be stale. */
+function* stateOf(d: SqlDialect, input: RefreshInput, first: StateRow | undefined, askedPending: boolean): Operation<RefreshState> {
+  const staleCutoff = input.now - input.staleTimeoutMs;
+  const oldest = first?.oldest ?? null;
+  // A keyless refresh of one call stages nothing, so it removes nothing: it need not ask.
+  const mayStage = input.refreshId !== null || input.keys.length > 0;
+  const candidate =
+    mayStage && mayHoldStaleJobs(oldest === null ? undefined : Number(oldest), staleCutoff)
+      ? (yield* rows(sql(staleCandidateSql(d.jobsTable(input.table)), [staleCutoff])))[0]
+      : undefined;
+  // A refresh of several calls re-pends in its final call, long after this read.
+  return {
+    staleCutoff,
+    staging: candidate !== undefined,
+    anySuccess: input.refreshId === null ? first?.any_success != null : null,
+    anyPending: askedPending ? first?.any_pending != null : null,
+    heldNoJob: oldest === null,
+  };
+}
+
+/**
+ * `parts` in one round trip, after `read` when there is one: answers read's rows (undefined
+ * without it) and the parts' results. A refresh of one call reads its table's state so, with its
+ * first batch: at READ COMMITTED the read sees what it would have seen alone just before.
+ */
+function* afterRead<R extends unknown[]>(read: Statement | undefined, ...parts: [Part, ...Part[]]): Operation<[StateRow[] | undefined, R]> {
+  if (read === undefined) return [undefined, (yield* together(...parts)) as R];
+  const [stateRows, ...results] = yield* together({ kind: "rows", statement: read }, ...parts);
+  return [stateRows as StateRow[], results as R];
+}
 
 /**
  * One read for a refresh's questions of its table: the oldest job (stale removal, orphans), whether

@@ -6,7 +6,7 @@
  */
 import type { AttributeCondition } from "../../key-codec.js";
 import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
-import { type Operation, type Param, placeholders, rows, type Statement } from "../operations/operation.js";
+import { type Param, placeholders, type Statement } from "../operations/operation.js";
 import type { ReserveInput } from "../store.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
 
@@ -92,9 +92,8 @@ export class SqliteDialect implements SqlDialect {
   readonly dropComputedJustInserted = null;
 
   /** Computed keys only: a queued one is skipped by the insert's ON CONFLICT, as cheaply in-process. */
-  *knownKeys(_jobs: string, target: string, hashes: readonly string[]): Operation<Set<string>> {
-    const found = yield* rows<{ key_hash: string }>({ sql: `SELECT key_hash FROM ${target} WHERE key_hash = ?`, params: hashes, perRow: 1 });
-    return new Set(found.map((r) => r.key_hash));
+  knownKeys(_jobs: string, target: string, hashes: readonly string[]): Statement {
+    return { sql: `SELECT key_hash FROM ${target} WHERE key_hash = ?`, params: hashes, perRow: 1 };
   }
 
   /** One prepared UPDATE per job, with its token. */

@@ -25,6 +25,7 @@ import {
   attributesOf,
   declaredAttributes,
   type EncodedKey,
+  encodeCanonicalKeysJson,
   encodeJsonKey,
   encodeKey,
   encodeRestriction,
@@ -162,6 +163,8 @@ function refreshKeysInColumns(
   keyHash: KeyHashScheme,
 ): { keyAttributes: KeyAttributes | null; keys: EncodedKey[] } {
   if (req.keys.length > 0) throw new InvalidRequestError("Refresh: give keys or keys_json, not both");
+  const canonical = canonicalKeysInColumns(req, attributes, keyHash);
+  if (canonical !== undefined) return canonical;
   const parsed = parseJsonField(req.keysJson, "Refresh: keys_json");
   if (!Array.isArray(parsed)) throw new InvalidRequestError("Refresh: keys_json must be a JSON array of keys");
   countLimit(parsed.length, MAX_KEYS_PER_CALL, "keys", "send a large key source as several calls sharing one refresh_id");
@@ -174,6 +177,24 @@ function refreshKeysInColumns(
   }
   const keyAttributes = attributes ?? declared;
   return { keyAttributes, keys: parsed.map((k, i) => encodeJsonKey(k, keyAttributes, keyHash, `Refresh keys_json[${i}]`)) };
+}
+
+/**
+ * A column-form Refresh's keys read as the SDK writes them (encodeCanonicalKeysJson), when the
+ * declared attributes are the table's; undefined for anything else, which refreshKeysInColumns
+ * then parses and checks in its order, with its messages.
+ */
+function canonicalKeysInColumns(req: RefreshRequest, attributes: KeyAttributes | null, keyHash: KeyHashScheme) {
+  let declared: KeyAttributes;
+  try {
+    declared = declaredAttributes(req.keyAttributes, "Refresh");
+  } catch {
+    return undefined;
+  }
+  if (attributes !== null && !sameAttributes(attributes, declared)) return undefined;
+  const keyAttributes = attributes ?? declared;
+  const keys = encodeCanonicalKeysJson(req.keysJson, keyAttributes, keyHash, "Refresh keys_json", MAX_KEYS_PER_CALL);
+  return keys === undefined ? undefined : { keyAttributes, keys };
 }
 
 /** Refresh: `table` is the table's definition, or null for a table not yet declared (whose keys are hashed as a new table's). */

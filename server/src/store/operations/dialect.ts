@@ -87,12 +87,13 @@ export interface SqlDialect {
   knownKeys(jobs: string, target: string, hashes: readonly string[]): Statement;
   /**
    * Refresh, where inserting a batch of keys expected to be new costs less than looking them up
-   * first (MySQL): deletes, of the jobs that the statement just before it inserted (created at
-   * `createTime`; none when it inserted none), those whose key is computed. It reads how many that
-   * statement inserted in SQL, so both go in one round trip.
+   * first (MySQL): statements that delete, of the jobs that the statement just before them
+   * inserted (created at `createTime`; none when it inserted none), those whose key is computed;
+   * the last one's count is the jobs deleted. They read how many that statement inserted in SQL,
+   * so all go in its round trip.
    * Null: the dialect always looks keys up first (SQLite, where a prepared lookup costs microseconds).
    */
-  readonly dropComputedJustInserted: ((jobs: string, target: string, createTime: number) => Statement) | null;
+  readonly dropComputedJustInserted: ((jobs: string, target: string, createTime: number) => readonly Statement[]) | null;
   /** Refresh: a single writer cannot meet another call's first insert of the same refresh. */
   readonly singleWriter: boolean;
   /** Refresh: a final call drops its staging rows in its own transaction (else after its answer, in chunks). */

@@ -82,13 +82,14 @@ export function* refresh(
       // Expected new: inserted first, then the jobs of keys already computed are deleted, in the
       // same round trip. The DELETE reads the target after the INSERT, so a Complete of one of
       // these keys that commits meanwhile is seen: the INSERT waited on the job row the Complete deleted.
-      let inserted: number;
-      let computed: number;
-      [stateRows, [inserted, computed]] = yield* afterRead<[number, number]>(
+      let counts: number[];
+      [stateRows, counts] = yield* afterRead<number[]>(
         stateNotRead,
         { kind: "run", statement: insertJobs(d, jobs, chunk, row, keepJob) },
-        { kind: "run", statement: d.dropComputedJustInserted(jobs, target, row.createTime) },
+        ...d.dropComputedJustInserted(jobs, target, row.createTime).map((statement): Part => ({ kind: "run", statement })),
       );
+      const inserted = counts[0] as number;
+      const computed = counts.at(-1) as number;
       added += inserted - computed;
       expectations.observe(input.table, chunk.length - inserted + computed, chunk.length);
     } else {

@@ -1,5 +1,5 @@
 /**
- * The SDK's unary calls go through client-sdk/src/unary-transport.ts, not connect-es's call
+ * The SDK's unary calls go through client-sdk/src/transport.ts, not connect-es's call
  * pipeline. These pin what callers relied on from connect-es, against a real server: an abort
  * rejects CANCELED at once (and the connection goes on serving), a timeout rejects
  * DEADLINE_EXCEEDED (against a server that never answers), the server's error JSON arrives as the typed error with its details, the
@@ -11,13 +11,13 @@ import http2 from "node:http2";
 import net from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Http2SessionManager } from "@connectrpc/connect-node";
 import test from "ava";
 import { connect, LeaseLostError, PopulusError } from "../client-sdk/dist/index.js";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { resolveConnectOptions } from "../client-sdk/dist/config.js";
 import { openConnection } from "../client-sdk/dist/rpc.js";
-import { createUnaryTransport } from "../client-sdk/dist/unary-transport.js";
+import { createTransport } from "../client-sdk/dist/transport.js";
 import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
 import { seconds } from "./helpers/jobs-client.js";
 
@@ -98,8 +98,7 @@ test("the answer's headers reach onHeader, and onTrailer gets its trailers (none
   await declareTable();
   const sessionManager = new Http2SessionManager(server().url);
   t.teardown(() => sessionManager.abort());
-  const streams = createConnectTransport({ baseUrl: server().url, httpVersion: "2", useBinaryFormat: true, sessionManager });
-  const client = createClient(JobService, createUnaryTransport({ baseUrl: server().url, sessionManager, token: undefined, streams }));
+  const client = createClient(JobService, createTransport({ baseUrl: server().url, sessionManager, token: undefined }));
   let header: Headers | undefined;
   let trailer: Headers | undefined;
   const answer = await client.getProgress(
@@ -129,8 +128,7 @@ test("nothing listening is UNAVAILABLE, the code retry.ts retries", async (t) =>
   const url = `http://127.0.0.1:${port}`;
   const sessionManager = new Http2SessionManager(url);
   t.teardown(() => sessionManager.abort());
-  const streams = createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true, sessionManager });
-  const client = createClient(JobService, createUnaryTransport({ baseUrl: url, sessionManager, token: undefined, streams }));
+  const client = createClient(JobService, createTransport({ baseUrl: url, sessionManager, token: undefined }));
   const err = await t.throwsAsync(client.getProgress(create(JobService.method.getProgress.input, { table: TABLE })));
   t.true(err instanceof ConnectError);
   t.is((err as ConnectError).code, Code.Unavailable);

@@ -1,18 +1,17 @@
 /**
- * The JobService connection of one `connect()`: the generated client over an
- * HTTP/2 Connect transport of its own, with the bearer token, retries
- * (retry.ts) and typed errors (errors.ts) applied to every unary call, and
- * typed errors to the Watch stream. The rest of the SDK calls the server only
- * through this.
+ * The JobService connection of one `connect()`: the generated client over the
+ * SDK's HTTP/2 Connect transport (transport.ts), with the bearer token,
+ * retries (retry.ts) and typed errors (errors.ts) applied to every unary
+ * call, and typed errors to the Watch stream. The rest of the SDK calls the
+ * server only through this.
  */
-import { type CallOptions, type Client, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { type CallOptions, type Client, createClient } from "@connectrpc/connect";
 import type { ResolvedConnectOptions } from "./config.js";
 import { fromRpcError } from "./errors.js";
 import { JobService, ReserveResponseSchema } from "./gen/populus/v1/job_service_pb.js";
 import { withRetry } from "./retry.js";
 import { WideWindowSessionManager } from "./session-manager.js";
-import { createUnaryTransport } from "./unary-transport.js";
+import { createTransport } from "./transport.js";
 import { decodeReserveResponse } from "./wire-columns.js";
 
 /**
@@ -32,14 +31,6 @@ export interface JobServiceConnection {
 
 /** Opens (lazily: on the first call) a connection to `options.url`. */
 export function openConnection(options: ResolvedConnectOptions): JobServiceConnection {
-  const interceptors: Interceptor[] = [];
-  const token = options.token;
-  if (token !== undefined) {
-    interceptors.push((next) => (req) => {
-      req.header.set("authorization", `Bearer ${token}`);
-      return next(req);
-    });
-  }
   // Our own session manager so that close() can end the connection; idle
   // connections are unref'd by connect-node and never keep a process alive.
   //
@@ -59,13 +50,11 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
     { pingIntervalMs: 30_000 },
     { maxSessionMemory: 64, ...(options.ca === undefined ? {} : { ca: options.ca }) },
   );
-  // Binary, said out loud: the reserve loop sends Complete's lease tokens pre-encoded as an unknown
-  // field (wire-ascii.ts), which the JSON format would drop.
-  // Unary calls take the lean path of unary-transport.ts; Watch the connect-node transport. Reserve's
-  // answer in columns is decoded by hand (wire-columns.ts).
-  const streams = createConnectTransport({ baseUrl: options.url, httpVersion: "2", useBinaryFormat: true, sessionManager, interceptors });
+  // Binary: the reserve loop sends Complete's lease tokens pre-encoded as an unknown field
+  // (wire-ascii.ts), which the JSON format would drop. Reserve's answer in columns is decoded by
+  // hand (wire-columns.ts).
   const decoders = new Map([[ReserveResponseSchema, decodeReserveResponse]]);
-  const raw = createClient(JobService, createUnaryTransport({ baseUrl: options.url, sessionManager, token, streams, decoders }));
+  const raw = createClient(JobService, createTransport({ baseUrl: options.url, sessionManager, token: options.token, decoders }));
   const rpc = {} as Record<string, unknown>;
   for (const name of Object.keys(JobService.method)) {
     if (name === "watch") {

@@ -1,6 +1,6 @@
 /**
  * JobService's unary calls in the Connect protocol's plain binary form over HTTP/2 (what the SDK's
- * unary-transport.ts sends: POST, `application/proto`, no compression), answered here instead of
+ * transport.ts sends: POST, `application/proto`, no compression), answered here instead of
  * through connect-es's handler pipeline. Everything else (gRPC, gRPC-Web, JSON, GET, compressed
  * bodies, HTTP/1.1, Watch, health, reflection) still goes to connect-node's adapter, and so does
  * any request this path is unsure of.

@@ -1,8 +1,9 @@
 /**
- * JobService's unary calls in the Connect protocol's binary form
- * (https://connectrpc.com/docs/protocol#unary-request), sent on connect-node's
- * HTTP/2 session manager without connect-es's call pipeline; server streams
- * (Watch) go through the connect-node transport given.
+ * The SDK's transport: JobService's unary calls in the Connect protocol's
+ * binary form (https://connectrpc.com/docs/protocol#unary-request), sent on
+ * connect-node's HTTP/2 session manager without connect-es's call pipeline;
+ * its server streams (Watch) the same way, in server-stream.ts. JobService has
+ * no client or bidirectional streams.
  *
  * Why: on the 2-core dev machine a no-op unary call through connect-es cost
  * the client 620 µs of CPU, against 200 µs for the same request on bare
@@ -27,22 +28,22 @@ import {
   type MessageShape,
   toBinary,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ContextValues, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
+import { Code, ConnectError, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { fromNodeReason, fromResetCode, nodeErrorCodes } from "./h2-errors.js";
+import { serverStream } from "./server-stream.js";
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
-/** Where and how the unary calls go. */
-export interface UnaryTransportOptions {
+/** Where and how the calls go. */
+export interface TransportOptions {
   /** The server's base URL; its path (if any) prefixes each method's. */
   readonly baseUrl: string;
-  /** The connection the calls share with the streams. */
+  /** The connection the calls and the streams share. */
   readonly sessionManager: Http2SessionManager;
   /** Sent as `Authorization: Bearer …` on every call. */
   readonly token: string | undefined;
-  /** Carries the streaming calls. */
-  readonly streams: Transport;
   /**
    * Decoders of answers by their message type, used before protobuf-es's: one answers undefined for
    * what it does not read, and protobuf-es decodes that instead (wire-columns.ts).
@@ -57,14 +58,30 @@ interface RawAnswer {
   readonly body: Buffer;
 }
 
-/** A Transport whose unary calls are sent here and whose streams go to `options.streams`. */
-export function createUnaryTransport(options: UnaryTransportOptions): Transport {
+/** The SDK's Transport for JobService (see the module comment). */
+export function createTransport(options: TransportOptions): Transport {
   const basePath = new URL(options.baseUrl).pathname.replace(/\/$/, "");
-  const fixedHeaders: http2.OutgoingHttpHeaders = {
-    "content-type": "application/proto",
+  const commonHeaders: http2.OutgoingHttpHeaders = {
     "connect-protocol-version": "1",
     "user-agent": "populus-sdk",
     ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+  };
+  const fixedHeaders: http2.OutgoingHttpHeaders = { "content-type": "application/proto", ...commonHeaders };
+  const streamHeaders: http2.OutgoingHttpHeaders = { "content-type": "application/connect+proto", ...commonHeaders };
+  /**
+   * A call's headers: the caller's first, then the protocol's own over them (as connect-es sets
+   * them), and the deadline, when there is one.
+   */
+  const callHeaders = (fixed: http2.OutgoingHttpHeaders, header: ConstructorParameters<typeof Headers>[0] | undefined, deadlineMs: number | undefined) => {
+    const headers: http2.OutgoingHttpHeaders = {};
+    if (header !== undefined) {
+      new Headers(header).forEach((value, name) => {
+        headers[name] = value;
+      });
+    }
+    Object.assign(headers, fixed);
+    if (deadlineMs !== undefined) headers["connect-timeout-ms"] = String(Math.ceil(deadlineMs));
+    return headers;
   };
   return {
     async unary<I extends DescMessage, O extends DescMessage>(
@@ -75,17 +92,9 @@ export function createUnaryTransport(options: UnaryTransportOptions): Transport 
       input: MessageInitShape<I>,
     ): Promise<UnaryResponse<I, O>> {
       const body = toBinary(method.input, create(method.input, input));
-      // As connect-es: no timeout, or one of 0 or less, is no deadline; the caller's headers go
-      // first, and the protocol's own are set over them.
+      // As connect-es: no timeout, or one of 0 or less, is no deadline.
       const deadlineMs = timeoutMs === undefined || timeoutMs <= 0 ? undefined : timeoutMs;
-      const headers: http2.OutgoingHttpHeaders = {};
-      if (header !== undefined) {
-        new Headers(header).forEach((value, name) => {
-          headers[name] = value;
-        });
-      }
-      Object.assign(headers, fixedHeaders);
-      if (deadlineMs !== undefined) headers["connect-timeout-ms"] = String(Math.ceil(deadlineMs));
+      const headers = callHeaders(fixedHeaders, header, deadlineMs);
       const answer = await exchange(options.sessionManager, `${basePath}/${method.parent.typeName}/${method.name}`, headers, body, signal, deadlineMs);
       if (answer.status !== 200) throw answerError(answer, errorMetadata(answer.headers));
       const contentType = String(answer.headers["content-type"] ?? "");
@@ -95,15 +104,33 @@ export function createUnaryTransport(options: UnaryTransportOptions): Transport 
       const decoded = options.decoders?.get(method.output)?.(answer.body) as MessageShape<O> | undefined;
       return new UnaryAnswer(method, answer.headers, decoded ?? fromBinary(method.output, answer.body));
     },
-    stream<I extends DescMessage, O extends DescMessage>(
+    async stream<I extends DescMessage, O extends DescMessage>(
       method: DescMethodStreaming<I, O>,
       signal: AbortSignal | undefined,
       timeoutMs: number | undefined,
       header: ConstructorParameters<typeof Headers>[0] | undefined,
       input: AsyncIterable<MessageInitShape<I>>,
-      contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
-      return options.streams.stream(method, signal, timeoutMs, header, input, contextValues);
+      if (method.methodKind !== "server_streaming") {
+        throw new ConnectError(`${method.name}: the SDK's transport sends server streams only, not ${method.methodKind}`, Code.Unimplemented);
+      }
+      // A server stream's request is one message (connect-es's promise client passes it as an iterable of one).
+      let message: MessageInitShape<I> | undefined;
+      for await (const m of input) {
+        if (message !== undefined) throw new ConnectError(`${method.name}: a server stream takes one request message`, Code.InvalidArgument);
+        message = m;
+      }
+      if (message === undefined) throw new ConnectError(`${method.name}: a server stream takes one request message`, Code.InvalidArgument);
+      const deadlineMs = timeoutMs === undefined || timeoutMs <= 0 ? undefined : timeoutMs;
+      return serverStream({
+        sessions: options.sessionManager,
+        path: `${basePath}/${method.parent.typeName}/${method.name}`,
+        method,
+        headers: callHeaders(streamHeaders, header, deadlineMs),
+        input: message,
+        signal,
+        timeoutMs: deadlineMs,
+      });
     },
   };
 }
@@ -245,53 +272,4 @@ function splitTrailers(incoming: http2.IncomingHttpHeaders): { header: Headers; 
     }
   }
   return { header, trailer };
-}
-
-/** The `code` of each error in a cause chain (ECONNRESET, ERR_HTTP2_GOAWAY_SESSION, …). */
-function nodeErrorCodes(reason: unknown): string[] {
-  const codes: string[] = [];
-  for (let e = reason, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string") codes.push(code);
-  }
-  return codes;
-}
-
-/** connect-node's connectErrorFromNodeReason: a reset or refused connection is ABORTED or UNAVAILABLE, so it is retried. */
-function fromNodeReason(reason: unknown): ConnectError {
-  const codes = nodeErrorCodes(reason);
-  let code = Code.Internal;
-  if (codes.includes("ERR_STREAM_WRITE_AFTER_END")) code = Code.Aborted;
-  else if (codes.some((c) => c === "ERR_STREAM_DESTROYED" || c === "ERR_HTTP2_INVALID_STREAM" || c === "ECONNRESET")) code = Code.Aborted;
-  else if (codes.some((c) => c === "ETIMEDOUT" || c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "ECONNREFUSED")) code = Code.Unavailable;
-  const err = ConnectError.from(reason, code);
-  if (err !== reason) err.cause = reason;
-  return err;
-}
-
-/** connect-node's connectErrorFromH2ResetCode; undefined for a stream that closed cleanly (or with a code it leaves unmapped). */
-function fromResetCode(rstCode: number | undefined): ConnectError | undefined {
-  if (rstCode === undefined) return undefined;
-  const message = `http/2 stream closed with error code 0x${rstCode.toString(16)}`;
-  switch (rstCode) {
-    case http2.constants.NGHTTP2_PROTOCOL_ERROR:
-    case http2.constants.NGHTTP2_INTERNAL_ERROR:
-    case http2.constants.NGHTTP2_FLOW_CONTROL_ERROR:
-    case http2.constants.NGHTTP2_SETTINGS_TIMEOUT:
-    case http2.constants.NGHTTP2_FRAME_SIZE_ERROR:
-    case http2.constants.NGHTTP2_COMPRESSION_ERROR:
-    case http2.constants.NGHTTP2_CONNECT_ERROR:
-      return new ConnectError(message, Code.Internal);
-    case http2.constants.NGHTTP2_REFUSED_STREAM:
-      return new ConnectError(`${message} (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
-    case http2.constants.NGHTTP2_CANCEL:
-      return new ConnectError(message, Code.Canceled);
-    case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
-      return new ConnectError(message, Code.ResourceExhausted);
-    case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
-    case http2.constants.NGHTTP2_HTTP_1_1_REQUIRED:
-      return new ConnectError(message, Code.PermissionDenied);
-    default:
-      return undefined;
-  }
 }

@@ -156,6 +156,38 @@ test("an abort ends the stream CANCELED at once and resets it for the server; a 
   const timedOut = await collect(rpc.watch({ table: "T" }, { timeoutMs: 300 }));
   t.is((timedOut.error as ConnectError).code, Code.DeadlineExceeded);
   t.is(requests.at(-1)?.["connect-timeout-ms"], "300");
+
+  // Aborted before it began: CANCELED, and nothing reaches the server.
+  const sent = requests.length;
+  const early = await collect(rpc.watch({ table: "T" }, { signal: AbortSignal.abort() }));
+  t.is((early.error as ConnectError).code, Code.Canceled);
+  await new Promise((r) => setTimeout(r, 200));
+  t.is(requests.length, sent);
+});
+
+test("a message larger than the stream's window, in many chunks, arrives whole, between small ones", async (t) => {
+  const big = "y".repeat(3 * STREAM_WINDOW_BYTES);
+  const { rpc } = await fakeServer(t, (stream) => {
+    stream.respond(OK_HEADERS);
+    const all = Buffer.concat([message("a"), message("b", big), message("c"), endStream({})]);
+    // Written in 1000-byte pieces: thousands of chunks for the big one.
+    let at = 0;
+    const writeMore = () => {
+      while (at < all.length) {
+        const piece = all.subarray(at, at + 1000);
+        at += piece.length;
+        if (!stream.write(piece)) {
+          stream.once("drain", writeMore);
+          return;
+        }
+      }
+      stream.end();
+    };
+    writeMore();
+  });
+  const { cursors, error } = await collect(rpc.watch({ table: "T" }));
+  t.is(error, undefined);
+  t.deepEqual(cursors, ["a", `b${big}`, "c"]);
 });
 
 test("a reader that stops reading holds the server back by the stream's window; reading again lets every message through, in order", async (t) => {

@@ -64,6 +64,7 @@ export function serverStream<I extends DescMessage, O extends DescMessage>(call:
       reader.fail(err);
     };
     reader.start(call, fail);
+    if (reader.ended) return; // aborted before it began: nothing is sent
     call.sessions.request("POST", call.path, call.headers, {}).then(
       (stream) => {
         if (!reader.attach(stream)) return;
@@ -122,9 +123,12 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
   /** The HTTP/2 stream ended (or failed): nothing more arrives. */
   ended = false;
   readonly #schema: O;
-  readonly #queue: MessageShape<O>[] = [];
+  /** Decoded messages not yet read; those before #head were read (their slots cleared). */
+  readonly #queue: (MessageShape<O> | undefined)[] = [];
   #head = 0;
-  #pending: Buffer | undefined;
+  /** Bytes of an envelope not yet whole, kept as they came: joined once the envelope is complete. */
+  readonly #partial: Buffer[] = [];
+  #partialBytes = 0;
   #endStreamSeen = false;
   #error: ConnectError | undefined;
   #wake: (() => void) | undefined;
@@ -170,8 +174,17 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
   /** Bytes off the wire: the whole envelopes in them go to the queue, a partial one waits for the rest. */
   push(chunk: Buffer): void {
     if (this.ended) return;
-    let bytes = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
-    this.#pending = undefined;
+    let bytes = chunk;
+    if (this.#partialBytes > 0) {
+      // A large message comes in many chunks: they are joined once, when it is whole, not at each chunk.
+      this.#partial.push(chunk);
+      this.#partialBytes += chunk.length;
+      const head = this.#partialBytes >= 5 ? Buffer.concat(this.#partial, 5) : undefined;
+      if (head === undefined || this.#partialBytes < 5 + head.readUInt32BE(1)) return;
+      bytes = Buffer.concat(this.#partial, this.#partialBytes);
+      this.#partial.length = 0;
+      this.#partialBytes = 0;
+    }
     try {
       while (bytes.length >= 5) {
         const length = bytes.readUInt32BE(1);
@@ -180,10 +193,13 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
         bytes = bytes.subarray(5 + length);
       }
     } catch (err) {
-      this.fail(err instanceof ConnectError ? err : new ConnectError(`the stream's message did not decode: ${String(err)}`, Code.Internal));
+      this.fail(err instanceof ConnectError ? err : new ConnectError(`a message of the stream did not decode: ${String(err)}`, Code.Internal));
       return;
     }
-    if (bytes.length > 0) this.#pending = Buffer.from(bytes); // a copy: the chunk's memory is not kept whole for a few bytes
+    if (bytes.length > 0) {
+      this.#partial.push(bytes);
+      this.#partialBytes = bytes.length;
+    }
     if (!this.#paused && this.#queue.length - this.#head >= PAUSE_AT_MESSAGES) {
       this.#paused = true;
       this.#stream?.pause();
@@ -194,7 +210,7 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
   /** The HTTP/2 stream ended: whatever the envelopes said decides whether that was the stream's right end. */
   end(): void {
     if (this.ended) return;
-    if (this.#pending !== undefined) this.fail(new ConnectError("protocol error: the stream ended inside a message", Code.InvalidArgument));
+    if (this.#partialBytes > 0) this.fail(new ConnectError("protocol error: the stream ended inside a message", Code.InvalidArgument));
     else if (!this.#endStreamSeen) this.fail(new ConnectError("protocol error: missing EndStreamResponse", Code.InvalidArgument));
     else this.#finish(undefined);
   }
@@ -242,9 +258,15 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
     try {
       for (;;) {
         if (this.#head < this.#queue.length && !this.#dropQueued) {
-          const message = this.#queue[this.#head++] as MessageShape<O>;
+          const message = this.#queue[this.#head] as MessageShape<O>;
+          this.#queue[this.#head++] = undefined;
+          // Read slots go once the queue empties, or once they are most of it: a reader that stays a
+          // few messages behind for hours never empties it.
           if (this.#head === this.#queue.length) {
             this.#queue.length = 0;
+            this.#head = 0;
+          } else if (this.#head >= PAUSE_AT_MESSAGES && this.#head * 2 >= this.#queue.length) {
+            this.#queue.splice(0, this.#head);
             this.#head = 0;
           }
           if (this.#paused && this.#queue.length - this.#head < PAUSE_AT_MESSAGES / 2) {

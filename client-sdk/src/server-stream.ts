@@ -24,6 +24,7 @@ import { Code, ConnectError, type StreamResponse } from "@connectrpc/connect";
 import { codeFromHttpStatus, endStreamFlag, endStreamFromJson } from "@connectrpc/connect/protocol-connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { fromNodeReason, fromResetCode } from "./h2-errors.js";
+import { webHeaders } from "./web-headers.js";
 
 const { NGHTTP2_CANCEL } = http2.constants;
 
@@ -315,15 +316,4 @@ function envelope(message: Uint8Array): Buffer {
   out.writeUInt32BE(message.byteLength, 1);
   out.set(message, 5);
   return out;
-}
-
-/** node's header object as web Headers, pseudo-headers left out (as connect-node does). */
-function webHeaders(incoming: http2.IncomingHttpHeaders): Headers {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(incoming)) {
-    if (name.startsWith(":") || value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
-    else headers.append(name, String(value));
-  }
-  return headers;
 }

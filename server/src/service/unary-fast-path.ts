@@ -33,6 +33,7 @@ import {
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import { undecodableBodyMessage } from "./undecodable-bodies.js";
+import { webHeaders } from "@populus/sdk/web-headers";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 /** Whatever response object the listener was given (connect-node's type for it differs in `write`'s callback only). */
@@ -355,17 +356,6 @@ export function readBody(req: http2.Http2ServerRequest, readMaxBytes: number): P
     req.on("error", onError);
     req.on("close", onClose);
   });
-}
-
-/** node's header object as web Headers, pseudo-headers left out (as connect-node does). */
-function webHeaders(incoming: http2.IncomingHttpHeaders): Headers {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(incoming)) {
-    if (name.startsWith(":") || value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
-    else headers.append(name, String(value));
-  }
-  return headers;
 }
 
 /** What invokeUnaryImplementation does with headers an interceptor answered: they become the call's. */

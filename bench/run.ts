@@ -31,7 +31,15 @@ interface Results {
   refreshDatabaseAlone?: Spread;
   flat?: Record<string, Spread>;
   latency?: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
-  watch?: { jobsPerSecond: Spread; withoutWatchers: Spread; serverCpu: Spread; serverCpuWithout: Spread; delayP50: Spread; delayP99: Spread };
+  watch?: {
+    jobsPerSecond: Spread;
+    withoutWatchers: Spread;
+    serverCpu: Spread;
+    serverCpuWithout: Spread;
+    watchersCpu: Spread;
+    delayP50: Spread;
+    delayP99: Spread;
+  };
   idle?: IdleResults;
   manyWatchers?: ManyWatchersResults;
   oneKey?: OneKeyResults;
@@ -107,6 +115,7 @@ function report(dialect: string, r: Results): string[] {
     row(`   without watchers (jobs/s)`, fmt(w.withoutWatchers));
     row(`   cost of the watchers`, `${(cost * 100).toFixed(0)}%`, `target < 10%: ${verdict(cost * 100, 10, false)}`);
     row(`   server CPU per drain, with / without watchers (s)`, `${fmt(w.serverCpu, 2)} / ${fmt(w.serverCpuWithout, 2)}`);
+    row(`   the watchers' own process, CPU per drain (s)`, fmt(w.watchersCpu, 2));
     row(`   commit→event delay p50 (ms)`, fmt(w.delayP50));
     row(`   commit→event delay p99 (ms)`, fmt(w.delayP99), `target < 250 ms: ${verdict(w.delayP99.median, 250, false)}`);
   }

@@ -12,7 +12,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import mysql from "mysql2/promise";
-import type { IdleResults, ManyWatchersResults, OneKeyResults } from "./scenarios.js";
+import type { IdleResults, ManyWatchersResults, OneKeyResults, WatchResults } from "./scenarios.js";
 import type { Spread } from "./stats.js";
 
 const { values } = parseArgs({
@@ -31,15 +31,7 @@ interface Results {
   refreshDatabaseAlone?: Spread;
   flat?: Record<string, Spread>;
   latency?: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
-  watch?: {
-    jobsPerSecond: Spread;
-    withoutWatchers: Spread;
-    serverCpu: Spread;
-    serverCpuWithout: Spread;
-    watchersCpu: Spread;
-    delayP50: Spread;
-    delayP99: Spread;
-  };
+  watch?: WatchResults;
   idle?: IdleResults;
   manyWatchers?: ManyWatchersResults;
   oneKey?: OneKeyResults;

@@ -72,20 +72,26 @@ export const FULL: Sizes = {
   manyWatchers: 5000,
 };
 
+/** Scenario 5's figures. */
+export interface WatchResults {
+  /** With the watchers, first to last commit. */
+  jobsPerSecond: Spread;
+  withoutWatchers: Spread;
+  /** The server's CPU per drain, seconds. */
+  serverCpu: Spread;
+  serverCpuWithout: Spread;
+  /** The watchers' own process, per drain, seconds. */
+  watchersCpu: Spread;
+  delayP50: Spread;
+  delayP99: Spread;
+}
+
 export interface DialectResults {
   drain: Record<string, { endToEnd: Spread; commitSpan: Spread }>;
   refresh: Record<string, Spread>;
   flat: Record<string, Spread>;
   latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
-  watch: {
-    jobsPerSecond: Spread;
-    withoutWatchers: Spread;
-    serverCpu: Spread;
-    serverCpuWithout: Spread;
-    watchersCpu: Spread;
-    delayP50: Spread;
-    delayP99: Spread;
-  };
+  watch: WatchResults;
   idle: IdleResults;
   manyWatchers: ManyWatchersResults;
   peakRssMb: Record<string, number>;

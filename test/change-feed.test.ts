@@ -56,8 +56,20 @@ test("a commit nudged every millisecond for 400 ms: every change once, in order,
     "every change, once, in id order",
   );
   const gaps = log.readStarts.slice(1).map((at, i) => at - (log.readStarts[i] as number));
-  // Timers may fire a millisecond early by performance.now(); the gap is 40 ms.
-  t.true(Math.min(...gaps) >= 38, `reads started ${Math.min(...gaps).toFixed(1)} ms apart at the least`);
+  // A read's start is timed here, just after the feed took its own time for it: a process
+  // descheduled between the two (on a loaded CI machine: once 21 ms, once 3.5 ms) makes that read's
+  // gap before it look long and its gap after it look short. So every gap but one must be the
+  // spacing (less a millisecond for timers), and the reads no more than the spacing allows in all.
+  const short = gaps.filter((g) => g < 38);
+  t.true(
+    short.length <= 1,
+    `${short.length} gaps under the 40 ms spacing, the first: ${short
+      .slice(0, 5)
+      .map((g) => g.toFixed(1))
+      .join(", ")} ms`,
+  );
+  const span = (log.readStarts.at(-1) as number) - (log.readStarts[0] as number);
+  t.true(gaps.length <= Math.floor(span / 38) + 1, `${log.readStarts.length} reads in ${span.toFixed(0)} ms`);
   t.true(batches.length <= 12, `${committed} changes came in ${batches.length} deliveries, not one per commit`);
   t.log(`${committed} commits, ${log.readStarts.length} reads, ${batches.length} deliveries`);
 });

@@ -131,6 +131,8 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
   readonly #partial: Buffer[] = [];
   #partialBytes = 0;
   #endStreamSeen = false;
+  /** The error the server ended the stream with: thrown once the stream has closed, as its normal end. */
+  #serverError: ConnectError | undefined;
   #error: ConnectError | undefined;
   #wake: (() => void) | undefined;
   #stream: http2.ClientHttp2Stream | undefined;
@@ -213,7 +215,7 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
     if (this.ended) return;
     if (this.#partialBytes > 0) this.fail(new ConnectError("protocol error: the stream ended inside a message", Code.InvalidArgument));
     else if (!this.#endStreamSeen) this.fail(new ConnectError("protocol error: missing EndStreamResponse", Code.InvalidArgument));
-    else this.#finish(undefined);
+    else this.#finish(this.#serverError);
   }
 
   /** Ends the stream with `err` (the first one counts), after the messages already queued. */
@@ -240,7 +242,9 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
         this.header?.forEach((value, key) => {
           error.metadata.append(key, value);
         });
-        throw error;
+        // Not a reason to reset the stream: the server ended it, and its close ends this read.
+        this.#serverError = error;
+        return;
       }
       metadata.forEach((value, key) => {
         this.trailer.set(key, value);

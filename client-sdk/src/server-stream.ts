@@ -23,6 +23,7 @@ import { type DescMessage, type DescMethodServerStreaming, fromBinary, type Mess
 import { Code, ConnectError, type StreamResponse } from "@connectrpc/connect";
 import { codeFromHttpStatus, endStreamFlag, endStreamFromJson } from "@connectrpc/connect/protocol-connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 import { fromNodeReason, fromResetCode } from "./h2-errors.js";
 import { webHeaders } from "./web-headers.js";
 
@@ -54,7 +55,7 @@ export interface ServerStreamCall<I extends DescMessage, O extends DescMessage> 
  */
 export function serverStream<I extends DescMessage, O extends DescMessage>(call: ServerStreamCall<I, O>): Promise<StreamResponse<I, O>> {
   const reader = new StreamReader<O>(call.method.output);
-  const body = envelope(toBinary(call.method.input, create(call.method.input, call.input)));
+  const body = envelope(0, toBinary(call.method.input, create(call.method.input, call.input)));
   return new Promise<StreamResponse<I, O>>((resolve, reject) => {
     let answered = false;
     const fail = (err: ConnectError) => {
@@ -182,18 +183,18 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
       // A large message comes in many chunks: they are joined once, when it is whole, not at each chunk.
       this.#partial.push(chunk);
       this.#partialBytes += chunk.length;
-      const head = this.#partialBytes >= 5 ? Buffer.concat(this.#partial, 5) : undefined;
-      if (head === undefined || this.#partialBytes < 5 + head.readUInt32BE(1)) return;
+      const head = this.#partialBytes >= ENVELOPE_HEADER_BYTES ? Buffer.concat(this.#partial, ENVELOPE_HEADER_BYTES) : undefined;
+      if (head === undefined || this.#partialBytes < ENVELOPE_HEADER_BYTES + head.readUInt32BE(1)) return;
       bytes = Buffer.concat(this.#partial, this.#partialBytes);
       this.#partial.length = 0;
       this.#partialBytes = 0;
     }
     try {
-      while (bytes.length >= 5) {
-        const length = bytes.readUInt32BE(1);
-        if (bytes.length < 5 + length) break;
-        this.#envelope(bytes[0] as number, bytes.subarray(5, 5 + length));
-        bytes = bytes.subarray(5 + length);
+      while (bytes.length >= ENVELOPE_HEADER_BYTES) {
+        const end = ENVELOPE_HEADER_BYTES + bytes.readUInt32BE(1);
+        if (bytes.length < end) break;
+        this.#envelope(bytes[0] as number, bytes.subarray(ENVELOPE_HEADER_BYTES, end));
+        bytes = bytes.subarray(end);
       }
     } catch (err) {
       this.fail(err instanceof ConnectError ? err : new ConnectError(`a message of the stream did not decode: ${String(err)}`, Code.Internal));
@@ -311,13 +312,4 @@ function responseError(h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHe
     return new ConnectError(`the server sent a compression the client did not accept: ${String(encoding)}`, Code.Internal, webHeaders(h));
   }
   return undefined;
-}
-
-/** A message in an envelope: no flags, its length, its bytes. */
-function envelope(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.byteLength);
-  out[0] = 0;
-  out.writeUInt32BE(message.byteLength, 1);
-  out.set(message, 5);
-  return out;
 }

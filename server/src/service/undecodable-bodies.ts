@@ -15,6 +15,7 @@
  */
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { ENVELOPE_HEADER_BYTES, envelope } from "@populus/sdk/envelope";
 
 /** How connect-es's binary serialization starts the message of a body it cannot parse. */
 const PARSE_BINARY = "parse binary: ";
@@ -144,16 +145,14 @@ async function* mapEnvelopes(
   if (body === undefined) return;
   for await (const chunk of body as AsyncIterable<Uint8Array>) {
     const whole =
-      chunk.byteLength >= 5 && chunk[0] === flag && Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).readUInt32BE(1) === chunk.byteLength - 5;
-    const data = whole ? map(chunk.subarray(5)) : undefined;
+      chunk.byteLength >= ENVELOPE_HEADER_BYTES &&
+      chunk[0] === flag &&
+      Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).readUInt32BE(1) === chunk.byteLength - ENVELOPE_HEADER_BYTES;
+    const data = whole ? map(chunk.subarray(ENVELOPE_HEADER_BYTES)) : undefined;
     if (data === undefined) {
       yield chunk;
       continue;
     }
-    const envelope = Buffer.alloc(5 + data.byteLength);
-    envelope[0] = flag;
-    envelope.writeUInt32BE(data.byteLength, 1);
-    envelope.set(data, 5);
-    yield envelope;
+    yield envelope(flag, data);
   }
 }

@@ -23,6 +23,7 @@ import type http2 from "node:http2";
 import { type DescMessage, type DescMethodServerStreaming, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type Interceptor, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
+import { ENVELOPE_HEADER_BYTES, envelope } from "@populus/sdk/envelope";
 import {
   CALL_ENDED,
   callContext,
@@ -40,8 +41,6 @@ type AnyServerStreaming = DescMethodServerStreaming<DescMessage, DescMessage>;
 type StreamFn = (req: StreamRequest) => Promise<StreamResponse>;
 
 const CONTENT_TYPE = "application/connect+proto";
-/** What an envelope starts with: one flags byte, then the length (big-endian uint32). */
-const ENVELOPE_HEADER = 5;
 const endStream = createEndStreamSerialization(undefined);
 
 /** Each response message's envelope, made once: the hub gives every watcher of a form the same message object. */
@@ -144,16 +143,17 @@ async function serve<S extends DescService>(
 /** The request's one message; a body that is not exactly one uncompressed envelope, or does not decode, is INVALID_ARGUMENT. */
 function decodeRequest(body: Uint8Array, method: AnyServerStreaming, readMaxBytes: number): unknown {
   const invalid = (reason: string) => new ConnectError(undecodableBodyMessage(reason, method.input.typeName), Code.InvalidArgument);
-  if (body.length < ENVELOPE_HEADER) throw invalid(`${body.length} bytes is shorter than an envelope`);
+  if (body.length < ENVELOPE_HEADER_BYTES) throw invalid(`${body.length} bytes is shorter than an envelope`);
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const flags = view.getUint8(0);
   const length = view.getUint32(1);
   if (length > readMaxBytes) throw new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
   if ((flags & 1) !== 0) throw new ConnectError(COMPRESSED_UNNAMED_MESSAGE, Code.InvalidArgument);
   if (flags !== 0) throw invalid(`envelope flags ${flags}: a request sends one message and no end of stream`);
-  if (body.length !== ENVELOPE_HEADER + length) throw invalid(`the envelope promised ${length} bytes and the body holds ${body.length - ENVELOPE_HEADER}`);
+  if (body.length !== ENVELOPE_HEADER_BYTES + length)
+    throw invalid(`the envelope promised ${length} bytes and the body holds ${body.length - ENVELOPE_HEADER_BYTES}`);
   try {
-    return fromBinary(method.input, body.subarray(ENVELOPE_HEADER));
+    return fromBinary(method.input, body.subarray(ENVELOPE_HEADER_BYTES));
   } catch (err) {
     throw invalid(err instanceof Error ? err.message : String(err));
   }
@@ -181,14 +181,6 @@ function envelopeOf(method: AnyServerStreaming, message: object): Buffer {
     bytes = envelope(0, data);
     envelopes.set(message, bytes);
   }
-  return bytes;
-}
-
-function envelope(flags: number, data: Uint8Array): Buffer {
-  const bytes = Buffer.allocUnsafe(ENVELOPE_HEADER + data.byteLength);
-  bytes.writeUInt8(flags, 0);
-  bytes.writeUInt32BE(data.byteLength, 1);
-  bytes.set(data, ENVELOPE_HEADER);
   return bytes;
 }
 

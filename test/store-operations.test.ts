@@ -230,39 +230,44 @@ test("lastTogether sends the held writes, its statements and COMMIT in one round
 
 const mysqlTest = testDialects().includes("mysql") ? test : test.skip;
 
-mysqlTest("on MariaDB, a pipelined transaction whose held write fails rolls back every statement before it, and one that commits keeps them", async (t) => {
-  const db = await createTestDatabase("mysql");
-  const pool = mysql.createPool({ uri: db.url, multipleStatements: true, connectionLimit: 2 });
-  const connection = await new Promise<mysql.PoolConnection>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
-  const query = (sql: string) => new Promise<unknown>((resolve, reject) => connection.query(sql, (err, results) => (err ? reject(err) : resolve(results))));
-  try {
-    await query("CREATE TABLE t (id INT PRIMARY KEY, x INT NOT NULL)");
-    await query("INSERT INTO t VALUES (1, 0)");
-    function* bump(insertId: number): Operation<number> {
-      const changed = yield* run({ sql: "UPDATE t SET x = x + 1 WHERE id = ?", params: [1] });
-      yield* write({ sql: "INSERT INTO t VALUES (?, 0)", params: [insertId] });
-      return changed;
-    }
-    const failing = new PipelinedTransaction(connection as unknown as QueryConnection);
-    t.is(await runAsync(bump(1), failing), 1, "the UPDATE's count is answered at once");
-    const err = await t.throwsAsync(failing.commit());
-    t.is((err as { errno?: number }).errno, 1062, "the held INSERT's duplicate key surfaces at commit, with its errno");
-    await failing.rollback();
-    t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [{ id: 1, x: 0 }], "the UPDATE before it was rolled back");
+for (const compound of [false, true]) {
+  mysqlTest(
+    `on MariaDB, a pipelined transaction${compound ? " of compound statements" : ""} whose held write fails rolls back every statement before it, and one that commits keeps them`,
+    async (t) => {
+      const db = await createTestDatabase("mysql");
+      const pool = mysql.createPool({ uri: db.url, multipleStatements: true, connectionLimit: 2 });
+      const connection = await new Promise<mysql.PoolConnection>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
+      const query = (sql: string) => new Promise<unknown>((resolve, reject) => connection.query(sql, (err, results) => (err ? reject(err) : resolve(results))));
+      try {
+        await query("CREATE TABLE t (id INT PRIMARY KEY, x INT NOT NULL)");
+        await query("INSERT INTO t VALUES (1, 0)");
+        function* bump(insertId: number): Operation<number> {
+          const changed = yield* run({ sql: "UPDATE t SET x = x + 1 WHERE id = ?", params: [1] });
+          yield* write({ sql: "INSERT INTO t VALUES (?, 0)", params: [insertId] });
+          return changed;
+        }
+        const failing = new PipelinedTransaction(connection as unknown as QueryConnection, { compound });
+        t.is(await runAsync(bump(1), failing), 1, "the UPDATE's count is answered at once");
+        const err = await t.throwsAsync(failing.commit());
+        t.is((err as { errno?: number }).errno, 1062, "the held INSERT's duplicate key surfaces at commit, with its errno");
+        await failing.rollback();
+        t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [{ id: 1, x: 0 }], "the UPDATE before it was rolled back");
 
-    const committing = new PipelinedTransaction(connection as unknown as QueryConnection);
-    t.is(await runAsync(bump(2), committing), 1);
-    await committing.commit();
-    t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [
-      { id: 1, x: 1 },
-      { id: 2, x: 0 },
-    ]);
-  } finally {
-    connection.release();
-    await new Promise((resolve) => pool.end(resolve));
-    await db.drop();
-  }
-});
+        const committing = new PipelinedTransaction(connection as unknown as QueryConnection, { compound });
+        t.is(await runAsync(bump(2), committing), 1);
+        await committing.commit();
+        t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [
+          { id: 1, x: 1 },
+          { id: 2, x: 0 },
+        ]);
+      } finally {
+        connection.release();
+        await new Promise((resolve) => pool.end(resolve));
+        await db.drop();
+      }
+    },
+  );
+}
 
 test("a worker's keyless refresh answers from its one state read, stages nothing on an old table, and reads pending again after a statement that may have waited on a lock", (t) => {
   const d = new MysqlDialect(true);
@@ -306,39 +311,60 @@ test("a worker's keyless refresh answers from its one state read, stages nothing
   t.false(reset.dropStaging);
 });
 
-test("on MariaDB a Complete is two round trips: the delete that reads its jobs, then the target rows, the change log (counting them in SQL) and COMMIT", async (t) => {
-  const sent: { sql: string; values: Param[] }[] = [];
-  const tokens = ["p-1", "p-2"];
-  const connection: QueryConnection = {
+/** The statements of a MariaDB round trip: those of its BEGIN NOT ATOMIC ... END block. */
+function blockStatements(sql: string): string[] {
+  const inner = /^BEGIN NOT ATOMIC\n([\s\S]*);\nEND$/.exec(sql);
+  if (inner === null) throw new Error(`not a compound statement: ${sql}`);
+  return (inner[1] as string).split(";\n");
+}
+
+/**
+ * A connection that answers compound statements as MariaDB does: the result set of each read (by
+ * `rowsOf`), none for a SELECT ... INTO or a write, then the block's OK; the OK alone when there is
+ * no result set.
+ */
+function compoundConnection(sent: { sql: string; values: Param[] }[], rowsOf: (statement: string) => unknown[] | undefined): QueryConnection {
+  return {
     query(options, callback) {
       sent.push(options);
-      const answers = options.sql
-        .split(";\n")
-        .map((s) =>
-          /^DELETE .* RETURNING/s.test(s)
-            ? tokens.map((token, i) => ({ id: i + 1, key_hash: `h${i}`, key_json: `{"id":"${i}"}`, lease_token: token, worker_id: "w" }))
-            : { affectedRows: 2 },
-        );
-      setImmediate(() => callback(null, answers.length === 1 ? answers[0] : answers));
+      const sets = blockStatements(options.sql).flatMap((s) => {
+        const counts = /^SELECT (@populus_n\d+(?:, @populus_n\d+)*)$/.exec(s);
+        if (counts !== null) return [[Object.fromEntries((counts[1] as string).split(", ").map((name) => [name, 2]))]];
+        const found = rowsOf(s);
+        return found === undefined ? [] : [found];
+      });
+      const ok = { affectedRows: 0 };
+      setImmediate(() => callback(null, sets.length === 0 ? ok : [...sets, ok]));
     },
   };
-  const transaction = new PipelinedTransaction(connection);
+}
+
+test("on MariaDB a Complete is two round trips, each one compound statement: the delete that reads its jobs, then the target rows, the change log (counting them in SQL) and COMMIT", async (t) => {
+  const sent: { sql: string; values: Param[] }[] = [];
+  const tokens = ["p-1", "p-2"];
+  const connection = compoundConnection(sent, (s) =>
+    /^DELETE .* RETURNING/s.test(s)
+      ? tokens.map((token, i) => ({ id: i + 1, key_hash: `h${i}`, key_json: `{"id":"${i}"}`, lease_token: token, worker_id: "w" }))
+      : undefined,
+  );
+  const transaction = new PipelinedTransaction(connection, { compound: true });
   const completions = tokens.map((leaseToken) => ({ leaseToken, resultJson: "{}" }));
   t.deepEqual(await runAsync(complete(new MysqlDialect(true), "T", completions, false, 5), transaction), { committed: 2, alreadyCommitted: 0 });
   await transaction.commit();
   t.is(sent.length, 2, sent.map((q) => q.sql).join("\n---\n"));
-  const [deleting, committing] = sent.map((q) => q.sql.split(";\n"));
+  const [deleting, committing] = sent.map((q) => blockStatements(q.sql));
   t.deepEqual(
     deleting?.map((s) => s.split(" ")[0]),
     ["START", "DELETE"],
   );
   t.deepEqual(
     committing?.map((s) => s.split(" ")[0]),
-    ["INSERT", "INSERT", "COMMIT"],
+    ["INSERT", "SELECT", "INSERT", "COMMIT"],
   );
+  t.is(committing?.[1], "SELECT ROW_COUNT() INTO @populus_rc", "the insert's count is kept for the statement after it");
   t.regex(
-    committing?.[1] ?? "",
-    /JSON_SET\('\{[^']*\}', '\$\.target', ROW_COUNT\(\)\)/,
+    committing?.[2] ?? "",
+    /JSON_SET\('\{[^']*\}', '\$\.target', CAST\(@populus_rc AS SIGNED\)\)/,
     "the change log's target count is the rows the insert before it wrote",
   );
   t.deepEqual(
@@ -346,4 +372,89 @@ test("on MariaDB a Complete is two round trips: the delete that reads its jobs, 
     [[], []],
     "every value is a literal in the text: mysql2 has no placeholder to look for",
   );
+});
+
+test("a compound round trip answers each read's rows and each counted write's count, keeps a write's count for a statement that reads it in SQL, and refuses such a statement without its write", async (t) => {
+  const sent: { sql: string; values: Param[] }[] = [];
+  const transaction = new PipelinedTransaction(
+    compoundConnection(sent, (s) => (s.startsWith("SELECT id") ? [{ id: 1 }] : undefined)),
+    { compound: true },
+  );
+  function* steps(): Operation<unknown[]> {
+    yield* write({ sql: "DELETE FROM t WHERE id = ?", params: [4] });
+    return yield* lastTogether(
+      { kind: "rows", statement: { sql: "SELECT id FROM t FOR UPDATE", params: [] } },
+      { kind: "run", statement: { sql: "UPDATE t SET x = ?", params: [1] } },
+      { kind: "run", statement: { sql: "INSERT INTO log (n) SELECT @populus_rc", params: [] } },
+    );
+  }
+  t.deepEqual(await runAsync(steps(), transaction), [[{ id: 1 }], 2, 2]);
+  await transaction.commit();
+  t.deepEqual(sent, [
+    {
+      sql: [
+        "BEGIN NOT ATOMIC",
+        "START TRANSACTION;",
+        "DELETE FROM t WHERE id = ?;",
+        "SELECT id FROM t FOR UPDATE;",
+        "UPDATE t SET x = ?;",
+        "SELECT ROW_COUNT(), ROW_COUNT() INTO @populus_n0, @populus_rc;",
+        "INSERT INTO log (n) SELECT @populus_rc;",
+        "SELECT ROW_COUNT() INTO @populus_n1;",
+        "COMMIT;",
+        "SELECT @populus_n0, @populus_n1;",
+        "END",
+      ].join("\n"),
+      values: [4, 1],
+    },
+  ]);
+
+  // Its write went in an earlier round trip: @populus_rc would be some other write's count.
+  const orphan = new PipelinedTransaction(
+    compoundConnection([], () => undefined),
+    { compound: true },
+  );
+  await runAsync(run({ sql: "UPDATE t SET x = 1", params: [] }), orphan);
+  await t.throwsAsync(runAsync(run({ sql: "INSERT INTO log (n) SELECT @populus_rc", params: [] }), orphan), { message: /must go in that write's round trip/ });
+});
+
+mysqlTest("on MariaDB, a compound round trip reads rows, counts each write, and hands the count of a write to the statement after it", async (t) => {
+  const db = await createTestDatabase("mysql");
+  const pool = mysql.createPool({ uri: db.url, multipleStatements: true, connectionLimit: 1 });
+  const connection = await new Promise<mysql.PoolConnection>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
+  const query = (sql: string) => new Promise<unknown>((resolve, reject) => connection.query(sql, (err, results) => (err ? reject(err) : resolve(results))));
+  try {
+    await query("CREATE TABLE t (id INT PRIMARY KEY, x INT NOT NULL)");
+    await query("CREATE TABLE log (n INT NOT NULL)");
+    await query("INSERT INTO t VALUES (1, 0), (2, 0), (3, 5)");
+    const d = new MysqlDialect(true);
+    function* steps(): Operation<unknown[]> {
+      const [zero] = yield* rowsAndRows<{ id: number }, never>(
+        { sql: "SELECT id FROM t WHERE x = ? ORDER BY id FOR UPDATE", params: [0] },
+        { sql: "SELECT id FROM t WHERE id > 9", params: [] },
+      );
+      // A write whose count the statement after it logs in SQL, as the change log does.
+      yield* write({ sql: "UPDATE t SET x = x + 1 WHERE x = 0", params: [] });
+      yield* write({ sql: `INSERT INTO log (n) VALUES (${d.previousRowCount})`, params: [] });
+      return [
+        zero,
+        ...(yield* lastTogether(
+          { kind: "run", statement: { sql: "DELETE FROM t WHERE x = ?", params: [5] } },
+          { kind: "rows", statement: { sql: "SELECT n FROM log", params: [] } },
+        )),
+      ];
+    }
+    const transaction = new PipelinedTransaction(connection as unknown as QueryConnection, { compound: true });
+    t.deepEqual(await runAsync(steps(), transaction), [[{ id: 1 }, { id: 2 }], 1, [{ n: 2 }]]);
+    await transaction.commit();
+    t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [
+      { id: 1, x: 1 },
+      { id: 2, x: 1 },
+    ]);
+    t.deepEqual(await query("SELECT @@in_transaction AS open"), [{ open: 0 }], "committed with the last statements");
+  } finally {
+    connection.release();
+    await new Promise((resolve) => pool.end(resolve));
+    await db.drop();
+  }
 });

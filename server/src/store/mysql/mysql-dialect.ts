@@ -8,6 +8,7 @@ import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
 import type { Param, Statement } from "../operations/operation.js";
 import { restrictionText } from "../row-mapping.js";
 import type { ReserveInput } from "../store.js";
+import { LAST_WRITE_COUNT } from "./pipelined-transaction.js";
 import { bindLiterals, literal, literalList, literalRows } from "./sql-literals.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
 
@@ -28,12 +29,19 @@ export class MysqlDialect implements SqlDialect {
   readonly forUpdate = " FOR UPDATE";
   readonly skipLocked = " FOR UPDATE SKIP LOCKED";
   readonly fromNoTable = " FROM DUAL";
-  readonly previousRowCount = "ROW_COUNT()";
+  /**
+   * MariaDB's transactions send each round trip as one compound statement, where a statement that
+   * keeps the write's count comes between the write and the statement that reads it
+   * (pipelined-transaction.ts). Cast: JSON_OBJECT wrote the variable as a string.
+   */
+  readonly previousRowCount: string;
   readonly singleWriter = false;
   readonly dropsStagingInTransaction = false;
 
   /** `mariadb`: MariaDB rather than MySQL, which has DELETE ... RETURNING. */
-  constructor(private readonly mariadb: boolean) {}
+  constructor(private readonly mariadb: boolean) {
+    this.previousRowCount = mariadb ? `CAST(${LAST_WRITE_COUNT} AS SIGNED)` : "ROW_COUNT()";
+  }
 
   jobsTable(table: string): string {
     return jobsTable(table);
@@ -146,7 +154,7 @@ export class MysqlDialect implements SqlDialect {
     // unsigned: an expression below zero is an error even where the WHERE is already false.
     const id = (back: number) => `LAST_INSERT_ID() + (GREATEST(@populus_inserted, ${back}) - ${back}) * @@auto_increment_increment`;
     return [
-      { sql: `SELECT ROW_COUNT(), EXISTS (SELECT 1 FROM ${target}) INTO @populus_inserted, @populus_any_result`, params: [] },
+      { sql: `SELECT ${this.previousRowCount}, EXISTS (SELECT 1 FROM ${target}) INTO @populus_inserted, @populus_any_result`, params: [] },
       // The block first, then each of its keys in the target by primary key: a DELETE's join reads
       // the target with locks, and on a small target MariaDB chose to scan all of it, so a refresh
       // waited for every Complete in flight on the table, not only those of its own keys.

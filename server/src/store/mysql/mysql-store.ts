@@ -216,7 +216,7 @@ export class MysqlStore extends SharedStore {
       const q = this.dataSource.createQueryRunner();
       let transaction: PipelinedTransaction | undefined;
       try {
-        transaction = new PipelinedTransaction(await this.prepareSession(q));
+        transaction = new PipelinedTransaction(await this.prepareSession(q), { compound: this.mariadb });
         const result = await runAsync(make(), transaction);
         await transaction.commit();
         return result;

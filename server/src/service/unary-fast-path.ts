@@ -268,16 +268,55 @@ export function callContext<S extends DescService>(
 /**
  * The context the implementation sees, unary or stream: the call's, with the request's header,
  * signal and values as the interceptors left them (as connect-es's invoke*Implementation gives
- * it). The call's context is its prototype and the request's signal and header are read through,
- * not copied, so that a signal or header nobody reads is never made.
+ * it). The request's signal and header are read through, not copied, so that a signal or header
+ * nobody reads is never made. A class, not Object.create with property descriptors: that made a
+ * dictionary-mode object per call, 3% of the server's CPU in a one-key refresh's profile.
  */
 export function implementationContext(ctx: HandlerContext, req: UnaryRequest | StreamRequest): HandlerContext {
-  return Object.create(ctx, {
-    service: { value: req.service, enumerable: true },
-    values: { value: req.contextValues, enumerable: true },
-    signal: { get: () => req.signal, enumerable: true },
-    requestHeader: { get: () => req.header, enumerable: true },
-  }) as HandlerContext;
+  return new ImplementationContext(ctx, req);
+}
+
+class ImplementationContext implements HandlerContext {
+  /** The call's own function (it uses no `this`), so that it may be called detached, as connect-es's is. */
+  readonly timeoutMs: () => number | undefined;
+
+  constructor(
+    private readonly ctx: HandlerContext,
+    private readonly req: UnaryRequest | StreamRequest,
+  ) {
+    this.timeoutMs = ctx.timeoutMs;
+  }
+
+  get service() {
+    return this.req.service;
+  }
+  get values() {
+    return this.req.contextValues;
+  }
+  get signal() {
+    return this.req.signal;
+  }
+  get requestHeader() {
+    return this.req.header;
+  }
+  get method() {
+    return this.ctx.method;
+  }
+  get protocolName() {
+    return this.ctx.protocolName;
+  }
+  get requestMethod() {
+    return this.ctx.requestMethod;
+  }
+  get url() {
+    return this.ctx.url;
+  }
+  get responseHeader() {
+    return this.ctx.responseHeader;
+  }
+  get responseTrailer() {
+    return this.ctx.responseTrailer;
+  }
 }
 
 /** What an interceptor's request takes from the call's context, unary or stream. */

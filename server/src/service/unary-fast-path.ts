@@ -153,8 +153,9 @@ async function answer<S extends DescService>(
   const ctx = callContext(req, method, timeoutMs, options, "application/proto");
   // The call's signal aborts when the client goes away before its answer, when the server shuts
   // down, or at the deadline; otherwise only once it is answered, with a reason made once.
+  const stream = res.stream;
   const onClose = () => {
-    if (!res.writableEnded) ctx.end(new ConnectError("the client ended the call", Code.Canceled));
+    if (!stream.writableEnded) ctx.end(new ConnectError("the client ended the call", Code.Canceled));
   };
   req.once("close", onClose);
   let status = 200;
@@ -189,8 +190,8 @@ async function answer<S extends DescService>(
     ctx.end(CALL_ENDED);
   }
   req.off("close", onClose);
-  if (res.stream.destroyed || res.writableEnded) return;
-  const headers: http2.OutgoingHttpHeaders = {};
+  if (stream.destroyed || stream.headersSent) return;
+  const headers: http2.OutgoingHttpHeaders = { ":status": status };
   ctx.responseHeader.forEach((value, key) => {
     headers[key] = value;
   });
@@ -198,8 +199,12 @@ async function answer<S extends DescService>(
     headers[`trailer-${key}`] = value;
   });
   headers["content-length"] = body.byteLength;
-  res.writeHead(status, headers);
-  res.end(body);
+  // On the stream itself, not through the compatibility response: that one always waits for
+  // trailers (res.addTrailers), and with none its stream ended in an empty DATA frame of its own,
+  // one more write here and one more wake-up and read for the client, on every call. Ended in the
+  // same tick as its one write, the body's DATA frame carries END_STREAM.
+  stream.respond(headers);
+  stream.end(body);
 }
 
 /**

@@ -230,15 +230,26 @@ test("lastTogether sends the held writes, its statements and COMMIT in one round
 
 const mysqlTest = testDialects().includes("mysql") ? test : test.skip;
 
+/** A connection to a database of its own on the tests' MariaDB, and a query on it, for `fn`; all dropped after. */
+async function onMariaDb(fn: (connection: QueryConnection, query: (sql: string) => Promise<unknown>) => Promise<void>): Promise<void> {
+  const db = await createTestDatabase("mysql");
+  const pool = mysql.createPool({ uri: db.url, multipleStatements: true, connectionLimit: 1 });
+  const connection = await new Promise<mysql.PoolConnection>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
+  const query = (sql: string) => new Promise<unknown>((resolve, reject) => connection.query(sql, (err, results) => (err ? reject(err) : resolve(results))));
+  try {
+    await fn(connection as unknown as QueryConnection, query);
+  } finally {
+    connection.release();
+    await new Promise((resolve) => pool.end(resolve));
+    await db.drop();
+  }
+}
+
 for (const compound of [false, true]) {
   mysqlTest(
     `on MariaDB, a pipelined transaction${compound ? " of compound statements" : ""} whose held write fails rolls back every statement before it, and one that commits keeps them`,
     async (t) => {
-      const db = await createTestDatabase("mysql");
-      const pool = mysql.createPool({ uri: db.url, multipleStatements: true, connectionLimit: 2 });
-      const connection = await new Promise<mysql.PoolConnection>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
-      const query = (sql: string) => new Promise<unknown>((resolve, reject) => connection.query(sql, (err, results) => (err ? reject(err) : resolve(results))));
-      try {
+      await onMariaDb(async (connection, query) => {
         await query("CREATE TABLE t (id INT PRIMARY KEY, x INT NOT NULL)");
         await query("INSERT INTO t VALUES (1, 0)");
         function* bump(insertId: number): Operation<number> {
@@ -246,25 +257,21 @@ for (const compound of [false, true]) {
           yield* write({ sql: "INSERT INTO t VALUES (?, 0)", params: [insertId] });
           return changed;
         }
-        const failing = new PipelinedTransaction(connection as unknown as QueryConnection, { compound });
+        const failing = new PipelinedTransaction(connection, { compound });
         t.is(await runAsync(bump(1), failing), 1, "the UPDATE's count is answered at once");
         const err = await t.throwsAsync(failing.commit());
         t.is((err as { errno?: number }).errno, 1062, "the held INSERT's duplicate key surfaces at commit, with its errno");
         await failing.rollback();
         t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [{ id: 1, x: 0 }], "the UPDATE before it was rolled back");
 
-        const committing = new PipelinedTransaction(connection as unknown as QueryConnection, { compound });
+        const committing = new PipelinedTransaction(connection, { compound });
         t.is(await runAsync(bump(2), committing), 1);
         await committing.commit();
         t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [
           { id: 1, x: 1 },
           { id: 2, x: 0 },
         ]);
-      } finally {
-        connection.release();
-        await new Promise((resolve) => pool.end(resolve));
-        await db.drop();
-      }
+      });
     },
   );
 }
@@ -419,11 +426,7 @@ test("a compound round trip answers each read's rows and each counted write's co
 });
 
 mysqlTest("on MariaDB, a compound round trip reads rows, counts each write, and hands the count of a write to the statement after it", async (t) => {
-  const db = await createTestDatabase("mysql");
-  const pool = mysql.createPool({ uri: db.url, multipleStatements: true, connectionLimit: 1 });
-  const connection = await new Promise<mysql.PoolConnection>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
-  const query = (sql: string) => new Promise<unknown>((resolve, reject) => connection.query(sql, (err, results) => (err ? reject(err) : resolve(results))));
-  try {
+  await onMariaDb(async (connection, query) => {
     await query("CREATE TABLE t (id INT PRIMARY KEY, x INT NOT NULL)");
     await query("CREATE TABLE log (n INT NOT NULL)");
     await query("INSERT INTO t VALUES (1, 0), (2, 0), (3, 5)");
@@ -444,7 +447,7 @@ mysqlTest("on MariaDB, a compound round trip reads rows, counts each write, and 
         )),
       ];
     }
-    const transaction = new PipelinedTransaction(connection as unknown as QueryConnection, { compound: true });
+    const transaction = new PipelinedTransaction(connection, { compound: true });
     t.deepEqual(await runAsync(steps(), transaction), [[{ id: 1 }, { id: 2 }], 1, [{ n: 2 }]]);
     await transaction.commit();
     t.deepEqual(await query("SELECT id, x FROM t ORDER BY id"), [
@@ -452,9 +455,5 @@ mysqlTest("on MariaDB, a compound round trip reads rows, counts each write, and 
       { id: 2, x: 1 },
     ]);
     t.deepEqual(await query("SELECT @@in_transaction AS open"), [{ open: 0 }], "committed with the last statements");
-  } finally {
-    connection.release();
-    await new Promise((resolve) => pool.end(resolve));
-    await db.drop();
-  }
+  });
 });

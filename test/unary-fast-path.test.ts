@@ -76,6 +76,15 @@ test("a success answers the same message as connect-es", async (t) => {
   t.is(a.status, 200);
   t.is(a.contentType, "application/proto");
   t.is(Number(fromBinary(GetProgressResponseSchema, a.body).progress?.pending), 3);
+  // The answer's headers: a Date, as an origin server sends it and Node's response objects did.
+  const raw = await postHttp2(
+    server().url,
+    method("GetProgress"),
+    PROTO,
+    toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table: TABLE })),
+  );
+  t.true(Math.abs(Date.parse(String(raw.headers.date)) - Date.now()) < 5000, `date: ${raw.headers.date}`);
+  t.is(raw.headers["content-length"], String(raw.body.byteLength));
 });
 
 test("errors answer the same JSON as connect-es: not found, invalid argument, a lost lease with its details", async (t) => {

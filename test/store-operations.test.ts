@@ -392,7 +392,7 @@ test("a compound round trip answers each read's rows and each counted write's co
     return yield* lastTogether(
       { kind: "rows", statement: { sql: "SELECT id FROM t FOR UPDATE", params: [] } },
       { kind: "run", statement: { sql: "UPDATE t SET x = ?", params: [1] } },
-      { kind: "run", statement: { sql: "INSERT INTO log (n) SELECT @populus_rc", params: [] } },
+      { kind: "run", statement: { sql: "INSERT INTO log (n) SELECT @populus_rc", params: [], readsPreviousCount: true } },
     );
   }
   t.deepEqual(await runAsync(steps(), transaction), [[{ id: 1 }], 2, 2]);
@@ -422,7 +422,19 @@ test("a compound round trip answers each read's rows and each counted write's co
     { compound: true },
   );
   await runAsync(run({ sql: "UPDATE t SET x = 1", params: [] }), orphan);
-  await t.throwsAsync(runAsync(run({ sql: "INSERT INTO log (n) SELECT @populus_rc", params: [] }), orphan), { message: /must go in that write's round trip/ });
+  await t.throwsAsync(runAsync(run({ sql: "INSERT INTO log (n) SELECT @populus_rc", params: [], readsPreviousCount: true }), orphan), {
+    message: /must go in that write's round trip/,
+  });
+
+  // The variable's name in a value (a key, a result) is text, not a read of a count.
+  const valueSent: { sql: string; values: Param[] }[] = [];
+  const values = new PipelinedTransaction(
+    compoundConnection(valueSent, () => undefined),
+    { compound: true },
+  );
+  await runAsync(write({ sql: 'INSERT INTO target (result_json) VALUES (\'{"a":"@populus_rc"}\')', params: [] }), values);
+  await values.commit();
+  t.deepEqual(blockStatements(valueSent[0]?.sql ?? ""), ["START TRANSACTION", 'INSERT INTO target (result_json) VALUES (\'{"a":"@populus_rc"}\')', "COMMIT"]);
 });
 
 mysqlTest("on MariaDB, a compound round trip reads rows, counts each write, and hands the count of a write to the statement after it", async (t) => {
@@ -438,7 +450,7 @@ mysqlTest("on MariaDB, a compound round trip reads rows, counts each write, and 
       );
       // A write whose count the statement after it logs in SQL, as the change log does.
       yield* write({ sql: "UPDATE t SET x = x + 1 WHERE x = 0", params: [] });
-      yield* write({ sql: `INSERT INTO log (n) VALUES (${d.previousRowCount})`, params: [] });
+      yield* write({ sql: `INSERT INTO log (n) VALUES (${d.previousRowCount})`, params: [], readsPreviousCount: true });
       return [
         zero,
         ...(yield* lastTogether(

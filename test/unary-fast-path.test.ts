@@ -76,7 +76,7 @@ test("a success answers the same message as connect-es", async (t) => {
   t.is(a.status, 200);
   t.is(a.contentType, "application/proto");
   t.is(Number(fromBinary(GetProgressResponseSchema, a.body).progress?.pending), 3);
-  // The answer's headers: a Date, as an origin server sends it and Node's response objects did.
+  // The answer's headers: a Date, as an origin server sends it (RFC 9110, 6.6.1).
   const raw = await postHttp2(
     server().url,
     method("GetProgress"),

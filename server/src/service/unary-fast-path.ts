@@ -199,27 +199,13 @@ async function answer<S extends DescService>(
     headers[`trailer-${key}`] = value;
   });
   headers["content-length"] = body.byteLength;
-  headers.date = httpDate();
   // On the stream itself, not through the compatibility response: that one always waits for
   // trailers (res.addTrailers), and with none its stream ended in an empty DATA frame of its own,
   // one more write here and one more wake-up and read for the client, on every call. Ended in the
-  // same tick as its one write, the body's DATA frame carries END_STREAM.
+  // same tick as its one write, the body's DATA frame carries END_STREAM. respond() adds the Date
+  // header, as the compatibility response did.
   stream.respond(headers);
   stream.end(body);
-}
-
-let dateSecond = -1;
-let dateText = "";
-
-/** The Date header an origin server sends (RFC 9110, 6.6.1), as Node's response objects send it: made once a second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
 }
 
 /**

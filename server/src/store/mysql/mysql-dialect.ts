@@ -35,11 +35,14 @@ export class MysqlDialect implements SqlDialect {
    * (pipelined-transaction.ts). Cast: JSON_OBJECT wrote the variable as a string.
    */
   readonly previousRowCount: string;
+  /** Transactions send each round trip as one compound statement (MariaDB), which previousRowCount relies on. */
+  readonly compoundRoundTrips: boolean;
   readonly singleWriter = false;
   readonly dropsStagingInTransaction = false;
 
   /** `mariadb`: MariaDB rather than MySQL, which has DELETE ... RETURNING. */
   constructor(private readonly mariadb: boolean) {
+    this.compoundRoundTrips = mariadb;
     this.previousRowCount = mariadb ? `CAST(${LAST_WRITE_COUNT} AS SIGNED)` : "ROW_COUNT()";
   }
 
@@ -147,14 +150,19 @@ export class MysqlDialect implements SqlDialect {
    * held row past the ids).
    *
    * The operation sends these statements right after the INSERT (refresh), in the same round
-   * trip, with no statement between that could change its count or its LAST_INSERT_ID().
+   * trip, with no statement between that could change its count or its LAST_INSERT_ID() (on
+   * MariaDB one comes between that keeps the count for the SELECT: pipelined-transaction.ts).
    */
   dropComputedJustInserted = (jobs: string, target: string, createTime: number): Statement[] => {
     // The id of the (inserted - back)th row inserted, the first if fewer. The arithmetic is
     // unsigned: an expression below zero is an error even where the WHERE is already false.
     const id = (back: number) => `LAST_INSERT_ID() + (GREATEST(@populus_inserted, ${back}) - ${back}) * @@auto_increment_increment`;
     return [
-      { sql: `SELECT ${this.previousRowCount}, EXISTS (SELECT 1 FROM ${target}) INTO @populus_inserted, @populus_any_result`, params: [] },
+      {
+        sql: `SELECT ${this.previousRowCount}, EXISTS (SELECT 1 FROM ${target}) INTO @populus_inserted, @populus_any_result`,
+        params: [],
+        readsPreviousCount: true,
+      },
       // The block first, then each of its keys in the target by primary key: a DELETE's join reads
       // the target with locks, and on a small target MariaDB chose to scan all of it, so a refresh
       // waited for every Complete in flight on the table, not only those of its own keys.

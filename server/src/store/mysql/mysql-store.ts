@@ -198,6 +198,8 @@ export class MysqlStore extends SharedStore {
   private readonly preparedConnections = new WeakSet<object>();
   /** Statements outside a transaction, each on a pooled connection. */
   private readonly pooled = this.executor(null);
+  /** Round trips as compound statements: the dialect's way of counting the write before a statement relies on it. */
+  private readonly compound: boolean;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -207,7 +209,9 @@ export class MysqlStore extends SharedStore {
     /** MariaDB rather than MySQL: its sessions also keep IN lists as they are (prepareSession), and it has DELETE ... RETURNING. */
     private readonly mariadb: boolean,
   ) {
-    super(new MysqlDialect(mariadb), options);
+    const dialect = new MysqlDialect(mariadb);
+    super(dialect, options);
+    this.compound = dialect.compoundRoundTrips;
   }
 
   /** Runs an operation in a READ COMMITTED transaction, retrying deadlocks and lock-wait timeouts with jitter. */
@@ -216,7 +220,7 @@ export class MysqlStore extends SharedStore {
       const q = this.dataSource.createQueryRunner();
       let transaction: PipelinedTransaction | undefined;
       try {
-        transaction = new PipelinedTransaction(await this.prepareSession(q), { compound: this.mariadb });
+        transaction = new PipelinedTransaction(await this.prepareSession(q), { compound: this.compound });
         const result = await runAsync(make(), transaction);
         await transaction.commit();
         return result;

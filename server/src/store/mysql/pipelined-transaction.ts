@@ -26,8 +26,10 @@
  *   against 495-530. The counts the operation reads ('run') are kept in session
  *   variables right after their statements and read back by one SELECT at the end of the block, as
  *   the block's last result set. A statement that counts the rows of the write before it in SQL
- *   (the change log's deltas) reads @populus_rc instead of ROW_COUNT() (MariaDB's dialect,
- *   previousRowCount), which the write leaves when that statement follows it.
+ *   (Statement.readsPreviousCount: the change log's deltas, refresh's SELECT ... INTO before it
+ *   drops computed keys) reads @populus_rc instead of ROW_COUNT() (MariaDB's dialect,
+ *   previousRowCount), which the write leaves when that statement follows it. Either way such a
+ *   statement must go in its write's round trip, which send() checks.
  *
  * A value is a `?` that mysql2 escapes into the text, or, in a statement of a batch of rows or
  * keys, a literal the dialect wrote (sql-literals.ts).
@@ -136,8 +138,14 @@ export class PipelinedTransaction implements AsyncExecutor {
     if (commit) batch.push({ kind: "write", statement: COMMIT });
     this.held.length = 0;
     this.begun = true;
-    // A lone statement gains nothing from a block, unless it is a write whose count must be kept.
-    return this.compound && (batch.length > 1 || batch[0]?.kind === "run") ? this.sendCompound(batch) : this.sendStatements(batch);
+    batch.forEach(({ statement }, i) => {
+      const before = batch[i - 1]?.statement;
+      // Its write went in an earlier round trip: on MariaDB it would read another write's count.
+      if (statement.readsPreviousCount && (before === undefined || before === BEGIN)) {
+        throw new Error("a statement that counts the rows of the write before it must go in that write's round trip");
+      }
+    });
+    return this.compound && batch.length > 1 ? this.sendCompound(batch) : this.sendStatements(batch);
   }
 
   /** The batch as a multi-statement query: one result per statement. */
@@ -160,10 +168,6 @@ export class PipelinedTransaction implements AsyncExecutor {
     const counted: string[] = [];
     let resultSets = 0;
     batch.forEach(({ kind, statement }, i) => {
-      const before = batch[i - 1]?.statement;
-      if (statement.sql.includes(LAST_WRITE_COUNT) && (before === undefined || before === BEGIN)) {
-        throw new Error("a statement that counts the rows of the write before it must go in that write's round trip");
-      }
       texts.push(statement.sql);
       values.push(...statement.params);
       if (kind === "rows") resultSets++;
@@ -174,7 +178,7 @@ export class PipelinedTransaction implements AsyncExecutor {
         keep.push(`@populus_n${counted.length}`);
         counted.push(keep[0] as string);
       }
-      if (batch[i + 1]?.statement.sql.includes(LAST_WRITE_COUNT)) keep.push(LAST_WRITE_COUNT);
+      if (batch[i + 1]?.statement.readsPreviousCount) keep.push(LAST_WRITE_COUNT);
       if (keep.length > 0) texts.push(`SELECT ${keep.map(() => "ROW_COUNT()").join(", ")} INTO ${keep.join(", ")}`);
     });
     if (counted.length > 0) {
@@ -182,7 +186,9 @@ export class PipelinedTransaction implements AsyncExecutor {
       resultSets++;
     }
     const results = await this.query([{ sql: `BEGIN NOT ATOMIC\n${texts.join(";\n")};\nEND`, params: values }]);
-    // mysql2 answers one result alone (the block's OK) and several as a list, the OK last.
+    // mysql2 answers one result alone (the block's OK) and several as a list, the OK last. A list of
+    // another length is this module's mistake, found after the block ran (its COMMIT too, if it
+    // had one): the call fails as a server fault.
     const sets = resultSets === 0 ? [] : (results as unknown[]);
     if (resultSets > 0 && sets.length !== resultSets + 1) {
       throw new Error(`a compound statement answered ${sets.length} results for ${resultSets} result sets and its OK`);

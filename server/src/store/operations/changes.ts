@@ -23,7 +23,8 @@ export function* logChange(d: SqlDialect, table: string, change: Change, now: nu
     throw new Error(`logChange: the ${countedByPrevious} delta is counted by the previous statement and must not be in the change as well`);
   }
   const deltas = countedByPrevious === undefined ? "?" : `JSON_SET(?, '$.${countedByPrevious}', ${d.previousRowCount})`;
-  yield* write(d.bind(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ${deltas}, ?)`, [table, now, c.deltas, c.events]));
+  const statement = d.bind(`INSERT INTO ${d.names.events} (table_name, time, deltas, events) VALUES (?, ?, ${deltas}, ?)`, [table, now, c.deltas, c.events]);
+  yield* write(countedByPrevious === undefined ? statement : { ...statement, readsPreviousCount: true });
 }
 
 /**
@@ -33,10 +34,11 @@ export function* logChange(d: SqlDialect, table: string, change: Change, now: nu
  */
 export function logInsertedByPrevious(d: SqlDialect, table: string, now: number): Statement {
   const count = d.previousRowCount;
-  return d.bind(
+  const statement = d.bind(
     `INSERT INTO ${d.names.events} (table_name, time, deltas, events) SELECT ?, ?, JSON_OBJECT('pending', ${count}), '[]'${d.fromNoTable} WHERE ${count} > 0`,
     [table, now],
   );
+  return { ...statement, readsPreviousCount: true };
 }
 
 interface ChangeLogRow {

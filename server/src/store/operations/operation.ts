@@ -22,6 +22,11 @@ export interface Statement {
    * returns at most one row per run (a lookup by a unique key).
    */
   readonly perRow?: number;
+  /**
+   * Set: the statement reads the count of the write just before it in SQL (the dialect's
+   * previousRowCount), so it must go in that write's round trip (pipelined-transaction.ts).
+   */
+  readonly readsPreviousCount?: true;
 }
 
 /**

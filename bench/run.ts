@@ -12,7 +12,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import mysql from "mysql2/promise";
-import type { IdleResults, ManyWatchersResults, OneKeyResults, WatchResults } from "./scenarios.js";
+import type { DrainResults, IdleResults, ManyWatchersResults, OneKeyResults, WatchResults } from "./scenarios.js";
 import type { Spread } from "./stats.js";
 
 const { values } = parseArgs({
@@ -25,7 +25,7 @@ const scenarios = values.scenario ?? [];
 
 /** One dialect's figures; a scenario left out with --scenario has none. */
 interface Results {
-  drain?: Record<string, { endToEnd: Spread; commitSpan: Spread }>;
+  drain?: Record<string, DrainResults>;
   refresh?: Record<string, Spread>;
   /** MySQL: the empty-table refresh's rows inserted by mysql2 alone, the same way (bench scenario 2). */
   refreshDatabaseAlone?: Spread;
@@ -84,6 +84,8 @@ function report(dialect: string, r: Results): string[] {
       fmt(d.commitSpan),
       k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(d.commitSpan.median, drainTarget, true)}` : "",
     );
+    if (d.databaseCpuUs !== undefined && d.redoBytes !== undefined)
+      row("   MariaDB per job: CPU (µs), redo log written (bytes)", `${fmt(d.databaseCpuUs, 1)}; ${fmt(d.redoBytes)}`, "the database's share");
   }
   for (const [k, s] of Object.entries(r.refresh ?? {}))
     row(`2. refresh ${r.sizes.refreshKeys} keys, ${k} (keys/s)`, fmt(s), `target ≥ 150000: ${verdict(s.median, 150_000, true)}`);

@@ -86,8 +86,18 @@ export interface WatchResults {
   delayP99: Spread;
 }
 
+/** Scenario 1's figures for one number of processes. */
+export interface DrainResults {
+  endToEnd: Spread;
+  commitSpan: Spread;
+  /** MySQL: MariaDB's CPU per drained job, µs (DatabaseProbe). */
+  databaseCpuUs?: Spread;
+  /** MySQL: the redo log InnoDB wrote per drained job, bytes. */
+  redoBytes?: Spread;
+}
+
 export interface DialectResults {
-  drain: Record<string, { endToEnd: Spread; commitSpan: Spread }>;
+  drain: Record<string, DrainResults>;
   refresh: Record<string, Spread>;
   flat: Record<string, Spread>;
   latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
@@ -179,22 +189,70 @@ export interface DrainRate {
   commitSpan: number;
   /** The server's CPU during populate, seconds, when its pid was given. */
   serverCpu?: number;
+  /** The database's work per drained job, when a probe was given. */
+  database?: DatabaseWork;
+}
+
+/** What the database did per drained job: its process's CPU (µs) and the redo log it wrote (bytes). */
+export interface DatabaseWork {
+  readonly cpuUs: number;
+  readonly redoBytes: number;
+}
+
+/**
+ * Reads MariaDB's own counters around a drain: the mariadbd process's CPU (/proc) and the bytes
+ * InnoDB wrote to its redo log (Innodb_os_log_written), which grow with the row work of each job
+ * (its reservation's UPDATE, its result's INSERT, its job's DELETE, their undo and indexes). On two
+ * cores the database's share of a drained job's CPU bounds the drain; these say how large it is.
+ * Global counters: nothing else may run on the database meanwhile (the bench runs alone).
+ */
+export class DatabaseProbe {
+  private constructor(
+    private readonly connection: mysql.Connection,
+    private readonly pid: number,
+  ) {}
+
+  /** A probe of the MariaDB behind `databaseUrl`, or undefined where its process cannot be read (not on this machine). */
+  static async open(databaseUrl: string): Promise<DatabaseProbe | undefined> {
+    const pid = mariadbdPid();
+    if (pid === undefined) return undefined;
+    return new DatabaseProbe(await mysql.createConnection({ uri: databaseUrl }), pid);
+  }
+
+  /** The counters now: pass to `per`. */
+  async read(): Promise<{ cpuSeconds: number; redoBytes: number }> {
+    const [rows] = await this.connection.query("SHOW GLOBAL STATUS LIKE 'Innodb_os_log_written'");
+    const redoBytes = Number((rows as { Value: string }[])[0]?.Value);
+    return { cpuSeconds: cpuSeconds(this.pid), redoBytes };
+  }
+
+  /** The work since `before` (a read()), per job of `jobs`. */
+  async per(before: { cpuSeconds: number; redoBytes: number }, jobs: number): Promise<DatabaseWork> {
+    const after = await this.read();
+    return { cpuUs: ((after.cpuSeconds - before.cpuSeconds) * 1e6) / jobs, redoBytes: (after.redoBytes - before.redoBytes) / jobs };
+  }
+
+  close(): Promise<void> {
+    return this.connection.end();
+  }
 }
 
 /**
  * Drains `keys` queued jobs with populate; answers its rates after checking every key was
  * committed exactly once, and the CPU the process `serverPid` (if given) used meanwhile.
  */
-async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number, serverPid?: number): Promise<DrainRate> {
+async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number, serverPid?: number, database?: DatabaseProbe): Promise<DrainRate> {
   const table = tables[nextTable++];
   if (table === undefined) throw new Error("bench/pipeline.js ran out of tables");
   await queue(rpc, table.name, 0, keys);
   const callsBefore = makeCalls.count;
   const cpuBefore = serverPid === undefined ? 0 : cpuSeconds(serverPid);
+  const databaseBefore = await database?.read();
   const started = performance.now();
   const result = await table.populate({ reserveJobs: true, refresh: false, processes, suppressErrors: true, ...(maxCalls === undefined ? {} : { maxCalls }) });
   const seconds = (performance.now() - started) / 1000;
   const serverCpu = serverPid === undefined ? undefined : cpuSeconds(serverPid) - cpuBefore;
+  const databaseWork = database === undefined || databaseBefore === undefined ? undefined : await database.per(databaseBefore, maxCalls ?? keys);
   const expected = maxCalls ?? keys;
   const after = await progress(rpc, table.name);
   const problems = [];
@@ -210,21 +268,33 @@ async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: n
     endToEnd: expected / seconds,
     commitSpan: expected / (Math.max(1, span.last - span.first) / 1000),
     ...(serverCpu === undefined ? {} : { serverCpu }),
+    ...(databaseWork === undefined ? {} : { database: databaseWork }),
   };
 }
 
 /** Scenario 1 (and 6): end-to-end drain with 4 worker processes and with 1. */
 export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
-  const results: Record<string, { endToEnd: Spread; commitSpan: Spread }> = {};
+  const results: Record<string, DrainResults> = {};
   const srv = await benchServer(dialect, port);
-  for (const processes of [4, 1]) {
-    const runs: DrainRate[] = [];
-    for (let i = 0; i < s.repetitions; i++) runs.push(await drainOnce(srv.rpc, s.drainKeys, processes));
-    results[`${processes} process${processes === 1 ? "" : "es"}`] = {
-      endToEnd: spread(runs.map((r) => r.endToEnd)),
-      commitSpan: spread(runs.map((r) => r.commitSpan)),
-    };
-    log(`drain ${processes} proc: ${runs.map((r) => `${r.endToEnd.toFixed(0)} (${r.commitSpan.toFixed(0)} first→last commit)`).join(", ")} jobs/s`);
+  const database = dialect === "mysql" ? await DatabaseProbe.open(srv.databaseUrl) : undefined;
+  try {
+    for (const processes of [4, 1]) {
+      const runs: DrainRate[] = [];
+      for (let i = 0; i < s.repetitions; i++) runs.push(await drainOnce(srv.rpc, s.drainKeys, processes, undefined, undefined, database));
+      const work = runs.flatMap((r) => (r.database === undefined ? [] : [r.database]));
+      results[`${processes} process${processes === 1 ? "" : "es"}`] = {
+        endToEnd: spread(runs.map((r) => r.endToEnd)),
+        commitSpan: spread(runs.map((r) => r.commitSpan)),
+        ...(work.length === 0 ? {} : { databaseCpuUs: spread(work.map((w) => w.cpuUs)), redoBytes: spread(work.map((w) => w.redoBytes)) }),
+      };
+      const perJob = (r: DrainRate) =>
+        r.database === undefined ? "" : `; MariaDB ${r.database.cpuUs.toFixed(1)} µs, ${r.database.redoBytes.toFixed(0)} B of redo a job`;
+      log(
+        `drain ${processes} proc: ${runs.map((r) => `${r.endToEnd.toFixed(0)} (${r.commitSpan.toFixed(0)} first→last commit${perJob(r)})`).join(", ")} jobs/s`,
+      );
+    }
+  } finally {
+    await database?.close();
   }
   return { results, peakRssMb: await srv.finish() };
 }

@@ -1,9 +1,9 @@
 /**
  * An experiment, not a scenario of `npm run bench`: what InnoDB's row work costs per drained job,
  * with the jobs table as the server makes it and with a proposed "lease row" shape, the drain's own
- * statements sent by mysql2 alone (no Populus process in the way), one batch after another.
+ * statements sent by mysql2 alone (no Populus process in the way), by one connection or several at once.
  *
- *   node --import tsx bench/row-work.ts [jobs=20000] [repetitions=3]
+ *   node --import tsx bench/row-work.ts [jobs=20000] [repetitions=3] [connections=1]
  *
  * Why: on two cores MariaDB takes most of a drained job's CPU (scenario 1 prints its share), and
  * most of that is Reserve's UPDATE. It changes columns whose size changes (NULL to a lease token,
@@ -13,8 +13,8 @@
  * the times once per batch, in a row of its own; that UPDATE is done in place.
  *
  * Printed per shape and repetition: jobs/s, MariaDB's CPU per job (/proc) and the redo log InnoDB
- * wrote per job (Innodb_os_log_written) for the Reserves and the Completes. Global counters: run
- * it alone on the database server.
+ * wrote per job (Innodb_os_log_written), split between Reserves and Completes with one connection.
+ * Global counters: run it alone on the database server.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -25,6 +25,8 @@ import { startServer } from "../test/helpers/server-process.js";
 
 const JOBS = Number(process.argv[2] ?? 20_000);
 const REPETITIONS = Number(process.argv[3] ?? 3);
+/** Connections draining at once, as worker processes do (Reserves and Completes of different batches then overlap). */
+const WORKERS = Number(process.argv[4] ?? 1);
 /** The SDK's largest batch. */
 const BATCH = 1000;
 const EVENTS = "`~populus_events`";
@@ -68,30 +70,26 @@ async function redoBytes(c: mysql.Connection): Promise<number> {
   return Number((rows as { Value: string }[])[0]!.Value);
 }
 
-/** One drain of JOBS jobs in `shape`: Reserve and Complete of BATCH jobs, one after the other, as the server sends them. */
-async function drainOnce(c: mysql.Connection, shape: Shape, table: string): Promise<string> {
-  for (const statement of ddl(shape, table)) await c.query(statement);
+/** Redo bytes written by Reserves and by Completes, counted only while one connection drains (with more, theirs interleave). */
+interface RedoSplit {
+  reserve: number;
+  complete: number;
+}
+
+/** One worker's loop: Reserve a batch, Complete it, until no job is left; `worker` tells its leases apart. */
+async function workerLoop(c: mysql.Connection, shape: Shape, table: string, now: number, worker: number, split: RedoSplit | undefined): Promise<void> {
   const [jobs, target] = [jobsTable(table), targetTable(table)];
-  const now = Date.now();
-  for (let from = 0; from < JOBS; from += BATCH) {
-    const rows = [];
-    for (let k = from; k < Math.min(JOBS, from + BATCH); k++)
-      rows.push(`('${k.toString(36).padStart(32, "0")}', '{"k":"${k}"}', 'pending', 5, ${now}, ${now}, 0)`);
-    await c.query(`INSERT INTO ${jobs} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts) VALUES ${rows.join(",")}`);
-  }
   const leaseRow = shape === "lease row";
-  let [reserveRedo, completeRedo] = [0, 0];
-  const [cpu0, started] = [mariadbdCpuSeconds(), performance.now()];
   for (let batch = 0; ; batch++) {
-    const redo0 = await redoBytes(c);
-    const prefix = `${batch.toString(16).padStart(8, "0")}${"c".repeat(24)}`;
+    const redo0 = split === undefined ? 0 : await redoBytes(c);
+    const prefix = `${worker.toString(16).padStart(2, "0")}${batch.toString(16).padStart(6, "0")}${"c".repeat(24)}`;
     const [[, ready]] = (await c.query(
       `START TRANSACTION; SELECT id, key_json FROM ${jobs} FORCE INDEX (ready_idx) WHERE status = 'pending' AND scheduled_time <= ${now}
        ORDER BY priority, scheduled_time, id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
     )) as unknown as [[unknown, { id: string; key_json: string }[]]];
     if (ready.length === 0) {
       await c.query("COMMIT");
-      break;
+      return;
     }
     const ids = ready.map((r) => r.id).join(",");
     const keys = quote(JSON.stringify([{ s: "reserved", w: WORKER.id, c: 0, k: ready.map((r) => JSON.parse(r.key_json)) }]));
@@ -108,7 +106,7 @@ async function drainOnce(c: mysql.Connection, shape: Shape, table: string): Prom
        INSERT INTO ${REQUESTS} (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES ('${table}', '${prefix}', '${prefix}', '${ids}', ${now + 60_000});
        COMMIT`,
     );
-    const redo1 = await redoBytes(c);
+    const redo1 = split === undefined ? 0 : await redoBytes(c);
     const fence = leaseRow
       ? `lease_id = (SELECT id FROM ${LEASES} WHERE prefix = '${prefix}' AND table_name = '${table}')`
       : `lease_token IN (${ready.map((r) => `'${prefix}-${Number(r.id).toString(36)}'`).join(",")})`;
@@ -122,31 +120,57 @@ async function drainOnce(c: mysql.Connection, shape: Shape, table: string): Prom
        INSERT INTO ${EVENTS} (table_name, time, deltas, events) VALUES ('${table}', ${now}, '{"reserved":-${held.length},"target":${held.length}}', ${keys});
        COMMIT`,
     );
-    reserveRedo += redo1 - redo0;
-    completeRedo += (await redoBytes(c)) - redo1;
+    if (split !== undefined) {
+      split.reserve += redo1 - redo0;
+      split.complete += (await redoBytes(c)) - redo1;
+    }
   }
+}
+
+/** One drain of JOBS jobs in `shape` by WORKERS connections at once, each reserving and completing batches of BATCH as the server sends them. */
+async function drainOnce(connections: mysql.Connection[], shape: Shape, table: string): Promise<string> {
+  const [c] = connections as [mysql.Connection];
+  for (const statement of ddl(shape, table)) await c.query(statement);
+  const now = Date.now();
+  for (let from = 0; from < JOBS; from += BATCH) {
+    const rows = [];
+    for (let k = from; k < Math.min(JOBS, from + BATCH); k++)
+      rows.push(`('${k.toString(36).padStart(32, "0")}', '{"k":"${k}"}', 'pending', 5, ${now}, ${now}, 0)`);
+    await c.query(`INSERT INTO ${jobsTable(table)} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts) VALUES ${rows.join(",")}`);
+  }
+  const split = connections.length === 1 ? { reserve: 0, complete: 0 } : undefined;
+  const [cpu0, redo0, started] = [mariadbdCpuSeconds(), await redoBytes(c), performance.now()];
+  await Promise.all(connections.map((connection, worker) => workerLoop(connection, shape, table, now, worker, split)));
   const seconds = (performance.now() - started) / 1000;
   const cpuUs = ((mariadbdCpuSeconds() - cpu0) * 1e6) / JOBS;
-  const [[{ n }]] = (await c.query(`SELECT COUNT(*) AS n FROM ${target}`)) as unknown as [[{ n: number }]];
+  const redo = ((await redoBytes(c)) - redo0) / JOBS;
+  const [[{ n }]] = (await c.query(`SELECT COUNT(*) AS n FROM ${targetTable(table)}`)) as unknown as [[{ n: number }]];
   if (Number(n) !== JOBS) throw new Error(`row-work: ${n} results for ${JOBS} jobs`);
-  return `${(JOBS / seconds).toFixed(0)} jobs/s; MariaDB ${cpuUs.toFixed(1)} µs a job; redo ${(reserveRedo / JOBS).toFixed(0)} B a job in Reserve, ${(completeRedo / JOBS).toFixed(0)} in Complete`;
+  const redoText =
+    split === undefined ? `${redo.toFixed(0)} B` : `${(split.reserve / JOBS).toFixed(0)} B in Reserve, ${(split.complete / JOBS).toFixed(0)} in Complete`;
+  return `${(JOBS / seconds).toFixed(0)} jobs/s; MariaDB ${cpuUs.toFixed(1)} µs a job; redo a job: ${redoText}`;
 }
 
 const database = await createTestDatabase("mysql");
 try {
   // The server's own change log and reserve-request tables, made by its migrations.
   await (await startServer({ database: database.url })).stop();
-  const c = await mysql.createConnection({ uri: database.url, multipleStatements: true });
-  await c.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+  const connections = await Promise.all(
+    Array.from({ length: WORKERS }, async () => {
+      const c = await mysql.createConnection({ uri: database.url, multipleStatements: true });
+      await c.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+      return c;
+    }),
+  );
   try {
     for (let i = 0; i < REPETITIONS; i++) {
       // Alternated, so that neither shape always runs on a colder or busier server.
       const shapes: Shape[] = i % 2 === 0 ? ["as the server makes it", "lease row"] : ["lease row", "as the server makes it"];
       for (const shape of shapes)
-        console.log(`${shape.padEnd(22)} run ${i + 1}: ${await drainOnce(c, shape, `row_work_${i}_${shape === "lease row" ? "l" : "s"}`)}`);
+        console.log(`${shape.padEnd(22)} run ${i + 1}: ${await drainOnce(connections, shape, `row_work_${i}_${shape === "lease row" ? "l" : "s"}`)}`);
     }
   } finally {
-    await c.end();
+    await Promise.all(connections.map((c) => c.end()));
   }
 } finally {
   await database.drop();

@@ -76,36 +76,69 @@ interface RedoSplit {
   complete: number;
 }
 
-/** One worker's loop: Reserve a batch, Complete it, until no job is left; `worker` tells its leases apart. */
-async function workerLoop(c: mysql.Connection, shape: Shape, table: string, now: number, worker: number, split: RedoSplit | undefined): Promise<void> {
-  const [jobs, target] = [jobsTable(table), targetTable(table)];
-  const leaseRow = shape === "lease row";
-  for (let batch = 0; ; batch++) {
-    const redo0 = split === undefined ? 0 : await redoBytes(c);
-    const prefix = `${worker.toString(16).padStart(2, "0")}${batch.toString(16).padStart(6, "0")}${"c".repeat(24)}`;
-    const [[, ready]] = (await c.query(
-      `START TRANSACTION; SELECT id, key_json FROM ${jobs} FORCE INDEX (ready_idx) WHERE status = 'pending' AND scheduled_time <= ${now}
-       ORDER BY priority, scheduled_time, id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
-    )) as unknown as [[unknown, { id: string; key_json: string }[]]];
-    if (ready.length === 0) {
-      await c.query("COMMIT");
-      return;
-    }
-    const ids = ready.map((r) => r.id).join(",");
-    const keys = quote(JSON.stringify([{ s: "reserved", w: WORKER.id, c: 0, k: ready.map((r) => JSON.parse(r.key_json)) }]));
-    const reservation = leaseRow
+/** One Reserve of up to BATCH jobs, as the server sends it (its locking read, then the lease in one round trip): the jobs it leased. */
+async function reserve(c: mysql.Connection, shape: Shape, table: string, now: number, prefix: string): Promise<{ id: string; key_json: string }[]> {
+  const jobs = jobsTable(table);
+  const [[, ready]] = (await c.query(
+    `START TRANSACTION; SELECT id, key_json FROM ${jobs} FORCE INDEX (ready_idx) WHERE status = 'pending' AND scheduled_time <= ${now}
+     ORDER BY priority, scheduled_time, id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
+  )) as unknown as [[unknown, { id: string; key_json: string }[]]];
+  if (ready.length === 0) {
+    await c.query("COMMIT");
+    return ready;
+  }
+  const ids = ready.map((r) => r.id).join(",");
+  const keys = quote(JSON.stringify([{ s: "reserved", w: WORKER.id, c: 0, k: ready.map((r) => JSON.parse(r.key_json)) }]));
+  const reservation =
+    shape === "lease row"
       ? `INSERT INTO ${LEASES} (table_name, prefix, worker_id, host, pid, user, code_version, reserve_time, lease_expire_time)
            VALUES ('${table}', '${prefix}', '${WORKER.id}', '${WORKER.host}', ${WORKER.pid}, '${WORKER.user}', '', ${now}, ${now + 60_000});
          UPDATE ${jobs} FORCE INDEX (PRIMARY) SET status = 'reserved', lease_id = LAST_INSERT_ID(), attempts = attempts + 1 WHERE id IN (${ids})`
       : `UPDATE ${jobs} FORCE INDEX (PRIMARY) SET status = 'reserved', lease_token = CONCAT('${prefix}', '-', LOWER(CONV(id, 10, 36))),
            reserve_time = ${now}, lease_expire_time = ${now + 60_000}, attempts = attempts + 1, worker_id = '${WORKER.id}', host = '${WORKER.host}',
            pid = ${WORKER.pid}, user = '${WORKER.user}', code_version = '', progress = NULL, progress_message = NULL WHERE id IN (${ids})`;
-    await c.query(
-      `${reservation};
-       INSERT INTO ${EVENTS} (table_name, time, deltas, events) VALUES ('${table}', ${now}, '{"pending":-${ready.length},"reserved":${ready.length}}', ${keys});
-       INSERT INTO ${REQUESTS} (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES ('${table}', '${prefix}', '${prefix}', '${ids}', ${now + 60_000});
-       COMMIT`,
-    );
+  await c.query(
+    `${reservation};
+     INSERT INTO ${EVENTS} (table_name, time, deltas, events) VALUES ('${table}', ${now}, '{"pending":-${ready.length},"reserved":${ready.length}}', ${keys});
+     INSERT INTO ${REQUESTS} (table_name, request_id, lease_prefix, job_ids, lease_expire_time) VALUES ('${table}', '${prefix}', '${prefix}', '${ids}', ${now + 60_000});
+     COMMIT`,
+  );
+  return ready;
+}
+
+/**
+ * Reserves of one table take turns, as the server's do (its TurnsPerKey): each one's SKIP LOCKED
+ * scan would otherwise step over the rows the others had just locked.
+ */
+class ReserveTurns {
+  #last: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const mine = this.#last.then(task, task);
+    this.#last = mine.catch(() => undefined);
+    return mine;
+  }
+}
+
+/** One worker's loop: Reserve a batch, Complete it, until no job is left; `worker` tells its leases apart. */
+async function workerLoop(
+  c: mysql.Connection,
+  shape: Shape,
+  table: string,
+  now: number,
+  worker: number,
+  turns: ReserveTurns,
+  split: RedoSplit | undefined,
+): Promise<void> {
+  const [jobs, target] = [jobsTable(table), targetTable(table)];
+  const leaseRow = shape === "lease row";
+  for (let batch = 0; ; batch++) {
+    const redo0 = split === undefined ? 0 : await redoBytes(c);
+    const prefix = `${worker.toString(16).padStart(2, "0")}${batch.toString(16).padStart(6, "0")}${"c".repeat(24)}`;
+    const ready = await turns.run(() => reserve(c, shape, table, now, prefix));
+    if (ready.length === 0) return;
+    const ids = ready.map((r) => r.id).join(",");
+    const keys = quote(JSON.stringify([{ s: "deleted", w: WORKER.id, c: 1, k: ready.map((r) => JSON.parse(r.key_json)) }]));
     const redo1 = split === undefined ? 0 : await redoBytes(c);
     const fence = leaseRow
       ? `lease_id = (SELECT id FROM ${LEASES} WHERE prefix = '${prefix}' AND table_name = '${table}')`
@@ -140,7 +173,8 @@ async function drainOnce(connections: mysql.Connection[], shape: Shape, table: s
   }
   const split = connections.length === 1 ? { reserve: 0, complete: 0 } : undefined;
   const [cpu0, redo0, started] = [mariadbdCpuSeconds(), await redoBytes(c), performance.now()];
-  await Promise.all(connections.map((connection, worker) => workerLoop(connection, shape, table, now, worker, split)));
+  const turns = new ReserveTurns();
+  await Promise.all(connections.map((connection, worker) => workerLoop(connection, shape, table, now, worker, turns, split)));
   const seconds = (performance.now() - started) / 1000;
   const cpuUs = ((mariadbdCpuSeconds() - cpu0) * 1e6) / JOBS;
   const redo = ((await redoBytes(c)) - redo0) / JOBS;

@@ -4,7 +4,7 @@
  * BENCH_URL, on a fresh database, and checks what it measured: a drain that
  * does not commit every key exactly once throws, and the bench fails.
  */
-import { execFileSync, fork, spawn } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
@@ -18,6 +18,7 @@ import mysql from "mysql2/promise";
 import { createTableStatements, jobsTable, targetTable } from "../server/dist/store/mysql/table-ddl.js";
 import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
 import { type ServerProcess, startServer } from "../test/helpers/server-process.js";
+import { cpuSeconds, type DatabaseWork, MariadbCounters, mariadbdPid } from "./mariadb-counters.js";
 import { db, makeCalls, tables } from "./pipeline.js";
 import { percentile, type Spread, spread } from "./stats.js";
 
@@ -189,71 +190,28 @@ export interface DrainRate {
   commitSpan: number;
   /** The server's CPU during populate, seconds, when its pid was given. */
   serverCpu?: number;
-  /** The database's work per drained job, when a probe was given. */
+  /** MariaDB's work per drained job, when its counters were given. */
   database?: DatabaseWork;
-}
-
-/** What the database did per drained job: its process's CPU (µs) and the redo log it wrote (bytes). */
-export interface DatabaseWork {
-  readonly cpuUs: number;
-  readonly redoBytes: number;
-}
-
-/**
- * Reads MariaDB's own counters around a drain: the mariadbd process's CPU (/proc) and the bytes
- * InnoDB wrote to its redo log (Innodb_os_log_written), which grow with the row work of each job
- * (its reservation's UPDATE, its result's INSERT, its job's DELETE, their undo and indexes). On two
- * cores the database's share of a drained job's CPU bounds the drain; these say how large it is.
- * Global counters: nothing else may run on the database meanwhile (the bench runs alone).
- */
-export class DatabaseProbe {
-  private constructor(
-    private readonly connection: mysql.Connection,
-    private readonly pid: number,
-  ) {}
-
-  /** A probe of the MariaDB behind `databaseUrl`, or undefined where its process cannot be read (not on this machine). */
-  static async open(databaseUrl: string): Promise<DatabaseProbe | undefined> {
-    const pid = mariadbdPid();
-    if (pid === undefined) return undefined;
-    return new DatabaseProbe(await mysql.createConnection({ uri: databaseUrl }), pid);
-  }
-
-  /** The counters now: pass to `per`. */
-  async read(): Promise<{ cpuSeconds: number; redoBytes: number }> {
-    const [rows] = await this.connection.query("SHOW GLOBAL STATUS LIKE 'Innodb_os_log_written'");
-    const redoBytes = Number((rows as { Value: string }[])[0]?.Value);
-    return { cpuSeconds: cpuSeconds(this.pid), redoBytes };
-  }
-
-  /** The work since `before` (a read()), per job of `jobs`. */
-  async per(before: { cpuSeconds: number; redoBytes: number }, jobs: number): Promise<DatabaseWork> {
-    const after = await this.read();
-    return { cpuUs: ((after.cpuSeconds - before.cpuSeconds) * 1e6) / jobs, redoBytes: (after.redoBytes - before.redoBytes) / jobs };
-  }
-
-  close(): Promise<void> {
-    return this.connection.end();
-  }
 }
 
 /**
  * Drains `keys` queued jobs with populate; answers its rates after checking every key was
  * committed exactly once, and the CPU the process `serverPid` (if given) used meanwhile.
  */
-async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number, serverPid?: number, database?: DatabaseProbe): Promise<DrainRate> {
+async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: number, serverPid?: number, database?: MariadbCounters): Promise<DrainRate> {
   const table = tables[nextTable++];
   if (table === undefined) throw new Error("bench/pipeline.js ran out of tables");
   await queue(rpc, table.name, 0, keys);
+  const expected = maxCalls ?? keys;
   const callsBefore = makeCalls.count;
-  const cpuBefore = serverPid === undefined ? 0 : cpuSeconds(serverPid);
   const databaseBefore = await database?.read();
+  const cpuBefore = serverPid === undefined ? 0 : cpuSeconds(serverPid);
   const started = performance.now();
   const result = await table.populate({ reserveJobs: true, refresh: false, processes, suppressErrors: true, ...(maxCalls === undefined ? {} : { maxCalls }) });
   const seconds = (performance.now() - started) / 1000;
   const serverCpu = serverPid === undefined ? undefined : cpuSeconds(serverPid) - cpuBefore;
-  const databaseWork = database === undefined || databaseBefore === undefined ? undefined : await database.per(databaseBefore, maxCalls ?? keys);
-  const expected = maxCalls ?? keys;
+  // Read once the drain's own purge is done, so that its jobs pay for it.
+  const databaseWork = database === undefined || databaseBefore === undefined ? undefined : await database.per(databaseBefore, expected);
   const after = await progress(rpc, table.name);
   const problems = [];
   if (result.successCount !== expected) problems.push(`populate committed ${result.successCount}, expected ${expected}`);
@@ -276,8 +234,10 @@ async function drainOnce(rpc: Rpc, keys: number, processes: number, maxCalls?: n
 export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
   const results: Record<string, DrainResults> = {};
   const srv = await benchServer(dialect, port);
-  const database = dialect === "mysql" ? await DatabaseProbe.open(srv.databaseUrl) : undefined;
+  let database: MariadbCounters | undefined;
+  let peakRssMb: number;
   try {
+    database = dialect === "mysql" ? await MariadbCounters.open(srv.databaseUrl) : undefined;
     for (const processes of [4, 1]) {
       const runs: DrainRate[] = [];
       for (let i = 0; i < s.repetitions; i++) runs.push(await drainOnce(srv.rpc, s.drainKeys, processes, undefined, undefined, database));
@@ -288,15 +248,16 @@ export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line
         ...(work.length === 0 ? {} : { databaseCpuUs: spread(work.map((w) => w.cpuUs)), redoBytes: spread(work.map((w) => w.redoBytes)) }),
       };
       const perJob = (r: DrainRate) =>
-        r.database === undefined ? "" : `; MariaDB ${r.database.cpuUs.toFixed(1)} µs, ${r.database.redoBytes.toFixed(0)} B of redo a job`;
+        r.database === undefined ? "" : `; a job: MariaDB ${r.database.cpuUs.toFixed(0)} µs, ${r.database.redoBytes.toFixed(0)} B of redo`;
       log(
-        `drain ${processes} proc: ${runs.map((r) => `${r.endToEnd.toFixed(0)} (${r.commitSpan.toFixed(0)} first→last commit${perJob(r)})`).join(", ")} jobs/s`,
+        `drain ${processes} proc, jobs/s: ${runs.map((r) => `${r.endToEnd.toFixed(0)} (${r.commitSpan.toFixed(0)} first→last commit${perJob(r)})`).join(", ")}`,
       );
     }
   } finally {
     await database?.close();
+    peakRssMb = await srv.finish();
   }
-  return { results, peakRssMb: await srv.finish() };
+  return { results, peakRssMb };
 }
 
 /** Scenario 2: a key source into an empty table, the same again, then with 10% of it changed. */
@@ -535,13 +496,6 @@ async function startWatchers(
   };
 }
 
-/** The CPU time a process has used so far, seconds (user + system, from /proc). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command; in clock ticks (100 a second on Linux).
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /** How often an idle populus-worker looks for work: its --idle-wait default (s). */
 const IDLE_WAIT_S = 10;
 
@@ -677,16 +631,6 @@ export interface OneKeyResults {
   readonly clientCpuUs: Spread;
   readonly serverCpuUs: Spread;
   readonly databaseCpuUs?: Spread;
-}
-
-/** The first mariadbd process's pid, or undefined (not on this machine, or not readable). */
-function mariadbdPid(): number | undefined {
-  try {
-    const pid = Number(execFileSync("pgrep", ["-x", "mariadbd"], { encoding: "utf8" }).trim().split("\n")[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -29,6 +29,7 @@
  */
 import mysql from "mysql2/promise";
 import { createTableStatements, jobsTable, targetTable } from "../server/dist/store/mysql/table-ddl.js";
+import { TurnsPerKey } from "../server/dist/store/turns.js";
 import { createTestDatabase } from "../test/helpers/databases.js";
 import { startServer } from "../test/helpers/server-process.js";
 import { MariadbCounters } from "./mariadb-counters.js";
@@ -134,17 +135,6 @@ async function complete(c: mysql.Connection, shape: Shape, table: string, now: n
   );
 }
 
-/** Reserves of one table take turns, as the server's do (TurnsPerKey): each one's SKIP LOCKED scan would otherwise step over the rows the others had just locked. */
-class ReserveTurns {
-  #last: Promise<unknown> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const mine = this.#last.then(task, task);
-    this.#last = mine.catch(() => undefined);
-    return mine;
-  }
-}
-
 /** The redo of Reserves and of Completes, read around each (with one connection only: with more, theirs interleave). */
 interface RedoSplit {
   readonly counters: MariadbCounters;
@@ -153,19 +143,11 @@ interface RedoSplit {
 }
 
 /** One connection's loop: Reserve a batch, Complete it, until no job is left; `worker` tells its leases apart. */
-async function workerLoop(
-  c: mysql.Connection,
-  shape: Shape,
-  table: string,
-  now: number,
-  worker: number,
-  turns: ReserveTurns,
-  split?: RedoSplit,
-): Promise<void> {
+async function workerLoop(c: mysql.Connection, shape: Shape, table: string, now: number, worker: number, turns: TurnsPerKey, split?: RedoSplit): Promise<void> {
   for (let batch = 0; ; batch++) {
     const prefix = `${worker.toString(16).padStart(2, "0")}${batch.toString(16).padStart(6, "0")}${"c".repeat(24)}`;
     const redo0 = await split?.counters.redoBytes();
-    const ready = await turns.run(() => reserve(c, shape, table, now, prefix));
+    const ready = await turns.run(table, () => reserve(c, shape, table, now, prefix));
     if (ready.length === 0) return;
     const redo1 = await split?.counters.redoBytes();
     await complete(c, shape, table, now, prefix, ready);
@@ -188,7 +170,9 @@ async function drainOnce(connections: readonly mysql.Connection[], counters: Mar
     await c.query(`INSERT INTO ${jobsTable(table)} (key_hash, key_json, status, priority, create_time, scheduled_time, attempts) VALUES ${rows.join(",")}`);
   }
   const split: RedoSplit | undefined = connections.length === 1 ? { counters, reserve: 0, complete: 0 } : undefined;
-  const turns = new ReserveTurns();
+  // The table's Reserves take turns, as the server's do (TurnsPerKey): each one's SKIP LOCKED scan
+  // would otherwise step over the rows the others had just locked.
+  const turns = new TurnsPerKey();
   const before = await counters.read();
   const started = performance.now();
   // allSettled: a loop that fails must not leave the others running on connections closed after.

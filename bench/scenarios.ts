@@ -91,7 +91,7 @@ export interface WatchResults {
 export interface DrainResults {
   endToEnd: Spread;
   commitSpan: Spread;
-  /** MySQL: MariaDB's CPU per drained job, µs (DatabaseProbe). */
+  /** MySQL: MariaDB's CPU per drained job, µs (MariadbCounters). */
   databaseCpuUs?: Spread;
   /** MySQL: the redo log InnoDB wrote per drained job, bytes. */
   redoBytes?: Spread;

@@ -21,7 +21,7 @@ import { type ServerProcess, startServer } from "./helpers/server-process.js";
 import { until } from "./helpers/jobs-client.js";
 
 /** The migrations so far, as TypeORM records them in `~populus_migrations`. */
-const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002", "ReserveRequests0000000000003", "KeyHashScheme0000000000004"];
+const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002", "ReserveRequests0000000000003", "KeyHashScheme0000000000004", "LeaseRows0000000000005"];
 
 const databases: TestDatabase[] = [];
 const servers: ServerProcess[] = [];
@@ -49,7 +49,7 @@ test.after.always(async () => {
 
 /** Migration names recorded in the database, in the order they ran, read directly. */
 async function migrationRows(url: string): Promise<string[]> {
-  return (await sqlOn(url, [['SELECT name FROM "~populus_migrations" ORDER BY id', []]])).map((r) => r.name as string);
+  return (await sqlOn(url, [['SELECT name FROM "~populus_migrations" ORDER BY "timestamp"', []]])).map((r) => r.name as string);
 }
 
 /** Runs statements on the database directly, in order; answers the rows of the last. */
@@ -240,8 +240,113 @@ const upgradeKeepsKeyHashes = test.macro({
   },
 });
 
+/** A jobs table as servers before migration 0005 made it (each lease's holder and token in the job's own nullable columns). */
+function jobsTableBefore0005(dialect: Dialect, name: string): string[] {
+  const [text, big, ascii, tail] =
+    dialect === "sqlite"
+      ? ["TEXT", "INTEGER", "", ""]
+      : ["VARCHAR(255)", "BIGINT", " CHARACTER SET ascii", " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"];
+  const ready = "(status, priority, scheduled_time, id)";
+  const create = `CREATE TABLE "${name}" (
+    id ${dialect === "sqlite" ? "INTEGER PRIMARY KEY" : "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"},
+    key_hash CHAR(32)${ascii} NOT NULL UNIQUE, key_json ${dialect === "sqlite" ? "TEXT" : "MEDIUMTEXT"} NOT NULL,
+    status VARCHAR(8)${ascii} NOT NULL, priority SMALLINT NOT NULL, create_time ${big} NOT NULL, scheduled_time ${big} NOT NULL,
+    reserve_time ${big} NULL, complete_time ${big} NULL, duration_ms ${big} NULL, lease_token VARCHAR(64)${ascii} NULL,
+    lease_expire_time ${big} NULL, attempts INT NOT NULL DEFAULT 0, worker_id ${text} NULL, host ${text} NULL, pid INT NULL,
+    user ${text} NULL, code_version ${text} NULL, error_message TEXT NULL, error_stack TEXT NULL, progress DOUBLE NULL,
+    progress_message ${text} NULL${dialect === "sqlite" ? "" : `, KEY ready_idx ${ready}`}
+  )${tail}`;
+  return dialect === "sqlite" ? [create, `CREATE INDEX "${name}~ready" ON "${name}" ${ready}`] : [create];
+}
+
+interface ListedJob {
+  key: { attributes: { subject_id: { intValue: string } } };
+  status: string;
+  worker?: { workerId: string };
+}
+
+const upgradeMovesHoldersToLeaseRows = test.macro({
+  title: (_, dialect: Dialect) =>
+    `${dialect}: a jobs table made before migration 0005 gets lease_batch and works as before: a lease held across the upgrade is lost to its worker and goes back to pending when it expires; new leases, their holders, failures and completions work on it`,
+  async exec(t, dialect: Dialect) {
+    const db = await database(dialect);
+    const first = await server(db.url);
+    t.is((await rpc(first, "Refresh", { table: "Before", keys: KEYS })).status, 200);
+    t.is(await first.stop(), 0);
+    // The database as the version before 0005 leaves it: the old shape of the jobs table, with the
+    // same three jobs, key 1's leased the old way (its token and holder on its row, expiring in 3 s).
+    const columns = "id, key_hash, key_json, status, priority, create_time, scheduled_time, attempts";
+    const oldToken = `${"a".repeat(32)}-1`;
+    const [create, ...indexes] = jobsTableBefore0005(dialect, "~~before");
+    await sqlOn(db.url, [
+      ['ALTER TABLE "~~before" RENAME TO "~~before_0005"', []],
+      [create as string, []],
+      [`INSERT INTO "~~before" (${columns}) SELECT ${columns} FROM "~~before_0005"`, []],
+      ['DROP TABLE "~~before_0005"', []],
+      ...indexes.map((index): [string, unknown[]] => [index, []]),
+      [
+        `UPDATE "~~before" SET status = 'reserved', lease_token = ?, reserve_time = ?, lease_expire_time = ?, attempts = 1, worker_id = 'old-worker'
+         WHERE key_json = ?`,
+        [oldToken, Date.now(), Date.now() + 3000, '{"subject_id":"1"}'],
+      ],
+      ['DROP TABLE "~populus_leases"', []],
+      [`DELETE FROM "~populus_migrations" WHERE name = 'LeaseRows0000000000005'`, []],
+    ]);
+
+    const second = await server(db.url);
+    t.deepEqual(await migrationRows(db.url), MIGRATIONS, "the upgrade ran 0005");
+    const added = await sqlOn(db.url, [['SELECT lease_batch, lease_token FROM "~~before" ORDER BY id', []]]);
+    t.deepEqual(
+      added.map((r) => r.lease_batch),
+      ["", "", ""],
+      "lease_batch was added, empty, beside the old columns",
+    );
+    const lost = await rpc(second, "Complete", { table: "Before", completions: [{ leaseToken: oldToken, result: { n: 1 } }] });
+    t.deepEqual([lost.status, (lost.json as { code: string }).code], [400, "failed_precondition"], "a lease from before the upgrade is lost");
+
+    const reserved = await rpc(second, "Reserve", { table: "Before", maxJobs: 3, worker: { workerId: "new-worker", host: "h" } });
+    const leases = (reserved.json as { leases: { leaseToken: string }[] }).leases;
+    t.is(leases.length, 2, "the two pending jobs are leased; key 1's is still held until it expires");
+    const listed = (await rpc(second, "ListJobs", { table: "Before" })).json as { jobs: ListedJob[] };
+    t.deepEqual(
+      listed.jobs.map((j) => [j.key.attributes.subject_id.intValue, j.status, j.worker?.workerId]),
+      [
+        ["1", "JOB_STATUS_RESERVED", "old-worker"],
+        ["2", "JOB_STATUS_RESERVED", "new-worker"],
+        ["3", "JOB_STATUS_RESERVED", "new-worker"],
+      ],
+      "a new lease's holder is its batch's row; the old lease's, its own columns",
+    );
+    const [failing, completing] = leases.map((l) => l.leaseToken);
+    t.is((await rpc(second, "Fail", { table: "Before", leaseToken: failing, errorMessage: "boom" })).status, 200);
+    const done = await rpc(second, "Complete", { table: "Before", completions: [{ leaseToken: completing, result: { n: 3 } }] });
+    t.deepEqual(done, { status: 200, json: { committed: "1" } });
+
+    // The old lease expires and the sweep (every second) takes it back; it is then leased anew.
+    const deadline = Date.now() + 15_000;
+    let again: { leaseToken: string }[] = [];
+    while (again.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      const answer = await rpc(second, "Reserve", { table: "Before", maxJobs: 1, worker: { workerId: "new-worker" } });
+      again = (answer.json as { leases?: { leaseToken: string }[] }).leases ?? [];
+    }
+    t.is(again.length, 1, "key 1 is pending again once its old lease expired");
+    t.is((await rpc(second, "Complete", { table: "Before", completions: [{ leaseToken: again[0]!.leaseToken, result: { n: 1 } }] })).status, 200);
+    const after = (await rpc(second, "ListJobs", { table: "Before" })).json as { jobs: ListedJob[] };
+    t.deepEqual(
+      after.jobs.map((j) => [j.key.attributes.subject_id.intValue, j.status, j.worker?.workerId]),
+      [["2", "JOB_STATUS_ERROR", "new-worker"]],
+      "the failed job keeps who failed it; the completed ones are gone",
+    );
+    const progress = ((await rpc(second, "GetProgress", { table: "Before" })).json as { progress: Record<string, string> }).progress;
+    t.deepEqual([progress.pending, progress.reserved, progress.error, progress.target], [undefined, undefined, "1", "2"]);
+    t.is(await second.stop(), 0);
+  },
+});
+
 for (const dialect of testDialects()) {
   test(startsMigratesAndRestarts, dialect);
+  test(upgradeMovesHoldersToLeaseRows, dialect);
   test(concurrentMigrations, dialect, 2);
   test(upgradeKeepsKeyHashes, dialect);
 }

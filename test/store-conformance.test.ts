@@ -244,7 +244,7 @@ async function completeKeyZeroUncommitted(t: ExecutionContext, { client, db }: S
   await completing.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
   await completing.query("BEGIN");
   await completing.query(
-    `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time) SELECT key_hash, key_json, '{}', lease_token, 0 FROM ${jobs} WHERE status = 'reserved'`,
+    `INSERT INTO ${target} (key_hash, key_json, result_json, lease_token, complete_time) SELECT key_hash, key_json, '{}', CONCAT(CAST(lease_batch AS CHAR CHARACTER SET utf8mb4), '-', LOWER(CONV(id, 10, 36))), 0 FROM ${jobs} WHERE status = 'reserved'`,
   );
   await completing.query(`DELETE FROM ${jobs} WHERE status = 'reserved'`);
   return completing;

@@ -346,13 +346,15 @@ function compoundConnection(sent: { sql: string; values: Param[] }[], rowsOf: (s
   };
 }
 
-test("on MariaDB a Complete is two round trips, each one compound statement: the delete that reads its jobs, then the target rows, the change log (counting them in SQL) and COMMIT", async (t) => {
+test("on MariaDB a Complete is two round trips, each one compound statement: the read of its leases' holders and the delete that reads its jobs, then the target rows, the change log (counting them in SQL) and COMMIT", async (t) => {
   const sent: { sql: string; values: Param[] }[] = [];
   const tokens = ["p-1", "p-2"];
   const connection = compoundConnection(sent, (s) =>
     /^DELETE .* RETURNING/s.test(s)
-      ? tokens.map((token, i) => ({ id: i + 1, key_hash: `h${i}`, key_json: `{"id":"${i}"}`, lease_token: token, worker_id: "w" }))
-      : undefined,
+      ? tokens.map((_, i) => ({ id: i + 1, key_hash: `h${i}`, key_json: `{"id":"${i}"}`, lease_batch: "p" }))
+      : /^SELECT batch, worker_id/.test(s)
+        ? [{ batch: "p", worker_id: "w", host: "h", pid: 1, user: "u", code_version: "v" }]
+        : undefined,
   );
   const transaction = new PipelinedTransaction(connection, { compound: true });
   const completions = tokens.map((leaseToken) => ({ leaseToken, resultJson: "{}" }));
@@ -362,7 +364,7 @@ test("on MariaDB a Complete is two round trips, each one compound statement: the
   const [deleting, committing] = sent.map((q) => blockStatements(q.sql));
   t.deepEqual(
     deleting?.map((s) => s.split(" ")[0]),
-    ["START", "DELETE"],
+    ["START", "SELECT", "DELETE"],
   );
   t.deepEqual(
     committing?.map((s) => s.split(" ")[0]),

@@ -12,7 +12,7 @@
  * DeleteTargets) is logged as count deltas without job-level events: a
  * million-key refresh must not write a million events.
  */
-import type { JobStatusName } from "./store.js";
+import type { JobStatusName, WorkerInfo } from "./store.js";
 
 /** What Progress counts: the five statuses and the target's rows. */
 export type CountName = JobStatusName | "target";
@@ -218,28 +218,40 @@ function groupOf(g: EventGroup): JobEventGroupRecord {
 /** A lease still held, as the stores read it before changing it. */
 export interface HeldLease {
   readonly keyJson: string;
-  readonly workerId: string;
+  /** Its batch, which names its holder in `~populus_leases`. */
+  readonly batch: string;
+}
+
+/** Key JSONs by the worker id of their batch's holder ("" when its row is gone). */
+function byWorker<J>(jobs: Iterable<J>, job: (j: J) => HeldLease, holders: ReadonlyMap<string, WorkerInfo>): Map<string, string[]> {
+  const keys = new Map<string, string[]>();
+  for (const j of jobs) {
+    const { keyJson, batch } = job(j);
+    const workerId = holders.get(batch)?.workerId ?? "";
+    const list = keys.get(workerId);
+    if (list === undefined) keys.set(workerId, [keyJson]);
+    else list.push(keyJson);
+  }
+  return keys;
 }
 
 /** The change of a Complete: the held jobs leave reserved (to success or deleted) and `written` target rows appear. */
-export function completionChange(held: readonly { key_json: string; worker_id: string | null }[], written: number, keepCompleted: boolean): Change {
+export function completionChange(
+  held: readonly { key_json: string; lease_batch: string }[],
+  holders: ReadonlyMap<string, WorkerInfo>,
+  written: number,
+  keepCompleted: boolean,
+): Change {
   const change = new Change().move("reserved", keepCompleted ? "success" : null, held.length).move(null, "target", written);
-  const byWorker = new Map<string, string[]>();
-  for (const row of held) {
-    const keys = byWorker.get(row.worker_id ?? "") ?? [];
-    keys.push(row.key_json);
-    byWorker.set(row.worker_id ?? "", keys);
-  }
-  for (const [workerId, keys] of byWorker) change.jobs(keepCompleted ? "success" : "deleted", keys, { workerId, committed: true });
+  const jobs = byWorker(held, (r) => ({ keyJson: r.key_json, batch: r.lease_batch }), holders);
+  for (const [workerId, keys] of jobs) change.jobs(keepCompleted ? "success" : "deleted", keys, { workerId, committed: true });
   return change;
 }
 
 /** The change of a Release: the held jobs go back to pending. */
-export function releaseChange(held: ReadonlyMap<string, HeldLease>): Change {
+export function releaseChange(held: ReadonlyMap<string, HeldLease>, holders: ReadonlyMap<string, WorkerInfo>): Change {
   const change = new Change().move("reserved", "pending", held.size);
-  const byWorker = new Map<string, string[]>();
-  for (const h of held.values()) byWorker.set(h.workerId, [...(byWorker.get(h.workerId) ?? []), h.keyJson]);
-  for (const [workerId, keys] of byWorker) change.jobs("pending", keys, { workerId });
+  for (const [workerId, keys] of byWorker(held.values(), (h) => h, holders)) change.jobs("pending", keys, { workerId });
   return change;
 }
 

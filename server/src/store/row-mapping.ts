@@ -8,10 +8,16 @@ import type { SqlDialect } from "./operations/dialect.js";
 import type { Param } from "./operations/operation.js";
 import type { DeclaredTable, JobRecord, JobStatusName, LeaseGrant, Page, StoredTarget } from "./store.js";
 
-/** Columns every job query selects, in this order. */
+/**
+ * Columns every job query selects, in this order, from the jobs table `j` LEFT JOIN
+ * `~populus_leases` `l` ON l.batch = j.lease_batch: a reserved job's holder is its batch's lease
+ * row; an error or kept success job has its own copy (table-ddl.ts).
+ */
 export const JOB_COLUMNS =
-  "id, key_json, status, priority, create_time, scheduled_time, reserve_time, complete_time, duration_ms, " +
-  "worker_id, host, pid, user, code_version, attempts, lease_expire_time, error_message, error_stack, progress, progress_message";
+  "j.id, j.key_json, j.status, j.priority, j.create_time, j.scheduled_time, j.reserve_time, j.complete_time, j.duration_ms, " +
+  "COALESCE(l.worker_id, j.worker_id) AS worker_id, COALESCE(l.host, j.host) AS host, COALESCE(l.pid, j.pid) AS pid, " +
+  "COALESCE(l.user, j.user) AS user, COALESCE(l.code_version, j.code_version) AS code_version, " +
+  "j.attempts, j.lease_expire_time, j.error_message, j.error_stack, j.progress, j.progress_message";
 
 type Num = number | string | bigint | null;
 
@@ -22,6 +28,12 @@ function num(v: Num): number {
 
 function numOrNull(v: Num): number | null {
   return v === null ? null : num(v);
+}
+
+/** A time that tables made since migration 0005 store as 0 for none (NOT NULL, so a lease writes it in place). */
+function timeOrNull(v: Num): number | null {
+  const t = numOrNull(v);
+  return t === 0 ? null : t;
 }
 
 export interface JobRow {
@@ -54,7 +66,7 @@ export function toJobRecord(row: JobRow): JobRecord {
     priority: num(row.priority),
     createTime: num(row.create_time),
     scheduledTime: num(row.scheduled_time),
-    reserveTime: numOrNull(row.reserve_time),
+    reserveTime: timeOrNull(row.reserve_time),
     completeTime: numOrNull(row.complete_time),
     durationMs: numOrNull(row.duration_ms),
     worker:
@@ -68,7 +80,7 @@ export function toJobRecord(row: JobRow): JobRecord {
             codeVersion: row.code_version ?? "",
           },
     attempts: num(row.attempts),
-    leaseExpireTime: numOrNull(row.lease_expire_time),
+    leaseExpireTime: timeOrNull(row.lease_expire_time),
     errorMessage: row.error_message,
     errorStack: row.error_stack,
     progress: numOrNull(row.progress),
@@ -121,12 +133,21 @@ export function toProgressCounts(rows: readonly { status: string; n: Num }[], ta
 }
 
 /**
- * Lease tokens: a random prefix per reservation batch, then the job id in base 36; unique and
- * unguessable. Carrying the id lets every fenced write find its row by primary key, so the jobs
- * table needs no index on lease_token (one index fewer on every refresh insert).
+ * Lease tokens: a random prefix per reservation batch (the batch's name in `~populus_leases` and in
+ * its jobs' lease_batch), then the job id in base 36; unique and unguessable. Carrying the id lets
+ * every fenced write find its row by primary key, so the jobs table needs no index on lease_batch
+ * (one index fewer on every refresh insert and every lease).
  */
-export function leaseToken(batchPrefix: string, id: Num): string {
-  return `${batchPrefix}-${num(id).toString(36)}`;
+export function leaseToken(batch: string, id: Num): string {
+  return `${batch}-${num(id).toString(36)}`;
+}
+
+/** Length of a batch prefix: 32 hex digits. */
+const BATCH_LENGTH = 32;
+
+/** The batch a lease token names (what leaseJobId accepts; any other string names a batch no job has). */
+export function leaseBatch(token: string): string {
+  return token.slice(0, BATCH_LENGTH);
 }
 
 /** Whether two attribute lists are the same names and types in the same order. */
@@ -183,7 +204,8 @@ export function requestLeaseTokens(request: ReserveRequestRow): string[] {
 
 /** A job a recorded Reserve leased that its lease still holds, as read back for a repeated Reserve. */
 export interface HeldGrantRow {
-  readonly lease_token: string;
+  readonly id: Num;
+  readonly lease_batch: string;
   readonly key_json: string;
   readonly priority: Num;
   readonly attempts: Num;
@@ -195,7 +217,7 @@ export interface HeldGrantRow {
  * each with its current expiry (a Heartbeat may have extended it) and the attempt it was charged.
  */
 export function repeatedGrants(tokens: readonly string[], held: readonly HeldGrantRow[]): LeaseGrant[] {
-  const byToken = new Map(held.map((r) => [r.lease_token, r]));
+  const byToken = new Map(held.map((r) => [leaseToken(r.lease_batch, r.id), r]));
   const grants: LeaseGrant[] = [];
   for (const token of tokens) {
     const r = byToken.get(token);
@@ -205,11 +227,16 @@ export function repeatedGrants(tokens: readonly string[], held: readonly HeldGra
   return grants;
 }
 
-/** `id IN (...) AND lease_token IN (...)`: the rows these leases hold (a token names its own id). */
+/**
+ * `id IN (...) AND lease_batch IN (...)`: the rows these leases may hold (a token names its own id
+ * and batch). A row it matches is held by the token leaseToken(row.lease_batch, row.id), which the
+ * caller checks against the tokens given: a token naming one batch and another batch's job matches
+ * that job here, and is not the token that holds it.
+ */
 export function leaseFilter(d: Pick<SqlDialect, "inList">, tokens: readonly string[]): { sql: string; params: Param[] } {
   const ids = d.inList(tokens.map(leaseJobId));
-  const held = d.inList(tokens);
-  return { sql: `id IN (${ids.sql}) AND lease_token IN (${held.sql})`, params: [...ids.params, ...held.params] };
+  const batches = d.inList([...new Set(tokens.map(leaseBatch))]);
+  return { sql: `id IN (${ids.sql}) AND lease_batch IN (${batches.sql})`, params: [...ids.params, ...batches.params] };
 }
 
 /** A ListJobs position: the last row's priority, scheduled time and id, as "p.s.id". */

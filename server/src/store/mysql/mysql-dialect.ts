@@ -7,14 +7,13 @@ import type { AttributeCondition } from "../../key-codec.js";
 import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
 import type { Param, Statement } from "../operations/operation.js";
 import { restrictionText } from "../row-mapping.js";
-import type { ReserveInput } from "../store.js";
 import { LAST_WRITE_COUNT } from "./pipelined-transaction.js";
 import { bindLiterals, literal, literalList, literalRows } from "./sql-literals.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
 
 /**
  * The index hint of statements that address jobs by id (`id IN (...)`, and leaseFilter's `id IN
- * (...) AND lease_token IN (...)`): they read and lock their own rows by primary key. Without it
+ * (...) AND lease_batch IN (...)`): they read and lock their own rows by primary key. Without it
  * MariaDB scanned the whole jobs table for a 1,000-lease Complete (ANALYZE: 5,000 rows for 1,000),
  * and so whenever a batch was a large part of the table, and with FOR UPDATE (or in an UPDATE) it
  * locked and waited for rows that other workers' transactions held. See MysqlStore.prepareSession.
@@ -175,14 +174,11 @@ export class MysqlDialect implements SqlDialect {
     ];
   };
 
-  /** One UPDATE for the batch, the token built in SQL from the same parts as leaseToken(). */
-  leaseJobs(jobs: string, input: ReserveInput, prefix: string, expire: number, ids: readonly Param[]): Statement {
-    const w = input.worker;
+  /** One UPDATE for the batch: only fixed-size columns change, so InnoDB updates each record in place (table-ddl.ts). */
+  leaseJobs(jobs: string, batch: string, now: number, expire: number, ids: readonly Param[]): Statement {
     const set = bindLiterals(
-      `SET status = 'reserved', lease_token = CONCAT(?, '-', LOWER(CONV(id, 10, 36))), reserve_time = ?,
-              lease_expire_time = ?, attempts = attempts + 1, worker_id = ?, host = ?, pid = ?, user = ?, code_version = ?,
-              progress = NULL, progress_message = NULL`,
-      [prefix, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion],
+      "SET status = 'reserved', lease_batch = ?, reserve_time = ?, lease_expire_time = ?, attempts = attempts + 1, progress = NULL, progress_message = NULL",
+      [batch, now, expire],
     );
     return { sql: `UPDATE ${jobs} ${BY_ID} ${set} WHERE id IN (${literalList(ids)})`, params: [] };
   }

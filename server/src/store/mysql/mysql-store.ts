@@ -18,6 +18,7 @@ import { Initial0000000000001 } from "../migrations/mysql/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/mysql/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-requests.js";
 import { KeyHashScheme0000000000004 } from "../migrations/mysql/0004-key-hash-scheme.js";
+import { LeaseRows0000000000005 } from "../migrations/mysql/0005-lease-rows.js";
 import { type AsyncExecutor, type Operation, type Param, runAsync, runsOf, type Statement } from "../operations/operation.js";
 import { readyFilter, reserve } from "../operations/reserve.js";
 import { describeTable } from "../operations/tables.js";
@@ -30,7 +31,13 @@ import { PipelinedTransaction, type QueryConnection } from "./pipelined-transact
 import { createTableStatements } from "./table-ddl.js";
 
 /** The migrations, in order; numbered alike for SQLite. */
-export const MYSQL_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003, KeyHashScheme0000000000004];
+export const MYSQL_MIGRATIONS = [
+  Initial0000000000001,
+  ChangeLog0000000000002,
+  ReserveRequests0000000000003,
+  KeyHashScheme0000000000004,
+  LeaseRows0000000000005,
+];
 
 /**
  * Reserve's tries while ready jobs exist but are all locked by other transactions, and the pause

@@ -4,6 +4,13 @@
  * the same. DDL commits implicitly in MySQL, so declaration runs before the
  * refresh transaction, and CREATE ... IF NOT EXISTS makes a concurrent
  * declaration by another replica harmless.
+ *
+ * Every column a lease changes is fixed-size and NOT NULL (status CHAR(8), lease_batch CHAR(32),
+ * the times, attempts), so InnoDB updates a reserved job's record in place: it logs the changed
+ * bytes, not a new version of the whole record. Who holds the lease is written once per batch, in
+ * `~populus_leases` (migration 0005), and copied into the job only when it ends in error or kept
+ * success. Tables made before migration 0005 keep their nullable columns and work the same, without
+ * the in-place update.
  */
 
 /** Backquotes an identifier that already passed table-name.ts validation. */
@@ -26,15 +33,15 @@ export function createTableStatements(table: string): string[] {
       id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
       key_hash CHAR(32) CHARACTER SET ascii NOT NULL,
       key_json MEDIUMTEXT NOT NULL,
-      status VARCHAR(8) CHARACTER SET ascii NOT NULL,
+      status CHAR(8) CHARACTER SET ascii NOT NULL,
       priority SMALLINT NOT NULL,
       create_time BIGINT NOT NULL,
       scheduled_time BIGINT NOT NULL,
-      reserve_time BIGINT NULL,
+      reserve_time BIGINT NOT NULL DEFAULT 0,
       complete_time BIGINT NULL,
       duration_ms BIGINT NULL,
-      lease_token VARCHAR(64) CHARACTER SET ascii NULL,
-      lease_expire_time BIGINT NULL,
+      lease_batch CHAR(32) CHARACTER SET ascii NOT NULL DEFAULT '',
+      lease_expire_time BIGINT NOT NULL DEFAULT 0,
       attempts INT NOT NULL DEFAULT 0,
       worker_id VARCHAR(255) NULL,
       host VARCHAR(255) NULL,
@@ -47,7 +54,7 @@ export function createTableStatements(table: string): string[] {
       progress_message VARCHAR(255) NULL,
       UNIQUE KEY key_hash_idx (key_hash),
       -- Reserve's total order; its status prefix also serves the lease sweep. Fenced writes find
-      -- their row by id (carried in the lease token), so lease_token has no index.
+      -- their row by id (carried in the lease token), so lease_batch has no index.
       KEY ready_idx (status, priority, scheduled_time, id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
     `CREATE TABLE IF NOT EXISTS ${targetTable(table)} (

@@ -5,22 +5,22 @@
  */
 import { completionChange } from "../change-log.js";
 import { LeaseLostError } from "../../errors.js";
-import { leaseFilter } from "../row-mapping.js";
+import { leaseBatch, leaseFilter, leaseToken } from "../row-mapping.js";
 import type { CompleteOutcome, Completion } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, type Param, rows, run, sql, write } from "./operation.js";
+import { copyHolders, type HolderRow, holdersByBatch, holdersSql } from "./lease-holders.js";
+import { type Operation, type Param, rows, rowsAndRows, run, sql, write } from "./operation.js";
 
 /** A job a Complete's lease still holds, as the Complete reads it. */
 interface HeldForCompletion {
   readonly id: string | number;
   readonly key_hash: string;
   readonly key_json: string;
-  readonly lease_token: string;
-  readonly worker_id: string | null;
+  readonly lease_batch: string;
 }
 
-const HELD_COLUMNS = "id, key_hash, key_json, lease_token, worker_id";
+const HELD_COLUMNS = "id, key_hash, key_json, lease_batch";
 
 /** One Complete's transaction; LeaseLostError (rolled back) when any lease is neither held nor committed. */
 export function* complete(d: SqlDialect, table: string, completions: readonly Completion[], keepCompleted: boolean, now: number): Operation<CompleteOutcome> {
@@ -29,14 +29,21 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
   const tokens = completions.map((c) => c.leaseToken);
   const leases = leaseFilter(d, tokens);
   // The jobs these leases still hold, locked so a concurrent sweep cannot take them mid-commit, or
-  // (MariaDB) deleted as they are read: a lease found lost below rolls the deletes back.
+  // (MariaDB) deleted as they are read: a lease found lost below rolls the deletes back. Their
+  // holders, for the change log, in the same round trip.
   const deleting = keepCompleted ? null : d.deleteHeldReturning(jobs, leases, HELD_COLUMNS, tokens.length);
-  const held = yield* rows<HeldForCompletion>(
+  const [holderRows, held] = yield* rowsAndRows<HolderRow, HeldForCompletion>(
+    holdersSql(d, [...new Set(tokens.map(leaseBatch))]),
     deleting ?? sql(`SELECT ${HELD_COLUMNS} FROM ${d.byId(jobs)} WHERE ${d.held} AND ${leases.sql}${d.forUpdate}`, leases.params),
   );
-  const byToken = new Map(held.map((r) => [r.lease_token, r]));
+  const holders = holdersByBatch(holderRows);
+  const byToken = new Map(held.map((r) => [leaseToken(r.lease_batch, r.id), r]));
   let alreadyCommitted = 0;
-  const notHeld = held.length < tokens.length ? tokens.filter((t) => !byToken.has(t)) : [];
+  // Checked token by token, not by count: a token naming one batch and another batch's job matches
+  // that job (leaseFilter), so as many rows as tokens may come back with one token not among them.
+  const notHeld = tokens.filter((t) => !byToken.has(t));
+  // Such a job is held by a lease this call did not name: it must not be committed by it.
+  if (held.length > tokens.length - notHeld.length) throw new LeaseLostError(notHeld);
   if (notHeld.length > 0) {
     // A repeat of a Complete that committed: its token is on the target row.
     const list = d.inList(notHeld);
@@ -52,11 +59,12 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
     const list = d.inList(ids);
     yield* write(
       sql(
-        `UPDATE ${d.byId(jobs)} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = NULL
+        `UPDATE ${d.byId(jobs)} SET status = 'success', complete_time = ?, duration_ms = ? - reserve_time, lease_expire_time = 0
          WHERE id IN (${list.sql})`,
         [now, now, ...list.params],
       ),
     );
+    yield* copyHolders(d, jobs, held, holders);
   } else if (deleting === null) {
     yield* write(d.deleteById(jobs, ids));
   }
@@ -77,10 +85,10 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
     // One statement (MySQL): the change log counts the rows it wrote in SQL, and both go with the
     // COMMIT, so a Complete is two round trips, not three.
     yield* write(insert);
-    yield* logChange(d, table, completionChange(held, 0, keepCompleted), now, "target");
+    yield* logChange(d, table, completionChange(held, holders, 0, keepCompleted), now, "target");
   } else {
     const written = yield* run(insert);
-    yield* logChange(d, table, completionChange(held, written, keepCompleted), now);
+    yield* logChange(d, table, completionChange(held, holders, written, keepCompleted), now);
   }
   return { committed: held.length, alreadyCommitted };
 }

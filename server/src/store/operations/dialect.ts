@@ -11,10 +11,9 @@
  * index hints.
  */
 import type { AttributeCondition } from "../../key-codec.js";
-import type { ReserveInput } from "../store.js";
 import type { Param, Statement } from "./operation.js";
 
-/** The store's own tables (migrations 0001-0004), by their role. */
+/** The store's own tables (migrations 0001-0005), by their role. */
 const STORE_TABLES = {
   tables: "~populus_tables",
   events: "~populus_events",
@@ -22,6 +21,7 @@ const STORE_TABLES = {
   refreshes: "~populus_refreshes",
   refreshKeys: "~populus_refresh_keys",
   reserveRequests: "~populus_reserve_requests",
+  leases: "~populus_leases",
 } as const;
 
 export type StoreTableNames = { readonly [role in keyof typeof STORE_TABLES]: string };
@@ -99,8 +99,8 @@ export interface SqlDialect {
   /** Refresh: a final call drops its staging rows in its own transaction (else after its answer, in chunks). */
   readonly dropsStagingInTransaction: boolean;
 
-  /** Reserve: leases the selected jobs; each token is prefix + '-' + id in base 36, as `tokens` holds them already computed. */
-  leaseJobs(jobs: string, input: ReserveInput, prefix: string, expire: number, ids: readonly Param[], tokens: readonly string[]): Statement;
+  /** Reserve: leases the selected jobs to `batch` (MySQL one statement, SQLite one prepared run per job). */
+  leaseJobs(jobs: string, batch: string, now: number, expire: number, ids: readonly Param[]): Statement;
   /** Complete without keepCompleted: deletes the held jobs and returns them as read, or null (read, then delete). */
   deleteHeldReturning(jobs: string, leases: { sql: string; params: Param[] }, columns: string, count: number): Statement | null;
   /** Complete: deletes committed jobs by id. */

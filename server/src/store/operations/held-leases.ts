@@ -1,17 +1,29 @@
 /**
- * The given leases that are still held, with their keys and holders, locked on MySQL until the
+ * The given leases that are still held, with their keys and batches, locked on MySQL until the
  * transaction (Heartbeat, Release) has changed them.
  */
 import type { HeldLease } from "../change-log.js";
-import { leaseFilter } from "../row-mapping.js";
+import { leaseFilter, leaseToken } from "../row-mapping.js";
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, sql } from "./operation.js";
 
 /** The held ones among `tokens`, by token. */
 export function* heldLeases(d: SqlDialect, jobs: string, tokens: readonly string[]): Operation<Map<string, HeldLease>> {
   const leases = leaseFilter(d, tokens);
-  const found = yield* rows<{ lease_token: string; key_json: string; worker_id: string | null }>(
-    sql(`SELECT lease_token, key_json, worker_id FROM ${d.byId(jobs)} WHERE ${d.held} AND ${leases.sql}${d.forUpdate}`, leases.params),
+  const found = yield* rows<{ id: string | number; lease_batch: string; key_json: string }>(
+    sql(`SELECT id, lease_batch, key_json FROM ${d.byId(jobs)} WHERE ${d.held} AND ${leases.sql}${d.forUpdate}`, leases.params),
   );
-  return new Map(found.map((r) => [r.lease_token, { keyJson: r.key_json, workerId: r.worker_id ?? "" }]));
+  const given = new Set(tokens);
+  const held = new Map<string, HeldLease>();
+  for (const r of found) {
+    // A row another of the given batches holds is not held by a token that names it with its own batch.
+    const token = leaseToken(r.lease_batch, r.id);
+    if (given.has(token)) held.set(token, { keyJson: r.key_json, batch: r.lease_batch });
+  }
+  return held;
+}
+
+/** The batches of held leases, each once. */
+export function heldBatches(held: ReadonlyMap<string, HeldLease>): string[] {
+  return [...new Set([...held.values()].map((h) => h.batch))];
 }

@@ -21,7 +21,7 @@ export function* ignore(d: SqlDialect, table: string, keys: readonly EncodedKey[
     for (const r of found) before.push(r.status);
     // Counted as keys: MySQL counts 2 per updated row.
     const row = { status: "ignore", priority: 5, createTime: now, scheduledTime: now } as const;
-    yield* write(insertJobs(d, jobs, chunk, row, d.onConflictUpdate("key_hash", "status = 'ignore', lease_token = NULL, lease_expire_time = NULL")));
+    yield* write(insertJobs(d, jobs, chunk, row, d.onConflictUpdate("key_hash", "status = 'ignore', lease_batch = '', lease_expire_time = 0")));
   }
   yield* logChange(d, table, ignoreChange(keys, before), now);
   return keys.length;

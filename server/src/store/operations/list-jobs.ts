@@ -6,12 +6,16 @@ import type { JobFilter, JobRecord, Page, PageRequest, StoredTarget } from "../s
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, placeholders, rows, sql } from "./operation.js";
 
-/** A page of jobs in reservation order, keyset-paged on (priority, scheduled_time, id), the ready index's columns. */
+/**
+ * A page of jobs in reservation order, keyset-paged on (priority, scheduled_time, id), the ready
+ * index's columns, each with its lease's holder (JOB_COLUMNS). Columns named alone are the jobs
+ * table's: the lease rows have none of those names.
+ */
 export function* listJobs(d: SqlDialect, table: string, filter: JobFilter, page: PageRequest): Operation<Page<JobRecord>> {
   const r = d.restriction(filter.restriction);
   const found = yield* rows<JobRow>(
     sql(
-      `SELECT ${JOB_COLUMNS} FROM ${d.jobsTable(table)}
+      `SELECT ${JOB_COLUMNS} FROM ${d.jobsTable(table)} j LEFT JOIN ${d.names.leases} l ON l.batch = j.lease_batch
        WHERE (priority, scheduled_time, id) > (?, ?, ?)${filter.statuses.length > 0 ? ` AND status IN (${placeholders(filter.statuses.length)})` : ""}${
          filter.maxPriority === null ? "" : " AND priority <= ?"
        }${r.sql}

@@ -6,7 +6,8 @@ import { releaseChange } from "../change-log.js";
 import { leaseFilter } from "../row-mapping.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { heldLeases } from "./held-leases.js";
+import { heldBatches, heldLeases } from "./held-leases.js";
+import { leaseHolders } from "./lease-holders.js";
 import { type Operation, run, sql } from "./operation.js";
 
 /** One Release's transaction: how many went back to pending, and the given leases no longer held. */
@@ -18,12 +19,13 @@ export function* release(d: SqlDialect, table: string, tokens: readonly string[]
     const leases = leaseFilter(d, [...held.keys()]);
     released = yield* run(
       sql(
-        `UPDATE ${d.byId(jobs)} SET status = 'pending', lease_token = NULL, lease_expire_time = NULL, attempts = ${d.greatest("attempts - 1", "0")}
+        `UPDATE ${d.byId(jobs)} SET status = 'pending', lease_batch = '', lease_expire_time = 0, attempts = ${d.greatest("attempts - 1", "0")}
          WHERE ${d.held} AND ${leases.sql}`,
         leases.params,
       ),
     );
   }
-  yield* logChange(d, table, releaseChange(held), Date.now());
+  const holders = yield* leaseHolders(d, heldBatches(held));
+  yield* logChange(d, table, releaseChange(held, holders), Date.now());
   return { released, lost: tokens.filter((t) => !held.has(t)) };
 }

@@ -31,7 +31,7 @@ export function* repeatedReserve(d: SqlDialect, table: string, requestId: string
     const leases = leaseFilter(d, tokens);
     const held = yield* rows<HeldGrantRow>(
       sql(
-        `SELECT lease_token, key_json, priority, attempts, lease_expire_time FROM ${d.byId(d.jobsTable(table))} WHERE ${d.held} AND ${leases.sql}`,
+        `SELECT id, lease_batch, key_json, priority, attempts, lease_expire_time FROM ${d.byId(d.jobsTable(table))} WHERE ${d.held} AND ${leases.sql}`,
         leases.params,
       ),
     );

@@ -1,6 +1,6 @@
 /**
  * Reserve (promise 1): the next ready jobs in the total order priority, scheduled_time, id, leased
- * as one batch. MySQL reads them FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction, so
+ * as one batch, whose holder is one row of `~populus_leases` (lease-holders.ts). MySQL reads them FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction, so
  * concurrent reservers skip each other's rows instead of waiting; SQLite's BEGIN IMMEDIATE
  * transaction is the only writer.
  */
@@ -10,6 +10,7 @@ import { leaseToken } from "../row-mapping.js";
 import type { LeaseGrant, ReserveInput } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
+import { recordLeaseHolder } from "./lease-holders.js";
 import { type Operation, type Param, rows, rowsAndRows, sql, write } from "./operation.js";
 import { type RequestRecord, recordReserveRequest, repeatedReserve, requestRecordSql } from "./reserve-requests.js";
 
@@ -44,21 +45,21 @@ export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter
   if (found.length === 0) return [];
   // 122 random bits from Node's buffered UUID pool: randomBytes(16) asks OpenSSL on every call,
   // which was 2% of the server's CPU in a Reserve→Complete loop.
-  const prefix = randomUUID().replaceAll("-", "");
+  const batch = randomUUID().replaceAll("-", "");
   const expire = input.now + input.leaseMs;
   const ids = found.map((r) => r.id);
-  const tokens = found.map((r) => leaseToken(prefix, r.id));
-  yield* write(d.leaseJobs(jobs, input, prefix, expire, ids, tokens));
+  yield* write(recordLeaseHolder(d, batch, input.worker, expire));
+  yield* write(d.leaseJobs(jobs, batch, input.now, expire, ids));
   const change = new Change().move("pending", "reserved", found.length).jobs(
     "reserved",
     found.map((r) => r.key_json),
     { workerId: input.worker.workerId },
   );
   yield* logChange(d, input.table, change, input.now);
-  if (input.requestId !== null) yield* recordReserveRequest(d, input.table, input.requestId, prefix, ids, expire);
-  return found.map((row, i) => ({
+  if (input.requestId !== null) yield* recordReserveRequest(d, input.table, input.requestId, batch, ids, expire);
+  return found.map((row) => ({
     keyJson: row.key_json,
-    leaseToken: tokens[i] as string,
+    leaseToken: leaseToken(batch, row.id),
     leaseExpireTime: expire,
     attempt: Number(row.attempts) + 1,
     priority: Number(row.priority),

@@ -6,6 +6,7 @@ import { Change } from "../change-log.js";
 import { type StoreOptions, WORKER_LOST_MESSAGE } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
+import { copyHolders, deleteSpentLeaseRows, leaseHolders } from "./lease-holders.js";
 import { type Operation, rows, run, sql, write } from "./operation.js";
 
 /**
@@ -30,17 +31,22 @@ export function* resetLeases(
 ): Operation<number> {
   const jobs = d.jobsTable(table);
   const max = options.maxLostAttempts;
-  const found = yield* rows<{ id: string | number; key_json: string; attempts: string | number }>(
-    sql(`SELECT id, key_json, attempts FROM ${jobs} WHERE status = 'reserved' AND ${column} < ?${locked === "skip" ? d.skipLocked : d.forUpdate}`, [cutoff]),
+  const found = yield* rows<{ id: string | number; key_json: string; attempts: string | number; lease_batch: string }>(
+    sql(
+      `SELECT id, key_json, attempts, lease_batch FROM ${jobs} WHERE status = 'reserved' AND ${column} < ?${locked === "skip" ? d.skipLocked : d.forUpdate}`,
+      [cutoff],
+    ),
   );
   if (found.length === 0) return 0;
   const lost = found.filter((r) => Number(r.attempts) >= max);
   const back = found.filter((r) => Number(r.attempts) < max);
   if (lost.length > 0) {
     const list = d.inList(lost.map((r) => r.id));
+    // The error row outlives its batch's: it keeps its own copy of the holder it lost.
+    yield* copyHolders(d, jobs, lost, yield* leaseHolders(d, [...new Set(lost.map((r) => r.lease_batch))]));
     yield* write(
       sql(
-        `UPDATE ${d.byId(jobs)} SET status = 'error', error_message = ${d.concat("?", "attempts", "?")}, complete_time = ?, lease_token = NULL, lease_expire_time = NULL
+        `UPDATE ${d.byId(jobs)} SET status = 'error', error_message = ${d.concat("?", "attempts", "?")}, complete_time = ?, lease_batch = '', lease_expire_time = 0
          WHERE id IN (${list.sql})`,
         [WORKER_LOST_MESSAGE.before, WORKER_LOST_MESSAGE.after, now, ...list.params],
       ),
@@ -55,7 +61,7 @@ export function* resetLeases(
     const list = d.inList(back.map((r) => r.id));
     yield* write(
       sql(
-        `UPDATE ${d.byId(jobs)} SET status = 'pending', complete_time = NULL, lease_token = NULL, lease_expire_time = NULL WHERE id IN (${list.sql})`,
+        `UPDATE ${d.byId(jobs)} SET status = 'pending', complete_time = NULL, lease_batch = '', lease_expire_time = 0 WHERE id IN (${list.sql})`,
         list.params,
       ),
     );
@@ -75,7 +81,8 @@ export function* expireTableLeases(d: SqlDialect, table: string, now: number, op
   return n;
 }
 
-/** Past its lease length a Reserve is not repeated (a retry leases anew), so its record can go. */
+/** Past its lease length a Reserve is not repeated (a retry leases anew), so its record can go; so can spent lease rows. */
 export function* deleteExpiredRequests(d: SqlDialect, now: number): Operation<number> {
+  yield* deleteSpentLeaseRows(d, now);
   return yield* run(sql(`DELETE FROM ${d.names.reserveRequests} WHERE lease_expire_time <= ?`, [now]));
 }

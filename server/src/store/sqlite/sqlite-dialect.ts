@@ -7,7 +7,6 @@
 import type { AttributeCondition } from "../../key-codec.js";
 import { type SqlDialect, storeTableNames } from "../operations/dialect.js";
 import { type Param, placeholders, type Statement } from "../operations/operation.js";
-import type { ReserveInput } from "../store.js";
 import { jobsTable, targetTable } from "./table-ddl.js";
 
 /** The statements and fragments that differ on SQLite. */
@@ -97,17 +96,15 @@ export class SqliteDialect implements SqlDialect {
   }
 
   /** One prepared UPDATE per job, with its token. */
-  leaseJobs(jobs: string, input: ReserveInput, _prefix: string, expire: number, ids: readonly Param[], tokens: readonly string[]): Statement {
-    const w = input.worker;
+  leaseJobs(jobs: string, batch: string, now: number, expire: number, ids: readonly Param[]): Statement {
     const params: Param[] = [];
-    for (let i = 0; i < ids.length; i++) params.push(tokens[i] as string, input.now, expire, w.workerId, w.host, w.pid, w.user, w.codeVersion, ids[i] as Param);
+    for (const id of ids) params.push(batch, now, expire, id);
     return {
-      sql: `UPDATE ${jobs} SET status = 'reserved', lease_token = ?, reserve_time = ?, lease_expire_time = ?,
-              attempts = attempts + 1, worker_id = ?, host = ?, pid = ?, user = ?, code_version = ?,
+      sql: `UPDATE ${jobs} SET status = 'reserved', lease_batch = ?, reserve_time = ?, lease_expire_time = ?, attempts = attempts + 1,
               progress = NULL, progress_message = NULL
             WHERE id = ?`,
       params,
-      perRow: 9,
+      perRow: 4,
     };
   }
 

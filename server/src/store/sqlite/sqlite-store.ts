@@ -14,6 +14,7 @@ import { Initial0000000000001 } from "../migrations/sqlite/0001-initial.js";
 import { ChangeLog0000000000002 } from "../migrations/sqlite/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/sqlite/0003-reserve-requests.js";
 import { KeyHashScheme0000000000004 } from "../migrations/sqlite/0004-key-hash-scheme.js";
+import { LeaseRows0000000000005 } from "../migrations/sqlite/0005-lease-rows.js";
 import { type Operation, type Param, runSync, type Statement, type SyncExecutor } from "../operations/operation.js";
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
@@ -25,7 +26,13 @@ import { SqliteDialect } from "./sqlite-dialect.js";
 import { createTableStatements } from "./table-ddl.js";
 
 /** The migrations, in order; numbered alike for MySQL. */
-export const SQLITE_MIGRATIONS = [Initial0000000000001, ChangeLog0000000000002, ReserveRequests0000000000003, KeyHashScheme0000000000004];
+export const SQLITE_MIGRATIONS = [
+  Initial0000000000001,
+  ChangeLog0000000000002,
+  ReserveRequests0000000000003,
+  KeyHashScheme0000000000004,
+  LeaseRows0000000000005,
+];
 
 /** What the SQLite store takes beyond every store's options. */
 export interface SqliteOptions {

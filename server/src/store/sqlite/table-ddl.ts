@@ -1,7 +1,8 @@
 /**
  * SQLite DDL of a declared table: its jobs table `~~name` and its target
  * `name`. Created inside the declaring refresh's transaction.
- * The MySQL twin is store/mysql/table-ddl.ts; the columns are the same.
+ * The MySQL twin is store/mysql/table-ddl.ts; the columns are the same, and so is
+ * why a lease's holder is in `~populus_leases` rather than in each job.
  */
 
 /** Double-quotes an identifier that already passed table-name.ts validation. */
@@ -30,11 +31,11 @@ export function createTableStatements(table: string): string[] {
       priority INTEGER NOT NULL,
       create_time INTEGER NOT NULL,
       scheduled_time INTEGER NOT NULL,
-      reserve_time INTEGER,
+      reserve_time INTEGER NOT NULL DEFAULT 0,
       complete_time INTEGER,
       duration_ms INTEGER,
-      lease_token TEXT,
-      lease_expire_time INTEGER,
+      lease_batch TEXT NOT NULL DEFAULT '',
+      lease_expire_time INTEGER NOT NULL DEFAULT 0,
       attempts INTEGER NOT NULL DEFAULT 0,
       worker_id TEXT,
       host TEXT,
@@ -48,7 +49,7 @@ export function createTableStatements(table: string): string[] {
     )`,
     // Serves Reserve (the next ready job by priority, then scheduled time, then id) and, by its status
     // prefix, the lease sweep. Fenced writes find their row by id (the lease token carries it), so
-    // lease_token needs no index: every index costs each refresh insert.
+    // lease_batch needs no index: every index costs each refresh insert.
     `CREATE INDEX IF NOT EXISTS ${q(`~~${table}~ready`)} ON ${jobs} (status, priority, scheduled_time, id)`,
     `CREATE TABLE IF NOT EXISTS ${target} (
       key_hash TEXT PRIMARY KEY NOT NULL,

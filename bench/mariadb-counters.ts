@@ -1,7 +1,7 @@
 /**
- * What the bench reads of processes and of MariaDB's own counters, shared by the scenarios
- * (scenarios.ts) and bench/row-work.ts: a process's CPU from /proc, and around a drain, MariaDB's
- * CPU and the redo log InnoDB wrote, once the purge of earlier work is done.
+ * What the bench's scenarios (scenarios.ts) read of processes and of MariaDB's own counters: a
+ * process's CPU from /proc, and around a drain, MariaDB's CPU and the redo log InnoDB wrote, once
+ * the purge of earlier work is done.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";

@@ -145,7 +145,7 @@ export function leaseToken(batch: string, id: Num): string {
 /** Length of a batch prefix: 32 hex digits. */
 const BATCH_LENGTH = 32;
 
-/** The batch a lease token names (what leaseJobId accepts; any other string names a batch no job has). */
+/** The batch a lease token names (for a string that is not a token, leaseJobId's -1 then matches no row). */
 export function leaseBatch(token: string): string {
   return token.slice(0, BATCH_LENGTH);
 }

@@ -23,7 +23,7 @@ import { EmptyTables } from "./empty-tables.js";
 import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
-import { deleteExpiredRequests, expireTableLeases } from "./operations/sweep.js";
+import { deleteSpentRecords, expireTableLeases } from "./operations/sweep.js";
 import { describeTable, listTables } from "./operations/tables.js";
 import { describeAttributes, sameAttributes, stagingId } from "./row-mapping.js";
 import type {
@@ -206,7 +206,7 @@ export abstract class SharedStore implements JobStore {
   async expireLeases(now: number): Promise<number> {
     let expired = 0;
     for (const t of await this.listTables()) expired += await this.transaction(() => expireTableLeases(this.sql, t.name, now, this.options));
-    await this.statements(() => deleteExpiredRequests(this.sql, now));
+    await this.statements(() => deleteSpentRecords(this.sql, now));
     return expired;
   }
 

@@ -1,7 +1,7 @@
 /**
  * Request ids (promise 3): a Reserve retried after its answer was lost gets the same leases. The
  * record of a Reserve with a request id lives in `~populus_reserve_requests` until its leases are
- * all gone or its lease length has passed (deleteExpiredRequests).
+ * all gone or its lease length has passed (deleteSpentRecords).
  */
 import { type HeldGrantRow, leaseFilter, type ReserveRequestRow, repeatedGrants, requestLeaseTokens } from "../row-mapping.js";
 import type { LeaseGrant } from "../store.js";

@@ -1,8 +1,8 @@
 /**
  * Reserve (promise 1): the next ready jobs in the total order priority, scheduled_time, id, leased
- * as one batch, whose holder is one row of `~populus_leases` (lease-holders.ts). MySQL reads them FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction, so
- * concurrent reservers skip each other's rows instead of waiting; SQLite's BEGIN IMMEDIATE
- * transaction is the only writer.
+ * as one batch, whose holder is one row of `~populus_leases` (lease-holders.ts). MySQL reads them
+ * FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction, so concurrent reservers skip each other's
+ * rows instead of waiting; SQLite's BEGIN IMMEDIATE transaction is the only writer.
  */
 import { randomUUID } from "node:crypto";
 import { Change } from "../change-log.js";

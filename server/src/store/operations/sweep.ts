@@ -81,8 +81,11 @@ export function* expireTableLeases(d: SqlDialect, table: string, now: number, op
   return n;
 }
 
-/** Past its lease length a Reserve is not repeated (a retry leases anew), so its record can go; so can spent lease rows. */
-export function* deleteExpiredRequests(d: SqlDialect, now: number): Operation<number> {
+/**
+ * Records the sweep deletes once spent: a Reserve's request record past its lease length (a retry
+ * then leases anew), and the lease rows of batches whose leases have all ended.
+ */
+export function* deleteSpentRecords(d: SqlDialect, now: number): Operation<number> {
   yield* deleteSpentLeaseRows(d, now);
   return yield* run(sql(`DELETE FROM ${d.names.reserveRequests} WHERE lease_expire_time <= ?`, [now]));
 }

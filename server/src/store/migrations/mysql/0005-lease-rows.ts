@@ -4,7 +4,7 @@
  *
  * A Reserve wrote its worker's id, host, pid, user and code version and its lease token into every
  * job it leased: variable-size values into columns that were NULL, so InnoDB wrote each reserved
- * job's record anew (about 1,150 bytes of redo a job, bench/row-work.ts). Now a batch's holder is
+ * job's record anew (about 1,150 bytes of redo a job; README, "Benchmark"). Now a batch's holder is
  * one row here, keyed by the batch's random prefix (a lease token is prefix + '-' + job id), and a
  * job records only which batch holds it (`lease_batch`). Jobs tables made from now on have only
  * fixed-size lease columns (store/mysql/table-ddl.ts); those made before get `lease_batch` here

@@ -267,16 +267,17 @@ interface ListedJob {
 
 const upgradeMovesHoldersToLeaseRows = test.macro({
   title: (_, dialect: Dialect) =>
-    `${dialect}: a jobs table made before migration 0005 gets lease_batch and works as before: a lease held across the upgrade is lost to its worker and goes back to pending when it expires; new leases, their holders, failures and completions work on it`,
+    `${dialect}: a jobs table made before migration 0005 gets lease_batch and works as before: a lease held across the upgrade still commits, a Fail made before it repeats, and new leases, their holders, failures and completions work on it`,
   async exec(t, dialect: Dialect) {
     const db = await database(dialect);
     const first = await server(db.url);
-    t.is((await rpc(first, "Refresh", { table: "Before", keys: KEYS })).status, 200);
+    const keys = [...KEYS, { attributes: { subject_id: { intValue: "4" } } }];
+    t.is((await rpc(first, "Refresh", { table: "Before", keys })).status, 200);
     t.is(await first.stop(), 0);
     // The database as the version before 0005 leaves it: the old shape of the jobs table, with the
-    // same three jobs, key 1's leased the old way (its token and holder on its row, expiring in 3 s).
+    // same four jobs; key 1's leased and key 2's failed the old way (token and holder on the row).
+    const json = (id: number) => `{"subject_id":"${id}"}`;
     const columns = "id, key_hash, key_json, status, priority, create_time, scheduled_time, attempts";
-    const oldToken = `${"a".repeat(32)}-1`;
     const [create, ...indexes] = jobsTableBefore0005(dialect, "~~before");
     await sqlOn(db.url, [
       ['ALTER TABLE "~~before" RENAME TO "~~before_0005"', []],
@@ -284,62 +285,74 @@ const upgradeMovesHoldersToLeaseRows = test.macro({
       [`INSERT INTO "~~before" (${columns}) SELECT ${columns} FROM "~~before_0005"`, []],
       ['DROP TABLE "~~before_0005"', []],
       ...indexes.map((index): [string, unknown[]] => [index, []]),
-      [
-        `UPDATE "~~before" SET status = 'reserved', lease_token = ?, reserve_time = ?, lease_expire_time = ?, attempts = 1, worker_id = 'old-worker'
-         WHERE key_json = ?`,
-        [oldToken, Date.now(), Date.now() + 3000, '{"subject_id":"1"}'],
-      ],
       ['DROP TABLE "~populus_leases"', []],
       [`DELETE FROM "~populus_migrations" WHERE name = 'LeaseRows0000000000005'`, []],
+    ]);
+    const idOfKey = async (id: number) => Number((await sqlOn(db.url, [['SELECT id FROM "~~before" WHERE key_json = ?', [json(id)]]]))[0]?.id);
+    const heldToken = `${"a".repeat(32)}-${(await idOfKey(1)).toString(36)}`;
+    const failedToken = `${"b".repeat(32)}-${(await idOfKey(2)).toString(36)}`;
+    await sqlOn(db.url, [
+      [
+        `UPDATE "~~before" SET status = 'reserved', lease_token = ?, reserve_time = ?, lease_expire_time = ?, attempts = 1, worker_id = 'old-worker', host = 'old-host'
+         WHERE key_json = ?`,
+        [heldToken, Date.now(), Date.now() + 60_000, json(1)],
+      ],
+      [
+        `UPDATE "~~before" SET status = 'error', lease_token = ?, attempts = 1, worker_id = 'old-failer', error_message = 'old failure' WHERE key_json = ?`,
+        [failedToken, json(2)],
+      ],
     ]);
 
     const second = await server(db.url);
     t.deepEqual(await migrationRows(db.url), MIGRATIONS, "the upgrade ran 0005");
-    const added = await sqlOn(db.url, [['SELECT lease_batch, lease_token FROM "~~before" ORDER BY id', []]]);
+    const batches = await sqlOn(db.url, [['SELECT key_json, lease_batch FROM "~~before" ORDER BY key_json', []]]);
     t.deepEqual(
-      added.map((r) => r.lease_batch),
-      ["", "", ""],
-      "lease_batch was added, empty, beside the old columns",
+      batches.map((r) => r.lease_batch),
+      ["a".repeat(32), "b".repeat(32), "", ""],
+      "lease_batch was added beside the old columns, and filled from the tokens of the reserved and error jobs",
     );
-    const lost = await rpc(second, "Complete", { table: "Before", completions: [{ leaseToken: oldToken, result: { n: 1 } }] });
-    t.deepEqual([lost.status, (lost.json as { code: string }).code], [400, "failed_precondition"], "a lease from before the upgrade is lost");
+    t.deepEqual(await sqlOn(db.url, [['SELECT batch, worker_id, host FROM "~populus_leases"', []]]), [
+      { batch: "a".repeat(32), worker_id: "old-worker", host: "old-host" },
+    ]);
 
     const reserved = await rpc(second, "Reserve", { table: "Before", maxJobs: 3, worker: { workerId: "new-worker", host: "h" } });
     const leases = (reserved.json as { leases: { leaseToken: string }[] }).leases;
-    t.is(leases.length, 2, "the two pending jobs are leased; key 1's is still held until it expires");
+    t.is(leases.length, 2, "the two pending jobs are leased; key 1's is still held");
     const listed = (await rpc(second, "ListJobs", { table: "Before" })).json as { jobs: ListedJob[] };
     t.deepEqual(
       listed.jobs.map((j) => [j.key.attributes.subject_id.intValue, j.status, j.worker?.workerId]),
       [
         ["1", "JOB_STATUS_RESERVED", "old-worker"],
-        ["2", "JOB_STATUS_RESERVED", "new-worker"],
+        ["2", "JOB_STATUS_ERROR", "old-failer"],
         ["3", "JOB_STATUS_RESERVED", "new-worker"],
+        ["4", "JOB_STATUS_RESERVED", "new-worker"],
       ],
-      "a new lease's holder is its batch's row; the old lease's, its own columns",
+      "each lease's holder is its batch's row; the failed job's, its own columns",
     );
     const [failing, completing] = leases.map((l) => l.leaseToken);
     t.is((await rpc(second, "Fail", { table: "Before", leaseToken: failing, errorMessage: "boom" })).status, 200);
-    const done = await rpc(second, "Complete", { table: "Before", completions: [{ leaseToken: completing, result: { n: 3 } }] });
-    t.deepEqual(done, { status: 200, json: { committed: "1" } });
-
-    // The old lease expires and the sweep (every second) takes it back; it is then leased anew.
-    const deadline = Date.now() + 15_000;
-    let again: { leaseToken: string }[] = [];
-    while (again.length === 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 250));
-      const answer = await rpc(second, "Reserve", { table: "Before", maxJobs: 1, worker: { workerId: "new-worker" } });
-      again = (answer.json as { leases?: { leaseToken: string }[] }).leases ?? [];
-    }
-    t.is(again.length, 1, "key 1 is pending again once its old lease expired");
-    t.is((await rpc(second, "Complete", { table: "Before", completions: [{ leaseToken: again[0]!.leaseToken, result: { n: 1 } }] })).status, 200);
+    t.is(
+      (await rpc(second, "Fail", { table: "Before", leaseToken: failedToken, errorMessage: "old failure" })).status,
+      200,
+      "a Fail from before the upgrade repeats",
+    );
+    const completions = [heldToken, completing].map((leaseToken) => ({ leaseToken, result: { n: 1 } }));
+    t.deepEqual(
+      await rpc(second, "Complete", { table: "Before", completions }),
+      { status: 200, json: { committed: "2" } },
+      "the lease from before the upgrade commits",
+    );
     const after = (await rpc(second, "ListJobs", { table: "Before" })).json as { jobs: ListedJob[] };
     t.deepEqual(
       after.jobs.map((j) => [j.key.attributes.subject_id.intValue, j.status, j.worker?.workerId]),
-      [["2", "JOB_STATUS_ERROR", "new-worker"]],
-      "the failed job keeps who failed it; the completed ones are gone",
+      [
+        ["2", "JOB_STATUS_ERROR", "old-failer"],
+        ["3", "JOB_STATUS_ERROR", "new-worker"],
+      ],
+      "a failed job keeps who failed it; the completed ones are gone",
     );
     const progress = ((await rpc(second, "GetProgress", { table: "Before" })).json as { progress: Record<string, string> }).progress;
-    t.deepEqual([progress.pending, progress.reserved, progress.error, progress.target], [undefined, undefined, "1", "2"]);
+    t.deepEqual([progress.pending, progress.reserved, progress.error, progress.target], [undefined, undefined, "2", "2"]);
     t.is(await second.stop(), 0);
   },
 });

@@ -551,6 +551,42 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    title:
+      "fencing across batches: a token made of one batch's prefix and another batch's job id is not a lease; Complete, Fail, Heartbeat and Release with it change nothing, even beside the batch's real tokens",
+    async run(t, { client }) {
+      const table = "CrossBatch";
+      await client.refresh({ table, keys: keys(1, 4) });
+      const first = (await client.reserve({ table, maxJobs: 2, worker: { workerId: "worker-a" } })).leases;
+      const [other] = (await client.reserve({ table, maxJobs: 1, worker: { workerId: "worker-b" } })).leases;
+      t.is(first.length, 2);
+      const [a1, a2] = first.map((l) => l.leaseToken) as [string, string];
+      const b = other!.leaseToken;
+      // A's batch prefix with B's job id, and a non-canonical spelling of A's own job id.
+      const forged = `${a1.split("-")[0]}-${b.split("-")[1]}`;
+      const padded = `${a1.split("-")[0]}-0${a1.split("-")[1]}`;
+
+      // With B's own token beside it, the forged one's id and B's batch both pass the statement's filter.
+      for (const tokens of [[forged], [a1, forged], [forged, b], [forged, a1, a2, b]]) {
+        const rejected = await rpcError(client.complete({ table, completions: tokens.map((leaseToken) => ({ leaseToken, result: { by: "forger" } })) }));
+        t.is(codeName(rejected.code), codeName(Code.FailedPrecondition), `Complete of ${tokens.length} tokens`);
+        t.deepEqual(rejected.findDetails(LeaseLostDetailSchema)[0]?.leaseTokens, [forged]);
+      }
+      for (const token of [forged, padded]) {
+        t.is(codeName((await rpcError(client.fail({ table, leaseToken: token, errorMessage: "forged" }))).code), codeName(Code.FailedPrecondition));
+      }
+      t.deepEqual((await client.heartbeat({ table, leaseTokens: [forged, a1, b] })).lostLeaseTokens, [forged]);
+      const released = await client.release({ table, leaseTokens: [forged, a1.replace(/^[0-9a-f]{32}/, b.slice(0, 32))] });
+      t.deepEqual(released.released, 0n, "Release of forged tokens releases nothing");
+
+      t.deepEqual(await allTargets(client, table), [], "nothing was committed");
+      const held = await jobOf(client, table, idOf(other!.key));
+      t.deepEqual([statusOf(held), held?.worker?.workerId], ["RESERVED", "worker-b"], "B still holds its job");
+      t.deepEqual(await counts(client, table), only({ reserved: 3, remaining: 3 }));
+      const done = await client.complete({ table, completions: [a1, a2, b].map((leaseToken) => ({ leaseToken, result: { by: "holder" } })) });
+      t.deepEqual([done.committed, done.alreadyCommitted], [3n, 0n], "the real tokens still commit");
+    },
+  },
+  {
     // On SQLite, calls that arrive together share one transaction (group-commit.ts), each in a
     // savepoint: here each must still get its own outcome and effect.
     title: "calls sent at once each have their own outcome: the Complete whose lease is lost fails alone, refreshes count each key once",

@@ -4,7 +4,7 @@
  */
 import { Change } from "../change-log.js";
 import { LeaseLostError } from "../../errors.js";
-import { leaseBatch, leaseJobId } from "../row-mapping.js";
+import { leaseBatch, leaseJobId, leaseToken } from "../row-mapping.js";
 import { truncateErrorMessage } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
@@ -16,6 +16,8 @@ export function* fail(d: SqlDialect, table: string, token: string, errorMessage:
   const jobs = d.jobsTable(table);
   const id = leaseJobId(token);
   const batch = leaseBatch(token);
+  // Only the token as Reserve wrote it: "<batch>-05" names job 5 too, and is no lease.
+  if (leaseToken(batch, id) !== token) throw new LeaseLostError([token]);
   const changed = yield* run(
     sql(
       `UPDATE ${jobs} SET status = 'error', error_message = ?, error_stack = ?, complete_time = ?, duration_ms = ? - reserve_time,

@@ -12,7 +12,9 @@ import { type Operation, type Param, rows, run, type Statement, sql, write } fro
 /**
  * How long a batch's row outlives its last expiry. Its jobs' leases end by then (their expiry is
  * never later than the row's), and the sweep that runs every few seconds has taken the expired
- * ones, copying the holder into those it fails; a job still reserved past that only shows no worker.
+ * ones, copying the holder into those it fails; a job still reserved past that shows the holder
+ * columns of its own row in ListJobs (none, or on a table made before migration 0005, its holder
+ * before the upgrade).
  */
 export const LEASE_ROW_GRACE_MS = 60_000;
 

@@ -154,7 +154,8 @@ export function* refresh(
     if (state.anySuccess !== false) {
       rePended = yield* run(
         sql(
-          `UPDATE ${jobs} SET status = 'pending', scheduled_time = ?, complete_time = NULL, duration_ms = NULL, lease_batch = ''
+          `UPDATE ${jobs} SET status = 'pending', scheduled_time = ?, complete_time = NULL, duration_ms = NULL, lease_batch = '',
+             worker_id = NULL, host = NULL, pid = NULL, user = NULL, code_version = NULL
            WHERE status = 'success' AND NOT EXISTS (SELECT 1 FROM ${target} t WHERE t.key_hash = ${jobs}.key_hash)`,
           [input.now],
         ),

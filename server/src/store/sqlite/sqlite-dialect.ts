@@ -95,7 +95,7 @@ export class SqliteDialect implements SqlDialect {
     return { sql: `SELECT key_hash FROM ${target} WHERE key_hash = ?`, params: hashes, perRow: 1 };
   }
 
-  /** One prepared UPDATE per job, with its token. */
+  /** One prepared UPDATE per job: one statement text whatever the batch's size, so it stays prepared. */
   leaseJobs(jobs: string, batch: string, now: number, expire: number, ids: readonly Param[]): Statement {
     const params: Param[] = [];
     for (const id of ids) params.push(batch, now, expire, id);

@@ -7,11 +7,11 @@
  *
  * Every column a lease changes is fixed-size and NOT NULL (status CHAR(8), lease_batch CHAR(32),
  * the times, attempts), so InnoDB updates a reserved job's record in place: it logs the changed
- * bytes, not a new version of the whole record. (A lease also sets progress to NULL, which
- * changes nothing unless an earlier lease of the job reported progress.) Who holds the lease is written once per batch, in
- * `~populus_leases` (migration 0005), and copied into the job only when it ends in error or kept
- * success. Tables made before migration 0005 keep their nullable columns and work the same, without
- * the in-place update.
+ * bytes, not a new version of the whole record. (A lease also sets progress to NULL, which changes
+ * nothing unless an earlier lease of the job reported progress.) Who holds the lease is written
+ * once per batch, in `~populus_leases` (migration 0005), and copied into the job only when it ends
+ * in error, kept success or worker lost. Tables made before migration 0005 keep their nullable
+ * columns and work the same, without the in-place update.
  */
 
 /** Backquotes an identifier that already passed table-name.ts validation. */

@@ -222,12 +222,17 @@ export interface HeldLease {
   readonly batch: string;
 }
 
+/** The worker id of a batch's holder for the change log, "" when its row is gone. */
+export function workerIdOf(holders: ReadonlyMap<string, WorkerInfo>, batch: string): string {
+  return holders.get(batch)?.workerId ?? "";
+}
+
 /** Key JSONs by the worker id of their batch's holder ("" when its row is gone). */
 function byWorker<J>(jobs: Iterable<J>, job: (j: J) => HeldLease, holders: ReadonlyMap<string, WorkerInfo>): Map<string, string[]> {
   const keys = new Map<string, string[]>();
   for (const j of jobs) {
     const { keyJson, batch } = job(j);
-    const workerId = holders.get(batch)?.workerId ?? "";
+    const workerId = workerIdOf(holders, batch);
     const list = keys.get(workerId);
     if (list === undefined) keys.set(workerId, [keyJson]);
     else list.push(keyJson);

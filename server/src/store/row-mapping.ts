@@ -217,7 +217,7 @@ export interface HeldGrantRow {
  * each with its current expiry (a Heartbeat may have extended it) and the attempt it was charged.
  */
 export function repeatedGrants(tokens: readonly string[], held: readonly HeldGrantRow[]): LeaseGrant[] {
-  const byToken = new Map(held.map((r) => [leaseToken(r.lease_batch, r.id), r]));
+  const byToken = byLeaseToken(held);
   const grants: LeaseGrant[] = [];
   for (const token of tokens) {
     const r = byToken.get(token);
@@ -229,14 +229,21 @@ export function repeatedGrants(tokens: readonly string[], held: readonly HeldGra
 
 /**
  * `id IN (...) AND lease_batch IN (...)`: the rows these leases may hold (a token names its own id
- * and batch). A row it matches is held by the token leaseToken(row.lease_batch, row.id), which the
- * caller checks against the tokens given: a token naming one batch and another batch's job matches
- * that job here, and is not the token that holds it.
+ * and batch), and those batches, each once. A row it matches is held by the token
+ * leaseToken(row.lease_batch, row.id) (byLeaseToken), which the caller checks against the tokens
+ * given: a token naming one batch and another batch's job matches that job here, and is not the
+ * token that holds it.
  */
-export function leaseFilter(d: Pick<SqlDialect, "inList">, tokens: readonly string[]): { sql: string; params: Param[] } {
+export function leaseFilter(d: Pick<SqlDialect, "inList">, tokens: readonly string[]): { sql: string; params: Param[]; batches: string[] } {
   const ids = d.inList(tokens.map(leaseJobId));
-  const batches = d.inList([...new Set(tokens.map(leaseBatch))]);
-  return { sql: `id IN (${ids.sql}) AND lease_batch IN (${batches.sql})`, params: [...ids.params, ...batches.params] };
+  const batches = [...new Set(tokens.map(leaseBatch))];
+  const list = d.inList(batches);
+  return { sql: `id IN (${ids.sql}) AND lease_batch IN (${list.sql})`, params: [...ids.params, ...list.params], batches };
+}
+
+/** Rows a leaseFilter read, by the token that holds each. */
+export function byLeaseToken<R extends { readonly id: Num; readonly lease_batch: string }>(rows: readonly R[]): Map<string, R> {
+  return new Map(rows.map((r) => [leaseToken(r.lease_batch, r.id), r]));
 }
 
 /** A ListJobs position: the last row's priority, scheduled time and id, as "p.s.id". */

@@ -5,7 +5,7 @@
  */
 import { completionChange } from "../change-log.js";
 import { LeaseLostError } from "../../errors.js";
-import { leaseBatch, leaseFilter, leaseToken } from "../row-mapping.js";
+import { byLeaseToken, leaseFilter } from "../row-mapping.js";
 import type { CompleteOutcome, Completion } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
@@ -33,11 +33,11 @@ export function* complete(d: SqlDialect, table: string, completions: readonly Co
   // holders, for the change log, in the same round trip.
   const deleting = keepCompleted ? null : d.deleteHeldReturning(jobs, leases, HELD_COLUMNS, tokens.length);
   const [holderRows, held] = yield* rowsAndRows<HolderRow, HeldForCompletion>(
-    holdersSql(d, [...new Set(tokens.map(leaseBatch))]),
+    holdersSql(d, leases.batches),
     deleting ?? sql(`SELECT ${HELD_COLUMNS} FROM ${d.byId(jobs)} WHERE ${d.held} AND ${leases.sql}${d.forUpdate}`, leases.params),
   );
   const holders = holdersByBatch(holderRows);
-  const byToken = new Map(held.map((r) => [leaseToken(r.lease_batch, r.id), r]));
+  const byToken = byLeaseToken(held);
   let alreadyCommitted = 0;
   // Checked token by token, not by count: a token naming one batch and another batch's job matches
   // that job (leaseFilter), so as many rows as tokens may come back with one token not among them.

@@ -2,13 +2,13 @@
  * Fail: a fenced failure, only the current lease may set error; a repeat of a Fail that committed
  * succeeds (its batch stays on the error row).
  */
-import { Change } from "../change-log.js";
+import { Change, workerIdOf } from "../change-log.js";
 import { LeaseLostError } from "../../errors.js";
 import { leaseBatch, leaseJobId, leaseToken } from "../row-mapping.js";
 import { truncateErrorMessage } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { copyHolders, leaseHolders, workerIdOf } from "./lease-holders.js";
+import { copyHolders, leaseHolders } from "./lease-holders.js";
 import { type Operation, rows, run, sql } from "./operation.js";
 
 /** One Fail's transaction; LeaseLostError when the lease is neither held nor the one that failed the job. */

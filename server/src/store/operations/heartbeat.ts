@@ -4,7 +4,7 @@
 import { leaseBatch, leaseFilter, leaseJobId } from "../row-mapping.js";
 import type { LeaseProgressInput } from "../store.js";
 import type { SqlDialect } from "./dialect.js";
-import { heldBatches, heldLeases } from "./held-leases.js";
+import { heldLeases } from "./held-leases.js";
 import { extendLeaseRows } from "./lease-holders.js";
 import { type Operation, type Param, sql, write } from "./operation.js";
 
@@ -24,7 +24,7 @@ export function* heartbeat(
     // Every held lease in one statement.
     const leases = leaseFilter(d, [...held.keys()]);
     yield* write(sql(`UPDATE ${d.byId(jobs)} SET lease_expire_time = ? WHERE ${d.held} AND ${leases.sql}`, [expire, ...leases.params]));
-    yield* extendLeaseRows(d, heldBatches(held), expire);
+    yield* extendLeaseRows(d, leases.batches, expire);
   }
   const params: Param[] = [];
   for (const p of progress) if (held.has(p.leaseToken)) params.push(p.progress, p.message, leaseJobId(p.leaseToken), leaseBatch(p.leaseToken));

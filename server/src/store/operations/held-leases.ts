@@ -3,7 +3,7 @@
  * transaction (Heartbeat, Release) has changed them.
  */
 import type { HeldLease } from "../change-log.js";
-import { leaseFilter, leaseToken } from "../row-mapping.js";
+import { byLeaseToken, leaseFilter } from "../row-mapping.js";
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, sql } from "./operation.js";
 
@@ -15,15 +15,7 @@ export function* heldLeases(d: SqlDialect, jobs: string, tokens: readonly string
   );
   const given = new Set(tokens);
   const held = new Map<string, HeldLease>();
-  for (const r of found) {
-    // A row another of the given batches holds is not held by a token that names it with its own batch.
-    const token = leaseToken(r.lease_batch, r.id);
-    if (given.has(token)) held.set(token, { keyJson: r.key_json, batch: r.lease_batch });
-  }
+  // A row another of the given batches holds is not held by a token that names it with its own batch.
+  for (const [token, r] of byLeaseToken(found)) if (given.has(token)) held.set(token, { keyJson: r.key_json, batch: r.lease_batch });
   return held;
-}
-
-/** The batches of held leases, each once. */
-export function heldBatches(held: ReadonlyMap<string, HeldLease>): string[] {
-  return [...new Set([...held.values()].map((h) => h.batch))];
 }

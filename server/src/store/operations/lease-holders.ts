@@ -57,11 +57,6 @@ export function* leaseHolders(d: SqlDialect, batches: readonly string[]): Operat
   return holdersByBatch(yield* rows<HolderRow>(holdersSql(d, batches)));
 }
 
-/** The worker id of a job's batch for the change log, "" when its row is gone. */
-export function workerIdOf(holders: ReadonlyMap<string, WorkerInfo>, batch: string): string {
-  return holders.get(batch)?.workerId ?? "";
-}
-
 /**
  * Copies each batch's holder into its jobs among `jobs` (by id), for rows that outlive the batch
  * (error, kept success). One statement per batch: a call's jobs come from one batch or a few.
@@ -73,7 +68,11 @@ export function* copyHolders(
   holders: ReadonlyMap<string, WorkerInfo>,
 ): Operation<void> {
   const idsByBatch = new Map<string, Param[]>();
-  for (const j of jobs) idsByBatch.set(j.lease_batch, [...(idsByBatch.get(j.lease_batch) ?? []), j.id]);
+  for (const j of jobs) {
+    const ids = idsByBatch.get(j.lease_batch);
+    if (ids === undefined) idsByBatch.set(j.lease_batch, [j.id]);
+    else ids.push(j.id);
+  }
   for (const [batch, ids] of idsByBatch) {
     const w = holders.get(batch);
     if (w === undefined) continue;

@@ -6,7 +6,8 @@ import { releaseChange } from "../change-log.js";
 import { leaseFilter } from "../row-mapping.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
-import { heldBatches, heldLeases } from "./held-leases.js";
+import type { WorkerInfo } from "../store.js";
+import { heldLeases } from "./held-leases.js";
 import { leaseHolders } from "./lease-holders.js";
 import { type Operation, run, sql } from "./operation.js";
 
@@ -15,6 +16,7 @@ export function* release(d: SqlDialect, table: string, tokens: readonly string[]
   const jobs = d.jobsTable(table);
   const held = yield* heldLeases(d, jobs, tokens);
   let released = 0;
+  let holders = new Map<string, WorkerInfo>();
   if (held.size > 0) {
     const leases = leaseFilter(d, [...held.keys()]);
     released = yield* run(
@@ -24,8 +26,8 @@ export function* release(d: SqlDialect, table: string, tokens: readonly string[]
         leases.params,
       ),
     );
+    holders = yield* leaseHolders(d, leases.batches);
   }
-  const holders = yield* leaseHolders(d, heldBatches(held));
   yield* logChange(d, table, releaseChange(held, holders), Date.now());
   return { released, lost: tokens.filter((t) => !held.has(t)) };
 }

@@ -1235,6 +1235,59 @@ const scenarios: Scenario[] = [
   },
   {
     title:
+      "the calls of one refresh before its final one run side by side, and the final one waits for those still in flight: it sees every key they staged (MySQL family only: SQLite has one writer)",
+    only: "mysql",
+    async run(t, { client, db }) {
+      const table = "RefreshSideBySide";
+      // Jobs of keys 0-309, older than the stale timeout of the refresh below, which leaves 300-309 out.
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(0, 310) })), rcOf({ added: 310 }));
+      await sleep(50);
+      const call = (ids: [number, number], final: boolean) =>
+        client.refresh({ table, refreshId: "side", final, keys: keys(...ids), staleTimeout: seconds(0.01) });
+      t.deepEqual(rc(await call([0, 100], false)), rcOf({}), "the first call, which writes the refresh's row");
+      const refreshRow = await queryDatabase<{ refresh: string }>(db, "SELECT refresh FROM `~populus_refreshes` WHERE table_name = 'refresh_side_by_side'");
+      t.is(refreshRow.length, 1);
+      const holder = await mysql.createConnection({ uri: db.url });
+      let finalAnswer: RefreshResponse | undefined;
+      try {
+        // A call of the same refresh in flight: it holds the refresh's row as each call before the
+        // final one does while it writes (shared), for as long as its transaction runs.
+        await holder.query("BEGIN");
+        await holder.query("SELECT refresh FROM `~populus_refreshes` WHERE refresh = ? LOCK IN SHARE MODE", [refreshRow[0]!.refresh]);
+        const another = await Promise.race([
+          call([100, 200], false),
+          sleep(20_000).then(() => Promise.reject(new Error("a call before the final one waited for another call of its refresh"))),
+        ]);
+        t.deepEqual(rc(another), rcOf({}), "another call before the final one commits meanwhile");
+        const final = call([200, 300], true).then((answer) => {
+          finalAnswer = answer;
+        });
+        final.catch(() => undefined);
+        await until("the final call waits for the refresh's row", async () => {
+          const waiting = await queryDatabase<{ n: number | string }>(
+            db,
+            "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE '%~populus_refreshes%'",
+          );
+          return Number(waiting[0]?.n) > 0;
+        });
+        t.is(finalAnswer, undefined, "the final call has not answered while a call of its refresh is in flight");
+        await holder.query("COMMIT");
+        await final;
+      } finally {
+        await holder.query("ROLLBACK").catch(() => undefined);
+        await holder.end();
+      }
+      t.deepEqual(rc(finalAnswer!), rcOf({ removed: 10 }), "only the keys no call sent are stale");
+      t.deepEqual(await pendingIdsInDatabase(db, "refresh_side_by_side"), [...Array(300).keys()]);
+      t.deepEqual(
+        await queryDatabase(db, "SELECT refresh FROM `~populus_refreshes` WHERE table_name = 'refresh_side_by_side'"),
+        [],
+        "the final call deleted the refresh's row",
+      );
+    },
+  },
+  {
+    title:
       "batches of keys mostly new after a batch of new keys (on MySQL inserted before they are looked up): computed keys get no job, every existing job stays as it was, and only new keys are added",
     async run(t, { client }) {
       const table = "MostlyNew";

@@ -26,6 +26,7 @@ export class MysqlDialect implements SqlDialect {
   readonly names = storeTableNames((name) => `\`${name}\``);
   readonly held = "status = 'reserved'";
   readonly forUpdate = " FOR UPDATE";
+  readonly forShare = " LOCK IN SHARE MODE";
   readonly skipLocked = " FOR UPDATE SKIP LOCKED";
   readonly fromNoTable = " FROM DUAL";
   /**

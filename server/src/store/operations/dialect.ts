@@ -49,6 +49,8 @@ export interface SqlDialect {
   readonly held: string;
   /** Appended to a read whose rows the transaction then changes. */
   readonly forUpdate: string;
+  /** A locking read's tail that shares the rows: others may share them too, and a forUpdate waits for every sharer. "" where one writer runs at a time. */
+  readonly forShare: string;
   /** Appended to a read that takes rows no other transaction holds (Reserve, the lease sweep). */
   readonly skipLocked: string;
   /** The FROM of a SELECT of values alone that has a WHERE (MySQL needs `FROM DUAL` there). */

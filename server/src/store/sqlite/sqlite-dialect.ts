@@ -19,6 +19,7 @@ export class SqliteDialect implements SqlDialect {
    */
   readonly held = "+status = 'reserved'";
   readonly forUpdate = "";
+  readonly forShare = "";
   readonly skipLocked = "";
   readonly fromNoTable = "";
   readonly previousRowCount = "changes()";

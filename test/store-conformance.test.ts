@@ -1235,6 +1235,40 @@ const scenarios: Scenario[] = [
   },
   {
     title:
+      "a Reserve whose first ready jobs another transaction holds leases the next ready ones in order, as many as asked, without waiting (MySQL family only: row locks)",
+    only: "mysql",
+    async run(t, { client, db }) {
+      const table = "HeldReadyJobs";
+      await client.refresh({ table, keys: keys(0, 10) });
+      const ids = await queryDatabase<{ id: number | string }>(db, "SELECT id FROM `~~held_ready_jobs` ORDER BY id");
+      const holder = await mysql.createConnection({ uri: db.url });
+      try {
+        // Another replica's Reserve in flight holds the first three jobs (and the sixth) until it commits.
+        await holder.query("BEGIN");
+        const held = [0, 1, 2, 5].map((i) => Number(ids[i]!.id));
+        await holder.query("SELECT id FROM `~~held_ready_jobs` FORCE INDEX (PRIMARY) WHERE id IN (?) FOR UPDATE", [held]);
+        const answer = await Promise.race([
+          client.reserve({ table, maxJobs: 5, worker: WORKER }),
+          sleep(20_000).then(() => Promise.reject(new Error("Reserve waited for jobs another transaction holds"))),
+        ]);
+        t.deepEqual(
+          answer.leases.map((l) => idOf(l.key)),
+          [3, 4, 6, 7, 8],
+          "the five ready jobs nobody holds, in order",
+        );
+      } finally {
+        await holder.query("ROLLBACK");
+        await holder.end();
+      }
+      t.deepEqual(
+        (await client.reserve({ table, maxJobs: 10, worker: WORKER })).leases.map((l) => idOf(l.key)),
+        [0, 1, 2, 5, 9],
+        "once let go, the held jobs are ready again",
+      );
+    },
+  },
+  {
+    title:
       "the calls of one refresh before its final one run side by side, and the final one waits for those still in flight: it sees every key they staged (MySQL family only: SQLite has one writer)",
     only: "mysql",
     async run(t, { client, db }) {

@@ -1,8 +1,9 @@
 /**
  * Reserve (promise 1): the next ready jobs in the total order priority, scheduled_time, id, leased
- * as one batch, whose holder is one row of `~populus_leases` (lease-holders.ts). MySQL reads them
- * FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction, so concurrent reservers skip each other's
- * rows instead of waiting; SQLite's BEGIN IMMEDIATE transaction is the only writer.
+ * as one batch, whose holder is one row of `~populus_leases` (lease-holders.ts). MySQL locks them
+ * FOR UPDATE SKIP LOCKED in a READ COMMITTED transaction (by primary key: readyJobsByCandidates), so
+ * concurrent reservers skip each other's rows instead of waiting; SQLite's BEGIN IMMEDIATE
+ * transaction is the only writer.
  */
 import { randomUUID } from "node:crypto";
 import { Change } from "../change-log.js";
@@ -27,21 +28,25 @@ export function readyFilter(d: SqlDialect, input: ReserveInput): { sql: string; 
 export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter(d, input)): Operation<LeaseGrant[]> {
   const jobs = d.jobsTable(input.table);
   type ReadyRow = { id: string | number; key_json: string; priority: string | number; attempts: string | number };
-  const readyJobs = sql(
-    `SELECT id, key_json, priority, attempts FROM ${d.inReadyOrder(jobs)} WHERE ${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ?${d.skipLocked}`,
-    [...ready.params, input.maxJobs],
-  );
+  const inReadyOrder = `${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ?`;
+  const params = [...ready.params, input.maxJobs];
+  const scan = sql(`SELECT id, key_json, priority, attempts FROM ${d.inReadyOrder(jobs)} WHERE ${inReadyOrder}${d.skipLocked}`, params);
+  const first = d.readyJobsByCandidates === null ? scan : sql(d.readyJobsByCandidates(jobs, inReadyOrder), params);
   let found: ReadyRow[];
-  if (input.requestId === null) found = yield* rows<ReadyRow>(readyJobs);
+  if (input.requestId === null) found = yield* rows<ReadyRow>(first);
   else {
     // The request's record and the ready jobs in one round trip. A repeat answers its earlier
     // leases, and the jobs just read stay as they were; they were locked until its commit (a
     // retry after a lost answer, so rare), and concurrent reservers skipped them meanwhile.
-    const [[request], next] = yield* rowsAndRows<RequestRecord, ReadyRow>(requestRecordSql(d, input.table, input.requestId), readyJobs);
+    const [[request], next] = yield* rowsAndRows<RequestRecord, ReadyRow>(requestRecordSql(d, input.table, input.requestId), first);
     const repeated = yield* repeatedReserve(d, input.table, input.requestId, input.now, request);
     if (repeated.length > 0) return repeated;
     found = next;
   }
+  // Short: the queue holds fewer ready jobs, or others held some of those read (another replica's
+  // Reserve, a refresh removing stale jobs). The scan steps past held rows to the next ready ones,
+  // and answers those just locked too: this transaction holds them.
+  if (first !== scan && found.length < input.maxJobs) found = yield* rows<ReadyRow>(scan);
   if (found.length === 0) return [];
   // 122 random bits from Node's buffered UUID pool: randomBytes(16) asks OpenSSL on every call,
   // which was 2% of the server's CPU in a Reserve→Complete loop.

@@ -21,6 +21,8 @@ export class SqliteDialect implements SqlDialect {
   readonly forUpdate = "";
   readonly forShare = "";
   readonly skipLocked = "";
+  /** One writer at a time: nothing to skip, and the scan in ready order is the read. */
+  readonly readyJobsByCandidates = null;
   readonly fromNoTable = "";
   readonly previousRowCount = "changes()";
   readonly singleWriter = true;

@@ -96,7 +96,9 @@ export async function refreshKeySource<K extends object>(
    * then up to two calls at once, the final one alone after every other has
    * answered (stale removal must see every key). With two at once the
    * server decodes and hashes one call's keys while the database writes the
-   * other's, and the SDK reads and converts the next batch meanwhile.
+   * other's, or the database writes both (MySQL), and the SDK reads and
+   * converts the next batch meanwhile. Three at once were no faster on two
+   * cores (1M keys on MariaDB: 55,000-65,000 keys/s either way).
    */
   const inFlight = new Set<Promise<void>>();
   /** The first failure of a call in flight: no later call is sent, least of all the final one. */

@@ -63,19 +63,19 @@ export class MysqlDialect implements SqlDialect {
   }
 
   /**
-   * The ready jobs' ids read from the ready index alone, without locks, then their rows locked by
-   * primary key, skipping rows others hold and jobs no longer pending. Scanned in ready order FOR
-   * UPDATE SKIP LOCKED, InnoDB locked each job twice, in the index and in the table, and checked
-   * each index entry for a writer that had not committed, on pages that every Reserve and Complete
-   * had just changed: a 1,000-job read took 14.8-17.9 ms against 5.0-5.6 ms this way, and locked
-   * 2,000 rows against 1,000 (mysql2 alone, 20,000 jobs, MariaDB 10.11). The derived table is
-   * what lets the inner read have a LIMIT; it is a read of the index alone, which locks nothing.
+   * The ready jobs' ids read from the ready index without locks (a restriction also reads their
+   * keys), then their rows locked by primary key, skipping rows others hold, and the filter applied
+   * again to each locked row, which holds its latest version. Scanned in ready order FOR UPDATE
+   * SKIP LOCKED, InnoDB locked each job twice, in the index and in the table, and checked each index
+   * entry for a writer that had not committed, on pages that every Reserve and Complete had just
+   * changed: a 1,000-job read took 14.8-17.9 ms against 5.0-5.6 ms this way, and locked 2,000 rows
+   * against 1,000 (mysql2 alone, 20,000 jobs, MariaDB 10.11). The derived table lets the inner
+   * read have a LIMIT, and a read in a subquery takes no locks.
    */
-  readyJobsByCandidates(jobs: string, readySql: string): string {
-    return `SELECT j.id, j.key_json, j.priority, j.attempts FROM ${jobs} j ${BY_ID}
-      WHERE j.id IN (SELECT id FROM (SELECT id FROM ${this.inReadyOrder(jobs)} WHERE ${readySql}) candidates) AND j.status = 'pending'
-      ORDER BY j.priority, j.scheduled_time, j.id${this.skipLocked}`;
-  }
+  readonly readyJobsByCandidates = (jobs: string, nextReady: string, filter: string): string =>
+    `SELECT id, key_json, priority, attempts FROM ${jobs} ${BY_ID}
+      WHERE id IN (SELECT id FROM (SELECT id FROM ${this.inReadyOrder(jobs)} WHERE ${nextReady}) candidates) AND ${filter}
+      ORDER BY priority, scheduled_time, id${this.skipLocked}`;
 
   concat(...parts: string[]): string {
     return `CONCAT(${parts.join(", ")})`;

@@ -55,12 +55,12 @@ export interface SqlDialect {
   readonly skipLocked: string;
   /**
    * Reserve's cheaper first read, where the dialect has one: `SELECT id, key_json, priority,
-   * attempts` of the ready jobs that `readySql` (a filter on the jobs table, then a `LIMIT ?`)
-   * finds, locked as Reserve's scan in ready order locks them, and in that order. It may answer
-   * fewer than the limit while more are ready (rows others hold); Reserve then scans. Null where
-   * the scan is all there is.
+   * attempts` of the jobs that `nextReady` (Reserve's filter, ORDER BY and `LIMIT ?`) finds, each
+   * locked (skipped when another transaction holds it) and checked against `filter` (the same
+   * filter, with its parameters again) once locked, in ready order. It may answer fewer than the
+   * limit while more are ready; Reserve then scans. Null where the scan is all there is.
    */
-  readyJobsByCandidates: ((jobs: string, readySql: string) => string) | null;
+  readonly readyJobsByCandidates: ((jobs: string, nextReady: string, filter: string) => string) | null;
   /** The FROM of a SELECT of values alone that has a WHERE (MySQL needs `FROM DUAL` there). */
   readonly fromNoTable: string;
   /** The rows the previous statement of the transaction changed, as an SQL expression. */

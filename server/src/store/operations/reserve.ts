@@ -28,10 +28,10 @@ export function readyFilter(d: SqlDialect, input: ReserveInput): { sql: string; 
 export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter(d, input)): Operation<LeaseGrant[]> {
   const jobs = d.jobsTable(input.table);
   type ReadyRow = { id: string | number; key_json: string; priority: string | number; attempts: string | number };
-  const inReadyOrder = `${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ?`;
-  const params = [...ready.params, input.maxJobs];
-  const scan = sql(`SELECT id, key_json, priority, attempts FROM ${d.inReadyOrder(jobs)} WHERE ${inReadyOrder}${d.skipLocked}`, params);
-  const first = d.readyJobsByCandidates === null ? scan : sql(d.readyJobsByCandidates(jobs, inReadyOrder), params);
+  const nextReady = `${ready.sql} ORDER BY priority, scheduled_time, id LIMIT ?`;
+  const scan = sql(`SELECT id, key_json, priority, attempts FROM ${d.inReadyOrder(jobs)} WHERE ${nextReady}${d.skipLocked}`, [...ready.params, input.maxJobs]);
+  const byCandidates = d.readyJobsByCandidates;
+  const first = byCandidates === null ? scan : sql(byCandidates(jobs, nextReady, ready.sql), [...ready.params, input.maxJobs, ...ready.params]);
   let found: ReadyRow[];
   if (input.requestId === null) found = yield* rows<ReadyRow>(first);
   else {
@@ -43,10 +43,11 @@ export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter
     if (repeated.length > 0) return repeated;
     found = next;
   }
-  // Short: the queue holds fewer ready jobs, or others held some of those read (another replica's
-  // Reserve, a refresh removing stale jobs). The scan steps past held rows to the next ready ones,
-  // and answers those just locked too: this transaction holds them.
-  if (first !== scan && found.length < input.maxJobs) found = yield* rows<ReadyRow>(scan);
+  // Short: the queue holds fewer ready jobs, or others held some of those read (another Reserve
+  // that read the same ones, a refresh removing stale jobs). The scan steps past held rows to the
+  // next ready ones, and answers those this transaction just locked too, unless a scan of another
+  // Reserve holds their entry in the ready index: those are let go at commit, unleased.
+  if (byCandidates !== null && found.length < input.maxJobs) found = yield* rows<ReadyRow>(scan);
   if (found.length === 0) return [];
   // 122 random bits from Node's buffered UUID pool: randomBytes(16) asks OpenSSL on every call,
   // which was 2% of the server's CPU in a Reserve→Complete loop.

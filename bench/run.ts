@@ -12,7 +12,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import mysql from "mysql2/promise";
-import type { DrainResults, IdleResults, ManyWatchersResults, OneKeyResults, WatchResults } from "./scenarios.js";
+import type { DrainResults, IdleResults, LatencyResults, ManyWatchersResults, OneKeyResults, WatchResults } from "./scenarios.js";
 import type { Spread } from "./stats.js";
 
 const { values } = parseArgs({
@@ -30,7 +30,7 @@ interface Results {
   /** MySQL: the empty-table refresh's rows inserted by mysql2 alone, the same way (bench scenario 2). */
   refreshDatabaseAlone?: Spread;
   flat?: Record<string, Spread>;
-  latency?: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
+  latency?: Record<string, LatencyResults>;
   watch?: WatchResults;
   idle?: IdleResults;
   manyWatchers?: ManyWatchersResults;
@@ -84,6 +84,7 @@ function report(dialect: string, r: Results): string[] {
       fmt(d.commitSpan),
       k.startsWith("4") ? `target ≥ ${drainTarget}: ${verdict(d.commitSpan.median, drainTarget, true)}` : "",
     );
+    row("   the server's CPU per job (µs)", fmt(d.serverCpuUs), "the server's share");
     if (d.databaseCpuUs !== undefined) row("   MariaDB's CPU per job (µs)", fmt(d.databaseCpuUs), "the database's share");
     if (d.redoBytes !== undefined) row("   redo log InnoDB wrote per job (bytes)", fmt(d.redoBytes));
   }
@@ -101,6 +102,7 @@ function report(dialect: string, r: Results): string[] {
     row(`4. Reserve→Complete, ${k} (ms) p50`, fmt(l.p50, 2));
     row(`   p99`, fmt(l.p99, 2), k.startsWith("4") ? `target < 10 ms: ${verdict(l.p99.median, 10, false)}` : "");
     row(`   max`, fmt(l.max, 2));
+    row(`   inside the server: Reserve, Complete within 10 ms (%)`, fmt(l.serverWithin10ms, 1), "the server's RPC histogram");
   }
   const w = r.watch;
   if (w !== undefined) {
@@ -142,6 +144,11 @@ function report(dialect: string, r: Results): string[] {
     row(`   CPU per call: client (µs)`, fmt(one.clientCpuUs));
     row(`   server (µs)`, fmt(one.serverCpuUs));
     if (one.databaseCpuUs !== undefined) row(`   mariadbd (µs)`, fmt(one.databaseCpuUs));
+    row(
+      `   the first ${r.sizes.oneKeyCalls} calls of a fresh server (calls/s)`,
+      `${one.coldCallsPerSecond.toFixed(0)} (server ${one.coldServerCpuUs.toFixed(0)} µs a call)`,
+      "cold (JIT): what the peers bench measures",
+    );
   }
   return lines;
 }

@@ -91,6 +91,8 @@ export interface WatchResults {
 export interface DrainResults {
   endToEnd: Spread;
   commitSpan: Spread;
+  /** The server's CPU per drained job, µs, from the start of populate to its end. */
+  serverCpuUs: Spread;
   /** MySQL: MariaDB's CPU per drained job, µs (MariadbCounters). */
   databaseCpuUs?: Spread;
   /** MySQL: the redo log InnoDB wrote per drained job, bytes. */
@@ -101,7 +103,7 @@ export interface DialectResults {
   drain: Record<string, DrainResults>;
   refresh: Record<string, Spread>;
   flat: Record<string, Spread>;
-  latency: Record<string, { p50: Spread; p99: Spread; max: Spread }>;
+  latency: Record<string, LatencyResults>;
   watch: WatchResults;
   idle: IdleResults;
   manyWatchers: ManyWatchersResults;
@@ -240,15 +242,17 @@ export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line
     database = dialect === "mysql" ? await MariadbCounters.open(srv.databaseUrl) : undefined;
     for (const processes of [4, 1]) {
       const runs: DrainRate[] = [];
-      for (let i = 0; i < s.repetitions; i++) runs.push(await drainOnce(srv.rpc, s.drainKeys, processes, undefined, undefined, database));
+      for (let i = 0; i < s.repetitions; i++) runs.push(await drainOnce(srv.rpc, s.drainKeys, processes, undefined, srv.server.process.pid, database));
       const work = runs.flatMap((r) => (r.database === undefined ? [] : [r.database]));
+      const serverUs = (r: DrainRate) => ((r.serverCpu as number) * 1e6) / s.drainKeys;
       results[`${processes} process${processes === 1 ? "" : "es"}`] = {
         endToEnd: spread(runs.map((r) => r.endToEnd)),
         commitSpan: spread(runs.map((r) => r.commitSpan)),
+        serverCpuUs: spread(runs.map(serverUs)),
         ...(work.length === 0 ? {} : { databaseCpuUs: spread(work.map((w) => w.cpuUs)), redoBytes: spread(work.map((w) => w.redoBytes)) }),
       };
       const perJob = (r: DrainRate) =>
-        r.database === undefined ? "" : `; a job: MariaDB ${r.database.cpuUs.toFixed(0)} µs, ${r.database.redoBytes.toFixed(0)} B of redo`;
+        `; a job: server ${serverUs(r).toFixed(0)} µs${r.database === undefined ? "" : `, MariaDB ${r.database.cpuUs.toFixed(0)} µs, ${r.database.redoBytes.toFixed(0)} B of redo`}`;
       log(
         `drain ${processes} proc, jobs/s: ${runs.map((r) => `${r.endToEnd.toFixed(0)} (${r.commitSpan.toFixed(0)} first→last commit${perJob(r)})`).join(", ")}`,
       );
@@ -360,17 +364,47 @@ export async function flat(dialect: Dialect, port: number, s: Sizes, log: (line:
   return { [`${s.flatDrain} pending`]: spread(small), [`${s.flatLargeQueue} pending`]: spread(large) };
 }
 
-/** Scenario 4: Reserve→Complete round trips of single jobs at 1 and 4 concurrent workers. */
+/** Scenario 4's figures for one number of workers. */
+export interface LatencyResults {
+  p50: Spread;
+  p99: Spread;
+  max: Spread;
+  /** % of its Reserve and Complete calls the server answered within 10 ms, timed inside it (its RPC histogram). */
+  serverWithin10ms: Spread;
+}
+
+/** How many of the server's Reserve and Complete calls that answered OK took at most `bound` (a bucket of its RPC histogram), and how many there were. */
+async function reserveCompleteTimes(url: string, bound: string): Promise<{ within: number; count: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let within = 0;
+  let count = 0;
+  for (const method of ["Reserve", "Complete"]) {
+    const labels = `method="${method}",code="OK"`;
+    for (const line of text.split("\n")) {
+      if (line.startsWith(`populus_rpc_duration_seconds_bucket{le="${bound}",${labels}}`)) within += Number(line.split(" ").at(-1));
+      if (line.startsWith(`populus_rpc_duration_seconds_count{${labels}}`)) count += Number(line.split(" ").at(-1));
+    }
+  }
+  return { within, count };
+}
+
+/**
+ * Scenario 4: Reserve→Complete round trips of single jobs at 1 and 4 concurrent workers, as this
+ * process's clients see them; and how long the server itself took, from its RPC histogram, so that
+ * the time a call spends inside the server can be told from the time it waits for a core.
+ */
 export async function latency(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
   const srv = await benchServer(dialect, port);
-  const results: Record<string, { p50: Spread; p99: Spread; max: Spread }> = {};
+  const results: Record<string, LatencyResults> = {};
   for (const workers of [1, 4]) {
     const p50: number[] = [];
     const p99: number[] = [];
     const max: number[] = [];
+    const serverWithin10ms: number[] = [];
     for (let i = 0; i < s.repetitions; i++) {
       const table = `Latency${workers}x${i}`;
       await queue(srv.rpc, table, 0, s.roundTrips);
+      const before = await reserveCompleteTimes(srv.server.url, "0.01");
       const times: number[] = [];
       await Promise.all(
         Array.from({ length: workers }, async () => {
@@ -385,13 +419,22 @@ export async function latency(dialect: Dialect, port: number, s: Sizes, log: (li
         }),
       );
       if (times.length !== s.roundTrips) throw new Error(`latency: ${times.length} round trips for ${s.roundTrips} jobs`);
+      const after = await reserveCompleteTimes(srv.server.url, "0.01");
+      serverWithin10ms.push(((after.within - before.within) / (after.count - before.count)) * 100);
       times.sort((a, b) => a - b);
       p50.push(percentile(times, 50));
       p99.push(percentile(times, 99));
       max.push(times.at(-1)!);
     }
-    results[`${workers} worker${workers === 1 ? "" : "s"}`] = { p50: spread(p50), p99: spread(p99), max: spread(max) };
-    log(`latency ${workers} workers: p50 ${p50.map((v) => v.toFixed(2)).join(", ")} ms; p99 ${p99.map((v) => v.toFixed(2)).join(", ")} ms`);
+    results[`${workers} worker${workers === 1 ? "" : "s"}`] = {
+      p50: spread(p50),
+      p99: spread(p99),
+      max: spread(max),
+      serverWithin10ms: spread(serverWithin10ms),
+    };
+    log(
+      `latency ${workers} workers: p50 ${p50.map((v) => v.toFixed(2)).join(", ")} ms; p99 ${p99.map((v) => v.toFixed(2)).join(", ")} ms; inside the server, Reserve and Complete within 10 ms: ${serverWithin10ms.map((v) => `${v.toFixed(1)}%`).join(", ")}`,
+    );
   }
   await srv.finish();
   return results;
@@ -627,6 +670,9 @@ export interface ManyWatchersResults {
 
 export interface OneKeyResults {
   readonly callsPerSecond: Spread;
+  /** Run 0, not in callsPerSecond: the first calls of a fresh server (as the peers bench measures them). */
+  readonly coldCallsPerSecond: number;
+  readonly coldServerCpuUs: number;
   /** CPU of each process per call, µs: this client (the bench process, all its threads), the server, and MariaDB's (mysql only). */
   readonly clientCpuUs: Spread;
   readonly serverCpuUs: Spread;
@@ -649,8 +695,9 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
   const serverCpu: number[] = [];
   const databaseCpu: number[] = [];
   let next = 0;
-  // Run 0 is not counted: the first thousand or so calls of a fresh client and server run cold
-  // (JIT), at a third to a half of the warm rate here, and a web hook's server runs warm.
+  // Run 0 is reported apart, not in the spread: the first thousand or so calls of a fresh server
+  // (and of this client, when this scenario runs first) run cold (JIT), at a third to a half of the
+  // warm rate here. A web hook's server runs warm; the peers bench measures a fresh one.
   for (let run = 0; run <= s.repetitions; run++) {
     const current: { id: number }[] = [];
     const table = client.table(`OneKey${run}`, { keySource: () => current, make: () => ({}) });
@@ -668,21 +715,25 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
     const [server1, database1] = [cpuSeconds(serverPid), databasePid === undefined ? 0 : cpuSeconds(databasePid)];
     const p = await progress(srv.rpc, `OneKey${run}`);
     if (p.pending !== s.oneKeyCalls + 1) throw new Error(`one-key run ${run}: ${p.pending} jobs pending, expected ${s.oneKeyCalls + 1}`);
-    if (run === 0) continue;
     rates.push(s.oneKeyCalls / seconds);
     clientCpu.push((used.user + used.system) / s.oneKeyCalls);
     serverCpu.push(((server1 - server0) * 1e6) / s.oneKeyCalls);
     if (databasePid !== undefined) databaseCpu.push(((database1 - database0) * 1e6) / s.oneKeyCalls);
     log(
-      `one key per call run ${run}: ${rates.at(-1)!.toFixed(0)} calls/s; CPU per call: client ${clientCpu.at(-1)!.toFixed(0)} µs, server ${serverCpu.at(-1)!.toFixed(0)} µs${
+      `one key per call run ${run}${run === 0 ? " (cold: not counted)" : ""}: ${rates.at(-1)!.toFixed(0)} calls/s; CPU per call: client ${clientCpu.at(-1)!.toFixed(0)} µs, server ${serverCpu.at(-1)!.toFixed(0)} µs${
         databasePid === undefined ? "" : `, mariadbd ${databaseCpu.at(-1)!.toFixed(0)} µs`
       }`,
     );
   }
+  const [coldCallsPerSecond, coldServerCpuUs] = [rates.shift()!, serverCpu.shift()!];
+  clientCpu.shift();
+  databaseCpu.shift();
   client.close();
   await srv.finish();
   return {
     callsPerSecond: spread(rates),
+    coldCallsPerSecond,
+    coldServerCpuUs,
     clientCpuUs: spread(clientCpu),
     serverCpuUs: spread(serverCpu),
     ...(databaseCpu.length > 0 ? { databaseCpuUs: spread(databaseCpu) } : {}),

@@ -24,6 +24,7 @@ import test, { type ExecutionContext } from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
 import type { Lease, RefreshResponse } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
+import { SIDE_BY_SIDE_RESERVE_JOBS } from "../server/dist/store/operations/reserve.js";
 import { AttributeType, type Job, JobStatus, LeaseLostDetailSchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import {
@@ -1243,33 +1244,40 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "a Reserve whose first ready jobs another transaction holds leases the next ready ones in order, as many as asked, without waiting (MySQL family only: row locks)",
+      "a Reserve whose first ready jobs another transaction holds leases the next ready ones in order, as many as asked, without waiting, small (read by the scan) or large (read by primary key, then the scan) (MySQL family only: row locks)",
     only: "mysql",
     async run(t, { client, db }) {
-      const table = "HeldReadyJobs";
-      await client.refresh({ table, keys: keys(0, 10) });
-      const ids = await queryDatabase<{ id: number | string }>(db, "SELECT id FROM `~~held_ready_jobs` ORDER BY id");
-      const holder = await mysql.createConnection({ uri: db.url });
-      try {
-        // Another replica's Reserve in flight holds the first three jobs (and the sixth) until it commits.
-        await holder.query("BEGIN");
-        const held = [0, 1, 2, 5].map((i) => Number(ids[i]!.id));
-        await holder.query("SELECT id FROM `~~held_ready_jobs` FORCE INDEX (PRIMARY) WHERE id IN (?) FOR UPDATE", [held]);
-        const answer = await withoutWaiting(client.reserve({ table, maxJobs: 5, worker: WORKER }), "Reserve waited for jobs another transaction holds");
+      // 5 jobs: the scan; 20: more than SIDE_BY_SIDE_RESERVE_JOBS, whose read by primary key comes back short here.
+      for (const [table, stored, maxJobs] of [
+        ["HeldReadyJobs", "held_ready_jobs", 5],
+        ["HeldReadyBatch", "held_ready_batch", 20],
+      ] as const) {
+        t.true(maxJobs <= SIDE_BY_SIDE_RESERVE_JOBS === (table === "HeldReadyJobs"), "one Reserve on each side of the threshold");
+        await client.refresh({ table, keys: keys(0, maxJobs + 5) });
+        const ids = await queryDatabase<{ id: number | string }>(db, `SELECT id FROM \`~~${stored}\` ORDER BY id`);
+        const holder = await mysql.createConnection({ uri: db.url });
+        const free = Array.from({ length: maxJobs + 5 }, (_, i) => i).filter((i) => ![0, 1, 2, 5].includes(i));
+        try {
+          // Another replica's Reserve in flight holds the first three jobs (and the sixth) until it commits.
+          await holder.query("BEGIN");
+          const held = [0, 1, 2, 5].map((i) => Number(ids[i]!.id));
+          await holder.query(`SELECT id FROM \`~~${stored}\` FORCE INDEX (PRIMARY) WHERE id IN (?) FOR UPDATE`, [held]);
+          const answer = await withoutWaiting(client.reserve({ table, maxJobs, worker: WORKER }), "Reserve waited for jobs another transaction holds");
+          t.deepEqual(
+            answer.leases.map((l) => idOf(l.key)),
+            free.slice(0, maxJobs),
+            `${table}: the ${maxJobs} ready jobs nobody holds, in order`,
+          );
+        } finally {
+          await holder.query("ROLLBACK");
+          await holder.end();
+        }
         t.deepEqual(
-          answer.leases.map((l) => idOf(l.key)),
-          [3, 4, 6, 7, 8],
-          "the five ready jobs nobody holds, in order",
+          (await client.reserve({ table, maxJobs: maxJobs + 5, worker: WORKER })).leases.map((l) => idOf(l.key)),
+          [0, 1, 2, 5, free.at(-1)],
+          `${table}: once let go, the held jobs are ready again`,
         );
-      } finally {
-        await holder.query("ROLLBACK");
-        await holder.end();
       }
-      t.deepEqual(
-        (await client.reserve({ table, maxJobs: 10, worker: WORKER })).leases.map((l) => idOf(l.key)),
-        [0, 1, 2, 5, 9],
-        "once let go, the held jobs are ready again",
-      );
     },
   },
   {

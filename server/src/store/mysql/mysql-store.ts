@@ -21,7 +21,7 @@ import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-r
 import { KeyHashScheme0000000000004 } from "../migrations/mysql/0004-key-hash-scheme.js";
 import { LeaseRows0000000000005 } from "../migrations/mysql/0005-lease-rows.js";
 import { type AsyncExecutor, type Operation, type Param, runAsync, runsOf, type Statement } from "../operations/operation.js";
-import { readyFilter, reserve } from "../operations/reserve.js";
+import { readyFilter, reserve, SIDE_BY_SIDE_RESERVE_JOBS } from "../operations/reserve.js";
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
 import type { LeaseGrant, RefreshInput, ReserveInput, StoreOptions } from "../store.js";
@@ -47,13 +47,6 @@ export const MYSQL_MIGRATIONS = [
  */
 const LOCKED_READY_RETRIES = 40;
 const LOCKED_READY_PAUSE_MS = 50;
-
-/**
- * Reserves of more jobs than this take turns per table (reserveTurns). A small one runs at once:
- * it steps over at most a few rows that others hold, and waiting its turn behind other workers'
- * Reserves was most of a one-job Reserve's time with 4 workers (bench scenario 4).
- */
-const TURNS_FROM_JOBS = 16;
 
 /** Deadlock / lock-wait retries before ABORTED. */
 const CONTENTION_RETRIES = 5;
@@ -355,7 +348,10 @@ export class MysqlStore extends SharedStore {
     const ready = readyFilter(this.sql, input);
     const once = () => this.reserveOnce(input, ready);
     for (let attempt = 1; ; attempt++) {
-      const leases = input.maxJobs > TURNS_FROM_JOBS ? await this.reserveTurns.run(input.table, once) : await once();
+      // A small Reserve runs at once: it steps over at most a few rows that others hold, and waiting
+      // its turn behind other workers' Reserves was most of a one-job Reserve's time with 4 workers
+      // (bench scenario 4). Larger ones take turns per table (reserveTurns).
+      const leases = input.maxJobs > SIDE_BY_SIDE_RESERVE_JOBS ? await this.reserveTurns.run(input.table, once) : await once();
       if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || !(await this.anyReady(input.table, ready))) return leases;
       await new Promise((r) => setTimeout(r, LOCKED_READY_PAUSE_MS));
     }

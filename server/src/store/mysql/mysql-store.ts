@@ -4,8 +4,9 @@
  * Every operation (store/operations/) runs on one pooled connection at READ COMMITTED, as one
  * transaction from its first write or locking read on (pipelined-transaction.ts: plain reads before
  * that go alone, in autocommit, and an operation that only reads commits nothing).
- * Reservation is `SELECT ... FOR UPDATE SKIP LOCKED` (by primary key, of the ids a read of the ready
- * index found: readyJobsByCandidates) then one UPDATE of the batch (promise 1):
+ * Reservation is `SELECT ... FOR UPDATE SKIP LOCKED` (for more than SIDE_BY_SIDE_RESERVE_JOBS, by
+ * primary key, of the ids a read of the ready index found: readyJobsByCandidates) then one UPDATE of
+ * the batch (promise 1):
  * concurrent reservers skip each other's rows instead of waiting, and read committed avoids gap
  * locks. Deadlocks and lock-wait timeouts are retried with jitter and then surface as
  * ContentionError.

@@ -54,7 +54,7 @@ export interface SqlDialect {
   /** Appended to a read that takes rows no other transaction holds (Reserve, the lease sweep). */
   readonly skipLocked: string;
   /**
-   * Reserve's cheaper first read, where the dialect has one: `SELECT id, key_json, priority,
+   * Reserve's cheaper first read for a large batch (reserve.ts), where the dialect has one: `SELECT id, key_json, priority,
    * attempts` of the jobs that `nextReady` (Reserve's filter, ORDER BY and `LIMIT ?`) finds, each
    * locked (skipped when another transaction holds it) and checked against `filter` (the same
    * filter, with its parameters again) once locked, in ready order. It may answer fewer than the

@@ -313,5 +313,6 @@ test("health: a Watch sees SERVING, then NOT_SERVING after SIGTERM; the calls en
   t.is((await reflectionEnded).code, grpc.status.OK, "and the open reflection stream");
   t.is(await exit, 0);
   const elapsed = Date.now() - t0;
-  t.true(elapsed < 3000, `exited ${elapsed} ms after SIGTERM; open Watch calls must not wait for the 10 s grace`);
+  // Well under the 10 s grace, with room for a loaded machine's slower stop (a clean one took up to 2.6 s in CI).
+  t.true(elapsed < 7000, `exited ${elapsed} ms after SIGTERM; open Watch calls must not wait for the 10 s grace`);
 });

@@ -414,7 +414,8 @@ test("SIGTERM while a Reserve long-polls: the call answers, the server exits 0 w
   t.deepEqual(await longPoll, { status: 200, json: {} }, "the long-poll ends with an empty answer, a normal one");
   t.is(await exit, 0);
   const elapsed = Date.now() - t0;
-  t.true(elapsed < 3000, `exited after ${elapsed} ms; the default grace is 10 s and nothing had to wait for it`);
+  // Well under the 10 s grace it must not wait for, with room for a loaded machine's slower stop.
+  t.true(elapsed < 7000, `exited after ${elapsed} ms; the default grace is 10 s and nothing had to wait for it`);
   t.truthy(logged(s, "draining"));
   t.truthy(logged(s, "stopped"));
 });
@@ -435,7 +436,9 @@ test("SIGTERM with an idle HTTP/1.1 keep-alive connection open: exits at once, n
   const t0 = Date.now();
   t.is(await s.stop(), 0);
   const elapsed = Date.now() - t0;
-  t.true(elapsed < 2000, `exited ${elapsed} ms after SIGTERM with nothing in flight`);
+  // What must not happen is a wait for Node's 5 s keepAliveTimeout; a clean stop took up to 2.6 s
+  // when CI's other tests loaded both cores.
+  t.true(elapsed < 4500, `exited ${elapsed} ms after SIGTERM with nothing in flight`);
 });
 
 test("mysql: ?socket= connects through the database's Unix socket instead of TCP", async (t) => {

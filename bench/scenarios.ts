@@ -17,6 +17,7 @@ import { connect, ResourceExhaustedError } from "../client-sdk/dist/index.js";
 import mysql from "mysql2/promise";
 import { createTableStatements, jobsTable, targetTable } from "../server/dist/store/mysql/table-ddl.js";
 import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
+import { histogramSample } from "../test/helpers/prometheus.js";
 import { type ServerProcess, startServer } from "../test/helpers/server-process.js";
 import { cpuSeconds, type DatabaseWork, MariadbCounters, mariadbdPid } from "./mariadb-counters.js";
 import { db, makeCalls, tables } from "./pipeline.js";
@@ -388,17 +389,10 @@ const WITHIN_10_MS = "0.01";
 async function reserveCompleteWithin(url: string): Promise<{ count: number; within5: number; within10: number }> {
   const res = await fetch(`${url}/metrics`);
   if (!res.ok) throw new Error(`latency: GET /metrics answered ${res.status}`);
-  const totals = { count: 0, within5: 0, within10: 0 };
-  for (const line of (await res.text()).split("\n")) {
-    if (!line.startsWith("populus_rpc_duration_seconds_") || !line.includes('code="OK"')) continue;
-    if (!line.includes('method="Reserve"') && !line.includes('method="Complete"')) continue;
-    const value = Number(line.split(" ").at(-1));
-    // Labels in any order: prom-client prints them in the order of the first observation's object.
-    if (line.startsWith("populus_rpc_duration_seconds_count{")) totals.count += value;
-    else if (line.includes(`le="${WITHIN_5_MS}"`)) totals.within5 += value;
-    else if (line.includes(`le="${WITHIN_10_MS}"`)) totals.within10 += value;
-  }
-  return totals;
+  const text = await res.text();
+  const both = (series: Parameters<typeof histogramSample>[2]) =>
+    ["Reserve", "Complete"].reduce((sum, method) => sum + histogramSample(text, "populus_rpc_duration_seconds", series, { method, code: "OK" }), 0);
+  return { count: both("count"), within5: both({ le: WITHIN_5_MS }), within10: both({ le: WITHIN_10_MS }) };
 }
 
 /**
@@ -712,10 +706,8 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
   const client = connect({ url: srv.server.url });
   const serverPid = srv.server.process.pid as number;
   const databasePid = dialect === "mysql" ? mariadbdPid() : undefined;
-  const rates: number[] = [];
-  const clientCpu: number[] = [];
-  const serverCpu: number[] = [];
-  const databaseCpu: number[] = [];
+  /** Each run's rate and CPU per call (µs); MariaDB's only on mysql. */
+  const runs: { callsPerSecond: number; clientCpuUs: number; serverCpuUs: number; databaseCpuUs?: number }[] = [];
   let next = 0;
   // Run 0 is reported apart, not in the spread: the first thousand or so calls of a fresh server
   // (and of this client, when this scenario runs first) run cold (JIT), at a third to a half of the
@@ -737,27 +729,29 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
     const [server1, database1] = [cpuSeconds(serverPid), databasePid === undefined ? 0 : cpuSeconds(databasePid)];
     const p = await progress(srv.rpc, `OneKey${run}`);
     if (p.pending !== s.oneKeyCalls + 1) throw new Error(`one-key run ${run}: ${p.pending} jobs pending, expected ${s.oneKeyCalls + 1}`);
-    rates.push(s.oneKeyCalls / seconds);
-    clientCpu.push((used.user + used.system) / s.oneKeyCalls);
-    serverCpu.push(((server1 - server0) * 1e6) / s.oneKeyCalls);
-    if (databasePid !== undefined) databaseCpu.push(((database1 - database0) * 1e6) / s.oneKeyCalls);
+    const r = {
+      callsPerSecond: s.oneKeyCalls / seconds,
+      clientCpuUs: (used.user + used.system) / s.oneKeyCalls,
+      serverCpuUs: ((server1 - server0) * 1e6) / s.oneKeyCalls,
+      ...(databasePid === undefined ? {} : { databaseCpuUs: ((database1 - database0) * 1e6) / s.oneKeyCalls }),
+    };
+    runs.push(r);
     log(
-      `one key per call run ${run}${run === 0 ? " (cold: reported apart)" : ""}: ${rates.at(-1)!.toFixed(0)} calls/s; CPU per call: client ${clientCpu.at(-1)!.toFixed(0)} µs, server ${serverCpu.at(-1)!.toFixed(0)} µs${
-        databasePid === undefined ? "" : `, mariadbd ${databaseCpu.at(-1)!.toFixed(0)} µs`
+      `one key per call run ${run}${run === 0 ? " (cold: reported apart)" : ""}: ${r.callsPerSecond.toFixed(0)} calls/s; CPU per call: client ${r.clientCpuUs.toFixed(0)} µs, server ${r.serverCpuUs.toFixed(0)} µs${
+        r.databaseCpuUs === undefined ? "" : `, mariadbd ${r.databaseCpuUs.toFixed(0)} µs`
       }`,
     );
   }
-  const [coldCallsPerSecond, coldServerCpuUs] = [rates.shift()!, serverCpu.shift()!];
-  clientCpu.shift();
-  databaseCpu.shift();
   client.close();
   await srv.finish();
+  const [cold, ...warm] = runs as [(typeof runs)[number], ...typeof runs];
+  const databaseCpu = warm.flatMap((r) => (r.databaseCpuUs === undefined ? [] : [r.databaseCpuUs]));
   return {
-    callsPerSecond: spread(rates),
-    coldCallsPerSecond,
-    coldServerCpuUs,
-    clientCpuUs: spread(clientCpu),
-    serverCpuUs: spread(serverCpu),
+    callsPerSecond: spread(warm.map((r) => r.callsPerSecond)),
+    coldCallsPerSecond: cold.callsPerSecond,
+    coldServerCpuUs: cold.serverCpuUs,
+    clientCpuUs: spread(warm.map((r) => r.clientCpuUs)),
+    serverCpuUs: spread(warm.map((r) => r.serverCpuUs)),
     ...(databaseCpu.length > 0 ? { databaseCpuUs: spread(databaseCpu) } : {}),
   };
 }

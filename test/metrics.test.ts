@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import test from "ava";
 import { createTestDatabase, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { counts, jobsClient, keys, rpcError, seconds, until } from "./helpers/jobs-client.js";
+import { histogramSample } from "./helpers/prometheus.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
 interface Sample {
@@ -44,8 +45,7 @@ async function scrape(url: string): Promise<Map<string, Family> & { text: string
 
 /** A histogram's observation count for one method and code. */
 function observations(text: string, name: string, method: string, code: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name}_count{`) && l.includes(`method="${method}"`) && l.includes(`code="${code}"`));
-  return Number(line?.split(" ").at(-1) ?? 0);
+  return histogramSample(text, name, "count", { method, code });
 }
 
 /** The value of the sample of `name` whose labels include `labels`; 0 when there is none. */

@@ -54,11 +54,11 @@ export interface SqlDialect {
   /** Appended to a read that takes rows no other transaction holds (Reserve, the lease sweep). */
   readonly skipLocked: string;
   /**
-   * Reserve's cheaper first read for a large batch (reserve.ts), where the dialect has one: `SELECT id, key_json, priority,
-   * attempts` of the jobs that `nextReady` (Reserve's filter, ORDER BY and `LIMIT ?`) finds, each
-   * locked (skipped when another transaction holds it) and checked against `filter` (the same
-   * filter, with its parameters again) once locked, in ready order. It may answer fewer than the
-   * limit while more are ready; Reserve then scans. Null where the scan is all there is.
+   * Reserve's cheaper first read for a large batch (reserve.ts), where the dialect has one: `SELECT
+   * id, key_json, priority, attempts` of the jobs that `nextReady` (Reserve's filter, ORDER BY and
+   * `LIMIT ?`) finds, each locked (skipped when another transaction holds it) and checked against
+   * `filter` (the same filter, with its parameters again) once locked, in ready order. It may answer
+   * fewer than the limit while more are ready; Reserve then scans. Null where the scan is all there is.
    */
   readonly readyJobsByCandidates: ((jobs: string, nextReady: string, filter: string) => string) | null;
   /** The FROM of a SELECT of values alone that has a WHERE (MySQL needs `FROM DUAL` there). */

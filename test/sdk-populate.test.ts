@@ -314,6 +314,37 @@ test("refresh: a call that fails while another is in flight fails the refresh, a
   );
 });
 
+test("refresh: after its first call, keeps as many calls in flight as the server's answer says (2 when it says nothing, at most 8), and sends the final one alone", async (t) => {
+  /** The most calls in flight at once, and whether the final call had company, for a server that answers `callsAtOnce`. */
+  const inFlightWith = async (callsAtOnce: number | undefined) => {
+    let inFlight = 0;
+    let most = 0;
+    let finalAlone = true;
+    const rpc = {
+      async refresh(req: { keysJson: string; final: boolean }) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        if (req.final && inFlight > 1) finalAlone = false;
+        await new Promise((r) => setTimeout(r, 10));
+        inFlight--;
+        const added = req.keysJson === "" ? 0 : (JSON.parse(req.keysJson) as unknown[]).length;
+        return { added: BigInt(added), removed: 0n, orphaned: 0n, rePended: 0n, callsAtOnce: req.final ? 0 : (callsAtOnce ?? 0) };
+      },
+    } as unknown as JobServiceRpc;
+    function* keys() {
+      for (let id = 0; id < 150_000; id++) yield { id };
+    }
+    const { counts } = await refreshKeySource(rpc, "T", keys, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 });
+    t.is(counts.added, 150_000);
+    return { most, finalAlone };
+  };
+  t.deepEqual(await inFlightWith(3), { most: 3, finalAlone: true }, "a MySQL server says 3");
+  t.deepEqual(await inFlightWith(2), { most: 2, finalAlone: true }, "a SQLite server says 2");
+  t.deepEqual(await inFlightWith(undefined), { most: 2, finalAlone: true }, "a server that does not say");
+  t.deepEqual(await inFlightWith(1), { most: 1, finalAlone: true });
+  t.deepEqual(await inFlightWith(100), { most: 8, finalAlone: true }, "capped: each call in flight holds its keys");
+});
+
 test("refresh: sync and async key sources send the same calls; a key source that throws sends no final call", async (t) => {
   const callsOf = async (source: Parameters<typeof refreshKeySource>[2]) => {
     const sent: { ids: number[]; final: boolean }[] = [];

@@ -170,6 +170,20 @@ const startsMigratesAndRestarts = test.macro({
   },
 });
 
+const refreshCallsAtOnce = test.macro({
+  title: (_, dialect: Dialect) =>
+    `${dialect}: a refresh's calls before its final one are told how many calls the store writes side by side (${dialect === "mysql" ? 3 : 2}); a final call and a refresh of one call are not`,
+  async exec(t, dialect: Dialect) {
+    const s = await server((await database(dialect)).url);
+    const refreshId = "calls-at-once-test";
+    const call = (body: Record<string, unknown>) => rpc(s, "Refresh", { table: "ProcessedData", keys: KEYS, ...body });
+    t.deepEqual(await call({ refreshId, final: false }), { status: 200, json: { added: "3", callsAtOnce: dialect === "mysql" ? 3 : 2 } });
+    t.deepEqual(await call({ refreshId, final: true }), { status: 200, json: { anyPending: true } });
+    t.deepEqual(await call({}), { status: 200, json: { anyPending: true } });
+    t.is(await s.stop(), 0);
+  },
+});
+
 const concurrentMigrations = test.macro({
   title: (_, dialect: Dialect, n: number) => `${dialect}: ${n} servers migrating one fresh database at the same moment all start; the migration runs once`,
   async exec(t, dialect: Dialect, n: number) {
@@ -359,6 +373,7 @@ const upgradeMovesHoldersToLeaseRows = test.macro({
 
 for (const dialect of testDialects()) {
   test(startsMigratesAndRestarts, dialect);
+  test(refreshCallsAtOnce, dialect);
   test(upgradeMovesHoldersToLeaseRows, dialect);
   test(concurrentMigrations, dialect, 2);
   test(upgradeKeepsKeyHashes, dialect);

@@ -16,8 +16,11 @@ import { count, durationOf } from "./wire-values.js";
 /** Keys per Refresh call: the server's limit (RESOURCE_EXHAUSTED above it). */
 export const REFRESH_BATCH = KEYS_PER_CALL;
 
-/** Refresh calls of one refresh in flight at once, past its first. */
-const REFRESH_CALLS_AT_ONCE = 2;
+/** Refresh calls of one refresh in flight at once, past its first, when the server does not say (RefreshResponse.calls_at_once). */
+const DEFAULT_CALLS_AT_ONCE = 2;
+
+/** The most calls in flight a server's answer can ask for: each holds up to REFRESH_BATCH keys in memory. */
+const MAX_CALLS_AT_ONCE = 8;
 
 /** What a refresh changed, summed over its calls. */
 export interface RefreshCounts {
@@ -71,6 +74,7 @@ export async function refreshKeySource<K extends object>(
 ): Promise<RefreshOutcome> {
   const totals: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0 };
   let anyPending: boolean | undefined;
+  let callsAtOnce = DEFAULT_CALLS_AT_ONCE;
   const refreshId = randomUUID();
   const send = async (keys: RefreshKeys, final: boolean) => {
     const answer = await rpc.refresh({
@@ -90,15 +94,17 @@ export async function refreshKeySource<K extends object>(
     totals.orphaned += count(answer.orphaned);
     totals.rePended += count(answer.rePended);
     if (final) anyPending = answer.anyPending;
+    if (answer.callsAtOnce > 0) callsAtOnce = Math.min(answer.callsAtOnce, MAX_CALLS_AT_ONCE);
   };
   /*
    * The first call alone (the server fixes the refresh's stale cutoff then),
-   * then up to two calls at once, the final one alone after every other has
-   * answered (stale removal must see every key). With two at once the
-   * server decodes and hashes one call's keys while the database writes the
-   * other's, or the database writes both (MySQL), and the SDK reads and
-   * converts the next batch meanwhile. Three at once were no faster on two
-   * cores (1M keys on MariaDB, one run each way, 2026-12-07).
+   * then as many calls at once as its answer says the server's store writes
+   * side by side (2 when it does not say), the final one alone after every
+   * other has answered (stale removal must see every key). With several at
+   * once the server decodes and hashes one call's keys while the database
+   * writes another's, or the database writes several (MySQL: 3, each on a
+   * connection of its own), and the SDK reads and converts the next batch
+   * meanwhile. SQLite, one writer, says 2: a third only waits there.
    */
   const inFlight = new Set<Promise<void>>();
   /** The first failure of a call in flight: no later call is sent, least of all the final one. */
@@ -108,13 +114,13 @@ export async function refreshKeySource<K extends object>(
     if (failure !== undefined) throw failure.error;
   };
   let sentFirst = false;
-  /** A call before the last: the first alone, then up to REFRESH_CALLS_AT_ONCE in flight. */
+  /** A call before the last: the first alone, then up to callsAtOnce in flight. */
   const sendMiddle = async (keys: RefreshKeys) => {
     if (!sentFirst) {
       sentFirst = true;
       return send(keys, false);
     }
-    while (inFlight.size >= REFRESH_CALLS_AT_ONCE) await Promise.race(inFlight);
+    while (inFlight.size >= callsAtOnce) await Promise.race(inFlight);
     if (failure !== undefined) throw failure.error;
     const call: Promise<void> = send(keys, false)
       .catch((error: unknown) => {

@@ -46,7 +46,10 @@ def keys_of(source: KeySource) -> Iterable[Mapping[str, Any]]:
 def refresh_key_source(connection: Connection, table: str, source: KeySource, params: RefreshParams) -> dict[str, int]:
     """Refreshes ``table`` with every key of ``source``; answers
     ``{"added", "removed", "orphaned", "re_pended"}`` summed over the calls. A
-    table never refreshed and an empty key source answer all zeros."""
+    table never refreshed and an empty key source answer all zeros.
+
+    Calls go one at a time, so an answer's ``calls_at_once`` (how many calls
+    the server would write side by side) is not needed here."""
     totals = {"added": 0, "removed": 0, "orphaned": 0, "re_pended": 0}
     refresh_id = str(uuid.uuid4())
     sent_first = False

@@ -60,6 +60,7 @@ let stagingCalls = 0;
 /** The JobStore both dialects share; a subclass supplies transactions, declaration and connections. */
 export abstract class SharedStore implements JobStore {
   abstract readonly dialect: "sqlite" | "mysql";
+  abstract readonly refreshCallsAtOnce: number;
   readonly #tables = new Map<string, DeclaredTable>();
   readonly #newKeyExpectations = new NewKeyExpectations();
   readonly #emptyTables = new EmptyTables();

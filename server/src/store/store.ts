@@ -173,6 +173,8 @@ export interface Page<T> {
 /** The store. Every method is one transaction. */
 export interface JobStore {
   readonly dialect: "sqlite" | "mysql";
+  /** Calls of one refresh worth having in flight at once (RefreshResponse.calls_at_once): how many this store writes side by side. */
+  readonly refreshCallsAtOnce: number;
   /** The table's definition, or null when it was never declared. */
   describeTable(name: string): Promise<DeclaredTable | null>;
   /** Every declared table, by name. */

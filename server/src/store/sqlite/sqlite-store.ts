@@ -131,6 +131,11 @@ function callAt(statement: BetterSqlite3.Statement, method: "run" | "get", p: re
 export class SqliteStore extends SharedStore {
   readonly dialect = "sqlite" as const;
   /**
+   * One writer, on the event loop: a call is written while the next one arrives. A third in flight
+   * only waited (1M new keys: 209,500 against 221,500 keys/s with two, medians of 6 runs each way).
+   */
+  readonly refreshCallsAtOnce = 2;
+  /**
    * Statements by their text, prepared once: a Reserve or Complete of 1,000 jobs compiled
    * statements of 1,000 to 2,000 placeholders on every call (about a tenth of the server's CPU in
    * a drain).

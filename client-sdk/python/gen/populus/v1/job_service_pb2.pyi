@@ -298,18 +298,20 @@ class RefreshRequest(_message.Message):
     def __init__(self, table: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[_types_pb2.Key, _Mapping]]] = ..., refresh_id: _Optional[str] = ..., final: bool = ..., priority: _Optional[int] = ..., delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., stale_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., orphan_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., keys_json: _Optional[str] = ..., key_attributes: _Optional[_Iterable[_Union[_types_pb2.KeyAttribute, _Mapping]]] = ...) -> None: ...
 
 class RefreshResponse(_message.Message):
-    __slots__ = ["added", "any_pending", "orphaned", "re_pended", "removed"]
+    __slots__ = ["added", "any_pending", "calls_at_once", "orphaned", "re_pended", "removed"]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     ANY_PENDING_FIELD_NUMBER: _ClassVar[int]
+    CALLS_AT_ONCE_FIELD_NUMBER: _ClassVar[int]
     ORPHANED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     RE_PENDED_FIELD_NUMBER: _ClassVar[int]
     added: int
     any_pending: bool
+    calls_at_once: int
     orphaned: int
     re_pended: int
     removed: int
-    def __init__(self, added: _Optional[int] = ..., removed: _Optional[int] = ..., orphaned: _Optional[int] = ..., re_pended: _Optional[int] = ..., any_pending: bool = ...) -> None: ...
+    def __init__(self, added: _Optional[int] = ..., removed: _Optional[int] = ..., orphaned: _Optional[int] = ..., re_pended: _Optional[int] = ..., any_pending: bool = ..., calls_at_once: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ["lease_tokens", "table"]

@@ -306,7 +306,8 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
 /**
  * The rows a refresh of `keys` new keys inserts, inserted by mysql2 alone into a jobs table of
  * the server's own DDL, as the refresh sends them: calls of 10,000 keys (the SDK's) as one
- * transaction each of 1,000-row INSERTs (the server's), two calls at once (the SDK's), at READ
+ * transaction each of 1,000-row INSERTs (the server's), three calls at once (what the MySQL store
+ * tells the SDK: RefreshResponse.calls_at_once), at READ
  * COMMITTED (the server's): the rate (rows/s) of the INSERTs alone, with no Populus process in the
  * way; a refresh's other statements (its state read, the DELETE of keys computed meanwhile, the
  * change log) are not in it. The table is dropped after, so it weighs on no later run.
@@ -314,7 +315,8 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
 async function insertsAlone(databaseUrl: string, table: string, keys: number): Promise<number> {
   const CALL_KEYS = 10_000;
   const STATEMENT_ROWS = 1_000;
-  const opened = await Promise.allSettled([0, 1].map(() => mysql.createConnection({ uri: databaseUrl })));
+  const CALLS_AT_ONCE = 3;
+  const opened = await Promise.allSettled(Array.from({ length: CALLS_AT_ONCE }, () => mysql.createConnection({ uri: databaseUrl })));
   const connections = opened.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
   try {
     const failed = opened.find((o) => o.status === "rejected");

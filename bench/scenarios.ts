@@ -15,6 +15,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { connect, ResourceExhaustedError } from "../client-sdk/dist/index.js";
 import mysql from "mysql2/promise";
+import { MYSQL_REFRESH_CALLS_AT_ONCE } from "../server/dist/store/mysql/mysql-store.js";
 import { createTableStatements, jobsTable, targetTable } from "../server/dist/store/mysql/table-ddl.js";
 import { createTestDatabase, type Dialect } from "../test/helpers/databases.js";
 import { histogramSample } from "../test/helpers/prometheus.js";
@@ -306,17 +307,16 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
 /**
  * The rows a refresh of `keys` new keys inserts, inserted by mysql2 alone into a jobs table of
  * the server's own DDL, as the refresh sends them: calls of 10,000 keys (the SDK's) as one
- * transaction each of 1,000-row INSERTs (the server's), three calls at once (what the MySQL store
- * tells the SDK: RefreshResponse.calls_at_once), at READ
- * COMMITTED (the server's): the rate (rows/s) of the INSERTs alone, with no Populus process in the
- * way; a refresh's other statements (its state read, the DELETE of keys computed meanwhile, the
- * change log) are not in it. The table is dropped after, so it weighs on no later run.
+ * transaction each of 1,000-row INSERTs (the server's), as many calls at once as the MySQL store
+ * tells the SDK to send (MYSQL_REFRESH_CALLS_AT_ONCE), at READ COMMITTED (the server's): the rate
+ * (rows/s) of the INSERTs alone, with no Populus process in the way; a refresh's other statements
+ * (its state read, the DELETE of keys computed meanwhile, the change log) are not in it. The table
+ * is dropped after, so it weighs on no later run.
  */
 async function insertsAlone(databaseUrl: string, table: string, keys: number): Promise<number> {
   const CALL_KEYS = 10_000;
   const STATEMENT_ROWS = 1_000;
-  const CALLS_AT_ONCE = 3;
-  const opened = await Promise.allSettled(Array.from({ length: CALLS_AT_ONCE }, () => mysql.createConnection({ uri: databaseUrl })));
+  const opened = await Promise.allSettled(Array.from({ length: MYSQL_REFRESH_CALLS_AT_ONCE }, () => mysql.createConnection({ uri: databaseUrl })));
   const connections = opened.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
   try {
     const failed = opened.find((o) => o.status === "rejected");

@@ -314,17 +314,22 @@ test("refresh: a call that fails while another is in flight fails the refresh, a
   );
 });
 
-test("refresh: after its first call, keeps as many calls in flight as the server's answer says (2 when it says nothing, at most 8), and sends the final one alone", async (t) => {
-  /** The most calls in flight at once, and whether the final call had company, for a server that answers `callsAtOnce`. */
+test("refresh: after its first call, keeps as many calls in flight as the server's answer says (2 when it says nothing, at most 8), and sends the first and the final one alone", async (t) => {
+  /** The most calls in flight at once, and whether the first and the final call had company, for a server that answers `callsAtOnce`. */
   const inFlightWith = async (callsAtOnce: number | undefined) => {
     let inFlight = 0;
     let most = 0;
+    let calls = 0;
+    let firstAlone = true;
     let finalAlone = true;
     const rpc = {
       async refresh(req: { keysJson: string; final: boolean }) {
         inFlight++;
+        calls++;
         most = Math.max(most, inFlight);
         if (req.final && inFlight > 1) finalAlone = false;
+        // A second call sent while the first is still in flight (it has not answered yet).
+        if (calls === 2 && inFlight > 1) firstAlone = false;
         await new Promise((r) => setTimeout(r, 10));
         inFlight--;
         const added = req.keysJson === "" ? 0 : (JSON.parse(req.keysJson) as unknown[]).length;
@@ -336,13 +341,14 @@ test("refresh: after its first call, keeps as many calls in flight as the server
     }
     const { counts } = await refreshKeySource(rpc, "T", keys, { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 });
     t.is(counts.added, 150_000);
-    return { most, finalAlone };
+    return { most, firstAlone, finalAlone };
   };
-  t.deepEqual(await inFlightWith(3), { most: 3, finalAlone: true }, "a MySQL server says 3");
-  t.deepEqual(await inFlightWith(2), { most: 2, finalAlone: true }, "a SQLite server says 2");
-  t.deepEqual(await inFlightWith(undefined), { most: 2, finalAlone: true }, "a server that does not say");
-  t.deepEqual(await inFlightWith(1), { most: 1, finalAlone: true });
-  t.deepEqual(await inFlightWith(100), { most: 8, finalAlone: true }, "capped: each call in flight holds its keys");
+  const alone = { firstAlone: true, finalAlone: true };
+  t.deepEqual(await inFlightWith(3), { most: 3, ...alone }, "a MySQL server says 3");
+  t.deepEqual(await inFlightWith(2), { most: 2, ...alone }, "a SQLite server says 2");
+  t.deepEqual(await inFlightWith(undefined), { most: 2, ...alone }, "a server that does not say");
+  t.deepEqual(await inFlightWith(1), { most: 1, ...alone });
+  t.deepEqual(await inFlightWith(100), { most: 8, ...alone }, "capped: each call in flight holds its keys");
 });
 
 test("refresh: sync and async key sources send the same calls; a key source that throws sends no final call", async (t) => {

@@ -102,9 +102,9 @@ export async function refreshKeySource<K extends object>(
    * side by side (2 when it does not say), the final one alone after every
    * other has answered (stale removal must see every key). With several at
    * once the server decodes and hashes one call's keys while the database
-   * writes another's, or the database writes several (MySQL: 3, each on a
+   * writes another's, or the database writes several (MySQL, each on a
    * connection of its own), and the SDK reads and converts the next batch
-   * meanwhile. SQLite, one writer, says 2: a third only waits there.
+   * meanwhile.
    */
   const inFlight = new Set<Promise<void>>();
   /** The first failure of a call in flight: no later call is sent, least of all the final one. */

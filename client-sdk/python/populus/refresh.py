@@ -49,7 +49,7 @@ def refresh_key_source(connection: Connection, table: str, source: KeySource, pa
     table never refreshed and an empty key source answer all zeros.
 
     Calls go one at a time, so an answer's ``calls_at_once`` (how many calls
-    the server would write side by side) is not needed here."""
+    the server's store writes side by side) is not needed here."""
     totals = {"added": 0, "removed": 0, "orphaned": 0, "re_pended": 0}
     refresh_id = str(uuid.uuid4())
     sent_first = False

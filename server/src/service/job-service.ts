@@ -137,9 +137,9 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
         orphaned: BigInt(counts.orphaned),
         rePended: BigInt(counts.rePended),
         anyPending: counts.anyPending ?? undefined,
-        // Only where the client has more calls of this refresh to send; a refresh of one call (a curl, a
-        // one-key enqueue) gets the answer it always had.
-        callsAtOnce: input.refreshId !== null && !input.final ? store.refreshCallsAtOnce : 0,
+        // Only where the client has more calls of this refresh to send: a refresh of one call (a curl, a
+        // one-key enqueue) is final by validation, and gets the answer it always had.
+        callsAtOnce: input.final ? 0 : store.refreshCallsAtOnce,
       };
     },
 

@@ -188,15 +188,19 @@ function errno(err: unknown): number | undefined {
   return e?.errno ?? e?.driverError?.errno;
 }
 
+/**
+ * Calls of one refresh this store writes side by side, each on a pooled connection of its own,
+ * sharing the refresh's row: with three in flight MariaDB's threads, the server and the client
+ * kept the two cores busier than with two (1M new keys, in a driver: 1.75 cores against 1.65,
+ * 134,400 against 128,100 keys/s, medians of 10 runs each way; the same keys again
+ * 189,000-219,000 against 180,000-189,000 keys/s). Four measured as three.
+ */
+export const MYSQL_REFRESH_CALLS_AT_ONCE = 3;
+
 export class MysqlStore extends SharedStore {
   readonly dialect = "mysql" as const;
-  /**
-   * Each call on a pooled connection of its own, sharing the refresh's row: with three in flight
-   * MariaDB's threads, the server and the client kept the two cores busier than with two (1M new
-   * keys: 1.75 cores against 1.65, 134,500 against 128,500 keys/s, medians of 10 runs each way;
-   * the same keys again 189,000-219,000 against 180,000-189,000). Four measured as three.
-   */
-  readonly refreshCallsAtOnce = 3;
+  /** MYSQL_REFRESH_CALLS_AT_ONCE, or fewer with fewer pooled connections: a call past those would only wait for one. */
+  readonly refreshCallsAtOnce: number;
   /**
    * This replica's large Reserves of one table take turns: run at once, each one's SKIP LOCKED scan
    * stepped over the rows the others had just locked (up to a batch of 1,000 per worker) before
@@ -212,7 +216,7 @@ export class MysqlStore extends SharedStore {
 
   constructor(
     private readonly dataSource: DataSource,
-    options: StoreOptions,
+    options: StoreOptions & PoolOptions,
     /** The database name, scoping named locks (they are per server, not per database). */
     private readonly database: string,
     /** MariaDB rather than MySQL: its sessions also keep IN lists as they are (prepareSession), and it has DELETE ... RETURNING. */
@@ -221,6 +225,7 @@ export class MysqlStore extends SharedStore {
     const dialect = new MysqlDialect(mariadb);
     super(dialect, options);
     this.compound = dialect.compoundRoundTrips;
+    this.refreshCallsAtOnce = Math.max(1, Math.min(MYSQL_REFRESH_CALLS_AT_ONCE, options.poolSize));
   }
 
   /** Runs an operation in a READ COMMITTED transaction, retrying deadlocks and lock-wait timeouts with jitter. */

@@ -231,7 +231,8 @@ interface RefreshState {
  * (measured on MySQL: staging was most of a repeated 1M-key refresh in the default 128 MB buffer pool).
  *
  * Every call holds the refresh's row until it commits: the calls before the final one share it, so
- * the SDK's two calls in flight write side by side, and the final one holds it alone, so it waits
+ * the calls the SDK keeps in flight (RefreshResponse.calls_at_once) write side by side, and the
+ * final one holds it alone, so it waits
  * for those still in flight and its stale removal sees every key they staged. (Each call locked it
  * alone before, and a 1M-key refresh on MariaDB wrote one call at a time: 45,000-55,000 keys/s,
  * against 69,000-75,000 shared, alternated on one machine.)

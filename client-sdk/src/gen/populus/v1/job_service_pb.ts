@@ -174,11 +174,11 @@ export type RefreshResponse = Message<"populus.v1.RefreshResponse"> & {
 
   /**
    * Set in the answers of a refresh's calls before its final one: how many
-   * calls of one refresh this server's store writes side by side (MySQL
-   * family: 3, each on a connection of its own; SQLite: 2, one being written
-   * while the next arrives). A client may keep this many in flight between
-   * its first call and its final one, both of which go alone. 0 (unset) from
-   * a server that does not say: keep 2.
+   * calls of one refresh this server's store writes side by side (a MySQL
+   * family store writes each on a connection of its own; SQLite's one writer
+   * writes one while the next arrives). A client may keep this many in
+   * flight between its first call and its final one, both of which go
+   * alone. 0 (unset) from a server that does not say: keep 2.
    *
    * @generated from field: uint32 calls_at_once = 6;
    */

@@ -232,10 +232,9 @@ interface RefreshState {
  *
  * Every call holds the refresh's row until it commits: the calls before the final one share it, so
  * the calls the SDK keeps in flight (RefreshResponse.calls_at_once) write side by side, and the
- * final one holds it alone, so it waits
- * for those still in flight and its stale removal sees every key they staged. (Each call locked it
- * alone before, and a 1M-key refresh on MariaDB wrote one call at a time: 45,000-55,000 keys/s,
- * against 69,000-75,000 shared, alternated on one machine.)
+ * final one holds it alone, so it waits for those still in flight and its stale removal sees every
+ * key they staged. (Each call locked it alone before, and a 1M-key refresh on MariaDB wrote one
+ * call at a time: 45,000-55,000 keys/s, against 69,000-75,000 shared, alternated on one machine.)
  */
 function* refreshState(d: SqlDialect, staging: string, input: RefreshInput): Operation<RefreshState> {
   function* read() {

@@ -43,11 +43,6 @@ async function scrape(url: string): Promise<Map<string, Family> & { text: string
   return Object.assign(new Map(parsePrometheusTextFormat(text).map((f) => [f.name, f])), { text });
 }
 
-/** A histogram's observation count for one method and code. */
-function observations(text: string, name: string, method: string, code: string): number {
-  return histogramSample(text, name, "count", { method, code });
-}
-
 /** The value of the sample of `name` whose labels include `labels`; 0 when there is none. */
 function value(families: Map<string, Family>, name: string, labels: Record<string, string> = {}): number {
   const family = families.get(name);
@@ -100,8 +95,8 @@ for (const dialect of testDialects()) {
     }
     t.is(value(m, "populus_target_rows", { table: "metered" }), 3);
     t.is(m.get("populus_rpc_duration_seconds")?.type, "HISTOGRAM");
-    t.is(observations(m.text, "populus_rpc_duration_seconds", "Reserve", "OK"), 3);
-    t.is(observations(m.text, "populus_rpc_duration_seconds", "GetProgress", "NotFound"), 1);
+    t.is(histogramSample(m.text, "populus_rpc_duration_seconds", "count", { method: "Reserve", code: "OK" }), 3);
+    t.is(histogramSample(m.text, "populus_rpc_duration_seconds", "count", { method: "GetProgress", code: "NotFound" }), 1);
     t.true(value(m, "populus_server_process_resident_memory_bytes") > 0);
 
     controller.abort();

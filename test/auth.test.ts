@@ -123,6 +123,8 @@ const CALLS: Record<keyof typeof JobService.method, { needs: Role; allowed: Code
     },
   },
   refresh: { needs: "worker", allowed: "OK", call: (c) => c.refresh({ table: TABLE, keys: [key(1)] }) },
+  claimRefresh: { needs: "worker", allowed: "OK", call: (c) => c.claimRefresh({ table: TABLE, claimId: "auth-test" }) },
+  abandonRefresh: { needs: "worker", allowed: "OK", call: (c) => c.abandonRefresh({ table: TABLE, claimId: "auth-test" }) },
   reserve: { needs: "worker", allowed: "OK", call: (c) => c.reserve({ table: TABLE, maxJobs: 1 }) },
   complete: { needs: "worker", allowed: Code.FailedPrecondition, call: (c) => c.complete({ table: TABLE, completions: [{ leaseToken: UNISSUED_LEASE }] }) },
   fail: { needs: "worker", allowed: Code.FailedPrecondition, call: (c) => c.fail({ table: TABLE, leaseToken: UNISSUED_LEASE, errorMessage: "x" }) },

@@ -21,7 +21,14 @@ import { type ServerProcess, startServer } from "./helpers/server-process.js";
 import { until } from "./helpers/jobs-client.js";
 
 /** The migrations so far, as TypeORM records them in `~populus_migrations`. */
-const MIGRATIONS = ["Initial0000000000001", "ChangeLog0000000000002", "ReserveRequests0000000000003", "KeyHashScheme0000000000004", "LeaseRows0000000000005"];
+const MIGRATIONS = [
+  "Initial0000000000001",
+  "ChangeLog0000000000002",
+  "ReserveRequests0000000000003",
+  "KeyHashScheme0000000000004",
+  "LeaseRows0000000000005",
+  "RefreshClaims0000000000006",
+];
 
 const databases: TestDatabase[] = [];
 const servers: ServerProcess[] = [];

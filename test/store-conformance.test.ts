@@ -1854,6 +1854,125 @@ const scenarios: Scenario[] = [
       t.is(commit.committed, 1n);
     },
   },
+  {
+    title:
+      "refresh claims: one holder at a time; its calls hold the claim and its final call ends it and records the time, which min_interval then honours; an explicit refresh is never held back; abandon gives back; a holder asking again under its own id gets it back",
+    async run(t, { client }) {
+      const table = "ClaimedRefresh";
+      // Bad requests are INVALID_ARGUMENT and take no claim (the first good one below is granted).
+      const bad: [Parameters<JobsClient["claimRefresh"]>[0], RegExp][] = [
+        [{ table, claimId: "" }, /^ClaimRefresh: claim_id must be 1 to 64 printable ASCII characters/],
+        [{ table, claimId: "x".repeat(65) }, /claim_id must be 1 to 64/],
+        [{ table, claimId: "two words" }, /claim_id must be 1 to 64 printable ASCII/],
+        [{ table, claimId: "ok", minInterval: { seconds: -1n } }, /^min_interval must not be negative/],
+        [{ table, claimId: "ok", minInterval: seconds(86_401) }, /^min_interval must be at most 86400 s/],
+        [{ table, claimId: "ok", claimTimeout: { nanos: 500_000_000 } }, /^claim_timeout must be at least 1 s/],
+        [{ table: "no such-table", claimId: "ok" }, /table/],
+      ];
+      for (const [request, message] of bad) {
+        const err = await rpcError(client.claimRefresh(request));
+        t.is(
+          codeName(err.code),
+          codeName(Code.InvalidArgument),
+          JSON.stringify(request, (_, v) => (typeof v === "bigint" ? String(v) : v)),
+        );
+        t.regex(err.rawMessage, message);
+      }
+      t.is(codeName((await rpcError(client.abandonRefresh({ table, claimId: "" }))).code), codeName(Code.InvalidArgument));
+      t.is(codeName((await rpcError(client.refresh({ table, keys: [key(0)], claimId: "bad id" }))).code), codeName(Code.InvalidArgument));
+      t.is(codeName((await rpcError(client.getProgress({ table }))).code), codeName(Code.NotFound), "the refresh with a bad claim id declared nothing");
+      // A table never refreshed can be claimed: workers starting together on it read its key source once.
+      const first = await client.claimRefresh({ table, claimId: "worker-a" });
+      t.true(first.granted, "a table never refreshed is granted");
+      t.is(first.lastRefreshTime, undefined, "no refresh has finished yet");
+      const meanwhile = await client.claimRefresh({ table, claimId: "worker-b" });
+      t.deepEqual(
+        [meanwhile.granted, meanwhile.running, meanwhile.anyPending],
+        [false, true, false],
+        "held back while a refresh holds it; nothing pending in a table never declared",
+      );
+      t.true((await client.claimRefresh({ table, claimId: "worker-a" })).granted, "its holder asking again under its id gets it back");
+
+      // An explicit refresh (no claim id) is not held back and changes no claim.
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(0, 3) })), rcOf({ added: 3 }));
+      const held = await client.claimRefresh({ table, claimId: "worker-b" });
+      t.deepEqual([held.granted, held.running, held.anyPending], [false, true, true], "still held; now the table has pending jobs");
+
+      // worker-a's refresh in two calls carrying the claim; the final call ends it.
+      await client.refresh({ table, keys: keys(0, 5), refreshId: "claimed", claimId: "worker-a" });
+      t.false((await client.claimRefresh({ table, claimId: "worker-b" })).granted, "held between the refresh's calls");
+      const before = Date.now();
+      t.deepEqual(rc(await client.refresh({ table, keys: [], refreshId: "claimed", final: true, claimId: "worker-a" })), rcOf({}));
+      const after = Date.now();
+      t.is((await counts(client, table)).pending, 5, "the claimed refresh was done as any other");
+
+      // Finished just now: held back as recent within a minute's interval, granted with none.
+      const recent = await client.claimRefresh({ table, claimId: "worker-b", minInterval: seconds(60) });
+      t.deepEqual([recent.granted, recent.running, recent.anyPending], [false, false, true], "held back as recent, not running");
+      const finished = recent.lastRefreshTime === undefined ? 0 : timestampMs(recent.lastRefreshTime);
+      t.true(finished >= before - 1000 && finished <= after + 1000, `the final call recorded its time (${finished}, called at ${before}-${after})`);
+      const again = await client.claimRefresh({ table, claimId: "worker-b" });
+      t.true(again.granted, "with no interval a finished refresh holds nothing back");
+      t.is(again.anyPending, undefined, "a granted claim does not say (the refresh will)");
+
+      // Abandoned: free at once, and the time of the last finished refresh is kept.
+      t.deepEqual(await client.abandonRefresh({ table, claimId: "worker-b" }).then((r) => r.released), true);
+      t.deepEqual(
+        await client.abandonRefresh({ table, claimId: "worker-b" }).then((r) => r.released),
+        false,
+        "a claim no longer held answers released = false",
+      );
+      const c = await client.claimRefresh({ table, claimId: "worker-c", minInterval: seconds(60) });
+      t.false(c.granted, "the abandoned refresh recorded no time: the earlier one still counts");
+      t.deepEqual(c.lastRefreshTime, recent.lastRefreshTime);
+      t.true((await client.claimRefresh({ table, claimId: "worker-c" })).granted);
+
+      // A late call of a refresh whose claim is gone (abandoned, lapsed) refreshes all the same and ends no one else's claim.
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(5, 6), claimId: "worker-b" })), rcOf({ added: 1 }));
+      t.false((await client.claimRefresh({ table, claimId: "worker-d" })).granted, "worker-c still holds it");
+    },
+  },
+  {
+    title: "refresh claims lapse: a holder silent for claim_timeout loses the claim to the next asker, and its calls then neither extend nor end the new claim",
+    async run(t, { client }) {
+      const table = "LapsedClaim";
+      t.true((await client.claimRefresh({ table, claimId: "dead-worker", claimTimeout: seconds(1) })).granted);
+      t.false((await client.claimRefresh({ table, claimId: "live-worker" })).granted);
+      await until(
+        "the silent claim lapses",
+        async () => (await client.claimRefresh({ table, claimId: "live-worker", claimTimeout: seconds(60) })).granted,
+        10_000,
+        200,
+      );
+      await client.refresh({ table, keys: keys(0, 2), claimId: "dead-worker" });
+      const held = await client.claimRefresh({ table, claimId: "third-worker" });
+      t.deepEqual([held.granted, held.running, held.lastRefreshTime], [false, true, undefined], "the lapsed holder's final call ended nothing");
+    },
+  },
+  {
+    title: "refresh claims: 24 workers asking at once for a table's claim (a new table, then one whose claimed refresh finished) are granted it exactly once",
+    async run(t, { client }) {
+      const table = "ContendedClaim";
+      const ids = Array.from({ length: 24 }, (_, i) => `worker-${i}`);
+      const round = async () => {
+        const granted = await Promise.all(ids.map((claimId) => client.claimRefresh({ table, claimId }).then((r) => r.granted)));
+        return ids.filter((_, i) => granted[i]);
+      };
+      const [winner, ...others] = await round();
+      t.is(others.length, 0, "one of the 24 is granted a new table's claim");
+      t.not(winner, undefined);
+      const released = await Promise.all(ids.map((claimId) => client.abandonRefresh({ table, claimId }).then((r) => r.released)));
+      t.deepEqual(
+        ids.filter((_, i) => released[i]),
+        [winner],
+        "only the winner held it",
+      );
+      t.true((await client.claimRefresh({ table, claimId: "refresher" })).granted);
+      await client.refresh({ table, keys: keys(0, 10), claimId: "refresher" });
+      const second = await round();
+      t.is(second.length, 1, `one of the 24 is granted the claim once the refresh finished; granted: ${second.join(", ")}`);
+    },
+  },
 ];
 
 for (const dialect of testDialects()) {

@@ -98,6 +98,12 @@ export type VersionMethod = null | "git";
 export interface JobsSettings {
   /** Refresh the key source before populate (`POPULUS_AUTO_REFRESH`). @default true */
   readonly autoRefresh: boolean;
+  /**
+   * Seconds: populate's refresh is skipped when a refresh of the table by any populate finished less
+   * than this long ago (`POPULUS_REFRESH_INTERVAL`). Whatever it is, a populate never refreshes while
+   * another one's refresh of the table is running. 0 to 86,400. @default 0
+   */
+  readonly refreshInterval: number;
   /** Keep job rows with status success after completion (`POPULUS_KEEP_COMPLETED`). @default false */
   readonly keepCompleted: boolean;
   /** Seconds after which a job whose key left the key source is removed by refresh (`POPULUS_STALE_TIMEOUT`). @default 3600 */
@@ -111,6 +117,7 @@ export interface JobsSettings {
 /** DataJoint's defaults. */
 const JOBS_DEFAULTS: JobsSettings = Object.freeze({
   autoRefresh: true,
+  refreshInterval: 0,
   keepCompleted: false,
   staleTimeout: 3600,
   defaultPriority: 5,
@@ -125,6 +132,16 @@ function checkBoolean(name: string, v: unknown): boolean {
 function checkStaleTimeout(name: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
     throw new InvalidConfigError(`${name} must be a number of seconds >= 0, got ${show(v)}`);
+  }
+  return v;
+}
+
+/** The longest refreshInterval: a day, ClaimRefresh's bound on min_interval. */
+const MAX_REFRESH_INTERVAL_S = 86_400;
+
+function checkRefreshInterval(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > MAX_REFRESH_INTERVAL_S) {
+    throw new InvalidConfigError(`${name} must be a number of seconds from 0 to ${MAX_REFRESH_INTERVAL_S}, got ${show(v)}`);
   }
   return v;
 }
@@ -149,6 +166,7 @@ function checkVersionMethod(name: string, v: unknown): VersionMethod {
  */
 export class JobsConfig implements JobsSettings {
   #autoRefresh: boolean;
+  #refreshInterval: number;
   #keepCompleted: boolean;
   #staleTimeout: number;
   #defaultPriority: number;
@@ -158,6 +176,7 @@ export class JobsConfig implements JobsSettings {
   constructor(initial: Partial<JobsSettings> = {}) {
     const s = { ...JOBS_DEFAULTS, ...initial };
     this.#autoRefresh = checkBoolean("config.jobs.autoRefresh", s.autoRefresh);
+    this.#refreshInterval = checkRefreshInterval("config.jobs.refreshInterval", s.refreshInterval);
     this.#keepCompleted = checkBoolean("config.jobs.keepCompleted", s.keepCompleted);
     this.#staleTimeout = checkStaleTimeout("config.jobs.staleTimeout", s.staleTimeout);
     this.#defaultPriority = checkPriority("config.jobs.defaultPriority", s.defaultPriority);
@@ -170,6 +189,14 @@ export class JobsConfig implements JobsSettings {
   }
   set autoRefresh(v: boolean) {
     this.#autoRefresh = checkBoolean("config.jobs.autoRefresh", v);
+  }
+
+  /** Seconds within which a finished refresh of the table is not repeated by populate. @default 0 */
+  get refreshInterval(): number {
+    return this.#refreshInterval;
+  }
+  set refreshInterval(v: number) {
+    this.#refreshInterval = checkRefreshInterval("config.jobs.refreshInterval", v);
   }
 
   /** Keep job rows with status success after completion. @default false */
@@ -208,6 +235,7 @@ export class JobsConfig implements JobsSettings {
   set(settings: Partial<JobsSettings>): void {
     const next = new JobsConfig({ ...this.snapshot(), ...settings });
     this.#autoRefresh = next.autoRefresh;
+    this.#refreshInterval = next.refreshInterval;
     this.#keepCompleted = next.keepCompleted;
     this.#staleTimeout = next.staleTimeout;
     this.#defaultPriority = next.defaultPriority;
@@ -218,6 +246,7 @@ export class JobsConfig implements JobsSettings {
   snapshot(): JobsSettings {
     return Object.freeze({
       autoRefresh: this.#autoRefresh,
+      refreshInterval: this.#refreshInterval,
       keepCompleted: this.#keepCompleted,
       staleTimeout: this.#staleTimeout,
       defaultPriority: this.#defaultPriority,
@@ -246,6 +275,8 @@ export function jobsSettingsFromEnv(env: NodeJS.ProcessEnv): Partial<JobsSetting
   };
   const autoRefresh = bool("POPULUS_AUTO_REFRESH");
   if (autoRefresh !== undefined) out.autoRefresh = autoRefresh;
+  const interval = num("POPULUS_REFRESH_INTERVAL");
+  if (interval !== undefined) out.refreshInterval = checkRefreshInterval("POPULUS_REFRESH_INTERVAL", interval);
   const keepCompleted = bool("POPULUS_KEEP_COMPLETED");
   if (keepCompleted !== undefined) out.keepCompleted = keepCompleted;
   const stale = num("POPULUS_STALE_TIMEOUT");

@@ -20,6 +20,7 @@ import { InvalidArgumentError, MakeError, TableNotFoundError, UnavailableError, 
 import { JobStatus } from "./gen/populus/v1/types_pb.js";
 import { type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
 import { PopulateProgress } from "./populate-progress.js";
+import { claimedRefresh } from "./claimed-refresh.js";
 import { refreshKeySource } from "./refresh.js";
 import type { Make } from "./table-definition.js";
 import { GracefulStop } from "./graceful-stop.js";
@@ -48,8 +49,15 @@ export interface PopulateOptions<K extends object = KeyRecord> {
   readonly suppressErrors?: boolean;
   /** Only jobs at this priority or more urgent (lower numbers). @default any */
   readonly priority?: number;
-  /** Refresh the key source first (with config.jobs.defaultPriority and staleTimeout). @default config.jobs.autoRefresh */
+  /**
+   * Refresh the key source first (with config.jobs.defaultPriority and staleTimeout). With
+   * reserveJobs the refresh is coordinated across every worker: it is skipped, and populate goes
+   * straight to reserving, while another populate's refresh of the table runs anywhere, or when one
+   * finished less than `refreshInterval` seconds ago. @default config.jobs.autoRefresh
+   */
   readonly refresh?: boolean;
+  /** Seconds within which a finished refresh of the table (by any populate) is not repeated; 0 to 86,400. @default config.jobs.refreshInterval */
+  readonly refreshInterval?: number;
   /** Only keys with these attribute values (DataJoint's restriction). @default none */
   readonly restriction?: Readonly<Partial<Record<keyof K & string, KeyValue>>>;
   /**
@@ -109,6 +117,7 @@ interface Resolved {
   readonly suppressErrors: boolean;
   readonly priority: number | undefined;
   readonly refresh: boolean;
+  readonly refreshInterval: number;
   readonly restriction: Readonly<Record<string, KeyValue>> | undefined;
   readonly leaseDurationS: number;
   readonly graceS: number;
@@ -127,6 +136,9 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
   if (o.leaseDuration !== undefined && !(Number.isFinite(o.leaseDuration) && o.leaseDuration >= 1 && o.leaseDuration <= 86_400)) {
     throw bad(`leaseDuration must be from 1 to 86400 seconds, got ${o.leaseDuration}`);
   }
+  if (o.refreshInterval !== undefined && !(Number.isFinite(o.refreshInterval) && o.refreshInterval >= 0 && o.refreshInterval <= 86_400)) {
+    throw bad(`refreshInterval must be from 0 to 86400 seconds, got ${o.refreshInterval}`);
+  }
   if (o.grace !== undefined && !(Number.isFinite(o.grace) && o.grace >= 0 && o.grace <= 86_400))
     throw bad(`grace must be from 0 to 86400 seconds, got ${o.grace}`);
   return {
@@ -136,6 +148,7 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
     suppressErrors: o.suppressErrors ?? false,
     priority: o.priority,
     refresh: o.refresh ?? settings.autoRefresh,
+    refreshInterval: o.refreshInterval ?? settings.refreshInterval,
     restriction: o.restriction as Readonly<Record<string, KeyValue>> | undefined,
     leaseDurationS: o.leaseDuration ?? LEASE_DURATION_S,
     graceS: o.grace ?? GRACE_S,
@@ -185,13 +198,12 @@ async function populateResolved<K extends object>(
   if (options.signal?.aborted === true) return { successCount: 0, errorList: [] };
   /** Whether a job is pending, when the refresh said so: false leaves nothing to reserve. */
   let anyPending: boolean | undefined;
-  if (!o.reserveJobs || o.refresh) {
-    ({ anyPending } = await refreshKeySource(table.rpc, table.name, table.definition.keySource, {
-      priority: settings.defaultPriority,
-      staleTimeout: settings.staleTimeout,
-      orphanTimeout: undefined,
-      delay: 0,
-    }));
+  const params = { priority: settings.defaultPriority, staleTimeout: settings.staleTimeout, orphanTimeout: undefined, delay: 0 };
+  if (!o.reserveJobs) {
+    // Direct mode computes what its own key source says is missing: always read.
+    ({ anyPending } = await refreshKeySource(table.rpc, table.name, table.definition.keySource, params));
+  } else if (o.refresh) {
+    ({ anyPending } = await claimedRefresh(table.rpc, table.name, table.definition.keySource, params, table.refreshClaim, o.refreshInterval));
   }
   await progress?.begin();
   // A table with nothing pending (already done, or an idle worker's pass): no Reserve to find that out.

@@ -65,12 +65,16 @@ export interface RefreshOutcome {
   readonly anyPending: boolean | undefined;
 }
 
-/** Refreshes `table` with every key of `source`. A table never refreshed and an empty key source answer all zeros. */
+/**
+ * Refreshes `table` with every key of `source`. A table never refreshed and an empty key source answer all zeros.
+ * `claimId`: the refresh claim it holds (claimed-refresh.ts), which each call holds on and the final one ends.
+ */
 export async function refreshKeySource<K extends object>(
   rpc: JobServiceRpc,
   table: string,
   source: KeySource<K>,
   params: RefreshParams,
+  claimId = "",
 ): Promise<RefreshOutcome> {
   const totals: RefreshCounts = { added: 0, removed: 0, orphaned: 0, rePended: 0 };
   let anyPending: boolean | undefined;
@@ -88,6 +92,7 @@ export async function refreshKeySource<K extends object>(
       delay: durationOf(params.delay),
       staleTimeout: durationOf(params.staleTimeout),
       orphanTimeout: params.orphanTimeout === undefined ? undefined : durationOf(params.orphanTimeout),
+      claimId,
     });
     totals.added += count(answer.added);
     totals.removed += count(answer.removed);

@@ -5,6 +5,7 @@
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ResolvedConnectOptions } from "./config.js";
+import { RefreshClaim } from "./claimed-refresh.js";
 import { InvalidArgumentError } from "./errors.js";
 import { Jobs } from "./jobs.js";
 import { fromProtoKey, type KeyRecord, type KeyValue, sumOverKeyCalls, toRestriction } from "./keys.js";
@@ -34,6 +35,8 @@ export class Table<K extends object = KeyRecord> implements RegisteredTable {
   readonly name: string;
   /** Its jobs. */
   readonly jobs: Jobs<K>;
+  /** The table's refresh claim in this process (claimed-refresh.ts). */
+  readonly refreshClaim = new RefreshClaim();
   /** @internal The key source and make. */
   readonly definition: TableDefinition<K>;
   /** @internal Where the table was defined (for child processes). */

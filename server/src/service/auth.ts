@@ -6,7 +6,8 @@
  * JobService with the operator's token).
  *
  * - reader: ListJobs, GetProgress, ListTables, ListTargets, Watch
- * - worker: reader, plus Refresh, Reserve, Complete, Fail, Heartbeat, Release
+ * - worker: reader, plus Refresh, ClaimRefresh, AbandonRefresh, Reserve,
+ *   Complete, Fail, Heartbeat, Release
  * - admin:  everything, also DeleteJobs, DeleteTargets and Ignore
  *
  * Tokens come from a file (`--tokens-file`, lines `<role> <token>`) or the
@@ -38,6 +39,8 @@ export const REQUIRED_ROLE: Readonly<Record<keyof typeof JobService.method, Role
   listTargets: "reader",
   watch: "reader",
   refresh: "worker",
+  claimRefresh: "worker",
+  abandonRefresh: "worker",
   reserve: "worker",
   complete: "worker",
   fail: "worker",

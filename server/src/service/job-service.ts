@@ -13,6 +13,8 @@ import { decodeKey, type KeyAttributes } from "../key-codec.js";
 import type { DeclaredTable, JobRecord, JobStore, LeaseGrant } from "../store/store.js";
 import { parseTableName } from "../table-name.js";
 import {
+  validateAbandonRefresh,
+  validateClaimRefresh,
   validateComplete,
   validateDeleteJobs,
   validateDeleteTargets,
@@ -128,7 +130,13 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const table = parseTableName(req.table);
       const def = await store.describeTable(table.stored);
       const input = validateRefresh(req, def);
-      const counts = await store.refresh({ table: table.stored, displayName: table.display, ...input, now: clock() });
+      const now = clock();
+      // A claimed refresh's call holds its claim on while it writes; its final call ends the claim once committed.
+      const [counts] = await Promise.all([
+        store.refresh({ table: table.stored, displayName: table.display, ...input, now }),
+        input.claimId !== null && !input.final ? store.refreshClaimed(table.stored, input.claimId, false, now) : undefined,
+      ]);
+      if (input.claimId !== null && input.final) await store.refreshClaimed(table.stored, input.claimId, true, clock());
       if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
       hub.committed(table.stored);
       return {
@@ -141,6 +149,26 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
         // one-key enqueue) is final by validation, and gets the answer it always had.
         callsAtOnce: input.final ? 0 : store.refreshCallsAtOnce,
       };
+    },
+
+    async claimRefresh(req) {
+      const table = parseTableName(req.table);
+      const claim = validateClaimRefresh(req);
+      const outcome = await store.claimRefresh({ table: table.stored, ...claim, now: clock() });
+      metrics?.refreshClaims.inc({ table: table.stored, outcome: outcome.granted ? "granted" : outcome.running ? "running" : "recent" });
+      return {
+        granted: outcome.granted,
+        running: outcome.running,
+        lastRefreshTime: outcome.lastRefreshTime === null ? undefined : timestampFromMs(outcome.lastRefreshTime),
+        // Held back, the caller goes straight to reserving: with nothing pending it need not.
+        anyPending: outcome.granted ? undefined : await store.anyPending(table.stored, clock()),
+      };
+    },
+
+    async abandonRefresh(req) {
+      const table = parseTableName(req.table);
+      const claimId = validateAbandonRefresh(req);
+      return { released: await store.abandonRefresh(table.stored, claimId) };
     },
 
     async reserve(req, ctx) {

@@ -43,6 +43,8 @@ export class ServerMetrics {
   readonly failures: Counter<"table">;
   /** Leases that expired and went back to pending or to error (this replica's sweeps). */
   readonly leaseExpiries: Counter;
+  /** ClaimRefresh answers, per table and outcome: granted, running (another refresh holds it) or recent. */
+  readonly refreshClaims: Counter<"table" | "outcome">;
   private readonly rpcDuration: Histogram<"method" | "code">;
   /** The scrape in progress, if any (serve); a newer one takes over from an overlapping older one. */
   private scrape: Scrape | undefined;
@@ -61,6 +63,12 @@ export class ServerMetrics {
     this.leaseExpiries = new Counter({
       name: "populus_lease_expiries_total",
       help: "Reserved jobs whose lease expired, returned by this replica's sweep.",
+      registers,
+    });
+    this.refreshClaims = new Counter({
+      name: "populus_refresh_claims_total",
+      help: "ClaimRefresh answers on this replica: granted, or held back because a refresh was running or finished recently.",
+      labelNames: ["table", "outcome"],
       registers,
     });
     this.rpcDuration = new Histogram({

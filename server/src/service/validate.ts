@@ -14,6 +14,8 @@ import type {
   IgnoreRequest,
   ListJobsRequest,
   ListTargetsRequest,
+  ClaimRefreshRequest,
+  AbandonRefreshRequest,
   RefreshRequest,
   ReleaseRequest,
   ReserveRequest,
@@ -218,11 +220,38 @@ export function validateRefresh(req: RefreshRequest, table: TableKeys | null) {
     keys,
     refreshId: req.refreshId === "" ? null : req.refreshId,
     final: req.refreshId === "" || req.final,
+    claimId: req.claimId === "" ? null : claimIdValue(req.claimId, "Refresh"),
     priority: priorityValue(req.priority, "priority") ?? DEFAULT_PRIORITY,
     delayMs: durationMs(req.delay, "delay", 0),
     staleTimeoutMs: durationMs(req.staleTimeout, "stale_timeout", DEFAULT_STALE_TIMEOUT_MS),
     orphanTimeoutMs: req.orphanTimeout === undefined ? null : durationMs(req.orphanTimeout, "orphan_timeout", 0),
   };
+}
+
+/** Default and bounds of ClaimRefresh's durations. */
+const DEFAULT_CLAIM_TIMEOUT_MS = 600_000;
+const MAX_CLAIM_DURATION_MS = 86_400_000;
+
+/** A claim id as ClaimRefresh, Refresh and AbandonRefresh take it: stored in an ASCII column. */
+function claimIdValue(id: string, rpc: string): string {
+  if (id === "" || id.length > 64 || !/^[\x21-\x7e]+$/.test(id)) {
+    throw new InvalidRequestError(`${rpc}: claim_id must be 1 to 64 printable ASCII characters (a UUID does), got "${id.slice(0, 80)}"`);
+  }
+  return id;
+}
+
+export function validateClaimRefresh(req: ClaimRefreshRequest) {
+  const claimTimeoutMs = durationMs(req.claimTimeout, "claim_timeout", DEFAULT_CLAIM_TIMEOUT_MS, MAX_CLAIM_DURATION_MS);
+  if (claimTimeoutMs < 1000) throw new InvalidRequestError(`claim_timeout must be at least 1 s, got ${claimTimeoutMs} ms`);
+  return {
+    claimId: claimIdValue(req.claimId, "ClaimRefresh"),
+    minIntervalMs: durationMs(req.minInterval, "min_interval", 0, MAX_CLAIM_DURATION_MS),
+    claimTimeoutMs,
+  };
+}
+
+export function validateAbandonRefresh(req: AbandonRefreshRequest): string {
+  return claimIdValue(req.claimId, "AbandonRefresh");
 }
 
 export function validateReserve(req: ReserveRequest, attributes: KeyAttributes) {

@@ -21,6 +21,7 @@ import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
 import { EmptyTables } from "./empty-tables.js";
 import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
+import { abandonClaim, claimRefresh, extendClaim, finishClaim, jobsHeld } from "./operations/refresh-claims.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
 import { deleteSpentRecords, expireTableLeases } from "./operations/sweep.js";
@@ -28,6 +29,8 @@ import { describeTable, listTables } from "./operations/tables.js";
 import { describeAttributes, sameAttributes, stagingId } from "./row-mapping.js";
 import type {
   ChangeBounds,
+  ClaimInput,
+  ClaimOutcome,
   CompleteOutcome,
   Completion,
   DeclaredTable,
@@ -141,6 +144,29 @@ export abstract class SharedStore implements JobStore {
     }
     if (input.keys.length === 0) return this.refreshTransactions(input);
     return this.writingJobs(input.table, () => this.refreshTransactions(input));
+  }
+
+  claimRefresh(input: ClaimInput): Promise<ClaimOutcome> {
+    return this.statements(() => claimRefresh(this.sql, input));
+  }
+
+  async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void> {
+    if (final) await this.statements(() => finishClaim(this.sql, table, claimId, now));
+    else await this.statements(() => extendClaim(this.sql, table, claimId, now));
+  }
+
+  abandonRefresh(table: string, claimId: string): Promise<boolean> {
+    return this.statements(() => abandonClaim(this.sql, table, claimId));
+  }
+
+  async anyPending(table: string, now: number): Promise<boolean> {
+    if ((await this.describeTable(table)) === null) return false;
+    // Read as an idle pass's refresh reads it (empty-tables.ts): held-back workers of a drained table share one read a second.
+    if (this.#emptyTables.known(table, now)) return false;
+    const since = this.#emptyTables.mark(table);
+    const held = await this.statements(() => jobsHeld(this.sql, table));
+    if (!held.anyJob) this.#emptyTables.remember(table, since, now);
+    return held.anyPending;
   }
 
   /** `write`, which may add jobs to `table`: the idle passes' read of it is forgotten before and after (empty-tables.ts). */

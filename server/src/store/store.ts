@@ -18,6 +18,9 @@
  */
 import type { AttributeCondition, EncodedKey, KeyAttributes, KeyHashScheme } from "../key-codec.js";
 import type { ChangeRow } from "./change-log.js";
+import type { ClaimInput, ClaimOutcome } from "./operations/refresh-claims.js";
+
+export type { ClaimInput, ClaimOutcome };
 
 /** The five job statuses, as stored. */
 export type JobStatusName = "pending" | "reserved" | "success" | "error" | "ignore";
@@ -181,6 +184,14 @@ export interface JobStore {
   listTables(): Promise<DeclaredTable[]>;
   /** Promise 4. Declares the table on its first call with keys. */
   refresh(input: RefreshInput): Promise<RefreshCounts>;
+  /** Promise 4's coordination: takes a table's refresh claim (operations/refresh-claims.ts); the table need not be declared. */
+  claimRefresh(input: ClaimInput): Promise<ClaimOutcome>;
+  /** A call of the claimed refresh (`final`: its last, committed): holds the claim on, or ends it and records the refresh. */
+  refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void>;
+  /** Gives a claim back unrecorded; false when it was no longer held. */
+  abandonRefresh(table: string, claimId: string): Promise<boolean>;
+  /** Whether the table has a pending job, due or delayed; false for a table never declared. */
+  anyPending(table: string, now: number): Promise<boolean>;
   /** Promise 1: leases up to maxJobs ready jobs; answers at once. */
   reserve(input: ReserveInput): Promise<LeaseGrant[]>;
   /** Promise 2: all or nothing; LeaseLostError when any lease is not current. */

@@ -21,6 +21,7 @@ import { ChangeLog0000000000002 } from "../migrations/mysql/0002-change-log.js";
 import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-requests.js";
 import { KeyHashScheme0000000000004 } from "../migrations/mysql/0004-key-hash-scheme.js";
 import { LeaseRows0000000000005 } from "../migrations/mysql/0005-lease-rows.js";
+import { RefreshClaims0000000000006 } from "../migrations/mysql/0006-refresh-claims.js";
 import { type AsyncExecutor, type Operation, type Param, runAsync, runsOf, type Statement } from "../operations/operation.js";
 import { readyFilter, reserve, SIDE_BY_SIDE_RESERVE_JOBS } from "../operations/reserve.js";
 import { describeTable } from "../operations/tables.js";
@@ -39,6 +40,7 @@ export const MYSQL_MIGRATIONS = [
   ReserveRequests0000000000003,
   KeyHashScheme0000000000004,
   LeaseRows0000000000005,
+  RefreshClaims0000000000006,
 ];
 
 /**

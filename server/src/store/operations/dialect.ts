@@ -13,7 +13,7 @@
 import type { AttributeCondition } from "../../key-codec.js";
 import type { Param, Statement } from "./operation.js";
 
-/** The store's own tables (migrations 0001-0005), by their role. */
+/** The store's own tables (migrations 0001-0006), by their role. */
 const STORE_TABLES = {
   tables: "~populus_tables",
   events: "~populus_events",
@@ -22,6 +22,7 @@ const STORE_TABLES = {
   refreshKeys: "~populus_refresh_keys",
   reserveRequests: "~populus_reserve_requests",
   leases: "~populus_leases",
+  refreshClaims: "~populus_refresh_claims",
 } as const;
 
 export type StoreTableNames = { readonly [role in keyof typeof STORE_TABLES]: string };

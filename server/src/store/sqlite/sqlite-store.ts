@@ -15,6 +15,7 @@ import { ChangeLog0000000000002 } from "../migrations/sqlite/0002-change-log.js"
 import { ReserveRequests0000000000003 } from "../migrations/sqlite/0003-reserve-requests.js";
 import { KeyHashScheme0000000000004 } from "../migrations/sqlite/0004-key-hash-scheme.js";
 import { LeaseRows0000000000005 } from "../migrations/sqlite/0005-lease-rows.js";
+import { RefreshClaims0000000000006 } from "../migrations/sqlite/0006-refresh-claims.js";
 import { type Operation, type Param, runSync, type Statement, type SyncExecutor } from "../operations/operation.js";
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
@@ -32,6 +33,7 @@ export const SQLITE_MIGRATIONS = [
   ReserveRequests0000000000003,
   KeyHashScheme0000000000004,
   LeaseRows0000000000005,
+  RefreshClaims0000000000006,
 ];
 
 /** What the SQLite store takes beyond every store's options. */

@@ -9,6 +9,44 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AbandonRefreshRequest(_message.Message):
+    __slots__ = ["claim_id", "table"]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    claim_id: str
+    table: str
+    def __init__(self, table: _Optional[str] = ..., claim_id: _Optional[str] = ...) -> None: ...
+
+class AbandonRefreshResponse(_message.Message):
+    __slots__ = ["released"]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: bool
+    def __init__(self, released: bool = ...) -> None: ...
+
+class ClaimRefreshRequest(_message.Message):
+    __slots__ = ["claim_id", "claim_timeout", "min_interval", "table"]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MIN_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    claim_id: str
+    claim_timeout: _duration_pb2.Duration
+    min_interval: _duration_pb2.Duration
+    table: str
+    def __init__(self, table: _Optional[str] = ..., claim_id: _Optional[str] = ..., min_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., claim_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ClaimRefreshResponse(_message.Message):
+    __slots__ = ["any_pending", "granted", "last_refresh_time", "running"]
+    ANY_PENDING_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    LAST_REFRESH_TIME_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    any_pending: bool
+    granted: bool
+    last_refresh_time: _timestamp_pb2.Timestamp
+    running: bool
+    def __init__(self, granted: bool = ..., running: bool = ..., last_refresh_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., any_pending: bool = ...) -> None: ...
+
 class CompleteRequest(_message.Message):
     __slots__ = ["completions", "keep_completed", "lease_tokens", "results_json", "table"]
     COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
@@ -274,7 +312,8 @@ class ListTargetsResponse(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[_types_pb2.TargetRow, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RefreshRequest(_message.Message):
-    __slots__ = ["delay", "final", "key_attributes", "keys", "keys_json", "orphan_timeout", "priority", "refresh_id", "stale_timeout", "table"]
+    __slots__ = ["claim_id", "delay", "final", "key_attributes", "keys", "keys_json", "orphan_timeout", "priority", "refresh_id", "stale_timeout", "table"]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     DELAY_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +324,7 @@ class RefreshRequest(_message.Message):
     REFRESH_ID_FIELD_NUMBER: _ClassVar[int]
     STALE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
+    claim_id: str
     delay: _duration_pb2.Duration
     final: bool
     key_attributes: _containers.RepeatedCompositeFieldContainer[_types_pb2.KeyAttribute]
@@ -295,7 +335,7 @@ class RefreshRequest(_message.Message):
     refresh_id: str
     stale_timeout: _duration_pb2.Duration
     table: str
-    def __init__(self, table: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[_types_pb2.Key, _Mapping]]] = ..., refresh_id: _Optional[str] = ..., final: bool = ..., priority: _Optional[int] = ..., delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., stale_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., orphan_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., keys_json: _Optional[str] = ..., key_attributes: _Optional[_Iterable[_Union[_types_pb2.KeyAttribute, _Mapping]]] = ...) -> None: ...
+    def __init__(self, table: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[_types_pb2.Key, _Mapping]]] = ..., refresh_id: _Optional[str] = ..., final: bool = ..., priority: _Optional[int] = ..., delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., stale_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., orphan_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., keys_json: _Optional[str] = ..., key_attributes: _Optional[_Iterable[_Union[_types_pb2.KeyAttribute, _Mapping]]] = ..., claim_id: _Optional[str] = ...) -> None: ...
 
 class RefreshResponse(_message.Message):
     __slots__ = ["added", "any_pending", "calls_at_once", "orphaned", "re_pended", "removed"]

@@ -20,6 +20,16 @@ class JobServiceStub(object):
                 request_serializer=populus_dot_v1_dot_job__service__pb2.RefreshRequest.SerializeToString,
                 response_deserializer=populus_dot_v1_dot_job__service__pb2.RefreshResponse.FromString,
                 )
+        self.ClaimRefresh = channel.unary_unary(
+                '/populus.v1.JobService/ClaimRefresh',
+                request_serializer=populus_dot_v1_dot_job__service__pb2.ClaimRefreshRequest.SerializeToString,
+                response_deserializer=populus_dot_v1_dot_job__service__pb2.ClaimRefreshResponse.FromString,
+                )
+        self.AbandonRefresh = channel.unary_unary(
+                '/populus.v1.JobService/AbandonRefresh',
+                request_serializer=populus_dot_v1_dot_job__service__pb2.AbandonRefreshRequest.SerializeToString,
+                response_deserializer=populus_dot_v1_dot_job__service__pb2.AbandonRefreshResponse.FromString,
+                )
         self.Reserve = channel.unary_unary(
                 '/populus.v1.JobService/Reserve',
                 request_serializer=populus_dot_v1_dot_job__service__pb2.ReserveRequest.SerializeToString,
@@ -105,6 +115,43 @@ class JobServiceServicer(object):
         Errors: INVALID_ARGUMENT for a bad table name, a key whose attributes or
         types differ from the table's, a priority outside 0-255 or a negative
         duration; RESOURCE_EXHAUSTED for more keys than one call may carry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimRefresh(self, request, context):
+        """ClaimRefresh coordinates the refreshes of populate loops (promise 4):
+        when fifty workers each refresh a table before reserving, one refresh of
+        it runs at a time cluster-wide, and one that finished less than
+        min_interval ago is not repeated. It grants the claim to refresh unless
+        another refresh holds it or the last claimed refresh finished too
+        recently; a caller not granted goes straight to reserving. The claim is
+        held by the Refresh calls that carry its claim_id (each extends it by
+        claim_timeout from now) and ended by the final one, which records the
+        refresh's finish time; AbandonRefresh gives it back unrecorded. A claim
+        whose holder stays silent for claim_timeout lapses; one asked for again
+        under the same claim_id is granted again (its holder's refresh failed
+        before it could give the claim back). A table never
+        refreshed can be claimed too, so workers that start together on a new
+        table read its key source once. A Refresh without claim_id (an explicit
+        refresh, an older client) is never held back and changes no claim.
+
+        Errors: INVALID_ARGUMENT for a bad table name, a claim_id that is empty,
+        longer than 64 characters or not printable ASCII, or a negative or too
+        long duration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbandonRefresh(self, request, context):
+        """AbandonRefresh gives a refresh claim back without recording a refresh
+        (the key source failed), so that the next populate may refresh at once.
+        A claim that is no longer held (it lapsed, or was ended) answers OK with
+        released = false.
+
+        Errors: INVALID_ARGUMENT for a bad table name or claim_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -271,6 +318,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=populus_dot_v1_dot_job__service__pb2.RefreshRequest.FromString,
                     response_serializer=populus_dot_v1_dot_job__service__pb2.RefreshResponse.SerializeToString,
             ),
+            'ClaimRefresh': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimRefresh,
+                    request_deserializer=populus_dot_v1_dot_job__service__pb2.ClaimRefreshRequest.FromString,
+                    response_serializer=populus_dot_v1_dot_job__service__pb2.ClaimRefreshResponse.SerializeToString,
+            ),
+            'AbandonRefresh': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbandonRefresh,
+                    request_deserializer=populus_dot_v1_dot_job__service__pb2.AbandonRefreshRequest.FromString,
+                    response_serializer=populus_dot_v1_dot_job__service__pb2.AbandonRefreshResponse.SerializeToString,
+            ),
             'Reserve': grpc.unary_unary_rpc_method_handler(
                     servicer.Reserve,
                     request_deserializer=populus_dot_v1_dot_job__service__pb2.ReserveRequest.FromString,
@@ -361,6 +418,40 @@ class JobService(object):
         return grpc.experimental.unary_unary(request, target, '/populus.v1.JobService/Refresh',
             populus_dot_v1_dot_job__service__pb2.RefreshRequest.SerializeToString,
             populus_dot_v1_dot_job__service__pb2.RefreshResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ClaimRefresh(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/populus.v1.JobService/ClaimRefresh',
+            populus_dot_v1_dot_job__service__pb2.ClaimRefreshRequest.SerializeToString,
+            populus_dot_v1_dot_job__service__pb2.ClaimRefreshResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def AbandonRefresh(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/populus.v1.JobService/AbandonRefresh',
+            populus_dot_v1_dot_job__service__pb2.AbandonRefreshRequest.SerializeToString,
+            populus_dot_v1_dot_job__service__pb2.AbandonRefreshResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

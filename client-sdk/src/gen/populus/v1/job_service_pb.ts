@@ -28,7 +28,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file populus/v1/job_service.proto.
  */
 export const file_populus_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxwb3B1bHVzL3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpwb3B1bHVzLnYxItkCCg5SZWZyZXNoUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIdCgRrZXlzGAIgAygLMg8ucG9wdWx1cy52MS5LZXkSEgoKcmVmcmVzaF9pZBgDIAEoCRINCgVmaW5hbBgEIAEoCBIVCghwcmlvcml0eRgFIAEoDUgAiAEBEigKBWRlbGF5GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXN0YWxlX3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOb3JwaGFuX3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJa2V5c19qc29uGAkgASgJEjAKDmtleV9hdHRyaWJ1dGVzGAogAygLMhgucG9wdWx1cy52MS5LZXlBdHRyaWJ1dGVCCwoJX3ByaW9yaXR5IpcBCg9SZWZyZXNoUmVzcG9uc2USDQoFYWRkZWQYASABKAQSDwoHcmVtb3ZlZBgCIAEoBBIQCghvcnBoYW5lZBgDIAEoBBIRCglyZV9wZW5kZWQYBCABKAQSGAoLYW55X3BlbmRpbmcYBSABKAhIAIgBARIVCg1jYWxsc19hdF9vbmNlGAYgASgNQg4KDF9hbnlfcGVuZGluZyKWAwoOUmVzZXJ2ZVJlcXVlc3QSDQoFdGFibGUYASABKAkSEAoIbWF4X2pvYnMYAiABKA0SGQoMbWF4X3ByaW9yaXR5GAMgASgNSACIAQESQAoLcmVzdHJpY3Rpb24YBCADKAsyKy5wb3B1bHVzLnYxLlJlc2VydmVSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSKgoGd29ya2VyGAUgASgLMhoucG9wdWx1cy52MS5Xb3JrZXJJZGVudGl0eRIxCg5sZWFzZV9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhInCgR3YWl0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmFzX2NvbHVtbnMYCCABKAgSEgoKcmVxdWVzdF9pZBgJIAEoCRpFChBSZXN0cmljdGlvbkVudHJ5EgsKA2tleRgBIAEoCRIgCgV2YWx1ZRgCIAEoCzIRLnBvcHVsdXMudjEuVmFsdWU6AjgBQg8KDV9tYXhfcHJpb3JpdHkilAEKBUxlYXNlEhwKA2tleRgBIAEoCzIPLnBvcHVsdXMudjEuS2V5EhMKC2xlYXNlX3Rva2VuGAIgASgJEjUKEWxlYXNlX2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAQgASgNEhAKCHByaW9yaXR5GAUgASgNIsYBCgxMZWFzZUNvbHVtbnMSFAoMbGVhc2VfdG9rZW5zGAEgAygJEhEKCWtleXNfanNvbhgCIAEoCRIQCghhdHRlbXB0cxgDIAMoDRISCgpwcmlvcml0aWVzGAQgAygNEjUKEWxlYXNlX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg5rZXlfYXR0cmlidXRlcxgGIAMoCzIYLnBvcHVsdXMudjEuS2V5QXR0cmlidXRlIl8KD1Jlc2VydmVSZXNwb25zZRIhCgZsZWFzZXMYASADKAsyES5wb3B1bHVzLnYxLkxlYXNlEikKB2NvbHVtbnMYAiABKAsyGC5wb3B1bHVzLnYxLkxlYXNlQ29sdW1ucyJKCgpDb21wbGV0aW9uEhMKC2xlYXNlX3Rva2VuGAEgASgJEicKBnJlc3VsdBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QikQEKD0NvbXBsZXRlUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIrCgtjb21wbGV0aW9ucxgCIAMoCzIWLnBvcHVsdXMudjEuQ29tcGxldGlvbhIWCg5rZWVwX2NvbXBsZXRlZBgDIAEoCBIUCgxsZWFzZV90b2tlbnMYBCADKAkSFAoMcmVzdWx0c19qc29uGAUgASgJIkAKEENvbXBsZXRlUmVzcG9uc2USEQoJY29tbWl0dGVkGAEgASgEEhkKEWFscmVhZHlfY29tbWl0dGVkGAIgASgEIl0KC0ZhaWxSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSEwoLZXJyb3Jfc3RhY2sYBCABKAkiDgoMRmFpbFJlc3BvbnNlIkcKDUxlYXNlUHJvZ3Jlc3MSEwoLbGVhc2VfdG9rZW4YASABKAkSEAoIcHJvZ3Jlc3MYAiABKAESDwoHbWVzc2FnZRgDIAEoCSKXAQoQSGVhcnRiZWF0UmVxdWVzdBINCgV0YWJsZRgBIAEoCRIUCgxsZWFzZV90b2tlbnMYAiADKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIcHJvZ3Jlc3MYBCADKAsyGS5wb3B1bHVzLnYxLkxlYXNlUHJvZ3Jlc3MiZQoRSGVhcnRiZWF0UmVzcG9uc2USGQoRbG9zdF9sZWFzZV90b2tlbnMYASADKAkSNQoRbGVhc2VfZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjUKDlJlbGVhc2VSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhQKDGxlYXNlX3Rva2VucxgCIAMoCSI+Cg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAQSGQoRbG9zdF9sZWFzZV90b2tlbnMYAiADKAkiWgoMV2F0Y2hSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEg4KBmN1cnNvchgCIAEoCRITCgtjb3VudHNfb25seRgDIAEoCBIWCg5ncm91cGVkX2V2ZW50cxgEIAEoCCK2AQoISm9iRXZlbnQSHAoDa2V5GAEgASgLMg8ucG9wdWx1cy52MS5LZXkSJQoGc3RhdHVzGAIgASgOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd29ya2VyX2lkGAQgASgJEhEKCWNvbW1pdHRlZBgFIAEoCBIVCg1lcnJvcl9tZXNzYWdlGAYgASgJIrEBCg1Kb2JFdmVudEdyb3VwEhEKCWtleXNfanNvbhgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5wb3B1bHVzLnYxLkpvYlN0YXR1cxIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl3b3JrZXJfaWQYBCABKAkSEQoJY29tbWl0dGVkGAUgASgIEhYKDmVycm9yX21lc3NhZ2VzGAYgAygJItABCg1XYXRjaFJlc3BvbnNlEg4KBmN1cnNvchgBIAEoCRImCghwcm9ncmVzcxgCIAEoCzIULnBvcHVsdXMudjEuUHJvZ3Jlc3MSJAoGZXZlbnRzGAMgAygLMhQucG9wdWx1cy52MS5Kb2JFdmVudBIvCgxldmVudF9ncm91cHMYBCADKAsyGS5wb3B1bHVzLnYxLkpvYkV2ZW50R3JvdXASMAoOa2V5X2F0dHJpYnV0ZXMYBSADKAsyGC5wb3B1bHVzLnYxLktleUF0dHJpYnV0ZSKmAgoPTGlzdEpvYnNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEicKCHN0YXR1c2VzGAIgAygOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSGQoMbWF4X3ByaW9yaXR5GAMgASgNSACIAQESQQoLcmVzdHJpY3Rpb24YBCADKAsyLC5wb3B1bHVzLnYxLkxpc3RKb2JzUmVxdWVzdC5SZXN0cmljdGlvbkVudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJGkUKEFJlc3RyaWN0aW9uRW50cnkSCwoDa2V5GAEgASgJEiAKBXZhbHVlGAIgASgLMhEucG9wdWx1cy52MS5WYWx1ZToCOAFCDwoNX21heF9wcmlvcml0eSJKChBMaXN0Sm9ic1Jlc3BvbnNlEh0KBGpvYnMYASADKAsyDy5wb3B1bHVzLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoSR2V0UHJvZ3Jlc3NSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJIj0KE0dldFByb2dyZXNzUmVzcG9uc2USJgoIcHJvZ3Jlc3MYASABKAsyFC5wb3B1bHVzLnYxLlByb2dyZXNzImoKEURlbGV0ZUpvYnNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEicKCHN0YXR1c2VzGAIgAygOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSHQoEa2V5cxgDIAMoCzIPLnBvcHVsdXMudjEuS2V5IiUKEkRlbGV0ZUpvYnNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgEIj0KDUlnbm9yZVJlcXVlc3QSDQoFdGFibGUYASABKAkSHQoEa2V5cxgCIAMoCzIPLnBvcHVsdXMudjEuS2V5IiEKDklnbm9yZVJlc3BvbnNlEg8KB2lnbm9yZWQYASABKAQiEwoRTGlzdFRhYmxlc1JlcXVlc3QiOwoSTGlzdFRhYmxlc1Jlc3BvbnNlEiUKBnRhYmxlcxgBIAMoCzIVLnBvcHVsdXMudjEuVGFibGVJbmZvIlEKFERlbGV0ZVRhcmdldHNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEh0KBGtleXMYAiADKAsyDy5wb3B1bHVzLnYxLktleRILCgNhbGwYAyABKAgiKAoVRGVsZXRlVGFyZ2V0c1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAQi1wEKEkxpc3RUYXJnZXRzUmVxdWVzdBINCgV0YWJsZRgBIAEoCRJECgtyZXN0cmljdGlvbhgCIAMoCzIvLnBvcHVsdXMudjEuTGlzdFRhcmdldHNSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkaRQoQUmVzdHJpY3Rpb25FbnRyeRILCgNrZXkYASABKAkSIAoFdmFsdWUYAiABKAsyES5wb3B1bHVzLnYxLlZhbHVlOgI4ASJTChNMaXN0VGFyZ2V0c1Jlc3BvbnNlEiMKBHJvd3MYASADKAsyFS5wb3B1bHVzLnYxLlRhcmdldFJvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky/AcKCkpvYlNlcnZpY2USQgoHUmVmcmVzaBIaLnBvcHVsdXMudjEuUmVmcmVzaFJlcXVlc3QaGy5wb3B1bHVzLnYxLlJlZnJlc2hSZXNwb25zZRJCCgdSZXNlcnZlEhoucG9wdWx1cy52MS5SZXNlcnZlUmVxdWVzdBobLnBvcHVsdXMudjEuUmVzZXJ2ZVJlc3BvbnNlEkUKCENvbXBsZXRlEhsucG9wdWx1cy52MS5Db21wbGV0ZVJlcXVlc3QaHC5wb3B1bHVzLnYxLkNvbXBsZXRlUmVzcG9uc2USOQoERmFpbBIXLnBvcHVsdXMudjEuRmFpbFJlcXVlc3QaGC5wb3B1bHVzLnYxLkZhaWxSZXNwb25zZRJICglIZWFydGJlYXQSHC5wb3B1bHVzLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHS5wb3B1bHVzLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkIKB1JlbGVhc2USGi5wb3B1bHVzLnYxLlJlbGVhc2VSZXF1ZXN0GhsucG9wdWx1cy52MS5SZWxlYXNlUmVzcG9uc2USPgoFV2F0Y2gSGC5wb3B1bHVzLnYxLldhdGNoUmVxdWVzdBoZLnBvcHVsdXMudjEuV2F0Y2hSZXNwb25zZTABEkUKCExpc3RKb2JzEhsucG9wdWx1cy52MS5MaXN0Sm9ic1JlcXVlc3QaHC5wb3B1bHVzLnYxLkxpc3RKb2JzUmVzcG9uc2USTgoLR2V0UHJvZ3Jlc3MSHi5wb3B1bHVzLnYxLkdldFByb2dyZXNzUmVxdWVzdBofLnBvcHVsdXMudjEuR2V0UHJvZ3Jlc3NSZXNwb25zZRJLCgpEZWxldGVKb2JzEh0ucG9wdWx1cy52MS5EZWxldGVKb2JzUmVxdWVzdBoeLnBvcHVsdXMudjEuRGVsZXRlSm9ic1Jlc3BvbnNlEj8KBklnbm9yZRIZLnBvcHVsdXMudjEuSWdub3JlUmVxdWVzdBoaLnBvcHVsdXMudjEuSWdub3JlUmVzcG9uc2USSwoKTGlzdFRhYmxlcxIdLnBvcHVsdXMudjEuTGlzdFRhYmxlc1JlcXVlc3QaHi5wb3B1bHVzLnYxLkxpc3RUYWJsZXNSZXNwb25zZRJUCg1EZWxldGVUYXJnZXRzEiAucG9wdWx1cy52MS5EZWxldGVUYXJnZXRzUmVxdWVzdBohLnBvcHVsdXMudjEuRGVsZXRlVGFyZ2V0c1Jlc3BvbnNlEk4KC0xpc3RUYXJnZXRzEh4ucG9wdWx1cy52MS5MaXN0VGFyZ2V0c1JlcXVlc3QaHy5wb3B1bHVzLnYxLkxpc3RUYXJnZXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_populus_v1_types]);
+  fileDesc("Chxwb3B1bHVzL3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpwb3B1bHVzLnYxIusCCg5SZWZyZXNoUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIdCgRrZXlzGAIgAygLMg8ucG9wdWx1cy52MS5LZXkSEgoKcmVmcmVzaF9pZBgDIAEoCRINCgVmaW5hbBgEIAEoCBIVCghwcmlvcml0eRgFIAEoDUgAiAEBEigKBWRlbGF5GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXN0YWxlX3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOb3JwaGFuX3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJa2V5c19qc29uGAkgASgJEjAKDmtleV9hdHRyaWJ1dGVzGAogAygLMhgucG9wdWx1cy52MS5LZXlBdHRyaWJ1dGUSEAoIY2xhaW1faWQYCyABKAlCCwoJX3ByaW9yaXR5IpcBCg9SZWZyZXNoUmVzcG9uc2USDQoFYWRkZWQYASABKAQSDwoHcmVtb3ZlZBgCIAEoBBIQCghvcnBoYW5lZBgDIAEoBBIRCglyZV9wZW5kZWQYBCABKAQSGAoLYW55X3BlbmRpbmcYBSABKAhIAIgBARIVCg1jYWxsc19hdF9vbmNlGAYgASgNQg4KDF9hbnlfcGVuZGluZyKZAQoTQ2xhaW1SZWZyZXNoUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIQCghjbGFpbV9pZBgCIAEoCRIvCgxtaW5faW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoNY2xhaW1fdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKZAQoUQ2xhaW1SZWZyZXNoUmVzcG9uc2USDwoHZ3JhbnRlZBgBIAEoCBIPCgdydW5uaW5nGAIgASgIEjUKEWxhc3RfcmVmcmVzaF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYCgthbnlfcGVuZGluZxgEIAEoCEgAiAEBQg4KDF9hbnlfcGVuZGluZyI4ChVBYmFuZG9uUmVmcmVzaFJlcXVlc3QSDQoFdGFibGUYASABKAkSEAoIY2xhaW1faWQYAiABKAkiKgoWQWJhbmRvblJlZnJlc2hSZXNwb25zZRIQCghyZWxlYXNlZBgBIAEoCCKWAwoOUmVzZXJ2ZVJlcXVlc3QSDQoFdGFibGUYASABKAkSEAoIbWF4X2pvYnMYAiABKA0SGQoMbWF4X3ByaW9yaXR5GAMgASgNSACIAQESQAoLcmVzdHJpY3Rpb24YBCADKAsyKy5wb3B1bHVzLnYxLlJlc2VydmVSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSKgoGd29ya2VyGAUgASgLMhoucG9wdWx1cy52MS5Xb3JrZXJJZGVudGl0eRIxCg5sZWFzZV9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhInCgR3YWl0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmFzX2NvbHVtbnMYCCABKAgSEgoKcmVxdWVzdF9pZBgJIAEoCRpFChBSZXN0cmljdGlvbkVudHJ5EgsKA2tleRgBIAEoCRIgCgV2YWx1ZRgCIAEoCzIRLnBvcHVsdXMudjEuVmFsdWU6AjgBQg8KDV9tYXhfcHJpb3JpdHkilAEKBUxlYXNlEhwKA2tleRgBIAEoCzIPLnBvcHVsdXMudjEuS2V5EhMKC2xlYXNlX3Rva2VuGAIgASgJEjUKEWxlYXNlX2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAQgASgNEhAKCHByaW9yaXR5GAUgASgNIsYBCgxMZWFzZUNvbHVtbnMSFAoMbGVhc2VfdG9rZW5zGAEgAygJEhEKCWtleXNfanNvbhgCIAEoCRIQCghhdHRlbXB0cxgDIAMoDRISCgpwcmlvcml0aWVzGAQgAygNEjUKEWxlYXNlX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg5rZXlfYXR0cmlidXRlcxgGIAMoCzIYLnBvcHVsdXMudjEuS2V5QXR0cmlidXRlIl8KD1Jlc2VydmVSZXNwb25zZRIhCgZsZWFzZXMYASADKAsyES5wb3B1bHVzLnYxLkxlYXNlEikKB2NvbHVtbnMYAiABKAsyGC5wb3B1bHVzLnYxLkxlYXNlQ29sdW1ucyJKCgpDb21wbGV0aW9uEhMKC2xlYXNlX3Rva2VuGAEgASgJEicKBnJlc3VsdBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QikQEKD0NvbXBsZXRlUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIrCgtjb21wbGV0aW9ucxgCIAMoCzIWLnBvcHVsdXMudjEuQ29tcGxldGlvbhIWCg5rZWVwX2NvbXBsZXRlZBgDIAEoCBIUCgxsZWFzZV90b2tlbnMYBCADKAkSFAoMcmVzdWx0c19qc29uGAUgASgJIkAKEENvbXBsZXRlUmVzcG9uc2USEQoJY29tbWl0dGVkGAEgASgEEhkKEWFscmVhZHlfY29tbWl0dGVkGAIgASgEIl0KC0ZhaWxSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSEwoLZXJyb3Jfc3RhY2sYBCABKAkiDgoMRmFpbFJlc3BvbnNlIkcKDUxlYXNlUHJvZ3Jlc3MSEwoLbGVhc2VfdG9rZW4YASABKAkSEAoIcHJvZ3Jlc3MYAiABKAESDwoHbWVzc2FnZRgDIAEoCSKXAQoQSGVhcnRiZWF0UmVxdWVzdBINCgV0YWJsZRgBIAEoCRIUCgxsZWFzZV90b2tlbnMYAiADKAkSMQoObGVhc2VfZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIcHJvZ3Jlc3MYBCADKAsyGS5wb3B1bHVzLnYxLkxlYXNlUHJvZ3Jlc3MiZQoRSGVhcnRiZWF0UmVzcG9uc2USGQoRbG9zdF9sZWFzZV90b2tlbnMYASADKAkSNQoRbGVhc2VfZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjUKDlJlbGVhc2VSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEhQKDGxlYXNlX3Rva2VucxgCIAMoCSI+Cg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAQSGQoRbG9zdF9sZWFzZV90b2tlbnMYAiADKAkiWgoMV2F0Y2hSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEg4KBmN1cnNvchgCIAEoCRITCgtjb3VudHNfb25seRgDIAEoCBIWCg5ncm91cGVkX2V2ZW50cxgEIAEoCCK2AQoISm9iRXZlbnQSHAoDa2V5GAEgASgLMg8ucG9wdWx1cy52MS5LZXkSJQoGc3RhdHVzGAIgASgOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd29ya2VyX2lkGAQgASgJEhEKCWNvbW1pdHRlZBgFIAEoCBIVCg1lcnJvcl9tZXNzYWdlGAYgASgJIrEBCg1Kb2JFdmVudEdyb3VwEhEKCWtleXNfanNvbhgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5wb3B1bHVzLnYxLkpvYlN0YXR1cxIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl3b3JrZXJfaWQYBCABKAkSEQoJY29tbWl0dGVkGAUgASgIEhYKDmVycm9yX21lc3NhZ2VzGAYgAygJItABCg1XYXRjaFJlc3BvbnNlEg4KBmN1cnNvchgBIAEoCRImCghwcm9ncmVzcxgCIAEoCzIULnBvcHVsdXMudjEuUHJvZ3Jlc3MSJAoGZXZlbnRzGAMgAygLMhQucG9wdWx1cy52MS5Kb2JFdmVudBIvCgxldmVudF9ncm91cHMYBCADKAsyGS5wb3B1bHVzLnYxLkpvYkV2ZW50R3JvdXASMAoOa2V5X2F0dHJpYnV0ZXMYBSADKAsyGC5wb3B1bHVzLnYxLktleUF0dHJpYnV0ZSKmAgoPTGlzdEpvYnNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEicKCHN0YXR1c2VzGAIgAygOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSGQoMbWF4X3ByaW9yaXR5GAMgASgNSACIAQESQQoLcmVzdHJpY3Rpb24YBCADKAsyLC5wb3B1bHVzLnYxLkxpc3RKb2JzUmVxdWVzdC5SZXN0cmljdGlvbkVudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJGkUKEFJlc3RyaWN0aW9uRW50cnkSCwoDa2V5GAEgASgJEiAKBXZhbHVlGAIgASgLMhEucG9wdWx1cy52MS5WYWx1ZToCOAFCDwoNX21heF9wcmlvcml0eSJKChBMaXN0Sm9ic1Jlc3BvbnNlEh0KBGpvYnMYASADKAsyDy5wb3B1bHVzLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoSR2V0UHJvZ3Jlc3NSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJIj0KE0dldFByb2dyZXNzUmVzcG9uc2USJgoIcHJvZ3Jlc3MYASABKAsyFC5wb3B1bHVzLnYxLlByb2dyZXNzImoKEURlbGV0ZUpvYnNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEicKCHN0YXR1c2VzGAIgAygOMhUucG9wdWx1cy52MS5Kb2JTdGF0dXMSHQoEa2V5cxgDIAMoCzIPLnBvcHVsdXMudjEuS2V5IiUKEkRlbGV0ZUpvYnNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgEIj0KDUlnbm9yZVJlcXVlc3QSDQoFdGFibGUYASABKAkSHQoEa2V5cxgCIAMoCzIPLnBvcHVsdXMudjEuS2V5IiEKDklnbm9yZVJlc3BvbnNlEg8KB2lnbm9yZWQYASABKAQiEwoRTGlzdFRhYmxlc1JlcXVlc3QiOwoSTGlzdFRhYmxlc1Jlc3BvbnNlEiUKBnRhYmxlcxgBIAMoCzIVLnBvcHVsdXMudjEuVGFibGVJbmZvIlEKFERlbGV0ZVRhcmdldHNSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEh0KBGtleXMYAiADKAsyDy5wb3B1bHVzLnYxLktleRILCgNhbGwYAyABKAgiKAoVRGVsZXRlVGFyZ2V0c1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAQi1wEKEkxpc3RUYXJnZXRzUmVxdWVzdBINCgV0YWJsZRgBIAEoCRJECgtyZXN0cmljdGlvbhgCIAMoCzIvLnBvcHVsdXMudjEuTGlzdFRhcmdldHNSZXF1ZXN0LlJlc3RyaWN0aW9uRW50cnkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkaRQoQUmVzdHJpY3Rpb25FbnRyeRILCgNrZXkYASABKAkSIAoFdmFsdWUYAiABKAsyES5wb3B1bHVzLnYxLlZhbHVlOgI4ASJTChNMaXN0VGFyZ2V0c1Jlc3BvbnNlEiMKBHJvd3MYASADKAsyFS5wb3B1bHVzLnYxLlRhcmdldFJvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyqAkKCkpvYlNlcnZpY2USQgoHUmVmcmVzaBIaLnBvcHVsdXMudjEuUmVmcmVzaFJlcXVlc3QaGy5wb3B1bHVzLnYxLlJlZnJlc2hSZXNwb25zZRJRCgxDbGFpbVJlZnJlc2gSHy5wb3B1bHVzLnYxLkNsYWltUmVmcmVzaFJlcXVlc3QaIC5wb3B1bHVzLnYxLkNsYWltUmVmcmVzaFJlc3BvbnNlElcKDkFiYW5kb25SZWZyZXNoEiEucG9wdWx1cy52MS5BYmFuZG9uUmVmcmVzaFJlcXVlc3QaIi5wb3B1bHVzLnYxLkFiYW5kb25SZWZyZXNoUmVzcG9uc2USQgoHUmVzZXJ2ZRIaLnBvcHVsdXMudjEuUmVzZXJ2ZVJlcXVlc3QaGy5wb3B1bHVzLnYxLlJlc2VydmVSZXNwb25zZRJFCghDb21wbGV0ZRIbLnBvcHVsdXMudjEuQ29tcGxldGVSZXF1ZXN0GhwucG9wdWx1cy52MS5Db21wbGV0ZVJlc3BvbnNlEjkKBEZhaWwSFy5wb3B1bHVzLnYxLkZhaWxSZXF1ZXN0GhgucG9wdWx1cy52MS5GYWlsUmVzcG9uc2USSAoJSGVhcnRiZWF0EhwucG9wdWx1cy52MS5IZWFydGJlYXRSZXF1ZXN0Gh0ucG9wdWx1cy52MS5IZWFydGJlYXRSZXNwb25zZRJCCgdSZWxlYXNlEhoucG9wdWx1cy52MS5SZWxlYXNlUmVxdWVzdBobLnBvcHVsdXMudjEuUmVsZWFzZVJlc3BvbnNlEj4KBVdhdGNoEhgucG9wdWx1cy52MS5XYXRjaFJlcXVlc3QaGS5wb3B1bHVzLnYxLldhdGNoUmVzcG9uc2UwARJFCghMaXN0Sm9icxIbLnBvcHVsdXMudjEuTGlzdEpvYnNSZXF1ZXN0GhwucG9wdWx1cy52MS5MaXN0Sm9ic1Jlc3BvbnNlEk4KC0dldFByb2dyZXNzEh4ucG9wdWx1cy52MS5HZXRQcm9ncmVzc1JlcXVlc3QaHy5wb3B1bHVzLnYxLkdldFByb2dyZXNzUmVzcG9uc2USSwoKRGVsZXRlSm9icxIdLnBvcHVsdXMudjEuRGVsZXRlSm9ic1JlcXVlc3QaHi5wb3B1bHVzLnYxLkRlbGV0ZUpvYnNSZXNwb25zZRI/CgZJZ25vcmUSGS5wb3B1bHVzLnYxLklnbm9yZVJlcXVlc3QaGi5wb3B1bHVzLnYxLklnbm9yZVJlc3BvbnNlEksKCkxpc3RUYWJsZXMSHS5wb3B1bHVzLnYxLkxpc3RUYWJsZXNSZXF1ZXN0Gh4ucG9wdWx1cy52MS5MaXN0VGFibGVzUmVzcG9uc2USVAoNRGVsZXRlVGFyZ2V0cxIgLnBvcHVsdXMudjEuRGVsZXRlVGFyZ2V0c1JlcXVlc3QaIS5wb3B1bHVzLnYxLkRlbGV0ZVRhcmdldHNSZXNwb25zZRJOCgtMaXN0VGFyZ2V0cxIeLnBvcHVsdXMudjEuTGlzdFRhcmdldHNSZXF1ZXN0Gh8ucG9wdWx1cy52MS5MaXN0VGFyZ2V0c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_populus_v1_types]);
 
 /**
  * Request of Refresh.
@@ -118,6 +118,17 @@ export type RefreshRequest = Message<"populus.v1.RefreshRequest"> & {
    * @generated from field: repeated populus.v1.KeyAttribute key_attributes = 10;
    */
   keyAttributes: KeyAttribute[];
+
+  /**
+   * The claim that ClaimRefresh granted for this refresh, if any: every call
+   * that carries it extends the claim by its claim_timeout, and the final
+   * call, once committed, ends it and records the refresh's finish time. A
+   * claim no longer held (it lapsed) changes nothing; the refresh is done
+   * all the same.
+   *
+   * @generated from field: string claim_id = 11;
+   */
+  claimId: string;
 };
 
 /**
@@ -191,6 +202,147 @@ export type RefreshResponse = Message<"populus.v1.RefreshResponse"> & {
  */
 export const RefreshResponseSchema: GenMessage<RefreshResponse> = /*@__PURE__*/
   messageDesc(file_populus_v1_job_service, 1);
+
+/**
+ * Request of ClaimRefresh.
+ *
+ * @generated from message populus.v1.ClaimRefreshRequest
+ */
+export type ClaimRefreshRequest = Message<"populus.v1.ClaimRefreshRequest"> & {
+  /**
+   * Table name; the table need not be declared yet.
+   *
+   * @generated from field: string table = 1;
+   */
+  table: string;
+
+  /**
+   * Chosen by the caller (a UUID), 1-64 printable ASCII characters: the
+   * Refresh calls of the claimed refresh carry it.
+   *
+   * @generated from field: string claim_id = 2;
+   */
+  claimId: string;
+
+  /**
+   * A refresh of the table that finished less than this long ago is not
+   * repeated. Default 0: only a refresh that is running holds others back.
+   * At most 1 day.
+   *
+   * @generated from field: google.protobuf.Duration min_interval = 3;
+   */
+  minInterval?: Duration | undefined;
+
+  /**
+   * A claim whose holder sends no call of its refresh for this long lapses
+   * (the holder died). Default 600 s; from 1 s to 1 day.
+   *
+   * @generated from field: google.protobuf.Duration claim_timeout = 4;
+   */
+  claimTimeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message populus.v1.ClaimRefreshRequest.
+ * Use `create(ClaimRefreshRequestSchema)` to create a new message.
+ */
+export const ClaimRefreshRequestSchema: GenMessage<ClaimRefreshRequest> = /*@__PURE__*/
+  messageDesc(file_populus_v1_job_service, 2);
+
+/**
+ * Response of ClaimRefresh.
+ *
+ * @generated from message populus.v1.ClaimRefreshResponse
+ */
+export type ClaimRefreshResponse = Message<"populus.v1.ClaimRefreshResponse"> & {
+  /**
+   * Whether the caller may refresh now; if not, it goes straight to
+   * reserving.
+   *
+   * @generated from field: bool granted = 1;
+   */
+  granted: boolean;
+
+  /**
+   * Not granted because another refresh holds the claim (else: because the
+   * last claimed refresh finished less than min_interval ago).
+   *
+   * @generated from field: bool running = 2;
+   */
+  running: boolean;
+
+  /**
+   * When the table's last claimed refresh finished; unset if none has.
+   *
+   * @generated from field: google.protobuf.Timestamp last_refresh_time = 3;
+   */
+  lastRefreshTime?: Timestamp | undefined;
+
+  /**
+   * Set when not granted: whether the table has a pending job, due or
+   * delayed (false for a table never refreshed). A caller can skip its
+   * Reserve when this is false, as after RefreshResponse.any_pending.
+   *
+   * @generated from field: optional bool any_pending = 4;
+   */
+  anyPending?: boolean | undefined;
+};
+
+/**
+ * Describes the message populus.v1.ClaimRefreshResponse.
+ * Use `create(ClaimRefreshResponseSchema)` to create a new message.
+ */
+export const ClaimRefreshResponseSchema: GenMessage<ClaimRefreshResponse> = /*@__PURE__*/
+  messageDesc(file_populus_v1_job_service, 3);
+
+/**
+ * Request of AbandonRefresh.
+ *
+ * @generated from message populus.v1.AbandonRefreshRequest
+ */
+export type AbandonRefreshRequest = Message<"populus.v1.AbandonRefreshRequest"> & {
+  /**
+   * Table name.
+   *
+   * @generated from field: string table = 1;
+   */
+  table: string;
+
+  /**
+   * The claim_id the claim was granted with.
+   *
+   * @generated from field: string claim_id = 2;
+   */
+  claimId: string;
+};
+
+/**
+ * Describes the message populus.v1.AbandonRefreshRequest.
+ * Use `create(AbandonRefreshRequestSchema)` to create a new message.
+ */
+export const AbandonRefreshRequestSchema: GenMessage<AbandonRefreshRequest> = /*@__PURE__*/
+  messageDesc(file_populus_v1_job_service, 4);
+
+/**
+ * Response of AbandonRefresh.
+ *
+ * @generated from message populus.v1.AbandonRefreshResponse
+ */
+export type AbandonRefreshResponse = Message<"populus.v1.AbandonRefreshResponse"> & {
+  /**
+   * Whether the claim was still held, and is now given back.
+   *
+   * @generated from field: bool released = 1;
+   */
+  released: boolean;
+};
+
+/**
+ * Describes the message populus.v1.AbandonRefreshResponse.
+ * Use `create(AbandonRefreshResponseSchema)` to create a new message.
+ */
+export const AbandonRefreshResponseSchema: GenMessage<AbandonRefreshResponse> = /*@__PURE__*/
+  messageDesc(file_populus_v1_job_service, 5);
 
 /**
  * Request of Reserve.
@@ -279,7 +431,7 @@ export type ReserveRequest = Message<"populus.v1.ReserveRequest"> & {
  * Use `create(ReserveRequestSchema)` to create a new message.
  */
 export const ReserveRequestSchema: GenMessage<ReserveRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 2);
+  messageDesc(file_populus_v1_job_service, 6);
 
 /**
  * A leased job, as handed to a worker.
@@ -328,7 +480,7 @@ export type Lease = Message<"populus.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 3);
+  messageDesc(file_populus_v1_job_service, 7);
 
 /**
  * Leased jobs as parallel lists: entry i of each list is job i, in
@@ -389,7 +541,7 @@ export type LeaseColumns = Message<"populus.v1.LeaseColumns"> & {
  * Use `create(LeaseColumnsSchema)` to create a new message.
  */
 export const LeaseColumnsSchema: GenMessage<LeaseColumns> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 4);
+  messageDesc(file_populus_v1_job_service, 8);
 
 /**
  * Response of Reserve.
@@ -419,7 +571,7 @@ export type ReserveResponse = Message<"populus.v1.ReserveResponse"> & {
  * Use `create(ReserveResponseSchema)` to create a new message.
  */
 export const ReserveResponseSchema: GenMessage<ReserveResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 5);
+  messageDesc(file_populus_v1_job_service, 9);
 
 /**
  * One committed result.
@@ -447,7 +599,7 @@ export type Completion = Message<"populus.v1.Completion"> & {
  * Use `create(CompletionSchema)` to create a new message.
  */
 export const CompletionSchema: GenMessage<Completion> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 6);
+  messageDesc(file_populus_v1_job_service, 10);
 
 /**
  * Request of Complete.
@@ -500,7 +652,7 @@ export type CompleteRequest = Message<"populus.v1.CompleteRequest"> & {
  * Use `create(CompleteRequestSchema)` to create a new message.
  */
 export const CompleteRequestSchema: GenMessage<CompleteRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 7);
+  messageDesc(file_populus_v1_job_service, 11);
 
 /**
  * Response of Complete.
@@ -528,7 +680,7 @@ export type CompleteResponse = Message<"populus.v1.CompleteResponse"> & {
  * Use `create(CompleteResponseSchema)` to create a new message.
  */
 export const CompleteResponseSchema: GenMessage<CompleteResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 8);
+  messageDesc(file_populus_v1_job_service, 12);
 
 /**
  * Request of Fail.
@@ -570,7 +722,7 @@ export type FailRequest = Message<"populus.v1.FailRequest"> & {
  * Use `create(FailRequestSchema)` to create a new message.
  */
 export const FailRequestSchema: GenMessage<FailRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 9);
+  messageDesc(file_populus_v1_job_service, 13);
 
 /**
  * Response of Fail.
@@ -585,7 +737,7 @@ export type FailResponse = Message<"populus.v1.FailResponse"> & {
  * Use `create(FailResponseSchema)` to create a new message.
  */
 export const FailResponseSchema: GenMessage<FailResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 10);
+  messageDesc(file_populus_v1_job_service, 14);
 
 /**
  * Progress of one leased job.
@@ -620,7 +772,7 @@ export type LeaseProgress = Message<"populus.v1.LeaseProgress"> & {
  * Use `create(LeaseProgressSchema)` to create a new message.
  */
 export const LeaseProgressSchema: GenMessage<LeaseProgress> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 11);
+  messageDesc(file_populus_v1_job_service, 15);
 
 /**
  * Request of Heartbeat.
@@ -662,7 +814,7 @@ export type HeartbeatRequest = Message<"populus.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 12);
+  messageDesc(file_populus_v1_job_service, 16);
 
 /**
  * Response of Heartbeat.
@@ -690,7 +842,7 @@ export type HeartbeatResponse = Message<"populus.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 13);
+  messageDesc(file_populus_v1_job_service, 17);
 
 /**
  * Request of Release.
@@ -718,7 +870,7 @@ export type ReleaseRequest = Message<"populus.v1.ReleaseRequest"> & {
  * Use `create(ReleaseRequestSchema)` to create a new message.
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 14);
+  messageDesc(file_populus_v1_job_service, 18);
 
 /**
  * Response of Release.
@@ -746,7 +898,7 @@ export type ReleaseResponse = Message<"populus.v1.ReleaseResponse"> & {
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 15);
+  messageDesc(file_populus_v1_job_service, 19);
 
 /**
  * Request of Watch.
@@ -793,7 +945,7 @@ export type WatchRequest = Message<"populus.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 16);
+  messageDesc(file_populus_v1_job_service, 20);
 
 /**
  * One change to a job, as streamed by Watch.
@@ -850,7 +1002,7 @@ export type JobEvent = Message<"populus.v1.JobEvent"> & {
  * Use `create(JobEventSchema)` to create a new message.
  */
 export const JobEventSchema: GenMessage<JobEvent> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 17);
+  messageDesc(file_populus_v1_job_service, 21);
 
 /**
  * Job events in columns: the jobs that went to one status together in one
@@ -908,7 +1060,7 @@ export type JobEventGroup = Message<"populus.v1.JobEventGroup"> & {
  * Use `create(JobEventGroupSchema)` to create a new message.
  */
 export const JobEventGroupSchema: GenMessage<JobEventGroup> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 18);
+  messageDesc(file_populus_v1_job_service, 22);
 
 /**
  * Response of Watch: a snapshot, or changes since the last message.
@@ -966,7 +1118,7 @@ export type WatchResponse = Message<"populus.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 19);
+  messageDesc(file_populus_v1_job_service, 23);
 
 /**
  * Request of ListJobs.
@@ -1022,7 +1174,7 @@ export type ListJobsRequest = Message<"populus.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 20);
+  messageDesc(file_populus_v1_job_service, 24);
 
 /**
  * Response of ListJobs.
@@ -1050,7 +1202,7 @@ export type ListJobsResponse = Message<"populus.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 21);
+  messageDesc(file_populus_v1_job_service, 25);
 
 /**
  * Request of GetProgress.
@@ -1071,7 +1223,7 @@ export type GetProgressRequest = Message<"populus.v1.GetProgressRequest"> & {
  * Use `create(GetProgressRequestSchema)` to create a new message.
  */
 export const GetProgressRequestSchema: GenMessage<GetProgressRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 22);
+  messageDesc(file_populus_v1_job_service, 26);
 
 /**
  * Response of GetProgress.
@@ -1092,7 +1244,7 @@ export type GetProgressResponse = Message<"populus.v1.GetProgressResponse"> & {
  * Use `create(GetProgressResponseSchema)` to create a new message.
  */
 export const GetProgressResponseSchema: GenMessage<GetProgressResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 23);
+  messageDesc(file_populus_v1_job_service, 27);
 
 /**
  * Request of DeleteJobs.
@@ -1127,7 +1279,7 @@ export type DeleteJobsRequest = Message<"populus.v1.DeleteJobsRequest"> & {
  * Use `create(DeleteJobsRequestSchema)` to create a new message.
  */
 export const DeleteJobsRequestSchema: GenMessage<DeleteJobsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 24);
+  messageDesc(file_populus_v1_job_service, 28);
 
 /**
  * Response of DeleteJobs.
@@ -1148,7 +1300,7 @@ export type DeleteJobsResponse = Message<"populus.v1.DeleteJobsResponse"> & {
  * Use `create(DeleteJobsResponseSchema)` to create a new message.
  */
 export const DeleteJobsResponseSchema: GenMessage<DeleteJobsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 25);
+  messageDesc(file_populus_v1_job_service, 29);
 
 /**
  * Request of Ignore.
@@ -1176,7 +1328,7 @@ export type IgnoreRequest = Message<"populus.v1.IgnoreRequest"> & {
  * Use `create(IgnoreRequestSchema)` to create a new message.
  */
 export const IgnoreRequestSchema: GenMessage<IgnoreRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 26);
+  messageDesc(file_populus_v1_job_service, 30);
 
 /**
  * Response of Ignore.
@@ -1197,7 +1349,7 @@ export type IgnoreResponse = Message<"populus.v1.IgnoreResponse"> & {
  * Use `create(IgnoreResponseSchema)` to create a new message.
  */
 export const IgnoreResponseSchema: GenMessage<IgnoreResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 27);
+  messageDesc(file_populus_v1_job_service, 31);
 
 /**
  * Request of ListTables.
@@ -1212,7 +1364,7 @@ export type ListTablesRequest = Message<"populus.v1.ListTablesRequest"> & {
  * Use `create(ListTablesRequestSchema)` to create a new message.
  */
 export const ListTablesRequestSchema: GenMessage<ListTablesRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 28);
+  messageDesc(file_populus_v1_job_service, 32);
 
 /**
  * Response of ListTables.
@@ -1233,7 +1385,7 @@ export type ListTablesResponse = Message<"populus.v1.ListTablesResponse"> & {
  * Use `create(ListTablesResponseSchema)` to create a new message.
  */
 export const ListTablesResponseSchema: GenMessage<ListTablesResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 29);
+  messageDesc(file_populus_v1_job_service, 33);
 
 /**
  * Request of DeleteTargets.
@@ -1268,7 +1420,7 @@ export type DeleteTargetsRequest = Message<"populus.v1.DeleteTargetsRequest"> & 
  * Use `create(DeleteTargetsRequestSchema)` to create a new message.
  */
 export const DeleteTargetsRequestSchema: GenMessage<DeleteTargetsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 30);
+  messageDesc(file_populus_v1_job_service, 34);
 
 /**
  * Response of DeleteTargets.
@@ -1289,7 +1441,7 @@ export type DeleteTargetsResponse = Message<"populus.v1.DeleteTargetsResponse"> 
  * Use `create(DeleteTargetsResponseSchema)` to create a new message.
  */
 export const DeleteTargetsResponseSchema: GenMessage<DeleteTargetsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 31);
+  messageDesc(file_populus_v1_job_service, 35);
 
 /**
  * Request of ListTargets.
@@ -1331,7 +1483,7 @@ export type ListTargetsRequest = Message<"populus.v1.ListTargetsRequest"> & {
  * Use `create(ListTargetsRequestSchema)` to create a new message.
  */
 export const ListTargetsRequestSchema: GenMessage<ListTargetsRequest> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 32);
+  messageDesc(file_populus_v1_job_service, 36);
 
 /**
  * Response of ListTargets.
@@ -1359,7 +1511,7 @@ export type ListTargetsResponse = Message<"populus.v1.ListTargetsResponse"> & {
  * Use `create(ListTargetsResponseSchema)` to create a new message.
  */
 export const ListTargetsResponseSchema: GenMessage<ListTargetsResponse> = /*@__PURE__*/
-  messageDesc(file_populus_v1_job_service, 33);
+  messageDesc(file_populus_v1_job_service, 37);
 
 /**
  * JobService coordinates the computation of a table's keys across workers.
@@ -1388,6 +1540,49 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof RefreshRequestSchema;
     output: typeof RefreshResponseSchema;
+  },
+  /**
+   * ClaimRefresh coordinates the refreshes of populate loops (promise 4):
+   * when fifty workers each refresh a table before reserving, one refresh of
+   * it runs at a time cluster-wide, and one that finished less than
+   * min_interval ago is not repeated. It grants the claim to refresh unless
+   * another refresh holds it or the last claimed refresh finished too
+   * recently; a caller not granted goes straight to reserving. The claim is
+   * held by the Refresh calls that carry its claim_id (each extends it by
+   * claim_timeout from now) and ended by the final one, which records the
+   * refresh's finish time; AbandonRefresh gives it back unrecorded. A claim
+   * whose holder stays silent for claim_timeout lapses; one asked for again
+   * under the same claim_id is granted again (its holder's refresh failed
+   * before it could give the claim back). A table never
+   * refreshed can be claimed too, so workers that start together on a new
+   * table read its key source once. A Refresh without claim_id (an explicit
+   * refresh, an older client) is never held back and changes no claim.
+   *
+   * Errors: INVALID_ARGUMENT for a bad table name, a claim_id that is empty,
+   * longer than 64 characters or not printable ASCII, or a negative or too
+   * long duration.
+   *
+   * @generated from rpc populus.v1.JobService.ClaimRefresh
+   */
+  claimRefresh: {
+    methodKind: "unary";
+    input: typeof ClaimRefreshRequestSchema;
+    output: typeof ClaimRefreshResponseSchema;
+  },
+  /**
+   * AbandonRefresh gives a refresh claim back without recording a refresh
+   * (the key source failed), so that the next populate may refresh at once.
+   * A claim that is no longer held (it lapsed, or was ended) answers OK with
+   * released = false.
+   *
+   * Errors: INVALID_ARGUMENT for a bad table name or claim_id.
+   *
+   * @generated from rpc populus.v1.JobService.AbandonRefresh
+   */
+  abandonRefresh: {
+    methodKind: "unary";
+    input: typeof AbandonRefreshRequestSchema;
+    output: typeof AbandonRefreshResponseSchema;
   },
   /**
    * Reserve leases up to max_jobs ready jobs of a table to one worker,

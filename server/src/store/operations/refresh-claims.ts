@@ -1,0 +1,118 @@
+/**
+ * Refresh claims (promise 4): when many workers loop on populate, one refresh of a table runs at a
+ * time cluster-wide, and one that finished less than the caller's interval ago is not repeated.
+ *
+ * A claim is a row of `~populus_refresh_claims` per table, taken by one conditional UPDATE: the
+ * database decides who wins, so replicas need no lock of their own. Each statement stands alone
+ * (no transaction): a claim changes no job, and a claim lost in a crash lapses on its own.
+ *
+ *     free ──ClaimRefresh──▶ held ──final Refresh call──▶ free, last_refresh_time = now
+ *       ▲                     │ ├──AbandonRefresh──────────▶ free
+ *       └─────────────────────┘ └──claim_timeout without a call: lapses (the next claim takes it)
+ */
+import type { SqlDialect } from "./dialect.js";
+import { type Operation, rows, run, sql } from "./operation.js";
+import { oldestJobSql } from "./stale-candidates.js";
+
+/** What a claim asks. */
+export interface ClaimInput {
+  readonly table: string;
+  readonly claimId: string;
+  /** A refresh that finished less than this long ago is not repeated. */
+  readonly minIntervalMs: number;
+  /** A claim with no call of its refresh for this long lapses. */
+  readonly claimTimeoutMs: number;
+  readonly now: number;
+}
+
+/** What a claim answers. */
+export interface ClaimOutcome {
+  readonly granted: boolean;
+  /** Not granted because another refresh holds the claim (else: one finished too recently). */
+  readonly running: boolean;
+  /** When the table's last claimed refresh finished; null if none has. */
+  readonly lastRefreshTime: number | null;
+}
+
+interface ClaimRow {
+  claim_id: string | null;
+  claim_expire_time: number | string | null;
+  last_refresh_time: number | string | null;
+}
+
+/**
+ * Takes the claim if no refresh holds it and none finished within the interval. A claim held under
+ * the same id is taken again: its holder's refresh failed before it could give the claim back (the
+ * server was unreachable), and the holder is the one asking.
+ *
+ * The claim row is read first and written only when the read finds it free: of fifty looping
+ * workers, all but one are held back, and a read is all they cost. The UPDATE checks the same
+ * conditions again, so of several that read it free at once only one takes it.
+ */
+export function* claimRefresh(d: SqlDialect, input: ClaimInput): Operation<ClaimOutcome> {
+  const claims = d.names.refreshClaims;
+  const intervalCutoff = input.now - input.minIntervalMs;
+  for (let tries = 0; tries < 2; tries++) {
+    const [row] = yield* rows<ClaimRow>(sql(`SELECT claim_id, claim_expire_time, last_refresh_time FROM ${claims} WHERE table_name = ?`, [input.table]));
+    if (row === undefined) {
+      // The table's first claim: its row, then the same read (of replicas that insert it at once, one row stands).
+      yield* run(sql(`INSERT INTO ${claims} (table_name) VALUES (?) ${d.onConflictKeep("table_name", "table_name")}`, [input.table]));
+      continue;
+    }
+    const lastRefreshTime = timeOf(row.last_refresh_time);
+    const expire = timeOf(row.claim_expire_time);
+    const running = expire !== null && expire > input.now && row.claim_id !== input.claimId;
+    const recent = lastRefreshTime !== null && lastRefreshTime > intervalCutoff;
+    if (running || recent) return { granted: false, running, lastRefreshTime };
+    const taken = yield* run(
+      sql(
+        `UPDATE ${claims} SET claim_id = ?, claim_timeout_ms = ?, claim_expire_time = ?
+         WHERE table_name = ? AND (claim_expire_time IS NULL OR claim_expire_time <= ? OR claim_id = ?) AND (last_refresh_time IS NULL OR last_refresh_time <= ?)`,
+        [input.claimId, input.claimTimeoutMs, input.now + input.claimTimeoutMs, input.table, input.now, input.claimId, intervalCutoff],
+      ),
+    );
+    // Lost the race to another claim (or a refresh finished meanwhile): held back as it left the row.
+    if (taken > 0) return { granted: true, running: false, lastRefreshTime };
+    return { granted: false, running: true, lastRefreshTime };
+  }
+  throw new Error(`the refresh claim row of "${input.table}" vanished while it was claimed`);
+}
+
+/** A call of the claimed refresh: the claim is held for its timeout from now (nothing when it lapsed and another holds it). */
+export function* extendClaim(d: SqlDialect, table: string, claimId: string, now: number): Operation<void> {
+  yield* run(sql(`UPDATE ${d.names.refreshClaims} SET claim_expire_time = ? + claim_timeout_ms WHERE table_name = ? AND claim_id = ?`, [now, table, claimId]));
+}
+
+/** The claimed refresh's final call committed: the claim ends and its finish time is recorded. */
+export function* finishClaim(d: SqlDialect, table: string, claimId: string, now: number): Operation<boolean> {
+  const claims = d.names.refreshClaims;
+  const ended = sql(
+    `UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL, last_refresh_time = ? WHERE table_name = ? AND claim_id = ?`,
+    [now, table, claimId],
+  );
+  return (yield* run(ended)) > 0;
+}
+
+/** The claimed refresh failed: the claim ends unrecorded. */
+export function* abandonClaim(d: SqlDialect, table: string, claimId: string): Operation<boolean> {
+  const claims = d.names.refreshClaims;
+  const given = sql(`UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL WHERE table_name = ? AND claim_id = ?`, [
+    table,
+    claimId,
+  ]);
+  return (yield* run(given)) > 0;
+}
+
+/** Whether a declared table holds any job, and any pending one (due or delayed), in one read. */
+export function* jobsHeld(d: SqlDialect, table: string): Operation<{ anyJob: boolean; anyPending: boolean }> {
+  const jobs = d.jobsTable(table);
+  const [row] = yield* rows<{ any_job: number | null; any_pending: number | null }>(
+    sql(`SELECT (${oldestJobSql(jobs)}) AS any_job, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1) AS any_pending`),
+  );
+  return { anyJob: (row?.any_job ?? null) !== null, anyPending: (row?.any_pending ?? null) !== null };
+}
+
+/** A BIGINT time as mysql2 or better-sqlite3 reads it. */
+function timeOf(value: number | string | null): number | null {
+  return value === null ? null : Number(value);
+}

@@ -575,11 +575,15 @@ export interface IdleResults {
   readonly callsPerSecond: number;
 }
 
+/** An idle populus-worker's --refresh-interval default (s). */
+const IDLE_REFRESH_INTERVAL_S = 30;
+
 /**
  * Scenario 7: connected workers with nothing to do. Each has its own connection (the SDK's) and does what an
- * idle populus-worker does every --idle-wait (10 s): a pass of populate, which refreshes its key
- * source (here an empty one: one Refresh call) and asks for jobs only when the refresh said some
- * are pending (here none: no Reserve).
+ * idle populus-worker does every --idle-wait (10 s): a pass of populate, which claims the table's
+ * refresh (one ClaimRefresh call: of all the workers, one is granted per --refresh-interval),
+ * refreshes its key source when granted (here an empty one: one Refresh call), and asks for jobs
+ * only when the server said some are pending (here none: no Reserve).
  * Before they come, the server's CPU is read alone for one idle wait (its own timers). Their first
  * passes are spread over one idle wait; then the server's CPU is read over idleSeconds.
  */
@@ -596,11 +600,18 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
     const { rpc, close } = sdkConnection(srv.server.url);
     const worker = { ...WORKER, workerId: `idle-${w}` };
     await new Promise((r) => setTimeout(r, Math.random() * IDLE_WAIT_S * 1000));
+    const claimId = `idle-${w}`;
     while (!controller.signal.aborted) {
-      const refreshed = await rpc.refresh({ table, final: true });
+      // As populate: claim the refresh; refresh only when granted (at most once per refresh interval in all).
+      const claim = await rpc.claimRefresh({ table, claimId, minInterval: { seconds: BigInt(IDLE_REFRESH_INTERVAL_S) } });
       calls++;
-      // As populate: no Reserve when the refresh said nothing is pending.
-      if (refreshed.anyPending !== false) {
+      let anyPending = claim.anyPending;
+      if (claim.granted) {
+        anyPending = (await rpc.refresh({ table, final: true, claimId })).anyPending;
+        calls++;
+      }
+      // As populate: no Reserve when the server said nothing is pending.
+      if (anyPending !== false) {
         const found = await rpc.reserve({ table, maxJobs: 100, worker, asColumns: true, requestId: `idle-${w}-${calls}` });
         if ((found.columns?.leaseTokens.length ?? 0) > 0) throw new Error("an idle worker found work");
         calls++;

@@ -34,6 +34,7 @@ import { type CompleteRequest, CompleteRequestSchema } from "../client-sdk/dist/
 import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { RefreshKeys, toProtoKey } from "../client-sdk/dist/keys.js";
 import { refreshKeySource } from "../client-sdk/dist/refresh.js";
+import { claimedRefresh, RefreshClaim } from "../client-sdk/dist/claimed-refresh.js";
 import { runReserveLoop, toReadyResult } from "../client-sdk/dist/reserve-loop.js";
 import type { HeartbeatListener, LeaseKeeper } from "../client-sdk/dist/heartbeat-thread.js";
 import { withRetry } from "../client-sdk/dist/retry.js";
@@ -351,6 +352,76 @@ test("refresh: after its first call, keeps as many calls in flight as the server
   t.deepEqual(await inFlightWith(100), { most: 8, ...alone }, "capped: each call in flight holds its keys");
 });
 
+test("populate's refresh claim: every call carries it; a key source that throws gives it back; a second populate of the table in this process is held back while the first refreshes; a server without ClaimRefresh gets the refresh of old", async (t) => {
+  const params = { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 };
+  const fakeServer = (claimAnswer: () => Promise<object>, refreshing: () => Promise<unknown> = async () => undefined) => {
+    const log: string[] = [];
+    const rpc = {
+      async claimRefresh(req: { claimId: string; minInterval?: { seconds: bigint } }) {
+        log.push(`claim ${req.claimId} ${req.minInterval?.seconds ?? "-"}`);
+        return claimAnswer();
+      },
+      async abandonRefresh(req: { claimId: string }) {
+        log.push(`abandon ${req.claimId}`);
+        return { released: true };
+      },
+      async refresh(req: { claimId: string; final: boolean }) {
+        log.push(`refresh ${req.claimId === "" ? "unclaimed" : req.claimId}${req.final ? " final" : ""}`);
+        await refreshing();
+        return { added: 1n, removed: 0n, orphaned: 0n, rePended: 0n, anyPending: true, callsAtOnce: 0 };
+      },
+    } as unknown as JobServiceRpc;
+    return { rpc, log };
+  };
+  const granted = fakeServer(async () => ({ granted: true, running: false }));
+  const claim = new RefreshClaim();
+  const outcome = await claimedRefresh(granted.rpc, "T", [{ id: 1 }], params, claim, 30);
+  t.like(outcome, { heldBack: false, anyPending: true });
+  t.deepEqual(granted.log, [`claim ${claim.id} 30`, `refresh ${claim.id} final`]);
+
+  const failing = fakeServer(async () => ({ granted: true, running: false }));
+  const broken = () => {
+    throw new Error("the upstream database is down");
+  };
+  await t.throwsAsync(claimedRefresh(failing.rpc, "T", broken, params, claim, 0), { message: "the upstream database is down" });
+  t.deepEqual(failing.log, [`claim ${claim.id} 0`, `abandon ${claim.id}`], "given back, no refresh call sent");
+  t.false(claim.refreshing);
+
+  let answerClaim: (answer: object) => void = () => undefined;
+  let answerRefresh: () => void = () => undefined;
+  let refreshAsked: () => void = () => undefined;
+  const refreshCalled = new Promise<void>((resolve) => (refreshAsked = resolve));
+  const slow = fakeServer(
+    () => new Promise<object>((resolve) => (answerClaim = resolve)),
+    () => {
+      refreshAsked();
+      return new Promise<void>((resolve) => (answerRefresh = resolve));
+    },
+  );
+  const first = claimedRefresh(slow.rpc, "T", [{ id: 1 }], params, claim, 0);
+  await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(
+    await claimedRefresh(slow.rpc, "T", [{ id: 1 }], params, claim, 0),
+    { heldBack: "running", anyPending: undefined },
+    "while the claim is asked for",
+  );
+  answerClaim({ granted: true, running: false });
+  await refreshCalled;
+  t.deepEqual(await claimedRefresh(slow.rpc, "T", [{ id: 1 }], params, claim, 0), { heldBack: "running", anyPending: undefined }, "while it refreshes");
+  answerRefresh();
+  await first;
+  t.deepEqual(slow.log, [`claim ${claim.id} 0`, `refresh ${claim.id} final`], "the second populate sent nothing");
+
+  const heldBack = fakeServer(async () => ({ granted: false, running: false, anyPending: false }));
+  t.deepEqual(await claimedRefresh(heldBack.rpc, "T", broken, params, claim, 60), { heldBack: "recent", anyPending: false }, "no key source read");
+
+  const older = fakeServer(async () => {
+    throw new PopulusError("unknown method ClaimRefresh", Code.Unimplemented);
+  });
+  t.like(await claimedRefresh(older.rpc, "T", [{ id: 1 }], params, claim, 0), { heldBack: false, anyPending: true });
+  t.deepEqual(older.log, [`claim ${claim.id} 0`, "refresh unclaimed final"]);
+});
+
 test("refresh: sync and async key sources send the same calls; a key source that throws sends no final call", async (t) => {
   const callsOf = async (source: Parameters<typeof refreshKeySource>[2]) => {
     const sent: { ids: number[]; final: boolean }[] = [];
@@ -556,7 +627,7 @@ test("retries: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, an unasked CANCELED and
 
 test("config.jobs: DataJoint's defaults, validated in code and from the environment", (t) => {
   const jobs = new JobsConfig();
-  t.deepEqual(jobs.snapshot(), { autoRefresh: true, keepCompleted: false, staleTimeout: 3600, defaultPriority: 5, versionMethod: null });
+  t.deepEqual(jobs.snapshot(), { autoRefresh: true, refreshInterval: 0, keepCompleted: false, staleTimeout: 3600, defaultPriority: 5, versionMethod: null });
   t.throws(() => (jobs.defaultPriority = 300), {
     instanceOf: InvalidConfigError,
     message: "config.jobs.defaultPriority must be an integer from 0 (most urgent) to 255, got 300",
@@ -576,6 +647,15 @@ test("config.jobs: DataJoint's defaults, validated in code and from the environm
   t.throws(() => jobsSettingsFromEnv({ POPULUS_STALE_TIMEOUT: "-1" }), {
     instanceOf: InvalidConfigError,
     message: "POPULUS_STALE_TIMEOUT must be a number of seconds >= 0, got -1",
+  });
+  t.deepEqual(jobsSettingsFromEnv({ POPULUS_REFRESH_INTERVAL: "30" }), { refreshInterval: 30 });
+  t.throws(() => jobsSettingsFromEnv({ POPULUS_REFRESH_INTERVAL: "86401" }), {
+    instanceOf: InvalidConfigError,
+    message: "POPULUS_REFRESH_INTERVAL must be a number of seconds from 0 to 86400, got 86401",
+  });
+  t.throws(() => (jobs.refreshInterval = -1), {
+    instanceOf: InvalidConfigError,
+    message: "config.jobs.refreshInterval must be a number of seconds from 0 to 86400, got -1",
   });
   t.throws(() => connect({ url: "ftp://x" }), { instanceOf: InvalidConfigError, message: 'url: "ftp://x" must start with http:// or https://' });
 });

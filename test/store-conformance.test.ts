@@ -1856,7 +1856,7 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "refresh claims: one holder at a time; its calls hold the claim and its final call ends it and records the time, which min_interval then honours; an explicit refresh is never held back; abandon gives back; a holder asking again under its own id gets it back",
+      "refresh claims: one holder at a time; its calls hold the claim and its final call ends it and records the time, which min_interval then honours (until an operator deletes jobs); an explicit refresh is never held back; abandon gives back; a holder asking again under its own id gets it back",
     async run(t, { client }) {
       const table = "ClaimedRefresh";
       // Bad requests are INVALID_ARGUMENT and take no claim (the first good one below is granted).
@@ -1925,7 +1925,11 @@ const scenarios: Scenario[] = [
       const c = await client.claimRefresh({ table, claimId: "worker-c", minInterval: seconds(60) });
       t.false(c.granted, "the abandoned refresh recorded no time: the earlier one still counts");
       t.deepEqual(c.lastRefreshTime, recent.lastRefreshTime);
-      t.true((await client.claimRefresh({ table, claimId: "worker-c" })).granted);
+      // An operator's delete of jobs (or of computed rows) is for the next refresh to queue again: it is due now.
+      t.is((await client.deleteJobs({ table, keys: [key(4)] })).deleted, 1n);
+      const due = await client.claimRefresh({ table, claimId: "worker-c", minInterval: seconds(60) });
+      t.true(due.granted, "after DeleteJobs the interval holds nothing back");
+      t.is(due.lastRefreshTime, undefined);
 
       // A late call of a refresh whose claim is gone (abandoned, lapsed) refreshes all the same and ends no one else's claim.
       t.deepEqual(rc(await client.refresh({ table, keys: keys(5, 6), claimId: "worker-b" })), rcOf({ added: 1 }));

@@ -103,6 +103,11 @@ test("bad options exit 2 with one line naming the option", async (t) => {
       { POPULUS_LEASE_DURATION: "0" },
       `populus-worker: option '--lease-duration <seconds>' value '0' from env 'POPULUS_LEASE_DURATION' is invalid. --lease-duration must be a number of seconds from 1 to 86400, got "0"\n`,
     ],
+    [
+      ["--pipeline", PIPELINE, "--refresh-interval", "-5"],
+      {},
+      `populus-worker: option '--refresh-interval <seconds>' argument '-5' is invalid. --refresh-interval must be a number of seconds from 0 to 86400, got "-5"\n`,
+    ],
     [["--pipeline", PIPELINE], { POPULUS_ONCE: "sometimes" }, `populus-worker: POPULUS_ONCE must be true or false (or 1/0, yes/no, on/off), got "sometimes"\n`],
     [["--pipeline", PIPELINE, "--tabel", "Squares"], {}, "populus-worker: unknown option '--tabel' (Did you mean --table?)\n"],
     [["--pipeline", PIPELINE, "--token-file", "/no/such/token"], {}, "populus-worker: --token-file /no/such/token: no such file\n"],

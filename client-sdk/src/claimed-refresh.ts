@@ -44,23 +44,27 @@ export async function claimedRefresh<K extends object>(
   refreshInterval: number,
 ): Promise<ClaimedRefreshOutcome> {
   if (claim.refreshing) return { heldBack: "running", anyPending: undefined };
-  let answer: Awaited<ReturnType<JobServiceRpc["claimRefresh"]>>;
-  try {
-    answer = await rpc.claimRefresh({ table, claimId: claim.id, minInterval: durationOf(refreshInterval) });
-  } catch (err) {
-    // A server older than refresh claims: refresh as populate always did.
-    if (err instanceof PopulusError && err.code === Code.Unimplemented) return { heldBack: false, ...(await refreshKeySource(rpc, table, source, params)) };
-    throw err;
-  }
-  if (!answer.granted) return { heldBack: answer.running ? "running" : "recent", anyPending: answer.anyPending };
+  // Taken before the claim is asked for: two populates of the table in this process would ask under
+  // one id, and the server grants a claim again to its own id.
   claim.refreshing = true;
   try {
-    return { heldBack: false, ...(await refreshKeySource(rpc, table, source, params, claim.id)) };
-  } catch (err) {
-    // Given back so that the next populate (this one's retry, or another worker's) may refresh at
-    // once; if the server cannot be reached either, this process gets the claim back by its id.
-    await rpc.abandonRefresh({ table, claimId: claim.id }).catch(() => undefined);
-    throw err;
+    let answer: Awaited<ReturnType<JobServiceRpc["claimRefresh"]>>;
+    try {
+      answer = await rpc.claimRefresh({ table, claimId: claim.id, minInterval: durationOf(refreshInterval) });
+    } catch (err) {
+      // A server older than refresh claims: refresh as populate always did.
+      if (err instanceof PopulusError && err.code === Code.Unimplemented) return { heldBack: false, ...(await refreshKeySource(rpc, table, source, params)) };
+      throw err;
+    }
+    if (!answer.granted) return { heldBack: answer.running ? "running" : "recent", anyPending: answer.anyPending };
+    try {
+      return { heldBack: false, ...(await refreshKeySource(rpc, table, source, params, claim.id)) };
+    } catch (err) {
+      // Given back so that the next populate (this one's retry, or another worker's) may refresh at
+      // once; if the server cannot be reached either, this process gets the claim back by its id.
+      await rpc.abandonRefresh({ table, claimId: claim.id }).catch(() => undefined);
+      throw err;
+    }
   } finally {
     claim.refreshing = false;
   }

@@ -33,9 +33,19 @@ export interface WorkerConfig extends ConnectionSettings {
   readonly graceS: number;
   /** Longest wait between passes that found nothing to do, seconds (the wait starts at 1 s and doubles). @default 10 */
   readonly idleWaitS: number;
+  /** A pass skips its refresh of a table when any worker's refresh of it finished less than this long ago, seconds. @default 30 */
+  readonly refreshIntervalS: number;
   /** pino level. @default "info" */
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
+
+/**
+ * The worker's refreshInterval. The SDK's is 0 (a script's populate reads its key source every
+ * time, as DataJoint's does); a worker loops, and every node's passes would otherwise read the key
+ * source back to back (one at a time, but without rest). 30 s: new upstream keys are queued within
+ * half a minute, and an idle fleet reads an expensive key source twice a minute at most.
+ */
+const WORKER_REFRESH_INTERVAL_S = 30;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -95,6 +105,12 @@ function buildCommand(): Command {
         .default(10)
         .argParser(secondsInRange("--idle-wait", 1, 3600)),
     )
+    .addOption(
+      new Option("--refresh-interval <seconds>", "a pass reads no key source refreshed by any worker less than this long ago")
+        .env("POPULUS_REFRESH_INTERVAL")
+        .default(WORKER_REFRESH_INTERVAL_S)
+        .argParser(secondsInRange("--refresh-interval", 0, 86_400)),
+    )
     .addOption(new Option("--log-level <level>", "log level").env("POPULUS_LOG_LEVEL").choices(LOG_LEVELS).default("info"))
     .helpOption("-h, --help", "show this help")
     .showSuggestionAfterError(true)
@@ -138,6 +154,7 @@ export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       leaseDuration: number;
       grace: number;
       idleWait: number;
+      refreshInterval: number;
       logLevel: WorkerConfig["logLevel"];
     }
   >();
@@ -156,6 +173,7 @@ export function parseWorkerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       leaseDurationS: o.leaseDuration,
       graceS: o.grace,
       idleWaitS: o.idleWait,
+      refreshIntervalS: o.refreshInterval,
       logLevel: o.logLevel,
     }),
   };

@@ -88,6 +88,7 @@ async function main(): Promise<void> {
     leaseDurationS: config.leaseDurationS,
     graceS: config.graceS,
     idleWaitS: config.idleWaitS,
+    refreshIntervalS: config.refreshIntervalS,
     signal: stop.signal,
     logger,
   });

@@ -2,8 +2,10 @@
  * The worker's passes, as DataJoint's cluster workers loop on populate: a
  * pass runs `populate({ reserveJobs: true })` on each table in turn (each
  * refreshes its key source first, per config.jobs.autoRefresh, so new
- * upstream keys are queued); when a pass found nothing to do, wait and try
- * again, the wait doubling from 1 s up to idleWait.
+ * upstream keys are queued, unless another worker's refresh of it is
+ * running or finished less than --refresh-interval ago); when a pass found
+ * nothing to do, wait and try again, the wait doubling from 1 s up to
+ * idleWait.
  *
  * Why poll instead of Reserve's long-poll `wait`: a long-poll wakes only for
  * jobs already queued, and here the key source is refreshed by the worker
@@ -55,6 +57,8 @@ export interface PassesOptions {
   readonly leaseDurationS: number;
   readonly graceS: number;
   readonly idleWaitS: number;
+  /** populate's refreshInterval: a pass reads no key source that any worker refreshed this recently. */
+  readonly refreshIntervalS: number;
   /** Aborted by SIGTERM/SIGINT: the graceful stop. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
@@ -82,6 +86,7 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
           suppressErrors: o.suppressErrors,
           leaseDuration: o.leaseDurationS,
           grace: o.graceS,
+          refreshInterval: o.refreshIntervalS,
           signal: o.signal,
         });
         successCount += r.successCount;

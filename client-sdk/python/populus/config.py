@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -82,6 +83,7 @@ def _read_pem(path: str, option: str) -> bytes:
 
 _DEFAULTS: dict[str, Any] = {
     "auto_refresh": True,
+    "refresh_interval": 0,
     "keep_completed": False,
     "stale_timeout": 3600,
     "default_priority": 5,
@@ -101,6 +103,16 @@ def _check_stale_timeout(name: str, v: Any) -> float:
     return v
 
 
+MAX_REFRESH_INTERVAL_S = 86_400
+"""The longest ``refresh_interval``: a day, ClaimRefresh's bound on min_interval."""
+
+
+def _check_refresh_interval(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= MAX_REFRESH_INTERVAL_S:
+        raise InvalidConfigError(f"{name} must be a number of seconds from 0 to {MAX_REFRESH_INTERVAL_S}, got {v!r}")
+    return v
+
+
 def _check_priority(name: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255:
         raise InvalidConfigError(f"{name} must be an integer from 0 (most urgent) to 255, got {v!r}")
@@ -115,6 +127,7 @@ def _check_version_method(name: str, v: Any) -> str | None:
 
 _CHECKS = {
     "auto_refresh": _check_bool,
+    "refresh_interval": _check_refresh_interval,
     "keep_completed": _check_bool,
     "stale_timeout": _check_stale_timeout,
     "default_priority": _check_priority,
@@ -128,15 +141,30 @@ class JobsConfig:
     InvalidConfigError and leaves the setting as it was). Initial values come
     from the environment, else DataJoint's defaults:
 
-    ======================  ==========================  =========
-    setting                 environment variable        default
-    ======================  ==========================  =========
-    ``auto_refresh``        ``POPULUS_AUTO_REFRESH``    ``True``
-    ``keep_completed``      ``POPULUS_KEEP_COMPLETED``  ``False``
-    ``stale_timeout``       ``POPULUS_STALE_TIMEOUT``   ``3600``
-    ``default_priority``    ``POPULUS_DEFAULT_PRIORITY`` ``5``
-    ``version_method``      ``POPULUS_VERSION_METHOD``  ``None``
-    ======================  ==========================  =========
+    ======================  ============================  =========
+    setting                 environment variable          default
+    ======================  ============================  =========
+    ``auto_refresh``        ``POPULUS_AUTO_REFRESH``      ``True``
+    ``refresh_interval``    ``POPULUS_REFRESH_INTERVAL``  ``0``
+    ``keep_completed``      ``POPULUS_KEEP_COMPLETED``    ``False``
+    ``stale_timeout``       ``POPULUS_STALE_TIMEOUT``     ``3600``
+    ``default_priority``    ``POPULUS_DEFAULT_PRIORITY``  ``5``
+    ``version_method``      ``POPULUS_VERSION_METHOD``    ``None``
+    ======================  ============================  =========
+
+    - ``auto_refresh``: populate refreshes the key source first.
+    - ``refresh_interval``: seconds, 0 to 86400. ``populate(reserve_jobs=True)``
+      skips its refresh (and goes straight to reserving) when a refresh of the
+      table by any populate finished less than this long ago. Whatever it is,
+      such a populate never refreshes while another one's refresh of the table
+      is running, in this process or on any other worker.
+    - ``keep_completed``: keep job rows with status success (``jobs.completed``).
+    - ``stale_timeout``: seconds; refresh removes jobs older than this whose
+      key left the key source.
+    - ``default_priority``: priority of jobs added by refresh, 0-255, lower is
+      more urgent.
+    - ``version_method``: ``"git"`` records ``git rev-parse --short HEAD``
+      with each job.
     """
 
     __slots__ = tuple(f"_{name}" for name in _DEFAULTS)
@@ -201,6 +229,9 @@ def jobs_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         v = boolean(name)
         if v is not None:
             out[setting] = v
+    interval = number("POPULUS_REFRESH_INTERVAL")
+    if interval is not None:
+        out["refresh_interval"] = _check_refresh_interval("POPULUS_REFRESH_INTERVAL", interval)
     stale = number("POPULUS_STALE_TIMEOUT")
     if stale is not None:
         out["stale_timeout"] = _check_stale_timeout("POPULUS_STALE_TIMEOUT", stale)
@@ -222,7 +253,31 @@ class PopulusConfig:
         self.jobs = jobs
 
 
-config = PopulusConfig(JobsConfig(**jobs_settings_from_env(os.environ)))
+def _starting_worker() -> bool:
+    """Whether this import is ``python -m populus.worker`` locating its module:
+    runpy imports the package while ``sys.argv[0]`` is still ``"-m"``, and the
+    module's name is the item of ``sys.orig_argv`` just before the script's
+    arguments (``populus.worker``, or ``-mpopulus.worker`` written as one)."""
+    argv = sys.argv
+    orig = getattr(sys, "orig_argv", [])
+    if not argv or argv[0] != "-m" or len(orig) < len(argv):
+        return False
+    return orig[-len(argv)].removeprefix("-m") == "populus.worker"
+
+
+def _jobs_settings_at_import() -> dict[str, Any]:
+    try:
+        return jobs_settings_from_env(os.environ)
+    except InvalidConfigError:
+        if not _starting_worker():
+            raise
+        # The worker refuses a bad variable itself, as its other bad options (exit 2, one line): its
+        # main() reads them again before it loads anything. Until then the defaults stand.
+        return {}
+
+
+config = PopulusConfig(JobsConfig(**_jobs_settings_at_import()))
 """``config.jobs`` starts from the ``POPULUS_*`` variables (read once, at
 import), else DataJoint's defaults. A bad variable raises InvalidConfigError
-at import, naming it."""
+at import, naming it (except under ``python -m populus.worker``, which exits
+with its bad-usage code and that message instead)."""

@@ -3,11 +3,19 @@ TypeScript SDK's populate.ts.
 
 - ``reserve_jobs=True``: refresh (when ``refresh``, default
   ``config.jobs.auto_refresh``), then reserve loops, in this process or in
-  ``processes`` child processes that each open their own connection.
+  ``processes`` child processes that each open their own connection. The
+  refresh is coordinated across every worker (claimed_refresh.py): it is
+  skipped, and populate goes straight to reserving, while another populate's
+  refresh of the table runs (here or anywhere), or when one finished less
+  than ``refresh_interval`` seconds ago.
 - ``reserve_jobs=False`` (DataJoint's default): always refresh the key
   source, then the same reserve loop. The server is the only writer of
   targets (which is what makes commits exactly-once), so this mode commits
   through leases too.
+
+When the refresh (or the server, for a populate held back from refreshing)
+says that the table has no pending job, populate reserves nothing and
+answers at once.
 
 Child processes are started with multiprocessing's "spawn" method (gRPC's
 C core does not survive fork once a channel is open): each child imports the
@@ -26,12 +34,13 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from populus.config import ConnectOptions, config
+from populus.claimed_refresh import claimed_refresh
+from populus.config import MAX_REFRESH_INTERVAL_S, ConnectOptions, config
 from populus.errors import InvalidArgumentError, MakeError, TableNotFoundError, UnavailableError, WorkerProcessError
 from populus.graceful_stop import GracefulStop, handle_signals
 from populus.keys import to_restriction
 from populus.progress_display import ProgressDisplay
-from populus.refresh import RefreshParams, refresh_key_source
+from populus.refresh import RefreshParams, refresh_outcome
 from populus.reserve_loop import LEASE_DURATION_S, LoopOptions, Make, run_reserve_loop
 from populus.rpc import Connection
 from populus.v1 import job_service_pb2, types_pb2
@@ -52,6 +61,7 @@ class _Resolved:
     suppress_errors: bool
     priority: int | None
     refresh: bool
+    refresh_interval: float
     restriction: Mapping[str, Any] | None
     lease_duration: float
     grace: float
@@ -77,6 +87,8 @@ def _resolve(table: str, settings: dict[str, Any], **o: Any) -> _Resolved:
         raise bad(f"priority must be an integer from 0 to 255 or None, got {o['priority']!r}")
     if not _is_seconds(o["lease_duration"], 1, 86_400):
         raise bad(f"lease_duration must be from 1 to 86400 seconds, got {o['lease_duration']!r}")
+    if o["refresh_interval"] is not None and not _is_seconds(o["refresh_interval"], 0, MAX_REFRESH_INTERVAL_S):
+        raise bad(f"refresh_interval must be from 0 to {MAX_REFRESH_INTERVAL_S} seconds, got {o['refresh_interval']!r}")
     if not _is_seconds(o["grace"], 0, 86_400):
         raise bad(f"grace must be from 0 to 86400 seconds, got {o['grace']!r}")
     if o["restriction"] is not None:
@@ -88,6 +100,7 @@ def _resolve(table: str, settings: dict[str, Any], **o: Any) -> _Resolved:
         suppress_errors=bool(o["suppress_errors"]),
         priority=o["priority"],
         refresh=settings["auto_refresh"] if o["refresh"] is None else bool(o["refresh"]),
+        refresh_interval=float(settings["refresh_interval"] if o["refresh_interval"] is None else o["refresh_interval"]),
         restriction=o["restriction"],
         lease_duration=float(o["lease_duration"]),
         grace=float(o["grace"]),
@@ -99,17 +112,21 @@ def populate(table: Table, *, display_progress: bool = False, stop: GracefulStop
     settings = config.jobs.snapshot()
     o = _resolve(table.name, settings, **options)
     graceful = stop if stop is not None else GracefulStop()
-    if not o.reserve_jobs or o.refresh:
-        refresh_key_source(
-            table.connection,
-            table.name,
-            table.key_source,
-            RefreshParams(priority=settings["default_priority"], stale_timeout=settings["stale_timeout"], orphan_timeout=None, delay=0),
-        )
+    params = RefreshParams(priority=settings["default_priority"], stale_timeout=settings["stale_timeout"], orphan_timeout=None, delay=0)
+    # Whether a job is pending, when the refresh (or the server, holding this refresh back) said so.
+    any_pending: bool | None = None
+    if not o.reserve_jobs:
+        # Direct mode computes what its own key source says is missing: always read.
+        any_pending = refresh_outcome(table.connection, table.name, table.key_source, params).any_pending
+    elif o.refresh:
+        any_pending = claimed_refresh(table.connection, table.name, table.key_source, params, table.refresh_claim, o.refresh_interval).any_pending
     display = ProgressDisplay(table.name, table.jobs.progress) if display_progress else None
     if display is not None:
         display.start()
     try:
+        # A table with nothing pending (already done, or an idle worker's pass): no Reserve to find that out.
+        if any_pending is False:
+            return {"success_count": 0, "error_list": []}
         with handle_signals(graceful, o.grace, signals):
             processes = o.processes if o.max_calls is None else max(1, min(o.processes, o.max_calls))
             if processes == 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
+from populus.claimed_refresh import RefreshClaim
 from populus.errors import InvalidArgumentError
 from populus.graceful_stop import GracefulStop
 from populus.jobs import Jobs
@@ -38,6 +39,9 @@ class Table:
         self.connection = connection
         self.jobs = Jobs(connection, name, key_source)
         """Its jobs table."""
+        self.refresh_claim = RefreshClaim()
+        """The table's refresh claim in this process (claimed_refresh.py): one
+        id for every populate of this Table object."""
 
     def populate(
         self,
@@ -50,6 +54,7 @@ class Table:
         display_progress: bool = False,
         *,
         restriction: Mapping[str, Any] | None = None,
+        refresh_interval: float | None = None,
         lease_duration: float = LEASE_DURATION_S,
         grace: float = GRACE_S,
         stop: GracefulStop | None = None,
@@ -70,9 +75,18 @@ class Table:
           collects failures in ``error_list``.
         - ``priority``: only jobs at this priority or more urgent (lower numbers).
         - ``refresh``: refresh the jobs from the key source first (default
-          ``config.jobs.auto_refresh``); without ``reserve_jobs`` always.
+          ``config.jobs.auto_refresh``); without ``reserve_jobs`` always. With
+          ``reserve_jobs`` the refresh is coordinated across every worker: it
+          is skipped, and populate goes straight to reserving, while another
+          populate's refresh of the table runs (in this process or on any
+          other worker), or when one finished less than ``refresh_interval``
+          seconds ago.
         - ``display_progress``: a line on stderr every 2 s and at the end.
         - ``restriction``: only keys with these attribute values.
+        - ``refresh_interval``: seconds (0 to 86400) within which a finished
+          refresh of the table (by any populate with ``reserve_jobs``) is not
+          repeated (default ``config.jobs.refresh_interval``, 0: only a
+          refresh that is running holds this one back).
         - ``lease_duration``: seconds (1 to 86400); a crashed worker's jobs come
           back this long after its last heartbeat.
         - ``grace``, ``stop``, ``handle_signals``: on SIGTERM/SIGINT (while
@@ -93,6 +107,7 @@ class Table:
             priority=priority,
             refresh=refresh,
             restriction=restriction,
+            refresh_interval=refresh_interval,
             lease_duration=lease_duration,
             grace=grace,
             display_progress=display_progress,

@@ -2,8 +2,20 @@
 populus-worker. It loads a pipeline module and keeps populating its tables,
 as DataJoint's cluster workers loop on ``populate(reserve_jobs=True)``: a pass
 runs ``populate(reserve_jobs=True)`` on each table (refreshing its key source
-first, per ``config.jobs.auto_refresh``); when a pass found nothing to do it
-waits (1 s, doubling up to ``--idle-wait``) and tries again.
+first, per ``config.jobs.auto_refresh``, unless another worker's refresh of
+the table is running or one finished less than ``--refresh-interval`` ago);
+when a pass found nothing to do it waits (1 s, doubling up to ``--idle-wait``)
+and tries again.
+
+``--refresh-interval SECONDS`` (``POPULUS_REFRESH_INTERVAL``, 0 to 86400) is
+passed to every populate as ``refresh_interval``. It defaults to 30, not to
+the SDK's 0 (a script's populate reads its key source every time, as
+DataJoint's does): a worker loops, and every node's passes would otherwise
+read the key source back to back (one at a time, but without rest). 30 s: new
+upstream keys are queued within half a minute, and an idle fleet reads an
+expensive key source twice a minute at most. The flag wins over the variable,
+but a bad ``POPULUS_REFRESH_INTERVAL`` (or any bad ``POPULUS_*`` job variable,
+which populate's child processes read too) is refused even with the flag.
 
 The module is imported by its name with its directory on ``sys.path``, so the
 child processes of ``--processes N`` import its makes the same way. SIGTERM
@@ -13,7 +25,8 @@ an attempt, and the worker exits 0; a second signal stops at once.
 
 Exit codes as populus-worker's: 0 done (``--once``, ``--max-calls``) or
 stopped; 1 a make failed without ``--suppress-errors``, or populate could not
-run; 2 bad usage; 3 the module could not be loaded or defines no table.
+run; 2 bad usage (a bad option or ``POPULUS_*`` variable: one line on
+stderr after the usage); 3 the module could not be loaded or defines no table.
 """
 
 from __future__ import annotations
@@ -21,15 +34,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import signal
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from populus.errors import MakeError, UnavailableError
+from populus.config import MAX_REFRESH_INTERVAL_S, jobs_settings_from_env
+from populus.errors import InvalidConfigError, MakeError, UnavailableError
 from populus.graceful_stop import GracefulStop
 from populus.table import Table
+
+
+WORKER_REFRESH_INTERVAL_S = 30
+"""The worker's ``--refresh-interval`` default; see the module docstring for
+why it is not the SDK's 0."""
 
 
 def _log(event: str, **fields: Any) -> None:
@@ -42,6 +62,21 @@ def _positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
     return v
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds (fractions allowed) from ``low`` to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v) or not low <= v <= high:
+            raise argparse.ArgumentTypeError(f'must be a number of seconds from {low:g} to {high:g}, got "{text}"')
+        return int(v) if v.is_integer() else v
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-duration", type=float, default=60.0, help="lease length, seconds (default 60)")
     p.add_argument("--grace", type=float, default=30.0, help="on SIGTERM/SIGINT, seconds running makes may finish (default 30)")
     p.add_argument("--idle-wait", type=float, default=10.0, help="longest wait between passes that found nothing to do (default 10)")
+    p.add_argument(
+        "--refresh-interval",
+        type=_seconds(0, MAX_REFRESH_INTERVAL_S),
+        default=None,
+        metavar="SECONDS",
+        help=f"a pass reads no key source that any worker refreshed less than this long ago, 0 to {MAX_REFRESH_INTERVAL_S} "
+        f"(0: only a running refresh holds it back); env POPULUS_REFRESH_INTERVAL, default {WORKER_REFRESH_INTERVAL_S}",
+    )
     return p
 
 
@@ -73,8 +116,26 @@ def _load(path: str) -> dict[str, Table]:
     return tables
 
 
+def _refresh_interval(parser: argparse.ArgumentParser, flag: float | None) -> float:
+    """--refresh-interval, else POPULUS_REFRESH_INTERVAL, else the worker's 30.
+    A bad ``POPULUS_*`` job variable ends the worker here (exit 2) even when
+    the flag is given: the SDK in populate's child processes reads it too."""
+    try:
+        env = jobs_settings_from_env(os.environ)
+    except InvalidConfigError as err:
+        message = str(err)
+        if message.startswith("POPULUS_REFRESH_INTERVAL "):
+            message = f"argument --refresh-interval: {message}"
+        parser.error(message)
+    if flag is not None:
+        return flag
+    return env.get("refresh_interval", WORKER_REFRESH_INTERVAL_S)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    refresh_interval = _refresh_interval(parser, args.refresh_interval)
     if args.server is not None:
         os.environ["POPULUS_URL"] = args.server
     try:
@@ -99,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _log("start", tables=list(tables), pipeline=args.pipeline, processes=args.processes, once=args.once)
+    _log("start", tables=list(tables), pipeline=args.pipeline, processes=args.processes, once=args.once, refreshIntervalSeconds=refresh_interval)
     calls_left = args.max_calls
     totals = {"success_count": 0, "errors": 0}
     idle = 1.0
@@ -116,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     suppress_errors=args.suppress_errors,
                     priority=args.priority,
                     lease_duration=args.lease_duration,
+                    refresh_interval=refresh_interval,
                     grace=args.grace,
                     stop=stop,
                     handle_signals=False,

@@ -129,7 +129,7 @@ def test_config_jobs(server, calls_dir):
     code = "import populus; print(populus.config.jobs.snapshot())"
     env = script_env(server, calls_dir, POPULUS_KEEP_COMPLETED="yes", POPULUS_DEFAULT_PRIORITY="2", POPULUS_STALE_TIMEOUT="60", POPULUS_AUTO_REFRESH="0")
     out = run_script(["-c", code], env)
-    assert out.stdout.strip() == "{'auto_refresh': False, 'keep_completed': True, 'stale_timeout': 60, 'default_priority': 2, 'version_method': None}"
+    assert out.stdout.strip() == "{'auto_refresh': False, 'refresh_interval': 0, 'keep_completed': True, 'stale_timeout': 60, 'default_priority': 2, 'version_method': None}"
     out = run_script(["-c", code], {**env, "POPULUS_DEFAULT_PRIORITY": "urgent"})
     assert out.returncode == 1
     assert out.stderr.strip().endswith('populus.errors.InvalidConfigError: POPULUS_DEFAULT_PRIORITY must be a number, got "urgent"')

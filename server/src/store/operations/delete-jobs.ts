@@ -8,10 +8,11 @@ import type { JobStatusName } from "../store.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
 import { KEY_CHUNK, type Operation, run, sql } from "./operation.js";
+import { refreshDueNow } from "./refresh-claims.js";
 
 const JOB_STATUSES: readonly JobStatusName[] = ["pending", "reserved", "success", "error", "ignore"];
 
-/** Deletes the jobs of these statuses (all: none given), of these keys (all: none given). */
+/** Deletes the jobs of these statuses (all: none given), of these keys (all: none given); the next refresh queues their keys again, interval or not. */
 export function* deleteJobs(d: SqlDialect, table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Operation<number> {
   const jobs = d.jobsTable(table);
   const change = new Change();
@@ -28,5 +29,6 @@ export function* deleteJobs(d: SqlDialect, table: string, statuses: readonly Job
     deleted += n;
   }
   yield* logChange(d, table, change, Date.now());
+  if (deleted > 0) yield* refreshDueNow(d, table);
   return deleted;
 }

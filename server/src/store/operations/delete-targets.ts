@@ -6,8 +6,9 @@ import type { EncodedKey } from "../../key-codec.js";
 import { logChange } from "./changes.js";
 import type { SqlDialect } from "./dialect.js";
 import { KEY_CHUNK, type Operation, run, sql } from "./operation.js";
+import { refreshDueNow } from "./refresh-claims.js";
 
-/** Deletes target rows, of these keys or all. */
+/** Deletes target rows, of these keys or all; the next refresh recomputes them, interval or not. */
 export function* deleteTargets(d: SqlDialect, table: string, keys: readonly EncodedKey[] | "all"): Operation<number> {
   const target = d.targetTable(table);
   let deleted = 0;
@@ -19,5 +20,6 @@ export function* deleteTargets(d: SqlDialect, table: string, keys: readonly Enco
     }
   }
   yield* logChange(d, table, new Change().move("target", null, deleted), Date.now());
+  if (deleted > 0) yield* refreshDueNow(d, table);
   return deleted;
 }

@@ -11,7 +11,7 @@
  *       └─────────────────────┘ └──claim_timeout without a call: lapses (the next claim takes it)
  */
 import type { SqlDialect } from "./dialect.js";
-import { type Operation, rows, run, sql } from "./operation.js";
+import { type Operation, rows, run, sql, write } from "./operation.js";
 import { oldestJobSql } from "./stale-candidates.js";
 
 /** What a claim asks. */
@@ -110,6 +110,14 @@ export function* jobsHeld(d: SqlDialect, table: string): Operation<{ anyJob: boo
     sql(`SELECT (${oldestJobSql(jobs)}) AS any_job, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1) AS any_pending`),
   );
   return { anyJob: (row?.any_job ?? null) !== null, anyPending: (row?.any_pending ?? null) !== null };
+}
+
+/**
+ * An operator deleted jobs or computed rows, which the next refresh queues again: that refresh is
+ * due now, whatever populate's interval (the finish time of the last one is forgotten).
+ */
+export function* refreshDueNow(d: SqlDialect, table: string): Operation<void> {
+  yield* write(sql(`UPDATE ${d.names.refreshClaims} SET last_refresh_time = NULL WHERE table_name = ?`, [table]));
 }
 
 /** A BIGINT time as mysql2 or better-sqlite3 reads it. */

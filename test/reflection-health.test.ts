@@ -31,9 +31,11 @@ const loaded = grpc.loadPackageDefinition(
   protoLoader.loadSync(["grpc/reflection/v1/reflection.proto", "grpc/reflection/v1alpha/reflection.proto", "grpc/health/v1/health.proto"], LOAD_OPTIONS),
 ) as unknown as Loaded;
 
-/** The 14 RPCs of populus.v1.JobService, in proto order. */
+/** The 16 RPCs of populus.v1.JobService, in proto order. */
 const JOB_SERVICE_METHODS = [
   "Refresh",
+  "ClaimRefresh",
+  "AbandonRefresh",
   "Reserve",
   "Complete",
   "Fail",

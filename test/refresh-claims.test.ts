@@ -6,7 +6,8 @@
  *
  * The key source of fixtures/claimed-pipeline.ts records each read and then
  * waits for the test's word, so "at once" is not a matter of timing: the
- * other workers ask while the first one's refresh is provably still open.
+ * other workers ask while the first one's refresh is provably still open
+ * (the server's populus_refresh_claims_total counts them held back).
  */
 import test from "ava";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -39,45 +40,61 @@ async function resultOf(w: Worker): Promise<PopulateResult> {
   return JSON.parse(exit.stdout.trim()) as PopulateResult;
 }
 
+/** How many ClaimRefresh calls the server held back because a refresh was running (its /metrics). */
+async function heldBackWhileRunning(s: Setup): Promise<number> {
+  const text = await (await fetch(`${s.server.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("populus_refresh_claims_total{") && l.includes('table="claimed"') && l.includes('outcome="running"'));
+  return line === undefined ? 0 : Number(line.split(" ").at(-1));
+}
+
 for (const dialect of testDialects()) {
   test.serial(
-    `${dialect}: 6 worker processes populate a new table at once: one reads the key source while the 5 others are held back and return, that one makes every key once; then refreshInterval holds a repeat back, and 0 lets it read again`,
+    `${dialect}: 6 worker processes populate a new table at once: one reads the key source while the 5 others are held back and wait for it, then all 6 share the keys, each made once; then refreshInterval holds a repeat back, and 0 lets it read again`,
     async (t) => {
       t.timeout(240_000);
       const s = await setupOf(dialect);
-      writeFileSync(join(s.dir, "Claimed.keys"), "40");
+      writeFileSync(join(s.dir, "Claimed.keys"), "400");
       const workers = Array.from({ length: 6 }, () => worker(s, 0));
       await waitFor("6 workers ready", () => readdirSync(s.dir).filter((f) => f.startsWith("ready.")).length === 6, undefined, 90_000);
       writeFileSync(join(s.dir, "go"), "");
       await waitFor("one worker reads the key source", () => readsSoFar(s).length > 0);
       const [reader] = reads(s);
-      const readerWorker = workers.find((w) => w.child.pid === reader);
-      if (readerWorker === undefined) throw new Error(`the key source was read by pid ${reader}, not a worker`);
-      // The reader's refresh stays open until Claimed.open exists: every other worker ends meanwhile.
-      const others = workers.filter((w) => w !== readerWorker);
-      for (const other of others) {
-        t.deepEqual(await resultOf(other), { successCount: 0, errorList: [] }, "held back: a table with nothing pending yet has nothing to reserve");
+      if (!workers.some((w) => w.child.pid === reader)) throw new Error(`the key source was read by pid ${reader}, not a worker`);
+      // The reader's refresh stays open until Claimed.open exists: every other worker asks meanwhile, is held back, and waits.
+      let heldBack = 0;
+      for (const deadline = Date.now() + 60_000; heldBack < 5 && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+        heldBack = await heldBackWhileRunning(s);
       }
+      t.true(heldBack >= 5, `the 5 others were held back while the refresh ran (${heldBack} times)`);
       t.deepEqual(reads(s), [reader], "while one refresh ran, no other worker read the key source");
-
-      writeFileSync(join(s.dir, "Claimed.open"), "");
-      t.deepEqual(await resultOf(readerWorker), { successCount: 40, errorList: [] });
-      t.deepEqual(
-        recordedCalls(s.dir, "Claimed")
-          .map((c) => c.id)
-          .sort((a, b) => a - b),
-        Array.from({ length: 40 }, (_, i) => i),
-        "every key made once",
+      t.true(
+        workers.every((w) => w.child.exitCode === null),
+        "none gave up: a table with nothing pending yet is waited for, not left",
       );
 
+      writeFileSync(join(s.dir, "Claimed.open"), "");
+      const results = await Promise.all(workers.map(resultOf));
+      t.is(
+        results.reduce((sum, r) => sum + r.successCount, 0),
+        400,
+      );
+      const made = recordedCalls(s.dir, "Claimed");
+      t.deepEqual(
+        made.map((c) => c.id).sort((a, b) => a - b),
+        Array.from({ length: 400 }, (_, i) => i),
+        "every key made once",
+      );
+      t.true(new Set(made.map((c) => c.pid)).size >= 2, "the waiters took their share once the refresh ended");
+      t.deepEqual(reads(s), [reader], "a waiter takes the refresh that ended as its own: no second read");
+
       // Ten more keys upstream. Within the interval the finished refresh is not repeated...
-      writeFileSync(join(s.dir, "Claimed.keys"), "50");
+      writeFileSync(join(s.dir, "Claimed.keys"), "410");
       t.deepEqual(await resultOf(worker(s, 3600)), { successCount: 0, errorList: [] });
       t.is(reads(s).length, 1, "a refresh that finished less than refreshInterval ago is not repeated");
       // ...and with none it is: the new keys are queued and made.
       t.deepEqual(await resultOf(worker(s, 0)), { successCount: 10, errorList: [] });
       t.is(reads(s).length, 2);
-      t.is(recordedCalls(s.dir, "Claimed").length, 50, "every key made once");
+      t.is(recordedCalls(s.dir, "Claimed").length, 410, "every key made once");
     },
   );
 }

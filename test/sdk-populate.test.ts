@@ -352,7 +352,7 @@ test("refresh: after its first call, keeps as many calls in flight as the server
   t.deepEqual(await inFlightWith(100), { most: 8, ...alone }, "capped: each call in flight holds its keys");
 });
 
-test("populate's refresh claim: every call carries it; a key source that throws gives it back; a second populate of the table in this process is held back while the first refreshes; a server without ClaimRefresh gets the refresh of old", async (t) => {
+test("populate's refresh claim: every call carries it; a key source that throws gives it back; a second populate of the table in this process is held back while the first refreshes; held back with nothing pending it waits for the running refresh; a server without ClaimRefresh gets the refresh of old", async (t) => {
   const params = { priority: 5, staleTimeout: 3600, orphanTimeout: undefined, delay: 0 };
   const fakeServer = (claimAnswer: () => Promise<object>, refreshing: () => Promise<unknown> = async () => undefined) => {
     const log: string[] = [];
@@ -411,6 +411,30 @@ test("populate's refresh claim: every call carries it; a key source that throws 
   answerRefresh();
   await first;
   t.deepEqual(slow.log, [`claim ${claim.id} 0`, `refresh ${claim.id} final`], "the second populate sent nothing");
+
+  // Held back by a running refresh with nothing pending yet: waits for that refresh, asking for any refresh finished since.
+  const answers = [
+    { granted: false, running: true, anyPending: false },
+    { granted: false, running: true, anyPending: false },
+    { granted: false, running: false, anyPending: true },
+  ];
+  const waiting = fakeServer(async () => answers.shift() ?? { granted: true });
+  t.deepEqual(await claimedRefresh(waiting.rpc, "T", broken, params, claim, 0), { heldBack: "recent", anyPending: true }, "no key source read");
+  t.is(waiting.log.length, 3);
+  t.is(waiting.log[0], `claim ${claim.id} 0`);
+  t.true(
+    waiting.log.slice(1).every((l) => Number(l.split(" ")[2]) >= 1),
+    `the later asks take any refresh finished since the first: ${waiting.log.join("; ")}`,
+  );
+  const aborted = fakeServer(async () => ({ granted: false, running: true, anyPending: false }));
+  const stop = new AbortController();
+  stop.abort();
+  t.deepEqual(
+    await claimedRefresh(aborted.rpc, "T", broken, params, claim, 0, stop.signal),
+    { heldBack: "running", anyPending: false },
+    "a stop ends the wait",
+  );
+  t.is(aborted.log.length, 1);
 
   const heldBack = fakeServer(async () => ({ granted: false, running: false, anyPending: false }));
   t.deepEqual(await claimedRefresh(heldBack.rpc, "T", broken, params, claim, 60), { heldBack: "recent", anyPending: false }, "no key source read");

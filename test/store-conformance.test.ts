@@ -1937,7 +1937,8 @@ const scenarios: Scenario[] = [
     },
   },
   {
-    title: "refresh claims lapse: a holder silent for claim_timeout loses the claim to the next asker, and its calls then neither extend nor end the new claim",
+    title:
+      "refresh claims lapse: a holder silent for claim_timeout loses the claim to the next asker, and its calls (and renewals) then neither extend nor end the new claim; a renewal never takes a free claim",
     async run(t, { client }) {
       const table = "LapsedClaim";
       t.true((await client.claimRefresh({ table, claimId: "dead-worker", claimTimeout: seconds(1) })).granted);
@@ -1948,9 +1949,15 @@ const scenarios: Scenario[] = [
         10_000,
         200,
       );
+      t.false((await client.claimRefresh({ table, claimId: "dead-worker", renew: true })).granted, "a lapsed holder cannot renew what another took");
+      t.true((await client.claimRefresh({ table, claimId: "live-worker", renew: true })).granted, "its holder renews it");
       await client.refresh({ table, keys: keys(0, 2), claimId: "dead-worker" });
       const held = await client.claimRefresh({ table, claimId: "third-worker" });
       t.deepEqual([held.granted, held.running, held.lastRefreshTime], [false, true, undefined], "the lapsed holder's final call ended nothing");
+      // Renewing never takes a free claim: a renewal that crosses its refresh's final call leaves the claim ended.
+      await client.refresh({ table, keys: keys(0, 2), claimId: "live-worker" });
+      t.false((await client.claimRefresh({ table, claimId: "live-worker", renew: true })).granted);
+      t.true((await client.claimRefresh({ table, claimId: "third-worker" })).granted, "free for the next asker");
     },
   },
   {

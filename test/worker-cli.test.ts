@@ -186,7 +186,16 @@ for (const dialect of dialects) {
     }).exited;
     t.is(exit.code, 0, exit.stderr);
     t.is(exit.stderr, "");
-    t.like(exit.logs[0], { level: 30, service: "populus-worker", msg: "start", tables: ["Squares"], servers: [s.server.url], once: true, processes: 2 });
+    t.like(exit.logs[0], {
+      level: 30,
+      service: "populus-worker",
+      msg: "start",
+      tables: ["Squares"],
+      servers: [s.server.url],
+      once: true,
+      processes: 2,
+      refreshIntervalSeconds: 30,
+    });
     t.like(
       exit.logs.find((l) => l.msg === "pass"),
       { table: "Squares", successCount: 20, errors: 0 },

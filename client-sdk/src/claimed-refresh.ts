@@ -7,16 +7,37 @@
  * and goes straight to reserving. So fifty looping workers read an expensive
  * key source once, not fifty times.
  *
+ * Held back by a running refresh of a table with nothing pending yet (a new
+ * table, or one whose work is done), populate waits for that refresh to end
+ * rather than return with nothing done: workers started together on new
+ * keys share the work, as when each refreshed. A table with jobs pending has
+ * work to reserve meanwhile, and populate goes to it at once.
+ *
  * An explicit `jobs.refresh()` claims nothing and is never held back: its
  * caller asked for that refresh.
  */
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { PopulusError } from "./errors.js";
 import { type RefreshOutcome, type RefreshParams, refreshKeySource } from "./refresh.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { KeySource } from "./table-definition.js";
 import { durationOf } from "./wire-values.js";
+
+/**
+ * How often a claimed refresh renews its claim while it runs: a third of the server's claim timeout
+ * (600 s), so that a key source slow to give its first keys keeps the claim. Renewing never takes a
+ * claim that is free, so a renewal that crosses the final call does not take it back.
+ */
+export const CLAIM_KEEPALIVE_MS = 200_000;
+
+/** The longest min_interval ClaimRefresh takes: a day. */
+const MAX_MIN_INTERVAL_S = 86_400;
+
+/** The first and longest pause between two asks of a populate waiting for another's refresh. */
+const WAIT_FIRST_MS = 250;
+const WAIT_LONGEST_MS = 5000;
 
 /** What populate's refresh did: refreshed, or held back by another's (and then what the server said of the table). */
 export type ClaimedRefreshOutcome =
@@ -28,13 +49,19 @@ export type ClaimedRefreshOutcome =
  * whose refresh failed with the server unreachable (the claim still held under its id) gets the
  * claim back on its next pass instead of waiting out the claim's timeout; which is also why this
  * process holds back its own second populate while its first one refreshes.
+ * @internal
  */
 export class RefreshClaim {
   readonly id = randomUUID();
   refreshing = false;
 }
 
-/** Refreshes `table` from `source` unless another refresh of it holds the claim or finished within the interval. */
+type ClaimAnswer = Awaited<ReturnType<JobServiceRpc["claimRefresh"]>>;
+
+/**
+ * Refreshes `table` from `source` unless another refresh of it holds the claim or finished within
+ * the interval. `signal` ends a wait for another's refresh (held back, as it stood).
+ */
 export async function claimedRefresh<K extends object>(
   rpc: JobServiceRpc,
   table: string,
@@ -42,21 +69,35 @@ export async function claimedRefresh<K extends object>(
   params: RefreshParams,
   claim: RefreshClaim,
   refreshInterval: number,
+  signal?: AbortSignal,
 ): Promise<ClaimedRefreshOutcome> {
   if (claim.refreshing) return { heldBack: "running", anyPending: undefined };
   // Taken before the claim is asked for: two populates of the table in this process would ask under
   // one id, and the server grants a claim again to its own id.
   claim.refreshing = true;
   try {
-    let answer: Awaited<ReturnType<JobServiceRpc["claimRefresh"]>>;
+    const ask = (minInterval: number) => rpc.claimRefresh({ table, claimId: claim.id, minInterval: durationOf(minInterval) });
+    let answer: ClaimAnswer;
     try {
-      answer = await rpc.claimRefresh({ table, claimId: claim.id, minInterval: durationOf(refreshInterval) });
+      answer = await ask(refreshInterval);
     } catch (err) {
       // A server older than refresh claims: refresh as populate always did.
       if (err instanceof PopulusError && err.code === Code.Unimplemented) return { heldBack: false, ...(await refreshKeySource(rpc, table, source, params)) };
       throw err;
     }
+    // Waiting for the running refresh: any refresh that finished since this populate first asked
+    // will do (held back as recent, with what is pending now); one that was given back or lapsed
+    // leaves the claim to this populate.
+    const askedAt = Date.now();
+    for (let pause = WAIT_FIRST_MS; !answer.granted && answer.running && answer.anyPending === false; ) {
+      await sleep(pause, undefined, { signal }).catch(() => undefined);
+      if (signal?.aborted === true) break;
+      pause = Math.min(pause * 2, WAIT_LONGEST_MS);
+      answer = await ask(Math.min(MAX_MIN_INTERVAL_S, Math.max(refreshInterval, Math.ceil((Date.now() - askedAt) / 1000) + 1)));
+    }
     if (!answer.granted) return { heldBack: answer.running ? "running" : "recent", anyPending: answer.anyPending };
+    const renew = () => rpc.claimRefresh({ table, claimId: claim.id, renew: true }).catch(() => undefined);
+    const keepalive = setInterval(() => void renew(), CLAIM_KEEPALIVE_MS).unref();
     try {
       return { heldBack: false, ...(await refreshKeySource(rpc, table, source, params, claim.id)) };
     } catch (err) {
@@ -64,6 +105,8 @@ export async function claimedRefresh<K extends object>(
       // once; if the server cannot be reached either, this process gets the claim back by its id.
       await rpc.abandonRefresh({ table, claimId: claim.id }).catch(() => undefined);
       throw err;
+    } finally {
+      clearInterval(keepalive);
     }
   } finally {
     claim.refreshing = false;

@@ -203,7 +203,7 @@ async function populateResolved<K extends object>(
     // Direct mode computes what its own key source says is missing: always read.
     ({ anyPending } = await refreshKeySource(table.rpc, table.name, table.definition.keySource, params));
   } else if (o.refresh) {
-    ({ anyPending } = await claimedRefresh(table.rpc, table.name, table.definition.keySource, params, table.refreshClaim, o.refreshInterval));
+    ({ anyPending } = await claimedRefresh(table.rpc, table.name, table.definition.keySource, params, table.refreshClaim, o.refreshInterval, options.signal));
   }
   await progress?.begin();
   // A table with nothing pending (already done, or an idle worker's pass): no Reserve to find that out.

@@ -35,7 +35,7 @@ export class Table<K extends object = KeyRecord> implements RegisteredTable {
   readonly name: string;
   /** Its jobs. */
   readonly jobs: Jobs<K>;
-  /** The table's refresh claim in this process (claimed-refresh.ts). */
+  /** The table's refresh claim in this process (claimed-refresh.ts). @internal */
   readonly refreshClaim = new RefreshClaim();
   /** @internal The key source and make. */
   readonly definition: TableDefinition<K>;

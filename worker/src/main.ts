@@ -75,6 +75,7 @@ async function main(): Promise<void> {
       priority: config.priority,
       leaseDurationSeconds: config.leaseDurationS,
       graceSeconds: config.graceS,
+      refreshIntervalSeconds: config.refreshIntervalS,
     },
     "start",
   );

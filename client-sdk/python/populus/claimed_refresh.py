@@ -7,24 +7,57 @@ held back (another refresh is running, or one finished less than
 reserving. So fifty looping workers read an expensive key source once, not
 fifty times.
 
+Held back by a running refresh of a table with nothing pending yet (a new
+table, or one whose work is done), populate waits for that refresh to end
+rather than return with nothing done: workers started together on new keys
+share the work, as when each refreshed. A table with jobs pending has work to
+reserve meanwhile, and populate goes to it at once. A stop (populate's
+GracefulStop, which SIGTERM/SIGINT set while populate handles signals) ends
+the wait: populate is then held back as it stood.
+
+While a granted refresh runs, a daemon thread renews its claim every
+``CLAIM_KEEPALIVE_S`` seconds, so that a key source slow to give its first
+keys keeps it.
+
 An explicit ``jobs.refresh()`` claims nothing and is never held back: its
 caller asked for that refresh.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import threading
+import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import grpc
 
+from populus.config import MAX_REFRESH_INTERVAL_S
 from populus.errors import PopulusError
+from populus.graceful_stop import GracefulStop, handle_signals
 from populus.refresh import KeySource, RefreshParams, refresh_outcome
+from populus.retry import RetryPolicy
 from populus.rpc import Connection
 from populus.v1 import job_service_pb2
 from populus.wire import duration
+
+CLAIM_KEEPALIVE_S = 200.0
+"""How often a claimed refresh renews its claim while it runs, seconds: a
+third of the server's claim timeout (600 s), so that a key source slow to
+give its first keys keeps the claim. Renewing never takes a claim that is
+free, so a renewal that crosses the final call does not take it back. (The
+TypeScript SDK's CLAIM_KEEPALIVE_MS.)"""
+
+WAIT_FIRST_S = 0.25
+"""The first pause between two asks of a populate waiting for another's refresh, seconds."""
+WAIT_LONGEST_S = 5.0
+"""The longest such pause (the pause doubles up to it), seconds."""
+
+_RENEW_TIMEOUT_S = 10.0
+_RENEW_POLICY = RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=1.0)
 
 
 @dataclass(frozen=True)
@@ -73,21 +106,35 @@ class RefreshClaim:
 
 
 def claimed_refresh(
-    connection: Connection, table: str, source: KeySource, params: RefreshParams, claim: RefreshClaim, refresh_interval: float
+    connection: Connection,
+    table: str,
+    source: KeySource,
+    params: RefreshParams,
+    claim: RefreshClaim,
+    refresh_interval: float,
+    stop: GracefulStop | None = None,
+    *,
+    grace: float = 0.0,
+    signals: bool = False,
 ) -> ClaimedRefreshOutcome:
     """Refreshes ``table`` from ``source`` unless another refresh of it holds
-    the claim or one finished within ``refresh_interval`` seconds."""
+    the claim or one finished within ``refresh_interval`` seconds. ``stop``
+    ends a wait for another's refresh (held back, as it stood); with
+    ``signals``, SIGTERM/SIGINT set it during that wait as they do during
+    populate's reserve loop (``grace``: its grace period)."""
     # Taken before ClaimRefresh is sent: two threads of this process asking under the same id would
     # both be granted (a claim asked for again under its id is granted again).
     if not claim._begin():
         return ClaimedRefreshOutcome(held_back="running", any_pending=None)
     held = True
     try:
+
+        def ask(min_interval: float) -> job_service_pb2.ClaimRefreshResponse:
+            request = job_service_pb2.ClaimRefreshRequest(table=table, claim_id=claim.id, min_interval=duration(min_interval))
+            return connection.call("ClaimRefresh", request)
+
         try:
-            answer = connection.call(
-                "ClaimRefresh",
-                job_service_pb2.ClaimRefreshRequest(table=table, claim_id=claim.id, min_interval=duration(refresh_interval)),
-            )
+            answer = ask(refresh_interval)
         except PopulusError as err:
             if err.code != grpc.StatusCode.UNIMPLEMENTED:
                 raise
@@ -96,11 +143,16 @@ def claimed_refresh(
             held = False
             claim._end()
             return ClaimedRefreshOutcome(held_back=None, any_pending=refresh_outcome(connection, table, source, params).any_pending)
+        if _waits(answer):
+            answer = _wait_for_running_refresh(answer, ask, refresh_interval, stop, grace, signals)
         if not answer.granted:
-            any_pending = answer.any_pending if answer.HasField("any_pending") else None
-            return ClaimedRefreshOutcome(held_back="running" if answer.running else "recent", any_pending=any_pending)
+            return ClaimedRefreshOutcome(held_back="running" if answer.running else "recent", any_pending=_any_pending(answer))
+        keepalive = _Keepalive(connection, table, claim)
         try:
-            outcome = refresh_outcome(connection, table, source, params, claim.id)
+            try:
+                outcome = refresh_outcome(connection, table, source, params, claim.id)
+            finally:
+                keepalive.stop()
         except BaseException:
             # Given back so that the next populate (this one's retry, or another worker's) may refresh
             # at once; if the server cannot be reached either, this process gets the claim back by its id.
@@ -110,6 +162,70 @@ def claimed_refresh(
     finally:
         if held:
             claim._end()
+
+
+def _any_pending(answer: job_service_pb2.ClaimRefreshResponse) -> bool | None:
+    return answer.any_pending if answer.HasField("any_pending") else None
+
+
+def _waits(answer: job_service_pb2.ClaimRefreshResponse) -> bool:
+    """Whether a populate so answered waits for the running refresh: held back by
+    it with nothing pending (with jobs pending, or unknown, it goes to reserving)."""
+    return not answer.granted and answer.running and _any_pending(answer) is False
+
+
+def _wait_for_running_refresh(
+    answer: job_service_pb2.ClaimRefreshResponse,
+    ask: Callable[[float], job_service_pb2.ClaimRefreshResponse],
+    refresh_interval: float,
+    stop: GracefulStop | None,
+    grace: float,
+    signals: bool,
+) -> job_service_pb2.ClaimRefreshResponse:
+    """Asks again (same claim id) until the running refresh ended, or ``stop``.
+    Each later ask takes any refresh that finished since the first ask as
+    recent (held back, with what is pending now), while one that was given
+    back or lapsed leaves the claim to this populate (granted)."""
+    asked_at = time.monotonic()
+    pause = WAIT_FIRST_S
+    with handle_signals(stop, grace, signals) if stop is not None else contextlib.nullcontext():
+        while _waits(answer):
+            if stop is None:
+                time.sleep(pause)
+            elif stop.stopping.wait(pause):
+                break  # stopped (before or during the pause): held back, as it stood
+            pause = min(pause * 2, WAIT_LONGEST_S)
+            since_first = math.ceil(time.monotonic() - asked_at) + 1
+            # The server takes at most a day (a wait that long asks for any refresh of the last day).
+            answer = ask(min(max(refresh_interval, since_first), MAX_REFRESH_INTERVAL_S))
+    return answer
+
+
+class _Keepalive:
+    """Renews a granted claim every CLAIM_KEEPALIVE_S from a daemon thread until
+    stopped (``ClaimRefresh(renew=True)``, its errors and its answer ignored:
+    a claim lost meanwhile is the final call's business)."""
+
+    def __init__(self, connection: Connection, table: str, claim: RefreshClaim) -> None:
+        self._connection = connection
+        self._request = job_service_pb2.ClaimRefreshRequest(table=table, claim_id=claim.id, renew=True)
+        self._interval = CLAIM_KEEPALIVE_S
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"populus-refresh-claim-{table}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._connection.call("ClaimRefresh", self._request, timeout=_RENEW_TIMEOUT_S, policy=_RENEW_POLICY)
+            except Exception:  # noqa: BLE001 - best effort, see above
+                pass
+
+    def stop(self) -> None:
+        """Ends the renewals; a renewal in flight is waited for (so none is sent after)."""
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(_RENEW_TIMEOUT_S * _RENEW_POLICY.max_attempts + 5)
 
 
 def _abandon(connection: Connection, table: str, claim: RefreshClaim) -> None:

@@ -7,7 +7,10 @@ TypeScript SDK's populate.ts.
   refresh is coordinated across every worker (claimed_refresh.py): it is
   skipped, and populate goes straight to reserving, while another populate's
   refresh of the table runs (here or anywhere), or when one finished less
-  than ``refresh_interval`` seconds ago.
+  than ``refresh_interval`` seconds ago. Held back by a running refresh of a
+  table with nothing pending yet (a new table, or new keys upstream), it
+  waits for that refresh to end, so that workers started together share the
+  new work; a stop (``stop``, or SIGTERM/SIGINT) ends the wait.
 - ``reserve_jobs=False`` (DataJoint's default): always refresh the key
   source, then the same reserve loop. The server is the only writer of
   targets (which is what makes commits exactly-once), so this mode commits
@@ -119,7 +122,10 @@ def populate(table: Table, *, display_progress: bool = False, stop: GracefulStop
         # Direct mode computes what its own key source says is missing: always read.
         any_pending = refresh_outcome(table.connection, table.name, table.key_source, params).any_pending
     elif o.refresh:
-        any_pending = claimed_refresh(table.connection, table.name, table.key_source, params, table.refresh_claim, o.refresh_interval).any_pending
+        # A stop ends its wait for another's refresh; signals stop it there as they do the reserve loop.
+        any_pending = claimed_refresh(
+            table.connection, table.name, table.key_source, params, table.refresh_claim, o.refresh_interval, graceful, grace=o.grace, signals=signals
+        ).any_pending
     display = ProgressDisplay(table.name, table.jobs.progress) if display_progress else None
     if display is not None:
         display.start()

@@ -80,7 +80,10 @@ class Table:
           is skipped, and populate goes straight to reserving, while another
           populate's refresh of the table runs (in this process or on any
           other worker), or when one finished less than ``refresh_interval``
-          seconds ago.
+          seconds ago. Held back by a running refresh of a table with nothing
+          pending yet (a new table, or new keys upstream), populate waits for
+          that refresh to end and then reserves its share (a stop ends the
+          wait).
         - ``display_progress``: a line on stderr every 2 s and at the end.
         - ``restriction``: only keys with these attribute values.
         - ``refresh_interval``: seconds (0 to 86400) within which a finished

@@ -1,15 +1,21 @@
 """populate's refresh claims (promise 4): against real servers on each
 dialect, concurrent populate(reserve_jobs=True) calls read a slow key source
-once and make every key once; a refresh that finished less than
+once and make every key once (on a new table the populates held back wait for
+the refresh and take their share); a refresh that finished less than
 refresh_interval ago is not repeated; a key source that raises gives the
 claim back. Against a stand-in server: every Refresh call of a claimed
 refresh carries the claim, a failed one is abandoned under that claim, a
 second populate of the same Table in this process sends no ClaimRefresh while
-the first refreshes, and a server older than claims gets populate's refresh
-as before. Bad refresh_interval options and settings change nothing."""
+the first refreshes, a populate held back by a running refresh of a table
+with nothing pending asks again until it ends (or a stop), a slow refresh
+renews its claim while it runs and not after, and a server older than claims
+gets populate's refresh as before. Bad refresh_interval options and settings
+change nothing."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -20,6 +26,10 @@ import grpc
 import populus
 import pytest
 from conftest import run_script, script_env
+from populus import claimed_refresh as claimed_refresh_module
+from populus.claimed_refresh import ClaimedRefreshOutcome, RefreshClaim, claimed_refresh
+from populus.graceful_stop import GracefulStop
+from populus.refresh import RefreshParams
 from populus.v1 import job_service_pb2, job_service_pb2_grpc
 
 
@@ -43,16 +53,19 @@ class CountingSource:
 
 
 class Made:
-    """A make that records the ids it made (from any thread)."""
+    """A make that records the ids it made (from any thread), and by which thread; each takes ``sleep`` s."""
 
-    def __init__(self) -> None:
+    def __init__(self, sleep: float = 0.005) -> None:
+        self.sleep = sleep
         self.ids: list[int] = []
+        self.threads: list[str] = []
         self._lock = threading.Lock()
 
     def __call__(self, key: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        time.sleep(0.005)
+        time.sleep(self.sleep)
         with self._lock:
             self.ids.append(key["id"])
+            self.threads.append(threading.current_thread().name)
         return {"id": key["id"]}
 
 
@@ -103,19 +116,28 @@ def test_concurrent_populates_read_the_key_source_once(server, table_name):
         db.close()
 
 
-def test_concurrent_populates_of_a_new_table_read_it_once(server, table_name):
-    # No job and no table yet: the populates held back hear that nothing is pending and end at once.
-    made = Made()
-    source = CountingSource(ids(30), sleep=0.5)
-    connections = [populus.connect(url=server.url) for _ in range(3)]
+def test_concurrent_populates_of_a_new_table_read_it_once_and_share_the_keys(server, table_name):
+    # No job and no table yet: the populates held back hear that nothing is pending, and wait for
+    # the running refresh rather than end with nothing done. 100 keys of 20 ms each are 2 s of work
+    # for one worker: the waiters (asking again 0.25 s, 0.75 s, 1.75 s after their first ask) wake
+    # while the reader is far from done, and take their share.
+    workers = 4
+    made = Made(sleep=0.02)
+    source = CountingSource(ids(100), sleep=0.5)
+    connections = [populus.connect(url=server.url) for _ in range(workers)]
     tables = [db.table(table_name, key_source=source, make=made) for db in connections]
     for t in tables:
         with pytest.raises(populus.TableNotFoundError):
             t.jobs.progress()
-    results = run_threads(3, lambda i: tables[i].populate(reserve_jobs=True))
+    results = run_threads(workers, lambda i: tables[i].populate(reserve_jobs=True))
     assert source.reads == 1
-    assert Counter(made.ids) == Counter(range(30))
-    assert sorted(r["success_count"] for r in results) == [0, 0, 30]
+    assert Counter(made.ids) == Counter(range(100))
+    assert sum(r["success_count"] for r in results) == 100 and all(r["error_list"] == [] for r in results)
+    assert len(set(made.threads)) > 1, Counter(made.threads)
+    assert sum(1 for r in results if r["success_count"] > 0) > 1, results
+    assert tables[0].jobs.progress()["remaining"] == 0
+    for t in tables:
+        assert not t.refresh_claim.refreshing
     for db in connections:
         db.close()
 
@@ -265,41 +287,74 @@ def test_bad_refresh_interval_changes_nothing(server, table_name, calls_dir):
         assert out.stderr.strip().endswith(f"populus.errors.InvalidConfigError: {message}"), out.stderr
 
 
+def held_back(running: bool, any_pending: bool | None) -> job_service_pb2.ClaimRefreshResponse:
+    """A ClaimRefresh answer that holds the caller back."""
+    answer = job_service_pb2.ClaimRefreshResponse(granted=False, running=running)
+    if any_pending is not None:
+        answer.any_pending = any_pending
+    return answer
+
+
 class StandIn(job_service_pb2_grpc.JobServiceServicer):
-    """A stand-in server that records what it was sent. ``claims``: whether it
-    knows ClaimRefresh (else it answers UNIMPLEMENTED, as a server older than
-    refresh claims). Refresh answers nothing pending, and waits for ``hold``
-    when that is set; Reserve answers no job."""
+    """A stand-in server that records what it was sent (and when, in
+    ``times``). ``claims``: whether it knows ClaimRefresh (else it answers
+    UNIMPLEMENTED, as a server older than refresh claims). ClaimRefresh answers
+    the next of ``claim_answers`` (the last one again once they run out;
+    granted when there are none), a renewal answers granted; Refresh answers
+    nothing pending, and waits for ``hold`` when that is set; Reserve answers
+    no job."""
 
     def __init__(self, claims: bool = True) -> None:
         self.claims = claims
         self.sent: list[tuple[str, Any]] = []
+        self.times: list[float] = []
         self.hold: threading.Event | None = None
         self.refreshing = threading.Event()
+        self.claim_answers: list[job_service_pb2.ClaimRefreshResponse] = []
+        self.asked = threading.Event()
+        self._lock = threading.Lock()
+
+    def _record(self, name: str, request: Any) -> None:
+        with self._lock:
+            self.sent.append((name, request))
+            self.times.append(time.monotonic())
 
     def ClaimRefresh(self, request, context):
-        self.sent.append(("ClaimRefresh", request))
+        self._record("ClaimRefresh", request)
         if not self.claims:
             return super().ClaimRefresh(request, context)
-        return job_service_pb2.ClaimRefreshResponse(granted=True)
+        if request.renew:
+            return job_service_pb2.ClaimRefreshResponse(granted=True)
+        self.asked.set()
+        with self._lock:
+            if not self.claim_answers:
+                return job_service_pb2.ClaimRefreshResponse(granted=True)
+            return self.claim_answers.pop(0) if len(self.claim_answers) > 1 else self.claim_answers[0]
 
     def AbandonRefresh(self, request, context):
-        self.sent.append(("AbandonRefresh", request))
+        self._record("AbandonRefresh", request)
         return job_service_pb2.AbandonRefreshResponse(released=True)
 
     def Refresh(self, request, context):
-        self.sent.append(("Refresh", request))
+        self._record("Refresh", request)
         self.refreshing.set()
         if self.hold is not None:
             self.hold.wait(20)
         return job_service_pb2.RefreshResponse(any_pending=False) if request.final else job_service_pb2.RefreshResponse()
 
     def Reserve(self, request, context):
-        self.sent.append(("Reserve", request))
+        self._record("Reserve", request)
         return job_service_pb2.ReserveResponse()
 
     def names(self) -> list[str]:
         return [name for name, _ in self.sent]
+
+    def claim_asks(self) -> list[Any]:
+        """The ClaimRefresh requests that asked for the claim (not renewals)."""
+        return [r for name, r in self.sent if name == "ClaimRefresh" and not r.renew]
+
+    def renewals(self) -> list[Any]:
+        return [r for name, r in self.sent if name == "ClaimRefresh" and r.renew]
 
 
 @pytest.fixture
@@ -392,4 +447,165 @@ def test_a_server_older_than_refresh_claims_gets_the_refresh_as_before(stand_in)
     assert service.names() == ["ClaimRefresh", "Refresh"] * 2
     assert all(r.claim_id == "" for name, r in service.sent if name == "Refresh")
     assert not table.refresh_claim.refreshing
+    db.close()
+
+
+PARAMS = RefreshParams(priority=5, stale_timeout=3600, orphan_timeout=None, delay=0)
+
+
+def seconds(d: Any) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def test_a_populate_held_back_by_a_running_refresh_of_nothing_pending_waits_for_it(stand_in):
+    service, url = stand_in
+    # Running with nothing pending twice, then a refresh finished since: held back as recent, jobs pending.
+    service.claim_answers = [held_back(True, False), held_back(True, False), held_back(False, True)]
+    db = populus.connect(url=url)
+    connection = db.connection
+    source = CountingSource(ids(3))
+    claim = RefreshClaim()
+    started = time.monotonic()
+    outcome = claimed_refresh(connection, "Waiting", source, PARAMS, claim, 0, GracefulStop())
+    assert outcome == ClaimedRefreshOutcome(held_back="recent", any_pending=True)
+    # Paused 0.25 s, then 0.5 s.
+    assert time.monotonic() - started >= 0.7
+    assert source.reads == 0
+    assert service.names() == ["ClaimRefresh"] * 3
+    asks = service.claim_asks()
+    assert all(a.claim_id == claim.id and a.table == "Waiting" and not a.renew for a in asks)
+    assert seconds(asks[0].min_interval) == 0
+    # Later asks take any refresh that finished since the first ask as recent.
+    assert all(seconds(a.min_interval) >= 1 for a in asks[1:])
+    assert service.times[2] - service.times[1] >= 0.45
+    assert not claim.refreshing
+
+    # A refresh_interval longer than the time waited is kept.
+    service.sent.clear()
+    service.claim_answers = [held_back(True, False), held_back(False, False)]
+    assert claimed_refresh(connection, "Waiting", source, PARAMS, claim, 30, GracefulStop()) == ClaimedRefreshOutcome(
+        held_back="recent", any_pending=False
+    )
+    assert [seconds(a.min_interval) for a in service.claim_asks()] == [30, 30]
+
+    # Held back with jobs pending, or pending unknown (an older server), or recent: no wait, no second ask.
+    for answer in (held_back(True, True), held_back(True, None), held_back(False, False)):
+        service.sent.clear()
+        service.claim_answers = [answer]
+        outcome = claimed_refresh(connection, "Waiting", source, PARAMS, claim, 0, GracefulStop())
+        assert outcome.held_back == ("running" if answer.running else "recent")
+        assert service.names() == ["ClaimRefresh"]
+
+    # The running refresh was abandoned (or lapsed) while waiting: granted to the waiter, which refreshes.
+    service.sent.clear()
+    service.claim_answers = [held_back(True, False), job_service_pb2.ClaimRefreshResponse(granted=True)]
+    outcome = claimed_refresh(connection, "Waiting", source, PARAMS, claim, 0, GracefulStop())
+    assert outcome == ClaimedRefreshOutcome(held_back=None, any_pending=False)
+    assert source.reads == 1
+    assert service.names() == ["ClaimRefresh", "ClaimRefresh", "Refresh"]
+    assert service.sent[2][1].claim_id == claim.id and service.sent[2][1].final
+    db.close()
+
+
+def test_a_stop_ends_the_wait_for_a_running_refresh(stand_in):
+    service, url = stand_in
+    service.claim_answers = [held_back(True, False)]  # running, forever
+    db = populus.connect(url=url)
+    source = CountingSource(ids(3))
+    table = db.table("Stopped", key_source=source, make=Made())
+
+    # Stopped before: one ask, held back as it stood (nothing pending: nothing to reserve).
+    stop = GracefulStop()
+    stop.stop(0)
+    started = time.monotonic()
+    assert table.populate(reserve_jobs=True, stop=stop) == {"success_count": 0, "error_list": []}
+    assert time.monotonic() - started < 0.2
+    assert service.names() == ["ClaimRefresh"]
+    outcome = claimed_refresh(db.connection, "Stopped", source, PARAMS, RefreshClaim(), 0, stop)
+    assert outcome == ClaimedRefreshOutcome(held_back="running", any_pending=False)
+
+    # Stopped while waiting (in a pause of several seconds): it ends then, with no further ask.
+    service.sent.clear()
+    stop = GracefulStop()
+    done: list[Any] = []
+    thread = threading.Thread(target=lambda: done.append(table.populate(reserve_jobs=True, stop=stop)))
+    thread.start()
+    time.sleep(2.0)  # asked at 0, 0.25 s and 0.75 s; now in the 1 s pause, then 2 s
+    asks = len(service.claim_asks())
+    assert asks >= 3 and thread.is_alive()
+    stopped_at = time.monotonic()
+    stop.stop(0)
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - stopped_at < 0.5
+    assert done == [{"success_count": 0, "error_list": []}]
+    assert len(service.claim_asks()) == asks and service.names() == ["ClaimRefresh"] * asks
+    assert source.reads == 0 and not table.refresh_claim.refreshing
+    db.close()
+
+
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGINT) is not signal.default_int_handler, reason="SIGINT has a handler of the test runner's"
+)
+def test_a_signal_ends_the_wait_for_a_running_refresh(stand_in):
+    # populate in the main thread handles SIGINT during the wait as during its reserve loop: a stop.
+    service, url = stand_in
+    service.claim_answers = [held_back(True, False)]
+    db = populus.connect(url=url)
+    table = db.table("Signalled", key_source=ids(3), make=Made())
+
+    def interrupt() -> None:
+        service.asked.wait(10)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    started = time.monotonic()
+    assert table.populate(reserve_jobs=True, grace=0) == {"success_count": 0, "error_list": []}
+    sender.join(10)
+    assert 0.4 < time.monotonic() - started < 3
+    assert set(service.names()) == {"ClaimRefresh"}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    db.close()
+
+
+def test_a_claimed_refresh_renews_its_claim_while_it_runs(stand_in, monkeypatch):
+    service, url = stand_in
+    monkeypatch.setattr(claimed_refresh_module, "CLAIM_KEEPALIVE_S", 0.05)
+    db = populus.connect(url=url)
+    source = CountingSource(ids(3), sleep=0.3)
+    table = db.table("Renewed", key_source=source, make=Made())
+    assert table.populate(reserve_jobs=True) == {"success_count": 0, "error_list": []}
+    ended = len(service.sent)
+    renewals = service.renewals()
+    assert len(renewals) >= 1
+    for r in renewals:
+        assert r.table == "Renewed" and r.claim_id == table.refresh_claim.id and r.renew
+        assert not r.HasField("min_interval") and not r.HasField("claim_timeout")
+    # The claim asked for once, then one Refresh call (final); the renewals in between.
+    others = [(name, r) for name, r in service.sent if not (name == "ClaimRefresh" and r.renew)]
+    assert [name for name, _ in others] == ["ClaimRefresh", "Refresh"] and others[1][1].final
+    assert service.sent[0] == others[0]
+    # None after the refresh ended, and no thread left renewing.
+    time.sleep(0.3)
+    assert len(service.sent) == ended
+    assert not [t for t in threading.enumerate() if t.name.startswith("populus-refresh-claim-")]
+
+    # A key source that raises: the renewals end too, before the claim is given back.
+    service.sent.clear()
+    broken = db.table("Renewed", key_source=CountingSource(ids(3), sleep=0.3, fail=RuntimeError("down")), make=Made())
+    with pytest.raises(RuntimeError, match="^down$"):
+        broken.populate(reserve_jobs=True)
+    assert len(service.renewals()) >= 1
+    assert service.names()[0] == "ClaimRefresh" and service.names()[-1] == "AbandonRefresh"
+    ended = len(service.sent)
+    time.sleep(0.3)
+    assert len(service.sent) == ended
+    assert not [t for t in threading.enumerate() if t.name.startswith("populus-refresh-claim-")]
+
+    # A quick refresh with the default interval (200 s) sends none.
+    monkeypatch.undo()
+    service.sent.clear()
+    assert db.table("Renewed", key_source=ids(3), make=Made()).populate(reserve_jobs=True) == {"success_count": 0, "error_list": []}
+    assert service.renewals() == []
     db.close()

@@ -130,13 +130,9 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const table = parseTableName(req.table);
       const def = await store.describeTable(table.stored);
       const input = validateRefresh(req, def);
-      const now = clock();
-      // A claimed refresh's call holds its claim on while it writes; its final call ends the claim once committed.
-      const [counts] = await Promise.all([
-        store.refresh({ table: table.stored, displayName: table.display, ...input, now }),
-        input.claimId !== null && !input.final ? store.refreshClaimed(table.stored, input.claimId, false, now) : undefined,
-      ]);
-      if (input.claimId !== null && input.final) await store.refreshClaimed(table.stored, input.claimId, true, clock());
+      const counts = await store.refresh({ table: table.stored, displayName: table.display, ...input, now: clock() });
+      // Once the call is done (a refused call changes nothing): a call of a claimed refresh holds its claim on, its final call ends it.
+      if (input.claimId !== null) await store.refreshClaimed(table.stored, input.claimId, input.final, clock());
       if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
       hub.committed(table.stored);
       return {
@@ -154,6 +150,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async claimRefresh(req) {
       const table = parseTableName(req.table);
       const claim = validateClaimRefresh(req);
+      if (claim.renew) return { granted: await store.renewRefreshClaim(table.stored, claim.claimId, clock()) };
       const outcome = await store.claimRefresh({ table: table.stored, ...claim, now: clock() });
       metrics?.refreshClaims.inc({ table: table.stored, outcome: outcome.granted ? "granted" : outcome.running ? "running" : "recent" });
       return {

@@ -240,6 +240,7 @@ function claimIdValue(id: string, rpc: string): string {
   return id;
 }
 
+/** ClaimRefresh: the claim id and durations, defaults applied. */
 export function validateClaimRefresh(req: ClaimRefreshRequest) {
   const claimTimeoutMs = durationMs(req.claimTimeout, "claim_timeout", DEFAULT_CLAIM_TIMEOUT_MS, MAX_CLAIM_DURATION_MS);
   if (claimTimeoutMs < 1000) throw new InvalidRequestError(`claim_timeout must be at least 1 s, got ${claimTimeoutMs} ms`);
@@ -247,9 +248,11 @@ export function validateClaimRefresh(req: ClaimRefreshRequest) {
     claimId: claimIdValue(req.claimId, "ClaimRefresh"),
     minIntervalMs: durationMs(req.minInterval, "min_interval", 0, MAX_CLAIM_DURATION_MS),
     claimTimeoutMs,
+    renew: req.renew,
   };
 }
 
+/** AbandonRefresh: the claim id. */
 export function validateAbandonRefresh(req: AbandonRefreshRequest): string {
   return claimIdValue(req.claimId, "AbandonRefresh");
 }

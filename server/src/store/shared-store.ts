@@ -21,7 +21,7 @@ import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
 import { EmptyTables } from "./empty-tables.js";
 import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
-import { abandonClaim, claimRefresh, extendClaim, finishClaim, jobsHeld } from "./operations/refresh-claims.js";
+import { abandonClaim, claimRefresh, extendClaim, finishClaim, jobsHeld, renewClaim } from "./operations/refresh-claims.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
 import { deleteSpentRecords, expireTableLeases } from "./operations/sweep.js";
@@ -153,6 +153,10 @@ export abstract class SharedStore implements JobStore {
   async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void> {
     if (final) await this.statements(() => finishClaim(this.sql, table, claimId, now));
     else await this.statements(() => extendClaim(this.sql, table, claimId, now));
+  }
+
+  renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean> {
+    return this.statements(() => renewClaim(this.sql, table, claimId, now));
   }
 
   abandonRefresh(table: string, claimId: string): Promise<boolean> {

@@ -188,6 +188,8 @@ export interface JobStore {
   claimRefresh(input: ClaimInput): Promise<ClaimOutcome>;
   /** A call of the claimed refresh (`final`: its last, committed): holds the claim on, or ends it and records the refresh. */
   refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void>;
+  /** Renews a claim still held under `claimId` for its timeout from now; false when it is not held. */
+  renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean>;
   /** Gives a claim back unrecorded; false when it was no longer held. */
   abandonRefresh(table: string, claimId: string): Promise<boolean>;
   /** Whether the table has a pending job, due or delayed; false for a table never declared. */

@@ -71,11 +71,28 @@ export function* claimRefresh(d: SqlDialect, input: ClaimInput): Operation<Claim
         [input.claimId, input.claimTimeoutMs, input.now + input.claimTimeoutMs, input.table, input.now, input.claimId, intervalCutoff],
       ),
     );
-    // Lost the race to another claim (or a refresh finished meanwhile): held back as it left the row.
     if (taken > 0) return { granted: true, running: false, lastRefreshTime };
+    // Changed no value (the MySQL store counts changed rows, not matched ones): taken again under its
+    // own id within the millisecond its expiry already stood at.
+    if (yield* holds(d, input.table, input.claimId, input.now)) return { granted: true, running: false, lastRefreshTime };
+    // Lost the race to another claim (or a refresh finished meanwhile).
     return { granted: false, running: true, lastRefreshTime };
   }
   throw new Error(`the refresh claim row of "${input.table}" vanished while it was claimed`);
+}
+
+/** Whether `claimId` holds the table's claim at `now`. */
+function* holds(d: SqlDialect, table: string, claimId: string, now: number): Operation<boolean> {
+  const found = yield* rows(
+    sql(`SELECT 1 AS x FROM ${d.names.refreshClaims} WHERE table_name = ? AND claim_id = ? AND claim_expire_time > ?`, [table, claimId, now]),
+  );
+  return found.length > 0;
+}
+
+/** A claimed refresh slow to send its first call renews its claim: held for its timeout from now, if still held. */
+export function* renewClaim(d: SqlDialect, table: string, claimId: string, now: number): Operation<boolean> {
+  yield* extendClaim(d, table, claimId, now);
+  return yield* holds(d, table, claimId, now);
 }
 
 /** A call of the claimed refresh: the claim is held for its timeout from now (nothing when it lapsed and another holds it). */

@@ -113,8 +113,9 @@ class JobServiceServicer(object):
         A call with no keys at all does only orphan and lease maintenance.
 
         Errors: INVALID_ARGUMENT for a bad table name, a key whose attributes or
-        types differ from the table's, a priority outside 0-255 or a negative
-        duration; RESOURCE_EXHAUSTED for more keys than one call may carry.
+        types differ from the table's, a priority outside 0-255, a negative
+        duration or a malformed claim_id; RESOURCE_EXHAUSTED for more keys than
+        one call may carry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,8 +149,8 @@ class JobServiceServicer(object):
     def AbandonRefresh(self, request, context):
         """AbandonRefresh gives a refresh claim back without recording a refresh
         (the key source failed), so that the next populate may refresh at once.
-        A claim that is no longer held (it lapsed, or was ended) answers OK with
-        released = false.
+        A claim that is no longer held under claim_id (it was ended, or another
+        took it) answers OK with released = false.
 
         Errors: INVALID_ARGUMENT for a bad table name or claim_id.
         """

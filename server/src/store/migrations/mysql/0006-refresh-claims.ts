@@ -15,7 +15,7 @@ export class RefreshClaims0000000000006 implements MigrationInterface {
   async up(q: QueryRunner): Promise<void> {
     await q.query(`CREATE TABLE IF NOT EXISTS \`~populus_refresh_claims\` (
       table_name VARCHAR(64) NOT NULL PRIMARY KEY,
-      claim_id VARCHAR(64) CHARACTER SET ascii NULL,
+      claim_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
       claim_timeout_ms BIGINT NULL,
       claim_expire_time BIGINT NULL,
       last_refresh_time BIGINT NULL

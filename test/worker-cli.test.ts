@@ -72,8 +72,9 @@ const calls = recordedCalls;
 async function until(what: string, check: () => boolean, exited: Promise<WorkerExit>): Promise<void> {
   let gone: WorkerExit | undefined;
   void exited.then((e) => (gone = e));
-  // Generous: on the shared 2-core machine under load (average 17) the CLI, tsx and two forked children took over 20 s to start.
-  const deadline = Date.now() + 40_000;
+  // Generous: on the shared 2-core machine under load (average 17) the CLI, tsx and two forked children took over 20 s to
+  // start, and over 40 s beside another file's six worker processes starting at once.
+  const deadline = Date.now() + 90_000;
   while (!check()) {
     if (gone !== undefined) throw new Error(`waiting for ${what}: populus-worker exited first (${gone.code}): ${gone.stderr}${gone.stdout}`);
     if (Date.now() > deadline) throw new Error(`waiting for ${what}: timed out`);

@@ -19,9 +19,10 @@ import { ignore } from "./operations/ignore.js";
 import { listJobs, listTargets } from "./operations/list-jobs.js";
 import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
+import { ClaimReads } from "./claim-reads.js";
 import { EmptyTables } from "./empty-tables.js";
 import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
-import { abandonClaim, claimRefresh, extendClaim, finishClaim, jobsHeld, renewClaim } from "./operations/refresh-claims.js";
+import { abandonClaim, claimRefresh, extendClaim, finishClaim, heldBackBy, jobsHeld, renewClaim } from "./operations/refresh-claims.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
 import { deleteSpentRecords, expireTableLeases } from "./operations/sweep.js";
@@ -67,6 +68,7 @@ export abstract class SharedStore implements JobStore {
   readonly #tables = new Map<string, DeclaredTable>();
   readonly #newKeyExpectations = new NewKeyExpectations();
   readonly #emptyTables = new EmptyTables();
+  readonly #claimReads = new ClaimReads();
 
   constructor(
     protected readonly sql: SqlDialect,
@@ -146,20 +148,29 @@ export abstract class SharedStore implements JobStore {
     return this.writingJobs(input.table, () => this.refreshTransactions(input));
   }
 
-  claimRefresh(input: ClaimInput): Promise<ClaimOutcome> {
-    return this.statements(() => claimRefresh(this.sql, input));
+  async claimRefresh(input: ClaimInput): Promise<ClaimOutcome> {
+    const cached = this.#claimReads.fresh(input.table, input.now);
+    const heldBack = cached === undefined ? null : heldBackBy(cached, input);
+    if (heldBack !== null) return heldBack;
+    this.#claimReads.forget(input.table);
+    const { state, ...outcome } = await this.statements(() => claimRefresh(this.sql, input));
+    if (state !== undefined) this.#claimReads.remember(input.table, state, input.now);
+    return outcome;
   }
 
   async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void> {
+    this.#claimReads.forget(table);
     if (final) await this.statements(() => finishClaim(this.sql, table, claimId, now));
     else await this.statements(() => extendClaim(this.sql, table, claimId, now));
   }
 
   renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean> {
+    this.#claimReads.forget(table);
     return this.statements(() => renewClaim(this.sql, table, claimId, now));
   }
 
   abandonRefresh(table: string, claimId: string): Promise<boolean> {
+    this.#claimReads.forget(table);
     return this.statements(() => abandonClaim(this.sql, table, claimId));
   }
 
@@ -253,7 +264,7 @@ export abstract class SharedStore implements JobStore {
 
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
     await this.table(table);
-    return this.transaction(() => deleteJobs(this.sql, table, statuses, keys), keys.length === 0 ? undefined : keys.length);
+    return this.makingRefreshDue(table, () => this.transaction(() => deleteJobs(this.sql, table, statuses, keys), keys.length === 0 ? undefined : keys.length));
   }
 
   async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
@@ -263,7 +274,17 @@ export abstract class SharedStore implements JobStore {
 
   async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {
     await this.table(table);
-    return this.transaction(() => deleteTargets(this.sql, table, keys), keys === "all" ? undefined : keys.length);
+    return this.makingRefreshDue(table, () => this.transaction(() => deleteTargets(this.sql, table, keys), keys === "all" ? undefined : keys.length));
+  }
+
+  /** `write`, which makes the table's next refresh due now (refreshDueNow): its claim's read is forgotten before and after. */
+  private async makingRefreshDue<T>(table: string, write: () => Promise<T>): Promise<T> {
+    this.#claimReads.forget(table);
+    try {
+      return await write();
+    } finally {
+      this.#claimReads.forget(table);
+    }
   }
 
   async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>> {

@@ -40,6 +40,20 @@ interface ClaimRow {
   last_refresh_time: number | string | null;
 }
 
+/** A table's claim as read (times as numbers). */
+export interface ClaimState {
+  readonly claimId: string | null;
+  readonly expireTime: number | null;
+  readonly lastRefreshTime: number | null;
+}
+
+/** The answer `state` gives a claim without a write: held back, or null when the claim may be taken. */
+export function heldBackBy(state: ClaimState, input: ClaimInput): ClaimOutcome | null {
+  const running = state.expireTime !== null && state.expireTime > input.now && state.claimId !== input.claimId;
+  const recent = state.lastRefreshTime !== null && state.lastRefreshTime > input.now - input.minIntervalMs;
+  return running || recent ? { granted: false, running, lastRefreshTime: state.lastRefreshTime } : null;
+}
+
 /**
  * Takes the claim if no refresh holds it and none finished within the interval. A claim held under
  * the same id is taken again: its holder's refresh failed before it could give the claim back (the
@@ -49,7 +63,7 @@ interface ClaimRow {
  * workers, all but one are held back, and a read is all they cost. The UPDATE checks the same
  * conditions again, so of several that read it free at once only one takes it.
  */
-export function* claimRefresh(d: SqlDialect, input: ClaimInput): Operation<ClaimOutcome> {
+export function* claimRefresh(d: SqlDialect, input: ClaimInput): Operation<ClaimOutcome & { readonly state?: ClaimState }> {
   const claims = d.names.refreshClaims;
   const intervalCutoff = input.now - input.minIntervalMs;
   for (let tries = 0; tries < 2; tries++) {
@@ -59,11 +73,10 @@ export function* claimRefresh(d: SqlDialect, input: ClaimInput): Operation<Claim
       yield* run(sql(`INSERT INTO ${claims} (table_name) VALUES (?) ${d.onConflictKeep("table_name", "table_name")}`, [input.table]));
       continue;
     }
-    const lastRefreshTime = timeOf(row.last_refresh_time);
-    const expire = timeOf(row.claim_expire_time);
-    const running = expire !== null && expire > input.now && row.claim_id !== input.claimId;
-    const recent = lastRefreshTime !== null && lastRefreshTime > intervalCutoff;
-    if (running || recent) return { granted: false, running, lastRefreshTime };
+    const state = { claimId: row.claim_id, expireTime: timeOf(row.claim_expire_time), lastRefreshTime: timeOf(row.last_refresh_time) };
+    const heldBack = heldBackBy(state, input);
+    if (heldBack !== null) return { ...heldBack, state };
+    const { lastRefreshTime } = state;
     const taken = yield* run(
       sql(
         `UPDATE ${claims} SET claim_id = ?, claim_timeout_ms = ?, claim_expire_time = ?

@@ -34,6 +34,7 @@ import { type CompleteRequest, CompleteRequestSchema } from "../client-sdk/dist/
 import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { RefreshKeys, toProtoKey } from "../client-sdk/dist/keys.js";
 import { refreshKeySource } from "../client-sdk/dist/refresh.js";
+import { durationOf } from "../client-sdk/dist/wire-values.js";
 import { claimedRefresh, RefreshClaim } from "../client-sdk/dist/claimed-refresh.js";
 import { runReserveLoop, toReadyResult } from "../client-sdk/dist/reserve-loop.js";
 import type { HeartbeatListener, LeaseKeeper } from "../client-sdk/dist/heartbeat-thread.js";
@@ -357,8 +358,9 @@ test("populate's refresh claim: every call carries it; a key source that throws 
   const fakeServer = (claimAnswer: () => Promise<object>, refreshing: () => Promise<unknown> = async () => undefined) => {
     const log: string[] = [];
     const rpc = {
-      async claimRefresh(req: { claimId: string; minInterval?: { seconds: bigint } }) {
-        log.push(`claim ${req.claimId} ${req.minInterval?.seconds ?? "-"}`);
+      async claimRefresh(req: { claimId: string; minInterval?: { seconds: bigint; nanos: number } }) {
+        const interval = req.minInterval === undefined ? "-" : Number(req.minInterval.seconds) + req.minInterval.nanos / 1e9;
+        log.push(`claim ${req.claimId} ${interval}`);
         return claimAnswer();
       },
       async abandonRefresh(req: { claimId: string }) {
@@ -423,9 +425,18 @@ test("populate's refresh claim: every call carries it; a key source that throws 
   t.is(waiting.log.length, 3);
   t.is(waiting.log[0], `claim ${claim.id} 0`);
   t.true(
-    waiting.log.slice(1).every((l) => Number(l.split(" ")[2]) >= 1),
+    waiting.log.slice(1).every((l) => Number(l.split(" ")[2]) >= 0.2),
     `the later asks take any refresh finished since the first: ${waiting.log.join("; ")}`,
   );
+  const forever = fakeServer(async () => ({ granted: false, running: true, anyPending: false }));
+  const waitedFrom = performance.now();
+  t.deepEqual(
+    await claimedRefresh(forever.rpc, "T", broken, params, claim, 0, undefined, 600),
+    { heldBack: "running", anyPending: false },
+    "the wait has a ceiling",
+  );
+  t.true(performance.now() - waitedFrom >= 550, "it waited up to the ceiling");
+  t.true(forever.log.length >= 2 && forever.log.length <= 4, `asks at 0, 0.25 and 0.6 s: ${forever.log.length}`);
   const aborted = fakeServer(async () => ({ granted: false, running: true, anyPending: false }));
   const stop = new AbortController();
   stop.abort();
@@ -444,6 +455,12 @@ test("populate's refresh claim: every call carries it; a key source that throws 
   });
   t.like(await claimedRefresh(older.rpc, "T", [{ id: 1 }], params, claim, 0), { heldBack: false, anyPending: true });
   t.deepEqual(older.log, [`claim ${claim.id} 0`, "refresh unclaimed final"]);
+});
+
+test("durations: fractions are kept to the nanosecond, and one within half a nanosecond of a whole second is that second (nanos never reaches 1e9)", (t) => {
+  t.deepEqual(durationOf(1.5), { seconds: 1n, nanos: 500_000_000 });
+  t.deepEqual(durationOf(2.9999999999), { seconds: 3n, nanos: 0 });
+  t.deepEqual(durationOf(0.25), { seconds: 0n, nanos: 250_000_000 });
 });
 
 test("refresh: sync and async key sources send the same calls; a key source that throws sends no final call", async (t) => {

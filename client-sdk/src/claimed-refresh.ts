@@ -8,10 +8,13 @@
  * key source once, not fifty times.
  *
  * Held back by a running refresh of a table with nothing pending yet (a new
- * table, or one whose work is done), populate waits for that refresh to end
- * rather than return with nothing done: workers started together on new
- * keys share the work, as when each refreshed. A table with jobs pending has
- * work to reserve meanwhile, and populate goes to it at once.
+ * table, or one whose work is done), populate waits, up to 30 s, until that
+ * refresh has queued jobs or ended, rather than return with nothing done:
+ * workers started together on new keys share the work, as when each
+ * refreshed. Past 30 s it returns with nothing done (a worker's next pass
+ * comes back), so one long refresh does not stall a worker's other tables.
+ * A table with jobs pending has work to reserve meanwhile, and populate goes
+ * to it at once.
  *
  * An explicit `jobs.refresh()` claims nothing and is never held back: its
  * caller asked for that refresh.
@@ -31,6 +34,12 @@ import { durationOf } from "./wire-values.js";
  * claim that is free, so a renewal that crosses the final call does not take it back.
  */
 export const CLAIM_KEEPALIVE_MS = 200_000;
+
+/** Renewals at most (an hour): a key source that hangs must not hold the claim forever; it then lapses. */
+const MOST_RENEWALS = 18;
+
+/** The longest a populate waits for another's running refresh of a table with nothing pending. */
+export const WAIT_AT_MOST_MS = 30_000;
 
 /** The longest min_interval ClaimRefresh takes: a day. */
 const MAX_MIN_INTERVAL_S = 86_400;
@@ -60,7 +69,8 @@ type ClaimAnswer = Awaited<ReturnType<JobServiceRpc["claimRefresh"]>>;
 
 /**
  * Refreshes `table` from `source` unless another refresh of it holds the claim or finished within
- * the interval. `signal` ends a wait for another's refresh (held back, as it stood).
+ * the interval. `signal` ends a wait for another's refresh (held back, as it stood), and so does
+ * `waitAtMostMs`.
  */
 export async function claimedRefresh<K extends object>(
   rpc: JobServiceRpc,
@@ -70,6 +80,7 @@ export async function claimedRefresh<K extends object>(
   claim: RefreshClaim,
   refreshInterval: number,
   signal?: AbortSignal,
+  waitAtMostMs = WAIT_AT_MOST_MS,
 ): Promise<ClaimedRefreshOutcome> {
   if (claim.refreshing) return { heldBack: "running", anyPending: undefined };
   // Taken before the claim is asked for: two populates of the table in this process would ask under
@@ -77,6 +88,7 @@ export async function claimedRefresh<K extends object>(
   claim.refreshing = true;
   try {
     const ask = (minInterval: number) => rpc.claimRefresh({ table, claimId: claim.id, minInterval: durationOf(minInterval) });
+    const askedAt = Date.now();
     let answer: ClaimAnswer;
     try {
       answer = await ask(refreshInterval);
@@ -88,16 +100,23 @@ export async function claimedRefresh<K extends object>(
     // Waiting for the running refresh: any refresh that finished since this populate first asked
     // will do (held back as recent, with what is pending now); one that was given back or lapsed
     // leaves the claim to this populate.
-    const askedAt = Date.now();
     for (let pause = WAIT_FIRST_MS; !answer.granted && answer.running && answer.anyPending === false; ) {
-      await sleep(pause, undefined, { signal }).catch(() => undefined);
+      const left = askedAt + waitAtMostMs - Date.now();
+      if (left <= 0) break;
+      await sleep(Math.min(pause, left), undefined, { signal }).catch(() => undefined);
       if (signal?.aborted === true) break;
       pause = Math.min(pause * 2, WAIT_LONGEST_MS);
-      answer = await ask(Math.min(MAX_MIN_INTERVAL_S, Math.max(refreshInterval, Math.ceil((Date.now() - askedAt) / 1000) + 1)));
+      answer = await ask(Math.min(MAX_MIN_INTERVAL_S, Math.max(refreshInterval, (Date.now() - askedAt) / 1000)));
     }
     if (!answer.granted) return { heldBack: answer.running ? "running" : "recent", anyPending: answer.anyPending };
-    const renew = () => rpc.claimRefresh({ table, claimId: claim.id, renew: true }).catch(() => undefined);
-    const keepalive = setInterval(() => void renew(), CLAIM_KEEPALIVE_MS).unref();
+    // A day's min_interval: a server older than `renew` takes this for a plain claim, and answers it
+    // "recent" rather than take back a claim that the final call just ended.
+    let renewals = 0;
+    const renew = () => rpc.claimRefresh({ table, claimId: claim.id, renew: true, minInterval: durationOf(MAX_MIN_INTERVAL_S) }).catch(() => undefined);
+    const keepalive = setInterval(() => {
+      if (++renewals > MOST_RENEWALS) clearInterval(keepalive);
+      else void renew();
+    }, CLAIM_KEEPALIVE_MS).unref();
     try {
       return { heldBack: false, ...(await refreshKeySource(rpc, table, source, params, claim.id)) };
     } catch (err) {

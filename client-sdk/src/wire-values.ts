@@ -27,5 +27,7 @@ export function millisecondsOf(d: Duration | undefined): number | undefined {
 /** A Duration of `s` seconds (fractions kept to the nanosecond). */
 export function durationOf(s: number): MessageInitShape<typeof DurationSchema> {
   const whole = Math.trunc(s);
-  return { seconds: BigInt(whole), nanos: Math.round((s - whole) * 1e9) };
+  const nanos = Math.round((s - whole) * 1e9);
+  // A fraction within half a nanosecond of 1 rounds up to the next whole second (nanos stays below 1e9).
+  return nanos === 1e9 ? { seconds: BigInt(whole + 1), nanos: 0 } : { seconds: BigInt(whole), nanos };
 }

@@ -8,16 +8,20 @@ reserving. So fifty looping workers read an expensive key source once, not
 fifty times.
 
 Held back by a running refresh of a table with nothing pending yet (a new
-table, or one whose work is done), populate waits for that refresh to end
-rather than return with nothing done: workers started together on new keys
-share the work, as when each refreshed. A table with jobs pending has work to
-reserve meanwhile, and populate goes to it at once. A stop (populate's
-GracefulStop, which SIGTERM/SIGINT set while populate handles signals) ends
-the wait: populate is then held back as it stood.
+table, or one whose work is done), populate waits, up to ``WAIT_AT_MOST_S``
+(30 s), until that refresh has queued jobs or ended, rather than return with
+nothing done: workers started together on new keys share the work, as when
+each refreshed. Past 30 s it returns held back as it stood, with nothing done
+(a worker's next pass comes back), so that one long refresh does not stall a
+worker's other tables. A table with jobs pending has work to reserve
+meanwhile, and populate goes to it at once. A stop (populate's GracefulStop,
+which SIGTERM/SIGINT set while populate handles signals) ends the wait too:
+populate is then held back as it stood.
 
 While a granted refresh runs, a daemon thread renews its claim every
 ``CLAIM_KEEPALIVE_S`` seconds, so that a key source slow to give its first
-keys keeps it.
+keys keeps it; ``MOST_RENEWALS`` times at most (an hour), so that a key
+source that hangs does not hold the claim forever (it then lapses).
 
 An explicit ``jobs.refresh()`` claims nothing and is never held back: its
 caller asked for that refresh.
@@ -26,7 +30,6 @@ caller asked for that refresh.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 import uuid
@@ -50,6 +53,16 @@ third of the server's claim timeout (600 s), so that a key source slow to
 give its first keys keeps the claim. Renewing never takes a claim that is
 free, so a renewal that crosses the final call does not take it back. (The
 TypeScript SDK's CLAIM_KEEPALIVE_MS.)"""
+
+MOST_RENEWALS = 18
+"""Renewals at most of one claimed refresh (an hour at CLAIM_KEEPALIVE_S): a
+key source that hangs must not hold the claim forever; the claim then lapses
+(600 s after the last renewal) and another worker may refresh."""
+
+WAIT_AT_MOST_S = 30.0
+"""The longest a populate waits for another's running refresh of a table with
+nothing pending, seconds, counted from before its first ClaimRefresh; past it,
+populate returns held back as it stood. (The TypeScript SDK's WAIT_AT_MOST_MS.)"""
 
 WAIT_FIRST_S = 0.25
 """The first pause between two asks of a populate waiting for another's refresh, seconds."""
@@ -133,6 +146,10 @@ def claimed_refresh(
             request = job_service_pb2.ClaimRefreshRequest(table=table, claim_id=claim.id, min_interval=duration(min_interval))
             return connection.call("ClaimRefresh", request)
 
+        # The start of a wait for a running refresh, taken before the first ask: the refresh that ask
+        # may hear of as running ends after the server answered it, so after this, and a later ask's
+        # min_interval of the seconds since this takes it as recent.
+        asked_at = time.monotonic()
         try:
             answer = ask(refresh_interval)
         except PopulusError as err:
@@ -144,7 +161,7 @@ def claimed_refresh(
             claim._end()
             return ClaimedRefreshOutcome(held_back=None, any_pending=refresh_outcome(connection, table, source, params).any_pending)
         if _waits(answer):
-            answer = _wait_for_running_refresh(answer, ask, refresh_interval, stop, grace, signals)
+            answer = _wait_for_running_refresh(answer, ask, asked_at, refresh_interval, stop, grace, signals)
         if not answer.granted:
             return ClaimedRefreshOutcome(held_back="running" if answer.running else "recent", any_pending=_any_pending(answer))
         keepalive = _Keepalive(connection, table, claim)
@@ -177,45 +194,57 @@ def _waits(answer: job_service_pb2.ClaimRefreshResponse) -> bool:
 def _wait_for_running_refresh(
     answer: job_service_pb2.ClaimRefreshResponse,
     ask: Callable[[float], job_service_pb2.ClaimRefreshResponse],
+    asked_at: float,
     refresh_interval: float,
     stop: GracefulStop | None,
     grace: float,
     signals: bool,
 ) -> job_service_pb2.ClaimRefreshResponse:
-    """Asks again (same claim id) until the running refresh ended, or ``stop``.
-    Each later ask takes any refresh that finished since the first ask as
-    recent (held back, with what is pending now), while one that was given
-    back or lapsed leaves the claim to this populate (granted)."""
-    asked_at = time.monotonic()
+    """Asks again (same claim id) until the running refresh has queued jobs or
+    ended, ``stop``, or ``WAIT_AT_MOST_S`` after ``asked_at`` (taken before the
+    first ask); stopped or past that, the last answer stands (held back). Each
+    later ask takes any refresh that finished since ``asked_at`` as recent
+    (held back, with what is pending now), while one that was given back or
+    lapsed leaves the claim to this populate (granted)."""
     pause = WAIT_FIRST_S
     with handle_signals(stop, grace, signals) if stop is not None else contextlib.nullcontext():
         while _waits(answer):
+            left = asked_at + WAIT_AT_MOST_S - time.monotonic()
+            if left <= 0:
+                break  # waited long enough: held back, as it stood (a worker's next pass comes back)
             if stop is None:
-                time.sleep(pause)
-            elif stop.stopping.wait(pause):
+                time.sleep(min(pause, left))
+            elif stop.stopping.wait(min(pause, left)):
                 break  # stopped (before or during the pause): held back, as it stood
             pause = min(pause * 2, WAIT_LONGEST_S)
-            since_first = math.ceil(time.monotonic() - asked_at) + 1
-            # The server takes at most a day (a wait that long asks for any refresh of the last day).
-            answer = ask(min(max(refresh_interval, since_first), MAX_REFRESH_INTERVAL_S))
+            # The seconds since asked_at, exactly; the server takes at most a day.
+            answer = ask(min(max(refresh_interval, time.monotonic() - asked_at), MAX_REFRESH_INTERVAL_S))
     return answer
 
 
 class _Keepalive:
     """Renews a granted claim every CLAIM_KEEPALIVE_S from a daemon thread until
-    stopped (``ClaimRefresh(renew=True)``, its errors and its answer ignored:
-    a claim lost meanwhile is the final call's business)."""
+    stopped, MOST_RENEWALS times at most (``ClaimRefresh(renew=True)``, its
+    errors and its answer ignored: a claim lost meanwhile is the final call's
+    business). A renewal asks with a day's min_interval: a server older than
+    ``renew`` takes it for a plain claim, and answers it "recent" rather than
+    take back a claim that the final call just ended."""
 
     def __init__(self, connection: Connection, table: str, claim: RefreshClaim) -> None:
         self._connection = connection
-        self._request = job_service_pb2.ClaimRefreshRequest(table=table, claim_id=claim.id, renew=True)
+        self._request = job_service_pb2.ClaimRefreshRequest(
+            table=table, claim_id=claim.id, renew=True, min_interval=duration(MAX_REFRESH_INTERVAL_S)
+        )
         self._interval = CLAIM_KEEPALIVE_S
+        self._most = MOST_RENEWALS
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"populus-refresh-claim-{table}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._interval):
+        renewals = 0
+        while renewals < self._most and not self._stopped.wait(self._interval):
+            renewals += 1
             try:
                 self._connection.call("ClaimRefresh", self._request, timeout=_RENEW_TIMEOUT_S, policy=_RENEW_POLICY)
             except Exception:  # noqa: BLE001 - best effort, see above

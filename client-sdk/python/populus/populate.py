@@ -9,8 +9,9 @@ TypeScript SDK's populate.ts.
   refresh of the table runs (here or anywhere), or when one finished less
   than ``refresh_interval`` seconds ago. Held back by a running refresh of a
   table with nothing pending yet (a new table, or new keys upstream), it
-  waits for that refresh to end, so that workers started together share the
-  new work; a stop (``stop``, or SIGTERM/SIGINT) ends the wait.
+  waits, up to 30 s, until that refresh has queued jobs or ended, so that
+  workers started together share the new work; past 30 s, or on a stop
+  (``stop``, or SIGTERM/SIGINT), it returns with nothing done.
 - ``reserve_jobs=False`` (DataJoint's default): always refresh the key
   source, then the same reserve loop. The server is the only writer of
   targets (which is what makes commits exactly-once), so this mode commits

@@ -28,4 +28,8 @@ def seconds_of(message: object, field: str) -> float | None:
 def duration(seconds: float) -> duration_pb2.Duration:
     """A Duration of ``seconds`` (fractions kept to the nanosecond)."""
     whole = int(seconds)
-    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+    nanos = round((seconds - whole) * 1e9)
+    # A fraction within half a nanosecond of 1 rounds up to the next whole second (nanos stays below 1e9).
+    if nanos == 1_000_000_000:
+        whole, nanos = whole + 1, 0
+    return duration_pb2.Duration(seconds=whole, nanos=nanos)

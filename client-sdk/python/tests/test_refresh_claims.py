@@ -7,9 +7,10 @@ claim back. Against a stand-in server: every Refresh call of a claimed
 refresh carries the claim, a failed one is abandoned under that claim, a
 second populate of the same Table in this process sends no ClaimRefresh while
 the first refreshes, a populate held back by a running refresh of a table
-with nothing pending asks again until it ends (or a stop), a slow refresh
-renews its claim while it runs and not after, and a server older than claims
-gets populate's refresh as before. Bad refresh_interval options and settings
+with nothing pending asks again until it ends (or a stop, or 30 s: then it
+is held back as it stood), a slow refresh renews its claim while it runs (18
+times at most) and not after, and a server older than claims gets populate's
+refresh as before. Bad refresh_interval options and settings
 change nothing."""
 
 from __future__ import annotations
@@ -475,8 +476,12 @@ def test_a_populate_held_back_by_a_running_refresh_of_nothing_pending_waits_for_
     asks = service.claim_asks()
     assert all(a.claim_id == claim.id and a.table == "Waiting" and not a.renew for a in asks)
     assert seconds(asks[0].min_interval) == 0
-    # Later asks take any refresh that finished since the first ask as recent.
-    assert all(seconds(a.min_interval) >= 1 for a in asks[1:])
+    # Later asks take any refresh that finished since before the first ask as recent: the seconds
+    # since then, exactly (fractions kept, nothing added).
+    waited = [seconds(a.min_interval) for a in asks[1:]]
+    assert 0.25 <= waited[0] < waited[1] and waited[1] >= 0.75
+    assert all(w != int(w) for w in waited)
+    assert all(w <= t - started for w, t in zip(waited, service.times[1:]))
     assert service.times[2] - service.times[1] >= 0.45
     assert not claim.refreshing
 
@@ -519,26 +524,63 @@ def test_a_stop_ends_the_wait_for_a_running_refresh(stand_in):
     stop.stop(0)
     started = time.monotonic()
     assert table.populate(reserve_jobs=True, stop=stop) == {"success_count": 0, "error_list": []}
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 2.0
     assert service.names() == ["ClaimRefresh"]
     outcome = claimed_refresh(db.connection, "Stopped", source, PARAMS, RefreshClaim(), 0, stop)
     assert outcome == ClaimedRefreshOutcome(held_back="running", any_pending=False)
 
-    # Stopped while waiting (in a pause of several seconds): it ends then, with no further ask.
+    # Stopped while waiting: asked at 0, 0.25, 0.75 and 1.75 s, then stopped in the 2 s pause that
+    # follows the fourth ask. It ends then, with no further ask.
     service.sent.clear()
     stop = GracefulStop()
     done: list[Any] = []
     thread = threading.Thread(target=lambda: done.append(table.populate(reserve_jobs=True, stop=stop)))
     thread.start()
-    time.sleep(2.0)  # asked at 0, 0.25 s and 0.75 s; now in the 1 s pause, then 2 s
-    asks = len(service.claim_asks())
-    assert asks >= 3 and thread.is_alive()
+    deadline = time.monotonic() + 20
+    while len(service.claim_asks()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(service.claim_asks()) == 4 and thread.is_alive()
     stopped_at = time.monotonic()
     stop.stop(0)
     thread.join(10)
-    assert not thread.is_alive() and time.monotonic() - stopped_at < 0.5
+    assert not thread.is_alive() and time.monotonic() - stopped_at < 2.0
     assert done == [{"success_count": 0, "error_list": []}]
-    assert len(service.claim_asks()) == asks and service.names() == ["ClaimRefresh"] * asks
+    assert service.names() == ["ClaimRefresh"] * 4
+    assert source.reads == 0 and not table.refresh_claim.refreshing
+    db.close()
+
+
+def test_the_wait_for_a_running_refresh_ends_after_wait_at_most_s(stand_in, monkeypatch):
+    # A refresh that runs longer than the ceiling (here 0.6 s, pauses of 0.05 s doubling to 0.2 s):
+    # populate returns held back as it stood, with nothing done, rather than stall on the table.
+    service, url = stand_in
+    monkeypatch.setattr(claimed_refresh_module, "WAIT_AT_MOST_S", 0.6)
+    monkeypatch.setattr(claimed_refresh_module, "WAIT_FIRST_S", 0.05)
+    monkeypatch.setattr(claimed_refresh_module, "WAIT_LONGEST_S", 0.2)
+    service.claim_answers = [held_back(True, False)]  # running, forever
+    db = populus.connect(url=url)
+    source = CountingSource(ids(3))
+    claim = RefreshClaim()
+    started = time.monotonic()
+    outcome = claimed_refresh(db.connection, "Ceiling", source, PARAMS, claim, 0, GracefulStop())
+    elapsed = time.monotonic() - started
+    assert outcome == ClaimedRefreshOutcome(held_back="running", any_pending=False)
+    assert 0.6 <= elapsed < 0.6 + 2.0
+    # Asked at 0, 0.05, 0.15, 0.35 and 0.55 s, and at 0.6 s (the last pause cut short to the
+    # ceiling): a loaded machine asks fewer times, never more.
+    asks = service.claim_asks()
+    assert 2 <= len(asks) <= 6 and service.names() == ["ClaimRefresh"] * len(asks)
+    waited = [seconds(a.min_interval) for a in asks]
+    assert waited[0] == 0 and waited == sorted(waited) and waited[-1] >= 0.6
+    assert source.reads == 0 and not claim.refreshing
+
+    # Through populate: nothing pending, so nothing reserved either.
+    service.sent.clear()
+    table = db.table("Ceiling", key_source=source, make=Made())
+    started = time.monotonic()
+    assert table.populate(reserve_jobs=True, stop=GracefulStop()) == {"success_count": 0, "error_list": []}
+    assert 0.6 <= time.monotonic() - started < 0.6 + 2.0
+    assert 2 <= len(service.claim_asks()) <= 6 and set(service.names()) == {"ClaimRefresh"}
     assert source.reads == 0 and not table.refresh_claim.refreshing
     db.close()
 
@@ -581,7 +623,8 @@ def test_a_claimed_refresh_renews_its_claim_while_it_runs(stand_in, monkeypatch)
     assert len(renewals) >= 1
     for r in renewals:
         assert r.table == "Renewed" and r.claim_id == table.refresh_claim.id and r.renew
-        assert not r.HasField("min_interval") and not r.HasField("claim_timeout")
+        # A day's min_interval: a server older than renew would answer it "recent", not grant it.
+        assert seconds(r.min_interval) == 86_400 and not r.HasField("claim_timeout")
     # The claim asked for once, then one Refresh call (final); the renewals in between.
     others = [(name, r) for name, r in service.sent if not (name == "ClaimRefresh" and r.renew)]
     assert [name for name, _ in others] == ["ClaimRefresh", "Refresh"] and others[1][1].final
@@ -608,4 +651,32 @@ def test_a_claimed_refresh_renews_its_claim_while_it_runs(stand_in, monkeypatch)
     service.sent.clear()
     assert db.table("Renewed", key_source=ids(3), make=Made()).populate(reserve_jobs=True) == {"success_count": 0, "error_list": []}
     assert service.renewals() == []
+    db.close()
+
+
+def test_renewals_end_after_most_renewals(stand_in, monkeypatch):
+    # A key source that hangs: the claim is renewed MOST_RENEWALS times (here 2), then left to lapse.
+    service, url = stand_in
+    monkeypatch.setattr(claimed_refresh_module, "CLAIM_KEEPALIVE_S", 0.05)
+    monkeypatch.setattr(claimed_refresh_module, "MOST_RENEWALS", 2)
+    db = populus.connect(url=url)
+
+    def slow() -> list[dict[str, int]]:
+        # Gives its keys once two renewals are in, and 0.5 s (ten intervals) after that.
+        deadline = time.monotonic() + 20
+        while len(service.renewals()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        return ids(3)
+
+    table = db.table("Capped", key_source=slow, make=Made())
+    assert table.populate(reserve_jobs=True) == {"success_count": 0, "error_list": []}
+    renewals = service.renewals()
+    assert len(renewals) == 2
+    for r in renewals:
+        assert r.table == "Capped" and r.claim_id == table.refresh_claim.id and r.renew
+        assert seconds(r.min_interval) == 86_400
+    others = [name for name, r in service.sent if not (name == "ClaimRefresh" and r.renew)]
+    assert others == ["ClaimRefresh", "Refresh"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("populus-refresh-claim-")]
     db.close()

@@ -152,26 +152,25 @@ export abstract class SharedStore implements JobStore {
     const cached = this.#claimReads.fresh(input.table, input.now);
     const heldBack = cached === undefined ? null : heldBackBy(cached, input);
     if (heldBack !== null) return heldBack;
-    this.#claimReads.forget(input.table);
+    const since = this.#claimReads.mark(input.table);
     const { state, ...outcome } = await this.statements(() => claimRefresh(this.sql, input));
-    if (state !== undefined) this.#claimReads.remember(input.table, state, input.now);
+    // Held back: its read answers the next asks for a second. Granted: the claim was written.
+    if (state !== undefined) this.#claimReads.remember(input.table, since, state, input.now);
+    else this.#claimReads.written(input.table);
     return outcome;
   }
 
   async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void> {
-    this.#claimReads.forget(table);
-    if (final) await this.statements(() => finishClaim(this.sql, table, claimId, now));
-    else await this.statements(() => extendClaim(this.sql, table, claimId, now));
+    if (final) await this.writingClaim(table, () => this.statements(() => finishClaim(this.sql, table, claimId, now)));
+    else await this.writingClaim(table, () => this.statements(() => extendClaim(this.sql, table, claimId, now)));
   }
 
   renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean> {
-    this.#claimReads.forget(table);
-    return this.statements(() => renewClaim(this.sql, table, claimId, now));
+    return this.writingClaim(table, () => this.statements(() => renewClaim(this.sql, table, claimId, now)));
   }
 
   abandonRefresh(table: string, claimId: string): Promise<boolean> {
-    this.#claimReads.forget(table);
-    return this.statements(() => abandonClaim(this.sql, table, claimId));
+    return this.writingClaim(table, () => this.statements(() => abandonClaim(this.sql, table, claimId)));
   }
 
   async anyPending(table: string, now: number): Promise<boolean> {
@@ -264,7 +263,7 @@ export abstract class SharedStore implements JobStore {
 
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
     await this.table(table);
-    return this.makingRefreshDue(table, () => this.transaction(() => deleteJobs(this.sql, table, statuses, keys), keys.length === 0 ? undefined : keys.length));
+    return this.writingClaim(table, () => this.transaction(() => deleteJobs(this.sql, table, statuses, keys), keys.length === 0 ? undefined : keys.length));
   }
 
   async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
@@ -274,16 +273,16 @@ export abstract class SharedStore implements JobStore {
 
   async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {
     await this.table(table);
-    return this.makingRefreshDue(table, () => this.transaction(() => deleteTargets(this.sql, table, keys), keys === "all" ? undefined : keys.length));
+    return this.writingClaim(table, () => this.transaction(() => deleteTargets(this.sql, table, keys), keys === "all" ? undefined : keys.length));
   }
 
-  /** `write`, which makes the table's next refresh due now (refreshDueNow): its claim's read is forgotten before and after. */
-  private async makingRefreshDue<T>(table: string, write: () => Promise<T>): Promise<T> {
-    this.#claimReads.forget(table);
+  /** `write`, which writes the table's claim (DeleteJobs and DeleteTargets make its refresh due): its read is forgotten before and after (claim-reads.ts). */
+  private async writingClaim<T>(table: string, write: () => Promise<T>): Promise<T> {
+    this.#claimReads.written(table);
     try {
       return await write();
     } finally {
-      this.#claimReads.forget(table);
+      this.#claimReads.written(table);
     }
   }
 

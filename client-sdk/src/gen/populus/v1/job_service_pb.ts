@@ -242,10 +242,11 @@ export type ClaimRefreshRequest = Message<"populus.v1.ClaimRefreshRequest"> & {
   claimTimeout?: Duration | undefined;
 
   /**
-   * Only renew the claim held under claim_id, for another claim_timeout from
-   * now (a refresh whose key source is slow to give its first keys); never
-   * take a free one. granted answers whether it was still held; the other
-   * fields are unset.
+   * Only renew the claim held under claim_id, for the claim_timeout it was
+   * taken with, from now (a refresh whose key source is slow to give its
+   * first keys); never take a claim that was ended, given back or taken by
+   * another. granted answers whether it is held now; the other fields are
+   * unset.
    *
    * @generated from field: bool renew = 5;
    */

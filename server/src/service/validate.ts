@@ -98,7 +98,7 @@ function tokens(list: readonly string[], rpc: string): string[] {
   const seen = new Set<string>();
   for (const t of list) {
     // Lease tokens are issued in printable ASCII (and stored in an ASCII column: MySQL refuses to compare one with other text).
-    if (t === "" || t.length > 64 || !/^[\x21-\x7e]+$/.test(t)) throw new InvalidRequestError(`${rpc}: "${t.slice(0, 80)}" is not a lease token`);
+    if (!printableAscii(t, 64)) throw new InvalidRequestError(`${rpc}: "${t.slice(0, 80)}" is not a lease token`);
     if (seen.has(t)) throw new InvalidRequestError(`${rpc}: lease token ${t} is given twice`);
     seen.add(t);
   }
@@ -234,7 +234,7 @@ const MAX_CLAIM_DURATION_MS = 86_400_000;
 
 /** A claim id as ClaimRefresh, Refresh and AbandonRefresh take it: stored in an ASCII column. */
 function claimIdValue(id: string, rpc: string): string {
-  if (id === "" || id.length > 64 || !/^[\x21-\x7e]+$/.test(id)) {
+  if (!printableAscii(id, 64)) {
     throw new InvalidRequestError(`${rpc}: claim_id must be 1 to 64 printable ASCII characters (a UUID does), got "${id.slice(0, 80)}"`);
   }
   return id;
@@ -273,13 +273,19 @@ export function validateReserve(req: ReserveRequest, attributes: KeyAttributes) 
   };
 }
 
-/** Printable ASCII without spaces: a UUID or any other id a client makes fits, and it logs and stores as is. */
-const REQUEST_ID_SYNTAX = /^[\x21-\x7e]{1,128}$/;
+/**
+ * Whether `text` is 1 to `max` printable ASCII characters without spaces, as the ids and tokens
+ * that clients make are (a UUID fits): they log as they are and go into ASCII columns (MySQL
+ * refuses to compare such a column with other text).
+ */
+function printableAscii(text: string, max: number): boolean {
+  return text.length >= 1 && text.length <= max && /^[\x21-\x7e]+$/.test(text);
+}
 
 /** Reserve's request_id; null when absent (every call then leases anew). */
 function requestId(id: string): string | null {
   if (id === "") return null;
-  if (!REQUEST_ID_SYNTAX.test(id)) throw new InvalidRequestError("request_id must be 1-128 printable ASCII characters without spaces");
+  if (!printableAscii(id, 128)) throw new InvalidRequestError("request_id must be 1-128 printable ASCII characters without spaces");
   return id;
 }
 

@@ -21,6 +21,7 @@ import type { Operation } from "./operations/operation.js";
 import { progressCounts, progressSnapshot } from "./operations/progress.js";
 import { ClaimReads } from "./claim-reads.js";
 import { EmptyTables } from "./empty-tables.js";
+import type { RecentReads } from "./recent-reads.js";
 import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
 import { abandonClaim, claimRefresh, extendClaim, finishClaim, heldBackBy, jobsHeld, renewClaim } from "./operations/refresh-claims.js";
 import { release } from "./operations/release.js";
@@ -145,7 +146,7 @@ export abstract class SharedStore implements JobStore {
       }
     }
     if (input.keys.length === 0) return this.refreshTransactions(input);
-    return this.writingJobs(input.table, () => this.refreshTransactions(input));
+    return this.writing(this.#emptyTables, input.table, () => this.refreshTransactions(input));
   }
 
   async claimRefresh(input: ClaimInput): Promise<ClaimOutcome> {
@@ -155,22 +156,22 @@ export abstract class SharedStore implements JobStore {
     const since = this.#claimReads.mark(input.table);
     const { state, ...outcome } = await this.statements(() => claimRefresh(this.sql, input));
     // Held back: its read answers the next asks for a second. Granted: the claim was written.
-    if (state !== undefined) this.#claimReads.remember(input.table, since, state, input.now);
+    if (state !== undefined) this.#claimReads.remember(input.table, since, input.now, state);
     else this.#claimReads.written(input.table);
     return outcome;
   }
 
   async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void> {
-    if (final) await this.writingClaim(table, () => this.statements(() => finishClaim(this.sql, table, claimId, now)));
-    else await this.writingClaim(table, () => this.statements(() => extendClaim(this.sql, table, claimId, now)));
+    if (final) await this.writing(this.#claimReads, table, () => this.statements(() => finishClaim(this.sql, table, claimId, now)));
+    else await this.writing(this.#claimReads, table, () => this.statements(() => extendClaim(this.sql, table, claimId, now)));
   }
 
   renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean> {
-    return this.writingClaim(table, () => this.statements(() => renewClaim(this.sql, table, claimId, now)));
+    return this.writing(this.#claimReads, table, () => this.statements(() => renewClaim(this.sql, table, claimId, now)));
   }
 
   abandonRefresh(table: string, claimId: string): Promise<boolean> {
-    return this.writingClaim(table, () => this.statements(() => abandonClaim(this.sql, table, claimId)));
+    return this.writing(this.#claimReads, table, () => this.statements(() => abandonClaim(this.sql, table, claimId)));
   }
 
   async anyPending(table: string, now: number): Promise<boolean> {
@@ -183,13 +184,17 @@ export abstract class SharedStore implements JobStore {
     return held.anyPending;
   }
 
-  /** `write`, which may add jobs to `table`: the idle passes' read of it is forgotten before and after (empty-tables.ts). */
-  private async writingJobs<T>(table: string, write: () => Promise<T>): Promise<T> {
-    this.#emptyTables.written(table);
+  /**
+   * `write`, which writes to `table` what `reads` answer for (jobs: the idle passes' reads; its
+   * claim, DeleteJobs and DeleteTargets making its refresh due: held-back claims' reads): the
+   * table's read is forgotten before and after (recent-reads.ts).
+   */
+  private async writing<T>(reads: RecentReads<unknown>, table: string, write: () => Promise<T>): Promise<T> {
+    reads.written(table);
     try {
       return await write();
     } finally {
-      this.#emptyTables.written(table);
+      reads.written(table);
     }
   }
 
@@ -263,27 +268,19 @@ export abstract class SharedStore implements JobStore {
 
   async deleteJobs(table: string, statuses: readonly JobStatusName[], keys: readonly EncodedKey[]): Promise<number> {
     await this.table(table);
-    return this.writingClaim(table, () => this.transaction(() => deleteJobs(this.sql, table, statuses, keys), keys.length === 0 ? undefined : keys.length));
+    return this.writing(this.#claimReads, table, () =>
+      this.transaction(() => deleteJobs(this.sql, table, statuses, keys), keys.length === 0 ? undefined : keys.length),
+    );
   }
 
   async ignore(table: string, keys: readonly EncodedKey[], now: number): Promise<number> {
     await this.table(table);
-    return this.writingJobs(table, () => this.transaction(() => ignore(this.sql, table, keys, now), keys.length));
+    return this.writing(this.#emptyTables, table, () => this.transaction(() => ignore(this.sql, table, keys, now), keys.length));
   }
 
   async deleteTargets(table: string, keys: readonly EncodedKey[] | "all"): Promise<number> {
     await this.table(table);
-    return this.writingClaim(table, () => this.transaction(() => deleteTargets(this.sql, table, keys), keys === "all" ? undefined : keys.length));
-  }
-
-  /** `write`, which writes the table's claim (DeleteJobs and DeleteTargets make its refresh due): its read is forgotten before and after (claim-reads.ts). */
-  private async writingClaim<T>(table: string, write: () => Promise<T>): Promise<T> {
-    this.#claimReads.written(table);
-    try {
-      return await write();
-    } finally {
-      this.#claimReads.written(table);
-    }
+    return this.writing(this.#claimReads, table, () => this.transaction(() => deleteTargets(this.sql, table, keys), keys === "all" ? undefined : keys.length));
   }
 
   async listTargets(table: string, restriction: readonly AttributeCondition[], page: PageRequest): Promise<Page<StoredTarget>> {

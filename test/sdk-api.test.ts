@@ -70,6 +70,7 @@ import type {
   TableInfo,
   TargetRecord,
   VersionMethod,
+  WaitForWorkOptions,
   WatchOptions,
   WatchUpdate,
 } from "../client-sdk/dist/index.js";
@@ -111,6 +112,7 @@ export type PublicTypes = [
   TableInfo,
   TargetRecord,
   VersionMethod,
+  WaitForWorkOptions,
   WatchOptions,
   WatchUpdate,
 ];

@@ -1212,6 +1212,30 @@ const scenarios: Scenario[] = [
   },
   {
     title:
+      "long-poll: a Reserve whose client gives up its wait is let go at once, and leases nothing: a job queued after stays pending (the server once kept waiting for a gone client, and could lease to it)",
+    serial: true,
+    async run(t, { client, server }) {
+      const table = "LongPollCancelled";
+      const waiting = async () => {
+        const text = await (await fetch(`${server.url}/metrics`)).text();
+        return Number(/^populus_reserve_waiting (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+      };
+      await client.refresh({ table, keys: [key(0)] });
+      t.is((await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases.length, 1);
+      const cancel = new AbortController();
+      const gone = client.reserve({ table, maxJobs: 1, wait: seconds(30), worker: WORKER }, { signal: cancel.signal });
+      await until("the Reserve waits", async () => (await waiting()) === 1);
+      cancel.abort();
+      await t.throwsAsync(gone);
+      await until("the server let it go", async () => (await waiting()) === 0, 5_000);
+      await client.refresh({ table, keys: [key(1)] });
+      await sleep(300);
+      const c = await counts(client, table);
+      t.deepEqual([c.pending, c.reserved], [1, 1], "the new job is pending, not leased to the gone client");
+    },
+  },
+  {
+    title:
       "Heartbeat, Release and Complete of 1,000 leases lock only their own rows: another transaction's lock on a job they do not hold does not hold them up (MySQL family only: row locks)",
     only: "mysql",
     async run(t, { client, db }) {
@@ -1867,6 +1891,8 @@ const scenarios: Scenario[] = [
         [{ table, claimId: "ok", minInterval: { seconds: -1n } }, /^min_interval must not be negative/],
         [{ table, claimId: "ok", minInterval: seconds(86_401) }, /^min_interval must be at most 86400 s/],
         [{ table, claimId: "ok", claimTimeout: { nanos: 500_000_000 } }, /^claim_timeout must be at least 1 s/],
+        [{ table, claimId: "ok", wait: seconds(61) }, /^wait must be at most 60 s/],
+        [{ table, claimId: "ok", wait: seconds(1), renew: true }, /^wait cannot go with renew/],
         [{ table: "no such-table", claimId: "ok" }, /table/],
       ];
       for (const [request, message] of bad) {
@@ -1964,6 +1990,69 @@ const scenarios: Scenario[] = [
       await client.refresh({ table, keys: keys(0, 2), claimId: "live-worker" });
       t.false((await client.claimRefresh({ table, claimId: "live-worker", renew: true })).granted);
       t.true((await client.claimRefresh({ table, claimId: "third-worker" })).granted, "free for the next asker");
+    },
+  },
+  {
+    title:
+      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends, when a job becomes pending, when the interval has passed (granted to exactly one of several waiters), or when a running claim lapses; a cancelled one is let go",
+    serial: true,
+    async run(t, { client, server }) {
+      const table = "LongPolledClaim";
+      const waiting = async () => {
+        const text = await (await fetch(`${server.url}/metrics`)).text();
+        return Number(/^populus_refresh_claims_waiting (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+      };
+      const drain = async () => {
+        const { leases } = await client.reserve({ table, maxJobs: 10, worker: WORKER });
+        await client.complete({ table, completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: {} })) });
+      };
+      // A claimed refresh that finished just now, and nothing left pending.
+      t.true((await client.claimRefresh({ table, claimId: "refresher" })).granted);
+      await client.refresh({ table, keys: keys(0, 1), final: true, claimId: "refresher" });
+      const finished = Date.now();
+      await drain();
+
+      const hour = seconds(3600);
+      let started = Date.now();
+      const ended = await client.claimRefresh({ table, claimId: "idle-a", minInterval: hour, wait: seconds(0.8) });
+      t.true(Date.now() - started >= 700, `held for its wait (${Date.now() - started} ms)`);
+      t.deepEqual([ended.granted, ended.running, ended.anyPending], [false, false, false], "then answered held back as recent, nothing pending");
+
+      // A job becomes pending (another client's explicit refresh): the waiter is answered at once.
+      started = Date.now();
+      const woken = client.claimRefresh({ table, claimId: "idle-a", minInterval: hour, wait: seconds(30) });
+      await until("the long-poll waits", async () => (await waiting()) === 1);
+      await client.refresh({ table, keys: keys(1, 2) });
+      const pending = await woken;
+      t.deepEqual([pending.granted, pending.anyPending], [false, true], "answered with a job pending");
+      t.true(Date.now() - started < 25_000, "before its wait ended");
+      await drain();
+
+      // The interval passes: of three waiters, one is granted the claim; the others find it held.
+      const minInterval = seconds((Date.now() - finished) / 1000 + 1.5);
+      const waiters = ["idle-a", "idle-b", "idle-c"].map((claimId) => client.claimRefresh({ table, claimId, minInterval, wait: seconds(8) }));
+      await until("three long-polls wait", async () => (await waiting()) === 3);
+      const answers = await Promise.all(waiters);
+      t.is(answers.filter((a) => a.granted).length, 1, "exactly one waiter was granted the claim");
+      t.true(
+        answers.every((a) => a.granted || a.running),
+        "the others were held back by the claim it took",
+      );
+
+      // A running claim lapses (its holder went silent): a waiter is granted it.
+      t.true((await client.claimRefresh({ table: "LapsingForWaiter", claimId: "silent", claimTimeout: seconds(1) })).granted);
+      started = Date.now();
+      const heir = await client.claimRefresh({ table: "LapsingForWaiter", claimId: "heir", wait: seconds(30) });
+      t.true(heir.granted, "granted once the silent claim lapsed");
+      t.true(Date.now() - started >= 900 && Date.now() - started < 25_000, `after the lapse, before its wait ended (${Date.now() - started} ms)`);
+
+      // A client that gives up its wait (a stopping worker) leaves nothing waiting on the server.
+      const cancel = new AbortController();
+      const cancelled = client.claimRefresh({ table, claimId: "idle-d", minInterval: hour, wait: seconds(30) }, { signal: cancel.signal });
+      await until("the long-poll waits", async () => (await waiting()) === 1);
+      cancel.abort();
+      await t.throwsAsync(cancelled);
+      await until("the server let it go", async () => (await waiting()) === 0);
     },
   },
   {

@@ -18,6 +18,12 @@
  *
  * An explicit `jobs.refresh()` claims nothing and is never held back: its
  * caller asked for that refresh.
+ *
+ * An idle worker waits for work with `table.waitForWork()` (waitForWork
+ * below): one ClaimRefresh long-poll, which the server answers when a job of
+ * the table becomes pending or when the claim comes due and it grants it to
+ * this process; the populate that follows then refreshes under that claim
+ * (asked again under its own id, it is granted again).
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -43,6 +49,16 @@ export const WAIT_AT_MOST_MS = 30_000;
 
 /** The longest min_interval ClaimRefresh takes: a day. */
 const MAX_MIN_INTERVAL_S = 86_400;
+
+/** The longest wait of one ClaimRefresh long-poll (the server's bound). */
+const MAX_LONG_POLL_MS = 60_000;
+
+/**
+ * The claim_timeout of a claim granted to a long-poll: the populate that follows asks for it again
+ * at once (and then holds it for the server's default); if its process stopped in between, the
+ * claim lapses this soon.
+ */
+const LONG_POLL_CLAIM_TIMEOUT_S = 60;
 
 /** The first and longest pause between two asks of a populate waiting for another's refresh. */
 const WAIT_FIRST_MS = 250;
@@ -130,4 +146,52 @@ export async function claimedRefresh<K extends object>(
   } finally {
     claim.refreshing = false;
   }
+}
+
+/**
+ * Waits up to `waitS` seconds until `table` has work for a populate: a job pending (answered at once
+ * if one is), or the table's refresh due (no refresh within `refreshInterval` seconds, none
+ * running), whose claim this process then holds for the populate that follows. True when there is
+ * work; false when the wait ended without any, or `signal` aborted it. A server older than the
+ * long-poll answers at once, and the rest of each wait is slept here; one older than refresh
+ * claims is waited out, then answered true, as a worker slept and tried again before.
+ */
+export async function waitForWork(
+  rpc: JobServiceRpc,
+  table: string,
+  claim: RefreshClaim,
+  refreshInterval: number,
+  waitS: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  // This process is refreshing the table now: its populate will have work.
+  if (claim.refreshing) return true;
+  const stopped = () => signal?.aborted === true;
+  const until = Date.now() + waitS * 1000;
+  for (let left = until - Date.now(); left > 0 && !stopped(); left = until - Date.now()) {
+    const waitMs = Math.min(left, MAX_LONG_POLL_MS);
+    const askedAt = Date.now();
+    let answer: ClaimAnswer;
+    try {
+      answer = await rpc.claimRefresh(
+        {
+          table,
+          claimId: claim.id,
+          minInterval: durationOf(refreshInterval),
+          claimTimeout: durationOf(LONG_POLL_CLAIM_TIMEOUT_S),
+          wait: durationOf(waitMs / 1000),
+        },
+        { signal },
+      );
+    } catch (err) {
+      if (stopped()) return false;
+      if (!(err instanceof PopulusError && err.code === Code.Unimplemented)) throw err;
+      await sleep(left, undefined, { signal }).catch(() => undefined);
+      return !stopped();
+    }
+    if (answer.granted || answer.anyPending === true) return true;
+    const early = askedAt + waitMs - Date.now();
+    if (early > 0) await sleep(early, undefined, { signal }).catch(() => undefined);
+  }
+  return false;
 }

@@ -5,7 +5,8 @@
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ResolvedConnectOptions } from "./config.js";
-import { RefreshClaim } from "./claimed-refresh.js";
+import { RefreshClaim, waitForWork } from "./claimed-refresh.js";
+import { config } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
 import { Jobs } from "./jobs.js";
 import { fromProtoKey, type KeyRecord, type KeyValue, sumOverKeyCalls, toRestriction } from "./keys.js";
@@ -27,6 +28,16 @@ export interface TargetRecord<K extends object = KeyRecord> {
 export interface FetchOptions {
   /** Only rows whose key has these attribute values. */
   readonly restriction?: Readonly<Record<string, KeyValue>>;
+}
+
+/** Options of `table.waitForWork()`. */
+export interface WaitForWorkOptions {
+  /** The longest wait, in seconds (0 to 86,400). @default 60 */
+  readonly wait?: number;
+  /** As populate's: a refresh that finished less than this many seconds ago is not due. @default config.jobs.refreshInterval */
+  readonly refreshInterval?: number;
+  /** Ends the wait (resolving false). */
+  readonly signal?: AbortSignal;
 }
 
 /** An auto-populated table. Made by `db.table(name, { keySource, make })`. */
@@ -68,6 +79,24 @@ export class Table<K extends object = KeyRecord> implements RegisteredTable {
    */
   populate(options: PopulateOptions<K> = {}): Promise<PopulateResult<K>> {
     return populate(this, options);
+  }
+
+  /**
+   * Waits, as an idle worker does between passes of populate, until the table has work: a job
+   * pending, or its refresh due (none within `refreshInterval`, none running), which this process
+   * then holds the claim of for its next populate. One long-poll on the server: no call while
+   * nothing changes, and an answer as soon as something does. Resolves true when there is work,
+   * false when `wait` seconds passed without any or `signal` aborted. Call it only when the next
+   * populate refreshes (config.jobs.autoRefresh): it may take the table's refresh claim.
+   */
+  async waitForWork(options: WaitForWorkOptions = {}): Promise<boolean> {
+    const wait = options.wait ?? 60;
+    const refreshInterval = options.refreshInterval ?? config.jobs.refreshInterval;
+    if (!(Number.isFinite(wait) && wait >= 0 && wait <= 86_400)) throw new InvalidArgumentError(`wait must be from 0 to 86400 seconds, got ${wait}`);
+    if (!(Number.isFinite(refreshInterval) && refreshInterval >= 0 && refreshInterval <= 86_400)) {
+      throw new InvalidArgumentError(`refreshInterval must be from 0 to 86400 seconds, got ${refreshInterval}`);
+    }
+    return waitForWork(this.rpc, this.name, this.refreshClaim, refreshInterval, wait, options.signal);
   }
 
   /** Every computed row (every page of ListTargets). */

@@ -3,14 +3,19 @@
  * pass runs `populate({ reserveJobs: true })` on each table in turn (each
  * refreshes its key source first, per config.jobs.autoRefresh, so new
  * upstream keys are queued, unless another worker's refresh of it is
- * running or finished less than --refresh-interval ago); when a pass found
- * nothing to do, wait and try again, the wait doubling from 1 s up to
- * idleWait.
+ * running or finished less than --refresh-interval ago).
  *
- * Why poll instead of Reserve's long-poll `wait`: a long-poll wakes only for
- * jobs already queued, and here the key source is refreshed by the worker
- * itself at the start of each pass; blocking in Reserve on one table would
- * also leave the other tables unserved meanwhile.
+ * When a pass found nothing to do, the worker waits on the server for work
+ * (`table.waitForWork()`, a ClaimRefresh long-poll of up to a minute on each
+ * table at once): the server answers when a job becomes pending or when a
+ * table's refresh comes due and this worker is granted its claim, and the
+ * next pass starts then. So an idle fleet makes one call per worker a
+ * minute, and still starts on new work at once. The worker sleeps instead,
+ * the sleep doubling from 1 s up to --idle-wait, when the server was
+ * unreachable, when the last wait said there was work that the pass then
+ * could not take (a job delayed, or above --priority), or without
+ * autoRefresh (a long-poll may take the refresh claim, which only a
+ * refreshing populate uses).
  *
  * The worker's lifecycle:
  *
@@ -59,6 +64,8 @@ export interface PassesOptions {
   readonly idleWaitS: number;
   /** populate's refreshInterval: a pass reads no key source that any worker refreshed this recently. */
   readonly refreshIntervalS: number;
+  /** Whether an idle worker waits on the server (waitForWork): populate refreshes (config.jobs.autoRefresh). */
+  readonly waitOnServer: boolean;
   /** Aborted by SIGTERM/SIGINT: the graceful stop. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
@@ -69,6 +76,8 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
   let successCount = 0;
   let errors = 0;
   let idleMs = 1000;
+  /** The last wait on the server said there was work. */
+  let toldOfWork = false;
   const outcome = (kind: PassesOutcome["kind"]): PassesOutcome => ({ kind, successCount, errors });
   for (;;) {
     let worked = false;
@@ -113,11 +122,53 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
     if (o.once && !unavailable) return outcome("done");
     if (worked && !unavailable) {
       idleMs = 1000;
+      toldOfWork = false;
       continue;
     }
+    if (!unavailable && !toldOfWork && o.waitOnServer && o.tables.every((t) => t.waitForWork !== undefined)) {
+      try {
+        toldOfWork = await waitForWorkOnAny(o.tables, o.refreshIntervalS, o.signal);
+        continue;
+      } catch (err) {
+        if (!(err instanceof UnavailableError || err instanceof ResourceExhaustedError)) throw err;
+        o.logger.warn({ error: (err as Error).message }, "server unavailable; retrying");
+      }
+    }
+    toldOfWork = false;
     await delay(idleMs, undefined, { signal: o.signal }).catch(() => undefined); // a stop ends the wait early
     idleMs = Math.min(idleMs * 2, o.idleWaitS * 1000);
   }
+}
+
+/** One wait on the server: a minute, the longest it holds a long-poll. */
+const LONG_POLL_S = 60;
+
+/**
+ * Waits until any of `tables` has work (true) or `signal` aborts (false), in long-polls of a minute
+ * on every table at once; the first to find work ends the others'.
+ */
+async function waitForWorkOnAny(tables: readonly PipelineTable[], refreshIntervalS: number, signal: AbortSignal): Promise<boolean> {
+  while (!signal.aborted) {
+    const found = new AbortController();
+    const stop = () => found.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      const waits = tables.map(async (t) => {
+        if (
+          await (t.waitForWork as NonNullable<PipelineTable["waitForWork"]>)({ wait: LONG_POLL_S, refreshInterval: refreshIntervalS, signal: found.signal })
+        ) {
+          found.abort();
+          return true;
+        }
+        return false;
+      });
+      if ((await Promise.all(waits)).some(Boolean)) return true;
+    } finally {
+      signal.removeEventListener("abort", stop);
+      found.abort();
+    }
+  }
+  return false;
 }
 
 /** A key for a log line: bigint values (int64 beyond 2^53) as strings, which JSON cannot hold otherwise. */

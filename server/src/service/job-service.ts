@@ -11,6 +11,7 @@ import type { JobSchema } from "@populus/sdk/gen/populus/v1/types_pb.js";
 import { TableNotFoundError } from "../errors.js";
 import { decodeKey, type KeyAttributes } from "../key-codec.js";
 import type { DeclaredTable, JobRecord, JobStore, LeaseGrant } from "../store/store.js";
+import type { ClaimOutcome } from "../store/operations/refresh-claims.js";
 import { parseTableName } from "../table-name.js";
 import {
   validateAbandonRefresh,
@@ -114,6 +115,18 @@ export interface JobServiceDeps {
 }
 
 /** Builds the JobService implementation over a store. */
+
+/** How often a long-polling ClaimRefresh held back by a running refresh looks again (it may end or lapse through another replica). */
+const RUNNING_RECHECK_MS = 5000;
+/** Long-polls held back until the same instant look again spread over this long, so that one takes the claim and the rest find it held. */
+const DUE_SPREAD_MS = 1000;
+
+/** How long a long-polling ClaimRefresh held back at `now` waits before it looks again, if nothing wakes it first. */
+function untilClaimMayBeGranted(heldBack: ClaimOutcome, minIntervalMs: number, now: number): number {
+  if (heldBack.running || heldBack.lastRefreshTime === null) return RUNNING_RECHECK_MS;
+  return Math.max(0, heldBack.lastRefreshTime + minIntervalMs - now) + Math.random() * DUE_SPREAD_MS;
+}
+
 export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobService> {
   const { store, notifier, hub, metrics } = deps;
   const clock = deps.clock ?? Date.now;
@@ -147,19 +160,33 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       };
     },
 
-    async claimRefresh(req) {
+    async claimRefresh(req, ctx) {
       const table = parseTableName(req.table);
       const claim = validateClaimRefresh(req);
       if (claim.renew) return { granted: await store.renewRefreshClaim(table.stored, claim.claimId, clock()) };
-      const outcome = await store.claimRefresh({ table: table.stored, ...claim, now: clock() });
-      metrics?.refreshClaims.inc({ table: table.stored, outcome: outcome.granted ? "granted" : outcome.running ? "running" : "recent" });
-      return {
-        granted: outcome.granted,
-        running: outcome.running,
-        lastRefreshTime: outcome.lastRefreshTime === null ? undefined : timestampFromMs(outcome.lastRefreshTime),
+      const deadline = clock() + claim.waitMs;
+      for (;;) {
+        // Taken before looking, as Reserve's: a refresh that queues jobs while we look wakes the wait at once.
+        const seen = notifier.mark(table.stored);
+        const now = clock();
+        const outcome = await store.claimRefresh({ table: table.stored, ...claim, now });
         // Held back, the caller goes straight to reserving: with nothing pending it need not.
-        anyPending: outcome.granted ? undefined : await store.anyPending(table.stored, clock()),
-      };
+        const anyPending = outcome.granted ? undefined : await store.anyPending(table.stored, clock());
+        const remaining = deadline - clock();
+        const answer = () => {
+          metrics?.refreshClaims.inc({ table: table.stored, outcome: outcome.granted ? "granted" : outcome.running ? "running" : "recent" });
+          return {
+            granted: outcome.granted,
+            running: outcome.running,
+            lastRefreshTime: outcome.lastRefreshTime === null ? undefined : timestampFromMs(outcome.lastRefreshTime),
+            anyPending,
+          };
+        };
+        if (outcome.granted || anyPending === true || remaining <= 0 || ctx.signal.aborted) return answer();
+        await notifier.waitIdle(table.stored, Math.min(remaining, untilClaimMayBeGranted(outcome, claim.minIntervalMs, now)), ctx.signal, seen);
+        // A caller gone (or a server stopping) is not granted a claim it would hold until it lapsed: answered as things stood.
+        if (ctx.signal.aborted) return answer();
+      }
     },
 
     async abandonRefresh(req) {
@@ -201,6 +228,8 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
           };
         }
         await notifier.wait(def.name, remaining, ctx.signal, seen);
+        // A caller gone (or a server stopping) is leased nothing: its leases would wait out their length.
+        if (ctx.signal.aborted) return { $typeName: "populus.v1.ReserveResponse", leases: [] };
       }
     },
 

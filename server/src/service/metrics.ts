@@ -94,6 +94,14 @@ export class ServerMetrics {
         this.set(notifier.waiting);
       },
     });
+    new Gauge({
+      name: "populus_refresh_claims_waiting",
+      help: "ClaimRefresh long-polls on this replica: idle workers waiting for work or for their table's refresh to come due.",
+      registers,
+      collect() {
+        this.set(notifier.idleWaiting);
+      },
+    });
     // Both gauges below take one read of every table's counts per scrape (countsOfScrape).
     const countsOfScrape = () => this.countsOfScrape(store);
     new Gauge({

@@ -152,11 +152,11 @@ async function answer<S extends DescService>(
   const method = target.method;
   const ctx = callContext(req, method, timeoutMs, options, "application/proto");
   // The call's signal aborts when the client goes away before its answer, when the server shuts
-  // down, or at the deadline; otherwise only once it is answered, with a reason made once.
+  // down, or at the deadline; otherwise only once it is answered, with a reason made once. The
+  // listener goes before the answer is written, so a close it hears is the client's reset (whose
+  // stream reads writableEnded once destroyed: not a sign of an answer).
   const stream = res.stream;
-  const onClose = () => {
-    if (!stream.writableEnded) ctx.end(new ConnectError("the client ended the call", Code.Canceled));
-  };
+  const onClose = () => ctx.end(new ConnectError("the client ended the call", Code.Canceled));
   req.once("close", onClose);
   let status = 200;
   let body: Uint8Array;

@@ -244,11 +244,14 @@ function claimIdValue(id: string, rpc: string): string {
 export function validateClaimRefresh(req: ClaimRefreshRequest) {
   const claimTimeoutMs = durationMs(req.claimTimeout, "claim_timeout", DEFAULT_CLAIM_TIMEOUT_MS, MAX_CLAIM_DURATION_MS);
   if (claimTimeoutMs < 1000) throw new InvalidRequestError(`claim_timeout must be at least 1 s, got ${claimTimeoutMs} ms`);
+  const waitMs = durationMs(req.wait, "wait", 0, MAX_WAIT_MS);
+  if (waitMs > 0 && req.renew) throw new InvalidRequestError("wait cannot go with renew: a renewal answers at once");
   return {
     claimId: claimIdValue(req.claimId, "ClaimRefresh"),
     minIntervalMs: durationMs(req.minInterval, "min_interval", 0, MAX_CLAIM_DURATION_MS),
     claimTimeoutMs,
     renew: req.renew,
+    waitMs,
   };
 }
 

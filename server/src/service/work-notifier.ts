@@ -9,6 +9,13 @@
  * it is looking must not be lost (it would then wait for the recheck, up to
  * a second, with work ready). So it takes a mark() before it looks, and
  * wait() returns at once when anything was notified since that mark.
+ *
+ * An idle worker's ClaimRefresh long-poll waits here too (waitIdle), for
+ * longer and more cheaply: it wakes on a notification or at its own time,
+ * with no recheck a second and without speeding up the change feed. Work
+ * made ready through another replica still reaches it through the feed's
+ * idle read (a second), and the caller computes its own time (when the
+ * claim comes due), so a thousand idle workers cost timers, not reads.
  */
 import { EventEmitter } from "node:events";
 
@@ -23,6 +30,7 @@ export class WorkNotifier {
   private readonly notified = new Map<string, number>();
   private notifiedAll = 0;
   private waitingNow = 0;
+  private idleNow = 0;
 
   constructor(
     private readonly recheckMs = 1000,
@@ -35,6 +43,11 @@ export class WorkNotifier {
   /** Reserve calls waiting in wait() now (the populus_reserve_waiting gauge). */
   get waiting(): number {
     return this.waitingNow;
+  }
+
+  /** ClaimRefresh long-polls waiting in waitIdle() now (the populus_refresh_claims_waiting gauge). */
+  get idleWaiting(): number {
+    return this.idleNow;
   }
 
   /** Work may be ready in `table`. */
@@ -60,19 +73,34 @@ export class WorkNotifier {
    */
   wait(table: string, ms: number, signal: AbortSignal, since: number): Promise<void> {
     if (this.mark(table) !== since || signal.aborted) return Promise.resolve();
+    this.waitingNow++;
+    // Work made ready through another replica reaches this one through the feed.
+    const unwant = this.feed?.want();
+    return this.until(table, Math.min(ms, this.recheckMs), signal).finally(() => {
+      this.waitingNow--;
+      unwant?.();
+    });
+  }
+
+  /**
+   * Resolves on a notification for `table`, after `ms`, or when signal aborts; at once when `table`
+   * was notified since `since`. For waits that may last a minute and need no recheck (see above).
+   */
+  waitIdle(table: string, ms: number, signal: AbortSignal, since: number): Promise<void> {
+    if (this.mark(table) !== since || signal.aborted) return Promise.resolve();
+    this.idleNow++;
+    return this.until(table, ms, signal).finally(() => this.idleNow--);
+  }
+
+  private until(table: string, ms: number, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      // Work made ready through another replica reaches this one through the feed.
-      const unwant = this.feed?.want();
-      this.waitingNow++;
       const done = () => {
-        this.waitingNow--;
-        unwant?.();
         clearTimeout(timer);
         this.events.off(table, done);
         signal.removeEventListener("abort", done);
         resolve();
       };
-      const timer = setTimeout(done, Math.min(ms, this.recheckMs));
+      const timer = setTimeout(done, ms);
       this.events.once(table, done);
       signal.addEventListener("abort", done, { once: true });
     });

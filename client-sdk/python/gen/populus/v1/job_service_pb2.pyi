@@ -24,18 +24,20 @@ class AbandonRefreshResponse(_message.Message):
     def __init__(self, released: bool = ...) -> None: ...
 
 class ClaimRefreshRequest(_message.Message):
-    __slots__ = ["claim_id", "claim_timeout", "min_interval", "renew", "table"]
+    __slots__ = ["claim_id", "claim_timeout", "min_interval", "renew", "table", "wait"]
     CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     CLAIM_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     MIN_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     RENEW_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     claim_id: str
     claim_timeout: _duration_pb2.Duration
     min_interval: _duration_pb2.Duration
     renew: bool
     table: str
-    def __init__(self, table: _Optional[str] = ..., claim_id: _Optional[str] = ..., min_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., claim_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., renew: bool = ...) -> None: ...
+    wait: _duration_pb2.Duration
+    def __init__(self, table: _Optional[str] = ..., claim_id: _Optional[str] = ..., min_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., claim_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., renew: bool = ..., wait: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ClaimRefreshResponse(_message.Message):
     __slots__ = ["any_pending", "granted", "last_refresh_time", "running"]

@@ -138,9 +138,14 @@ class JobServiceServicer(object):
         table read its key source once. A Refresh without claim_id (an explicit
         refresh, an older client) is never held back and changes no claim.
 
+        With wait set it is an idle worker's long-poll: held back with nothing
+        pending, it answers when a job of the table becomes pending, when the
+        claim can be granted (the interval has passed, or the running refresh
+        ended or lapsed: then it is granted), or when the wait ends.
+
         Errors: INVALID_ARGUMENT for a bad table name, a claim_id that is empty,
-        longer than 64 characters or not printable ASCII, or a negative or too
-        long duration.
+        longer than 64 characters or not printable ASCII, a negative or too long
+        duration, or a wait with renew.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -9,11 +9,13 @@ import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobService } from "../client-sdk/dist/gen/populus/v1/job_service_pb.js";
 import { connect, ResourceExhaustedError } from "../client-sdk/dist/index.js";
+import { durationOf } from "../client-sdk/dist/wire-values.js";
 import mysql from "mysql2/promise";
 import { MYSQL_REFRESH_CALLS_AT_ONCE } from "../server/dist/store/mysql/mysql-store.js";
 import { createTableStatements, jobsTable, targetTable } from "../server/dist/store/mysql/table-ddl.js";
@@ -556,36 +558,46 @@ async function startWatchers(
   };
 }
 
-/** How often an idle populus-worker looks for work: its --idle-wait default (s). */
-const IDLE_WAIT_S = 10;
+/** How long an idle populus-worker's wait on the server lasts: its long-poll (s, populate-passes.ts). */
+const LONG_POLL_S = 60;
+
+/** Over how long the bench's workers connect (s). */
+const RAMP_S = 10;
 
 export interface IdleResults {
   readonly workers: number;
   /** The same server with no client connected, before the workers come, % of one core: its own timers (lease sweep, database probe, change feed, metrics). */
   readonly serverAloneCpuPercent: number;
   /**
-   * The same calls from as many connections to a bare node:http2 server that answers each with a
-   * few fixed bytes: the part of serverCpuPercent no server code can save on this machine (waking
-   * for a call costs more than handling it when calls come one at a time).
+   * The same long-polls from as many connections to a bare node:http2 server that holds each and
+   * then answers it with a few fixed bytes: the part of serverCpuPercent no server code can save
+   * on this machine.
    */
   readonly bareHttp2CpuPercent: number;
   /** The server's CPU while they idled, % of one core. */
   readonly serverCpuPercent: number;
-  /** Their calls a second, all together. */
+  /** Their calls answered a second, all together. */
   readonly callsPerSecond: number;
 }
 
 /** An idle populus-worker's --refresh-interval default (s). */
 const IDLE_REFRESH_INTERVAL_S = 30;
 
+/** A wait of `s` seconds, or less when `signal` aborts. */
+const pause = (s: number, signal: AbortSignal) => sleep(s * 1000, undefined, { signal }).catch(() => undefined);
+
 /**
- * Scenario 7: connected workers with nothing to do. Each has its own connection (the SDK's) and does what an
- * idle populus-worker does every --idle-wait (10 s): a pass of populate, which claims the table's
- * refresh (one ClaimRefresh call: of all the workers, one is granted per --refresh-interval),
- * refreshes its key source when granted (here an empty one: one Refresh call), and asks for jobs
- * only when the server said some are pending (here none: no Reserve).
- * Before they come, the server's CPU is read alone for one idle wait (its own timers). Their first
- * passes are spread over one idle wait; then the server's CPU is read over idleSeconds.
+ * Scenario 7: connected workers with nothing to do. Each has its own connection (the SDK's) and
+ * does what an idle populus-worker does (populate-passes.ts): it waits on the server, one
+ * ClaimRefresh long-poll of a minute after another (table.waitForWork()). When the table's refresh
+ * comes due (--refresh-interval, 30 s), the server grants it to one waiter, which then passes as
+ * the worker does: populate claims again under its own id and refreshes its key source (here an
+ * empty one: one Refresh call), asks for jobs only when the server said some are pending (here none:
+ * no Reserve), and, having found nothing, sleeps a second and passes again (held back: one
+ * ClaimRefresh) before it waits on the server again. A fleet's waits are out of step, so each
+ * worker's first wait here lasts a random part of a minute.
+ * Before they come, the server's CPU is read alone for RAMP_S (its own timers). The workers connect
+ * over RAMP_S; then the server's CPU is read over idleSeconds.
  */
 export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void): Promise<{ results: IdleResults; peakRssMb: number }> {
   const srv = await benchServer(dialect, port);
@@ -593,45 +605,59 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
   await queue(srv.rpc, table, 0, 1);
   const { leases } = await srv.rpc.reserve({ table, maxJobs: 1, worker: WORKER });
   await srv.rpc.complete({ table, completions: leases.map((l) => ({ leaseToken: l.leaseToken, result: {} })) });
-  const serverAloneCpuPercent = await cpuPercentOver(srv.server.process.pid as number, IDLE_WAIT_S);
+  const serverAloneCpuPercent = await cpuPercentOver(srv.server.process.pid as number, RAMP_S);
   const controller = new AbortController();
+  const { signal } = controller;
   let calls = 0;
+  const minInterval = { seconds: BigInt(IDLE_REFRESH_INTERVAL_S) };
   const workers = Array.from({ length: s.idleWorkers }, async (_, w) => {
     const { rpc, close } = sdkConnection(srv.server.url);
     const worker = { ...WORKER, workerId: `idle-${w}` };
-    await new Promise((r) => setTimeout(r, Math.random() * IDLE_WAIT_S * 1000));
     const claimId = `idle-${w}`;
-    while (!controller.signal.aborted) {
-      // As populate: claim the refresh; refresh only when granted (at most once per refresh interval in all).
-      const claim = await rpc.claimRefresh({ table, claimId, minInterval: { seconds: BigInt(IDLE_REFRESH_INTERVAL_S) } });
+    await pause(Math.random() * RAMP_S, signal);
+    // A pass of populate: claim the refresh; refresh only when granted; reserve only when something is pending.
+    const pass = async () => {
+      const claim = await rpc.claimRefresh({ table, claimId, minInterval });
       calls++;
       let anyPending = claim.anyPending;
       if (claim.granted) {
         anyPending = (await rpc.refresh({ table, final: true, claimId })).anyPending;
         calls++;
       }
-      // As populate: no Reserve when the server said nothing is pending.
       if (anyPending !== false) {
         const found = await rpc.reserve({ table, maxJobs: 100, worker, asColumns: true, requestId: `idle-${w}-${calls}` });
         if ((found.columns?.leaseTokens.length ?? 0) > 0) throw new Error("an idle worker found work");
         calls++;
       }
-      await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000 * (0.9 + Math.random() * 0.2)));
+    };
+    try {
+      await pass();
+      for (let wait = 1 + Math.random() * (LONG_POLL_S - 1); !signal.aborted; wait = LONG_POLL_S) {
+        const answer = await rpc.claimRefresh({ table, claimId, minInterval, claimTimeout: { seconds: 60n }, wait: durationOf(wait) }, { signal });
+        calls++;
+        if (!answer.granted && answer.anyPending !== true) continue;
+        await pass();
+        await pause(1, signal);
+        if (!signal.aborted) await pass();
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err;
+    } finally {
+      close();
     }
-    close();
   });
-  await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000));
+  await pause(RAMP_S, signal);
   const pid = srv.server.process.pid as number;
   const [cpu0, calls0, t0] = [cpuSeconds(pid), calls, performance.now()];
-  await new Promise((r) => setTimeout(r, s.idleSeconds * 1000));
+  await pause(s.idleSeconds, signal);
   const seconds = (performance.now() - t0) / 1000;
   const results = { workers: s.idleWorkers, serverCpuPercent: ((cpuSeconds(pid) - cpu0) / seconds) * 100, callsPerSecond: (calls - calls0) / seconds };
   controller.abort();
-  await Promise.race([Promise.allSettled(workers), new Promise((r) => setTimeout(r, (IDLE_WAIT_S + 5) * 1000))]);
+  await Promise.race([Promise.allSettled(workers), sleep(15_000)]);
   const peakRssMb = await srv.finish();
   const bareHttp2CpuPercent = await bareHttp2Cpu(port, s);
   log(
-    `idle: the server alone ${serverAloneCpuPercent.toFixed(1)}% of a core; ${s.idleWorkers} workers, ${results.callsPerSecond.toFixed(0)} calls/s, server CPU ${results.serverCpuPercent.toFixed(1)}%; a bare node:http2 server ${bareHttp2CpuPercent.toFixed(1)}%`,
+    `idle: the server alone ${serverAloneCpuPercent.toFixed(1)}% of a core; ${s.idleWorkers} workers, ${results.callsPerSecond.toFixed(1)} calls/s, server CPU ${results.serverCpuPercent.toFixed(1)}%; a bare node:http2 server ${bareHttp2CpuPercent.toFixed(1)}%`,
   );
   return { results: { ...results, serverAloneCpuPercent, bareHttp2CpuPercent }, peakRssMb };
 }
@@ -639,48 +665,54 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
 /** A process's CPU over the next `seconds`, % of one core. */
 async function cpuPercentOver(pid: number, seconds: number): Promise<number> {
   const [cpu0, t0] = [cpuSeconds(pid), performance.now()];
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  await sleep(seconds * 1000);
   return ((cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000)) * 100;
 }
 
-/** A node:http2 server that reads each request and answers it with five fixed bytes, and nothing else. */
+/** A node:http2 server that reads each request, holds it for its x-wait-ms header, then answers it with five fixed bytes; and nothing else. */
 const BARE_HTTP2_SERVER = `
   const http2 = require("node:http2");
   http2.createServer((req, res) => {
     req.on("data", () => {});
-    req.on("end", () => { res.writeHead(200, { "content-type": "application/proto" }); res.end(Buffer.alloc(5)); });
+    req.on("end", () => {
+      const timer = setTimeout(() => { res.writeHead(200, { "content-type": "application/proto" }); res.end(Buffer.alloc(5)); }, Number(req.headers["x-wait-ms"]));
+      res.on("close", () => clearTimeout(timer));
+    });
   }).listen(Number(process.argv[1]), "127.0.0.1", () => process.send("listening"));
 `;
 
-/** Scenario 7's calls (as many connections, one small POST each per idle wait) against BARE_HTTP2_SERVER: its CPU, % of a core. */
+/** Scenario 7's long-polls (as many connections, each holding one call at a time) against BARE_HTTP2_SERVER: its CPU, % of a core. */
 async function bareHttp2Cpu(port: number, s: Sizes): Promise<number> {
   const server = spawn(process.execPath, ["-e", BARE_HTTP2_SERVER, String(port)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   await new Promise((resolve, reject) => {
     server.once("message", resolve);
     server.once("exit", (code) => reject(new Error(`the bare HTTP/2 server exited (${code})`)));
   });
-  let stopped = false;
+  const controller = new AbortController();
+  const { signal } = controller;
   const sessions = Array.from({ length: s.idleWorkers }, () => http2.connect(`http://127.0.0.1:${port}`));
-  const call = (session: http2.ClientHttp2Session) =>
+  const call = (session: http2.ClientHttp2Session, waitMs: number) =>
     new Promise<void>((resolve, reject) => {
-      const request = session.request({ ":method": "POST", ":path": "/populus.v1.JobService/Refresh", "content-type": "application/proto" });
+      const request = session.request({
+        ":method": "POST",
+        ":path": "/populus.v1.JobService/ClaimRefresh",
+        "content-type": "application/proto",
+        "x-wait-ms": String(Math.round(waitMs)),
+      });
       request.on("data", () => {});
       request.on("end", resolve);
       request.on("error", reject);
-      request.end(Buffer.alloc(20));
+      request.end(Buffer.alloc(40));
     });
   const loops = sessions.map(async (session) => {
-    await new Promise((r) => setTimeout(r, Math.random() * IDLE_WAIT_S * 1000));
-    while (!stopped) {
-      await call(session);
-      await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000 * (0.9 + Math.random() * 0.2)));
-    }
+    await pause(Math.random() * RAMP_S, signal);
+    for (let wait = 1 + Math.random() * (LONG_POLL_S - 1); !signal.aborted; wait = LONG_POLL_S) await call(session, wait * 1000);
   });
   try {
-    await new Promise((r) => setTimeout(r, IDLE_WAIT_S * 1000));
+    await pause(RAMP_S, signal);
     return await cpuPercentOver(server.pid as number, s.idleSeconds);
   } finally {
-    stopped = true;
+    controller.abort();
     for (const session of sessions) session.destroy();
     await Promise.allSettled(loops);
     server.kill();

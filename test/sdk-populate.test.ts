@@ -35,7 +35,7 @@ import { AttributeType } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import { RefreshKeys, toProtoKey } from "../client-sdk/dist/keys.js";
 import { refreshKeySource } from "../client-sdk/dist/refresh.js";
 import { durationOf } from "../client-sdk/dist/wire-values.js";
-import { claimedRefresh, RefreshClaim } from "../client-sdk/dist/claimed-refresh.js";
+import { claimedRefresh, RefreshClaim, waitForWork } from "../client-sdk/dist/claimed-refresh.js";
 import { runReserveLoop, toReadyResult } from "../client-sdk/dist/reserve-loop.js";
 import type { HeartbeatListener, LeaseKeeper } from "../client-sdk/dist/heartbeat-thread.js";
 import { withRetry } from "../client-sdk/dist/retry.js";
@@ -455,6 +455,56 @@ test("populate's refresh claim: every call carries it; a key source that throws 
   });
   t.like(await claimedRefresh(older.rpc, "T", [{ id: 1 }], params, claim, 0), { heldBack: false, anyPending: true });
   t.deepEqual(older.log, [`claim ${claim.id} 0`, "refresh unclaimed final"]);
+});
+
+test("waitForWork: long-polls of at most 60 s carrying the claim id, the interval, a 60 s claim timeout and the wait; true once granted or a job is pending; a server that answers at once without work (older than the long-poll) has the rest of each wait slept here; one without ClaimRefresh is waited out and answered true; a process refreshing the table, or a stop, answers without a call", async (t) => {
+  type Asked = { claimId: string; minInterval?: { seconds: bigint }; claimTimeout?: { seconds: bigint }; wait?: { seconds: bigint; nanos: number } };
+  const fakeServer = (answers: (() => object)[]) => {
+    const asked: Asked[] = [];
+    const rpc = {
+      async claimRefresh(req: Asked) {
+        asked.push(req);
+        const next = answers.shift();
+        if (next === undefined) throw new Error("asked once too often");
+        return next();
+      },
+    } as unknown as JobServiceRpc;
+    return { rpc, asked };
+  };
+  const seconds = (d: { seconds: bigint; nanos?: number } | undefined) => (d === undefined ? undefined : Number(d.seconds) + (d.nanos ?? 0) / 1e9);
+  const claim = new RefreshClaim();
+
+  const granted = fakeServer([() => ({ granted: true, running: false })]);
+  t.true(await waitForWork(granted.rpc, "T", claim, 30, 600));
+  t.deepEqual(
+    granted.asked.map((a) => [a.claimId, seconds(a.minInterval), seconds(a.claimTimeout), seconds(a.wait)]),
+    [[claim.id, 30, 60, 60]],
+    "one long-poll of the longest wait the server takes",
+  );
+  t.true(await waitForWork(fakeServer([() => ({ granted: false, running: false, anyPending: true })]).rpc, "T", claim, 30, 600), "a job pending");
+
+  // An older server answers at once with no work: the rest of the wait is slept, and no second call made.
+  const older = fakeServer([() => ({ granted: false, running: false, anyPending: false })]);
+  let started = Date.now();
+  t.false(await waitForWork(older.rpc, "T", claim, 30, 0.4));
+  t.true(Date.now() - started >= 350, `slept out its wait (${Date.now() - started} ms)`);
+  t.is(older.asked.length, 1);
+
+  const oldest = fakeServer([
+    () => {
+      throw new PopulusError("unknown method ClaimRefresh", Code.Unimplemented);
+    },
+  ]);
+  started = Date.now();
+  t.true(await waitForWork(oldest.rpc, "T", claim, 30, 0.3), "a server without refresh claims: a pass after the wait, as before");
+  t.true(Date.now() - started >= 250);
+
+  const none = fakeServer([]);
+  claim.refreshing = true;
+  t.true(await waitForWork(none.rpc, "T", claim, 30, 600), "this process is refreshing the table: its populate has work");
+  claim.refreshing = false;
+  t.false(await waitForWork(none.rpc, "T", claim, 30, 600, AbortSignal.abort()), "stopped");
+  t.is(none.asked.length, 0);
 });
 
 test("durations: fractions are kept to the nanosecond, and one within half a nanosecond of a whole second is that second (nanos never reaches 1e9)", (t) => {

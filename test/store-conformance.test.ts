@@ -1994,9 +1994,9 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends, when a job becomes pending, when the interval has passed (granted to exactly one of several waiters), or when a running claim lapses; a cancelled one is let go",
+      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends, when a job becomes pending, when the interval has passed (granted to exactly one of several waiters), or when a running claim lapses; a cancelled one is let go; a stopping server answers them UNAVAILABLE",
     serial: true,
-    async run(t, { client, server }) {
+    async run(t, { client, server, db }) {
       const table = "LongPolledClaim";
       const waiting = async () => {
         const text = await (await fetch(`${server.url}/metrics`)).text();
@@ -2053,6 +2053,14 @@ const scenarios: Scenario[] = [
       cancel.abort();
       await t.throwsAsync(cancelled);
       await until("the server let it go", async () => (await waiting()) === 0);
+
+      // A server that stops answers its long-polls UNAVAILABLE (ask again), not as a server that cannot long-poll would (held back at once).
+      const stopping = await startServer({ database: db.url, args: SERVER_ARGS });
+      extraServers.push(stopping);
+      const onStopping = jobsClient(stopping.url).claimRefresh({ table, claimId: "idle-e", minInterval: hour, wait: seconds(30) });
+      await sleep(500);
+      t.is(await stopping.stop(), 0);
+      t.is(codeName((await rpcError(onStopping)).code), codeName(Code.Unavailable));
     },
   },
   {

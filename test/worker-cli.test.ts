@@ -115,7 +115,7 @@ test("bad options exit 2 with one line naming the option", async (t) => {
     [
       ["--pipeline", PIPELINE, "--table", "Squares", "--table", "Cubes"],
       { WORKER_TEST_DIR: tmpdir() },
-      "populus-worker: --table Cubes: the pipeline module exports no such table; it exports Failing, Outage, Restart, Slow, Squares\n",
+      "populus-worker: --table Cubes: the pipeline module exports no such table; it exports Failing, Outage, Restart, Slow, Squares, Upstream\n",
     ],
   ];
   for (const [args, env, line] of cases) {
@@ -234,6 +234,62 @@ for (const dialect of dialects) {
     );
     t.like(suppressed.logs.at(-1), { msg: "stop", reason: "done", errors: 1, exitCode: 0 });
     t.like(await Failing.jobs.progress(), { pending: 0, reserved: 0, error: 1, target: 4 });
+  });
+
+  test(`${dialect}: an idle worker waits on the server, not polling it: it makes no call while nothing changes, is woken by a job queued by another client and makes it, and refreshes when its --refresh-interval comes due`, async (t) => {
+    const s = await setup;
+    const dir = await scratch();
+    const metric = async (pattern: RegExp) => {
+      const text = await (await fetch(`${s.server.url}/metrics`)).text();
+      return text
+        .split("\n")
+        .filter((l) => pattern.test(l))
+        .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+    };
+    const claimsAsked = () => metric(/^populus_refresh_claims_total\{.*table="upstream"/);
+    const waiting = () => metric(/^populus_refresh_claims_waiting /);
+    // --idle-wait 1: a worker that slept and passed again (as before the long-poll) would ask every second or two.
+    const w = runWorker(["--pipeline", PIPELINE, "--table", "Upstream", "--server", s.server.url, "--idle-wait", "1", "--refresh-interval", "3600"], {
+      WORKER_TEST_DIR: dir,
+    });
+    let idle = false;
+    void (async () => {
+      while (!idle && w.child.exitCode === null) {
+        idle = (await waiting()) === 1;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    await until("the worker waits on the server", () => idle, w.exited);
+    const asked = await claimsAsked();
+    await new Promise((r) => setTimeout(r, 3000));
+    t.is(await claimsAsked(), asked, "no ClaimRefresh answered in 3 s of idling");
+    t.is(await waiting(), 1, "still waiting on the server");
+
+    // Another client queues a job: the waiting worker is answered and computes it.
+    const Upstream = s.db.table<{ id: number }>("Upstream", { keySource: [{ id: 7 }], make: () => ({}), module: PIPELINE });
+    await Upstream.jobs.refresh();
+    await until("the queued job is made", () => calls(dir, "Upstream").length === 1, w.exited);
+    t.deepEqual(sortedIds(calls(dir, "Upstream")), [7]);
+    w.child.kill("SIGTERM");
+    t.is((await w.exited).code, 0);
+
+    // With a refresh interval of 1 s, a waiting worker is granted the refresh when it comes due and reads the new upstream keys.
+    const due = runWorker(["--pipeline", PIPELINE, "--table", "Upstream", "--server", s.server.url, "--idle-wait", "3600", "--refresh-interval", "1"], {
+      WORKER_TEST_DIR: dir,
+    });
+    idle = false;
+    void (async () => {
+      while (!idle && due.child.exitCode === null) {
+        idle = (await waiting()) === 1;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    await until("the second worker waits on the server", () => idle, due.exited);
+    writeFileSync(join(dir, "Upstream.keys"), "3");
+    await until("the new upstream keys are made", () => calls(dir, "Upstream").length === 4, due.exited);
+    t.deepEqual(sortedIds(calls(dir, "Upstream")), [0, 1, 2, 7]);
+    due.child.kill("SIGTERM");
+    t.is((await due.exited).code, 0);
   });
 
   test(`${dialect}: SIGTERM mid-run: running makes commit, held leases are released, nothing stays reserved, exit 0`, async (t) => {

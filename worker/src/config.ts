@@ -100,7 +100,7 @@ function buildCommand(): Command {
         .argParser(secondsInRange("--grace", 0, 86_400)),
     )
     .addOption(
-      new Option("--idle-wait <seconds>", "longest wait between passes that found nothing to do")
+      new Option("--idle-wait <seconds>", "longest sleep between passes when not waiting on the server (unreachable, or work it could not take)")
         .env("POPULUS_IDLE_WAIT")
         .default(10)
         .argParser(secondsInRange("--idle-wait", 1, 3600)),

@@ -2,7 +2,7 @@
  * JobService handlers: validate → store call → map the result. Handlers never
  * touch SQL; errors are mapped to gRPC codes by the interceptor in routes.ts.
  */
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { timestampFromMs, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, MessageInitShape, UnknownField } from "@bufbuild/protobuf";
 import { type JobService, type Lease, type LeaseColumns, LeaseColumnsSchema } from "@populus/sdk/gen/populus/v1/job_service_pb.js";
@@ -121,6 +121,16 @@ const RUNNING_RECHECK_MS = 5000;
 /** Long-polls held back until the same instant look again spread over this long, so that one takes the claim and the rest find it held. */
 const DUE_SPREAD_MS = 1000;
 
+/**
+ * Why a long-polling ClaimRefresh stopped waiting: its caller left or its deadline passed (the
+ * call's own error), or the server is stopping: UNAVAILABLE, so that the SDK asks again (this
+ * replica once restarted, or another) rather than take an early answer for a server that cannot
+ * long-poll and sleep out the wait.
+ */
+function waitEnded(signal: AbortSignal): ConnectError {
+  return signal.reason instanceof ConnectError ? signal.reason : new ConnectError("the server is stopping: ask again", Code.Unavailable);
+}
+
 /** How long a long-polling ClaimRefresh held back at `now` waits before it looks again, if nothing wakes it first. */
 function untilClaimMayBeGranted(heldBack: ClaimOutcome, minIntervalMs: number, now: number): number {
   if (heldBack.running || heldBack.lastRefreshTime === null) return RUNNING_RECHECK_MS;
@@ -182,10 +192,11 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
             anyPending,
           };
         };
-        if (outcome.granted || anyPending === true || remaining <= 0 || ctx.signal.aborted) return answer();
+        if (outcome.granted || anyPending === true || remaining <= 0) return answer();
+        if (ctx.signal.aborted) throw waitEnded(ctx.signal);
         await notifier.waitIdle(table.stored, Math.min(remaining, untilClaimMayBeGranted(outcome, claim.minIntervalMs, now)), ctx.signal, seen);
-        // A caller gone (or a server stopping) is not granted a claim it would hold until it lapsed: answered as things stood.
-        if (ctx.signal.aborted) return answer();
+        // Not looked at again: a caller gone would hold a claim granted to it until it lapsed.
+        if (ctx.signal.aborted) throw waitEnded(ctx.signal);
       }
     },
 

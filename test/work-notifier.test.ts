@@ -83,3 +83,32 @@ test("a waiting Reserve wants the change feed, and is counted waiting, for exact
   t.is(wanted, 0, "a wait that returns at once never holds it");
   t.is(n.waiting, 0, "nor is counted");
 });
+
+test("an idle long-poll (waitIdle) waits its whole time with no recheck and without the change feed, is counted apart from Reserve's waits, and wakes on its table's notification or an abort", async (t) => {
+  let wanted = 0;
+  const feed = {
+    want() {
+      wanted++;
+      return () => {
+        wanted--;
+      };
+    },
+  };
+  const n = new WorkNotifier(50, feed);
+  const waiting = n.waitIdle("A", 60_000, new AbortController().signal, n.mark("A"));
+  t.is(await within(waiting, 300), PENDING, "no recheck after 50 ms: it waits its own time");
+  t.deepEqual([n.idleWaiting, n.waiting, wanted], [1, 0, 0], "counted as an idle wait; the feed is not read faster for it");
+  n.notify("A");
+  t.not(await within(waiting, 2000), PENDING);
+  t.is(n.idleWaiting, 0);
+
+  t.not(await within(n.waitIdle("A", 100, new AbortController().signal, n.mark("A")), 2000), PENDING, "ends at its time");
+  const seen = n.mark("A");
+  n.notify("A");
+  t.not(await within(n.waitIdle("A", 60_000, new AbortController().signal, seen), 2000), PENDING, "notified since its mark: at once");
+  const abort = new AbortController();
+  const aborted = n.waitIdle("A", 60_000, abort.signal, n.mark("A"));
+  abort.abort();
+  t.not(await within(aborted, 2000), PENDING);
+  t.is(n.idleWaiting, 0);
+});

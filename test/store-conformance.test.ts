@@ -1994,7 +1994,7 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends, when a job becomes pending, when the interval has passed (granted to exactly one of several waiters), or when a running claim lapses; a cancelled one is let go; a stopping server answers them UNAVAILABLE",
+      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends, when a job becomes pending, when the interval has passed (granted to exactly one of several waiters), or when a running claim lapses or is given back; a cancelled one is let go; a stopping server answers them UNAVAILABLE",
     serial: true,
     async run(t, { client, server, db }) {
       const table = "LongPolledClaim";
@@ -2045,6 +2045,14 @@ const scenarios: Scenario[] = [
       const heir = await client.claimRefresh({ table: "LapsingForWaiter", claimId: "heir", wait: seconds(30) });
       t.true(heir.granted, "granted once the silent claim lapsed");
       t.true(Date.now() - started >= 900 && Date.now() - started < 25_000, `after the lapse, before its wait ended (${Date.now() - started} ms)`);
+
+      // A claim given back through this server wakes its waiter at once (not at its recheck, 10 s away), which takes it.
+      const heirWaits = client.claimRefresh({ table: "LapsingForWaiter", claimId: "second-heir", wait: seconds(30) });
+      await until("the long-poll waits", async () => (await waiting()) === 1);
+      started = Date.now();
+      t.true((await client.abandonRefresh({ table: "LapsingForWaiter", claimId: "heir" })).released);
+      t.true((await heirWaits).granted, "granted the claim given back");
+      t.true(Date.now() - started < 8_000, `woken by the claim's end (${Date.now() - started} ms)`);
 
       // A client that gives up its wait (a stopping worker) leaves nothing waiting on the server.
       const cancel = new AbortController();

@@ -112,3 +112,17 @@ test("an idle long-poll (waitIdle) waits its whole time with no recheck and with
   t.not(await within(aborted, 2000), PENDING);
   t.is(n.idleWaiting, 0);
 });
+
+test("a refresh claim's end wakes the idle long-polls of its table, not Reserve's waits", async (t) => {
+  const n = notifier();
+  const idle = n.waitIdle("A", 60_000, new AbortController().signal, n.mark("A"));
+  const reserve = n.wait("A", 60_000, new AbortController().signal, n.mark("A"));
+  const other = n.waitIdle("B", 60_000, new AbortController().signal, n.mark("B"));
+  n.claimEnded("A");
+  t.not(await within(idle, 2000), PENDING);
+  t.is(await within(reserve, 200), PENDING, "no job came: the Reserve waits on");
+  t.is(await within(other, 10), PENDING, "another table's wait goes on");
+  n.notify("A");
+  n.notify("B");
+  t.not(await within(Promise.all([reserve, other]), 2000), PENDING, "each woken by its own table's job");
+});

@@ -116,8 +116,12 @@ export interface JobServiceDeps {
 
 /** Builds the JobService implementation over a store. */
 
-/** How often a long-polling ClaimRefresh held back by a running refresh looks again (it may end or lapse through another replica). */
-const RUNNING_RECHECK_MS = 5000;
+/**
+ * How often a long-polling ClaimRefresh held back by a running refresh looks again: a claim ended
+ * through this replica wakes it (claimEnded), one ended through another replica, or lapsed, is
+ * seen this late at most.
+ */
+const RUNNING_RECHECK_MS = 10_000;
 /** Long-polls held back until the same instant look again spread over this long, so that one takes the claim and the rest find it held. */
 const DUE_SPREAD_MS = 1000;
 
@@ -157,6 +161,8 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       // Once the call is done (a refused call changes nothing): a call of a claimed refresh holds its claim on, its final call ends it.
       if (input.claimId !== null) await store.refreshClaimed(table.stored, input.claimId, input.final, clock());
       if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
+      // Idle workers held back by this claim wait for its next due time now, not for a recheck.
+      else if (input.claimId !== null && input.final) notifier.claimEnded(table.stored);
       hub.committed(table.stored);
       return {
         added: BigInt(counts.added),
@@ -203,7 +209,10 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async abandonRefresh(req) {
       const table = parseTableName(req.table);
       const claimId = validateAbandonRefresh(req);
-      return { released: await store.abandonRefresh(table.stored, claimId) };
+      const released = await store.abandonRefresh(table.stored, claimId);
+      // Free now: an idle worker waiting on this replica takes it at once.
+      if (released) notifier.claimEnded(table.stored);
+      return { released };
     },
 
     async reserve(req, ctx) {

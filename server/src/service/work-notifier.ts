@@ -11,7 +11,8 @@
  * wait() returns at once when anything was notified since that mark.
  *
  * An idle worker's ClaimRefresh long-poll waits here too (waitIdle), for
- * longer and more cheaply: it wakes on a notification or at its own time,
+ * longer and more cheaply: it wakes on a notification, when its table's
+ * refresh claim ended through this replica (claimEnded), or at its own time,
  * with no recheck a second and without speeding up the change feed. Work
  * made ready through another replica still reaches it through the feed's
  * idle read (a second), and the caller computes its own time (when the
@@ -26,6 +27,8 @@ export interface ChangeDemand {
 
 export class WorkNotifier {
   private readonly events = new EventEmitter();
+  /** Refresh claims ended, per table: heard by idle long-polls only (claimEnded). */
+  private readonly claimEvents = new EventEmitter();
   /** Notifications so far, per table and for all tables at once. */
   private readonly notified = new Map<string, number>();
   private notifiedAll = 0;
@@ -38,6 +41,7 @@ export class WorkNotifier {
   ) {
     // One listener per waiting Reserve call; hundreds are normal.
     this.events.setMaxListeners(0);
+    this.claimEvents.setMaxListeners(0);
   }
 
   /** Reserve calls waiting in wait() now (the populus_reserve_waiting gauge). */
@@ -54,6 +58,15 @@ export class WorkNotifier {
   notify(table: string): void {
     this.notified.set(table, (this.notified.get(table) ?? 0) + 1);
     this.events.emit(table);
+  }
+
+  /**
+   * `table`'s refresh claim ended through this replica (its refresh finished, or was given back):
+   * wakes its idle long-polls only, which may now be granted the claim or wait for its next due time.
+   */
+  claimEnded(table: string): void {
+    this.notified.set(table, (this.notified.get(table) ?? 0) + 1);
+    this.claimEvents.emit(table);
   }
 
   /** Work may be ready in any table (e.g. after a lease sweep). */
@@ -89,19 +102,21 @@ export class WorkNotifier {
   waitIdle(table: string, ms: number, signal: AbortSignal, since: number): Promise<void> {
     if (this.mark(table) !== since || signal.aborted) return Promise.resolve();
     this.idleNow++;
-    return this.until(table, ms, signal).finally(() => this.idleNow--);
+    return this.until(table, ms, signal, true).finally(() => this.idleNow--);
   }
 
-  private until(table: string, ms: number, signal: AbortSignal): Promise<void> {
+  private until(table: string, ms: number, signal: AbortSignal, claimEnded = false): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.events.off(table, done);
+        if (claimEnded) this.claimEvents.off(table, done);
         signal.removeEventListener("abort", done);
         resolve();
       };
       const timer = setTimeout(done, ms);
       this.events.once(table, done);
+      if (claimEnded) this.claimEvents.once(table, done);
       signal.addEventListener("abort", done, { once: true });
     });
   }

@@ -608,6 +608,7 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
   const serverAloneCpuPercent = await cpuPercentOver(srv.server.process.pid as number, RAMP_S);
   const controller = new AbortController();
   const { signal } = controller;
+  setMaxListeners(0, signal); // one per worker's wait
   let calls = 0;
   const minInterval = { seconds: BigInt(IDLE_REFRESH_INTERVAL_S) };
   const workers = Array.from({ length: s.idleWorkers }, async (_, w) => {
@@ -690,6 +691,7 @@ async function bareHttp2Cpu(port: number, s: Sizes): Promise<number> {
   });
   const controller = new AbortController();
   const { signal } = controller;
+  setMaxListeners(0, signal);
   const sessions = Array.from({ length: s.idleWorkers }, () => http2.connect(`http://127.0.0.1:${port}`));
   const call = (session: http2.ClientHttp2Session, waitMs: number) =>
     new Promise<void>((resolve, reject) => {

@@ -25,6 +25,14 @@ source that hangs does not hold the claim forever (it then lapses).
 
 An explicit ``jobs.refresh()`` claims nothing and is never held back: its
 caller asked for that refresh.
+
+An idle worker waits for work with ``Table.wait_for_work()`` (``wait_for_work``
+below): ClaimRefresh long-polls of up to a minute, which the server answers
+when a job of the table becomes pending or when the claim comes due and it
+grants it to this process; the populate that follows then refreshes under
+that claim (asked again under its own id, it is granted again). A stop
+cancels the long-poll in flight (Connection.call's ``stop``), so a worker
+told to stop is not held for the rest of the minute.
 """
 
 from __future__ import annotations
@@ -68,6 +76,19 @@ WAIT_FIRST_S = 0.25
 """The first pause between two asks of a populate waiting for another's refresh, seconds."""
 WAIT_LONGEST_S = 5.0
 """The longest such pause (the pause doubles up to it), seconds."""
+
+MAX_LONG_POLL_S = 60.0
+"""The longest wait of one ClaimRefresh long-poll, seconds (the server's bound).
+(The TypeScript SDK's MAX_LONG_POLL_MS.)"""
+
+LONG_POLL_CLAIM_TIMEOUT_S = 60
+"""The claim_timeout of a claim granted to a long-poll, seconds: the populate
+that follows asks for it again at once (and then holds it for the server's
+default); if its process stopped in between, the claim lapses this soon."""
+
+_LONG_POLL_DEADLINE_MARGIN_S = 30.0
+"""A long-poll's gRPC deadline beyond its wait: the server answers by the end
+of the wait, so only a call that hangs meets it (DEADLINE_EXCEEDED, raised)."""
 
 _RENEW_TIMEOUT_S = 10.0
 _RENEW_POLICY = RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=1.0)
@@ -264,3 +285,66 @@ def _abandon(connection: Connection, table: str, claim: RefreshClaim) -> None:
         connection.call("AbandonRefresh", job_service_pb2.AbandonRefreshRequest(table=table, claim_id=claim.id))
     except Exception:  # noqa: BLE001 - best effort, see above
         pass
+
+
+def wait_for_work(
+    connection: Connection,
+    table: str,
+    claim: RefreshClaim,
+    refresh_interval: float,
+    wait_s: float,
+    stop: GracefulStop | None = None,
+) -> bool:
+    """Waits up to ``wait_s`` seconds until ``table`` has work for a populate: a
+    job pending (answered at once if one is), or the table's refresh due (no
+    refresh within ``refresh_interval`` seconds, none running), whose claim
+    this process then holds for the populate that follows. True when there is
+    work; False when the wait ended without any, or ``stop`` stopped it (its
+    long-poll in flight is cancelled then). A server older than the long-poll
+    answers at once, and the rest of each wait is slept here; one older than
+    refresh claims is waited out, then answered True, as a worker slept and
+    tried again before. The TypeScript SDK's waitForWork."""
+    # This process is refreshing the table now: its populate will have work.
+    if claim.refreshing:
+        return True
+
+    def stopped() -> bool:
+        return stop is not None and stop.stopping.is_set()
+
+    def pause(seconds: float) -> None:
+        if stop is None:
+            time.sleep(seconds)
+        else:
+            stop.stopping.wait(seconds)
+
+    until = time.monotonic() + wait_s
+    left = wait_s
+    while left > 0 and not stopped():
+        poll = min(left, MAX_LONG_POLL_S)
+        asked_at = time.monotonic()
+        request = job_service_pb2.ClaimRefreshRequest(
+            table=table,
+            claim_id=claim.id,
+            min_interval=duration(refresh_interval),
+            claim_timeout=duration(LONG_POLL_CLAIM_TIMEOUT_S),
+            wait=duration(poll),
+        )
+        try:
+            answer = connection.call("ClaimRefresh", request, timeout=poll + _LONG_POLL_DEADLINE_MARGIN_S, stop=stop)
+        except Exception as err:
+            # Cancelled by the stop (grpc.FutureCancelledError), or failed while stopping: no work.
+            if stopped():
+                return False
+            if not (isinstance(err, PopulusError) and err.code == grpc.StatusCode.UNIMPLEMENTED):
+                raise
+            # A server older than refresh claims: wait here, then let populate look (as it always did).
+            pause(left)
+            return not stopped()
+        if answer.granted or _any_pending(answer) is True:
+            return True
+        # Held back with nothing pending before the wait ended: a server older than the long-poll.
+        early = asked_at + poll - time.monotonic()
+        if early > 0:
+            pause(early)
+        left = until - time.monotonic()
+    return False

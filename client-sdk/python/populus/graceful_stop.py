@@ -8,6 +8,10 @@ populate: the first signal stops gracefully, a second one raises
 KeyboardInterrupt at once (the reserve loop then releases what it holds and
 lets it propagate). It installs handlers only in the main thread and only
 where the application has not installed its own, and restores them after.
+
+``on_stop`` callbacks hear the move to stopping: a wait on the server (an
+idle worker's ClaimRefresh long-poll, ``Table.wait_for_work``) cancels its
+call in flight so, rather than hold a stopping worker for up to a minute.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ class GracefulStop:
     def __init__(self) -> None:
         self.stopping = threading.Event()
         self.cancelled = threading.Event()
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler (python -m populus.worker's) calls stop() in the main thread,
+        # which may be inside on_stop()/on_cancel() at that moment.
+        self._lock = threading.RLock()
+        self._on_stop: list[Callable[[], None]] = []
         self._on_cancel: list[Callable[[], None]] = []
         self._timer: threading.Timer | None = None
 
@@ -34,10 +41,13 @@ class GracefulStop:
             if self.stopping.is_set():
                 return
             self.stopping.set()
+            stopped = list(self._on_stop)
             if grace > 0:
                 self._timer = threading.Timer(grace, self.cancel)
                 self._timer.daemon = True
                 self._timer.start()
+        for callback in stopped:
+            callback()
         if grace <= 0:
             self.cancel()
 
@@ -46,26 +56,38 @@ class GracefulStop:
         with self._lock:
             if self.cancelled.is_set():
                 return
+            stopped = [] if self.stopping.is_set() else list(self._on_stop)
             self.stopping.set()
             self.cancelled.set()
             callbacks = list(self._on_cancel)
+        for callback in stopped:
+            callback()
         for callback in callbacks:
             callback()
+
+    def on_stop(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls ``callback`` when stopping begins (at once when already
+        stopping); answers what removes it again. Used to cancel a wait on the
+        server, which ``stopping`` alone could not wake."""
+        return self._subscribe(self._on_stop, self.stopping, callback)
 
     def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Calls ``callback`` at cancel (at once when already cancelled); answers
         what removes it again (a GracefulStop may outlive many populates, as
         ``python -m populus.worker``'s does)."""
+        return self._subscribe(self._on_cancel, self.cancelled, callback)
+
+    def _subscribe(self, callbacks: list[Callable[[], None]], fired: threading.Event, callback: Callable[[], None]) -> Callable[[], None]:
         with self._lock:
-            self._on_cancel.append(callback)
-            already = self.cancelled.is_set()
+            callbacks.append(callback)
+            already = fired.is_set()
         if already:
             callback()
 
         def remove() -> None:
             with self._lock:
-                if callback in self._on_cancel:
-                    self._on_cancel.remove(callback)
+                if callback in callbacks:
+                    callbacks.remove(callback)
 
         return remove
 
@@ -74,6 +96,7 @@ class GracefulStop:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
+            self._on_stop.clear()
             self._on_cancel.clear()
 
 

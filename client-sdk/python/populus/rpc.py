@@ -2,17 +2,24 @@
 bearer token, retries (retry.py) and typed errors (errors.py) applied to every
 unary call, and typed errors to the Watch stream. The rest of the SDK calls
 the server only through this.
+
+A call given a ``stop`` (a GracefulStop) is cancelled when that stops: an
+idle worker's long-poll (ClaimRefresh with ``wait``, up to a minute on the
+server) must not hold a worker that was told to stop. The server hears the
+cancel and ends its wait (answering nobody; a claim is not granted to a
+caller gone).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
 from populus.config import ConnectOptions
 from populus.errors import from_rpc_error
+from populus.graceful_stop import GracefulStop
 from populus.retry import DEFAULT_RETRY, RetryPolicy, with_retry
 from populus.v1 import job_service_pb2_grpc
 
@@ -62,15 +69,22 @@ class Connection:
             self._stub = job_service_pb2_grpc.JobServiceStub(self._channel)
         return self._stub
 
-    def call(self, method: str, request: Any, *, timeout: float | None = None, policy: RetryPolicy = DEFAULT_RETRY) -> Any:
-        """A unary RPC by name (``"Reserve"``), retried, raising the SDK's typed errors."""
+    def call(
+        self, method: str, request: Any, *, timeout: float | None = None, policy: RetryPolicy = DEFAULT_RETRY, stop: GracefulStop | None = None
+    ) -> Any:
+        """A unary RPC by name (``"Reserve"``), retried, raising the SDK's typed
+        errors. With ``stop``, its stop cancels the call in flight, which then
+        raises grpc.FutureCancelledError, and ends the waits between retries
+        (the last error is raised)."""
         used: list[job_service_pb2_grpc.JobServiceStub] = []
 
         def attempt() -> Any:
             stub = self.stub
             used.append(stub)
-            rpc: Callable[..., Any] = getattr(stub, method)
-            return rpc(request, timeout=timeout, metadata=self._metadata)
+            rpc: Any = getattr(stub, method)
+            if stop is None:
+                return rpc(request, timeout=timeout, metadata=self._metadata)
+            return _until_stopped(rpc.future(request, timeout=timeout, metadata=self._metadata), stop)
 
         def on_retry(err: grpc.RpcError) -> None:
             # After a failed connect a gRPC channel waits before it tries again (1 s, growing to
@@ -81,7 +95,7 @@ class Connection:
                 self._renew(used[-1])
 
         try:
-            return with_retry(attempt, policy, on_retry=on_retry)
+            return with_retry(attempt, policy, stop=None if stop is None else stop.stopping, on_retry=on_retry)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
 
@@ -107,3 +121,20 @@ class Connection:
                 self._channel.close()
             self._channel = None
             self._stub = None
+
+
+def _until_stopped(future: Any, stop: GracefulStop) -> Any:
+    """The answer of a call in flight (a grpc.Future), unless ``stop`` stops
+    first: the call is then cancelled, and grpc.FutureCancelledError raised.
+    Woken by either, with no polling; the call is cancelled on any way out (a
+    KeyboardInterrupt too), so no call outlives its caller's wait."""
+    wake = threading.Event()
+    future.add_done_callback(lambda _done: wake.set())
+    remove = stop.on_stop(wake.set)
+    try:
+        wake.wait()
+    finally:
+        remove()
+        if not future.done():
+            future.cancel()
+    return future.result()

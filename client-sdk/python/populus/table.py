@@ -1,13 +1,15 @@
 """A table: an auto-populated table of one server, with its key source and
-make, its computed rows (``fetch``, ``delete``), its jobs (``jobs``) and
-``populate``."""
+make, its computed rows (``fetch``, ``delete``), its jobs (``jobs``),
+``populate`` and ``wait_for_work`` (an idle worker's wait between populates)."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Iterable, Mapping
 
-from populus.claimed_refresh import RefreshClaim
+from populus.claimed_refresh import RefreshClaim, wait_for_work
+from populus.config import MAX_REFRESH_INTERVAL_S, config
 from populus.errors import InvalidArgumentError
 from populus.graceful_stop import GracefulStop
 from populus.jobs import Jobs
@@ -118,6 +120,33 @@ class Table:
             signals=handle_signals,
         )
 
+    def wait_for_work(self, wait: float = 60, refresh_interval: float | None = None, stop: GracefulStop | None = None) -> bool:
+        """Waits, as an idle worker does between passes of populate, until the
+        table has work: a job pending, or its refresh due (none within
+        ``refresh_interval`` seconds, none running), which this process then
+        holds the claim of for its next populate. ClaimRefresh long-polls of
+        up to a minute each: no call while nothing changes, and an answer as
+        soon as something does.
+
+        Answers True when there is work, False when ``wait`` seconds (0 to
+        86400) passed without any or ``stop`` stopped. ``refresh_interval`` is
+        populate's (default ``config.jobs.refresh_interval``). ``stop``: the
+        GracefulStop given to populate too; ``stop.stop(grace)`` cancels the
+        long-poll in flight and answers False at once. Call it only when the
+        next populate refreshes (``config.jobs.auto_refresh``, not
+        ``refresh=False``): it may take the table's refresh claim, which only
+        a refreshing populate of this Table uses (unused, it lapses after a
+        minute).
+        """
+        if not _is_seconds(wait, 0, 86_400):
+            raise InvalidArgumentError(f"{self.name}.wait_for_work: wait must be from 0 to 86400 seconds, got {wait!r}")
+        if refresh_interval is not None and not _is_seconds(refresh_interval, 0, MAX_REFRESH_INTERVAL_S):
+            raise InvalidArgumentError(
+                f"{self.name}.wait_for_work: refresh_interval must be from 0 to {MAX_REFRESH_INTERVAL_S} seconds, got {refresh_interval!r}"
+            )
+        interval = float(config.jobs.refresh_interval if refresh_interval is None else refresh_interval)
+        return wait_for_work(self.connection, self.name, self.refresh_claim, interval, float(wait), stop)
+
     def fetch(self, restriction: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every computed row: ``{"key", "result", "complete_time"}`` dicts."""
         out: list[dict[str, Any]] = []
@@ -149,6 +178,11 @@ class Table:
 
     def __repr__(self) -> str:
         return f"<populus table {self.name} at {self.connection.options.url}>"
+
+
+def _is_seconds(v: Any, low: float, high: float) -> bool:
+    """A number of seconds from ``low`` to ``high`` (not a bool, nan or a string)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
 
 
 def _plain(struct: Any) -> dict[str, Any]:

@@ -3,9 +3,21 @@ populus-worker. It loads a pipeline module and keeps populating its tables,
 as DataJoint's cluster workers loop on ``populate(reserve_jobs=True)``: a pass
 runs ``populate(reserve_jobs=True)`` on each table (refreshing its key source
 first, per ``config.jobs.auto_refresh``, unless another worker's refresh of
-the table is running or one finished less than ``--refresh-interval`` ago);
-when a pass found nothing to do it waits (1 s, doubling up to ``--idle-wait``)
-and tries again.
+the table is running or one finished less than ``--refresh-interval`` ago).
+
+When a pass found nothing to do, the worker waits on the server for work
+(``Table.wait_for_work``, a ClaimRefresh long-poll of up to a minute on each
+table at once, in a thread per table; the first to find work ends the
+others'): the server answers when a job becomes pending or when a table's
+refresh comes due and this worker is granted its claim, and the next pass
+starts then. So an idle fleet makes one call per worker and table a minute,
+and still starts on new work at once. The worker sleeps instead, the sleep
+doubling from 1 s up to ``--idle-wait``, when the server was unreachable,
+when the last wait said there was work that the pass then could not take (a
+job delayed, or above ``--priority``), or without ``config.jobs.auto_refresh``
+(a long-poll may take the refresh claim, which only a refreshing populate
+uses). A stop (SIGTERM/SIGINT) cancels the long-polls in flight. As
+populus-worker's passes (worker/src/populate-passes.ts).
 
 ``--refresh-interval SECONDS`` (``POPULUS_REFRESH_INTERVAL``, 0 to 86400) is
 passed to every populate as ``refresh_interval``. It defaults to 30, not to
@@ -38,11 +50,14 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Sequence
 
-from populus.config import MAX_REFRESH_INTERVAL_S, jobs_settings_from_env
-from populus.errors import InvalidConfigError, MakeError, UnavailableError
+import grpc
+
+from populus.config import MAX_REFRESH_INTERVAL_S, config, jobs_settings_from_env
+from populus.errors import InvalidConfigError, MakeError, PopulusError, ResourceExhaustedError, UnavailableError
 from populus.graceful_stop import GracefulStop
 from populus.table import Table
 
@@ -50,6 +65,9 @@ from populus.table import Table
 WORKER_REFRESH_INTERVAL_S = 30
 """The worker's ``--refresh-interval`` default; see the module docstring for
 why it is not the SDK's 0."""
+
+LONG_POLL_S = 60
+"""One wait on the server, seconds: a minute, the longest it holds a long-poll."""
 
 
 def _log(event: str, **fields: Any) -> None:
@@ -164,8 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     calls_left = args.max_calls
     totals = {"success_count": 0, "errors": 0}
     idle = 1.0
+    # Read after the pipeline module loaded: it may have set it.
+    wait_on_server = config.jobs.auto_refresh
+    # The last wait on the server said there was work.
+    told_of_work = False
     while not stop.stopping.is_set():
         worked = False
+        unavailable = False
         for name, table in tables.items():
             if stop.stopping.is_set() or calls_left == 0:
                 break
@@ -186,8 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _log("make failed", table=name, key=err.key, message=str(err))
                 _log("stop", reason="make failed", exitCode=1, **totals)
                 return 1
-            except UnavailableError as err:
+            except (UnavailableError, ResourceExhaustedError) as err:  # as populus-worker: the server's state, not the worker's failure
                 _log("server unavailable; retrying", table=name, message=str(err))
+                unavailable = True
                 continue
             except Exception as err:  # noqa: BLE001 - a key source that raises, a refused request: logged, exit 1
                 _log("populate failed", table=name, error=type(err).__name__, message=str(err))
@@ -202,16 +226,78 @@ def main(argv: Sequence[str] | None = None) -> int:
             if calls_left is not None:
                 calls_left -= made
             worked = worked or made > 0
-        if args.once or calls_left == 0:
+        if args.once or calls_left == 0 or stop.stopping.is_set():
             break
-        if worked:
+        if worked and not unavailable:
             idle = 1.0
+            told_of_work = False
             continue
-        stop.stopping.wait(idle)
+        if not unavailable and not told_of_work and wait_on_server:
+            try:
+                told_of_work = _wait_for_work_on_any(list(tables.values()), refresh_interval, stop)
+                continue
+            except Exception as err:  # noqa: BLE001 - a refused request: logged, exit 1
+                if not _server_unavailable(err):
+                    _log("wait for work failed", error=type(err).__name__, message=str(err))
+                    _log("stop", reason="wait for work failed", exitCode=1, **totals)
+                    return 1
+                _log("server unavailable; retrying", message=str(err))
+        told_of_work = False
+        stop.stopping.wait(idle)  # a stop ends the wait early
         idle = min(idle * 2, args.idle_wait)
     reason = "signal" if stop.stopping.is_set() else ("max calls" if calls_left == 0 else "once")
     _log("stop", reason=reason, exitCode=0, **totals)
     return 0
+
+
+def _server_unavailable(err: BaseException) -> bool:
+    """Whether a wait on the server failed for the server's state, not the
+    request's: unreachable or overloaded (after the SDK's retries), or silent
+    past the long-poll's deadline. The worker then sleeps and tries again."""
+    return isinstance(err, (UnavailableError, ResourceExhaustedError)) or (
+        isinstance(err, PopulusError) and err.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    )
+
+
+def _wait_for_work_on_any(tables: Sequence[Table], refresh_interval: float, stop: GracefulStop) -> bool:
+    """Waits until any of ``tables`` has work (True) or ``stop`` stops (False),
+    in long-polls of a minute on every table at once, a thread each; the first
+    to find work (or to fail: its error is raised) ends the others', whose
+    calls are cancelled. Their stop is one of their own, stopped by ``stop``
+    too, so that ending them does not stop the worker."""
+    while not stop.stopping.is_set():
+        found = GracefulStop()
+        remove = stop.on_stop(lambda: found.stop(0))
+        try:
+            if len(tables) == 1:
+                if tables[0].wait_for_work(wait=LONG_POLL_S, refresh_interval=refresh_interval, stop=found):
+                    return True
+                continue
+            answers: list[bool] = []
+            errors: list[BaseException] = []
+
+            def wait(table: Table) -> None:
+                try:
+                    if table.wait_for_work(wait=LONG_POLL_S, refresh_interval=refresh_interval, stop=found):
+                        answers.append(True)
+                        found.stop(0)
+                except BaseException as err:  # noqa: BLE001 - raised in the worker's thread below
+                    errors.append(err)
+                    found.stop(0)
+
+            threads = [threading.Thread(target=wait, args=(t,), name=f"populus-wait-for-work-{t.name}", daemon=True) for t in tables]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+            if answers:
+                return True
+        finally:
+            remove()
+            found.stop(0)
+    return False
 
 
 if __name__ == "__main__":

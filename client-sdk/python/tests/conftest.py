@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -210,3 +211,14 @@ def wait_until(what: str, check, timeout: float = 40.0, interval: float = 0.05) 
         if time.monotonic() > deadline:
             pytest.fail(f"waiting for {what}: timed out after {timeout} s")
         time.sleep(interval)
+
+
+def metric(server: Server, name: str) -> float:
+    """The value of an unlabelled gauge or counter of the server's GET /metrics
+    (e.g. populus_refresh_claims_waiting: the ClaimRefresh long-polls waiting now)."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in the server's /metrics")

@@ -25,5 +25,8 @@ def test_public_names():
     assert list(inspect.signature(populus.Table.populate).parameters)[:8] == [
         "self", "reserve_jobs", "processes", "max_calls", "suppress_errors", "priority", "refresh", "display_progress",
     ]  # fmt: skip
+    wait_for_work = inspect.signature(populus.Table.wait_for_work).parameters
+    assert list(wait_for_work) == ["self", "wait", "refresh_interval", "stop"]
+    assert [wait_for_work[p].default for p in ("wait", "refresh_interval", "stop")] == [60, None, None]
     assert list(inspect.signature(populus.Jobs.refresh).parameters) == ["self", "priority", "delay", "stale_timeout", "orphan_timeout"]
     assert list(inspect.signature(populus.connect).parameters) == ["url", "token", "ca_file"]

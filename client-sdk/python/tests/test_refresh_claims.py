@@ -11,7 +11,12 @@ with nothing pending asks again until it ends (or a stop, or 30 s: then it
 is held back as it stood), a slow refresh renews its claim while it runs (18
 times at most) and not after, and a server older than claims gets populate's
 refresh as before. Bad refresh_interval options and settings
-change nothing."""
+change nothing. ``Table.wait_for_work`` sends its long-polls under the
+table's claim id with a claim_timeout of a minute, sleeps here what a server
+older than the long-poll did not wait (a stop ends that sleep), answers True
+at once when granted or told of a pending job, and waits out a server older
+than refresh claims before it answers True (tests/test_wait_for_work.py: the
+same against real servers)."""
 
 from __future__ import annotations
 
@@ -679,4 +684,86 @@ def test_renewals_end_after_most_renewals(stand_in, monkeypatch):
     others = [name for name, r in service.sent if not (name == "ClaimRefresh" and r.renew)]
     assert others == ["ClaimRefresh", "Refresh"]
     assert not [t for t in threading.enumerate() if t.name.startswith("populus-refresh-claim-")]
+    db.close()
+
+
+def test_wait_for_work_long_polls_under_the_claim_and_sleeps_what_an_older_server_did_not_wait(stand_in, monkeypatch):
+    service, url = stand_in
+    monkeypatch.setattr(claimed_refresh_module, "MAX_LONG_POLL_S", 0.4)
+    # Held back at once with nothing pending, whatever the wait: a server older than the long-poll.
+    service.claim_answers = [held_back(False, False)]
+    db = populus.connect(url=url)
+    table = db.table("Idle", key_source=ids(3), make=Made())
+    started = time.monotonic()
+    assert table.wait_for_work(wait=1, refresh_interval=30) is False
+    assert 1.0 <= time.monotonic() - started < 3.0
+    # Long-polls of 0.4 s, the last one cut to what was left, each one's rest slept here (a loaded
+    # machine asks fewer times, never more).
+    asks = service.claim_asks()
+    assert 2 <= len(asks) <= 3 and service.names() == ["ClaimRefresh"] * len(asks)
+    for a in asks:
+        assert a.table == "Idle" and a.claim_id == table.refresh_claim.id and not a.renew
+        assert seconds(a.min_interval) == 30 and seconds(a.claim_timeout) == 60
+    waits = [seconds(a.wait) for a in asks]
+    assert waits[0] == 0.4 and all(0 < w <= 0.4 for w in waits)
+    assert all(later - earlier >= 0.35 for earlier, later in zip(service.times, service.times[1:]))
+
+    # A stop ends that sleep: False at once, no further ask.
+    service.sent.clear()
+    stop = GracefulStop()
+    threading.Timer(0.3, stop.stop, args=(0,)).start()
+    started = time.monotonic()
+    assert table.wait_for_work(wait=30, stop=stop) is False
+    assert time.monotonic() - started < 2.0
+    assert service.names() == ["ClaimRefresh"]
+    # Stopped before: no call at all.
+    service.sent.clear()
+    assert table.wait_for_work(wait=30, stop=stop) is False
+    assert service.names() == []
+    db.close()
+
+
+def test_wait_for_work_answers_true_when_granted_or_told_of_a_pending_job(stand_in):
+    service, url = stand_in
+    db = populus.connect(url=url)
+    table = db.table("Told", key_source=ids(3), make=Made())
+    for answer in (job_service_pb2.ClaimRefreshResponse(granted=True), held_back(True, True), held_back(False, True)):
+        service.sent.clear()
+        service.claim_answers = [answer]
+        started = time.monotonic()
+        assert table.wait_for_work(wait=30, refresh_interval=0) is True
+        assert time.monotonic() - started < 2.0
+        assert service.names() == ["ClaimRefresh"]
+    # Pending unknown (a server older than any_pending): no work known, the wait goes on.
+    service.sent.clear()
+    service.claim_answers = [held_back(True, None)]
+    assert table.wait_for_work(wait=0.3) is False
+    assert service.names() == ["ClaimRefresh"]
+    # A refresh of this process running: true with no call.
+    service.sent.clear()
+    assert table.refresh_claim._begin()
+    try:
+        assert table.wait_for_work(wait=30) is True
+    finally:
+        table.refresh_claim._end()
+    assert service.names() == []
+    db.close()
+
+
+def test_wait_for_work_waits_out_a_server_older_than_refresh_claims(stand_in):
+    service, url = stand_in
+    service.claims = False  # UNIMPLEMENTED
+    db = populus.connect(url=url)
+    table = db.table("Older", key_source=ids(3), make=Made())
+    # The whole wait slept here, then True: the worker's next pass refreshes and reserves as it always did.
+    started = time.monotonic()
+    assert table.wait_for_work(wait=0.5) is True
+    assert 0.5 <= time.monotonic() - started < 2.5
+    assert service.names() == ["ClaimRefresh"]
+    # A stop ends that sleep: False.
+    stop = GracefulStop()
+    threading.Timer(0.3, stop.stop, args=(0,)).start()
+    started = time.monotonic()
+    assert table.wait_for_work(wait=30, stop=stop) is False
+    assert time.monotonic() - started < 2.0
     db.close()

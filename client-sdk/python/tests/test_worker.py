@@ -4,18 +4,27 @@ its exit codes for bad usage (2) and a module it cannot load (3);
 ``--refresh-interval`` (``POPULUS_REFRESH_INTERVAL``, default 30): a bad value
 is bad usage, and a pass within the interval of the table's last refresh reads
 no key source (a key added upstream is neither queued nor made) while
-``--refresh-interval 0`` reads it and makes the key."""
+``--refresh-interval 0`` reads it and makes the key. An idle worker waits on
+the server (the server's populus_refresh_claims_waiting gauge reads 1), makes
+a job queued by another client as soon as it is queued, and a SIGTERM cancels
+that wait (exit 0 at once); its wait on several tables ends, every long-poll
+with it, when one of them has work or the worker stops."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import threading
 import time
 from collections import Counter
 
 import populus
 import pytest
 from calls import recorded
-from conftest import FIXTURES, run_script, script_env
+from conftest import FIXTURES, PYTHON, metric, run_script, script_env, wait_until
+from populus.graceful_stop import GracefulStop
+from populus.worker import _wait_for_work_on_any
 
 
 def test_once_populates_the_module_tables(server, table_name, calls_dir):
@@ -108,4 +117,87 @@ def test_refresh_interval_holds_back_the_refresh_of_a_pass(server, table_name, c
     assert Counter(c["id"] for c in recorded(calls_dir, table_name)) == Counter(range(6))
     progress = jobs.progress()
     assert (progress["target"], progress["pending"], progress["remaining"]) == (6, 0, 0)
+    db.close()
+
+
+def waiting(server) -> float:
+    """The ClaimRefresh long-polls waiting on the server now."""
+    return metric(server, "populus_refresh_claims_waiting")
+
+
+def test_an_idle_worker_waits_on_the_server_and_takes_new_work_at_once(server, table_name, calls_dir):
+    # No key upstream: the first pass finds nothing to do, and the worker waits on the server. Its
+    # interval (the default 30 s) keeps the refresh from coming due during the test, and an idle
+    # wait of an hour would hold a worker that slept instead of waiting on the server.
+    env = script_env(server, calls_dir, POPULUS_TEST_TABLE=table_name, POPULUS_TEST_KEYS="0", POPULUS_TEST_STACKS_AFTER="55")
+    env.pop("POPULUS_REFRESH_INTERVAL", None)
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "populus.worker", str(FIXTURES / "py_pipeline.py"), "--idle-wait", "3600", "--grace", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = populus.connect(url=server.url)
+    try:
+        wait_until("the idle worker to wait on the server", lambda: waiting(server) == 1 or worker.poll() is not None, timeout=30)
+        assert worker.poll() is None
+        # Another client queues a job: the worker's long-poll answers, and its next pass makes it.
+        queued_at = time.monotonic()
+        assert db.table(table_name, key_source=[{"id": 7}], make=lambda key, ctx: None).jobs.refresh()["added"] == 1
+        wait_until("the worker to make the queued job", lambda: len(recorded(calls_dir, table_name)) > 0 or worker.poll() is not None, timeout=20)
+        assert [c["id"] for c in recorded(calls_dir, table_name)] == [7]
+        assert time.monotonic() - queued_at < 15
+        # Idle again: waiting on the server again. SIGTERM cancels that wait: the worker exits at once.
+        wait_until("the worker to wait on the server again", lambda: waiting(server) == 1 or worker.poll() is not None, timeout=20)
+        stopped_at = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=20)
+        assert time.monotonic() - stopped_at < 10
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, err
+    wait_until("the server to end the cancelled long-poll", lambda: waiting(server) == 0, timeout=10)
+    logs = [json.loads(line) for line in out.splitlines()]
+    passes = [e["successCount"] for e in logs if e["msg"] == "pass"]
+    assert passes[0] == 0 and sum(passes) == 1
+    assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0, "success_count": 1, "errors": 0}
+    rows = db.table(table_name, key_source=[], make=lambda key, ctx: None).fetch()
+    assert [r["key"]["id"] for r in rows] == [7]
+    db.close()
+
+
+def test_the_wait_on_several_tables_ends_with_the_first_to_find_work(server, table_name):
+    db = populus.connect(url=server.url)
+    names = [f"{table_name}_a", f"{table_name}_b"]
+    tables = [db.table(name, key_source=[{"id": 0}], make=lambda key, ctx: {"ok": True}) for name in names]
+    for t in tables:
+        assert t.populate(reserve_jobs=True) == {"success_count": 1, "error_list": []}
+    stop = GracefulStop()
+    answer: list[bool] = []
+    thread = threading.Thread(target=lambda: answer.append(_wait_for_work_on_any(tables, 3600, stop)), daemon=True)
+    thread.start()
+    # A long-poll on each table; a job queued on the second ends the wait, and the first's long-poll with it.
+    wait_until("a long-poll on each table", lambda: waiting(server) == 2, timeout=15)
+    other = populus.connect(url=server.url)
+    assert other.table(names[1], key_source=[{"id": 1}], make=lambda key, ctx: None).jobs.refresh()["added"] == 1
+    thread.join(20)
+    assert answer == [True]
+    wait_until("the other table's long-poll to be cancelled", lambda: waiting(server) == 0, timeout=10)
+    assert not stop.stopping.is_set()
+
+    # Nothing pending anywhere: the worker's stop ends both long-polls, and the wait (False).
+    assert tables[1].populate(reserve_jobs=True, refresh=False) == {"success_count": 1, "error_list": []}
+    answer.clear()
+    thread = threading.Thread(target=lambda: answer.append(_wait_for_work_on_any(tables, 3600, stop)), daemon=True)
+    thread.start()
+    wait_until("a long-poll on each table", lambda: waiting(server) == 2, timeout=15)
+    stopped_at = time.monotonic()
+    stop.stop(0)
+    thread.join(20)
+    assert answer == [False] and time.monotonic() - stopped_at < 5
+    wait_until("both long-polls to be cancelled", lambda: waiting(server) == 0, timeout=10)
+    other.close()
     db.close()

@@ -73,6 +73,7 @@ import type {
   WaitForWorkOptions,
   WatchOptions,
   WatchUpdate,
+  WorkFound,
 } from "../client-sdk/dist/index.js";
 import { createTestDatabase } from "./helpers/databases.js";
 import { startServer } from "./helpers/server-process.js";
@@ -115,6 +116,7 @@ export type PublicTypes = [
   WaitForWorkOptions,
   WatchOptions,
   WatchUpdate,
+  WorkFound,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

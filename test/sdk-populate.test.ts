@@ -457,36 +457,46 @@ test("populate's refresh claim: every call carries it; a key source that throws 
   t.deepEqual(older.log, [`claim ${claim.id} 0`, "refresh unclaimed final"]);
 });
 
-test("waitForWork: long-polls of at most 60 s carrying the claim id, the interval, a 60 s claim timeout and the wait; true once granted or a job is pending; a server that answers at once without work (older than the long-poll) has the rest of each wait slept here; one without ClaimRefresh is waited out and answered true; a process refreshing the table, or a stop, answers without a call", async (t) => {
+test('waitForWork: long-polls of at most 60 s carrying the claim id, the interval, a 60 s claim timeout and the wait, under a deadline past it; "refresh" once granted, "jobs" once a job is pending; a server that answers at once without work (older than the long-poll) is asked again every 10 s at most, the rest slept here; one without ClaimRefresh is waited out and a refresh is due; without autoRefresh it takes no claim and reads the counts; a process refreshing the table, or a stop, answers without a call', async (t) => {
   type Asked = { claimId: string; minInterval?: { seconds: bigint }; claimTimeout?: { seconds: bigint }; wait?: { seconds: bigint; nanos: number } };
   const fakeServer = (answers: (() => object)[]) => {
     const asked: Asked[] = [];
+    const deadlines: (number | undefined)[] = [];
+    const answer = () => {
+      const next = answers.shift();
+      if (next === undefined) throw new Error("asked once too often");
+      return next();
+    };
     const rpc = {
-      async claimRefresh(req: Asked) {
+      async claimRefresh(req: Asked, opts?: { timeoutMs?: number }) {
         asked.push(req);
-        const next = answers.shift();
-        if (next === undefined) throw new Error("asked once too often");
-        return next();
+        deadlines.push(opts?.timeoutMs);
+        return answer();
+      },
+      async getProgress() {
+        return answer();
       },
     } as unknown as JobServiceRpc;
-    return { rpc, asked };
+    return { rpc, asked, deadlines };
   };
   const seconds = (d: { seconds: bigint; nanos?: number } | undefined) => (d === undefined ? undefined : Number(d.seconds) + (d.nanos ?? 0) / 1e9);
   const claim = new RefreshClaim();
+  const claiming = (waitS: number, signal?: AbortSignal) => ({ refresh: true, refreshInterval: 30, waitS, signal });
 
   const granted = fakeServer([() => ({ granted: true, running: false })]);
-  t.true(await waitForWork(granted.rpc, "T", claim, 30, 600));
+  t.is(await waitForWork(granted.rpc, "T", claim, claiming(600)), "refresh");
   t.deepEqual(
     granted.asked.map((a) => [a.claimId, seconds(a.minInterval), seconds(a.claimTimeout), seconds(a.wait)]),
     [[claim.id, 30, 60, 60]],
     "one long-poll of the longest wait the server takes",
   );
-  t.true(await waitForWork(fakeServer([() => ({ granted: false, running: false, anyPending: true })]).rpc, "T", claim, 30, 600), "a job pending");
+  t.deepEqual(granted.deadlines, [90_000], "its call's deadline: the wait and 30 s");
+  t.is(await waitForWork(fakeServer([() => ({ granted: false, running: false, anyPending: true })]).rpc, "T", claim, claiming(600)), "jobs");
 
   // An older server answers at once with no work: the rest of the wait is slept, and no second call made.
   const older = fakeServer([() => ({ granted: false, running: false, anyPending: false })]);
   let started = Date.now();
-  t.false(await waitForWork(older.rpc, "T", claim, 30, 0.4));
+  t.is(await waitForWork(older.rpc, "T", claim, claiming(0.4)), null);
   t.true(Date.now() - started >= 350, `slept out its wait (${Date.now() - started} ms)`);
   t.is(older.asked.length, 1);
 
@@ -496,14 +506,20 @@ test("waitForWork: long-polls of at most 60 s carrying the claim id, the interva
     },
   ]);
   started = Date.now();
-  t.true(await waitForWork(oldest.rpc, "T", claim, 30, 0.3), "a server without refresh claims: a pass after the wait, as before");
+  t.is(await waitForWork(oldest.rpc, "T", claim, claiming(0.3)), "refresh", "a server without refresh claims: a pass after the wait, as before");
   t.true(Date.now() - started >= 250);
+
+  // Without autoRefresh: no claim, the counts read until a job is pending.
+  const counting = fakeServer([() => ({ progress: { pending: 0n } }), () => ({ progress: { pending: 2n } })]);
+  t.is(await waitForWork(counting.rpc, "T", claim, { refresh: false, refreshInterval: 30, waitS: 0.2 }), null, "none pending within the wait");
+  t.is(await waitForWork(counting.rpc, "T", claim, { refresh: false, refreshInterval: 30, waitS: 600 }), "jobs");
+  t.is(counting.asked.length, 0, "no claim asked for");
 
   const none = fakeServer([]);
   claim.refreshing = true;
-  t.true(await waitForWork(none.rpc, "T", claim, 30, 600), "this process is refreshing the table: its populate has work");
+  t.is(await waitForWork(none.rpc, "T", claim, claiming(600)), "refresh", "this process is refreshing the table: its populate has work");
   claim.refreshing = false;
-  t.false(await waitForWork(none.rpc, "T", claim, 30, 600, AbortSignal.abort()), "stopped");
+  t.is(await waitForWork(none.rpc, "T", claim, claiming(600, AbortSignal.abort())), null, "stopped");
   t.is(none.asked.length, 0);
 });
 

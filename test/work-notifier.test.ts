@@ -95,33 +95,37 @@ test("an idle long-poll (waitIdle) waits its whole time with no recheck and with
     },
   };
   const n = new WorkNotifier(50, feed);
-  const waiting = n.waitIdle("A", 60_000, new AbortController().signal, n.mark("A"));
+  const waiting = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"));
   t.is(await within(waiting, 300), PENDING, "no recheck after 50 ms: it waits its own time");
   t.deepEqual([n.idleWaiting, n.waiting, wanted], [1, 0, 0], "counted as an idle wait; the feed is not read faster for it");
   n.notify("A");
   t.not(await within(waiting, 2000), PENDING);
   t.is(n.idleWaiting, 0);
 
-  t.not(await within(n.waitIdle("A", 100, new AbortController().signal, n.mark("A")), 2000), PENDING, "ends at its time");
-  const seen = n.mark("A");
+  t.not(await within(n.waitIdle("A", 100, new AbortController().signal, n.markIdle("A")), 2000), PENDING, "ends at its time");
+  const seen = n.markIdle("A");
   n.notify("A");
   t.not(await within(n.waitIdle("A", 60_000, new AbortController().signal, seen), 2000), PENDING, "notified since its mark: at once");
   const abort = new AbortController();
-  const aborted = n.waitIdle("A", 60_000, abort.signal, n.mark("A"));
+  const aborted = n.waitIdle("A", 60_000, abort.signal, n.markIdle("A"));
   abort.abort();
   t.not(await within(aborted, 2000), PENDING);
   t.is(n.idleWaiting, 0);
 });
 
-test("a refresh claim's end wakes the idle long-polls of its table, not Reserve's waits", async (t) => {
+test("a refresh claim's end wakes the idle long-polls of its table (within a second's spread), not Reserve's waits, and a Reserve marked before it does not look again", async (t) => {
   const n = notifier();
-  const idle = n.waitIdle("A", 60_000, new AbortController().signal, n.mark("A"));
+  const idle = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"));
   const reserve = n.wait("A", 60_000, new AbortController().signal, n.mark("A"));
-  const other = n.waitIdle("B", 60_000, new AbortController().signal, n.mark("B"));
+  const other = n.waitIdle("B", 60_000, new AbortController().signal, n.markIdle("B"));
+  const reserveMark = n.mark("A");
+  const idleMark = n.markIdle("A");
   n.claimEnded("A");
   t.not(await within(idle, 2000), PENDING);
   t.is(await within(reserve, 200), PENDING, "no job came: the Reserve waits on");
   t.is(await within(other, 10), PENDING, "another table's wait goes on");
+  t.is(await within(n.wait("A", 60_000, new AbortController().signal, reserveMark), 100), PENDING, "a Reserve that marked before the claim's end waits");
+  t.not(await within(n.waitIdle("A", 60_000, new AbortController().signal, idleMark), 100), PENDING, "an idle wait that marked before it does not");
   n.notify("A");
   n.notify("B");
   t.not(await within(Promise.all([reserve, other]), 2000), PENDING, "each woken by its own table's job");

@@ -236,7 +236,7 @@ for (const dialect of dialects) {
     t.like(await Failing.jobs.progress(), { pending: 0, reserved: 0, error: 1, target: 4 });
   });
 
-  test(`${dialect}: an idle worker waits on the server, not polling it: it makes no call while nothing changes, is woken by a job queued by another client and makes it, and refreshes when its --refresh-interval comes due`, async (t) => {
+  test(`${dialect}: an idle worker waits on the server, not polling it: no call is answered while nothing changes; is woken by a job queued by another client and makes it, and refreshes when its --refresh-interval comes due`, async (t) => {
     const s = await setup;
     const dir = await scratch();
     const metric = async (pattern: RegExp) => {
@@ -252,17 +252,21 @@ for (const dialect of dialects) {
     const w = runWorker(["--pipeline", PIPELINE, "--table", "Upstream", "--server", s.server.url, "--idle-wait", "1", "--refresh-interval", "3600"], {
       WORKER_TEST_DIR: dir,
     });
-    let idle = false;
-    void (async () => {
-      while (!idle && w.child.exitCode === null) {
-        idle = (await waiting()) === 1;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
-    await until("the worker waits on the server", () => idle, w.exited);
+    /** Polls the server's gauge until one long-poll waits (a failed scrape counts as not yet). */
+    const waitsOnServer = (worker: typeof w) => {
+      let idle = false;
+      void (async () => {
+        while (!idle && worker.child.exitCode === null) {
+          idle = (await waiting().catch(() => 0)) === 1;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      return until("the worker waits on the server", () => idle, worker.exited);
+    };
+    await waitsOnServer(w);
     const asked = await claimsAsked();
     await new Promise((r) => setTimeout(r, 3000));
-    t.is(await claimsAsked(), asked, "no ClaimRefresh answered in 3 s of idling");
+    t.is(await claimsAsked(), asked, "no ClaimRefresh of the table answered in 3 s of idling (the worker calls nothing else while idle)");
     t.is(await waiting(), 1, "still waiting on the server");
 
     // Another client queues a job: the waiting worker is answered and computes it.
@@ -277,14 +281,7 @@ for (const dialect of dialects) {
     const due = runWorker(["--pipeline", PIPELINE, "--table", "Upstream", "--server", s.server.url, "--idle-wait", "3600", "--refresh-interval", "1"], {
       WORKER_TEST_DIR: dir,
     });
-    idle = false;
-    void (async () => {
-      while (!idle && due.child.exitCode === null) {
-        idle = (await waiting()) === 1;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
-    await until("the second worker waits on the server", () => idle, due.exited);
+    await waitsOnServer(due);
     writeFileSync(join(dir, "Upstream.keys"), "3");
     await until("the new upstream keys are made", () => calls(dir, "Upstream").length === 4, due.exited);
     t.deepEqual(sortedIds(calls(dir, "Upstream")), [0, 1, 2, 7]);

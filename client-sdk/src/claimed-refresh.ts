@@ -23,7 +23,8 @@
  * below): one ClaimRefresh long-poll, which the server answers when a job of
  * the table becomes pending or when the claim comes due and it grants it to
  * this process; the populate that follows then refreshes under that claim
- * (asked again under its own id, it is granted again).
+ * (asked again under its own id, it is granted again). A claim granted to a
+ * wait whose populate never comes lapses after LONG_POLL_CLAIM_TIMEOUT_S.
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -59,6 +60,9 @@ const MAX_LONG_POLL_MS = 60_000;
  * claim lapses this soon.
  */
 const LONG_POLL_CLAIM_TIMEOUT_S = 60;
+
+/** A long-poll's call deadline is its wait and this much more. */
+const LONG_POLL_DEADLINE_MARGIN_MS = 30_000;
 
 /** The first and longest pause between two asks of a populate waiting for another's refresh. */
 const WAIT_FIRST_MS = 250;
@@ -148,27 +152,47 @@ export async function claimedRefresh<K extends object>(
   }
 }
 
+/** What a wait for work found: jobs pending, or the table's refresh due (this process holds its claim); null: nothing. */
+export type WorkFound = "jobs" | "refresh" | null;
+
+/**
+ * How often a wait asks a server that cannot long-poll: one older than ClaimRefresh's wait answers
+ * at once (asked again this much later, as an idle worker asked before), one older than refresh
+ * claims answers UNIMPLEMENTED (a pass is due this much later), and so does the progress read of a
+ * wait without refreshes (autoRefresh off).
+ */
+export const POLL_WITHOUT_LONG_POLL_MS = 10_000;
+
 /**
  * Waits up to `waitS` seconds until `table` has work for a populate: a job pending (answered at once
  * if one is), or the table's refresh due (no refresh within `refreshInterval` seconds, none
- * running), whose claim this process then holds for the populate that follows. True when there is
- * work; false when the wait ended without any, or `signal` aborted it. A server older than the
- * long-poll answers at once, and the rest of each wait is slept here; one older than refresh
- * claims is waited out, then answered true, as a worker slept and tried again before.
+ * running), whose claim this process then holds for the populate that follows. `signal` ends the
+ * wait. With `refresh` false (a populate that does not refresh) no claim is asked for: the table's
+ * counts are read every POLL_WITHOUT_LONG_POLL_MS until a job is pending.
  */
 export async function waitForWork(
   rpc: JobServiceRpc,
   table: string,
   claim: RefreshClaim,
-  refreshInterval: number,
-  waitS: number,
-  signal?: AbortSignal,
-): Promise<boolean> {
+  options: { readonly refresh: boolean; readonly refreshInterval: number; readonly waitS: number; readonly signal?: AbortSignal },
+): Promise<WorkFound> {
+  const { signal } = options;
   // This process is refreshing the table now: its populate will have work.
-  if (claim.refreshing) return true;
+  if (claim.refreshing) return "refresh";
   const stopped = () => signal?.aborted === true;
-  const until = Date.now() + waitS * 1000;
+  const pause = (ms: number) => sleep(ms, undefined, { signal }).catch(() => undefined);
+  const until = Date.now() + options.waitS * 1000;
   for (let left = until - Date.now(); left > 0 && !stopped(); left = until - Date.now()) {
+    if (!options.refresh) {
+      const { progress } = await rpc.getProgress({ table }, { signal }).catch((err: unknown) => {
+        // A table no one refreshed yet has no jobs to wait for.
+        if (err instanceof PopulusError && err.code === Code.NotFound) return { progress: undefined };
+        throw err;
+      });
+      if ((progress?.pending ?? 0n) > 0n) return "jobs";
+      await pause(Math.min(left, POLL_WITHOUT_LONG_POLL_MS));
+      continue;
+    }
     const waitMs = Math.min(left, MAX_LONG_POLL_MS);
     const askedAt = Date.now();
     let answer: ClaimAnswer;
@@ -177,21 +201,24 @@ export async function waitForWork(
         {
           table,
           claimId: claim.id,
-          minInterval: durationOf(refreshInterval),
+          minInterval: durationOf(options.refreshInterval),
           claimTimeout: durationOf(LONG_POLL_CLAIM_TIMEOUT_S),
           wait: durationOf(waitMs / 1000),
         },
-        { signal },
+        // The server answers before this deadline; past it, a call whose connection died unnoticed fails.
+        { signal, timeoutMs: waitMs + LONG_POLL_DEADLINE_MARGIN_MS },
       );
     } catch (err) {
-      if (stopped()) return false;
+      if (stopped()) return null;
       if (!(err instanceof PopulusError && err.code === Code.Unimplemented)) throw err;
-      await sleep(left, undefined, { signal }).catch(() => undefined);
-      return !stopped();
+      await pause(Math.min(left, POLL_WITHOUT_LONG_POLL_MS));
+      return stopped() ? null : "refresh";
     }
-    if (answer.granted || answer.anyPending === true) return true;
+    if (answer.granted) return "refresh";
+    if (answer.anyPending === true) return "jobs";
+    // Answered well before its wait with nothing to do: a server that cannot long-poll.
     const early = askedAt + waitMs - Date.now();
-    if (early > 0) await sleep(early, undefined, { signal }).catch(() => undefined);
+    if (early > 0) await pause(Math.min(early, POLL_WITHOUT_LONG_POLL_MS));
   }
-  return false;
+  return null;
 }

@@ -53,6 +53,7 @@ export type { KeyError } from "./reserve-loop.js";
 export type { RetryPolicy } from "./retry.js";
 export { DEFAULT_RETRY } from "./retry.js";
 export type { FetchOptions, TargetRecord, WaitForWorkOptions } from "./table.js";
+export type { WorkFound } from "./claimed-refresh.js";
 export { Table } from "./table.js";
 export type { KeyAttributeInfo, KeyAttributeType, TableInfo } from "./table-info.js";
 export type { KeySource, KeySourceKeys, Make, MakeContext, ResultRecord, TableDefinition } from "./table-definition.js";

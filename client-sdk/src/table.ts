@@ -5,7 +5,7 @@
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ResolvedConnectOptions } from "./config.js";
-import { RefreshClaim, waitForWork } from "./claimed-refresh.js";
+import { RefreshClaim, type WorkFound, waitForWork } from "./claimed-refresh.js";
 import { config } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
 import { Jobs } from "./jobs.js";
@@ -30,11 +30,20 @@ export interface FetchOptions {
   readonly restriction?: Readonly<Record<string, KeyValue>>;
 }
 
+/** The longest wait and refresh interval of waitForWork: a day. */
+const MAX_SECONDS = 86_400;
+
+/** waitForWork's refreshInterval where config.jobs.refreshInterval is 0: populus-worker's default. */
+const DEFAULT_WAIT_REFRESH_INTERVAL_S = 30;
+
 /** Options of `table.waitForWork()`. */
 export interface WaitForWorkOptions {
   /** The longest wait, in seconds (0 to 86,400). @default 60 */
   readonly wait?: number;
-  /** As populate's: a refresh that finished less than this many seconds ago is not due. @default config.jobs.refreshInterval */
+  /**
+   * As populate's: a refresh that finished less than this many seconds ago is not due; more than 0.
+   * @default config.jobs.refreshInterval, or 30 where that is 0
+   */
   readonly refreshInterval?: number;
   /** Ends the wait (resolving false). */
   readonly signal?: AbortSignal;
@@ -82,21 +91,24 @@ export class Table<K extends object = KeyRecord> implements RegisteredTable {
   }
 
   /**
-   * Waits, as an idle worker does between passes of populate, until the table has work: a job
-   * pending, or its refresh due (none within `refreshInterval`, none running), which this process
-   * then holds the claim of for its next populate. One long-poll on the server: no call while
-   * nothing changes, and an answer as soon as something does. Resolves true when there is work,
-   * false when `wait` seconds passed without any or `signal` aborted. Call it only when the next
-   * populate refreshes (config.jobs.autoRefresh): it may take the table's refresh claim.
+   * Waits, as an idle worker does between passes of populate, until the table has work: "jobs" when
+   * a job is pending, "refresh" when its refresh is due (none within `refreshInterval`, none
+   * running), whose claim this process then holds for its next populate; null when `wait` seconds
+   * passed without either or `signal` aborted. One long-poll on the server: no call while nothing
+   * changes, and an answer as soon as something does. With config.jobs.autoRefresh off (populate
+   * does not refresh) it takes no claim, and reads the table's counts every 10 s instead.
    */
-  async waitForWork(options: WaitForWorkOptions = {}): Promise<boolean> {
+  async waitForWork(options: WaitForWorkOptions = {}): Promise<WorkFound> {
     const wait = options.wait ?? 60;
-    const refreshInterval = options.refreshInterval ?? config.jobs.refreshInterval;
-    if (!(Number.isFinite(wait) && wait >= 0 && wait <= 86_400)) throw new InvalidArgumentError(`wait must be from 0 to 86400 seconds, got ${wait}`);
-    if (!(Number.isFinite(refreshInterval) && refreshInterval >= 0 && refreshInterval <= 86_400)) {
-      throw new InvalidArgumentError(`refreshInterval must be from 0 to 86400 seconds, got ${refreshInterval}`);
+    const refreshInterval = options.refreshInterval ?? (config.jobs.refreshInterval > 0 ? config.jobs.refreshInterval : DEFAULT_WAIT_REFRESH_INTERVAL_S);
+    if (!(Number.isFinite(wait) && wait >= 0 && wait <= MAX_SECONDS))
+      throw new InvalidArgumentError(`wait must be from 0 to ${MAX_SECONDS} seconds, got ${wait}`);
+    if (!(Number.isFinite(refreshInterval) && refreshInterval > 0 && refreshInterval <= MAX_SECONDS)) {
+      throw new InvalidArgumentError(
+        `refreshInterval must be more than 0 and at most ${MAX_SECONDS} seconds (with 0 a refresh is always due, and the wait would end at once), got ${refreshInterval}`,
+      );
     }
-    return waitForWork(this.rpc, this.name, this.refreshClaim, refreshInterval, wait, options.signal);
+    return waitForWork(this.rpc, this.name, this.refreshClaim, { refresh: config.jobs.autoRefresh, refreshInterval, waitS: wait, signal: options.signal });
   }
 
   /** Every computed row (every page of ListTargets). */

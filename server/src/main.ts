@@ -88,7 +88,12 @@ async function main(): Promise<void> {
   const notifier = new WorkNotifier(config.reserveRecheckSeconds * 1000, feed);
   // Work made ready through any replica wakes this replica's long-polling Reserve calls.
   feed.subscribe((changes) => {
-    for (const c of changes) if ((c.deltas.pending ?? 0) > 0) notifier.notify(c.table);
+    for (const c of changes) {
+      if ((c.deltas.pending ?? 0) <= 0) continue;
+      // First: a long-poll it wakes must not be answered from a read of the table made before.
+      store.jobsChangedElsewhere(c.table);
+      notifier.notify(c.table);
+    }
   });
   await feed.start().catch((err: unknown) => fail(1, `cannot read the change log: ${describeStartupError(err)}`));
   const hub = new WatchHub(store, feed);

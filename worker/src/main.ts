@@ -9,7 +9,6 @@
  * - 2 usage: bad usage or configuration (one line on stderr);
  * - 3 pipeline: the pipeline module could not be loaded or exports no table (one line on stderr).
  */
-import { config as sdkConfig } from "@populus/sdk";
 import { parseWorkerConfig, type WorkerConfig } from "./config.js";
 import { ConfigError } from "./config-error.js";
 import { exportConnectSettings } from "./connection-config.js";
@@ -91,8 +90,6 @@ async function main(): Promise<void> {
     graceS: config.graceS,
     idleWaitS: config.idleWaitS,
     refreshIntervalS: config.refreshIntervalS,
-    // Read after the pipeline module loaded: it may have set it.
-    waitOnServer: sdkConfig.jobs.autoRefresh,
     signal: stop.signal,
     logger,
   });

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { JobsRefreshOptions, PopulateOptions, PopulateResult, RefreshCounts, WaitForWorkOptions } from "@populus/sdk";
+import type { JobsRefreshOptions, PopulateOptions, PopulateResult, RefreshCounts, WaitForWorkOptions, WorkFound } from "@populus/sdk";
 import { ConfigError } from "./config-error.js";
 
 /** What the worker needs of a table (the SDK's Table). */
@@ -19,7 +19,7 @@ export interface PipelineTable {
   /** Its jobs; `populus refresh` calls refresh. */
   readonly jobs: { refresh(options: JobsRefreshOptions): Promise<RefreshCounts> };
   /** The idle worker's long-poll; absent in a table of an SDK older than it. */
-  waitForWork?(options: WaitForWorkOptions): Promise<boolean>;
+  waitForWork?(options: WaitForWorkOptions): Promise<WorkFound>;
 }
 
 /** The pipeline module could not be loaded, or defines no table; main exits 3 with its message. */

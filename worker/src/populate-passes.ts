@@ -9,13 +9,14 @@
  * (`table.waitForWork()`, a ClaimRefresh long-poll of up to a minute on each
  * table at once): the server answers when a job becomes pending or when a
  * table's refresh comes due and this worker is granted its claim, and the
- * next pass starts then. So an idle fleet makes one call per worker a
- * minute, and still starts on new work at once. The worker sleeps instead,
- * the sleep doubling from 1 s up to --idle-wait, when the server was
- * unreachable, when the last wait said there was work that the pass then
- * could not take (a job delayed, or above --priority), or without
- * autoRefresh (a long-poll may take the refresh claim, which only a
- * refreshing populate uses).
+ * next pass starts then. So an idle fleet makes one call per worker and
+ * table a minute, and still starts on new work within moments. The worker
+ * sleeps instead, the sleep doubling from 1 s up to --idle-wait, when the
+ * server was unreachable, and when the last wait said a job was pending that
+ * the pass then could not take (a job delayed, or above --priority: the wait
+ * would answer the same at once), and with --refresh-interval 0 (a refresh
+ * is always due, so a wait would end at once). Without autoRefresh the wait
+ * takes no claim (the SDK reads the table's counts every 10 s instead).
  *
  * The worker's lifecycle:
  *
@@ -64,8 +65,6 @@ export interface PassesOptions {
   readonly idleWaitS: number;
   /** populate's refreshInterval: a pass reads no key source that any worker refreshed this recently. */
   readonly refreshIntervalS: number;
-  /** Whether an idle worker waits on the server (waitForWork): populate refreshes (config.jobs.autoRefresh). */
-  readonly waitOnServer: boolean;
   /** Aborted by SIGTERM/SIGINT: the graceful stop. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
@@ -76,8 +75,8 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
   let successCount = 0;
   let errors = 0;
   let idleMs = 1000;
-  /** The last wait on the server said there was work. */
-  let toldOfWork = false;
+  /** The last wait on the server said a job was pending. */
+  let toldOfJobs = false;
   const outcome = (kind: PassesOutcome["kind"]): PassesOutcome => ({ kind, successCount, errors });
   for (;;) {
     let worked = false;
@@ -122,19 +121,24 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
     if (o.once && !unavailable) return outcome("done");
     if (worked && !unavailable) {
       idleMs = 1000;
-      toldOfWork = false;
+      toldOfJobs = false;
       continue;
     }
-    if (!unavailable && !toldOfWork && o.waitOnServer && o.tables.every((t) => t.waitForWork !== undefined)) {
+    // With a refresh interval of 0 a refresh is always due: a wait would end at once, every time.
+    const waitingTables = o.refreshIntervalS > 0 ? waitersOf(o.tables) : null;
+    if (!unavailable && !toldOfJobs && waitingTables !== null) {
       try {
-        toldOfWork = await waitForWorkOnAny(o.tables, o.refreshIntervalS, o.signal);
+        toldOfJobs = (await waitForWorkOnAny(waitingTables, o.refreshIntervalS, o.signal)) === "jobs";
         continue;
       } catch (err) {
-        if (!(err instanceof UnavailableError || err instanceof ResourceExhaustedError)) throw err;
+        if (!(err instanceof UnavailableError || err instanceof ResourceExhaustedError)) {
+          o.logger.error({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, "wait for work failed");
+          return outcome("failed");
+        }
         o.logger.warn({ error: (err as Error).message }, "server unavailable; retrying");
       }
     }
-    toldOfWork = false;
+    toldOfJobs = false;
     await delay(idleMs, undefined, { signal: o.signal }).catch(() => undefined); // a stop ends the wait early
     idleMs = Math.min(idleMs * 2, o.idleWaitS * 1000);
   }
@@ -143,32 +147,38 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
 /** One wait on the server: a minute, the longest it holds a long-poll. */
 const LONG_POLL_S = 60;
 
+type WaitingTable = PipelineTable & Required<Pick<PipelineTable, "waitForWork">>;
+
+/** The tables, if every one can wait on the server (a table of an SDK older than waitForWork cannot). */
+function waitersOf(tables: readonly PipelineTable[]): readonly WaitingTable[] | null {
+  return tables.every((t): t is WaitingTable => t.waitForWork !== undefined) ? tables : null;
+}
+
 /**
- * Waits until any of `tables` has work (true) or `signal` aborts (false), in long-polls of a minute
- * on every table at once; the first to find work ends the others'.
+ * Waits until any of `tables` has work ("jobs" before "refresh" when both are found at once) or
+ * `signal` aborts (null), in long-polls of a minute on every table at once; the first to find work
+ * ends the others'.
  */
-async function waitForWorkOnAny(tables: readonly PipelineTable[], refreshIntervalS: number, signal: AbortSignal): Promise<boolean> {
+async function waitForWorkOnAny(tables: readonly WaitingTable[], refreshIntervalS: number, signal: AbortSignal): Promise<"jobs" | "refresh" | null> {
   while (!signal.aborted) {
     const found = new AbortController();
     const stop = () => found.abort();
     signal.addEventListener("abort", stop, { once: true });
     try {
       const waits = tables.map(async (t) => {
-        if (
-          await (t.waitForWork as NonNullable<PipelineTable["waitForWork"]>)({ wait: LONG_POLL_S, refreshInterval: refreshIntervalS, signal: found.signal })
-        ) {
-          found.abort();
-          return true;
-        }
-        return false;
+        const work = await t.waitForWork({ wait: LONG_POLL_S, refreshInterval: refreshIntervalS, signal: found.signal });
+        if (work !== null) found.abort();
+        return work;
       });
-      if ((await Promise.all(waits)).some(Boolean)) return true;
+      const kinds = await Promise.all(waits);
+      if (kinds.includes("jobs")) return "jobs";
+      if (kinds.includes("refresh")) return "refresh";
     } finally {
       signal.removeEventListener("abort", stop);
       found.abort();
     }
   }
-  return false;
+  return null;
 }
 
 /** A key for a log line: bigint values (int64 beyond 2^53) as strings, which JSON cannot hold otherwise. */

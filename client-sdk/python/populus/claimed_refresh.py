@@ -28,11 +28,15 @@ caller asked for that refresh.
 
 An idle worker waits for work with ``Table.wait_for_work()`` (``wait_for_work``
 below): ClaimRefresh long-polls of up to a minute, which the server answers
-when a job of the table becomes pending or when the claim comes due and it
-grants it to this process; the populate that follows then refreshes under
-that claim (asked again under its own id, it is granted again). A stop
-cancels the long-poll in flight (Connection.call's ``stop``), so a worker
-told to stop is not held for the rest of the minute.
+when a job of the table becomes pending ("jobs") or when the claim comes due
+and it grants it to this process ("refresh"); the populate that follows then
+refreshes under that claim (asked again under its own id, it is granted
+again). A claim granted to a wait whose populate never comes lapses after
+``LONG_POLL_CLAIM_TIMEOUT_S``. A stop cancels the long-poll in flight
+(Connection.call's ``stop``), so a worker told to stop is not held for the
+rest of the minute. A wait for a populate that does not refresh
+(``config.jobs.auto_refresh`` off) takes no claim: it reads the table's
+counts every ``POLL_WITHOUT_LONG_POLL_S`` until a job is pending.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Optional
 
 import grpc
 
@@ -89,6 +93,19 @@ default); if its process stopped in between, the claim lapses this soon."""
 _LONG_POLL_DEADLINE_MARGIN_S = 30.0
 """A long-poll's gRPC deadline beyond its wait: the server answers by the end
 of the wait, so only a call that hangs meets it (DEADLINE_EXCEEDED, raised)."""
+
+POLL_WITHOUT_LONG_POLL_S = 10.0
+"""How often a wait for work asks a server that cannot long-poll, seconds: one
+older than ClaimRefresh's ``wait`` answers at once (asked again this much
+later at most, as an idle worker asked before), one older than refresh claims
+answers UNIMPLEMENTED (a pass is due this much later), and so does the
+progress read of a wait without refreshes (``config.jobs.auto_refresh`` off).
+(The TypeScript SDK's POLL_WITHOUT_LONG_POLL_MS.)"""
+
+WorkFound = Optional[Literal["jobs", "refresh"]]
+"""What a wait for work found: "jobs" (a job pending), "refresh" (the table's
+refresh due: this process holds its claim), or None (nothing within the wait,
+or stopped). (The TypeScript SDK's WorkFound.)"""
 
 _RENEW_TIMEOUT_S = 10.0
 _RENEW_POLICY = RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=1.0)
@@ -294,19 +311,28 @@ def wait_for_work(
     refresh_interval: float,
     wait_s: float,
     stop: GracefulStop | None = None,
-) -> bool:
-    """Waits up to ``wait_s`` seconds until ``table`` has work for a populate: a
-    job pending (answered at once if one is), or the table's refresh due (no
-    refresh within ``refresh_interval`` seconds, none running), whose claim
-    this process then holds for the populate that follows. True when there is
-    work; False when the wait ended without any, or ``stop`` stopped it (its
-    long-poll in flight is cancelled then). A server older than the long-poll
-    answers at once, and the rest of each wait is slept here; one older than
-    refresh claims is waited out, then answered True, as a worker slept and
-    tried again before. The TypeScript SDK's waitForWork."""
+    *,
+    refresh: bool,
+) -> WorkFound:
+    """Waits up to ``wait_s`` seconds until ``table`` has work for a populate:
+    "jobs" when a job is pending (answered at once if one is), "refresh" when
+    the table's refresh is due (no refresh within ``refresh_interval``
+    seconds, none running), whose claim this process then holds for the
+    populate that follows; None when the wait ended without either, or
+    ``stop`` stopped it (its call in flight is cancelled then).
+
+    A server older than the long-poll answers at once with no work: it is
+    asked again after the rest of that long-poll, ``POLL_WITHOUT_LONG_POLL_S``
+    at most. One older than refresh claims (UNIMPLEMENTED) is waited out for
+    the rest of the wait, ``POLL_WITHOUT_LONG_POLL_S`` at most, then answered
+    "refresh" (a pass is due, as a worker slept and tried again before). With
+    ``refresh`` False (a populate that does not refresh) no claim is asked
+    for: the table's counts (GetProgress) are read every
+    ``POLL_WITHOUT_LONG_POLL_S`` until a job is pending (a table never
+    refreshed, NOT_FOUND, has none). The TypeScript SDK's waitForWork."""
     # This process is refreshing the table now: its populate will have work.
     if claim.refreshing:
-        return True
+        return "refresh"
 
     def stopped() -> bool:
         return stop is not None and stop.stopping.is_set()
@@ -320,6 +346,22 @@ def wait_for_work(
     until = time.monotonic() + wait_s
     left = wait_s
     while left > 0 and not stopped():
+        if not refresh:
+            try:
+                pending = connection.call("GetProgress", job_service_pb2.GetProgressRequest(table=table), stop=stop).progress.pending
+            except Exception as err:
+                # Cancelled by the stop (grpc.FutureCancelledError), or failed while stopping: no work.
+                if stopped():
+                    return None
+                # A table no one refreshed yet has no jobs to wait for.
+                if not (isinstance(err, PopulusError) and err.code == grpc.StatusCode.NOT_FOUND):
+                    raise
+                pending = 0
+            if pending > 0:
+                return "jobs"
+            pause(min(left, POLL_WITHOUT_LONG_POLL_S))
+            left = until - time.monotonic()
+            continue
         poll = min(left, MAX_LONG_POLL_S)
         asked_at = time.monotonic()
         request = job_service_pb2.ClaimRefreshRequest(
@@ -330,21 +372,24 @@ def wait_for_work(
             wait=duration(poll),
         )
         try:
+            # The server answers before this deadline; past it, a call whose connection died unnoticed fails.
             answer = connection.call("ClaimRefresh", request, timeout=poll + _LONG_POLL_DEADLINE_MARGIN_S, stop=stop)
         except Exception as err:
             # Cancelled by the stop (grpc.FutureCancelledError), or failed while stopping: no work.
             if stopped():
-                return False
+                return None
             if not (isinstance(err, PopulusError) and err.code == grpc.StatusCode.UNIMPLEMENTED):
                 raise
-            # A server older than refresh claims: wait here, then let populate look (as it always did).
-            pause(left)
-            return not stopped()
-        if answer.granted or _any_pending(answer) is True:
-            return True
-        # Held back with nothing pending before the wait ended: a server older than the long-poll.
+            # A server older than refresh claims: a pass is due after a worker's sleep, as it always was.
+            pause(min(left, POLL_WITHOUT_LONG_POLL_S))
+            return None if stopped() else "refresh"
+        if answer.granted:
+            return "refresh"
+        if _any_pending(answer) is True:
+            return "jobs"
+        # Answered well before its wait with nothing to do: a server that cannot long-poll.
         early = asked_at + poll - time.monotonic()
         if early > 0:
-            pause(early)
+            pause(min(early, POLL_WITHOUT_LONG_POLL_S))
         left = until - time.monotonic()
-    return False
+    return None

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any, Iterable, Mapping
 
-from populus.claimed_refresh import RefreshClaim, wait_for_work
+from populus.claimed_refresh import RefreshClaim, WorkFound, wait_for_work
 from populus.config import MAX_REFRESH_INTERVAL_S, config
 from populus.errors import InvalidArgumentError
 from populus.graceful_stop import GracefulStop
@@ -22,6 +22,10 @@ from populus.v1 import job_service_pb2
 from populus.wire import datetime_of
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+DEFAULT_WAIT_REFRESH_INTERVAL_S = 30.0
+"""wait_for_work's refresh_interval where config.jobs.refresh_interval is 0:
+``python -m populus.worker``'s default."""
 
 
 class Table:
@@ -120,32 +124,38 @@ class Table:
             signals=handle_signals,
         )
 
-    def wait_for_work(self, wait: float = 60, refresh_interval: float | None = None, stop: GracefulStop | None = None) -> bool:
+    def wait_for_work(self, wait: float = 60, refresh_interval: float | None = None, stop: GracefulStop | None = None) -> WorkFound:
         """Waits, as an idle worker does between passes of populate, until the
-        table has work: a job pending, or its refresh due (none within
-        ``refresh_interval`` seconds, none running), which this process then
-        holds the claim of for its next populate. ClaimRefresh long-polls of
-        up to a minute each: no call while nothing changes, and an answer as
-        soon as something does.
+        table has work: "jobs" when a job is pending, "refresh" when its
+        refresh is due (none within ``refresh_interval`` seconds, none
+        running), whose claim this process then holds for its next populate;
+        None when ``wait`` seconds (0 to 86400) passed without either or
+        ``stop`` stopped. ClaimRefresh long-polls of up to a minute each: no
+        call while nothing changes, and an answer as soon as something does.
+        With ``config.jobs.auto_refresh`` off (populate does not refresh) it
+        takes no claim, and reads the table's counts every 10 s instead.
 
-        Answers True when there is work, False when ``wait`` seconds (0 to
-        86400) passed without any or ``stop`` stopped. ``refresh_interval`` is
-        populate's (default ``config.jobs.refresh_interval``). ``stop``: the
-        GracefulStop given to populate too; ``stop.stop(grace)`` cancels the
-        long-poll in flight and answers False at once. Call it only when the
-        next populate refreshes (``config.jobs.auto_refresh``, not
-        ``refresh=False``): it may take the table's refresh claim, which only
-        a refreshing populate of this Table uses (unused, it lapses after a
-        minute).
+        ``refresh_interval`` is populate's, more than 0 and at most 86400
+        (default ``config.jobs.refresh_interval``, or 30 where that is 0; with
+        0 a refresh would always be due, and the wait would end at once).
+        ``stop``: the GracefulStop given to populate too; ``stop.stop(grace)``
+        cancels the call in flight and answers None at once. A claim granted
+        to a wait whose populate never comes lapses after a minute.
         """
         if not _is_seconds(wait, 0, 86_400):
             raise InvalidArgumentError(f"{self.name}.wait_for_work: wait must be from 0 to 86400 seconds, got {wait!r}")
-        if refresh_interval is not None and not _is_seconds(refresh_interval, 0, MAX_REFRESH_INTERVAL_S):
+        if refresh_interval is None:
+            interval = float(config.jobs.refresh_interval) if config.jobs.refresh_interval > 0 else DEFAULT_WAIT_REFRESH_INTERVAL_S
+        elif _is_seconds(refresh_interval, 0, MAX_REFRESH_INTERVAL_S) and refresh_interval > 0:
+            interval = float(refresh_interval)
+        else:
             raise InvalidArgumentError(
-                f"{self.name}.wait_for_work: refresh_interval must be from 0 to {MAX_REFRESH_INTERVAL_S} seconds, got {refresh_interval!r}"
+                f"{self.name}.wait_for_work: refresh_interval must be more than 0 and at most {MAX_REFRESH_INTERVAL_S} seconds "
+                f"(with 0 a refresh is always due, and the wait would end at once), got {refresh_interval!r}"
             )
-        interval = float(config.jobs.refresh_interval if refresh_interval is None else refresh_interval)
-        return wait_for_work(self.connection, self.name, self.refresh_claim, interval, float(wait), stop)
+        return wait_for_work(
+            self.connection, self.name, self.refresh_claim, interval, float(wait), stop, refresh=bool(config.jobs.auto_refresh)
+        )
 
     def fetch(self, restriction: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every computed row: ``{"key", "result", "complete_time"}`` dicts."""

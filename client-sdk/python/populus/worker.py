@@ -11,13 +11,15 @@ table at once, in a thread per table; the first to find work ends the
 others'): the server answers when a job becomes pending or when a table's
 refresh comes due and this worker is granted its claim, and the next pass
 starts then. So an idle fleet makes one call per worker and table a minute,
-and still starts on new work at once. The worker sleeps instead, the sleep
-doubling from 1 s up to ``--idle-wait``, when the server was unreachable,
-when the last wait said there was work that the pass then could not take (a
-job delayed, or above ``--priority``), or without ``config.jobs.auto_refresh``
-(a long-poll may take the refresh claim, which only a refreshing populate
-uses). A stop (SIGTERM/SIGINT) cancels the long-polls in flight. As
-populus-worker's passes (worker/src/populate-passes.ts).
+and still starts on new work within moments. The worker sleeps instead, the
+sleep doubling from 1 s up to ``--idle-wait``, when the server was
+unreachable, and when the last wait said a job was pending that the pass
+then could not take (a job delayed, or above ``--priority``: the wait would
+answer the same at once), and with ``--refresh-interval 0`` (a refresh is
+always due, so a wait would end at once). Without
+``config.jobs.auto_refresh`` the wait takes no claim (the SDK reads the
+table's counts every 10 s instead). A stop (SIGTERM/SIGINT) cancels the
+waits in flight. As populus-worker's passes (worker/src/populate-passes.ts).
 
 ``--refresh-interval SECONDS`` (``POPULUS_REFRESH_INTERVAL``, 0 to 86400) is
 passed to every populate as ``refresh_interval``. It defaults to 30, not to
@@ -33,11 +35,15 @@ The module is imported by its name with its directory on ``sys.path``, so the
 child processes of ``--processes N`` import its makes the same way. SIGTERM
 or SIGINT stops gracefully: nothing more is reserved, running makes may finish
 for ``--grace`` seconds, then every held lease is released without charging
-an attempt, and the worker exits 0; a second signal stops at once.
+an attempt, and the worker exits 0; a second signal stops at once. An
+unreachable server (UNAVAILABLE or RESOURCE_EXHAUSTED after the SDK's own
+retries, or a wait on it silent past its deadline) is logged as "server
+unavailable; retrying" and tried again after the idle sleep: a server restart
+is not the worker's failure.
 
 Exit codes as populus-worker's: 0 done (``--once``, ``--max-calls``) or
-stopped; 1 a make failed without ``--suppress-errors``, or populate could not
-run; 2 bad usage (a bad option or ``POPULUS_*`` variable: one line on
+stopped; 1 a make failed without ``--suppress-errors``, populate could not
+run, or the wait for work failed otherwise ("wait for work failed"); 2 bad usage (a bad option or ``POPULUS_*`` variable: one line on
 stderr after the usage); 3 the module could not be loaded or defines no table.
 """
 
@@ -56,7 +62,8 @@ from typing import Any, Callable, Sequence
 
 import grpc
 
-from populus.config import MAX_REFRESH_INTERVAL_S, config, jobs_settings_from_env
+from populus.claimed_refresh import WorkFound
+from populus.config import MAX_REFRESH_INTERVAL_S, jobs_settings_from_env
 from populus.errors import InvalidConfigError, MakeError, PopulusError, ResourceExhaustedError, UnavailableError
 from populus.graceful_stop import GracefulStop
 from populus.table import Table
@@ -182,10 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     calls_left = args.max_calls
     totals = {"success_count": 0, "errors": 0}
     idle = 1.0
-    # Read after the pipeline module loaded: it may have set it.
-    wait_on_server = config.jobs.auto_refresh
-    # The last wait on the server said there was work.
-    told_of_work = False
+    # The last wait on the server said a job was pending.
+    told_of_jobs = False
     while not stop.stopping.is_set():
         worked = False
         unavailable = False
@@ -230,11 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         if worked and not unavailable:
             idle = 1.0
-            told_of_work = False
+            told_of_jobs = False
             continue
-        if not unavailable and not told_of_work and wait_on_server:
+        # With a refresh interval of 0 a refresh is always due: a wait would end at once, every time.
+        if not unavailable and not told_of_jobs and refresh_interval > 0:
             try:
-                told_of_work = _wait_for_work_on_any(list(tables.values()), refresh_interval, stop)
+                told_of_jobs = _wait_for_work_on_any(list(tables.values()), refresh_interval, stop) == "jobs"
                 continue
             except Exception as err:  # noqa: BLE001 - a refused request: logged, exit 1
                 if not _server_unavailable(err):
@@ -242,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _log("stop", reason="wait for work failed", exitCode=1, **totals)
                     return 1
                 _log("server unavailable; retrying", message=str(err))
-        told_of_work = False
+        told_of_jobs = False
         stop.stopping.wait(idle)  # a stop ends the wait early
         idle = min(idle * 2, args.idle_wait)
     reason = "signal" if stop.stopping.is_set() else ("max calls" if calls_left == 0 else "once")
@@ -259,27 +265,30 @@ def _server_unavailable(err: BaseException) -> bool:
     )
 
 
-def _wait_for_work_on_any(tables: Sequence[Table], refresh_interval: float, stop: GracefulStop) -> bool:
-    """Waits until any of ``tables`` has work (True) or ``stop`` stops (False),
-    in long-polls of a minute on every table at once, a thread each; the first
-    to find work (or to fail: its error is raised) ends the others', whose
-    calls are cancelled. Their stop is one of their own, stopped by ``stop``
-    too, so that ending them does not stop the worker."""
+def _wait_for_work_on_any(tables: Sequence[Table], refresh_interval: float, stop: GracefulStop) -> WorkFound:
+    """Waits until any of ``tables`` has work ("jobs" before "refresh" when
+    both are found at once) or ``stop`` stops (None), in long-polls of a
+    minute on every table at once, a thread each; the first to find work (or
+    to fail: its error is raised) ends the others', whose calls are
+    cancelled. Their stop is one of their own, stopped by ``stop`` too, so
+    that ending them does not stop the worker."""
     while not stop.stopping.is_set():
         found = GracefulStop()
         remove = stop.on_stop(lambda: found.stop(0))
         try:
             if len(tables) == 1:
-                if tables[0].wait_for_work(wait=LONG_POLL_S, refresh_interval=refresh_interval, stop=found):
-                    return True
+                work = tables[0].wait_for_work(wait=LONG_POLL_S, refresh_interval=refresh_interval, stop=found)
+                if work is not None:
+                    return work
                 continue
-            answers: list[bool] = []
+            answers: list[WorkFound] = []
             errors: list[BaseException] = []
 
             def wait(table: Table) -> None:
                 try:
-                    if table.wait_for_work(wait=LONG_POLL_S, refresh_interval=refresh_interval, stop=found):
-                        answers.append(True)
+                    work = table.wait_for_work(wait=LONG_POLL_S, refresh_interval=refresh_interval, stop=found)
+                    if work is not None:
+                        answers.append(work)
                         found.stop(0)
                 except BaseException as err:  # noqa: BLE001 - raised in the worker's thread below
                     errors.append(err)
@@ -292,12 +301,14 @@ def _wait_for_work_on_any(tables: Sequence[Table], refresh_interval: float, stop
                 t.join()
             if errors:
                 raise errors[0]
-            if answers:
-                return True
+            if "jobs" in answers:
+                return "jobs"
+            if "refresh" in answers:
+                return "refresh"
         finally:
             remove()
             found.stop(0)
-    return False
+    return None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 of names fails here, and each name is what its docs say it is."""
 
 import inspect
+import typing
 
 import populus
 
@@ -28,5 +29,7 @@ def test_public_names():
     wait_for_work = inspect.signature(populus.Table.wait_for_work).parameters
     assert list(wait_for_work) == ["self", "wait", "refresh_interval", "stop"]
     assert [wait_for_work[p].default for p in ("wait", "refresh_interval", "stop")] == [60, None, None]
+    # What it found: "jobs", "refresh" or None (the TypeScript SDK's WorkFound).
+    assert typing.get_type_hints(populus.Table.wait_for_work)["return"] == typing.Optional[typing.Literal["jobs", "refresh"]]
     assert list(inspect.signature(populus.Jobs.refresh).parameters) == ["self", "priority", "delay", "stale_timeout", "orphan_timeout"]
     assert list(inspect.signature(populus.connect).parameters) == ["url", "token", "ca_file"]

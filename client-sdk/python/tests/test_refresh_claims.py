@@ -12,11 +12,14 @@ is held back as it stood), a slow refresh renews its claim while it runs (18
 times at most) and not after, and a server older than claims gets populate's
 refresh as before. Bad refresh_interval options and settings
 change nothing. ``Table.wait_for_work`` sends its long-polls under the
-table's claim id with a claim_timeout of a minute, sleeps here what a server
-older than the long-poll did not wait (a stop ends that sleep), answers True
-at once when granted or told of a pending job, and waits out a server older
-than refresh claims before it answers True (tests/test_wait_for_work.py: the
-same against real servers)."""
+table's claim id with a claim_timeout of a minute and a deadline 30 s past
+the wait, asks a server older than the long-poll again after the rest of
+each long-poll or 10 s, whichever is first (a stop ends that sleep), answers
+"refresh" at once when granted and "jobs" when told of a pending job, waits
+out a server older than refresh claims (10 s at most) before it answers
+"refresh", and with config.jobs.auto_refresh off asks for no claim but reads
+the table's counts every 10 s until a job is pending (NOT_FOUND: none)
+(tests/test_wait_for_work.py: the same against real servers)."""
 
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ from populus import claimed_refresh as claimed_refresh_module
 from populus.claimed_refresh import ClaimedRefreshOutcome, RefreshClaim, claimed_refresh
 from populus.graceful_stop import GracefulStop
 from populus.refresh import RefreshParams
-from populus.v1 import job_service_pb2, job_service_pb2_grpc
+from populus.v1 import job_service_pb2, job_service_pb2_grpc, types_pb2
 
 
 class CountingSource:
@@ -303,12 +306,15 @@ def held_back(running: bool, any_pending: bool | None) -> job_service_pb2.ClaimR
 
 class StandIn(job_service_pb2_grpc.JobServiceServicer):
     """A stand-in server that records what it was sent (and when, in
-    ``times``). ``claims``: whether it knows ClaimRefresh (else it answers
+    ``times``; what each ClaimRefresh's deadline left, in ``deadlines``;
+    ``asked`` and ``progress_read`` are set by each claim asked for and each
+    GetProgress). ``claims``: whether it knows ClaimRefresh (else it answers
     UNIMPLEMENTED, as a server older than refresh claims). ClaimRefresh answers
     the next of ``claim_answers`` (the last one again once they run out;
     granted when there are none), a renewal answers granted; Refresh answers
     nothing pending, and waits for ``hold`` when that is set; Reserve answers
-    no job."""
+    no job; GetProgress answers the next of ``pending`` (the last one again
+    once they run out) as the pending count, a status code as that error."""
 
     def __init__(self, claims: bool = True) -> None:
         self.claims = claims
@@ -318,6 +324,9 @@ class StandIn(job_service_pb2_grpc.JobServiceServicer):
         self.refreshing = threading.Event()
         self.claim_answers: list[job_service_pb2.ClaimRefreshResponse] = []
         self.asked = threading.Event()
+        self.pending: list[int | grpc.StatusCode] = [0]
+        self.progress_read = threading.Event()
+        self.deadlines: list[float | None] = []
         self._lock = threading.Lock()
 
     def _record(self, name: str, request: Any) -> None:
@@ -327,11 +336,13 @@ class StandIn(job_service_pb2_grpc.JobServiceServicer):
 
     def ClaimRefresh(self, request, context):
         self._record("ClaimRefresh", request)
+        self.deadlines.append(context.time_remaining())
+        if not request.renew:
+            self.asked.set()
         if not self.claims:
             return super().ClaimRefresh(request, context)
         if request.renew:
             return job_service_pb2.ClaimRefreshResponse(granted=True)
-        self.asked.set()
         with self._lock:
             if not self.claim_answers:
                 return job_service_pb2.ClaimRefreshResponse(granted=True)
@@ -351,6 +362,15 @@ class StandIn(job_service_pb2_grpc.JobServiceServicer):
     def Reserve(self, request, context):
         self._record("Reserve", request)
         return job_service_pb2.ReserveResponse()
+
+    def GetProgress(self, request, context):
+        self._record("GetProgress", request)
+        self.progress_read.set()
+        with self._lock:
+            answer = self.pending.pop(0) if len(self.pending) > 1 else self.pending[0]
+        if isinstance(answer, grpc.StatusCode):
+            context.abort(answer, f"table {request.table}: {answer.name}")
+        return job_service_pb2.GetProgressResponse(progress=types_pb2.Progress(pending=answer))
 
     def names(self) -> list[str]:
         return [name for name, _ in self.sent]
@@ -687,83 +707,161 @@ def test_renewals_end_after_most_renewals(stand_in, monkeypatch):
     db.close()
 
 
-def test_wait_for_work_long_polls_under_the_claim_and_sleeps_what_an_older_server_did_not_wait(stand_in, monkeypatch):
+def stop_when_asked(asked: threading.Event, stop: GracefulStop) -> None:
+    """Stops ``stop`` (in a thread) once the stand-in is asked (``asked``, cleared here)."""
+    asked.clear()
+    threading.Thread(target=lambda: (asked.wait(20), stop.stop(0)), daemon=True).start()
+
+
+def test_wait_for_work_long_polls_under_the_claim_and_asks_an_older_server_again_soon(stand_in, monkeypatch):
     service, url = stand_in
-    monkeypatch.setattr(claimed_refresh_module, "MAX_LONG_POLL_S", 0.4)
     # Held back at once with nothing pending, whatever the wait: a server older than the long-poll.
     service.claim_answers = [held_back(False, False)]
     db = populus.connect(url=url)
     table = db.table("Idle", key_source=ids(3), make=Made())
+    # A wait shorter than POLL_WITHOUT_LONG_POLL_S: one long-poll, its rest slept here, no second call.
     started = time.monotonic()
-    assert table.wait_for_work(wait=1, refresh_interval=30) is False
-    assert 1.0 <= time.monotonic() - started < 3.0
-    # Long-polls of 0.4 s, the last one cut to what was left, each one's rest slept here (a loaded
-    # machine asks fewer times, never more).
-    asks = service.claim_asks()
-    assert 2 <= len(asks) <= 3 and service.names() == ["ClaimRefresh"] * len(asks)
-    for a in asks:
-        assert a.table == "Idle" and a.claim_id == table.refresh_claim.id and not a.renew
-        assert seconds(a.min_interval) == 30 and seconds(a.claim_timeout) == 60
-    waits = [seconds(a.wait) for a in asks]
-    assert waits[0] == 0.4 and all(0 < w <= 0.4 for w in waits)
-    assert all(later - earlier >= 0.35 for earlier, later in zip(service.times, service.times[1:]))
+    assert table.wait_for_work(wait=0.4, refresh_interval=30) is None
+    assert 0.4 <= time.monotonic() - started < 3.0
+    [ask] = service.claim_asks()
+    assert service.names() == ["ClaimRefresh"]
+    assert ask.table == "Idle" and ask.claim_id == table.refresh_claim.id and not ask.renew
+    assert seconds(ask.min_interval) == 30 and seconds(ask.claim_timeout) == 60 and seconds(ask.wait) == 0.4
+    # Its call's deadline: the wait and 30 s (what the stand-in had left of it when asked).
+    assert 29 < service.deadlines[0] <= 30.4
 
-    # A stop ends that sleep: False at once, no further ask.
+    # A longer wait: asked again after POLL_WITHOUT_LONG_POLL_S (10 s; 0.3 s here), not after the
+    # rest of that long-poll (here the whole 1.2 s wait), each long-poll the rest of the wait.
+    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 0.3)
+    service.sent.clear()
+    service.times.clear()
+    started = time.monotonic()
+    assert table.wait_for_work(wait=1.2, refresh_interval=30) is None
+    assert 1.2 <= time.monotonic() - started < 4.0
+    asks = service.claim_asks()
+    # Every 0.3 s over 1.2 s: 4 asks (a loaded machine asks fewer times, never more).
+    assert 2 <= len(asks) <= 4 and service.names() == ["ClaimRefresh"] * len(asks)
+    waits = [seconds(a.wait) for a in asks]
+    assert waits[0] == 1.2 and all(0 < later < earlier for earlier, later in zip(waits, waits[1:])), waits
+    gaps = [later - earlier for earlier, later in zip(service.times, service.times[1:])]
+    assert all(gap >= 0.25 for gap in gaps), gaps
+
+    # A stop ends that sleep: None at once, no further ask.
+    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 10.0)
     service.sent.clear()
     stop = GracefulStop()
-    threading.Timer(0.3, stop.stop, args=(0,)).start()
+    stop_when_asked(service.asked, stop)
     started = time.monotonic()
-    assert table.wait_for_work(wait=30, stop=stop) is False
+    assert table.wait_for_work(wait=30, stop=stop) is None
     assert time.monotonic() - started < 2.0
     assert service.names() == ["ClaimRefresh"]
     # Stopped before: no call at all.
     service.sent.clear()
-    assert table.wait_for_work(wait=30, stop=stop) is False
+    assert table.wait_for_work(wait=30, stop=stop) is None
     assert service.names() == []
     db.close()
 
 
-def test_wait_for_work_answers_true_when_granted_or_told_of_a_pending_job(stand_in):
+def test_wait_for_work_answers_refresh_when_granted_and_jobs_when_told_of_a_pending_job(stand_in):
     service, url = stand_in
     db = populus.connect(url=url)
     table = db.table("Told", key_source=ids(3), make=Made())
-    for answer in (job_service_pb2.ClaimRefreshResponse(granted=True), held_back(True, True), held_back(False, True)):
+    granted_with_jobs = job_service_pb2.ClaimRefreshResponse(granted=True, any_pending=True)
+    for answer, found in (
+        (job_service_pb2.ClaimRefreshResponse(granted=True), "refresh"),
+        (granted_with_jobs, "refresh"),  # granted: this process holds the claim, its populate refreshes
+        (held_back(True, True), "jobs"),
+        (held_back(False, True), "jobs"),
+    ):
         service.sent.clear()
         service.claim_answers = [answer]
         started = time.monotonic()
-        assert table.wait_for_work(wait=30, refresh_interval=0) is True
+        assert table.wait_for_work(wait=30, refresh_interval=30) == found
         assert time.monotonic() - started < 2.0
         assert service.names() == ["ClaimRefresh"]
     # Pending unknown (a server older than any_pending): no work known, the wait goes on.
     service.sent.clear()
     service.claim_answers = [held_back(True, None)]
-    assert table.wait_for_work(wait=0.3) is False
+    assert table.wait_for_work(wait=0.3) is None
     assert service.names() == ["ClaimRefresh"]
-    # A refresh of this process running: true with no call.
+    # A refresh of this process running: "refresh" with no call.
     service.sent.clear()
     assert table.refresh_claim._begin()
     try:
-        assert table.wait_for_work(wait=30) is True
+        assert table.wait_for_work(wait=30) == "refresh"
     finally:
         table.refresh_claim._end()
     assert service.names() == []
     db.close()
 
 
-def test_wait_for_work_waits_out_a_server_older_than_refresh_claims(stand_in):
+def test_wait_for_work_waits_out_a_server_older_than_refresh_claims(stand_in, monkeypatch):
     service, url = stand_in
     service.claims = False  # UNIMPLEMENTED
     db = populus.connect(url=url)
     table = db.table("Older", key_source=ids(3), make=Made())
-    # The whole wait slept here, then True: the worker's next pass refreshes and reserves as it always did.
+    # The wait slept here (POLL_WITHOUT_LONG_POLL_S at most), then "refresh": the worker's next pass
+    # refreshes and reserves as it always did.
     started = time.monotonic()
-    assert table.wait_for_work(wait=0.5) is True
+    assert table.wait_for_work(wait=0.5) == "refresh"
     assert 0.5 <= time.monotonic() - started < 2.5
     assert service.names() == ["ClaimRefresh"]
-    # A stop ends that sleep: False.
-    stop = GracefulStop()
-    threading.Timer(0.3, stop.stop, args=(0,)).start()
+    # A longer wait: POLL_WITHOUT_LONG_POLL_S (10 s; 0.3 s here), not the rest of it.
+    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 0.3)
+    service.sent.clear()
     started = time.monotonic()
-    assert table.wait_for_work(wait=30, stop=stop) is False
+    assert table.wait_for_work(wait=30) == "refresh"
+    assert 0.3 <= time.monotonic() - started < 2.5
+    assert service.names() == ["ClaimRefresh"]
+    # A stop ends that sleep: None.
+    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 10.0)
+    service.sent.clear()
+    stop = GracefulStop()
+    stop_when_asked(service.asked, stop)
+    started = time.monotonic()
+    assert table.wait_for_work(wait=30, stop=stop) is None
     assert time.monotonic() - started < 2.0
+    assert service.names() == ["ClaimRefresh"]
+    db.close()
+
+
+def test_wait_for_work_without_auto_refresh_reads_the_counts_and_asks_for_no_claim(stand_in, monkeypatch):
+    service, url = stand_in
+    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 0.3)
+    monkeypatch.setattr(populus.config.jobs, "auto_refresh", False)
+    db = populus.connect(url=url)
+    table = db.table("Counted", key_source=ids(3), make=Made())
+    # Never refreshed (NOT_FOUND: none pending), then none pending, then two: "jobs" on the third
+    # read, POLL_WITHOUT_LONG_POLL_S apart.
+    service.pending = [grpc.StatusCode.NOT_FOUND, 0, 2]
+    started = time.monotonic()
+    assert table.wait_for_work(wait=30) == "jobs"
+    assert 0.6 <= time.monotonic() - started < 4.0
+    assert service.names() == ["GetProgress"] * 3
+    assert all(r.table == "Counted" for _, r in service.sent)
+    gaps = [later - earlier for earlier, later in zip(service.times, service.times[1:])]
+    assert all(gap >= 0.25 for gap in gaps), gaps
+    # None pending within the wait: None; the last read's pause cut to what was left of it.
+    service.sent.clear()
+    service.pending = [0]
+    started = time.monotonic()
+    assert table.wait_for_work(wait=0.4) is None
+    assert 0.4 <= time.monotonic() - started < 2.5
+    assert 1 <= len(service.sent) <= 2 and set(service.names()) == {"GetProgress"}
+    # Any other error is raised.
+    service.pending = [grpc.StatusCode.PERMISSION_DENIED]
+    with pytest.raises(populus.PermissionDeniedError):
+        table.wait_for_work(wait=30)
+    # A stop ends the pause: None.
+    service.sent.clear()
+    service.pending = [0]
+    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 10.0)
+    stop = GracefulStop()
+    stop_when_asked(service.progress_read, stop)
+    started = time.monotonic()
+    assert table.wait_for_work(wait=30, stop=stop) is None
+    assert time.monotonic() - started < 2.0
+    assert service.names() == ["GetProgress"]
+    # Not one ClaimRefresh in all.
+    assert service.claim_asks() == []
     db.close()

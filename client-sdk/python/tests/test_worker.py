@@ -8,18 +8,28 @@ no key source (a key added upstream is neither queued nor made) while
 the server (the server's populus_refresh_claims_waiting gauge reads 1), makes
 a job queued by another client as soon as it is queued, and a SIGTERM cancels
 that wait (exit 0 at once); its wait on several tables ends, every long-poll
-with it, when one of them has work or the worker stops."""
+with it, when one of them has work ("jobs" before "refresh" when both are
+found at once) or the worker stops. The idle loop (in this process, its waits
+stood in for): it sleeps, its sleep doubling, only after a wait that told of
+jobs the pass then did not take, or one that found the server unavailable
+(DEADLINE_EXCEEDED too); after "refresh" it goes straight back to waiting; any
+other error of the wait ends it (exit 1, "wait for work failed"); with
+``--refresh-interval 0`` it never waits on the server, and sleeps instead."""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from typing import Any
 
+import grpc
 import populus
+import populus.worker
 import pytest
 from calls import recorded
 from conftest import FIXTURES, PYTHON, metric, run_script, script_env, wait_until
@@ -147,7 +157,8 @@ def test_an_idle_worker_waits_on_the_server_and_takes_new_work_at_once(server, t
         assert db.table(table_name, key_source=[{"id": 7}], make=lambda key, ctx: None).jobs.refresh()["added"] == 1
         wait_until("the worker to make the queued job", lambda: len(recorded(calls_dir, table_name)) > 0 or worker.poll() is not None, timeout=20)
         assert [c["id"] for c in recorded(calls_dir, table_name)] == [7]
-        assert time.monotonic() - queued_at < 15
+        # Woken by the job, not by the server's own recheck (7.5 to 12.5 s).
+        assert time.monotonic() - queued_at < 6
         # Idle again: waiting on the server again. SIGTERM cancels that wait: the worker exits at once.
         wait_until("the worker to wait on the server again", lambda: waiting(server) == 1 or worker.poll() is not None, timeout=20)
         stopped_at = time.monotonic()
@@ -176,15 +187,16 @@ def test_the_wait_on_several_tables_ends_with_the_first_to_find_work(server, tab
     for t in tables:
         assert t.populate(reserve_jobs=True) == {"success_count": 1, "error_list": []}
     stop = GracefulStop()
-    answer: list[bool] = []
+    answer: list[Any] = []
     thread = threading.Thread(target=lambda: answer.append(_wait_for_work_on_any(tables, 3600, stop)), daemon=True)
     thread.start()
     # A long-poll on each table; a job queued on the second ends the wait, and the first's long-poll with it.
     wait_until("a long-poll on each table", lambda: waiting(server) == 2, timeout=15)
     other = populus.connect(url=server.url)
+    queued_at = time.monotonic()
     assert other.table(names[1], key_source=[{"id": 1}], make=lambda key, ctx: None).jobs.refresh()["added"] == 1
     thread.join(20)
-    assert answer == [True]
+    assert answer == ["jobs"] and time.monotonic() - queued_at < 6
     wait_until("the other table's long-poll to be cancelled", lambda: waiting(server) == 0, timeout=10)
     assert not stop.stopping.is_set()
 
@@ -197,7 +209,149 @@ def test_the_wait_on_several_tables_ends_with_the_first_to_find_work(server, tab
     stopped_at = time.monotonic()
     stop.stop(0)
     thread.join(20)
-    assert answer == [False] and time.monotonic() - stopped_at < 5
+    assert answer == [None] and time.monotonic() - stopped_at < 5
     wait_until("both long-polls to be cancelled", lambda: waiting(server) == 0, timeout=10)
     other.close()
     db.close()
+
+
+class FakeTable:
+    """A table whose wait_for_work answers the next of ``works`` (an exception
+    is raised; "stall" waits until its stop stops, then answers None), after
+    ``together`` (a barrier) when given, recording what it was asked."""
+
+    def __init__(self, name: str, works: list[Any], together: threading.Barrier | None = None) -> None:
+        self.name = name
+        self.works = works
+        self.together = together
+        self.asked: list[tuple[float, float]] = []
+
+    def wait_for_work(self, wait: float, refresh_interval: float, stop: GracefulStop) -> Any:
+        self.asked.append((wait, refresh_interval))
+        if self.together is not None:
+            self.together.wait(10)
+        work = self.works.pop(0)
+        if isinstance(work, BaseException):
+            raise work
+        if work == "stall":
+            assert stop.stopping.wait(10), "the wait was not ended"
+            return None
+        return work
+
+
+def test_the_wait_on_several_tables_prefers_jobs_to_a_refresh_found_at_once():
+    stop = GracefulStop()
+    # Both answer together: "jobs" wins, whichever table found it.
+    for works in (["refresh", "jobs"], ["jobs", "refresh"], ["refresh", "refresh"]):
+        together = threading.Barrier(2)
+        tables = [FakeTable(f"T{i}", [work], together) for i, work in enumerate(works)]
+        assert _wait_for_work_on_any(tables, 30, stop) == ("jobs" if "jobs" in works else "refresh")
+        assert [t.asked for t in tables] == [[(60, 30)], [(60, 30)]]
+    # The first to answer ends the other's wait (None), and its answer is the wait's.
+    tables = [FakeTable("Stalled", ["stall"]), FakeTable("Due", ["refresh"])]
+    assert _wait_for_work_on_any(tables, 30, stop) == "refresh"
+    # One table: its answer; a wait that ran out with nothing is followed by another.
+    single = FakeTable("T", [None, None, "jobs"])
+    assert _wait_for_work_on_any([single], 45, stop) == "jobs"
+    assert single.asked == [(60, 45)] * 3
+    # An error of one table's wait ends the others' and is raised.
+    tables = [FakeTable("Stalled", ["stall"]), FakeTable("Denied", [populus.PermissionDeniedError("no")])]
+    with pytest.raises(populus.PermissionDeniedError):
+        _wait_for_work_on_any(tables, 30, stop)
+    # The worker's stop: None, with no wait.
+    stop.stop(0)
+    assert _wait_for_work_on_any([FakeTable("T", [])], 30, stop) is None
+    stop.dispose()
+
+
+class _SleepLog(threading.Event):
+    """The worker's stop.stopping: its timed waits (the idle loop's sleeps) are
+    logged in ``events`` and return at once; after ``most`` of them the stop stops."""
+
+    def __init__(self, owner: GracefulStop, events: list[Any], most: int) -> None:
+        super().__init__()
+        self.owner, self.events, self.most = owner, events, most
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            return super().wait()
+        self.events.append(("sleep", timeout))
+        if sum(1 for e in self.events if e[0] == "sleep") >= self.most:
+            self.owner.stop(0)
+        return self.is_set()
+
+
+def run_idle_worker(
+    server, table_name: str, tmp_path, monkeypatch, answers: list[Any], *flags: str, most_sleeps: int = 100
+) -> tuple[int, list[Any]]:
+    """``populus.worker.main`` in this process on a table with an empty key source
+    (every pass finds nothing to do), its waits on the server answered from
+    ``answers`` (an exception is raised): its exit code, what it did between
+    passes: ("wait", its tables, the refresh interval) and ("sleep", seconds)."""
+    module = tmp_path / f"idle_{table_name.lower()}.py"
+    module.write_text(
+        "import populus\n"
+        f"db = populus.connect(url={server.url!r})\n"
+        f"Idle = db.table({table_name!r}, key_source=[], make=lambda key, ctx: {{}})\n"
+    )
+    events: list[Any] = []
+
+    def waited(tables, refresh_interval, stop):
+        events.append(("wait", [t.name for t in tables], refresh_interval))
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    class RecordingStop(GracefulStop):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stopping = _SleepLog(self, events, most_sleeps)
+
+    monkeypatch.setattr(populus.worker, "_wait_for_work_on_any", waited)
+    monkeypatch.setattr(populus.worker, "GracefulStop", RecordingStop)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main puts the module's directory first
+    monkeypatch.delenv("POPULUS_REFRESH_INTERVAL", raising=False)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = populus.worker.main([str(module), "--grace", "0", "--idle-wait", "5", *flags])
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        sys.modules.pop(module.stem, None)
+    return code, events
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # one table with nothing to do
+def test_the_idle_loop_sleeps_only_when_told_of_jobs_it_did_not_take_or_the_server_was_unavailable(
+    server, table_name, tmp_path, monkeypatch, capsys
+):
+    answers = [
+        "refresh",  # granted the claim: the pass refreshes, finds nothing, and waits again at once
+        "jobs",  # a job pending that the pass then did not take (delayed, or above --priority): a sleep
+        "refresh",
+        populus.PopulusError("the long-poll's deadline passed", grpc.StatusCode.DEADLINE_EXCEEDED),  # as unavailable: a sleep
+        None,  # the worker's stop (none here: the loop goes on)
+        populus.PermissionDeniedError("not allowed"),  # any other error: exit 1
+    ]
+    code, events = run_idle_worker(server, table_name, tmp_path, monkeypatch, answers, "--refresh-interval", "30")
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    wait = ("wait", [table_name], 30)
+    assert events == [wait, wait, ("sleep", 1.0), wait, wait, ("sleep", 2.0), wait, wait]
+    assert [e["msg"] for e in logs if e["msg"] != "pass"] == ["start", "server unavailable; retrying", "wait for work failed", "stop"]
+    assert logs[-2] == {**logs[-2], "error": "PermissionDeniedError", "message": "not allowed"}
+    assert logs[-1] == {**logs[-1], "reason": "wait for work failed", "exitCode": 1}
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # one table with nothing to do
+def test_with_refresh_interval_0_the_idle_worker_sleeps_instead_of_waiting_on_the_server(
+    server, table_name, tmp_path, monkeypatch, capsys
+):
+    # A refresh is always due with 0: a wait would end at once. The sleep doubles up to --idle-wait.
+    code, events = run_idle_worker(server, table_name, tmp_path, monkeypatch, [], "--refresh-interval", "0", most_sleeps=5)
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert events == [("sleep", 1.0), ("sleep", 2.0), ("sleep", 4.0), ("sleep", 5.0), ("sleep", 5.0)]
+    assert [e["successCount"] for e in logs if e["msg"] == "pass"] == [0] * 5
+    assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0}

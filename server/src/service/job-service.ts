@@ -114,33 +114,35 @@ export interface JobServiceDeps {
   readonly clock?: () => number;
 }
 
-/** Builds the JobService implementation over a store. */
-
 /**
  * How often a long-polling ClaimRefresh held back by a running refresh looks again: a claim ended
  * through this replica wakes it (claimEnded), one ended through another replica, or lapsed, is
- * seen this late at most.
+ * seen this late at most (a quarter more or less, so that a table's waiters do not look at once).
  */
 const RUNNING_RECHECK_MS = 10_000;
 /** Long-polls held back until the same instant look again spread over this long, so that one takes the claim and the rest find it held. */
 const DUE_SPREAD_MS = 1000;
+/** A long-poll answers this long before its call's deadline (connect-timeout-ms), so that the answer arrives in time. */
+const DEADLINE_MARGIN_MS = 500;
 
 /**
- * Why a long-polling ClaimRefresh stopped waiting: its caller left or its deadline passed (the
- * call's own error), or the server is stopping: UNAVAILABLE, so that the SDK asks again (this
- * replica once restarted, or another) rather than take an early answer for a server that cannot
- * long-poll and sleep out the wait.
+ * The error a long-polling ClaimRefresh ends with when it stops waiting unanswered: its caller
+ * left (the call's own error), or the server is stopping: UNAVAILABLE, so that the SDK asks again
+ * (this replica once restarted, or another) rather than take an early answer for a server that
+ * cannot long-poll.
  */
-function waitEnded(signal: AbortSignal): ConnectError {
+function waitEndedError(signal: AbortSignal): ConnectError {
   return signal.reason instanceof ConnectError ? signal.reason : new ConnectError("the server is stopping: ask again", Code.Unavailable);
 }
 
 /** How long a long-polling ClaimRefresh held back at `now` waits before it looks again, if nothing wakes it first. */
 function untilClaimMayBeGranted(heldBack: ClaimOutcome, minIntervalMs: number, now: number): number {
-  if (heldBack.running || heldBack.lastRefreshTime === null) return RUNNING_RECHECK_MS;
+  // Held back and not running: held back as recent, so a refresh finished at lastRefreshTime.
+  if (heldBack.running || heldBack.lastRefreshTime === null) return RUNNING_RECHECK_MS * (0.75 + Math.random() / 2);
   return Math.max(0, heldBack.lastRefreshTime + minIntervalMs - now) + Math.random() * DUE_SPREAD_MS;
 }
 
+/** Builds the JobService implementation over a store. */
 export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobService> {
   const { store, notifier, hub, metrics } = deps;
   const clock = deps.clock ?? Date.now;
@@ -180,16 +182,23 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const table = parseTableName(req.table);
       const claim = validateClaimRefresh(req);
       if (claim.renew) return { granted: await store.renewRefreshClaim(table.stored, claim.claimId, clock()) };
-      const deadline = clock() + claim.waitMs;
+      const callDeadline = ctx.timeoutMs();
+      const deadline = clock() + Math.min(claim.waitMs, callDeadline === undefined ? claim.waitMs : callDeadline - DEADLINE_MARGIN_MS);
       for (;;) {
-        // Taken before looking, as Reserve's: a refresh that queues jobs while we look wakes the wait at once.
-        const seen = notifier.mark(table.stored);
+        // Taken before looking, as Reserve's: a refresh that queues jobs, or a claim that ends, while we look wakes the wait at once.
+        const seen = notifier.markIdle(table.stored);
         const now = clock();
         const outcome = await store.claimRefresh({ table: table.stored, ...claim, now });
+        if (outcome.granted && claim.waitMs > 0 && ctx.signal.aborted) {
+          // Granted as its caller left: given back, or it would hold the claim until it lapsed.
+          await store.abandonRefresh(table.stored, claim.claimId);
+          notifier.claimEnded(table.stored);
+          throw waitEndedError(ctx.signal);
+        }
         // Held back, the caller goes straight to reserving: with nothing pending it need not.
         const anyPending = outcome.granted ? undefined : await store.anyPending(table.stored, clock());
         const remaining = deadline - clock();
-        const answer = () => {
+        if (outcome.granted || anyPending === true || remaining <= 0) {
           metrics?.refreshClaims.inc({ table: table.stored, outcome: outcome.granted ? "granted" : outcome.running ? "running" : "recent" });
           return {
             granted: outcome.granted,
@@ -197,12 +206,11 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
             lastRefreshTime: outcome.lastRefreshTime === null ? undefined : timestampFromMs(outcome.lastRefreshTime),
             anyPending,
           };
-        };
-        if (outcome.granted || anyPending === true || remaining <= 0) return answer();
-        if (ctx.signal.aborted) throw waitEnded(ctx.signal);
+        }
+        if (ctx.signal.aborted) throw waitEndedError(ctx.signal);
         await notifier.waitIdle(table.stored, Math.min(remaining, untilClaimMayBeGranted(outcome, claim.minIntervalMs, now)), ctx.signal, seen);
         // Not looked at again: a caller gone would hold a claim granted to it until it lapsed.
-        if (ctx.signal.aborted) throw waitEnded(ctx.signal);
+        if (ctx.signal.aborted) throw waitEndedError(ctx.signal);
       }
     },
 
@@ -311,7 +319,10 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async deleteJobs(req) {
       const def = await declared(req.table);
       const d = validateDeleteJobs(req, def);
-      return { deleted: BigInt(await store.deleteJobs(def.name, d.statuses, d.keys)) };
+      const deleted = await store.deleteJobs(def.name, d.statuses, d.keys);
+      // The next refresh queues them again, and is due now: idle workers waiting on it are told.
+      if (deleted > 0) notifier.claimEnded(def.name);
+      return { deleted: BigInt(deleted) };
     },
 
     async ignore(req) {
@@ -336,7 +347,9 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
 
     async deleteTargets(req) {
       const def = await declared(req.table);
-      return { deleted: BigInt(await store.deleteTargets(def.name, validateDeleteTargets(req, def))) };
+      const deleted = await store.deleteTargets(def.name, validateDeleteTargets(req, def));
+      if (deleted > 0) notifier.claimEnded(def.name);
+      return { deleted: BigInt(deleted) };
     },
 
     async listTargets(req) {

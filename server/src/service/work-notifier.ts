@@ -25,6 +25,12 @@ export interface ChangeDemand {
   want(): () => void;
 }
 
+/**
+ * A table's idle long-polls, woken together when its claim ends, look again spread over this long:
+ * one reads the claim from the database and the rest share that read (claim-reads.ts).
+ */
+const CLAIM_ENDED_SPREAD_MS = 1000;
+
 export class WorkNotifier {
   private readonly events = new EventEmitter();
   /** Refresh claims ended, per table: heard by idle long-polls only (claimEnded). */
@@ -32,6 +38,8 @@ export class WorkNotifier {
   /** Notifications so far, per table and for all tables at once. */
   private readonly notified = new Map<string, number>();
   private notifiedAll = 0;
+  /** Claims ended so far, per table: counted apart, so that a Reserve does not look again for one. */
+  private readonly claimsEnded = new Map<string, number>();
   private waitingNow = 0;
   private idleNow = 0;
 
@@ -61,11 +69,12 @@ export class WorkNotifier {
   }
 
   /**
-   * `table`'s refresh claim ended through this replica (its refresh finished, or was given back):
-   * wakes its idle long-polls only, which may now be granted the claim or wait for its next due time.
+   * `table`'s refresh claim ended through this replica (its refresh finished, or was given back),
+   * or its refresh became due (jobs or computed rows deleted): wakes its idle long-polls only,
+   * which may now be granted the claim or wait for its next due time.
    */
   claimEnded(table: string): void {
-    this.notified.set(table, (this.notified.get(table) ?? 0) + 1);
+    this.claimsEnded.set(table, (this.claimsEnded.get(table) ?? 0) + 1);
     this.claimEvents.emit(table);
   }
 
@@ -80,6 +89,11 @@ export class WorkNotifier {
     return (this.notified.get(table) ?? 0) + this.notifiedAll;
   }
 
+  /** mark() for waitIdle(), which claims' ends wake too. */
+  markIdle(table: string): number {
+    return this.mark(table) + (this.claimsEnded.get(table) ?? 0);
+  }
+
   /**
    * Resolves on a notification for `table`, after min(ms, recheckMs), or when
    * signal aborts; at once when `table` was notified since `since` (a mark()).
@@ -89,34 +103,40 @@ export class WorkNotifier {
     this.waitingNow++;
     // Work made ready through another replica reaches this one through the feed.
     const unwant = this.feed?.want();
-    return this.until(table, Math.min(ms, this.recheckMs), signal).finally(() => {
+    return this.until(table, Math.min(ms, this.recheckMs), signal, null).finally(() => {
       this.waitingNow--;
       unwant?.();
     });
   }
 
   /**
-   * Resolves on a notification for `table`, after `ms`, or when signal aborts; at once when `table`
-   * was notified since `since`. For waits that may last a minute and need no recheck (see above).
+   * Resolves on a notification for `table`, soon after its claim ends, after `ms`, or when signal
+   * aborts; at once when either came since `since` (a markIdle()). For waits that may last a minute
+   * and need no recheck (see above).
    */
   waitIdle(table: string, ms: number, signal: AbortSignal, since: number): Promise<void> {
-    if (this.mark(table) !== since || signal.aborted) return Promise.resolve();
+    if (this.markIdle(table) !== since || signal.aborted) return Promise.resolve();
     this.idleNow++;
-    return this.until(table, ms, signal, true).finally(() => this.idleNow--);
+    return this.until(table, ms, signal, this.claimEvents).finally(() => this.idleNow--);
   }
 
-  private until(table: string, ms: number, signal: AbortSignal, claimEnded = false): Promise<void> {
+  /** Resolves on `table`'s notification, after ms, on abort, or (with `claims`) a spread moment after its claim ends. */
+  private until(table: string, ms: number, signal: AbortSignal, claims: EventEmitter | null): Promise<void> {
     return new Promise((resolve) => {
+      let timer = setTimeout(() => done(), ms);
       const done = () => {
         clearTimeout(timer);
         this.events.off(table, done);
-        if (claimEnded) this.claimEvents.off(table, done);
+        claims?.off(table, soon);
         signal.removeEventListener("abort", done);
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const soon = () => {
+        clearTimeout(timer);
+        timer = setTimeout(done, Math.random() * CLAIM_ENDED_SPREAD_MS);
+      };
       this.events.once(table, done);
-      if (claimEnded) this.claimEvents.once(table, done);
+      claims?.once(table, soon);
       signal.addEventListener("abort", done, { once: true });
     });
   }

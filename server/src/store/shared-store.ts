@@ -174,6 +174,10 @@ export abstract class SharedStore implements JobStore {
     return this.writing(this.#claimReads, table, () => this.statements(() => abandonClaim(this.sql, table, claimId)));
   }
 
+  jobsChangedElsewhere(table: string): void {
+    this.#emptyTables.written(table);
+  }
+
   async anyPending(table: string, now: number): Promise<boolean> {
     if ((await this.describeTable(table)) === null) return false;
     // Read as an idle pass's refresh reads it (empty-tables.ts): held-back workers of a drained table share one read a second.

@@ -194,6 +194,8 @@ export interface JobStore {
   abandonRefresh(table: string, claimId: string): Promise<boolean>;
   /** Whether the table has a pending job, due or delayed; false for a table never declared. */
   anyPending(table: string, now: number): Promise<boolean>;
+  /** The table's jobs changed through another replica (the change feed said): no read this server made before answers for it. */
+  jobsChangedElsewhere(table: string): void;
   /** Promise 1: leases up to maxJobs ready jobs; answers at once. */
   reserve(input: ReserveInput): Promise<LeaseGrant[]>;
   /** Promise 2: all or nothing; LeaseLostError when any lease is not current. */

@@ -140,8 +140,12 @@ class JobServiceServicer(object):
 
         With wait set it is an idle worker's long-poll: held back with nothing
         pending, it answers when a job of the table becomes pending, when the
-        claim can be granted (the interval has passed, or the running refresh
-        ended or lapsed: then it is granted), or when the wait ends.
+        claim can be granted to it (the interval since the last refresh has
+        passed, or the claim was given back, lapsed, or made due by DeleteJobs or
+        DeleteTargets; of several waiters one is granted, and the others wait on
+        for the next time), or when the wait ends. A job queued through another
+        replica wakes it within about a second; a claim that lapses or ends
+        through another replica is seen within about ten.
 
         Errors: INVALID_ARGUMENT for a bad table name, a claim_id that is empty,
         longer than 64 characters or not printable ASCII, a negative or too long

@@ -593,9 +593,8 @@ const pause = (s: number, signal: AbortSignal) => sleep(s * 1000, undefined, { s
  * comes due (--refresh-interval, 30 s), the server grants it to one waiter, which then passes as
  * the worker does: populate claims again under its own id and refreshes its key source (here an
  * empty one: one Refresh call), asks for jobs only when the server said some are pending (here none:
- * no Reserve), and, having found nothing, sleeps a second and passes again (held back: one
- * ClaimRefresh) before it waits on the server again. A fleet's waits are out of step, so each
- * worker's first wait here lasts a random part of a minute.
+ * no Reserve), and, having found nothing, waits on the server again. A fleet's waits are out of
+ * step, so each worker's first wait here lasts a random part of a minute.
  * Before they come, the server's CPU is read alone for RAMP_S (its own timers). The workers connect
  * over RAMP_S; then the server's CPU is read over idleSeconds.
  */
@@ -636,10 +635,9 @@ export async function idle(dialect: Dialect, port: number, s: Sizes, log: (line:
       for (let wait = 1 + Math.random() * (LONG_POLL_S - 1); !signal.aborted; wait = LONG_POLL_S) {
         const answer = await rpc.claimRefresh({ table, claimId, minInterval, claimTimeout: { seconds: 60n }, wait: durationOf(wait) }, { signal });
         calls++;
-        if (!answer.granted && answer.anyPending !== true) continue;
-        await pass();
-        await pause(1, signal);
-        if (!signal.aborted) await pass();
+        if (answer.anyPending === true) throw new Error("an idle worker was told of a pending job");
+        // Granted: the worker's pass refreshes under the claim, finds nothing, and waits again.
+        if (answer.granted) await pass();
       }
     } catch (err) {
       if (!signal.aborted) throw err;

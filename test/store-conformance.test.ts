@@ -1994,7 +1994,7 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends; at once when a job becomes pending, when its claim is given back or its refresh made due (DeleteJobs); when the interval has passed (granted to exactly one of several waiters); when a running claim lapses (at its recheck); a cancelled one is let go; a stopping server answers them UNAVAILABLE",
+      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends; at once when a job becomes pending, when its claim is given back or its refresh made due (DeleteJobs); when the interval has passed (counted from a finish through this server, which it hears of; granted to exactly one of several waiters); when a running claim lapses (at its recheck); a cancelled one is let go; a stopping server answers them UNAVAILABLE",
     serial: true,
     async run(t, { client, server, db }) {
       const table = "LongPolledClaim";
@@ -2051,6 +2051,19 @@ const scenarios: Scenario[] = [
         answers.every((a) => a.granted || a.running),
         "the others were held back by the claim it took",
       );
+
+      // A refresh that takes the claim and finishes through this server: its waiter learns the next due time from it (its own look is 7.5-12.5 s away), and is granted then.
+      const next = "Rescheduled";
+      await client.refresh({ table: next, keys: [key(0)] });
+      const [only] = (await client.reserve({ table: next, maxJobs: 1, worker: WORKER })).leases;
+      await client.complete({ table: next, completions: [{ leaseToken: only?.leaseToken ?? "", result: {} }] });
+      t.true((await client.claimRefresh({ table: next, claimId: "runner" })).granted);
+      const nextWaiter = client.claimRefresh({ table: next, claimId: "next", minInterval: seconds(2), wait: seconds(30) });
+      await until("the long-poll waits", async () => (await waiting()) === 1);
+      await client.refresh({ table: next, keys: [key(0)], final: true, claimId: "runner" });
+      started = Date.now();
+      t.true((await nextWaiter).granted, "granted when the interval after the finish passed");
+      t.true(Date.now() - started >= 1500 && Date.now() - started < AT_ONCE_MS, `2 s after the finish (${Date.now() - started} ms)`);
 
       // A running claim lapses (its holder went silent): a waiter is granted it at its recheck.
       t.true((await client.claimRefresh({ table: "LapsingForWaiter", claimId: "silent", claimTimeout: seconds(1) })).granted);

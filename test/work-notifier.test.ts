@@ -6,11 +6,14 @@
  * through a real server; this pins the race that made them flaky under load.
  */
 import test from "ava";
-import { WorkNotifier } from "../server/dist/service/work-notifier.js";
+import { type ClaimChange, WorkNotifier } from "../server/dist/service/work-notifier.js";
 
 const PENDING = Symbol("still waiting");
 /** What `p` settled to within `ms`, or PENDING. */
 const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<typeof PENDING>((r) => setTimeout(() => r(PENDING), ms))]);
+
+/** An idle wait's answer to a claim change: look again now. */
+const lookNow = () => 0;
 
 /** A notifier whose fallback recheck never comes during a test. */
 const notifier = () => new WorkNotifier(60_000);
@@ -95,38 +98,54 @@ test("an idle long-poll (waitIdle) waits its whole time with no recheck and with
     },
   };
   const n = new WorkNotifier(50, feed);
-  const waiting = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"));
+  const waiting = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"), lookNow);
   t.is(await within(waiting, 300), PENDING, "no recheck after 50 ms: it waits its own time");
   t.deepEqual([n.idleWaiting, n.waiting, wanted], [1, 0, 0], "counted as an idle wait; the feed is not read faster for it");
   n.notify("A");
   t.not(await within(waiting, 2000), PENDING);
   t.is(n.idleWaiting, 0);
 
-  t.not(await within(n.waitIdle("A", 100, new AbortController().signal, n.markIdle("A")), 2000), PENDING, "ends at its time");
+  t.not(await within(n.waitIdle("A", 100, new AbortController().signal, n.markIdle("A"), lookNow), 2000), PENDING, "ends at its time");
   const seen = n.markIdle("A");
   n.notify("A");
-  t.not(await within(n.waitIdle("A", 60_000, new AbortController().signal, seen), 2000), PENDING, "notified since its mark: at once");
+  t.not(await within(n.waitIdle("A", 60_000, new AbortController().signal, seen, lookNow), 2000), PENDING, "notified since its mark: at once");
   const abort = new AbortController();
-  const aborted = n.waitIdle("A", 60_000, abort.signal, n.markIdle("A"));
+  const aborted = n.waitIdle("A", 60_000, abort.signal, n.markIdle("A"), lookNow);
   abort.abort();
   t.not(await within(aborted, 2000), PENDING);
   t.is(n.idleWaiting, 0);
 });
 
-test("a refresh claim's end wakes the idle long-polls of its table (within a second's spread), not Reserve's waits, and a Reserve marked before it does not look again", async (t) => {
+test("a change of a table's refresh claim reaches only its idle long-polls: freed, they look again within a spread second; taken or finished, each waits as long as it reckons from the change, without a look; a Reserve marked before it does not look again, an idle wait does", async (t) => {
   const n = notifier();
-  const idle = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"));
+  const heard: ClaimChange[] = [];
+  const reckon = (ms: number | null) => (change: ClaimChange) => {
+    heard.push(change);
+    return ms;
+  };
+  const freed = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"), reckon(null));
   const reserve = n.wait("A", 60_000, new AbortController().signal, n.mark("A"));
-  const other = n.waitIdle("B", 60_000, new AbortController().signal, n.markIdle("B"));
+  const other = n.waitIdle("B", 60_000, new AbortController().signal, n.markIdle("B"), reckon(null));
   const reserveMark = n.mark("A");
   const idleMark = n.markIdle("A");
-  n.claimEnded("A");
-  t.not(await within(idle, 2000), PENDING);
+  n.claimChanged("A", { kind: "freed" });
+  t.not(await within(freed, 2000), PENDING);
+  t.deepEqual(heard, [{ kind: "freed" }]);
   t.is(await within(reserve, 200), PENDING, "no job came: the Reserve waits on");
   t.is(await within(other, 10), PENDING, "another table's wait goes on");
-  t.is(await within(n.wait("A", 60_000, new AbortController().signal, reserveMark), 100), PENDING, "a Reserve that marked before the claim's end waits");
-  t.not(await within(n.waitIdle("A", 60_000, new AbortController().signal, idleMark), 100), PENDING, "an idle wait that marked before it does not");
+  t.is(await within(n.wait("A", 60_000, new AbortController().signal, reserveMark), 100), PENDING, "a Reserve that marked before the change waits");
+  t.not(await within(n.waitIdle("A", 60_000, new AbortController().signal, idleMark, lookNow), 100), PENDING, "an idle wait that marked before it does not");
+
+  // Taken: one wait reckons its next look far off, another soon.
+  const later = n.waitIdle("A", 100, new AbortController().signal, n.markIdle("A"), reckon(60_000));
+  const sooner = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"), reckon(50));
+  n.claimChanged("A", { kind: "taken" });
+  t.not(await within(sooner, 2000), PENDING, "rescheduled to 50 ms");
+  t.is(await within(later, 300), PENDING, "rescheduled past its own 100 ms");
+  n.claimChanged("A", { kind: "finished", lastRefreshTime: 1234 });
+  t.deepEqual(heard.slice(1), [{ kind: "taken" }, { kind: "taken" }, { kind: "finished", lastRefreshTime: 1234 }], "each waiter is told what changed");
   n.notify("A");
   n.notify("B");
-  t.not(await within(Promise.all([reserve, other]), 2000), PENDING, "each woken by its own table's job");
+  t.not(await within(Promise.all([reserve, other, later]), 2000), PENDING, "each woken by its own table's job");
+  t.is(n.idleWaiting, 0);
 });

@@ -33,7 +33,7 @@ import { type Codec, codecOf, keyAttributeMessages, progressMessage, STATUS_TO_P
 import type { WatchHub } from "./watch-hub.js";
 import { watchResponse } from "./watch-responses.js";
 import type { ServerMetrics } from "./metrics.js";
-import type { WorkNotifier } from "./work-notifier.js";
+import type { ClaimChange, WorkNotifier } from "./work-notifier.js";
 
 /**
  * A Reserve's leases as columns (as_columns): the stored canonical key JSON goes out as it is, and
@@ -115,9 +115,10 @@ export interface JobServiceDeps {
 }
 
 /**
- * How often a long-polling ClaimRefresh held back by a running refresh looks again: a claim ended
- * through this replica wakes it (claimEnded), one ended through another replica, or lapsed, is
- * seen this late at most (a quarter more or less, so that a table's waiters do not look at once).
+ * How often a long-polling ClaimRefresh held back by a running refresh looks again: a claim that
+ * ends through this replica reschedules it (claimChanged), one that ends through another replica,
+ * or lapses, is seen this late at most (a quarter more or less, so that a table's waiters do not
+ * look at once).
  */
 const RUNNING_RECHECK_MS = 10_000;
 /** Long-polls held back until the same instant look again spread over this long, so that one takes the claim and the rest find it held. */
@@ -135,11 +136,24 @@ function waitEndedError(signal: AbortSignal): ConnectError {
   return signal.reason instanceof ConnectError ? signal.reason : new ConnectError("the server is stopping: ask again", Code.Unavailable);
 }
 
+const TAKEN: ClaimChange = { kind: "taken" };
+const FREED: ClaimChange = { kind: "freed" };
+
 /** How long a long-polling ClaimRefresh held back at `now` waits before it looks again, if nothing wakes it first. */
 function untilClaimMayBeGranted(heldBack: ClaimOutcome, minIntervalMs: number, now: number): number {
   // Held back and not running: held back as recent, so a refresh finished at lastRefreshTime.
-  if (heldBack.running || heldBack.lastRefreshTime === null) return RUNNING_RECHECK_MS * (0.75 + Math.random() / 2);
-  return Math.max(0, heldBack.lastRefreshTime + minIntervalMs - now) + Math.random() * DUE_SPREAD_MS;
+  if (heldBack.running || heldBack.lastRefreshTime === null) return runningRecheckMs();
+  return untilDue(heldBack.lastRefreshTime, minIntervalMs, now);
+}
+
+/** A look again at a claim held by a running refresh, a quarter more or less than RUNNING_RECHECK_MS away. */
+function runningRecheckMs(): number {
+  return RUNNING_RECHECK_MS * (0.75 + Math.random() / 2);
+}
+
+/** Until a claim whose refresh finished at `lastRefreshTime` comes due for an interval of `minIntervalMs`, spread. */
+function untilDue(lastRefreshTime: number, minIntervalMs: number, now: number): number {
+  return Math.max(0, lastRefreshTime + minIntervalMs - now) + Math.random() * DUE_SPREAD_MS;
 }
 
 /** Builds the JobService implementation over a store. */
@@ -161,10 +175,11 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const input = validateRefresh(req, def);
       const counts = await store.refresh({ table: table.stored, displayName: table.display, ...input, now: clock() });
       // Once the call is done (a refused call changes nothing): a call of a claimed refresh holds its claim on, its final call ends it.
-      if (input.claimId !== null) await store.refreshClaimed(table.stored, input.claimId, input.final, clock());
+      const finishedAt = clock();
+      const ended = input.claimId !== null && (await store.refreshClaimed(table.stored, input.claimId, input.final, finishedAt)) && input.final;
       if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
-      // Idle workers held back by this claim wait for its next due time now, not for a recheck.
-      else if (input.claimId !== null && input.final) notifier.claimEnded(table.stored);
+      // Idle workers held back by this claim learn its next due time, without a look each.
+      else if (ended) notifier.claimChanged(table.stored, { kind: "finished", lastRefreshTime: finishedAt });
       hub.committed(table.stored);
       return {
         added: BigInt(counts.added),
@@ -185,16 +200,17 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const callDeadline = ctx.timeoutMs();
       const deadline = clock() + Math.min(claim.waitMs, callDeadline === undefined ? claim.waitMs : callDeadline - DEADLINE_MARGIN_MS);
       for (;;) {
-        // Taken before looking, as Reserve's: a refresh that queues jobs, or a claim that ends, while we look wakes the wait at once.
+        // Taken before looking, as Reserve's: a refresh that queues jobs, or a claim that changes, while we look ends the wait at once.
         const seen = notifier.markIdle(table.stored);
         const now = clock();
         const outcome = await store.claimRefresh({ table: table.stored, ...claim, now });
         if (outcome.granted && claim.waitMs > 0 && ctx.signal.aborted) {
           // Granted as its caller left: given back, or it would hold the claim until it lapsed.
-          await store.abandonRefresh(table.stored, claim.claimId);
-          notifier.claimEnded(table.stored);
+          if (await store.abandonRefresh(table.stored, claim.claimId)) notifier.claimChanged(table.stored, FREED);
           throw waitEndedError(ctx.signal);
         }
+        // The table's other idle workers here look again when the refresh may be over, not now.
+        if (outcome.granted) notifier.claimChanged(table.stored, TAKEN);
         // Held back, the caller goes straight to reserving: with nothing pending it need not.
         const anyPending = outcome.granted ? undefined : await store.anyPending(table.stored, clock());
         const remaining = deadline - clock();
@@ -208,7 +224,13 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
           };
         }
         if (ctx.signal.aborted) throw waitEndedError(ctx.signal);
-        await notifier.waitIdle(table.stored, Math.min(remaining, untilClaimMayBeGranted(outcome, claim.minIntervalMs, now)), ctx.signal, seen);
+        const rescheduled = (change: ClaimChange) => {
+          if (change.kind === "freed") return null;
+          const at = clock();
+          const next = change.kind === "taken" ? runningRecheckMs() : untilDue(change.lastRefreshTime, claim.minIntervalMs, at);
+          return Math.max(0, Math.min(deadline - at, next));
+        };
+        await notifier.waitIdle(table.stored, Math.min(remaining, untilClaimMayBeGranted(outcome, claim.minIntervalMs, now)), ctx.signal, seen, rescheduled);
         // Not looked at again: a caller gone would hold a claim granted to it until it lapsed.
         if (ctx.signal.aborted) throw waitEndedError(ctx.signal);
       }
@@ -219,7 +241,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const claimId = validateAbandonRefresh(req);
       const released = await store.abandonRefresh(table.stored, claimId);
       // Free now: an idle worker waiting on this replica takes it at once.
-      if (released) notifier.claimEnded(table.stored);
+      if (released) notifier.claimChanged(table.stored, FREED);
       return { released };
     },
 
@@ -321,7 +343,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const d = validateDeleteJobs(req, def);
       const deleted = await store.deleteJobs(def.name, d.statuses, d.keys);
       // The next refresh queues them again, and is due now: idle workers waiting on it are told.
-      if (deleted > 0) notifier.claimEnded(def.name);
+      if (deleted > 0) notifier.claimChanged(def.name, FREED);
       return { deleted: BigInt(deleted) };
     },
 
@@ -348,7 +370,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
     async deleteTargets(req) {
       const def = await declared(req.table);
       const deleted = await store.deleteTargets(def.name, validateDeleteTargets(req, def));
-      if (deleted > 0) notifier.claimEnded(def.name);
+      if (deleted > 0) notifier.claimChanged(def.name, FREED);
       return { deleted: BigInt(deleted) };
     },
 

@@ -11,8 +11,10 @@
  * wait() returns at once when anything was notified since that mark.
  *
  * An idle worker's ClaimRefresh long-poll waits here too (waitIdle), for
- * longer and more cheaply: it wakes on a notification, when its table's
- * refresh claim ended through this replica (claimEnded), or at its own time,
+ * longer and more cheaply: it wakes on a notification or at its own time,
+ * which a change of its table's refresh claim through this replica moves
+ * (claimChanged: a fleet's waiters do not all look when one takes the claim
+ * and when its refresh finishes; they learn the next due time from it),
  * with no recheck a second and without speeding up the change feed. Work
  * made ready through another replica still reaches it through the feed's
  * idle read (a second), and the caller computes its own time (when the
@@ -26,20 +28,23 @@ export interface ChangeDemand {
 }
 
 /**
- * A table's idle long-polls, woken together when its claim ends, look again spread over this long:
- * one reads the claim from the database and the rest share that read (claim-reads.ts).
+ * A table's idle long-polls, woken together when its claim is freed, look again spread over this
+ * long: one takes the claim, and the rest find it taken without a read of their own.
  */
-const CLAIM_ENDED_SPREAD_MS = 1000;
+const CLAIM_FREED_SPREAD_MS = 1000;
+
+/** What became of a table's refresh claim through this replica (WorkNotifier.claimChanged). */
+export type ClaimChange = { readonly kind: "taken" } | { readonly kind: "finished"; readonly lastRefreshTime: number } | { readonly kind: "freed" };
 
 export class WorkNotifier {
   private readonly events = new EventEmitter();
-  /** Refresh claims ended, per table: heard by idle long-polls only (claimEnded). */
+  /** Refresh claims changed, per table: heard by idle long-polls only (claimChanged). */
   private readonly claimEvents = new EventEmitter();
   /** Notifications so far, per table and for all tables at once. */
   private readonly notified = new Map<string, number>();
   private notifiedAll = 0;
-  /** Claims ended so far, per table: counted apart, so that a Reserve does not look again for one. */
-  private readonly claimsEnded = new Map<string, number>();
+  /** Claim changes so far, per table: counted apart, so that a Reserve does not look again for one. */
+  private readonly claimsChanged = new Map<string, number>();
   private waitingNow = 0;
   private idleNow = 0;
 
@@ -69,13 +74,14 @@ export class WorkNotifier {
   }
 
   /**
-   * `table`'s refresh claim ended through this replica (its refresh finished, or was given back),
-   * or its refresh became due (jobs or computed rows deleted): wakes its idle long-polls only,
-   * which may now be granted the claim or wait for its next due time.
+   * `table`'s refresh claim changed through this replica: its idle long-polls reschedule their next
+   * look (taken: a refresh runs; finished: the next is due an interval from its finish) without
+   * looking, or (freed: given back, or the refresh made due by deleted jobs or computed rows) look
+   * again within a spread second, when one of them may be granted it.
    */
-  claimEnded(table: string): void {
-    this.claimsEnded.set(table, (this.claimsEnded.get(table) ?? 0) + 1);
-    this.claimEvents.emit(table);
+  claimChanged(table: string, change: ClaimChange): void {
+    this.claimsChanged.set(table, (this.claimsChanged.get(table) ?? 0) + 1);
+    this.claimEvents.emit(table, change);
   }
 
   /** Work may be ready in any table (e.g. after a lease sweep). */
@@ -89,9 +95,9 @@ export class WorkNotifier {
     return (this.notified.get(table) ?? 0) + this.notifiedAll;
   }
 
-  /** mark() for waitIdle(), which claims' ends wake too. */
+  /** mark() for waitIdle(), which claim changes reach too. */
   markIdle(table: string): number {
-    return this.mark(table) + (this.claimsEnded.get(table) ?? 0);
+    return this.mark(table) + (this.claimsChanged.get(table) ?? 0);
   }
 
   /**
@@ -103,40 +109,53 @@ export class WorkNotifier {
     this.waitingNow++;
     // Work made ready through another replica reaches this one through the feed.
     const unwant = this.feed?.want();
-    return this.until(table, Math.min(ms, this.recheckMs), signal, null).finally(() => {
+    return this.until(table, Math.min(ms, this.recheckMs), signal).finally(() => {
       this.waitingNow--;
       unwant?.();
     });
   }
 
   /**
-   * Resolves on a notification for `table`, soon after its claim ends, after `ms`, or when signal
-   * aborts; at once when either came since `since` (a markIdle()). For waits that may last a minute
-   * and need no recheck (see above).
+   * Resolves on a notification for `table`, after `ms`, or when signal aborts; at once when either,
+   * or a claim change, came since `since` (a markIdle()). On a change of the table's claim,
+   * `rescheduled` says how long from then to wait instead, or null to look again (within a spread
+   * second: of a table's waiters one reads the claim, and the rest share that read). For waits
+   * that may last a minute and need no recheck (see above).
    */
-  waitIdle(table: string, ms: number, signal: AbortSignal, since: number): Promise<void> {
+  waitIdle(table: string, ms: number, signal: AbortSignal, since: number, rescheduled: (change: ClaimChange) => number | null): Promise<void> {
     if (this.markIdle(table) !== since || signal.aborted) return Promise.resolve();
     this.idleNow++;
-    return this.until(table, ms, signal, this.claimEvents).finally(() => this.idleNow--);
-  }
-
-  /** Resolves on `table`'s notification, after ms, on abort, or (with `claims`) a spread moment after its claim ends. */
-  private until(table: string, ms: number, signal: AbortSignal, claims: EventEmitter | null): Promise<void> {
-    return new Promise((resolve) => {
+    return new Promise<void>((resolve) => {
       let timer = setTimeout(() => done(), ms);
       const done = () => {
         clearTimeout(timer);
         this.events.off(table, done);
-        claims?.off(table, soon);
+        this.claimEvents.off(table, onClaim);
+        signal.removeEventListener("abort", done);
+        this.idleNow--;
+        resolve();
+      };
+      const onClaim = (change: ClaimChange) => {
+        clearTimeout(timer);
+        timer = setTimeout(done, rescheduled(change) ?? Math.random() * CLAIM_FREED_SPREAD_MS);
+      };
+      this.events.once(table, done);
+      this.claimEvents.on(table, onClaim);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /** Resolves on `table`'s notification, after ms, or on abort. */
+  private until(table: string, ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(timer);
+        this.events.off(table, done);
         signal.removeEventListener("abort", done);
         resolve();
       };
-      const soon = () => {
-        clearTimeout(timer);
-        timer = setTimeout(done, Math.random() * CLAIM_ENDED_SPREAD_MS);
-      };
       this.events.once(table, done);
-      claims?.once(table, soon);
       signal.addEventListener("abort", done, { once: true });
     });
   }

@@ -161,9 +161,10 @@ export abstract class SharedStore implements JobStore {
     return outcome;
   }
 
-  async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<void> {
-    if (final) await this.writing(this.#claimReads, table, () => this.statements(() => finishClaim(this.sql, table, claimId, now)));
-    else await this.writing(this.#claimReads, table, () => this.statements(() => extendClaim(this.sql, table, claimId, now)));
+  async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<boolean> {
+    if (final) return this.writing(this.#claimReads, table, () => this.statements(() => finishClaim(this.sql, table, claimId, now)));
+    await this.writing(this.#claimReads, table, () => this.statements(() => extendClaim(this.sql, table, claimId, now)));
+    return true;
   }
 
   renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean> {

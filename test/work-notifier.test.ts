@@ -15,6 +15,20 @@ const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<ty
 /** An idle wait's answer to a claim change: look again now. */
 const lookNow = () => 0;
 
+/** A change feed that counts the waits that want it now. */
+function countingFeed() {
+  const feed = {
+    wanted: 0,
+    want() {
+      feed.wanted++;
+      return () => {
+        feed.wanted--;
+      };
+    },
+  };
+  return feed;
+}
+
 /** A notifier whose fallback recheck never comes during a test. */
 const notifier = () => new WorkNotifier(60_000);
 
@@ -55,52 +69,36 @@ test("without a notification the wait ends at the recheck interval or when its s
 });
 
 test("a waiting Reserve wants the change feed, and is counted waiting, for exactly as long as it waits, however its wait ends", async (t) => {
-  let wanted = 0;
-  const feed = {
-    want() {
-      wanted++;
-      return () => {
-        wanted--;
-      };
-    },
-  };
+  const feed = countingFeed();
   const n = new WorkNotifier(60_000, feed);
   const woken = n.wait("A", 60_000, new AbortController().signal, n.mark("A"));
   const aborted = new AbortController();
   const cut = n.wait("B", 60_000, aborted.signal, n.mark("B"));
   const timedOut = n.wait("C", 50, new AbortController().signal, n.mark("C"));
-  t.is(wanted, 3, "each waiting Reserve holds the feed");
+  t.is(feed.wanted, 3, "each waiting Reserve holds the feed");
   t.is(n.waiting, 3);
   await timedOut;
-  t.is(wanted, 2, "released at its deadline");
+  t.is(feed.wanted, 2, "released at its deadline");
   t.is(n.waiting, 2);
   n.notify("A");
   await woken;
   aborted.abort();
   await cut;
-  t.is(wanted, 0, "released when woken and when its call ends");
+  t.is(feed.wanted, 0, "released when woken and when its call ends");
   t.is(n.waiting, 0);
   const seen = n.mark("A");
   n.notify("A");
   await n.wait("A", 60_000, new AbortController().signal, seen);
-  t.is(wanted, 0, "a wait that returns at once never holds it");
+  t.is(feed.wanted, 0, "a wait that returns at once never holds it");
   t.is(n.waiting, 0, "nor is counted");
 });
 
 test("an idle long-poll (waitIdle) waits its whole time with no recheck and without the change feed, is counted apart from Reserve's waits, and wakes on its table's notification or an abort", async (t) => {
-  let wanted = 0;
-  const feed = {
-    want() {
-      wanted++;
-      return () => {
-        wanted--;
-      };
-    },
-  };
+  const feed = countingFeed();
   const n = new WorkNotifier(50, feed);
   const waiting = n.waitIdle("A", 60_000, new AbortController().signal, n.markIdle("A"), lookNow);
   t.is(await within(waiting, 300), PENDING, "no recheck after 50 ms: it waits its own time");
-  t.deepEqual([n.idleWaiting, n.waiting, wanted], [1, 0, 0], "counted as an idle wait; the feed is not read faster for it");
+  t.deepEqual([n.idleWaiting, n.waiting, feed.wanted], [1, 0, 0], "counted as an idle wait; the feed is not read faster for it");
   n.notify("A");
   t.not(await within(waiting, 2000), PENDING);
   t.is(n.idleWaiting, 0);

@@ -713,6 +713,20 @@ def stop_when_asked(asked: threading.Event, stop: GracefulStop) -> None:
     threading.Thread(target=lambda: (asked.wait(20), stop.stop(0)), daemon=True).start()
 
 
+def assert_a_stop_ends_the_sleep(service, table, monkeypatch, asked: threading.Event | None = None, call: str = "ClaimRefresh") -> GracefulStop:
+    """A stop during the wait's sleep between two asks (``call``s; ``asked`` is set by each): None
+    at once, no further ask. Answers that stop, stopped."""
+    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 10.0)
+    service.sent.clear()
+    stop = GracefulStop()
+    stop_when_asked(service.asked if asked is None else asked, stop)
+    started = time.monotonic()
+    assert table.wait_for_work(wait=30, stop=stop) is None
+    assert time.monotonic() - started < 2.0
+    assert service.names() == [call]
+    return stop
+
+
 def test_wait_for_work_long_polls_under_the_claim_and_asks_an_older_server_again_soon(stand_in, monkeypatch):
     service, url = stand_in
     # Held back at once with nothing pending, whatever the wait: a server older than the long-poll.
@@ -727,8 +741,9 @@ def test_wait_for_work_long_polls_under_the_claim_and_asks_an_older_server_again
     assert service.names() == ["ClaimRefresh"]
     assert ask.table == "Idle" and ask.claim_id == table.refresh_claim.id and not ask.renew
     assert seconds(ask.min_interval) == 30 and seconds(ask.claim_timeout) == 60 and seconds(ask.wait) == 0.4
-    # Its call's deadline: the wait and 30 s (what the stand-in had left of it when asked).
-    assert 29 < service.deadlines[0] <= 30.4
+    # Its call's deadline: the wait and 30 s (what the stand-in had left of it when asked; gRPC
+    # sends a timeout rounded up to its unit, so a little more than 30.4 s can arrive).
+    assert 29 < service.deadlines[0] <= 31
 
     # A longer wait: asked again after POLL_WITHOUT_LONG_POLL_S (10 s; 0.3 s here), not after the
     # rest of that long-poll (here the whole 1.2 s wait), each long-poll the rest of the wait.
@@ -747,14 +762,7 @@ def test_wait_for_work_long_polls_under_the_claim_and_asks_an_older_server_again
     assert all(gap >= 0.25 for gap in gaps), gaps
 
     # A stop ends that sleep: None at once, no further ask.
-    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 10.0)
-    service.sent.clear()
-    stop = GracefulStop()
-    stop_when_asked(service.asked, stop)
-    started = time.monotonic()
-    assert table.wait_for_work(wait=30, stop=stop) is None
-    assert time.monotonic() - started < 2.0
-    assert service.names() == ["ClaimRefresh"]
+    stop = assert_a_stop_ends_the_sleep(service, table, monkeypatch)
     # Stopped before: no call at all.
     service.sent.clear()
     assert table.wait_for_work(wait=30, stop=stop) is None
@@ -814,14 +822,7 @@ def test_wait_for_work_waits_out_a_server_older_than_refresh_claims(stand_in, mo
     assert 0.3 <= time.monotonic() - started < 2.5
     assert service.names() == ["ClaimRefresh"]
     # A stop ends that sleep: None.
-    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 10.0)
-    service.sent.clear()
-    stop = GracefulStop()
-    stop_when_asked(service.asked, stop)
-    started = time.monotonic()
-    assert table.wait_for_work(wait=30, stop=stop) is None
-    assert time.monotonic() - started < 2.0
-    assert service.names() == ["ClaimRefresh"]
+    assert_a_stop_ends_the_sleep(service, table, monkeypatch)
     db.close()
 
 
@@ -853,15 +854,8 @@ def test_wait_for_work_without_auto_refresh_reads_the_counts_and_asks_for_no_cla
     with pytest.raises(populus.PermissionDeniedError):
         table.wait_for_work(wait=30)
     # A stop ends the pause: None.
-    service.sent.clear()
     service.pending = [0]
-    monkeypatch.setattr(claimed_refresh_module, "POLL_WITHOUT_LONG_POLL_S", 10.0)
-    stop = GracefulStop()
-    stop_when_asked(service.progress_read, stop)
-    started = time.monotonic()
-    assert table.wait_for_work(wait=30, stop=stop) is None
-    assert time.monotonic() - started < 2.0
-    assert service.names() == ["GetProgress"]
+    assert_a_stop_ends_the_sleep(service, table, monkeypatch, asked=service.progress_read, call="GetProgress")
     # Not one ClaimRefresh in all.
     assert service.claim_asks() == []
     db.close()

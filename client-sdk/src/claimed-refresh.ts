@@ -29,6 +29,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
+import { MAX_REFRESH_INTERVAL_S } from "./config.js";
 import { PopulusError } from "./errors.js";
 import { type RefreshOutcome, type RefreshParams, refreshKeySource } from "./refresh.js";
 import type { JobServiceRpc } from "./rpc.js";
@@ -47,9 +48,6 @@ const MOST_RENEWALS = 18;
 
 /** The longest a populate waits for another's running refresh of a table with nothing pending. */
 export const WAIT_AT_MOST_MS = 30_000;
-
-/** The longest min_interval ClaimRefresh takes: a day. */
-const MAX_MIN_INTERVAL_S = 86_400;
 
 /** The longest wait of one ClaimRefresh long-poll (the server's bound). */
 const MAX_LONG_POLL_MS = 60_000;
@@ -126,13 +124,13 @@ export async function claimedRefresh<K extends object>(
       await sleep(Math.min(pause, left), undefined, { signal }).catch(() => undefined);
       if (signal?.aborted === true) break;
       pause = Math.min(pause * 2, WAIT_LONGEST_MS);
-      answer = await ask(Math.min(MAX_MIN_INTERVAL_S, Math.max(refreshInterval, (Date.now() - askedAt) / 1000)));
+      answer = await ask(Math.min(MAX_REFRESH_INTERVAL_S, Math.max(refreshInterval, (Date.now() - askedAt) / 1000)));
     }
     if (!answer.granted) return { heldBack: answer.running ? "running" : "recent", anyPending: answer.anyPending };
     // A day's min_interval: a server older than `renew` takes this for a plain claim, and answers it
     // "recent" rather than take back a claim that the final call just ended.
     let renewals = 0;
-    const renew = () => rpc.claimRefresh({ table, claimId: claim.id, renew: true, minInterval: durationOf(MAX_MIN_INTERVAL_S) }).catch(() => undefined);
+    const renew = () => rpc.claimRefresh({ table, claimId: claim.id, renew: true, minInterval: durationOf(MAX_REFRESH_INTERVAL_S) }).catch(() => undefined);
     const keepalive = setInterval(() => {
       if (++renewals > MOST_RENEWALS) clearInterval(keepalive);
       else void renew();

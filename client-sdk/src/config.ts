@@ -137,7 +137,7 @@ function checkStaleTimeout(name: string, v: unknown): number {
 }
 
 /** The longest refreshInterval: a day, ClaimRefresh's bound on min_interval. */
-const MAX_REFRESH_INTERVAL_S = 86_400;
+export const MAX_REFRESH_INTERVAL_S = 86_400;
 
 function checkRefreshInterval(name: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > MAX_REFRESH_INTERVAL_S) {

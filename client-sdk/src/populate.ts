@@ -15,7 +15,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { DoneMessage, FailureMessage, FatalMessage, StartMessage, ToChild, ToParent } from "./child-protocol.js";
-import { config, type JobsSettings } from "./config.js";
+import { config, type JobsSettings, MAX_REFRESH_INTERVAL_S } from "./config.js";
 import { InvalidArgumentError, MakeError, TableNotFoundError, UnavailableError, WorkerProcessError } from "./errors.js";
 import { JobStatus } from "./gen/populus/v1/types_pb.js";
 import { type KeyRecord, type KeyValue, toRestriction } from "./keys.js";
@@ -136,8 +136,8 @@ function resolveOptions(table: string, o: PopulateOptions<KeyRecord>, settings: 
   if (o.leaseDuration !== undefined && !(Number.isFinite(o.leaseDuration) && o.leaseDuration >= 1 && o.leaseDuration <= 86_400)) {
     throw bad(`leaseDuration must be from 1 to 86400 seconds, got ${o.leaseDuration}`);
   }
-  if (o.refreshInterval !== undefined && !(Number.isFinite(o.refreshInterval) && o.refreshInterval >= 0 && o.refreshInterval <= 86_400)) {
-    throw bad(`refreshInterval must be from 0 to 86400 seconds, got ${o.refreshInterval}`);
+  if (o.refreshInterval !== undefined && !(Number.isFinite(o.refreshInterval) && o.refreshInterval >= 0 && o.refreshInterval <= MAX_REFRESH_INTERVAL_S)) {
+    throw bad(`refreshInterval must be from 0 to ${MAX_REFRESH_INTERVAL_S} seconds, got ${o.refreshInterval}`);
   }
   if (o.grace !== undefined && !(Number.isFinite(o.grace) && o.grace >= 0 && o.grace <= 86_400))
     throw bad(`grace must be from 0 to 86400 seconds, got ${o.grace}`);

@@ -6,7 +6,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ResolvedConnectOptions } from "./config.js";
 import { RefreshClaim, type WorkFound, waitForWork } from "./claimed-refresh.js";
-import { config } from "./config.js";
+import { config, MAX_REFRESH_INTERVAL_S } from "./config.js";
 import { InvalidArgumentError } from "./errors.js";
 import { Jobs } from "./jobs.js";
 import { fromProtoKey, type KeyRecord, type KeyValue, sumOverKeyCalls, toRestriction } from "./keys.js";
@@ -30,8 +30,8 @@ export interface FetchOptions {
   readonly restriction?: Readonly<Record<string, KeyValue>>;
 }
 
-/** The longest wait and refresh interval of waitForWork: a day. */
-const MAX_SECONDS = 86_400;
+/** The longest wait of waitForWork: a day. */
+const MAX_WAIT_S = 86_400;
 
 /** waitForWork's refreshInterval where config.jobs.refreshInterval is 0: populus-worker's default. */
 const DEFAULT_WAIT_REFRESH_INTERVAL_S = 30;
@@ -45,7 +45,7 @@ export interface WaitForWorkOptions {
    * @default config.jobs.refreshInterval, or 30 where that is 0
    */
   readonly refreshInterval?: number;
-  /** Ends the wait (resolving false). */
+  /** Ends the wait (resolving null). */
   readonly signal?: AbortSignal;
 }
 
@@ -101,11 +101,11 @@ export class Table<K extends object = KeyRecord> implements RegisteredTable {
   async waitForWork(options: WaitForWorkOptions = {}): Promise<WorkFound> {
     const wait = options.wait ?? 60;
     const refreshInterval = options.refreshInterval ?? (config.jobs.refreshInterval > 0 ? config.jobs.refreshInterval : DEFAULT_WAIT_REFRESH_INTERVAL_S);
-    if (!(Number.isFinite(wait) && wait >= 0 && wait <= MAX_SECONDS))
-      throw new InvalidArgumentError(`wait must be from 0 to ${MAX_SECONDS} seconds, got ${wait}`);
-    if (!(Number.isFinite(refreshInterval) && refreshInterval > 0 && refreshInterval <= MAX_SECONDS)) {
+    if (!(Number.isFinite(wait) && wait >= 0 && wait <= MAX_WAIT_S))
+      throw new InvalidArgumentError(`wait must be from 0 to ${MAX_WAIT_S} seconds, got ${wait}`);
+    if (!(Number.isFinite(refreshInterval) && refreshInterval > 0 && refreshInterval <= MAX_REFRESH_INTERVAL_S)) {
       throw new InvalidArgumentError(
-        `refreshInterval must be more than 0 and at most ${MAX_SECONDS} seconds (with 0 a refresh is always due, and the wait would end at once), got ${refreshInterval}`,
+        `refreshInterval must be more than 0 and at most ${MAX_REFRESH_INTERVAL_S} seconds (with 0 a refresh is always due, and the wait would end at once), got ${refreshInterval}`,
       );
     }
     return waitForWork(this.rpc, this.name, this.refreshClaim, { refresh: config.jobs.autoRefresh, refreshInterval, waitS: wait, signal: options.signal });

@@ -31,7 +31,7 @@ export interface WorkerConfig extends ConnectionSettings {
   readonly leaseDurationS: number;
   /** On SIGTERM/SIGINT, how long running makes may finish, seconds. @default 30 */
   readonly graceS: number;
-  /** Longest wait between passes that found nothing to do, seconds (the wait starts at 1 s and doubles). @default 10 */
+  /** Longest sleep between passes when the worker does not wait on the server (populate-passes.ts), seconds (the sleep starts at 1 s and doubles). @default 10 */
   readonly idleWaitS: number;
   /** A pass skips its refresh of a table when any worker's refresh of it finished less than this long ago, seconds. @default 30 */
   readonly refreshIntervalS: number;

@@ -12,6 +12,7 @@
 import { parseWorkerConfig, type WorkerConfig } from "./config.js";
 import { ConfigError } from "./config-error.js";
 import { exportConnectSettings } from "./connection-config.js";
+import { errorLine } from "./error-line.js";
 import { ExitCode } from "./exit-codes.js";
 import { createLogger } from "./logger.js";
 import { loadPipeline, PipelineLoadError, type PipelineTable, selectTables } from "./pipeline-module.js";
@@ -101,4 +102,4 @@ async function main(): Promise<void> {
   process.exit(exitCode);
 }
 
-main().catch((err: unknown) => fail(ExitCode.failed, err instanceof Error ? `${err.name}: ${err.message}` : String(err)));
+main().catch((err: unknown) => fail(ExitCode.failed, errorLine(err)));

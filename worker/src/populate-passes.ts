@@ -37,6 +37,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { MakeError, ResourceExhaustedError, UnavailableError } from "@populus/sdk";
 import type { Logger } from "pino";
+import { errorLine } from "./error-line.js";
 import type { PipelineTable } from "./pipeline-module.js";
 
 /** The worker's states; see the module comment. */
@@ -112,7 +113,7 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
           errors++;
           o.logger.error({ table: table.name, key: plain(err.key), error: err.message }, "make failed; stopping (use --suppress-errors to go on)");
         } else {
-          o.logger.error({ table: table.name, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, "populate failed");
+          o.logger.error({ table: table.name, error: errorLine(err) }, "populate failed");
         }
         return outcome("failed");
       }
@@ -132,7 +133,7 @@ export async function runPasses(o: PassesOptions): Promise<PassesOutcome> {
         continue;
       } catch (err) {
         if (!(err instanceof UnavailableError || err instanceof ResourceExhaustedError)) {
-          o.logger.error({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, "wait for work failed");
+          o.logger.error({ error: errorLine(err) }, "wait for work failed");
           return outcome("failed");
         }
         o.logger.warn({ error: (err as Error).message }, "server unavailable; retrying");

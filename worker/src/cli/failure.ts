@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError, PermissionDeniedError, PopulusError, TableNotFoundError, UnauthenticatedError, UnavailableError } from "@populus/sdk";
 import { ConfigError } from "../config-error.js";
+import { errorLine } from "../error-line.js";
 import { ExitCode, type ExitCodeValue } from "../exit-codes.js";
 import { PipelineLoadError } from "../pipeline-module.js";
 
@@ -32,5 +33,5 @@ export function failureOf(err: unknown, server: string): { readonly exitCode: Ex
   if (err instanceof TableNotFoundError || err instanceof InvalidArgumentError) return { exitCode: ExitCode.usage, line: err.message };
   if (err instanceof UnavailableError) return { exitCode: ExitCode.failed, line: `cannot reach ${server}: ${err.message}` };
   if (err instanceof PopulusError) return { exitCode: ExitCode.failed, line: `${server} failed: ${err.message}` };
-  return { exitCode: ExitCode.failed, line: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+  return { exitCode: ExitCode.failed, line: errorLine(err) };
 }

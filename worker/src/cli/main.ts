@@ -12,6 +12,7 @@
  */
 import { connect, type PopulusClient } from "@populus/sdk";
 import { connectionSettings, exportConnectSettings } from "../connection-config.js";
+import { errorLine } from "../error-line.js";
 import { ExitCode } from "../exit-codes.js";
 import { parseCommandLine } from "../parse-config.js";
 import { failureOf } from "./failure.js";
@@ -58,4 +59,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => fail(ExitCode.failed, err instanceof Error ? `${err.name}: ${err.message}` : String(err)));
+main().catch((err: unknown) => fail(ExitCode.failed, errorLine(err)));

@@ -125,37 +125,26 @@ export class WorkNotifier {
   waitIdle(table: string, ms: number, signal: AbortSignal, since: number, rescheduled: (change: ClaimChange) => number | null): Promise<void> {
     if (this.markIdle(table) !== since || signal.aborted) return Promise.resolve();
     this.idleNow++;
-    return new Promise<void>((resolve) => {
-      let timer = setTimeout(() => done(), ms);
-      const done = () => {
-        clearTimeout(timer);
-        this.events.off(table, done);
-        this.claimEvents.off(table, onClaim);
-        signal.removeEventListener("abort", done);
-        this.idleNow--;
-        resolve();
-      };
-      const onClaim = (change: ClaimChange) => {
-        clearTimeout(timer);
-        timer = setTimeout(done, rescheduled(change) ?? Math.random() * CLAIM_FREED_SPREAD_MS);
-      };
-      this.events.once(table, done);
-      this.claimEvents.on(table, onClaim);
-      signal.addEventListener("abort", done, { once: true });
-    });
+    return this.until(table, ms, signal, rescheduled).finally(() => this.idleNow--);
   }
 
-  /** Resolves on `table`'s notification, after ms, or on abort. */
-  private until(table: string, ms: number, signal: AbortSignal): Promise<void> {
+  /** Resolves on `table`'s notification, after ms, or on abort; a claim change moves the end as `rescheduled` says, if given. */
+  private until(table: string, ms: number, signal: AbortSignal, rescheduled?: (change: ClaimChange) => number | null): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(), ms);
+      let timer = setTimeout(() => done(), ms);
+      const onClaim = (change: ClaimChange) => {
+        clearTimeout(timer);
+        timer = setTimeout(done, rescheduled?.(change) ?? Math.random() * CLAIM_FREED_SPREAD_MS);
+      };
       const done = () => {
         clearTimeout(timer);
         this.events.off(table, done);
+        if (rescheduled !== undefined) this.claimEvents.off(table, onClaim);
         signal.removeEventListener("abort", done);
         resolve();
       };
       this.events.once(table, done);
+      if (rescheduled !== undefined) this.claimEvents.on(table, onClaim);
       signal.addEventListener("abort", done, { once: true });
     });
   }

@@ -1,12 +1,14 @@
 /**
  * Tables this server recently read to hold no job, so that the idle passes of many workers on one
- * drained table share one read: an idle populus-worker refreshes with no keys every --idle-wait,
- * and 1,000 of them on one table were 100 reads a second of an empty table (bench scenario 7).
+ * drained table share one read: a populate loop's pass refreshes with no keys or asks whether any
+ * job is pending, and so does each look of an idle worker's long-poll (1,000 polling workers on one
+ * table were 100 reads a second of an empty table: bench scenario 7). The change feed forgets a
+ * table whose jobs changed through another replica (jobsChangedElsewhere).
  *
  * This server's own writes of jobs to a table forget its entry before they run and again after
  * they commit, so a read that raced one is not remembered and no answer here misses a job this
  * server added (recent-reads.ts). A job added through another replica is seen once the entry is
- * EMPTY_ANSWER_MS old: an idle worker then learns of it at most that much later than it would have.
+ * EMPTY_ANSWER_MS old, or sooner when the change feed reports it.
  */
 import { RecentReads, type WriteMark } from "./recent-reads.js";
 

@@ -12,6 +12,7 @@
  */
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, run, sql, write } from "./operation.js";
+import { pendingJobSql } from "./refresh.js";
 import { oldestJobSql } from "./stale-candidates.js";
 
 /** What a claim asks. */
@@ -137,7 +138,7 @@ export function* abandonClaim(d: SqlDialect, table: string, claimId: string): Op
 export function* jobsHeld(d: SqlDialect, table: string): Operation<{ anyJob: boolean; anyPending: boolean }> {
   const jobs = d.jobsTable(table);
   const [row] = yield* rows<{ any_job: number | null; any_pending: number | null }>(
-    sql(`SELECT (${oldestJobSql(jobs)}) AS any_job, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1) AS any_pending`),
+    sql(`SELECT (${oldestJobSql(jobs)}) AS any_job, (${pendingJobSql(d, jobs)}) AS any_pending`),
   );
   return { anyJob: (row?.any_job ?? null) !== null, anyPending: (row?.any_pending ?? null) !== null };
 }

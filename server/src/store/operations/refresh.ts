@@ -184,9 +184,7 @@ export function* refresh(
   const anyPending = !final
     ? null
     : added + rePended > 0 ||
-      (unchanged && lockedNothing && state.anyPending !== null
-        ? state.anyPending
-        : (yield* rows(sql(`SELECT 1 AS x FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1`))).length > 0);
+      (unchanged && lockedNothing && state.anyPending !== null ? state.anyPending : (yield* rows(sql(pendingJobSql(d, jobs)))).length > 0);
   return { counts: { added, removed, orphaned, rePended, anyPending }, dropStaging: final && state.staging && !d.dropsStagingInTransaction };
 }
 
@@ -298,6 +296,11 @@ function* afterRead<R extends unknown[]>(read: Statement | undefined, ...parts: 
   return [stateRows as StateRow[], results as R];
 }
 
+/** A row (its one column 1) if the table holds a pending job, due or delayed; none if not. */
+export function pendingJobSql(d: SqlDialect, jobs: string): string {
+  return `SELECT 1 AS x FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1`;
+}
+
 /**
  * One read for a refresh's questions of its table: the oldest job (stale removal, orphans), whether
  * any job is a success (the re-pend) and, with `askPending`, whether any is pending.
@@ -305,7 +308,7 @@ function* afterRead<R extends unknown[]>(read: Statement | undefined, ...parts: 
 function stateRead(d: SqlDialect, jobs: string, askPending: boolean): Statement {
   return sql(
     `SELECT (${oldestJobSql(jobs)}) AS oldest, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'success' LIMIT 1) AS any_success${
-      askPending ? `, (SELECT 1 FROM ${d.inReadyOrder(jobs)} WHERE status = 'pending' LIMIT 1) AS any_pending` : ""
+      askPending ? `, (${pendingJobSql(d, jobs)}) AS any_pending` : ""
     }`,
   );
 }

@@ -17,6 +17,7 @@ import test from "ava";
 import BetterSqlite3 from "better-sqlite3";
 import mysql from "mysql2/promise";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { gaugeValue } from "./helpers/prometheus.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 import { until } from "./helpers/jobs-client.js";
 
@@ -142,9 +143,8 @@ function rpc(s: ServerProcess, method: string, body: unknown): Promise<{ status:
 const KEYS = [1, 2, 3].map((id) => ({ attributes: { subject_id: { intValue: String(id) } } }));
 
 /** The server's populus_reserve_waiting gauge, from /metrics. */
-async function reservesWaiting(s: ServerProcess): Promise<number> {
-  const text = await (await fetch(`${s.url}/metrics`)).text();
-  return Number(/^populus_reserve_waiting (\d+)$/m.exec(text)?.[1] ?? Number.NaN);
+function reservesWaiting(s: ServerProcess): Promise<number> {
+  return gaugeValue(s.url, "populus_reserve_waiting");
 }
 
 function logged(s: ServerProcess, msg: string): Record<string, unknown> | undefined {

@@ -44,6 +44,7 @@ import {
   sleep,
   until,
 } from "./helpers/jobs-client.js";
+import { gaugeValue } from "./helpers/prometheus.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
 const RESERVE_WORKER = fileURLToPath(new URL("./fixtures/reserve-worker.js", import.meta.url));
@@ -1216,10 +1217,7 @@ const scenarios: Scenario[] = [
     serial: true,
     async run(t, { client, server }) {
       const table = "LongPollCancelled";
-      const waiting = async () => {
-        const text = await (await fetch(`${server.url}/metrics`)).text();
-        return Number(/^populus_reserve_waiting (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
-      };
+      const waiting = () => gaugeValue(server.url, "populus_reserve_waiting");
       await client.refresh({ table, keys: [key(0)] });
       t.is((await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases.length, 1);
       const cancel = new AbortController();
@@ -1998,10 +1996,7 @@ const scenarios: Scenario[] = [
     serial: true,
     async run(t, { client, server, db }) {
       const table = "LongPolledClaim";
-      const waitingOn = async (url: string) => {
-        const text = await (await fetch(`${url}/metrics`)).text();
-        return Number(/^populus_refresh_claims_waiting (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
-      };
+      const waitingOn = (url: string) => gaugeValue(url, "populus_refresh_claims_waiting");
       const waiting = () => waitingOn(server.url);
       const drain = async () => {
         const { leases } = await client.reserve({ table, maxJobs: 10, worker: WORKER });
@@ -2125,7 +2120,7 @@ const scenarios: Scenario[] = [
       })();
       try {
         const waiter = b.claimRefresh({ table, claimId: "waiter", minInterval: hour, wait: seconds(30) });
-        await until("the long-poll waits", async () => /^populus_refresh_claims_waiting 1$/m.test(await (await fetch(`${second.url}/metrics`)).text()));
+        await until("the long-poll waits", async () => (await gaugeValue(second.url, "populus_refresh_claims_waiting")) === 1);
         const queuedAt = Date.now();
         await a.refresh({ table, keys: [key(1)] });
         const answer = await waiter;

@@ -24,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { connect, type PopulusClient } from "../client-sdk/dist/index.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { recordedCalls } from "./helpers/pipeline-setup.js";
+import { gaugeValue } from "./helpers/prometheus.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 import { runWorker as startWorkerProcess, type WorkerExit, type WorkerProcess } from "./helpers/worker-process.js";
 
@@ -247,7 +248,7 @@ for (const dialect of dialects) {
         .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
     };
     const claimsAsked = () => metric(/^populus_refresh_claims_total\{.*table="upstream"/);
-    const waiting = () => metric(/^populus_refresh_claims_waiting /);
+    const waiting = () => gaugeValue(s.server.url, "populus_refresh_claims_waiting");
     // --idle-wait 1: a worker that slept and passed again (as before the long-poll) would ask every second or two.
     const w = runWorker(["--pipeline", PIPELINE, "--table", "Upstream", "--server", s.server.url, "--idle-wait", "1", "--refresh-interval", "3600"], {
       WORKER_TEST_DIR: dir,

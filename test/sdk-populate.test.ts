@@ -767,6 +767,28 @@ test("config.jobs: DataJoint's defaults, validated in code and from the environm
   t.throws(() => connect({ url: "ftp://x" }), { instanceOf: InvalidConfigError, message: 'url: "ftp://x" must start with http:// or https://' });
 });
 
+test("config.jobs: a bad POPULUS_* variable does not fail the import; its first use throws InvalidConfigError naming it, every use until fixed", async (t) => {
+  const script = `
+    const sdk = await import(${JSON.stringify(new URL("../client-sdk/dist/index.js", import.meta.url).href)});
+    const uses = [];
+    for (let i = 0; i < 2; i++) {
+      try { sdk.config.jobs; uses.push("read"); } catch (err) { uses.push(\`\${err instanceof sdk.InvalidConfigError}: \${err.message}\`); }
+    }
+    process.env.POPULUS_STALE_TIMEOUT = "60";
+    uses.push(String(sdk.config.jobs.staleTimeout));
+    console.log(JSON.stringify(uses));
+  `;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    env: { ...process.env, POPULUS_STALE_TIMEOUT: "soon" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d));
+  const [code] = await once(child, "exit");
+  t.is(code, 0);
+  t.deepEqual(JSON.parse(out), ['true: POPULUS_STALE_TIMEOUT must be a number, got "soon"', 'true: POPULUS_STALE_TIMEOUT must be a number, got "soon"', "60"]);
+});
+
 test("refresh keys: a call of keys sharing their attributes goes in columns as canonical JSON; mixed keys go as Key messages; bad values are refused as before", (t) => {
   const columns = new RefreshKeys();
   columns.add({ id: 1, name: 'a"€', ratio: 0.5, ok: true });

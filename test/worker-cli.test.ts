@@ -111,6 +111,13 @@ test("bad options exit 2 with one line naming the option", async (t) => {
       `populus-worker: option '--refresh-interval <seconds>' argument '-5' is invalid. --refresh-interval must be a number of seconds from 0 to 86400, got "-5"\n`,
     ],
     [["--pipeline", PIPELINE], { POPULUS_ONCE: "sometimes" }, `populus-worker: POPULUS_ONCE must be true or false (or 1/0, yes/no, on/off), got "sometimes"\n`],
+    // The SDK's job variables, which it reads at their first use: refused before the pipeline loads, not by a stack trace.
+    [["--pipeline", PIPELINE], { POPULUS_STALE_TIMEOUT: "-1" }, "populus-worker: POPULUS_STALE_TIMEOUT must be a number of seconds >= 0, got -1\n"],
+    [
+      ["--pipeline", PIPELINE],
+      { POPULUS_KEEP_COMPLETED: "maybe" },
+      `populus-worker: POPULUS_KEEP_COMPLETED must be true or false (or 1/0, yes/no, on/off), got "maybe"\n`,
+    ],
     [["--pipeline", PIPELINE, "--tabel", "Squares"], {}, "populus-worker: unknown option '--tabel' (Did you mean --table?)\n"],
     [["--pipeline", PIPELINE, "--token-file", "/no/such/token"], {}, "populus-worker: --token-file /no/such/token: no such file\n"],
     [

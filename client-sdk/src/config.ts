@@ -3,7 +3,7 @@
  * address, bearer token) and `config.jobs`, DataJoint's job settings with
  * DataJoint's defaults. This is the only module of the SDK that reads
  * `process.env`; every `POPULUS_*` variable is read here, once per process
- * (at import for `config.jobs`, at `connect()` for the address), and
+ * (at the first use of `config.jobs`, at `connect()` for the address), and
  * validated with a message that names the variable and the fix.
  */
 import { readFileSync } from "node:fs";
@@ -297,12 +297,23 @@ export interface PopulusConfig {
   readonly jobs: JobsConfig;
 }
 
+let jobsConfig: JobsConfig | undefined;
+
 /**
  * The process-wide configuration. `config.jobs` starts from the `POPULUS_*`
- * environment variables (read once, at import), else DataJoint's defaults.
- * A bad variable throws InvalidConfigError at import, naming it.
+ * environment variables, read when it is first used, else DataJoint's
+ * defaults. A bad variable throws InvalidConfigError naming it from that first
+ * use (and from each one after, until it is fixed), not at import: importing
+ * the SDK cannot fail, so a CLI that imports it refuses the variable as it
+ * refuses its other bad options, and a program that never populates is not
+ * stopped by one.
  */
-export const config: PopulusConfig = Object.freeze({ jobs: new JobsConfig(jobsSettingsFromEnv(process.env)) });
+export const config: PopulusConfig = Object.freeze({
+  get jobs(): JobsConfig {
+    jobsConfig ??= new JobsConfig(jobsSettingsFromEnv(process.env));
+    return jobsConfig;
+  },
+});
 
 function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === "" ? undefined : v.trim();

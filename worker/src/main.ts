@@ -9,6 +9,7 @@
  * - 2 usage: bad usage or configuration (one line on stderr);
  * - 3 pipeline: the pipeline module could not be loaded or exports no table (one line on stderr).
  */
+import { InvalidConfigError, config as sdkConfig } from "@populus/sdk";
 import { parseWorkerConfig, type WorkerConfig } from "./config.js";
 import { ConfigError } from "./config-error.js";
 import { exportConnectSettings } from "./connection-config.js";
@@ -32,8 +33,11 @@ async function main(): Promise<void> {
       process.exit(outcome.code);
     }
     config = outcome.config;
+    // The SDK reads its job variables (POPULUS_STALE_TIMEOUT, ...) at their first use: read them now, so
+    // that a bad one is refused here as bad usage, not met by the first populate.
+    void sdkConfig.jobs;
   } catch (err) {
-    if (err instanceof ConfigError) fail(ExitCode.usage, err.message);
+    if (err instanceof ConfigError || err instanceof InvalidConfigError) fail(ExitCode.usage, err.message);
     throw err;
   }
   const logger = createLogger(config.logLevel);

@@ -2,7 +2,7 @@
 config.ts: ``connect()`` options (server address, bearer token, CA file) and
 ``config.jobs``, DataJoint's job settings with DataJoint's defaults. This is
 the only module that reads ``os.environ``; every ``POPULUS_*`` variable is
-read here (at import for ``config.jobs``, at ``connect()`` for the address)
+read here (at the first use of ``config.jobs``, at ``connect()`` for the address)
 and validated with a message naming the variable and the fix.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -245,39 +245,28 @@ def jobs_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 class PopulusConfig:
-    """The process-wide configuration: ``config.jobs``."""
+    """The process-wide configuration: ``config.jobs``, which starts from the
+    ``POPULUS_*`` variables, read at its first use, else DataJoint's defaults.
+    A bad variable raises InvalidConfigError naming it from that first use (and
+    each one after, until it is fixed), not at import: importing the package
+    cannot fail, so ``python -m populus.worker`` refuses the variable as it
+    refuses its other bad options, and a program that never populates is not
+    stopped by one."""
 
-    __slots__ = ("jobs",)
+    __slots__ = ("_jobs", "_lock")
 
-    def __init__(self, jobs: JobsConfig) -> None:
-        self.jobs = jobs
+    def __init__(self) -> None:
+        self._jobs: JobsConfig | None = None
+        self._lock = threading.Lock()
 
-
-def _starting_worker() -> bool:
-    """Whether this import is ``python -m populus.worker`` locating its module:
-    runpy imports the package while ``sys.argv[0]`` is still ``"-m"``, and the
-    module's name is the item of ``sys.orig_argv`` just before the script's
-    arguments (``populus.worker``, or ``-mpopulus.worker`` written as one)."""
-    argv = sys.argv
-    orig = getattr(sys, "orig_argv", [])
-    if not argv or argv[0] != "-m" or len(orig) < len(argv):
-        return False
-    return orig[-len(argv)].removeprefix("-m") == "populus.worker"
-
-
-def _jobs_settings_at_import() -> dict[str, Any]:
-    try:
-        return jobs_settings_from_env(os.environ)
-    except InvalidConfigError:
-        if not _starting_worker():
-            raise
-        # The worker refuses a bad variable itself, as its other bad options (exit 2, one line): its
-        # main() reads them again before it loads anything. Until then the defaults stand.
-        return {}
+    @property
+    def jobs(self) -> JobsConfig:
+        if self._jobs is None:
+            # One JobsConfig for every thread: a setting assigned through it must not be lost to another made beside it.
+            with self._lock:
+                if self._jobs is None:
+                    self._jobs = JobsConfig(**jobs_settings_from_env(os.environ))
+        return self._jobs
 
 
-config = PopulusConfig(JobsConfig(**_jobs_settings_at_import()))
-"""``config.jobs`` starts from the ``POPULUS_*`` variables (read once, at
-import), else DataJoint's defaults. A bad variable raises InvalidConfigError
-at import, naming it (except under ``python -m populus.worker``, which exits
-with its bad-usage code and that message instead)."""
+config = PopulusConfig()

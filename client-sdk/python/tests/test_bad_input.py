@@ -125,7 +125,7 @@ def test_config_jobs(server, calls_dir):
     with pytest.raises(populus.InvalidConfigError):
         jobs.set(keep_completed=True, stale_timeout=-1)
     assert jobs.snapshot() == before
-    # From the environment, read at import, as the TypeScript SDK reads the same variables.
+    # From the environment, read at the first use of config.jobs, as the TypeScript SDK reads the same variables.
     code = "import populus; print(populus.config.jobs.snapshot())"
     env = script_env(server, calls_dir, POPULUS_KEEP_COMPLETED="yes", POPULUS_DEFAULT_PRIORITY="2", POPULUS_STALE_TIMEOUT="60", POPULUS_AUTO_REFRESH="0")
     out = run_script(["-c", code], env)
@@ -133,6 +133,20 @@ def test_config_jobs(server, calls_dir):
     out = run_script(["-c", code], {**env, "POPULUS_DEFAULT_PRIORITY": "urgent"})
     assert out.returncode == 1
     assert out.stderr.strip().endswith('populus.errors.InvalidConfigError: POPULUS_DEFAULT_PRIORITY must be a number, got "urgent"')
+    # The import itself does not fail; each use raises until the variable is fixed.
+    code = (
+        "import os, populus\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        populus.config.jobs\n"
+        "    except populus.InvalidConfigError as err:\n"
+        "        print(err)\n"
+        "os.environ['POPULUS_DEFAULT_PRIORITY'] = '7'\n"
+        "print(populus.config.jobs.default_priority)"
+    )
+    out = run_script(["-c", code], {**env, "POPULUS_DEFAULT_PRIORITY": "urgent"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ['POPULUS_DEFAULT_PRIORITY must be a number, got "urgent"'] * 2 + ["7"]
 
 
 def test_keep_completed_fills_the_completed_view(server, table_name):

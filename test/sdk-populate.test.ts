@@ -26,6 +26,7 @@ import {
   MakeError,
   PopulusError,
   TableNotFoundError,
+  UnavailableError,
   WorkerProcessError,
 } from "../client-sdk/dist/index.js";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -457,7 +458,7 @@ test("populate's refresh claim: every call carries it; a key source that throws 
   t.deepEqual(older.log, [`claim ${claim.id} 0`, "refresh unclaimed final"]);
 });
 
-test('waitForWork: long-polls of at most 60 s carrying the claim id, the interval, a 60 s claim timeout and the wait, under a deadline past it; "refresh" once granted, "jobs" once a job is pending; a server that answers at once without work (older than the long-poll) is asked again every 10 s at most, the rest slept here; one without ClaimRefresh is waited out and a refresh is due; without autoRefresh it takes no claim and reads the counts; a process refreshing the table, or a stop, answers without a call', async (t) => {
+test('waitForWork: long-polls of at most 60 s carrying the claim id, the interval, a 60 s claim timeout and the wait, under a deadline past it; "refresh" once granted, "jobs" once a job is pending; a server that answers at once without work (older than the long-poll) is asked again every 10 s at most, the rest slept here; one silent past the deadline is unavailable; one without ClaimRefresh is waited out and a refresh is due; without autoRefresh it takes no claim and reads the counts; a process refreshing the table, or a stop, answers without a call', async (t) => {
   type Asked = { claimId: string; minInterval?: { seconds: bigint }; claimTimeout?: { seconds: bigint }; wait?: { seconds: bigint; nanos: number } };
   const fakeServer = (answers: (() => object)[]) => {
     const asked: Asked[] = [];
@@ -508,6 +509,18 @@ test('waitForWork: long-polls of at most 60 s carrying the claim id, the interva
   started = Date.now();
   t.is(await waitForWork(oldest.rpc, "T", claim, claiming(0.3)), "refresh", "a server without refresh claims: a pass after the wait, as before");
   t.true(Date.now() - started >= 250);
+
+  // A long-poll left unanswered past its deadline: the server or the connection hangs, which a worker
+  // takes as a server it cannot reach (it sleeps and asks again), not as a failure of its own.
+  const hung = fakeServer([
+    () => {
+      throw new PopulusError("the operation timed out", Code.DeadlineExceeded);
+    },
+  ]);
+  await t.throwsAsync(waitForWork(hung.rpc, "T", claim, claiming(600)), {
+    instanceOf: UnavailableError,
+    message: "T: the server did not answer a wait for work within 90 s",
+  });
 
   // Without autoRefresh: no claim, the counts read until a job is pending.
   const counting = fakeServer([() => ({ progress: { pending: 0n } }), () => ({ progress: { pending: 2n } })]);

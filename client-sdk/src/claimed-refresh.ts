@@ -30,7 +30,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { MAX_REFRESH_INTERVAL_S } from "./config.js";
-import { PopulusError } from "./errors.js";
+import { PopulusError, UnavailableError } from "./errors.js";
 import { type RefreshOutcome, type RefreshParams, refreshKeySource } from "./refresh.js";
 import type { JobServiceRpc } from "./rpc.js";
 import type { KeySource } from "./table-definition.js";
@@ -208,6 +208,12 @@ export async function waitForWork(
       );
     } catch (err) {
       if (stopped()) return null;
+      if (err instanceof PopulusError && err.code === Code.DeadlineExceeded) {
+        // The server answers a long-poll before its deadline: one that never did hangs, or its connection does.
+        throw new UnavailableError(`${table}: the server did not answer a wait for work within ${(waitMs + LONG_POLL_DEADLINE_MARGIN_MS) / 1000} s`, {
+          cause: err,
+        });
+      }
       if (!(err instanceof PopulusError && err.code === Code.Unimplemented)) throw err;
       await pause(Math.min(left, POLL_WITHOUT_LONG_POLL_MS));
       return stopped() ? null : "refresh";

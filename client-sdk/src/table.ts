@@ -96,7 +96,9 @@ export class Table<K extends object = KeyRecord> implements RegisteredTable {
    * running), whose claim this process then holds for its next populate; null when `wait` seconds
    * passed without either or `signal` aborted. One long-poll on the server: no call while nothing
    * changes, and an answer as soon as something does. With config.jobs.autoRefresh off (populate
-   * does not refresh) it takes no claim, and reads the table's counts every 10 s instead.
+   * does not refresh) it takes no claim, and reads the table's counts every 10 s instead. A
+   * long-poll the server leaves unanswered past its deadline (its wait and 30 s: a server or a
+   * connection that hangs) throws UnavailableError, as a server that cannot be reached does.
    */
   async waitForWork(options: WaitForWorkOptions = {}): Promise<WorkFound> {
     const wait = options.wait ?? 60;

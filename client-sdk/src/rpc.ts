@@ -5,14 +5,16 @@
  * call, and typed errors to the Watch stream. The rest of the SDK calls the
  * server only through this.
  */
+import type { DescMessage } from "@bufbuild/protobuf";
 import { type CallOptions, type Client, createClient } from "@connectrpc/connect";
 import type { ResolvedConnectOptions } from "./config.js";
 import { fromRpcError } from "./errors.js";
-import { JobService, ReserveResponseSchema } from "./gen/populus/v1/job_service_pb.js";
+import { JobService, ReserveResponseSchema, WatchResponseSchema } from "./gen/populus/v1/job_service_pb.js";
 import { withRetry } from "./retry.js";
 import { WideWindowSessionManager } from "./session-manager.js";
 import { createTransport } from "./transport.js";
 import { decodeReserveResponse } from "./wire-columns.js";
+import { decodeWatchResponse } from "./wire-watch.js";
 
 /**
  * The JobService RPCs with typed errors. The unary ones are retried; Watch
@@ -51,9 +53,12 @@ export function openConnection(options: ResolvedConnectOptions): JobServiceConne
     { maxSessionMemory: 64, ...(options.ca === undefined ? {} : { ca: options.ca }) },
   );
   // Binary: the reserve loop sends Complete's lease tokens pre-encoded as an unknown field
-  // (wire-ascii.ts), which the JSON format would drop. Reserve's answer in columns is decoded by
-  // hand (wire-columns.ts).
-  const decoders = new Map([[ReserveResponseSchema, decodeReserveResponse]]);
+  // (wire-ascii.ts), which the JSON format would drop. Reserve's answer in columns and Watch's
+  // messages are decoded by hand (wire-columns.ts, wire-watch.ts).
+  const decoders = new Map<DescMessage, (body: Uint8Array) => unknown>([
+    [ReserveResponseSchema, decodeReserveResponse],
+    [WatchResponseSchema, decodeWatchResponse],
+  ]);
   const raw = createClient(JobService, createTransport({ baseUrl: options.url, sessionManager, token: options.token, decoders }));
   const rpc = {} as Record<string, unknown>;
   for (const name of Object.keys(JobService.method)) {

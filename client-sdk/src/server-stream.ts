@@ -47,6 +47,8 @@ export interface ServerStreamCall<I extends DescMessage, O extends DescMessage> 
   readonly signal: AbortSignal | undefined;
   /** No deadline when undefined. */
   readonly timeoutMs: number | undefined;
+  /** A decoder of the method's messages written by hand: its undefined leaves a message to protobuf-es. */
+  readonly decode?: ((body: Uint8Array) => MessageShape<O> | undefined) | undefined;
 }
 
 /**
@@ -54,7 +56,7 @@ export interface ServerStreamCall<I extends DescMessage, O extends DescMessage> 
  * does), with the messages as an async iterable that throws the stream's error, if any, at its end.
  */
 export function serverStream<I extends DescMessage, O extends DescMessage>(call: ServerStreamCall<I, O>): Promise<StreamResponse<I, O>> {
-  const reader = new StreamReader<O>(call.method.output);
+  const reader = new StreamReader<O>(call.method.output, call.decode);
   const body = envelope(0, toBinary(call.method.input, create(call.method.input, call.input)));
   return new Promise<StreamResponse<I, O>>((resolve, reject) => {
     let answered = false;
@@ -125,6 +127,7 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
   /** The HTTP/2 stream ended (or failed): nothing more arrives. */
   ended = false;
   readonly #schema: O;
+  readonly #decode: ((body: Uint8Array) => MessageShape<O> | undefined) | undefined;
   /** Decoded messages not yet read; those before #head were read (their slots cleared). */
   readonly #queue: (MessageShape<O> | undefined)[] = [];
   #head = 0;
@@ -143,8 +146,9 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
   /** The caller gave up (abort, deadline): messages still queued are not delivered. */
   #dropQueued = false;
 
-  constructor(schema: O) {
+  constructor(schema: O, decode: ((body: Uint8Array) => MessageShape<O> | undefined) | undefined) {
     this.#schema = schema;
+    this.#decode = decode;
   }
 
   /** Wires the caller's signal and deadline to `fail`; done once, before the request. */
@@ -255,7 +259,7 @@ class StreamReader<O extends DescMessage> implements AsyncIterable<MessageShape<
     if (this.#endStreamSeen) throw new ConnectError("protocol error: received extra message after EndStreamResponse", Code.InvalidArgument);
     if ((flags & COMPRESSED_FLAG) === COMPRESSED_FLAG)
       throw new ConnectError("received a compressed message, but no compression was negotiated", Code.Internal);
-    this.#queue.push(fromBinary(this.#schema, data));
+    this.#queue.push(this.#decode?.(data) ?? fromBinary(this.#schema, data));
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<MessageShape<O>, void, undefined> {

@@ -130,6 +130,7 @@ export function createTransport(options: TransportOptions): Transport {
         input: message,
         signal,
         timeoutMs: deadlineMs,
+        decode: options.decoders?.get(method.output) as ((body: Uint8Array) => MessageShape<O> | undefined) | undefined,
       });
     },
   };

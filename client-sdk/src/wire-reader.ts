@@ -1,9 +1,10 @@
 /**
- * What the messages decoded by hand share (Reserve's answer in columns here, wire-columns.ts;
- * Complete's request in columns on the server): a reader of protobuf's binary wire format that
- * knows varints of up to 32 bits and length-delimited fields, and answers -1 for anything else, so
- * that its caller leaves the message to protobuf-es; and the strings of a repeated field, decoded
- * in one native call when they are ASCII (lease tokens always are).
+ * What the messages decoded by hand share (Reserve's answer in columns and Watch's messages here,
+ * wire-columns.ts and wire-watch.ts; Complete's request in columns on the server): a reader of
+ * protobuf's binary wire format that knows varints of up to 32 (or 53) bits and length-delimited
+ * fields, and answers -1 for anything else, so that its caller leaves the message to protobuf-es;
+ * and the strings of a repeated field, decoded in one native call when they are ASCII (lease
+ * tokens always are).
  *
  * Why by hand: protobuf-es reads a message with one generic loop over its fields, and a repeated
  * string is a field per value, so a thousand lease tokens ran that loop a thousand times per call,
@@ -46,6 +47,24 @@ export class WireReader {
       const b = buf[this.pos++] as number;
       value += (b & 0x7f) * scale;
       if (b < 0x80) return value <= 0xffffffff ? value : -1;
+      scale *= 128;
+    }
+    return -1;
+  }
+
+  /**
+   * The varint at pos as a number, stepping past it; -1 when it runs past the end or exceeds 2^53 - 1
+   * (a uint64 count or an int64 time read exactly, or left to protobuf-es: negative int64 and enum
+   * values are ten bytes wide).
+   */
+  varint53(): number {
+    const buf = this.buf;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 8 && this.pos < this.end; i++) {
+      const b = buf[this.pos++] as number;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) return value <= Number.MAX_SAFE_INTEGER ? value : -1;
       scale *= 128;
     }
     return -1;

@@ -150,6 +150,11 @@ function report(dialect: string, r: Results): string[] {
       `${one.coldCallsPerSecond.toFixed(0)} (server ${one.coldServerCpuUs.toFixed(0)} µs a call)`,
       "cold (JIT): what the peers bench measures",
     );
+    row(
+      `   the floor: a bare node:http2 server, one durable INSERT a call (calls/s)`,
+      `${fmt(one.bareFloorCallsPerSecond)} (its CPU ${fmt(one.bareFloorServerCpuUs)} µs a call)`,
+      "no HTTP/2 service in Node enqueues faster here",
+    );
   }
   return lines;
 }

@@ -738,6 +738,75 @@ export interface OneKeyResults {
   readonly clientCpuUs: Spread;
   readonly serverCpuUs: Spread;
   readonly databaseCpuUs?: Spread;
+  /**
+   * The same number of calls in a row, warm, to a bare node:http2 server that answers each after
+   * one durable INSERT of a row on the same database (BARE_ENQUEUE_SERVER), from a bare HTTP/2
+   * client: the floor no enqueue through an HTTP/2 service written in Node reaches below on this
+   * machine (calls/s, and that server's CPU per call).
+   */
+  readonly bareFloorCallsPerSecond: Spread;
+  readonly bareFloorServerCpuUs: Spread;
+}
+
+/**
+ * A node:http2 server that answers each request (five fixed bytes) once one row is inserted and
+ * committed (autocommit) on the database of argv[1]: one mysql2 connection, or a better-sqlite3
+ * file of its own beside the bench's (WAL, synchronous FULL: what the store's small transactions
+ * pay). Listens on argv[2]; nothing else.
+ */
+const BARE_ENQUEUE_SERVER = `
+  const http2 = require("node:http2");
+  const [url, port] = process.argv.slice(1);
+  (async () => {
+    let insert;
+    if (url.startsWith("sqlite:")) {
+      const db = new (require("better-sqlite3"))(url.slice("sqlite:".length) + "-floor.db");
+      db.pragma("journal_mode = WAL");
+      db.pragma("synchronous = FULL");
+      db.exec("CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY, k TEXT NOT NULL)");
+      const statement = db.prepare("INSERT INTO bench_floor (k) VALUES (?)");
+      insert = async (k) => statement.run(k);
+    } else {
+      const db = await require("mysql2/promise").createConnection({ uri: url });
+      await db.query("CREATE TABLE IF NOT EXISTS bench_floor (id BIGINT AUTO_INCREMENT PRIMARY KEY, k VARCHAR(64) NOT NULL)");
+      insert = (k) => db.query("INSERT INTO bench_floor (k) VALUES (?)", [k]);
+    }
+    http2.createServer((req, res) => {
+      req.on("data", () => {});
+      req.on("end", () => insert(String(Date.now())).then(() => { res.writeHead(200, { "content-type": "application/proto" }); res.end(Buffer.alloc(5)); }));
+    }).listen(Number(port), "127.0.0.1", () => process.send("listening"));
+  })();
+`;
+
+/** Runs of `calls` calls in a row to BARE_ENQUEUE_SERVER on `databaseUrl`, after as many untimed: calls/s and its CPU per call (µs), each run. */
+async function bareEnqueueFloor(databaseUrl: string, port: number, calls: number, runs: number): Promise<{ callsPerSecond: number[]; serverCpuUs: number[] }> {
+  const server = spawn(process.execPath, ["-e", BARE_ENQUEUE_SERVER, databaseUrl, String(port)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const session = await new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+    server.once("message", () => resolve(http2.connect(`http://127.0.0.1:${port}`)));
+    server.once("exit", (code) => reject(new Error(`the bare enqueue server exited (${code})`)));
+  });
+  const call = () =>
+    new Promise<void>((resolve, reject) => {
+      const request = session.request({ ":method": "POST", ":path": "/populus.v1.JobService/Refresh", "content-type": "application/proto" });
+      request.on("data", () => {});
+      request.on("end", resolve);
+      request.on("error", reject);
+      request.end(Buffer.alloc(60));
+    });
+  const result = { callsPerSecond: [] as number[], serverCpuUs: [] as number[] };
+  try {
+    for (let c = 0; c < calls; c++) await call(); // warm, as the runs it is set beside
+    for (let run = 0; run < runs; run++) {
+      const [cpu0, t0] = [cpuSeconds(server.pid as number), performance.now()];
+      for (let c = 0; c < calls; c++) await call();
+      result.callsPerSecond.push(calls / ((performance.now() - t0) / 1000));
+      result.serverCpuUs.push(((cpuSeconds(server.pid as number) - cpu0) * 1e6) / calls);
+    }
+    return result;
+  } finally {
+    session.destroy();
+    server.kill();
+  }
 }
 
 /**
@@ -788,6 +857,11 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
     );
   }
   client.close();
+  // The floor on the same database, the server idle beside it (on the next port).
+  const floor = await bareEnqueueFloor(srv.databaseUrl, port + 1, s.oneKeyCalls, s.repetitions);
+  log(
+    `one key per call, the floor (a bare node:http2 server, one durable INSERT a call): ${floor.callsPerSecond.map((v) => v.toFixed(0)).join(", ")} calls/s; its CPU per call ${floor.serverCpuUs.map((v) => v.toFixed(0)).join(", ")} µs`,
+  );
   await srv.finish();
   const [cold, ...warm] = runs as [(typeof runs)[number], ...typeof runs];
   const databaseCpu = warm.flatMap((r) => (r.databaseCpuUs === undefined ? [] : [r.databaseCpuUs]));
@@ -798,6 +872,8 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
     clientCpuUs: spread(warm.map((r) => r.clientCpuUs)),
     serverCpuUs: spread(warm.map((r) => r.serverCpuUs)),
     ...(databaseCpu.length > 0 ? { databaseCpuUs: spread(databaseCpu) } : {}),
+    bareFloorCallsPerSecond: spread(floor.callsPerSecond),
+    bareFloorServerCpuUs: spread(floor.serverCpuUs),
   };
 }
 

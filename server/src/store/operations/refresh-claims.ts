@@ -8,7 +8,6 @@
  *
  *     free ──ClaimRefresh──▶ held ──final Refresh call──▶ free, last_refresh_time = now
  *       ▲                     │ ├──AbandonRefresh──────────▶ free
- *       │                     │ ├──DeleteJobs/DeleteTargets▶ free, last_refresh_time = NULL (due)
  *       └─────────────────────┘ └──claim_timeout without a call: lapses (the next claim takes it)
  */
 import type { SqlDialect } from "./dialect.js";
@@ -146,18 +145,10 @@ export function* jobsHeld(d: SqlDialect, table: string): Operation<{ anyJob: boo
 
 /**
  * An operator deleted jobs or computed rows, which the next refresh queues again: that refresh is
- * due now, whatever populate's interval (the finish time of the last one is forgotten). A claimed
- * refresh running meanwhile may have read its key source before the delete, so it is not that
- * refresh: its claim is freed, for the next asker to refresh, and its later calls refresh all the
- * same but neither extend nor end a claim (nor record their finish).
+ * due now, whatever populate's interval (the finish time of the last one is forgotten).
  */
 export function* refreshDueNow(d: SqlDialect, table: string): Operation<void> {
-  yield* write(
-    sql(
-      `UPDATE ${d.names.refreshClaims} SET last_refresh_time = NULL, claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL WHERE table_name = ?`,
-      [table],
-    ),
-  );
+  yield* write(sql(`UPDATE ${d.names.refreshClaims} SET last_refresh_time = NULL WHERE table_name = ?`, [table]));
 }
 
 /** A BIGINT time as mysql2 or better-sqlite3 reads it. */

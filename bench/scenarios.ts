@@ -741,8 +741,8 @@ export interface OneKeyResults {
   /**
    * The same number of calls in a row, warm, to a bare node:http2 server that answers each after
    * one durable INSERT of a row on the same database (BARE_ENQUEUE_SERVER), from a bare HTTP/2
-   * client: the floor no enqueue through an HTTP/2 service written in Node reaches below on this
-   * machine (calls/s, and that server's CPU per call).
+   * client: the floor of an enqueue through an HTTP/2 service written in Node that commits each
+   * call on this machine (calls/s, and that server's CPU per call).
    */
   readonly bareFloorCallsPerSecond: Spread;
   readonly bareFloorServerCpuUs: Spread;
@@ -773,21 +773,28 @@ const BARE_ENQUEUE_SERVER = `
     }
     http2.createServer((req, res) => {
       req.on("data", () => {});
-      req.on("end", () => insert(String(Date.now())).then(() => { res.writeHead(200, { "content-type": "application/proto" }); res.end(Buffer.alloc(5)); }));
+      req.on("end", () => insert(String(Date.now())).then(
+        () => { res.writeHead(200, { "content-type": "application/proto" }); res.end(Buffer.alloc(5)); },
+        (err) => { console.error("bare enqueue server: " + err.message); res.writeHead(500); res.end(); },
+      ));
     }).listen(Number(port), "127.0.0.1", () => process.send("listening"));
-  })();
+  })().catch((err) => { console.error("bare enqueue server: " + err.message); process.exit(1); });
 `;
 
 /** Runs of `calls` calls in a row to BARE_ENQUEUE_SERVER on `databaseUrl`, after as many untimed: calls/s and its CPU per call (µs), each run. */
 async function bareEnqueueFloor(databaseUrl: string, port: number, calls: number, runs: number): Promise<{ callsPerSecond: number[]; serverCpuUs: number[] }> {
   const server = spawn(process.execPath, ["-e", BARE_ENQUEUE_SERVER, databaseUrl, String(port)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const session = await new Promise<http2.ClientHttp2Session>((resolve, reject) => {
-    server.once("message", () => resolve(http2.connect(`http://127.0.0.1:${port}`)));
-    server.once("exit", (code) => reject(new Error(`the bare enqueue server exited (${code})`)));
-  });
+  const exited = new Promise<never>((_, reject) => server.once("exit", (code) => reject(new Error(`the bare enqueue server exited (${code})`))));
+  exited.catch(() => undefined);
+  await Promise.race([new Promise((resolve) => server.once("message", resolve)), exited]);
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => undefined); // each call fails with it
   const call = () =>
     new Promise<void>((resolve, reject) => {
       const request = session.request({ ":method": "POST", ":path": "/populus.v1.JobService/Refresh", "content-type": "application/proto" });
+      request.on("response", (headers) => {
+        if (headers[":status"] !== 200) reject(new Error(`the bare enqueue server answered ${headers[":status"]}`));
+      });
       request.on("data", () => {});
       request.on("end", resolve);
       request.on("error", reject);
@@ -857,12 +864,16 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
     );
   }
   client.close();
-  // The floor on the same database, the server idle beside it (on the next port).
-  const floor = await bareEnqueueFloor(srv.databaseUrl, port + 1, s.oneKeyCalls, s.repetitions);
+  let floor: Awaited<ReturnType<typeof bareEnqueueFloor>>;
+  try {
+    // The floor on the same database, the server idle beside it (on the next port).
+    floor = await bareEnqueueFloor(srv.databaseUrl, port + 1, s.oneKeyCalls, s.repetitions);
+  } finally {
+    await srv.finish();
+  }
   log(
     `one key per call, the floor (a bare node:http2 server, one durable INSERT a call): ${floor.callsPerSecond.map((v) => v.toFixed(0)).join(", ")} calls/s; its CPU per call ${floor.serverCpuUs.map((v) => v.toFixed(0)).join(", ")} µs`,
   );
-  await srv.finish();
   const [cold, ...warm] = runs as [(typeof runs)[number], ...typeof runs];
   const databaseCpu = warm.flatMap((r) => (r.databaseCpuUs === undefined ? [] : [r.databaseCpuUs]));
   return {

@@ -797,7 +797,8 @@ test("config.jobs: a bad POPULUS_* variable does not fail the import; its first 
   });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d));
-  const [code] = await once(child, "exit");
+  // "close", not "exit": the process can exit before its output has all been read.
+  const [code] = await once(child, "close");
   t.is(code, 0);
   t.deepEqual(JSON.parse(out), ['true: POPULUS_STALE_TIMEOUT must be a number, got "soon"', 'true: POPULUS_STALE_TIMEOUT must be a number, got "soon"', "60"]);
 });

@@ -210,9 +210,12 @@ export async function waitForWork(
       if (stopped()) return null;
       if (err instanceof PopulusError && err.code === Code.DeadlineExceeded) {
         // The server answers a long-poll before its deadline: one that never did hangs, or its connection does.
-        throw new UnavailableError(`${table}: the server did not answer a wait for work within ${(waitMs + LONG_POLL_DEADLINE_MARGIN_MS) / 1000} s`, {
-          cause: err,
-        });
+        throw new UnavailableError(
+          `${table}: the server did not answer a wait for work within ${Math.round((waitMs + LONG_POLL_DEADLINE_MARGIN_MS) / 1000)} s`,
+          {
+            cause: err,
+          },
+        );
       }
       if (!(err instanceof PopulusError && err.code === Code.Unimplemented)) throw err;
       await pause(Math.min(left, POLL_WITHOUT_LONG_POLL_MS));

@@ -45,8 +45,9 @@ export interface TransportOptions {
   /** Sent as `Authorization: Bearer …` on every call. */
   readonly token: string | undefined;
   /**
-   * Decoders of answers by their message type, used before protobuf-es's: one answers undefined for
-   * what it does not read, and protobuf-es decodes that instead (wire-columns.ts).
+   * Decoders of answers and of stream messages by their message type, used before protobuf-es's:
+   * one answers undefined for what it does not read, and protobuf-es decodes that instead
+   * (wire-columns.ts, wire-watch.ts).
    */
   readonly decoders?: ReadonlyMap<DescMessage, (body: Uint8Array) => unknown>;
 }

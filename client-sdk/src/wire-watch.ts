@@ -78,7 +78,10 @@ export function decodeWatchResponse(buf: Uint8Array): WatchResponse | undefined 
       return undefined;
     }
   }
-  return { $typeName: "populus.v1.WatchResponse", cursor: cursor ?? "", progress, events: [], eventGroups, keyAttributes };
+  // As protobuf-es leaves them: a message field that is absent is no property at all.
+  const response: WatchResponse = { $typeName: "populus.v1.WatchResponse", cursor: cursor ?? "", events: [], eventGroups, keyAttributes };
+  if (progress !== undefined) response.progress = progress;
+  return response;
 }
 
 function decodeProgress(reader: WireReader): Progress | undefined {
@@ -119,7 +122,6 @@ function decodeEventGroup(reader: WireReader): JobEventGroup | undefined {
     $typeName: "populus.v1.JobEventGroup",
     keysJson: "",
     status: 0,
-    time: undefined,
     workerId: "",
     committed: false,
     errorMessages: [],

@@ -1,5 +1,5 @@
 /**
- * For the decoders written by hand (wire-columns.ts, wire-complete.ts): checks one against
+ * For the decoders written by hand (wire-columns.ts, wire-watch.ts, wire-complete.ts): checks one against
  * protobuf-es on the same bytes.
  */
 import { type DescMessage, equals, fromBinary, type MessageShape } from "@bufbuild/protobuf";

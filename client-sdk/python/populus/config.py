@@ -255,8 +255,9 @@ class PopulusConfig:
 
     __slots__ = ("_jobs", "_lock")
 
-    def __init__(self) -> None:
-        self._jobs: JobsConfig | None = None
+    def __init__(self, jobs: JobsConfig | None = None) -> None:
+        """``jobs``: the settings to start from; None reads them from the environment at the first use."""
+        self._jobs = jobs
         self._lock = threading.Lock()
 
     @property
@@ -267,6 +268,12 @@ class PopulusConfig:
                 if self._jobs is None:
                     self._jobs = JobsConfig(**jobs_settings_from_env(os.environ))
         return self._jobs
+
+    @jobs.setter
+    def jobs(self, jobs: JobsConfig) -> None:
+        if not isinstance(jobs, JobsConfig):
+            raise InvalidConfigError(f"config.jobs must be a JobsConfig, got {type(jobs).__name__}")
+        self._jobs = jobs
 
 
 config = PopulusConfig()

@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (UnavailableError, ResourceExhaustedError) as err:  # as populus-worker: the server's state, not the worker's failure
                 _log("server unavailable; retrying", table=name, message=str(err))
                 unavailable = True
-                break  # the other tables would meet the same server: the pass ends, and the next comes after a pause
+                continue
             except Exception as err:  # noqa: BLE001 - a key source that raises, a refused request: logged, exit 1
                 _log("populate failed", table=name, error=type(err).__name__, message=str(err))
                 _log("stop", reason="populate failed", exitCode=1, **totals)

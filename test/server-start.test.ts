@@ -29,6 +29,7 @@ const MIGRATIONS = [
   "KeyHashScheme0000000000004",
   "LeaseRows0000000000005",
   "RefreshClaims0000000000006",
+  "ClaimsMadeDue0000000000007",
 ];
 
 const databases: TestDatabase[] = [];

@@ -1878,7 +1878,7 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "refresh claims: one holder at a time; its calls hold the claim and its final call ends it and records the time, which min_interval then honours (until an operator deletes jobs); an explicit refresh is never held back; abandon gives back; a holder asking again under its own id gets it back",
+      "refresh claims: one holder at a time; its calls hold the claim and its final call ends it and records the time, which min_interval then honours (until an operator deletes jobs; a refresh running then records none); an explicit refresh is never held back; abandon gives back; a holder asking again under its own id gets it back",
     async run(t, { client }) {
       const table = "ClaimedRefresh";
       // Bad requests are INVALID_ARGUMENT and take no claim (the first good one below is granted).
@@ -1958,6 +1958,23 @@ const scenarios: Scenario[] = [
       // A late call of a refresh whose claim is gone (abandoned, lapsed) refreshes all the same and ends no one else's claim.
       t.deepEqual(rc(await client.refresh({ table, keys: keys(5, 6), claimId: "worker-b" })), rcOf({ added: 1 }));
       t.false((await client.claimRefresh({ table, claimId: "worker-d" })).granted, "worker-c still holds it");
+
+      // DeleteJobs while worker-c's refresh runs: that refresh may have read its key source before the
+      // delete, so its finish does not count as the refresh after it. Its claim stays held meanwhile.
+      t.is((await client.deleteJobs({ table, keys: [key(3)] })).deleted, 1n);
+      const whileRunning = await client.claimRefresh({ table, claimId: "worker-d", minInterval: seconds(60) });
+      t.deepEqual([whileRunning.granted, whileRunning.running], [false, true], "one refresh at a time: worker-c's still runs");
+      t.deepEqual(rc(await client.refresh({ table, keys: keys(6, 7), final: true, claimId: "worker-c" })), rcOf({ added: 1 }));
+      const next = await client.claimRefresh({ table, claimId: "worker-d", minInterval: seconds(60) });
+      t.true(next.granted, "worker-c's refresh, made due while it ran, recorded no time: the next one is due at once");
+      t.is(next.lastRefreshTime, undefined);
+      t.deepEqual(
+        rc(await client.refresh({ table, keys: keys(0, 7), final: true, claimId: "worker-d" })),
+        rcOf({ added: 2 }),
+        "it queues the deleted keys again (3, and 4 from the delete before)",
+      );
+      const recorded = await client.claimRefresh({ table, claimId: "worker-e", minInterval: seconds(60) });
+      t.deepEqual([recorded.granted, recorded.running], [false, false], "and records its finish: the interval holds the next one back again");
     },
   },
   {

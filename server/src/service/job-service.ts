@@ -176,10 +176,12 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const counts = await store.refresh({ table: table.stored, displayName: table.display, ...input, now: clock() });
       // Once the call is done (a refused call changes nothing): a call of a claimed refresh holds its claim on, its final call ends it.
       const finishedAt = clock();
-      const ended = input.claimId !== null && (await store.refreshClaimed(table.stored, input.claimId, input.final, finishedAt)) && input.final;
+      const claimed = input.claimId === null ? null : await store.refreshClaimed(table.stored, input.claimId, input.final, finishedAt);
       if (counts.added > 0 || counts.orphaned > 0 || counts.rePended > 0) notifier.notify(table.stored);
-      // Idle workers held back by this claim learn its next due time, without a look each.
-      else if (ended) notifier.claimChanged(table.stored, { kind: "finished", lastRefreshTime: finishedAt });
+      // Idle workers held back by this claim learn its next due time, without a look each; at once
+      // when an operator's delete made the next refresh due while this one ran.
+      else if (claimed === "recorded") notifier.claimChanged(table.stored, { kind: "finished", lastRefreshTime: finishedAt });
+      else if (claimed === "due") notifier.claimChanged(table.stored, FREED);
       hub.committed(table.stored);
       return {
         added: BigInt(counts.added),

@@ -23,7 +23,7 @@ import { ClaimReads } from "./claim-reads.js";
 import { EmptyTables } from "./empty-tables.js";
 import type { RecentReads } from "./recent-reads.js";
 import { dropStaging, holdsAnyJob, NewKeyExpectations, refresh, refreshOneKey } from "./operations/refresh.js";
-import { abandonClaim, claimRefresh, extendClaim, finishClaim, heldBackBy, jobsHeld, renewClaim } from "./operations/refresh-claims.js";
+import { abandonClaim, type ClaimFinish, claimRefresh, extendClaim, finishClaim, heldBackBy, jobsHeld, renewClaim } from "./operations/refresh-claims.js";
 import { release } from "./operations/release.js";
 import { reserve } from "./operations/reserve.js";
 import { deleteSpentRecords, expireTableLeases } from "./operations/sweep.js";
@@ -161,10 +161,10 @@ export abstract class SharedStore implements JobStore {
     return outcome;
   }
 
-  async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<boolean> {
+  async refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<"held" | ClaimFinish> {
     if (final) return this.writing(this.#claimReads, table, () => this.statements(() => finishClaim(this.sql, table, claimId, now)));
     await this.writing(this.#claimReads, table, () => this.statements(() => extendClaim(this.sql, table, claimId, now)));
-    return true;
+    return "held";
   }
 
   renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean> {

@@ -18,7 +18,7 @@
  */
 import type { AttributeCondition, EncodedKey, KeyAttributes, KeyHashScheme } from "../key-codec.js";
 import type { ChangeRow } from "./change-log.js";
-import type { ClaimInput, ClaimOutcome } from "./operations/refresh-claims.js";
+import type { ClaimFinish, ClaimInput, ClaimOutcome } from "./operations/refresh-claims.js";
 
 export type { ClaimInput, ClaimOutcome };
 
@@ -186,8 +186,12 @@ export interface JobStore {
   refresh(input: RefreshInput): Promise<RefreshCounts>;
   /** Promise 4's coordination: takes a table's refresh claim (operations/refresh-claims.ts); the table need not be declared. */
   claimRefresh(input: ClaimInput): Promise<ClaimOutcome>;
-  /** A call of the claimed refresh (`final`: its last, committed): holds the claim on, or ends it and records the refresh; false when the claim was no longer held under claimId. */
-  refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<boolean>;
+  /**
+   * A call of the claimed refresh (`final`: its last, committed): holds the claim on ("held"), or
+   * ends it and records the refresh ("recorded"; "due" when an operator made the next one due
+   * while it ran); "not-held" when a final call's claim was no longer held under claimId.
+   */
+  refreshClaimed(table: string, claimId: string, final: boolean, now: number): Promise<"held" | ClaimFinish>;
   /** Renews a claim still held under `claimId` for its timeout from now; false when it is not held. */
   renewRefreshClaim(table: string, claimId: string, now: number): Promise<boolean>;
   /** Gives a claim back unrecorded; false when it was no longer held. */

@@ -22,6 +22,7 @@ import { ReserveRequests0000000000003 } from "../migrations/mysql/0003-reserve-r
 import { KeyHashScheme0000000000004 } from "../migrations/mysql/0004-key-hash-scheme.js";
 import { LeaseRows0000000000005 } from "../migrations/mysql/0005-lease-rows.js";
 import { RefreshClaims0000000000006 } from "../migrations/mysql/0006-refresh-claims.js";
+import { ClaimsMadeDue0000000000007 } from "../migrations/mysql/0007-claims-made-due.js";
 import { type AsyncExecutor, type Operation, type Param, runAsync, runsOf, type Statement } from "../operations/operation.js";
 import { readyFilter, reserve, SIDE_BY_SIDE_RESERVE_JOBS } from "../operations/reserve.js";
 import { describeTable } from "../operations/tables.js";
@@ -41,6 +42,7 @@ export const MYSQL_MIGRATIONS = [
   KeyHashScheme0000000000004,
   LeaseRows0000000000005,
   RefreshClaims0000000000006,
+  ClaimsMadeDue0000000000007,
 ];
 
 /**

@@ -13,7 +13,7 @@
 import type { AttributeCondition } from "../../key-codec.js";
 import type { Param, Statement } from "./operation.js";
 
-/** The store's own tables (migrations 0001-0006), by their role. */
+/** The store's own tables (migrations 0001-0007), by their role. */
 const STORE_TABLES = {
   tables: "~populus_tables",
   events: "~populus_events",

@@ -6,9 +6,13 @@
  * database decides who wins, so replicas need no lock of their own. Each statement stands alone
  * (no transaction): a claim changes no job, and a claim lost in a crash lapses on its own.
  *
- *     free ──ClaimRefresh──▶ held ──final Refresh call──▶ free, last_refresh_time = now
+ *     free ──ClaimRefresh──▶ held ──final Refresh call──▶ free, last_refresh_time = now (NULL if made_due)
  *       ▲                     │ ├──AbandonRefresh──────────▶ free
  *       └─────────────────────┘ └──claim_timeout without a call: lapses (the next claim takes it)
+ *
+ * DeleteJobs and DeleteTargets make the next refresh due (last_refresh_time NULL), and mark a held
+ * claim `made_due`: its refresh may have read its key source before the delete, so its finish
+ * records no time. The claim stays held: one refresh of a table at a time, as ever.
  */
 import type { SqlDialect } from "./dialect.js";
 import { type Operation, rows, run, sql, write } from "./operation.js";
@@ -80,7 +84,7 @@ export function* claimRefresh(d: SqlDialect, input: ClaimInput): Operation<Claim
     const { lastRefreshTime } = state;
     const taken = yield* run(
       sql(
-        `UPDATE ${claims} SET claim_id = ?, claim_timeout_ms = ?, claim_expire_time = ?
+        `UPDATE ${claims} SET claim_id = ?, claim_timeout_ms = ?, claim_expire_time = ?, made_due = 0
          WHERE table_name = ? AND (claim_expire_time IS NULL OR claim_expire_time <= ? OR claim_id = ?) AND (last_refresh_time IS NULL OR last_refresh_time <= ?)`,
         [input.claimId, input.claimTimeoutMs, input.now + input.claimTimeoutMs, input.table, input.now, input.claimId, intervalCutoff],
       ),
@@ -114,23 +118,31 @@ export function* extendClaim(d: SqlDialect, table: string, claimId: string, now:
   yield* run(sql(`UPDATE ${d.names.refreshClaims} SET claim_expire_time = ? + claim_timeout_ms WHERE table_name = ? AND claim_id = ?`, [now, table, claimId]));
 }
 
-/** The claimed refresh's final call committed: the claim ends and its finish time is recorded. */
-export function* finishClaim(d: SqlDialect, table: string, claimId: string, now: number): Operation<boolean> {
+/** How a claimed refresh's final call ended its claim: its finish recorded, recorded as due at once (made_due), or the claim no longer held. */
+export type ClaimFinish = "recorded" | "due" | "not-held";
+
+/** The claimed refresh's final call committed: the claim ends and its finish time is recorded, unless an operator made the refresh due meanwhile. */
+export function* finishClaim(d: SqlDialect, table: string, claimId: string, now: number): Operation<ClaimFinish> {
   const claims = d.names.refreshClaims;
   const ended = sql(
-    `UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL, last_refresh_time = ? WHERE table_name = ? AND claim_id = ?`,
+    `UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL,
+       last_refresh_time = CASE WHEN made_due = 1 THEN NULL ELSE ? END, made_due = 0
+     WHERE table_name = ? AND claim_id = ?`,
     [now, table, claimId],
   );
-  return (yield* run(ended)) > 0;
+  if ((yield* run(ended)) === 0) return "not-held";
+  // Read after the write: a delete that made the refresh due since is seen either way.
+  const [row] = yield* rows<{ last_refresh_time: number | string | null }>(sql(`SELECT last_refresh_time FROM ${claims} WHERE table_name = ?`, [table]));
+  return row?.last_refresh_time == null ? "due" : "recorded";
 }
 
 /** The claimed refresh failed: the claim ends unrecorded. */
 export function* abandonClaim(d: SqlDialect, table: string, claimId: string): Operation<boolean> {
   const claims = d.names.refreshClaims;
-  const given = sql(`UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL WHERE table_name = ? AND claim_id = ?`, [
-    table,
-    claimId,
-  ]);
+  const given = sql(
+    `UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL, made_due = 0 WHERE table_name = ? AND claim_id = ?`,
+    [table, claimId],
+  );
   return (yield* run(given)) > 0;
 }
 
@@ -145,10 +157,14 @@ export function* jobsHeld(d: SqlDialect, table: string): Operation<{ anyJob: boo
 
 /**
  * An operator deleted jobs or computed rows, which the next refresh queues again: that refresh is
- * due now, whatever populate's interval (the finish time of the last one is forgotten).
+ * due now, whatever populate's interval (the finish time of the last one is forgotten). A claimed
+ * refresh running meanwhile is not that refresh (it may have read its key source before the
+ * delete): its claim is marked, and its finish records no time.
  */
 export function* refreshDueNow(d: SqlDialect, table: string): Operation<void> {
-  yield* write(sql(`UPDATE ${d.names.refreshClaims} SET last_refresh_time = NULL WHERE table_name = ?`, [table]));
+  yield* write(
+    sql(`UPDATE ${d.names.refreshClaims} SET last_refresh_time = NULL, made_due = CASE WHEN claim_id IS NULL THEN 0 ELSE 1 END WHERE table_name = ?`, [table]),
+  );
 }
 
 /** A BIGINT time as mysql2 or better-sqlite3 reads it. */

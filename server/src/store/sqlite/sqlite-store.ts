@@ -16,6 +16,7 @@ import { ReserveRequests0000000000003 } from "../migrations/sqlite/0003-reserve-
 import { KeyHashScheme0000000000004 } from "../migrations/sqlite/0004-key-hash-scheme.js";
 import { LeaseRows0000000000005 } from "../migrations/sqlite/0005-lease-rows.js";
 import { RefreshClaims0000000000006 } from "../migrations/sqlite/0006-refresh-claims.js";
+import { ClaimsMadeDue0000000000007 } from "../migrations/sqlite/0007-claims-made-due.js";
 import { type Operation, type Param, runSync, type Statement, type SyncExecutor } from "../operations/operation.js";
 import { describeTable } from "../operations/tables.js";
 import { SharedStore } from "../shared-store.js";
@@ -34,6 +35,7 @@ export const SQLITE_MIGRATIONS = [
   KeyHashScheme0000000000004,
   LeaseRows0000000000005,
   RefreshClaims0000000000006,
+  ClaimsMadeDue0000000000007,
 ];
 
 /** What the SQLite store takes beyond every store's options. */

@@ -1,0 +1,23 @@
+/**
+ * MySQL/MariaDB migration 0007: `made_due` on the refresh claims (store/operations/refresh-claims.ts).
+ * Numbered alike in store/migrations/sqlite/0007-claims-made-due.ts. Never edit once merged.
+ *
+ * An operator's DeleteJobs or DeleteTargets makes the table's next refresh due at once. A claimed
+ * refresh running meanwhile may have read its key source before the delete, so its finish must
+ * not count as that next refresh: the flag says so, and the finish records no time. Its claim
+ * stays held (one refresh at a time), where freeing it would let a second read of the key source
+ * start beside the first.
+ */
+import type { MigrationInterface, QueryRunner } from "typeorm";
+
+export class ClaimsMadeDue0000000000007 implements MigrationInterface {
+  name = "ClaimsMadeDue0000000000007";
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query("ALTER TABLE `~populus_refresh_claims` ADD COLUMN IF NOT EXISTS made_due TINYINT NOT NULL DEFAULT 0");
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query("ALTER TABLE `~populus_refresh_claims` DROP COLUMN IF EXISTS made_due");
+  }
+}

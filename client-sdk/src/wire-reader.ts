@@ -40,16 +40,7 @@ export class WireReader {
 
   /** The varint at pos (at most 32 bits), stepping past it; -1 when it runs past the end or is wider. */
   varint32(): number {
-    const buf = this.buf;
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < 5 && this.pos < this.end; i++) {
-      const b = buf[this.pos++] as number;
-      value += (b & 0x7f) * scale;
-      if (b < 0x80) return value <= 0xffffffff ? value : -1;
-      scale *= 128;
-    }
-    return -1;
+    return this.#varint(5, 0xffffffff);
   }
 
   /**
@@ -58,13 +49,18 @@ export class WireReader {
    * values are ten bytes wide).
    */
   varint53(): number {
+    return this.#varint(8, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The varint at pos in at most `maxBytes` bytes and at most `max`, stepping past it; -1 otherwise. */
+  #varint(maxBytes: number, max: number): number {
     const buf = this.buf;
     let value = 0;
     let scale = 1;
-    for (let i = 0; i < 8 && this.pos < this.end; i++) {
+    for (let i = 0; i < maxBytes && this.pos < this.end; i++) {
       const b = buf[this.pos++] as number;
       value += (b & 0x7f) * scale;
-      if (b < 0x80) return value <= Number.MAX_SAFE_INTEGER ? value : -1;
+      if (b < 0x80) return value <= max ? value : -1;
       scale *= 128;
     }
     return -1;

@@ -14,10 +14,11 @@ export class ClaimsMadeDue0000000000007 implements MigrationInterface {
   name = "ClaimsMadeDue0000000000007";
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query("ALTER TABLE `~populus_refresh_claims` ADD COLUMN IF NOT EXISTS made_due TINYINT NOT NULL DEFAULT 0");
+    // No IF NOT EXISTS: MySQL 8 has none (MariaDB has); the migration runs once.
+    await q.query("ALTER TABLE `~populus_refresh_claims` ADD COLUMN made_due TINYINT NOT NULL DEFAULT 0");
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query("ALTER TABLE `~populus_refresh_claims` DROP COLUMN IF EXISTS made_due");
+    await q.query("ALTER TABLE `~populus_refresh_claims` DROP COLUMN made_due");
   }
 }

@@ -2009,7 +2009,7 @@ const scenarios: Scenario[] = [
   },
   {
     title:
-      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends; at once when a job becomes pending, when its claim is given back or its refresh made due (DeleteJobs); when the interval has passed (counted from a finish through this server, which it hears of; granted to exactly one of several waiters); when a running claim lapses (at its recheck); a cancelled one is let go; a stopping server answers them UNAVAILABLE",
+      "an idle worker's long-poll (ClaimRefresh with wait): held back with nothing pending, it answers when the wait ends; at once when a job becomes pending, when its claim is given back or its refresh made due (DeleteJobs, also while another's claimed refresh runs); when the interval has passed (counted from a finish through this server, which it hears of; granted to exactly one of several waiters); when a running claim lapses (at its recheck); a cancelled one is let go; a stopping server answers them UNAVAILABLE",
     serial: true,
     async run(t, { client, server, db }) {
       const table = "LongPolledClaim";
@@ -2090,6 +2090,23 @@ const scenarios: Scenario[] = [
       started = Date.now();
       t.true((await client.abandonRefresh({ table: "LapsingForWaiter", claimId: "heir" })).released);
       t.true((await heirWaits).granted, "granted the claim given back");
+      t.true(Date.now() - started < AT_ONCE_MS, `at once (${Date.now() - started} ms)`);
+
+      // A refresh made due while it runs (DeleteJobs during its claim) records no finish: a waiter held
+      // back by it is granted as soon as it finishes, not after the interval counted from that finish.
+      const madeDue = "MadeDueForWaiter";
+      await client.refresh({ table: madeDue, keys: [key(0)] });
+      const [erring] = (await client.reserve({ table: madeDue, maxJobs: 1, worker: WORKER })).leases;
+      await client.fail({ table: madeDue, leaseToken: erring?.leaseToken ?? "", errorMessage: "broken" });
+      t.true((await client.claimRefresh({ table: madeDue, claimId: "running" })).granted);
+      const afterIt = client.claimRefresh({ table: madeDue, claimId: "after", minInterval: hour, wait: seconds(30) });
+      await until("the long-poll waits", async () => (await waiting()) === 1);
+      t.is((await client.deleteJobs({ table: madeDue, statuses: [JobStatus.ERROR] })).deleted, 1n);
+      // The waiter's look at the delete (within a second) finds the claim still held: its next is 7.5-12.5 s away.
+      await sleep(1500);
+      await client.refresh({ table: madeDue, keys: [], final: true, claimId: "running" });
+      started = Date.now();
+      t.true((await afterIt).granted, "granted: the refresh that ran across the delete did not count");
       t.true(Date.now() - started < AT_ONCE_MS, `at once (${Date.now() - started} ms)`);
 
       // A client that gives up its wait (a stopping worker) leaves nothing waiting on the server.

@@ -124,6 +124,7 @@ export type ClaimFinish = "recorded" | "due" | "not-held";
 /** The claimed refresh's final call committed: the claim ends and its finish time is recorded, unless an operator made the refresh due meanwhile. */
 export function* finishClaim(d: SqlDialect, table: string, claimId: string, now: number): Operation<ClaimFinish> {
   const claims = d.names.refreshClaims;
+  // last_refresh_time before made_due: MySQL assigns left to right, each reading the values already set.
   const ended = sql(
     `UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL,
        last_refresh_time = CASE WHEN made_due = 1 THEN NULL ELSE ? END, made_due = 0
@@ -131,7 +132,9 @@ export function* finishClaim(d: SqlDialect, table: string, claimId: string, now:
     [now, table, claimId],
   );
   if ((yield* run(ended)) === 0) return "not-held";
-  // Read after the write: a delete that made the refresh due since is seen either way.
+  // Read after the write: a delete that made the refresh due since is seen either way. On MySQL the two
+  // go on their own connections, so another claim may be taken and finished in between: the answer then
+  // only tells this replica's idle waiters a later finish, and the row itself is right.
   const [row] = yield* rows<{ last_refresh_time: number | string | null }>(sql(`SELECT last_refresh_time FROM ${claims} WHERE table_name = ?`, [table]));
   return row?.last_refresh_time == null ? "due" : "recorded";
 }

@@ -130,7 +130,8 @@ class JobServiceServicer(object):
         recently; a caller not granted goes straight to reserving. The claim is
         held by the Refresh calls that carry its claim_id (each extends it by
         claim_timeout from now) and ended by the final one, which records the
-        refresh's finish time; AbandonRefresh gives it back unrecorded. A claim
+        refresh's finish time (none when DeleteJobs or DeleteTargets made the
+        next refresh due while it ran); AbandonRefresh gives it back unrecorded. A claim
         whose holder stays silent for claim_timeout lapses; one asked for again
         under the same claim_id is granted again (its holder's refresh failed
         before it could give the claim back). A table never
@@ -270,7 +271,8 @@ class JobServiceServicer(object):
 
     def DeleteJobs(self, request, context):
         """DeleteJobs deletes a table's jobs by status and/or key (e.g. clearing
-        errors so the next refresh queues those keys again).
+        errors so the next refresh queues those keys again); that refresh is due
+        at once, whatever a ClaimRefresh's min_interval.
 
         Errors: NOT_FOUND for an unknown table; INVALID_ARGUMENT when neither
         statuses nor keys are given, or for a bad key.
@@ -300,7 +302,8 @@ class JobServiceServicer(object):
 
     def DeleteTargets(self, request, context):
         """DeleteTargets deletes computed rows so that their keys are computed again
-        after the next refresh.
+        after the next refresh, which is due at once, whatever a ClaimRefresh's
+        min_interval.
 
         Errors: NOT_FOUND for an unknown table; INVALID_ARGUMENT when neither keys
         nor all are given, or for a bad key.

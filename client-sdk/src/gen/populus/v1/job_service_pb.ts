@@ -122,8 +122,9 @@ export type RefreshRequest = Message<"populus.v1.RefreshRequest"> & {
   /**
    * The claim that ClaimRefresh granted for this refresh, if any: every call
    * that carries it extends the claim by its claim_timeout, and the final
-   * call, once committed, ends it and records the refresh's finish time. A
-   * claim no longer held (it lapsed) changes nothing; the refresh is done
+   * call, once committed, ends it and records the refresh's finish time
+   * (none when DeleteJobs or DeleteTargets made the next refresh due while it
+   * ran). A claim no longer held (it lapsed) changes nothing; the refresh is done
    * all the same.
    *
    * @generated from field: string claim_id = 11;
@@ -294,7 +295,8 @@ export type ClaimRefreshResponse = Message<"populus.v1.ClaimRefreshResponse"> & 
   running: boolean;
 
   /**
-   * When the table's last claimed refresh finished; unset if none has.
+   * When the table's last claimed refresh finished; unset if none has, or
+   * if DeleteJobs or DeleteTargets made the next refresh due since.
    *
    * @generated from field: google.protobuf.Timestamp last_refresh_time = 3;
    */
@@ -1573,7 +1575,8 @@ export const JobService: GenService<{
    * recently; a caller not granted goes straight to reserving. The claim is
    * held by the Refresh calls that carry its claim_id (each extends it by
    * claim_timeout from now) and ended by the final one, which records the
-   * refresh's finish time; AbandonRefresh gives it back unrecorded. A claim
+   * refresh's finish time (none when DeleteJobs or DeleteTargets made the
+   * next refresh due while it ran); AbandonRefresh gives it back unrecorded. A claim
    * whose holder stays silent for claim_timeout lapses; one asked for again
    * under the same claim_id is granted again (its holder's refresh failed
    * before it could give the claim back). A table never
@@ -1743,7 +1746,8 @@ export const JobService: GenService<{
   },
   /**
    * DeleteJobs deletes a table's jobs by status and/or key (e.g. clearing
-   * errors so the next refresh queues those keys again).
+   * errors so the next refresh queues those keys again); that refresh is due
+   * at once, whatever a ClaimRefresh's min_interval.
    *
    * Errors: NOT_FOUND for an unknown table; INVALID_ARGUMENT when neither
    * statuses nor keys are given, or for a bad key.
@@ -1782,7 +1786,8 @@ export const JobService: GenService<{
   },
   /**
    * DeleteTargets deletes computed rows so that their keys are computed again
-   * after the next refresh.
+   * after the next refresh, which is due at once, whatever a ClaimRefresh's
+   * min_interval.
    *
    * Errors: NOT_FOUND for an unknown table; INVALID_ARGUMENT when neither keys
    * nor all are given, or for a bad key.

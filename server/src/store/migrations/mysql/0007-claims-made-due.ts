@@ -14,11 +14,18 @@ export class ClaimsMadeDue0000000000007 implements MigrationInterface {
   name = "ClaimsMadeDue0000000000007";
 
   async up(q: QueryRunner): Promise<void> {
-    // No IF NOT EXISTS: MySQL 8 has none (MariaDB has); the migration runs once.
+    // Looked for first, as 0005 does: MySQL 8 has no ADD COLUMN IF NOT EXISTS (MariaDB has), and DDL
+    // commits on its own, so a start that crashed after it and before the migration was recorded runs it again.
+    if (await hasMadeDue(q)) return;
     await q.query("ALTER TABLE `~populus_refresh_claims` ADD COLUMN made_due TINYINT NOT NULL DEFAULT 0");
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query("ALTER TABLE `~populus_refresh_claims` DROP COLUMN made_due");
+    if (await hasMadeDue(q)) await q.query("ALTER TABLE `~populus_refresh_claims` DROP COLUMN made_due");
   }
+}
+
+async function hasMadeDue(q: QueryRunner): Promise<boolean> {
+  const columns: unknown[] = await q.query("SHOW COLUMNS FROM `~populus_refresh_claims` LIKE 'made_due'");
+  return columns.length > 0;
 }

@@ -118,17 +118,18 @@ export function* extendClaim(d: SqlDialect, table: string, claimId: string, now:
   yield* run(sql(`UPDATE ${d.names.refreshClaims} SET claim_expire_time = ? + claim_timeout_ms WHERE table_name = ? AND claim_id = ?`, [now, table, claimId]));
 }
 
+/** The SET list of a claim that ends, by its refresh's final call or given back: no holder, and no made_due left for the next. */
+const CLAIM_ENDS = "claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL, made_due = 0";
+
 /** How a claimed refresh's final call ended its claim: its finish recorded, recorded as due at once (made_due), or the claim no longer held. */
 export type ClaimFinish = "recorded" | "due" | "not-held";
 
 /** The claimed refresh's final call committed: the claim ends and its finish time is recorded, unless an operator made the refresh due meanwhile. */
 export function* finishClaim(d: SqlDialect, table: string, claimId: string, now: number): Operation<ClaimFinish> {
   const claims = d.names.refreshClaims;
-  // last_refresh_time before made_due: MySQL assigns left to right, each reading the values already set.
+  // last_refresh_time before CLAIM_ENDS clears made_due: MySQL assigns left to right, each reading the values already set.
   const ended = sql(
-    `UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL,
-       last_refresh_time = CASE WHEN made_due = 1 THEN NULL ELSE ? END, made_due = 0
-     WHERE table_name = ? AND claim_id = ?`,
+    `UPDATE ${claims} SET last_refresh_time = CASE WHEN made_due = 1 THEN NULL ELSE ? END, ${CLAIM_ENDS} WHERE table_name = ? AND claim_id = ?`,
     [now, table, claimId],
   );
   if ((yield* run(ended)) === 0) return "not-held";
@@ -142,10 +143,7 @@ export function* finishClaim(d: SqlDialect, table: string, claimId: string, now:
 /** The claimed refresh failed: the claim ends unrecorded. */
 export function* abandonClaim(d: SqlDialect, table: string, claimId: string): Operation<boolean> {
   const claims = d.names.refreshClaims;
-  const given = sql(
-    `UPDATE ${claims} SET claim_id = NULL, claim_timeout_ms = NULL, claim_expire_time = NULL, made_due = 0 WHERE table_name = ? AND claim_id = ?`,
-    [table, claimId],
-  );
+  const given = sql(`UPDATE ${claims} SET ${CLAIM_ENDS} WHERE table_name = ? AND claim_id = ?`, [table, claimId]);
   return (yield* run(given)) > 0;
 }
 

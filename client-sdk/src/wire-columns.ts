@@ -15,11 +15,10 @@
  *
  * @internal Not part of the public API.
  */
-import { fromBinary } from "@bufbuild/protobuf";
-import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { LeaseColumns, ReserveResponse } from "./gen/populus/v1/job_service_pb.js";
-import { type KeyAttribute, KeyAttributeSchema } from "./gen/populus/v1/types_pb.js";
-import { LEN, stringsAt, tagOf, utf8At, VARINT, WireReader } from "./wire-reader.js";
+import type { KeyAttribute } from "./gen/populus/v1/types_pb.js";
+import { decodeKeyAttribute, decodeTimestamp, LEN, stringsAt, tagOf, utf8At, VARINT, WireReader } from "./wire-reader.js";
 
 /** ReserveResponse.columns, and LeaseColumns' fields. */
 const COLUMNS = tagOf(2, LEN);
@@ -65,14 +64,16 @@ function decodeColumns(buf: Uint8Array, start: number, end: number): LeaseColumn
       keysJson = text;
       continue;
     }
-    // A submessage protobuf-es cannot read: the whole answer goes to it, for its canonical error.
-    try {
-      if (tag !== LEASE_EXPIRE_TIME) keyAttributes.push(fromBinary(KeyAttributeSchema, bytes));
-      else if (leaseExpireTime === undefined) leaseExpireTime = fromBinary(TimestampSchema, bytes);
-      else return undefined; // a second one merges into the first
-    } catch {
-      return undefined;
-    }
+    // A submessage not read here (undefined): the whole answer goes to protobuf-es, for its canonical message or error.
+    const reader = new WireReader(bytes, 0, bytes.length);
+    if (tag !== LEASE_EXPIRE_TIME) {
+      const attribute = decodeKeyAttribute(reader);
+      if (attribute === undefined) return undefined;
+      keyAttributes.push(attribute);
+    } else if (leaseExpireTime === undefined) {
+      leaseExpireTime = decodeTimestamp(reader);
+      if (leaseExpireTime === undefined) return undefined;
+    } else return undefined; // a second one merges into the first
   }
   const leaseTokens = stringsAt(buf, fields.tokenSpans);
   if (leaseTokens === undefined) return undefined;

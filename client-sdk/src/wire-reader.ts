@@ -3,8 +3,8 @@
  * wire-columns.ts and wire-watch.ts; Complete's request in columns on the server): a reader of
  * protobuf's binary wire format that knows varints of up to 32 (or 53) bits and length-delimited
  * fields, and answers -1 for anything else, so that its caller leaves the message to protobuf-es;
- * and the strings of a repeated field, decoded in one native call when they are ASCII (lease
- * tokens always are).
+ * the strings of a repeated field, decoded in one native call when they are ASCII (lease tokens
+ * always are); and the submessages both SDK decoders meet (Timestamp, KeyAttribute).
  *
  * Why by hand: protobuf-es reads a message with one generic loop over its fields, and a repeated
  * string is a field per value, so a thousand lease tokens ran that loop a thousand times per call,
@@ -13,6 +13,8 @@
  * @internal Not part of the public API.
  */
 import { isAscii } from "node:buffer";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { AttributeType, KeyAttribute } from "./gen/populus/v1/types_pb.js";
 
 /** Wire types. */
 export const VARINT = 0;
@@ -66,6 +68,15 @@ export class WireReader {
     return -1;
   }
 
+  /** The length-delimited UTF-8 text at pos, stepping past it; undefined when it is not whole or not UTF-8. */
+  text(): string | undefined {
+    const end = this.delimited();
+    if (end < 0) return undefined;
+    const value = utf8At(this.buf, this.pos, end);
+    this.pos = end;
+    return value;
+  }
+
   /** Reads a length-delimited value's length: pos is then at its first byte, and this answers its end; -1 when it runs past the end. */
   delimited(): number {
     const length = this.varint32();
@@ -107,4 +118,51 @@ export function stringsAt(buf: Uint8Array, spans: readonly number[]): string[] |
     strings[i] = s;
   }
   return strings;
+}
+
+/** Timestamp's and KeyAttribute's fields. */
+const SECONDS = tagOf(1, VARINT);
+const NANOS = tagOf(2, VARINT);
+const NAME = tagOf(1, LEN);
+const TYPE = tagOf(2, VARINT);
+
+/**
+ * The Timestamp in the reader's bytes (a submessage both hand decoders meet), or undefined for what
+ * protobuf-es must read: a field repeated or unknown, negative seconds or nanos (ten bytes wide).
+ */
+export function decodeTimestamp(reader: WireReader): Timestamp | undefined {
+  let seconds = 0;
+  let nanos = 0;
+  let seen = 0;
+  while (reader.pos < reader.end) {
+    const tag = reader.varint32();
+    if ((tag !== SECONDS && tag !== NANOS) || seen & (1 << (tag >>> 3))) return undefined;
+    seen |= 1 << (tag >>> 3);
+    const n = reader.varint53();
+    if (n < 0 || (tag === NANOS && n > 0x7fffffff)) return undefined;
+    if (tag === SECONDS) seconds = n;
+    else nanos = n;
+  }
+  return { $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos };
+}
+
+/** The KeyAttribute in the reader's bytes, or undefined for what protobuf-es must read (as decodeTimestamp). */
+export function decodeKeyAttribute(reader: WireReader): KeyAttribute | undefined {
+  const attribute: KeyAttribute = { $typeName: "populus.v1.KeyAttribute", name: "", type: 0 };
+  let seen = 0;
+  while (reader.pos < reader.end) {
+    const tag = reader.varint32();
+    if ((tag !== NAME && tag !== TYPE) || seen & (1 << (tag >>> 3))) return undefined;
+    seen |= 1 << (tag >>> 3);
+    if (tag === NAME) {
+      const name = reader.text();
+      if (name === undefined) return undefined;
+      attribute.name = name;
+    } else {
+      const type = reader.varint53();
+      if (type < 0 || type > 0x7fffffff) return undefined;
+      attribute.type = type as AttributeType;
+    }
+  }
+  return attribute;
 }

@@ -15,10 +15,9 @@
  *
  * @internal Not part of the public API.
  */
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { JobEventGroup, WatchResponse } from "./gen/populus/v1/job_service_pb.js";
-import type { AttributeType, JobStatus, KeyAttribute, Progress } from "./gen/populus/v1/types_pb.js";
-import { LEN, tagOf, utf8At, VARINT, WireReader } from "./wire-reader.js";
+import type { JobStatus, KeyAttribute, Progress } from "./gen/populus/v1/types_pb.js";
+import { decodeKeyAttribute, decodeTimestamp, LEN, tagOf, utf8At, VARINT, WireReader } from "./wire-reader.js";
 
 /** WatchResponse's fields. */
 const CURSOR = tagOf(1, LEN);
@@ -37,12 +36,6 @@ const TIME = tagOf(3, LEN);
 const WORKER_ID = tagOf(4, LEN);
 const COMMITTED = tagOf(5, VARINT);
 const ERROR_MESSAGE = tagOf(6, LEN);
-
-/** KeyAttribute's and Timestamp's fields. */
-const NAME = tagOf(1, LEN);
-const TYPE = tagOf(2, VARINT);
-const SECONDS = tagOf(1, VARINT);
-const NANOS = tagOf(2, VARINT);
 
 /** The WatchResponse in `buf`, or undefined when it is not one this reads (decode it with protobuf-es). */
 export function decodeWatchResponse(buf: Uint8Array): WatchResponse | undefined {
@@ -103,7 +96,7 @@ function decodeProgress(reader: WireReader): Progress | undefined {
     if (tag < 0 || field > 8 || seen & (1 << field)) return undefined;
     seen |= 1 << field;
     if (tag === PROGRESS_TABLE) {
-      const table = text(reader);
+      const table = reader.text();
       if (table === undefined) return undefined;
       progress.table = table;
       continue;
@@ -130,7 +123,7 @@ function decodeEventGroup(reader: WireReader): JobEventGroup | undefined {
   while (reader.pos < reader.end) {
     const tag = reader.varint32();
     if (tag === ERROR_MESSAGE) {
-      const message = text(reader);
+      const message = reader.text();
       if (message === undefined) return undefined;
       group.errorMessages.push(message);
       continue;
@@ -139,7 +132,7 @@ function decodeEventGroup(reader: WireReader): JobEventGroup | undefined {
     if (tag < 0 || field > 6 || seen & (1 << field)) return undefined;
     seen |= 1 << field;
     if (tag === KEYS_JSON || tag === WORKER_ID) {
-      const value = text(reader);
+      const value = reader.text();
       if (value === undefined) return undefined;
       if (tag === KEYS_JSON) group.keysJson = value;
       else group.workerId = value;
@@ -164,50 +157,4 @@ function decodeEventGroup(reader: WireReader): JobEventGroup | undefined {
     }
   }
   return group;
-}
-
-function decodeTimestamp(reader: WireReader): Timestamp | undefined {
-  let seconds = 0;
-  let nanos = 0;
-  let seen = 0;
-  while (reader.pos < reader.end) {
-    const tag = reader.varint32();
-    if ((tag !== SECONDS && tag !== NANOS) || seen & (1 << (tag >>> 3))) return undefined;
-    seen |= 1 << (tag >>> 3);
-    const n = reader.varint53();
-    // Negative seconds or nanos are ten bytes wide: protobuf-es's to read.
-    if (n < 0 || (tag === NANOS && n > 0x7fffffff)) return undefined;
-    if (tag === SECONDS) seconds = n;
-    else nanos = n;
-  }
-  return { $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos };
-}
-
-function decodeKeyAttribute(reader: WireReader): KeyAttribute | undefined {
-  const attribute: KeyAttribute = { $typeName: "populus.v1.KeyAttribute", name: "", type: 0 };
-  let seen = 0;
-  while (reader.pos < reader.end) {
-    const tag = reader.varint32();
-    if ((tag !== NAME && tag !== TYPE) || seen & (1 << (tag >>> 3))) return undefined;
-    seen |= 1 << (tag >>> 3);
-    if (tag === NAME) {
-      const name = text(reader);
-      if (name === undefined) return undefined;
-      attribute.name = name;
-    } else {
-      const type = reader.varint53();
-      if (type < 0 || type > 0x7fffffff) return undefined;
-      attribute.type = type as AttributeType;
-    }
-  }
-  return attribute;
-}
-
-/** The length-delimited UTF-8 text at the reader, stepping past it; undefined when it is not whole or not UTF-8. */
-function text(reader: WireReader): string | undefined {
-  const end = reader.delimited();
-  if (end < 0) return undefined;
-  const value = utf8At(reader.buf, reader.pos, end);
-  reader.pos = end;
-  return value;
 }

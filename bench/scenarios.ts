@@ -4,7 +4,7 @@
  * BENCH_URL, on a fresh database, and checks what it measured: a drain that
  * does not commit every key exactly once throws, and the bench fails.
  */
-import { fork, spawn } from "node:child_process";
+import { type ChildProcess, fork, spawn } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
@@ -680,13 +680,19 @@ const BARE_HTTP2_SERVER = `
   }).listen(Number(process.argv[1]), "127.0.0.1", () => process.send("listening"));
 `;
 
-/** Scenario 7's long-polls (as many connections, each holding one call at a time) against BARE_HTTP2_SERVER: its CPU, % of a core. */
-async function bareHttp2Cpu(port: number, s: Sizes): Promise<number> {
-  const server = spawn(process.execPath, ["-e", BARE_HTTP2_SERVER, String(port)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+/** Runs one of the bare servers' scripts (`node -e`) with `args`, once it says it listens; rejects, naming it, if it exits first. */
+async function startBareServer(name: string, script: string, ...args: string[]): Promise<ChildProcess> {
+  const server = spawn(process.execPath, ["-e", script, ...args], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   await new Promise((resolve, reject) => {
     server.once("message", resolve);
-    server.once("exit", (code) => reject(new Error(`the bare HTTP/2 server exited (${code})`)));
+    server.once("exit", (code) => reject(new Error(`${name} exited (${code})`)));
   });
+  return server;
+}
+
+/** Scenario 7's long-polls (as many connections, each holding one call at a time) against BARE_HTTP2_SERVER: its CPU, % of a core. */
+async function bareHttp2Cpu(port: number, s: Sizes): Promise<number> {
+  const server = await startBareServer("the bare HTTP/2 server", BARE_HTTP2_SERVER, String(port));
   const controller = new AbortController();
   const { signal } = controller;
   setMaxListeners(0, signal);
@@ -783,10 +789,7 @@ const BARE_ENQUEUE_SERVER = `
 
 /** Runs of `calls` calls in a row to BARE_ENQUEUE_SERVER on `databaseUrl`, after as many untimed: calls/s and its CPU per call (µs), each run. */
 async function bareEnqueueFloor(databaseUrl: string, port: number, calls: number, runs: number): Promise<{ callsPerSecond: number[]; serverCpuUs: number[] }> {
-  const server = spawn(process.execPath, ["-e", BARE_ENQUEUE_SERVER, databaseUrl, String(port)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const exited = new Promise<never>((_, reject) => server.once("exit", (code) => reject(new Error(`the bare enqueue server exited (${code})`))));
-  exited.catch(() => undefined);
-  await Promise.race([new Promise((resolve) => server.once("message", resolve)), exited]);
+  const server = await startBareServer("the bare enqueue server", BARE_ENQUEUE_SERVER, databaseUrl, String(port));
   const session = http2.connect(`http://127.0.0.1:${port}`);
   session.on("error", () => undefined); // each call fails with it
   const call = () =>

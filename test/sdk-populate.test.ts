@@ -248,6 +248,16 @@ for (const dialect of dialects) {
   });
 }
 
+/** Runs `script` as an inline ES module (node -e) with `env` added; its exit code and stdout. */
+async function inlineScript(script: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  let stdout = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  // "close", not "exit": the process can exit before its output has all been read.
+  const [code] = (await once(child, "close")) as [number | null];
+  return { code, stdout };
+}
+
 test("a table defined in an inline script cannot go to child processes, with a clear error", async (t) => {
   const s = await setupOf(dialects[0] ?? "sqlite");
   t.truthy(s);
@@ -258,12 +268,9 @@ test("a table defined in an inline script cannot go to child processes, with a c
     const Inline = db.table("Inline", { keySource: [{ id: 1 }], make: () => ({}) });
     try { await Inline.populate({ reserveJobs: true, processes: 2 }); console.log("no error"); }
     catch (e) { console.log(e.name + ": " + e.message); }`;
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  await once(child, "exit");
+  const { stdout } = await inlineScript(script);
   t.is(
-    out.trim(),
+    stdout.trim(),
     "WorkerProcessError: table Inline was defined in an inline script ([eval1], e.g. node -e), which a child process cannot load; define tables in a module file",
   );
 });
@@ -791,16 +798,13 @@ test("config.jobs: a bad POPULUS_* variable does not fail the import; its first 
     uses.push(String(sdk.config.jobs.staleTimeout));
     console.log(JSON.stringify(uses));
   `;
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
-    env: { ...process.env, POPULUS_STALE_TIMEOUT: "soon" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => (out += d));
-  // "close", not "exit": the process can exit before its output has all been read.
-  const [code] = await once(child, "close");
+  const { code, stdout } = await inlineScript(script, { POPULUS_STALE_TIMEOUT: "soon" });
   t.is(code, 0);
-  t.deepEqual(JSON.parse(out), ['true: POPULUS_STALE_TIMEOUT must be a number, got "soon"', 'true: POPULUS_STALE_TIMEOUT must be a number, got "soon"', "60"]);
+  t.deepEqual(JSON.parse(stdout), [
+    'true: POPULUS_STALE_TIMEOUT must be a number, got "soon"',
+    'true: POPULUS_STALE_TIMEOUT must be a number, got "soon"',
+    "60",
+  ]);
 });
 
 test("refresh keys: a call of keys sharing their attributes goes in columns as canonical JSON; mixed keys go as Key messages; bad values are refused as before", (t) => {

@@ -24,7 +24,7 @@ import { histogramSample } from "../test/helpers/prometheus.js";
 import { type ServerProcess, startServer } from "../test/helpers/server-process.js";
 import { cpuSeconds, type DatabaseWork, MariadbCounters, mariadbdPid } from "./mariadb-counters.js";
 import { db, makeCalls, tables } from "./pipeline.js";
-import { percentile, type Spread, spread } from "./stats.js";
+import { percentile, percentileOfCounts, type Spread, spread } from "./stats.js";
 
 type Rpc = Client<typeof JobService>;
 
@@ -499,8 +499,8 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
       await new Promise((r) => setTimeout(r, 500)); // the last events reach the watchers
       const { delays, resumed, cpuSeconds: watcherCpu } = await watchers.stop();
       watchersCpu.push(watcherCpu);
-      p50.push(percentile(delays, 50));
-      p99.push(percentile(delays, 99));
+      p50.push(percentileOfCounts(delays, 50));
+      p99.push(percentileOfCounts(delays, 99));
       return resumed;
     };
     let resumed = 0;
@@ -531,14 +531,14 @@ export async function watch(dialect: Dialect, port: number, s: Sizes, log: (line
 
 /**
  * `count` watchers of `table` in a process of their own (bench/watchers.js), once every one has had
- * its first message; stop() ends them and answers each job event's delay (ms, sorted) and the
- * streams that were cut for falling behind and resumed.
+ * its first message; stop() ends them and answers the job events' delays ([ms, events] pairs in
+ * delay order) and the streams that were cut for falling behind and resumed.
  */
 async function startWatchers(
   url: string,
   table: string,
   count: number,
-): Promise<{ stop(): Promise<{ delays: number[]; resumed: number; cpuSeconds: number }> }> {
+): Promise<{ stop(): Promise<{ delays: [number, number][]; resumed: number; cpuSeconds: number }> }> {
   const child = fork(fileURLToPath(new URL("./watchers.js", import.meta.url)), [url, table, String(count), String(EVENT_WATCHER_EVERY)], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     // WATCHERS_NODE_FLAGS="--flag ...": node flags for the watchers' process (bench experiments, e.g. --cpu-prof).
@@ -551,7 +551,7 @@ async function startWatchers(
   await message("ready");
   return {
     async stop() {
-      const done = message<{ delays: number[]; resumed: number; cpuSeconds: number }>("done");
+      const done = message<{ delays: [number, number][]; resumed: number; cpuSeconds: number }>("done");
       child.send({ type: "stop" });
       return await done;
     },

@@ -39,7 +39,8 @@ an attempt, and the worker exits 0; a second signal stops at once. An
 unreachable server (UNAVAILABLE or RESOURCE_EXHAUSTED after the SDK's own
 retries, or a wait on it silent past its deadline) is logged as "server
 unavailable; retrying" and tried again after the idle sleep: a server restart
-is not the worker's failure.
+is not the worker's failure. It ends the pass (the next tables would find the
+same server), and ``--once`` exits only after a pass that it did not cut short.
 
 Exit codes as populus-worker's: 0 done (``--once``, ``--max-calls``) or
 stopped; 1 a make failed without ``--suppress-errors``, populate could not
@@ -215,9 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _log("stop", reason="make failed", exitCode=1, **totals)
                 return 1
             except (UnavailableError, ResourceExhaustedError) as err:  # as populus-worker: the server's state, not the worker's failure
+                # The pass ends here: the next tables would find the same server, each after the SDK's own retries.
                 _log("server unavailable; retrying", table=name, message=str(err))
                 unavailable = True
-                continue
+                break
             except Exception as err:  # noqa: BLE001 - a key source that raises, a refused request: logged, exit 1
                 _log("populate failed", table=name, error=type(err).__name__, message=str(err))
                 _log("stop", reason="populate failed", exitCode=1, **totals)
@@ -231,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if calls_left is not None:
                 calls_left -= made
             worked = worked or made > 0
-        if args.once or calls_left == 0 or stop.stopping.is_set():
+        # --once is one whole pass: a pass cut short by an unavailable server is tried again after the sleep.
+        if (args.once and not unavailable) or calls_left == 0 or stop.stopping.is_set():
             break
         if worked and not unavailable:
             idle = 1.0

@@ -14,7 +14,9 @@ stood in for): it sleeps, its sleep doubling, only after a wait that told of
 jobs the pass then did not take, or one that found the server unavailable
 (DEADLINE_EXCEEDED too); after "refresh" it goes straight back to waiting; any
 other error of the wait ends it (exit 1, "wait for work failed"); with
-``--refresh-interval 0`` it never waits on the server, and sleeps instead."""
+``--refresh-interval 0`` it never waits on the server, and sleeps instead.
+An unavailable server ends the pass at its table, and ``--once`` exits only
+after a pass it did not cut short."""
 
 from __future__ import annotations
 
@@ -355,3 +357,45 @@ def test_with_refresh_interval_0_the_idle_worker_sleeps_instead_of_waiting_on_th
     assert events == [("sleep", 1.0), ("sleep", 2.0), ("sleep", 4.0), ("sleep", 5.0), ("sleep", 5.0)]
     assert [e["successCount"] for e in logs if e["msg"] == "pass"] == [0] * 5
     assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0}
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # two tables with nothing to do
+def test_an_unavailable_server_ends_the_pass_and_once_exits_only_after_a_whole_pass(server, table_name, tmp_path, monkeypatch, capsys):
+    # As populus-worker: the pass stops at the table that found the server unavailable, sleeps, and
+    # starts over; --once is done after the first pass that reached every table.
+    module = tmp_path / f"two_{table_name.lower()}.py"
+    module.write_text(
+        "import populus\n"
+        f"db = populus.connect(url={server.url!r})\n"
+        f"First = db.table({table_name + 'A'!r}, key_source=[], make=lambda key, ctx: {{}})\n"
+        f"Second = db.table({table_name + 'B'!r}, key_source=[], make=lambda key, ctx: {{}})\n"
+    )
+    events: list[Any] = []
+    real_populate = populus.Table.populate
+
+    def populate(self, **kwargs):
+        events.append(("populate", self.name))
+        if len(events) == 1:
+            raise populus.UnavailableError("the server is restarting")
+        return real_populate(self, **kwargs)
+
+    class RecordingStop(GracefulStop):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stopping = _SleepLog(self, events, 100)
+
+    monkeypatch.setattr(populus.Table, "populate", populate)
+    monkeypatch.setattr(populus.worker, "GracefulStop", RecordingStop)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = populus.worker.main([str(module), "--once", "--grace", "0", "--idle-wait", "5"])
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        sys.modules.pop(module.stem, None)
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    first, second = ("populate", table_name + "A"), ("populate", table_name + "B")
+    assert events == [first, ("sleep", 1.0), first, second]
+    assert [e["msg"] for e in logs] == ["start", "server unavailable; retrying", "pass", "pass", "stop"]
+    assert logs[-1] == {**logs[-1], "reason": "once", "exitCode": 0}

@@ -51,7 +51,7 @@ from typing import Callable, Literal, Optional
 import grpc
 
 from populus.config import MAX_REFRESH_INTERVAL_S
-from populus.errors import PopulusError
+from populus.errors import PopulusError, UnavailableError
 from populus.graceful_stop import GracefulStop, handle_signals
 from populus.refresh import KeySource, RefreshParams, refresh_outcome
 from populus.retry import RetryPolicy
@@ -92,7 +92,8 @@ default); if its process stopped in between, the claim lapses this soon."""
 
 _LONG_POLL_DEADLINE_MARGIN_S = 30.0
 """A long-poll's gRPC deadline beyond its wait: the server answers by the end
-of the wait, so only a call that hangs meets it (DEADLINE_EXCEEDED, raised)."""
+of the wait, so only a call that hangs meets it (raised as UnavailableError,
+as for a server that cannot be reached)."""
 
 POLL_WITHOUT_LONG_POLL_S = 10.0
 """How often a wait for work asks a server that cannot long-poll, seconds: one
@@ -378,6 +379,9 @@ def wait_for_work(
             # Cancelled by the stop (grpc.FutureCancelledError), or failed while stopping: no work.
             if stopped():
                 return None
+            if isinstance(err, PopulusError) and err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                # The server answers a long-poll before its deadline: one that never did hangs, or its connection does.
+                raise UnavailableError(f"{table}: the server did not answer a wait for work within {round(poll + _LONG_POLL_DEADLINE_MARGIN_S)} s") from err
             if not (isinstance(err, PopulusError) and err.code == grpc.StatusCode.UNIMPLEMENTED):
                 raise
             # A server older than refresh claims: a pass is due after a worker's sleep, as it always was.

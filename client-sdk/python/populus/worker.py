@@ -61,11 +61,9 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-import grpc
-
 from populus.claimed_refresh import WorkFound
 from populus.config import MAX_REFRESH_INTERVAL_S, jobs_settings_from_env
-from populus.errors import InvalidConfigError, MakeError, PopulusError, ResourceExhaustedError, UnavailableError
+from populus.errors import InvalidConfigError, MakeError, ResourceExhaustedError, UnavailableError
 from populus.graceful_stop import GracefulStop
 from populus.table import Table
 
@@ -262,10 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _server_unavailable(err: BaseException) -> bool:
     """Whether a wait on the server failed for the server's state, not the
     request's: unreachable or overloaded (after the SDK's retries), or silent
-    past the long-poll's deadline. The worker then sleeps and tries again."""
-    return isinstance(err, (UnavailableError, ResourceExhaustedError)) or (
-        isinstance(err, PopulusError) and err.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    )
+    past the long-poll's deadline (which wait_for_work raises as
+    UnavailableError). The worker then sleeps and tries again."""
+    return isinstance(err, (UnavailableError, ResourceExhaustedError))
 
 
 def _wait_for_work_on_any(tables: Sequence[Table], refresh_interval: float, stop: GracefulStop) -> WorkFound:

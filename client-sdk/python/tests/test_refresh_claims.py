@@ -311,7 +311,8 @@ class StandIn(job_service_pb2_grpc.JobServiceServicer):
     GetProgress). ``claims``: whether it knows ClaimRefresh (else it answers
     UNIMPLEMENTED, as a server older than refresh claims). ClaimRefresh answers
     the next of ``claim_answers`` (the last one again once they run out;
-    granted when there are none), a renewal answers granted; Refresh answers
+    granted when there are none), after ``claim_hold`` when that is set (a
+    server that hangs), a renewal answers granted; Refresh answers
     nothing pending, and waits for ``hold`` when that is set; Reserve answers
     no job; GetProgress answers the next of ``pending`` (the last one again
     once they run out) as the pending count, a status code as that error."""
@@ -321,6 +322,7 @@ class StandIn(job_service_pb2_grpc.JobServiceServicer):
         self.sent: list[tuple[str, Any]] = []
         self.times: list[float] = []
         self.hold: threading.Event | None = None
+        self.claim_hold: threading.Event | None = None
         self.refreshing = threading.Event()
         self.claim_answers: list[job_service_pb2.ClaimRefreshResponse] = []
         self.asked = threading.Event()
@@ -339,6 +341,8 @@ class StandIn(job_service_pb2_grpc.JobServiceServicer):
         self.deadlines.append(context.time_remaining())
         if not request.renew:
             self.asked.set()
+        if self.claim_hold is not None:
+            self.claim_hold.wait(20)
         if not self.claims:
             return super().ClaimRefresh(request, context)
         if request.renew:
@@ -823,6 +827,24 @@ def test_wait_for_work_waits_out_a_server_older_than_refresh_claims(stand_in, mo
     assert service.names() == ["ClaimRefresh"]
     # A stop ends that sleep: None.
     assert_a_stop_ends_the_sleep(service, table, monkeypatch)
+    db.close()
+
+
+def test_a_wait_for_work_left_unanswered_past_its_deadline_is_unavailable(stand_in, monkeypatch):
+    # The server answers a long-poll by the end of its wait: one still silent at the deadline (the
+    # wait and 30 s; 0.6 s here) hangs, or its connection does. UnavailableError, as populus-worker's
+    # SDK raises it, so that a worker sleeps and asks again rather than exit.
+    service, url = stand_in
+    service.claim_hold = threading.Event()
+    monkeypatch.setattr(claimed_refresh_module, "_LONG_POLL_DEADLINE_MARGIN_S", 0.6)
+    db = populus.connect(url=url)
+    table = db.table("Hung", key_source=ids(3), make=Made())
+    started = time.monotonic()
+    with pytest.raises(populus.UnavailableError, match=r"^Hung: the server did not answer a wait for work within 1 s$") as raised:
+        table.wait_for_work(wait=0.3, refresh_interval=30)
+    assert 0.85 <= time.monotonic() - started < 5
+    assert isinstance(raised.value.__cause__, populus.PopulusError) and raised.value.__cause__.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    service.claim_hold.set()
     db.close()
 
 

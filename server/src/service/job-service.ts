@@ -255,7 +255,7 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       for (;;) {
         // Taken before looking: a refresh that commits while we look wakes the wait below at once.
         const seen = notifier.mark(def.name);
-        const grants = await store.reserve({ table: def.name, ...input, now: clock() });
+        const grants = await store.reserve({ table: def.name, ...input, now: clock(), signal: ctx.signal });
         const remaining = deadline - clock();
         if (grants.length > 0 || remaining <= 0 || ctx.signal.aborted) {
           metrics?.reservations.inc({ table: def.name }, grants.length);

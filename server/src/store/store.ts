@@ -100,6 +100,12 @@ export interface ReserveInput {
    * for, the store answers those leases again instead of granting more. Null: lease anew.
    */
   readonly requestId: string | null;
+  /**
+   * The caller's call: once it aborts (the client left, its deadline passed, the server is
+   * stopping), a Reserve that has not yet written its leases writes none. Such a Reserve's answer
+   * reaches no one, and its jobs would sit reserved until their leases expired.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** A job leased to a worker. */

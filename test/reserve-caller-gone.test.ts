@@ -1,0 +1,119 @@
+/**
+ * A Reserve whose caller has gone (the client left, its deadline passed, the server is stopping)
+ * leases nothing: its answer would reach no one, and its jobs would sit reserved until their
+ * leases expired (a minute by default). Against the store on each dialect (the caller's signal
+ * already aborted when the Reserve reads), and end to end on the MySQL family, where a Reserve
+ * waits for a pooled connection while its client gives up.
+ */
+import test from "ava";
+import { parseDatabaseUrl } from "../server/dist/config.js";
+import { attributesOf, encodeKey } from "../server/dist/key-codec.js";
+import { openStore } from "../server/dist/store/open-store.js";
+import type { JobStore, ReserveInput } from "../server/dist/store/store.js";
+import mysql from "mysql2/promise";
+import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
+import { codeName, counts, jobsClient, keys, rpcError, sleep, until } from "./helpers/jobs-client.js";
+import { startServer } from "./helpers/server-process.js";
+import { idKey, refreshInput } from "./helpers/store-inputs.js";
+import { Code } from "@connectrpc/connect";
+
+const WORKER = { workerId: "gone-test", host: "test-host", pid: 1, user: "tester", codeVersion: "v1" };
+
+const databases: TestDatabase[] = [];
+const stores: JobStore[] = [];
+test.after.always(async () => {
+  for (const s of stores) await s.close();
+  for (const db of databases) await db.drop();
+});
+
+const leasesNothingOnceAborted = test.macro({
+  title: (_, dialect: Dialect) =>
+    `${dialect}: a Reserve whose caller's signal has aborted leases nothing and records no request id; the same Reserve not aborted leases`,
+  async exec(t, dialect: Dialect) {
+    const db = await createTestDatabase(dialect);
+    databases.push(db);
+    const store = await openStore(parseDatabaseUrl(db.url), { maxLostAttempts: 3, poolSize: 4, poolWaitMs: 5000, cacheMib: 8 });
+    stores.push(store);
+    const attributes = attributesOf(idKey(1), "test");
+    const now = Date.now();
+    await store.refresh(
+      refreshInput(
+        "gone",
+        attributes,
+        [1, 2, 3].map((id) => encodeKey(idKey(id), attributes, "ordered", "test")),
+        "ordered",
+        now,
+      ),
+    );
+    const input: ReserveInput = {
+      table: "gone",
+      maxJobs: 2,
+      maxPriority: null,
+      restriction: [],
+      worker: WORKER,
+      leaseMs: 600_000,
+      now: now + 1,
+      requestId: "request-1",
+    };
+
+    for (const maxJobs of [2, 1000]) {
+      // Small and large Reserves read differently on MySQL (reserve.ts); neither leases.
+      t.deepEqual(await store.reserve({ ...input, maxJobs, signal: AbortSignal.abort() }), [], `max ${maxJobs}: nothing leased`);
+      t.like(await store.getProgress("gone"), { pending: 3, reserved: 0 }, `max ${maxJobs}: every job still pending`);
+    }
+    // Its request id was not recorded: the same id now leases anew, and a repeat answers those leases.
+    const leased = await store.reserve(input);
+    t.is(leased.length, 2);
+    t.deepEqual(await store.reserve({ ...input, now: now + 2 }), leased, "a repeat of the id answers the same leases");
+    t.like(await store.getProgress("gone"), { pending: 1, reserved: 2 });
+  },
+});
+
+for (const dialect of testDialects()) test(leasesNothingOnceAborted, dialect);
+
+/** How many Reserve calls the server has finished, whatever their code. */
+async function reservesFinished(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(/^populus_rpc_duration_seconds_count\{method="Reserve",code="[^"]*"\} (\d+)$/gm)) n += Number(m[1]);
+  return n;
+}
+
+if (testDialects().includes("mysql")) {
+  test("mysql: a Reserve whose client gives up while it waits for a pooled connection leases nothing once it gets one", async (t) => {
+    const database = await createTestDatabase("mysql");
+    const server = await startServer({ database: database.url, args: ["--db-pool-size", "1", "--db-pool-wait", "20"] });
+    const locker = await mysql.createConnection({ uri: database.url });
+    t.teardown(async () => {
+      await locker.end().catch(() => undefined);
+      await server.kill();
+      await database.drop();
+    });
+    const client = jobsClient(server.url);
+    const table = "CallerGone";
+    await client.refresh({ table, keys: keys(0, 4) });
+    const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+    t.truthy(lease);
+
+    // The only pooled connection: a Complete holds it while it waits for the row the locker holds.
+    await locker.query("SET SESSION innodb_lock_wait_timeout = 60");
+    await locker.beginTransaction();
+    await locker.query("SELECT id FROM `~~caller_gone` WHERE status = 'reserved' FOR UPDATE");
+    const held = client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { ok: true } }] });
+    await sleep(300);
+
+    // A Reserve waits for that connection; its client gives up.
+    const gaveUp = new AbortController();
+    setTimeout(() => gaveUp.abort(), 500);
+    const error = await rpcError(client.reserve({ table, maxJobs: 2, worker: WORKER }, { signal: gaveUp.signal }));
+    t.is(codeName(error.code), codeName(Code.Canceled));
+
+    // The connection frees; the Reserve, still waiting on the server, then runs for a caller that has gone.
+    await locker.rollback();
+    t.is(Number((await held).committed), 1);
+    await until("the server finished the abandoned Reserve", async () => (await reservesFinished(server.url)) >= 2);
+    t.like(await counts(client, table), { pending: 3, reserved: 0, target: 1 }, "its jobs are still pending, not reserved for no one");
+    t.is((await client.reserve({ table, maxJobs: 10, worker: WORKER })).leases.length, 3, "and the next Reserve takes them");
+    t.is(await server.stop(), 0);
+  });
+}

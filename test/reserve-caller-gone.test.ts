@@ -1,14 +1,17 @@
 /**
- * A Reserve whose caller has gone (the client left, its deadline passed, the server is stopping)
- * leases nothing: its answer would reach no one, and its jobs would sit reserved until their
- * leases expired (a minute by default). Against the store on each dialect (the caller's signal
- * already aborted when the Reserve reads), and end to end on the MySQL family, where a Reserve
- * waits for a pooled connection while its client gives up.
+ * A Reserve whose caller has gone (the client left, or its deadline passed) leases nothing: its
+ * answer would reach no one, and its jobs would sit reserved until their leases expired (a minute
+ * by default). Against the store on each dialect (the caller already gone when the Reserve reads),
+ * and end to end on the MySQL family, where a Reserve waits for a pooled connection while its
+ * client gives up. A server that starts to stop meanwhile is not a caller gone: that Reserve still
+ * leases, and its client, still connected, gets the leases.
  */
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { parseDatabaseUrl } from "../server/dist/config.js";
 import { attributesOf, encodeKey } from "../server/dist/key-codec.js";
+import { jobsTable } from "../server/dist/store/mysql/table-ddl.js";
 import { openStore } from "../server/dist/store/open-store.js";
+import { parseTableName } from "../server/dist/table-name.js";
 import type { JobStore, ReserveInput } from "../server/dist/store/store.js";
 import mysql from "mysql2/promise";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
@@ -26,9 +29,9 @@ test.after.always(async () => {
   for (const db of databases) await db.drop();
 });
 
-const leasesNothingOnceAborted = test.macro({
+const leasesNothingOnceGone = test.macro({
   title: (_, dialect: Dialect) =>
-    `${dialect}: a Reserve whose caller's signal has aborted leases nothing and records no request id; the same Reserve not aborted leases`,
+    `${dialect}: a Reserve whose caller has gone leases nothing and records no request id; the same Reserve with its caller there leases`,
   async exec(t, dialect: Dialect) {
     const db = await createTestDatabase(dialect);
     databases.push(db);
@@ -58,18 +61,18 @@ const leasesNothingOnceAborted = test.macro({
 
     for (const maxJobs of [2, 1000]) {
       // Small and large Reserves read differently on MySQL (reserve.ts); neither leases.
-      t.deepEqual(await store.reserve({ ...input, maxJobs, signal: AbortSignal.abort() }), [], `max ${maxJobs}: nothing leased`);
+      t.deepEqual(await store.reserve({ ...input, maxJobs, callerGone: () => true }), [], `max ${maxJobs}: nothing leased`);
       t.like(await store.getProgress("gone"), { pending: 3, reserved: 0 }, `max ${maxJobs}: every job still pending`);
     }
     // Its request id was not recorded: the same id now leases anew, and a repeat answers those leases.
-    const leased = await store.reserve(input);
+    const leased = await store.reserve({ ...input, callerGone: () => false });
     t.is(leased.length, 2);
     t.deepEqual(await store.reserve({ ...input, now: now + 2 }), leased, "a repeat of the id answers the same leases");
     t.like(await store.getProgress("gone"), { pending: 1, reserved: 2 });
   },
 });
 
-for (const dialect of testDialects()) test(leasesNothingOnceAborted, dialect);
+for (const dialect of testDialects()) test(leasesNothingOnceGone, dialect);
 
 /** How many Reserve calls the server has finished, whatever their code. */
 async function reservesFinished(url: string): Promise<number> {
@@ -79,41 +82,68 @@ async function reservesFinished(url: string): Promise<number> {
   return n;
 }
 
+/**
+ * A server on MariaDB with one pooled connection, which a Complete holds while it waits for a row
+ * the test's own connection locks; answers the server, its client, the table and release(), which
+ * lets the row go and resolves once the Complete committed.
+ */
+async function withTheOnlyConnectionHeld(t: ExecutionContext, table: string) {
+  const database = await createTestDatabase("mysql");
+  const server = await startServer({ database: database.url, args: ["--db-pool-size", "1", "--db-pool-wait", "20"] });
+  const locker = await mysql.createConnection({ uri: database.url });
+  t.teardown(async () => {
+    await locker.end().catch(() => undefined);
+    await server.kill();
+    await database.drop();
+  });
+  const client = jobsClient(server.url);
+  await client.refresh({ table, keys: keys(0, 4) });
+  const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
+  t.truthy(lease);
+  await locker.query("SET SESSION innodb_lock_wait_timeout = 60");
+  await locker.beginTransaction();
+  await locker.query(`SELECT id FROM ${jobsTable(parseTableName(table).stored)} WHERE status = 'reserved' FOR UPDATE`);
+  const held = client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { ok: true } }] });
+  await sleep(300);
+  const release = async () => {
+    await locker.rollback();
+    t.is(Number((await held).committed), 1);
+  };
+  return { server, client, release };
+}
+
 if (testDialects().includes("mysql")) {
   test("mysql: a Reserve whose client gives up while it waits for a pooled connection leases nothing once it gets one", async (t) => {
-    const database = await createTestDatabase("mysql");
-    const server = await startServer({ database: database.url, args: ["--db-pool-size", "1", "--db-pool-wait", "20"] });
-    const locker = await mysql.createConnection({ uri: database.url });
-    t.teardown(async () => {
-      await locker.end().catch(() => undefined);
-      await server.kill();
-      await database.drop();
-    });
-    const client = jobsClient(server.url);
     const table = "CallerGone";
-    await client.refresh({ table, keys: keys(0, 4) });
-    const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
-    t.truthy(lease);
+    const { server, client, release } = await withTheOnlyConnectionHeld(t, table);
 
-    // The only pooled connection: a Complete holds it while it waits for the row the locker holds.
-    await locker.query("SET SESSION innodb_lock_wait_timeout = 60");
-    await locker.beginTransaction();
-    await locker.query("SELECT id FROM `~~caller_gone` WHERE status = 'reserved' FOR UPDATE");
-    const held = client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { ok: true } }] });
-    await sleep(300);
-
-    // A Reserve waits for that connection; its client gives up.
+    // A Reserve waits for the only connection; its client gives up.
     const gaveUp = new AbortController();
     setTimeout(() => gaveUp.abort(), 500);
     const error = await rpcError(client.reserve({ table, maxJobs: 2, worker: WORKER }, { signal: gaveUp.signal }));
     t.is(codeName(error.code), codeName(Code.Canceled));
 
     // The connection frees; the Reserve, still waiting on the server, then runs for a caller that has gone.
-    await locker.rollback();
-    t.is(Number((await held).committed), 1);
+    await release();
     await until("the server finished the abandoned Reserve", async () => (await reservesFinished(server.url)) >= 2);
     t.like(await counts(client, table), { pending: 3, reserved: 0, target: 1 }, "its jobs are still pending, not reserved for no one");
     t.is((await client.reserve({ table, maxJobs: 10, worker: WORKER })).leases.length, 3, "and the next Reserve takes them");
     t.is(await server.stop(), 0);
+  });
+}
+
+if (testDialects().includes("mysql")) {
+  test("mysql: a Reserve waiting for a pooled connection when the server starts to stop still leases, and its client gets the leases", async (t) => {
+    const table = "StoppingServer";
+    const { server, client, release } = await withTheOnlyConnectionHeld(t, table);
+    const reserving = client.reserve({ table, maxJobs: 2, worker: WORKER });
+    await sleep(300);
+    // SIGTERM: calls in flight finish (within --shutdown-grace), and their clients take the answer.
+    const exited = server.stop();
+    await sleep(300);
+    await release();
+    const { leases } = await reserving;
+    t.is(leases.length, 2, "the leases, not an empty answer that a worker would take for an empty queue");
+    t.is(await exited, 0);
   });
 }

@@ -112,6 +112,8 @@ export interface JobServiceDeps {
   /** Counts leases, commits and failures; none in tests that build the service alone. */
   readonly metrics?: ServerMetrics;
   readonly clock?: () => number;
+  /** Aborts when the server starts to stop (main.ts); none in tests that build the service alone. */
+  readonly shutdownSignal?: AbortSignal;
 }
 
 /**
@@ -252,10 +254,12 @@ export function createJobService(deps: JobServiceDeps): ServiceImpl<typeof JobSe
       const def = await declared(req.table);
       const input = validateReserve(req, def.keyAttributes);
       const deadline = clock() + input.waitMs;
+      // The call's signal also aborts when the server starts to stop, whose calls in flight still answer.
+      const callerGone = () => ctx.signal.aborted && deps.shutdownSignal?.aborted !== true;
       for (;;) {
         // Taken before looking: a refresh that commits while we look wakes the wait below at once.
         const seen = notifier.mark(def.name);
-        const grants = await store.reserve({ table: def.name, ...input, now: clock(), signal: ctx.signal });
+        const grants = await store.reserve({ table: def.name, ...input, now: clock(), callerGone });
         const remaining = deadline - clock();
         if (grants.length > 0 || remaining <= 0 || ctx.signal.aborted) {
           metrics?.reservations.inc({ table: def.name }, grants.length);

@@ -101,11 +101,12 @@ export interface ReserveInput {
    */
   readonly requestId: string | null;
   /**
-   * The caller's call: once it aborts (the client left, its deadline passed, the server is
-   * stopping), a Reserve that has not yet written its leases writes none. Such a Reserve's answer
-   * reaches no one, and its jobs would sit reserved until their leases expired.
+   * Whether the call has ended for its caller (the client left, or its deadline passed): a Reserve
+   * that has not yet written its leases then writes none. Its answer would reach no one, and its
+   * jobs would sit reserved until their leases expired. A server that is stopping is not such an
+   * end: its unary calls in flight finish, and their clients take the answer.
    */
-  readonly signal?: AbortSignal;
+  readonly callerGone?: () => boolean;
 }
 
 /** A job leased to a worker. */

@@ -369,7 +369,7 @@ export class MysqlStore extends SharedStore {
       // its turn behind other workers' Reserves was most of a one-job Reserve's time with 4 workers
       // (bench scenario 4). Larger ones take turns per table (reserveTurns).
       const leases = input.maxJobs > SIDE_BY_SIDE_RESERVE_JOBS ? await this.reserveTurns.run(input.table, once) : await once();
-      if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || input.signal?.aborted === true || !(await this.anyReady(input.table, ready))) return leases;
+      if (leases.length > 0 || attempt >= LOCKED_READY_RETRIES || input.callerGone?.() === true || !(await this.anyReady(input.table, ready))) return leases;
       await new Promise((r) => setTimeout(r, LOCKED_READY_PAUSE_MS));
     }
   }

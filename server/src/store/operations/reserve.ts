@@ -57,8 +57,8 @@ export function* reserve(d: SqlDialect, input: ReserveInput, ready = readyFilter
   // Reserve holds their entry in the ready index: those are let go at commit, unleased.
   if (byCandidates !== null && found.length < input.maxJobs) found = yield* rows<ReadyRow>(scan);
   // Checked after the reads, which may have waited for a pooled connection or the write lock: the
-  // transaction then commits having written nothing, and its locks go.
-  if (found.length === 0 || input.signal?.aborted === true) return [];
+  // transaction then commits with no lease written, and its locks go.
+  if (found.length === 0 || input.callerGone?.() === true) return [];
   // 122 random bits from Node's buffered UUID pool: randomBytes(16) asks OpenSSL on every call,
   // which was 2% of the server's CPU in a Reserve→Complete loop.
   const batch = randomUUID().replaceAll("-", "");

@@ -172,8 +172,9 @@ class JobServiceServicer(object):
         """Reserve leases up to max_jobs ready jobs of a table to one worker,
         atomically (promise 1): in the total order priority, scheduled_time, id.
         With wait set it long-polls until work arrives or the wait ends; an empty
-        answer is a normal answer. A call that ends before its leases are written
-        (cancelled, past its deadline, or the server stopping) leases nothing.
+        answer is a normal answer. A call its client cancels, or whose deadline
+        passes, before its leases are written leases nothing (a server that is
+        stopping still finishes the calls in flight).
 
         Errors: NOT_FOUND for a table never refreshed; INVALID_ARGUMENT for a
         max_jobs of 0 or above 1000, a bad priority, lease or wait duration, a

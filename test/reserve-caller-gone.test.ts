@@ -104,7 +104,16 @@ async function withTheOnlyConnectionHeld(t: ExecutionContext, table: string) {
   await locker.beginTransaction();
   await locker.query(`SELECT id FROM ${jobsTable(parseTableName(table).stored)} WHERE status = 'reserved' FOR UPDATE`);
   const held = client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { ok: true } }] });
-  await sleep(300);
+  // Not a fixed sleep: on a loaded machine the Complete may take longer to reach the row, and a
+  // Reserve sent before it would take the connection first.
+  await until("the Complete waits for the locked row, on the only pooled connection", async () => {
+    // This database's only: other tests' lock waits on the same MariaDB show in INNODB_TRX too.
+    const [rows] = await locker.query(
+      `SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+        WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()`,
+    );
+    return Number((rows as { n: number }[])[0]?.n) === 1;
+  });
   const release = async () => {
     await locker.rollback();
     t.is(Number((await held).committed), 1);
@@ -117,9 +126,10 @@ if (testDialects().includes("mysql")) {
     const table = "CallerGone";
     const { server, client, release } = await withTheOnlyConnectionHeld(t, table);
 
-    // A Reserve waits for the only connection; its client gives up.
+    // A Reserve waits for the only connection; its client gives up (a second is time enough for it
+    // to reach the server; one that came after the abort would find its caller gone all the same).
     const gaveUp = new AbortController();
-    setTimeout(() => gaveUp.abort(), 500);
+    setTimeout(() => gaveUp.abort(), 1000);
     const error = await rpcError(client.reserve({ table, maxJobs: 2, worker: WORKER }, { signal: gaveUp.signal }));
     t.is(codeName(error.code), codeName(Code.Canceled));
 
@@ -137,10 +147,10 @@ if (testDialects().includes("mysql")) {
     const table = "StoppingServer";
     const { server, client, release } = await withTheOnlyConnectionHeld(t, table);
     const reserving = client.reserve({ table, maxJobs: 2, worker: WORKER });
-    await sleep(300);
+    await sleep(1000); // the Reserve reaches the server and waits for the connection
     // SIGTERM: calls in flight finish (within --shutdown-grace), and their clients take the answer.
     const exited = server.stop();
-    await sleep(300);
+    await until("the server is draining", async () => server.logs.some((line) => line.includes('"msg":"draining"')));
     await release();
     const { leases } = await reserving;
     t.is(leases.length, 2, "the leases, not an empty answer that a worker would take for an empty queue");

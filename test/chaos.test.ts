@@ -16,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Code, ConnectError } from "@connectrpc/connect";
 import test from "ava";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
 import { allTargets, counts, idOf, jobsClient, keys, sleep } from "./helpers/jobs-client.js";
@@ -25,6 +26,22 @@ const WORKER = fileURLToPath(new URL("./fixtures/chaos-worker.js", import.meta.u
 const KEYS = 5000;
 const WORKERS = 3;
 const TABLE = "Chaos";
+
+/**
+ * One of the test's own reads during the chaos, asked again while the server answers UNAVAILABLE,
+ * as the SDK asks again: on SQLite a replica killed in the middle of a commit leaves the WAL to be
+ * recovered, and the other replica's reads are busy meanwhile (SQLITE_BUSY_RECOVERY).
+ */
+async function retryingUnavailable<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      if (!(err instanceof ConnectError && err.code === Code.Unavailable) || attempt >= 40) throw err;
+      await sleep(250);
+    }
+  }
+}
 
 /** Committed results by key: the nonce of the make that produced each. */
 async function committed(url: string): Promise<Map<number, string>> {
@@ -73,12 +90,12 @@ for (const dialect of testDialects()) {
       let restarted = false;
       const deadline = Date.now() + 150_000;
       for (;;) {
-        const now = await counts(client, TABLE);
+        const now = await retryingUnavailable(() => counts(client, TABLE));
         const done = now.target;
         if (done >= KEYS) break;
         if (kills % 5 === 0) t.log(`${done} keys committed, ${kills} kills so far`);
         if (Date.now() > deadline) throw new Error(`only ${done} of ${KEYS} keys committed in time: ${JSON.stringify(now)}`);
-        if (halfway === undefined && done >= KEYS / 2) halfway = await committed(urls[0]!);
+        if (halfway === undefined && done >= KEYS / 2) halfway = await retryingUnavailable(() => committed(urls[0]!));
         if (!restarted && done >= KEYS / 4) {
           // Replica 1 dies hard and comes back on the same port; its workers retry meanwhile.
           restarted = true;
@@ -91,7 +108,7 @@ for (const dialect of testDialects()) {
         await sleep(700 + Math.random() * 600);
         const victims = [...workers];
         const victim = victims[Math.floor(Math.random() * victims.length)];
-        if (victim !== undefined && (await counts(client, TABLE)).target < KEYS) {
+        if (victim !== undefined && (await retryingUnavailable(() => counts(client, TABLE))).target < KEYS) {
           victim.kill("SIGKILL");
           kills++;
           startWorker(started++);
@@ -119,6 +136,11 @@ for (const dialect of testDialects()) {
         exits.every((code) => code === 0),
         `workers that were not killed exited 0: ${JSON.stringify(exits)}`,
       );
+    } catch (err) {
+      // What the replicas logged as errors (the cause of an INTERNAL answer, say) goes with the failure.
+      for (const [i, r] of replicas.entries())
+        for (const line of r.logs.filter((l) => /"level":(50|60)/.test(l))) t.log(`replica ${i}: ${line.slice(0, 2000)}`);
+      throw err;
     } finally {
       for (const w of workers) w.kill("SIGKILL");
       await Promise.all([...workers].map((w) => once(w, "exit")));

@@ -7,6 +7,7 @@ import test from "ava";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
+import Database from "better-sqlite3";
 import { KeySchema, LeaseLostDetailSchema, ValueSchema } from "../client-sdk/dist/gen/populus/v1/types_pb.js";
 import {
   ContentionError,
@@ -39,6 +40,10 @@ const cases: [string, unknown, Code][] = [
   ["DatabaseUnavailableError", new DatabaseUnavailableError("down"), Code.Unavailable],
   ["mysql2 ECONNREFUSED", Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }), Code.Unavailable],
   ["TypeORM-wrapped lost connection", Object.assign(new Error("q"), { driverError: { code: "PROTOCOL_CONNECTION_LOST" } }), Code.Unavailable],
+  ["SQLite busy past its timeout", new Database.SqliteError("database is locked", "SQLITE_BUSY"), Code.Unavailable],
+  ["SQLite busy while another process recovers the WAL", new Database.SqliteError("database is locked", "SQLITE_BUSY_RECOVERY"), Code.Unavailable],
+  ["SQLite's WAL lock race", new Database.SqliteError("locking protocol", "SQLITE_PROTOCOL"), Code.Unavailable],
+  ["a SQLite fault that asking again does not mend", new Database.SqliteError("database disk image is malformed", "SQLITE_CORRUPT"), Code.Internal],
   ["anything else", new Error("SELECT * FROM secret failed"), Code.Internal],
 ];
 

@@ -86,13 +86,22 @@ const UNAVAILABLE_DRIVER_CODES = new Set([
   "ER_CON_COUNT_ERROR",
   "ER_SERVER_SHUTDOWN",
   "ER_QUERY_INTERRUPTED",
-  "SQLITE_BUSY",
 ]);
+
+/**
+ * SQLite's answers that pass when asked again: busy past the busy timeout, and better-sqlite3's
+ * extended codes of it (SQLITE_BUSY_RECOVERY while another process recovers the WAL after it was
+ * killed mid-commit, SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_TIMEOUT), and SQLITE_PROTOCOL, a race of
+ * the WAL's locks that SQLite says to retry.
+ */
+function isTransientSqliteCode(code: string): boolean {
+  return code === "SQLITE_BUSY" || code.startsWith("SQLITE_BUSY_") || code === "SQLITE_PROTOCOL";
+}
 
 /** True when a driver error says the database is unreachable or busy beyond its timeout. */
 export function isUnavailableDriverError(err: unknown): boolean {
   const code = driverCode(err);
-  return code !== undefined && UNAVAILABLE_DRIVER_CODES.has(code);
+  return code !== undefined && (UNAVAILABLE_DRIVER_CODES.has(code) || isTransientSqliteCode(code));
 }
 
 /** An error that says the database cannot be reached or used now: UNAVAILABLE. */

@@ -32,12 +32,13 @@ const TABLE = "Chaos";
  * as the SDK asks again: on SQLite a replica killed in the middle of a commit leaves the WAL to be
  * recovered, and the other replica's reads are busy meanwhile (SQLITE_BUSY_RECOVERY).
  */
-async function retryingUnavailable<T>(read: () => Promise<T>): Promise<T> {
+async function retryingUnavailable<T>(read: () => Promise<T>, log: (line: string) => void): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await read();
     } catch (err) {
       if (!(err instanceof ConnectError && err.code === Code.Unavailable) || attempt >= 40) throw err;
+      log(`the test's own read was answered UNAVAILABLE (${err.rawMessage}); asking again`);
       await sleep(250);
     }
   }
@@ -62,6 +63,7 @@ for (const dialect of testDialects()) {
     // that kills its worker); here every key must end committed, so the limit is out of the way.
     const args = ["--max-lost-attempts", "1000"];
     const replicas: ServerProcess[] = [await startServer({ database: db.url, args }), await startServer({ database: db.url, args })];
+    const everyReplica = [...replicas];
     const workers = new Set<ChildProcess>();
     const exits: (number | null)[] = [];
     let kills = 0;
@@ -90,12 +92,19 @@ for (const dialect of testDialects()) {
       let restarted = false;
       const deadline = Date.now() + 150_000;
       for (;;) {
-        const now = await retryingUnavailable(() => counts(client, TABLE));
+        const now = await retryingUnavailable(
+          () => counts(client, TABLE),
+          (line) => t.log(line),
+        );
         const done = now.target;
         if (done >= KEYS) break;
         if (kills % 5 === 0) t.log(`${done} keys committed, ${kills} kills so far`);
         if (Date.now() > deadline) throw new Error(`only ${done} of ${KEYS} keys committed in time: ${JSON.stringify(now)}`);
-        if (halfway === undefined && done >= KEYS / 2) halfway = await retryingUnavailable(() => committed(urls[0]!));
+        if (halfway === undefined && done >= KEYS / 2)
+          halfway = await retryingUnavailable(
+            () => committed(urls[0]!),
+            (line) => t.log(line),
+          );
         if (!restarted && done >= KEYS / 4) {
           // Replica 1 dies hard and comes back on the same port; its workers retry meanwhile.
           restarted = true;
@@ -103,12 +112,21 @@ for (const dialect of testDialects()) {
           await replicas[1]!.kill();
           await sleep(500);
           replicas[1] = await startServer({ database: db.url, args: [...args, "--port", String(port)] });
+          everyReplica.push(replicas[1]);
           t.log(`replica restarted at ${done} keys`);
         }
         await sleep(700 + Math.random() * 600);
         const victims = [...workers];
         const victim = victims[Math.floor(Math.random() * victims.length)];
-        if (victim !== undefined && (await retryingUnavailable(() => counts(client, TABLE))).target < KEYS) {
+        if (
+          victim !== undefined &&
+          (
+            await retryingUnavailable(
+              () => counts(client, TABLE),
+              (line) => t.log(line),
+            )
+          ).target < KEYS
+        ) {
           victim.kill("SIGKILL");
           kills++;
           startWorker(started++);
@@ -137,9 +155,11 @@ for (const dialect of testDialects()) {
         `workers that were not killed exited 0: ${JSON.stringify(exits)}`,
       );
     } catch (err) {
-      // What the replicas logged as errors (the cause of an INTERNAL answer, say) goes with the failure.
-      for (const [i, r] of replicas.entries())
-        for (const line of r.logs.filter((l) => /"level":(50|60)/.test(l))) t.log(`replica ${i}: ${line.slice(0, 2000)}`);
+      // What every replica, the killed one included, logged as warnings and errors (the cause of an
+      // INTERNAL or UNAVAILABLE answer) goes with the failure.
+      for (const [i, r] of everyReplica.entries()) {
+        for (const line of r.logs.filter((l) => /"level":(40|50|60)/.test(l))) t.log(`replica ${i}: ${line.slice(0, 2000)}`);
+      }
       throw err;
     } finally {
       for (const w of workers) w.kill("SIGKILL");

@@ -89,10 +89,10 @@ const UNAVAILABLE_DRIVER_CODES = new Set([
 ]);
 
 /**
- * SQLite's answers that pass when asked again: busy past the busy timeout, and better-sqlite3's
- * extended codes of it (SQLITE_BUSY_RECOVERY while another process recovers the WAL after it was
- * killed mid-commit, SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_TIMEOUT), and SQLITE_PROTOCOL, a race of
- * the WAL's locks that SQLite says to retry.
+ * SQLite's answers that pass when asked again: busy past the busy timeout, and the extended codes
+ * of it that better-sqlite3 reports (SQLITE_BUSY_RECOVERY while another process recovers the WAL
+ * after it was killed mid-commit, SQLITE_BUSY_SNAPSHOT), and SQLITE_PROTOCOL, a race of the WAL's
+ * locks that SQLite says to retry.
  */
 function isTransientSqliteCode(code: string): boolean {
   return code === "SQLITE_BUSY" || code.startsWith("SQLITE_BUSY_") || code === "SQLITE_PROTOCOL";

@@ -13,25 +13,17 @@
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import test from "ava";
-import mysql from "mysql2/promise";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../client-sdk/dist/gen/grpc/health/v1/health_pb.js";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
 import { codeName, counts, jobsClient, keys, rpcError } from "./helpers/jobs-client.js";
+import { serverWithLocker } from "./helpers/locking-database.js";
 import { startServer } from "./helpers/server-process.js";
 
 const WORKER = { workerId: "pool-test", host: "test-host", pid: 1, user: "tester", codeVersion: "v1" };
 
 if (testDialects().includes("mysql")) {
   test("mysql: with every pooled connection held, calls wait at most --db-pool-wait, at most 50 per connection wait at all, and all are answered UNAVAILABLE; then served again", async (t) => {
-    const database = await createTestDatabase("mysql");
-    const server = await startServer({ database: database.url, args: ["--db-pool-size", "2", "--db-pool-wait", "1"] });
-    const locker = await mysql.createConnection({ uri: database.url });
-    t.teardown(async () => {
-      await locker.end().catch(() => undefined);
-      await server.kill();
-      await database.drop();
-    });
-    const client = jobsClient(server.url);
+    const { server, client, locker } = await serverWithLocker(t, ["--db-pool-size", "2", "--db-pool-wait", "1"]);
     const table = "PoolHeld";
     await client.refresh({ table, keys: keys(0, 3) });
     const { leases } = await client.reserve({ table, maxJobs: 2, worker: WORKER });

@@ -13,10 +13,9 @@ import { jobsTable } from "../server/dist/store/mysql/table-ddl.js";
 import { openStore } from "../server/dist/store/open-store.js";
 import { parseTableName } from "../server/dist/table-name.js";
 import type { JobStore, ReserveInput } from "../server/dist/store/store.js";
-import mysql from "mysql2/promise";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
-import { codeName, counts, jobsClient, keys, rpcError, sleep, until } from "./helpers/jobs-client.js";
-import { startServer } from "./helpers/server-process.js";
+import { codeName, counts, keys, rpcError, sleep, until } from "./helpers/jobs-client.js";
+import { serverWithLocker } from "./helpers/locking-database.js";
 import { idKey, refreshInput } from "./helpers/store-inputs.js";
 import { Code } from "@connectrpc/connect";
 
@@ -88,15 +87,7 @@ async function reservesFinished(url: string): Promise<number> {
  * lets the row go and resolves once the Complete committed.
  */
 async function withTheOnlyConnectionHeld(t: ExecutionContext, table: string) {
-  const database = await createTestDatabase("mysql");
-  const server = await startServer({ database: database.url, args: ["--db-pool-size", "1", "--db-pool-wait", "20"] });
-  const locker = await mysql.createConnection({ uri: database.url });
-  t.teardown(async () => {
-    await locker.end().catch(() => undefined);
-    await server.kill();
-    await database.drop();
-  });
-  const client = jobsClient(server.url);
+  const { server, client, locker } = await serverWithLocker(t, ["--db-pool-size", "1", "--db-pool-wait", "20"]);
   await client.refresh({ table, keys: keys(0, 4) });
   const [lease] = (await client.reserve({ table, maxJobs: 1, worker: WORKER })).leases;
   t.truthy(lease);

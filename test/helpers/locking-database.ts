@@ -1,0 +1,25 @@
+/**
+ * A server on a fresh MySQL-family database with the given flags, a client of it, and a
+ * connection of the test's own (the locker) that holds rows to keep the server's calls waiting;
+ * all torn down after the test.
+ */
+import type { ExecutionContext } from "ava";
+import mysql from "mysql2/promise";
+import { createTestDatabase } from "./databases.js";
+import { type JobsClient, jobsClient } from "./jobs-client.js";
+import { type ServerProcess, startServer } from "./server-process.js";
+
+export async function serverWithLocker(
+  t: ExecutionContext,
+  args: readonly string[],
+): Promise<{ server: ServerProcess; client: JobsClient; locker: mysql.Connection }> {
+  const database = await createTestDatabase("mysql");
+  const server = await startServer({ database: database.url, args });
+  const locker = await mysql.createConnection({ uri: database.url });
+  t.teardown(async () => {
+    await locker.end().catch(() => undefined);
+    await server.kill();
+    await database.drop();
+  });
+  return { server, client: jobsClient(server.url), locker };
+}

@@ -19,7 +19,28 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from typing import Callable, Iterator
+
+SIGNAL_CHECK_S = 0.25
+"""The longest a wait of the main thread blocks before it runs Python code
+again (wait_in_slices)."""
+
+
+def wait_in_slices(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)`` in slices of at most SIGNAL_CHECK_S. Python runs
+    a signal handler (the worker's SIGTERM: stop) only in the main thread, when
+    it next runs Python code. The kernel may deliver the signal to another of
+    the process's threads (gRPC's), which does not wake the main thread from a
+    wait with no end: a stopping worker then waited out its long-poll (up to a
+    minute) before it heard its SIGTERM."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = SIGNAL_CHECK_S if end is None else min(SIGNAL_CHECK_S, end - time.monotonic())
+        if left <= 0:
+            return event.is_set()
+        if event.wait(left):
+            return True
 
 
 class GracefulStop:

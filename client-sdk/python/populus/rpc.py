@@ -19,7 +19,7 @@ import grpc
 
 from populus.config import ConnectOptions
 from populus.errors import from_rpc_error
-from populus.graceful_stop import GracefulStop
+from populus.graceful_stop import GracefulStop, wait_in_slices
 from populus.retry import DEFAULT_RETRY, RetryPolicy, with_retry
 from populus.v1 import job_service_pb2_grpc
 
@@ -132,7 +132,7 @@ def _until_stopped(future: Any, stop: GracefulStop) -> Any:
     future.add_done_callback(lambda _done: wake.set())
     remove = stop.on_stop(wake.set)
     try:
-        wake.wait()
+        wait_in_slices(wake)
     finally:
         remove()
         if not future.done():

@@ -20,7 +20,9 @@ after a pass it did not cut short."""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -179,6 +181,47 @@ def test_an_idle_worker_waits_on_the_server_and_takes_new_work_at_once(server, t
     rows = db.table(table_name, key_source=[], make=lambda key, ctx: None).fetch()
     assert [r["key"]["id"] for r in rows] == [7]
     db.close()
+
+
+def _signal_a_thread_other_than_main(pid: int, signum: int) -> None:
+    """Sends ``signum`` to one of process ``pid``'s threads that is not its main
+    thread (tgkill), as the kernel may deliver a process's SIGTERM."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert tids, "the worker runs threads besides its main one (gRPC's)"
+    sys_tgkill = 234  # x86-64
+    assert libc.syscall(sys_tgkill, pid, tids[0], signum) == 0, os.strerror(ctypes.get_errno())
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_a_sigterm_delivered_to_another_thread_stops_the_waiting_worker(server, table_name, calls_dir):
+    # Python runs the handler only in the main thread, when it next runs Python code; a wait of the
+    # main thread with no end (the long-poll's) was not woken by a SIGTERM the kernel gave another
+    # thread, and the worker stopped only when its long-poll ended, up to a minute later.
+    env = script_env(server, calls_dir, POPULUS_TEST_TABLE=table_name, POPULUS_TEST_KEYS="0")
+    env.pop("POPULUS_REFRESH_INTERVAL", None)
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "populus.worker", str(FIXTURES / "py_pipeline.py"), "--idle-wait", "3600", "--grace", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until("the idle worker to wait on the server", lambda: waiting(server) >= 1 or worker.poll() is not None, timeout=30)
+        assert worker.poll() is None
+        time.sleep(0.5)
+        stopped_at = time.monotonic()
+        _signal_a_thread_other_than_main(worker.pid, signal.SIGTERM)
+        out, err = worker.communicate(timeout=20)
+        assert time.monotonic() - stopped_at < 5
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, err
+    logs = [json.loads(line) for line in out.splitlines()]
+    assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0}
 
 
 def test_the_wait_on_several_tables_ends_with_the_first_to_find_work(server, table_name):

@@ -20,6 +20,7 @@ after a pass it did not cut short."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -29,7 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 import populus
 import populus.worker
@@ -138,21 +139,35 @@ def waiting(server) -> float:
     return metric(server, "populus_refresh_claims_waiting")
 
 
-def test_an_idle_worker_waits_on_the_server_and_takes_new_work_at_once(server, table_name, calls_dir):
-    # No key upstream: the first pass finds nothing to do, and the worker waits on the server. Its
-    # interval (the default 30 s) keeps the refresh from coming due during the test, and an idle
-    # wait of an hour would hold a worker that slept instead of waiting on the server.
-    env = script_env(server, calls_dir, POPULUS_TEST_TABLE=table_name, POPULUS_TEST_KEYS="0", POPULUS_TEST_STACKS_AFTER="55")
-    env.pop("POPULUS_REFRESH_INTERVAL", None)
+@contextlib.contextmanager
+def idle_worker(server, table_name: str, calls_dir, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """``python -m populus.worker`` on py_pipeline.py's table ``table_name`` with no key upstream
+    (its first pass finds nothing, and it waits on the server), the refresh interval its default (30
+    s: no refresh comes due during a test), an idle wait of an hour (a worker that slept instead of
+    waiting on the server would hold) and no grace; killed on the way out if still running."""
+    worker_env = script_env(server, calls_dir, POPULUS_TEST_TABLE=table_name, POPULUS_TEST_KEYS="0", **env)
+    worker_env.pop("POPULUS_REFRESH_INTERVAL", None)
     worker = subprocess.Popen(
         [PYTHON, "-m", "populus.worker", str(FIXTURES / "py_pipeline.py"), "--idle-wait", "3600", "--grace", "0"],
-        env=env,
+        env=worker_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    db = populus.connect(url=server.url)
     try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+
+
+def test_an_idle_worker_waits_on_the_server_and_takes_new_work_at_once(server, table_name, calls_dir):
+    # No key upstream: the first pass finds nothing to do, and the worker waits on the server. Its
+    # interval (the default 30 s) keeps the refresh from coming due during the test, and an idle
+    # wait of an hour would hold a worker that slept instead of waiting on the server.
+    db = populus.connect(url=server.url)
+    with idle_worker(server, table_name, calls_dir, POPULUS_TEST_STACKS_AFTER="55") as worker:
         wait_until("the idle worker to wait on the server", lambda: waiting(server) == 1 or worker.poll() is not None, timeout=30)
         assert worker.poll() is None
         # Another client queues a job: the worker's long-poll answers, and its next pass makes it.
@@ -168,10 +183,6 @@ def test_an_idle_worker_waits_on_the_server_and_takes_new_work_at_once(server, t
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=20)
         assert time.monotonic() - stopped_at < 10
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
     assert worker.returncode == 0, err
     wait_until("the server to end the cancelled long-poll", lambda: waiting(server) == 0, timeout=10)
     logs = [json.loads(line) for line in out.splitlines()]
@@ -198,16 +209,7 @@ def test_a_sigterm_delivered_to_another_thread_stops_the_waiting_worker(server, 
     # Python runs the handler only in the main thread, when it next runs Python code; a wait of the
     # main thread with no end (the long-poll's) was not woken by a SIGTERM the kernel gave another
     # thread, and the worker stopped only when its long-poll ended, up to a minute later.
-    env = script_env(server, calls_dir, POPULUS_TEST_TABLE=table_name, POPULUS_TEST_KEYS="0")
-    env.pop("POPULUS_REFRESH_INTERVAL", None)
-    worker = subprocess.Popen(
-        [PYTHON, "-m", "populus.worker", str(FIXTURES / "py_pipeline.py"), "--idle-wait", "3600", "--grace", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with idle_worker(server, table_name, calls_dir) as worker:
         wait_until("the idle worker to wait on the server", lambda: waiting(server) >= 1 or worker.poll() is not None, timeout=30)
         assert worker.poll() is None
         time.sleep(0.5)
@@ -215,10 +217,6 @@ def test_a_sigterm_delivered_to_another_thread_stops_the_waiting_worker(server, 
         _signal_a_thread_other_than_main(worker.pid, signal.SIGTERM)
         out, err = worker.communicate(timeout=20)
         assert time.monotonic() - stopped_at < 5
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
     assert worker.returncode == 0, err
     logs = [json.loads(line) for line in out.splitlines()]
     assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0}

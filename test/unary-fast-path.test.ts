@@ -229,3 +229,54 @@ test("a client that resets its stream mid-body is not answered, and what it sent
   t.deepEqual(tables, [], "the implementation never ran");
   t.false(answered, "nothing was answered on the reset stream");
 });
+
+test("a shutdown ends every call in flight with its reason, not the calls that ended before it, and a call that comes after it at once", async (t) => {
+  const shutdown = new AbortController();
+  const reasons = new Map<string, unknown>();
+  const signals = new Map<string, AbortSignal>();
+  let held = 0;
+  const fast = unaryFastPath({
+    ...aloneOptions(
+      {
+        getProgress: async (req: { table: string }, ctx: { signal: AbortSignal }) => {
+          signals.set(req.table, ctx.signal);
+          if (req.table.startsWith("Held")) {
+            held++;
+            await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+            reasons.set(req.table, ctx.signal.reason);
+          }
+          return { progress: { table: req.table } };
+        },
+      },
+      [],
+    ),
+    shutdownSignal: shutdown.signal,
+  });
+  const url = await behindBareServer(t, fast);
+  const call = (table: string) => postHttp2(url, method("GetProgress"), PROTO, toBinary(GetProgressRequestSchema, create(GetProgressRequestSchema, { table })));
+
+  const answered = await Promise.all(["Quick1", "Quick2", "Quick3"].map(call));
+  t.deepEqual(
+    answered.map((a) => a.status),
+    [200, 200, 200],
+  );
+  const calls = Array.from({ length: 50 }, (_, i) => call(`Held${i}`));
+  while (held < 50) await new Promise((r) => setTimeout(r, 10));
+  t.is(reasons.size, 0, "the held calls wait");
+
+  const reason = new Error("the server is stopping");
+  shutdown.abort(reason);
+  const ended = await Promise.all(calls);
+  t.deepEqual(new Set(ended.map((a) => a.status)), new Set([200]));
+  t.is(reasons.size, 50, "every held call heard the shutdown");
+  t.true(
+    [...reasons.values()].every((r) => r === reason),
+    "with the shutdown's reason",
+  );
+  for (const quick of ["Quick1", "Quick2", "Quick3"]) {
+    t.not((signals.get(quick) as AbortSignal).reason, reason, `${quick}, answered before, ended with its answer, not the shutdown`);
+  }
+
+  await call("Late");
+  t.is((signals.get("Late") as AbortSignal).reason, reason, "a call that comes after the shutdown is ended by it at once");
+});

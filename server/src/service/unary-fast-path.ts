@@ -32,6 +32,7 @@ import {
 } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
+import { whenShutDown } from "./shutdown-fanout.js";
 import { undecodableBodyMessage } from "./undecodable-bodies.js";
 import { webHeaders } from "@populus/sdk/web-headers";
 
@@ -231,7 +232,7 @@ export function callContext<S extends DescService>(
   let endReason: unknown;
   let requestHeader: Headers | undefined;
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  const onShutdown = () => end(options.shutdownSignal.reason);
+  let letGoOfShutdown: (() => void) | undefined;
   const timedOut = () => end(new ConnectError("the operation timed out", Code.DeadlineExceeded));
   // setTimeout fires at once past 2^31-1 ms; a deadline that far (the header allows ten digits, 115 days) is no deadline for a timer.
   const timer = timeoutMs === undefined || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS ? undefined : setTimeout(timedOut, timeoutMs);
@@ -240,12 +241,11 @@ export function callContext<S extends DescService>(
     ended = true;
     endReason = reason;
     if (timer !== undefined) clearTimeout(timer);
-    options.shutdownSignal.removeEventListener("abort", onShutdown);
+    letGoOfShutdown?.();
     controller?.abort(reason);
   }
-  if (options.shutdownSignal.aborted) end(options.shutdownSignal.reason);
-  else if (timeoutMs !== undefined && timeoutMs <= 0) timedOut();
-  else options.shutdownSignal.addEventListener("abort", onShutdown);
+  if (timeoutMs !== undefined && timeoutMs <= 0 && !options.shutdownSignal.aborted) timedOut();
+  else letGoOfShutdown = whenShutDown(options.shutdownSignal, end);
   return {
     service: method.parent,
     method,

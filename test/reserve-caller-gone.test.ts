@@ -15,7 +15,7 @@ import { parseTableName } from "../server/dist/table-name.js";
 import type { JobStore, ReserveInput } from "../server/dist/store/store.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { codeName, counts, keys, rpcError, sleep, until } from "./helpers/jobs-client.js";
-import { serverWithLocker } from "./helpers/locking-database.js";
+import { lockWaits, serverWithLocker } from "./helpers/locking-database.js";
 import { idKey, refreshInput } from "./helpers/store-inputs.js";
 import { Code } from "@connectrpc/connect";
 
@@ -96,14 +96,7 @@ async function withTheOnlyConnectionHeld(t: ExecutionContext, table: string) {
   const held = client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { ok: true } }] });
   // Not a fixed sleep: on a loaded machine the Complete may take longer to reach the row, and a
   // Reserve sent before it would take the connection first.
-  await until("the Complete waits for the locked row, on the only pooled connection", async () => {
-    // This database's only: other tests' lock waits on the same MariaDB show in INNODB_TRX too.
-    const [rows] = await locker.query(
-      `SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
-        WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()`,
-    );
-    return Number((rows as { n: number }[])[0]?.n) === 1;
-  });
+  await until("the Complete waits for the locked row, on the only pooled connection", async () => (await lockWaits(locker)) === 1);
   const release = async () => {
     await locker.rollback();
     t.is(Number((await held).committed), 1);

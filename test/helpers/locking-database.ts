@@ -23,3 +23,15 @@ export async function serverWithLocker(
   });
   return { server, client: jobsClient(server.url), locker };
 }
+
+/**
+ * How many transactions wait for a row lock in the locker's database now. Only this database's:
+ * other tests' lock waits on the same MariaDB show in INNODB_TRX too.
+ */
+export async function lockWaits(locker: mysql.Connection): Promise<number> {
+  const [rows] = await locker.query(
+    `SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+      WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()`,
+  );
+  return Number((rows as { n: number }[])[0]?.n);
+}

@@ -253,7 +253,7 @@ def _wait_for_running_refresh(
                 break  # waited long enough: held back, as it stood (a worker's next pass comes back)
             if stop is None:
                 time.sleep(min(pause, left))
-            elif stop.stopping.wait(min(pause, left)):
+            elif stop.pause(min(pause, left)):
                 break  # stopped (before or during the pause): held back, as it stood
             pause = min(pause * 2, WAIT_LONGEST_S)
             # The seconds since asked_at, exactly; the server takes at most a day.

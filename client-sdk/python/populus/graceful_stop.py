@@ -72,6 +72,12 @@ class GracefulStop:
         if grace <= 0:
             self.cancel()
 
+    def pause(self, seconds: float) -> bool:
+        """Waits ``seconds``, or less when stopping begins; answers whether it
+        has. In slices (wait_in_slices), so that a SIGTERM the kernel delivers
+        to one of gRPC's threads ends it too, not only when it is over."""
+        return wait_in_slices(self.stopping, seconds)
+
     def cancel(self) -> None:
         """Fires running makes' signals and releases what is held (the callbacks)."""
         with self._lock:

@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 1
                 _log("server unavailable; retrying", message=str(err))
         told_of_jobs = False
-        stop.stopping.wait(idle)  # a stop ends the wait early
+        stop.pause(idle)  # a stop ends the wait early
         idle = min(idle * 2, args.idle_wait)
     reason = "signal" if stop.stopping.is_set() else ("max calls" if calls_left == 0 else "once")
     _log("stop", reason=reason, exitCode=0, **totals)

@@ -140,15 +140,15 @@ def waiting(server) -> float:
 
 
 @contextlib.contextmanager
-def idle_worker(server, table_name: str, calls_dir, **env: str) -> Iterator[subprocess.Popen[str]]:
+def idle_worker(server, table_name: str, calls_dir, *flags: str, **env: str) -> Iterator[subprocess.Popen[str]]:
     """``python -m populus.worker`` on py_pipeline.py's table ``table_name`` with no key upstream
     (its first pass finds nothing, and it waits on the server), the refresh interval its default (30
     s: no refresh comes due during a test), an idle wait of an hour (a worker that slept instead of
-    waiting on the server would hold) and no grace; killed on the way out if still running."""
+    waiting on the server would hold), no grace and ``flags``; killed on the way out if still running."""
     worker_env = script_env(server, calls_dir, POPULUS_TEST_TABLE=table_name, POPULUS_TEST_KEYS="0", **env)
     worker_env.pop("POPULUS_REFRESH_INTERVAL", None)
     worker = subprocess.Popen(
-        [PYTHON, "-m", "populus.worker", str(FIXTURES / "py_pipeline.py"), "--idle-wait", "3600", "--grace", "0"],
+        [PYTHON, "-m", "populus.worker", str(FIXTURES / "py_pipeline.py"), "--idle-wait", "3600", "--grace", "0", *flags],
         env=worker_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -217,6 +217,25 @@ def test_a_sigterm_delivered_to_another_thread_stops_the_waiting_worker(server, 
         _signal_a_thread_other_than_main(worker.pid, signal.SIGTERM)
         out, err = worker.communicate(timeout=20)
         assert time.monotonic() - stopped_at < 5
+    assert worker.returncode == 0, err
+    logs = [json.loads(line) for line in out.splitlines()]
+    assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0}
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_a_sigterm_delivered_to_another_thread_stops_the_sleeping_worker(server, table_name, calls_dir):
+    # With --refresh-interval 0 the idle worker sleeps between passes (1, 2, 4, 8 s, ...) instead of
+    # waiting on the server, and that sleep was not woken either: the worker stopped at its end.
+    with idle_worker(server, table_name, calls_dir, "--refresh-interval", "0") as worker:
+        passes = 0
+        while passes < 4:  # after 1 + 2 + 4 s of sleep; the fourth pass's sleep lasts 8 s
+            line = worker.stdout.readline()
+            assert line, f"the worker exited: {worker.stderr.read()}"
+            passes += json.loads(line)["msg"] == "pass"
+        stopped_at = time.monotonic()
+        _signal_a_thread_other_than_main(worker.pid, signal.SIGTERM)
+        out, err = worker.communicate(timeout=20)
+        assert time.monotonic() - stopped_at < 3, "stopped during its sleep, not at its end"
     assert worker.returncode == 0, err
     logs = [json.loads(line) for line in out.splitlines()]
     assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0}
@@ -306,21 +325,18 @@ def test_the_wait_on_several_tables_prefers_jobs_to_a_refresh_found_at_once():
     stop.dispose()
 
 
-class _SleepLog(threading.Event):
-    """The worker's stop.stopping: its timed waits (the idle loop's sleeps) are
-    logged in ``events`` and return at once; after ``most`` of them the stop stops."""
+def recording_stop(events: list[Any], most: int) -> type[GracefulStop]:
+    """The worker's GracefulStop, whose pauses (the idle loop's sleeps) are
+    logged in ``events`` and return at once; after ``most`` of them it stops."""
 
-    def __init__(self, owner: GracefulStop, events: list[Any], most: int) -> None:
-        super().__init__()
-        self.owner, self.events, self.most = owner, events, most
+    class RecordingStop(GracefulStop):
+        def pause(self, seconds: float) -> bool:
+            events.append(("sleep", seconds))
+            if sum(1 for e in events if e[0] == "sleep") >= most:
+                self.stop(0)
+            return self.stopping.is_set()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        if timeout is None:
-            return super().wait()
-        self.events.append(("sleep", timeout))
-        if sum(1 for e in self.events if e[0] == "sleep") >= self.most:
-            self.owner.stop(0)
-        return self.is_set()
+    return RecordingStop
 
 
 def run_idle_worker(
@@ -345,13 +361,8 @@ def run_idle_worker(
             raise answer
         return answer
 
-    class RecordingStop(GracefulStop):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stopping = _SleepLog(self, events, most_sleeps)
-
     monkeypatch.setattr(populus.worker, "_wait_for_work_on_any", waited)
-    monkeypatch.setattr(populus.worker, "GracefulStop", RecordingStop)
+    monkeypatch.setattr(populus.worker, "GracefulStop", recording_stop(events, most_sleeps))
     monkeypatch.setattr(sys, "path", list(sys.path))  # main puts the module's directory first
     monkeypatch.delenv("POPULUS_REFRESH_INTERVAL", raising=False)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -419,13 +430,8 @@ def test_an_unavailable_server_ends_the_pass_and_once_exits_only_after_a_whole_p
             raise populus.UnavailableError("the server is restarting")
         return real_populate(self, **kwargs)
 
-    class RecordingStop(GracefulStop):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stopping = _SleepLog(self, events, 100)
-
     monkeypatch.setattr(populus.Table, "populate", populate)
-    monkeypatch.setattr(populus.worker, "GracefulStop", RecordingStop)
+    monkeypatch.setattr(populus.worker, "GracefulStop", recording_stop(events, 100))
     monkeypatch.setattr(sys, "path", list(sys.path))
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

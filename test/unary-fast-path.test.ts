@@ -23,8 +23,9 @@ import {
 import { aloneOptions, behindBareServer, postHttp1 } from "./helpers/fast-path.js";
 import { postHttp2 } from "./helpers/raw-http2.js";
 import { sqliteServerPerFile } from "./helpers/sqlite-server.js";
+import { callsAwaiting } from "../server/dist/service/shutdown-fanout.js";
 import { unaryFastPath } from "../server/dist/service/unary-fast-path.js";
-import { seconds } from "./helpers/jobs-client.js";
+import { seconds, until } from "./helpers/jobs-client.js";
 
 const server = sqliteServerPerFile(test);
 const TABLE = "FastPath";
@@ -260,9 +261,11 @@ test("a shutdown ends every call in flight with its reason, not the calls that e
     answered.map((a) => a.status),
     [200, 200, 200],
   );
+  t.is(callsAwaiting(shutdown.signal), 0, "the calls answered let go of the shutdown");
   const calls = Array.from({ length: 50 }, (_, i) => call(`Held${i}`));
-  while (held < 50) await new Promise((r) => setTimeout(r, 10));
+  await until("the 50 calls are held", async () => held === 50);
   t.is(reasons.size, 0, "the held calls wait");
+  t.is(callsAwaiting(shutdown.signal), 50);
 
   const reason = new Error("the server is stopping");
   shutdown.abort(reason);
@@ -273,6 +276,7 @@ test("a shutdown ends every call in flight with its reason, not the calls that e
     [...reasons.values()].every((r) => r === reason),
     "with the shutdown's reason",
   );
+  t.is(callsAwaiting(shutdown.signal), 0);
   for (const quick of ["Quick1", "Quick2", "Quick3"]) {
     t.not((signals.get(quick) as AbortSignal).reason, reason, `${quick}, answered before, ended with its answer, not the shutdown`);
   }

@@ -38,3 +38,8 @@ export function whenShutDown(signal: AbortSignal, onShutdown: OnShutdown): () =>
   calls.add(registration);
   return () => calls.delete(registration);
 }
+
+/** How many calls wait on `signal`'s shutdown now: each lets go once it ends, so none stay. */
+export function callsAwaiting(signal: AbortSignal): number {
+  return callsEndedBy.get(signal)?.size ?? 0;
+}

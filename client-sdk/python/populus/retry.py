@@ -20,6 +20,8 @@ from typing import Callable, TypeVar
 
 import grpc
 
+from .graceful_stop import wait_in_slices
+
 T = TypeVar("T")
 
 
@@ -81,7 +83,7 @@ def with_retry(
                 on_retry(err)
         pause = jittered(delay)
         if stop is not None:
-            stop.wait(pause)
+            wait_in_slices(stop, pause)  # a SIGTERM given to one of gRPC's threads ends it too
         else:
             time.sleep(pause)
         delay = min(delay * 2, policy.max_delay)

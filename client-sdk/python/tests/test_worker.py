@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import queue
 import threading
 import time
 from collections import Counter
@@ -227,17 +228,20 @@ def test_a_sigterm_delivered_to_another_thread_stops_the_sleeping_worker(server,
     # With --refresh-interval 0 the idle worker sleeps between passes (1, 2, 4, 8 s, ...) instead of
     # waiting on the server, and that sleep was not woken either: the worker stopped at its end.
     with idle_worker(server, table_name, calls_dir, "--refresh-interval", "0") as worker:
-        passes = 0
-        while passes < 4:  # after 1 + 2 + 4 s of sleep; the fourth pass's sleep lasts 8 s
-            line = worker.stdout.readline()
-            assert line, f"the worker exited: {worker.stderr.read()}"
-            passes += json.loads(line)["msg"] == "pass"
+        # Read by a thread, so that a worker that stalls fails the test at the queue's timeout.
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout], daemon=True)
+        reader.start()
+        logs: list[dict[str, Any]] = []
+        while sum(e["msg"] == "pass" for e in logs) < 4:  # after 1 + 2 + 4 s of sleep; the fourth pass's sleep lasts 8 s
+            logs.append(json.loads(lines.get(timeout=30)))
         stopped_at = time.monotonic()
         _signal_a_thread_other_than_main(worker.pid, signal.SIGTERM)
-        out, err = worker.communicate(timeout=20)
+        worker.wait(timeout=20)
         assert time.monotonic() - stopped_at < 3, "stopped during its sleep, not at its end"
-    assert worker.returncode == 0, err
-    logs = [json.loads(line) for line in out.splitlines()]
+        reader.join(timeout=10)
+    assert worker.returncode == 0, worker.stderr.read()
+    logs += [json.loads(lines.get_nowait()) for _ in range(lines.qsize())]
     assert logs[-1] == {**logs[-1], "msg": "stop", "reason": "signal", "exitCode": 0}
 
 

@@ -88,23 +88,17 @@ for (const dialect of testDialects()) {
       let started = 0;
       for (; started < WORKERS; started++) startWorker(started);
 
+      const read = <T>(ask: () => Promise<T>) => retryingUnavailable(ask, (line) => t.log(line));
       let halfway: Map<number, string> | undefined;
       let restarted = false;
       const deadline = Date.now() + 150_000;
       for (;;) {
-        const now = await retryingUnavailable(
-          () => counts(client, TABLE),
-          (line) => t.log(line),
-        );
+        const now = await read(() => counts(client, TABLE));
         const done = now.target;
         if (done >= KEYS) break;
         if (kills % 5 === 0) t.log(`${done} keys committed, ${kills} kills so far`);
         if (Date.now() > deadline) throw new Error(`only ${done} of ${KEYS} keys committed in time: ${JSON.stringify(now)}`);
-        if (halfway === undefined && done >= KEYS / 2)
-          halfway = await retryingUnavailable(
-            () => committed(urls[0]!),
-            (line) => t.log(line),
-          );
+        if (halfway === undefined && done >= KEYS / 2) halfway = await read(() => committed(urls[0]!));
         if (!restarted && done >= KEYS / 4) {
           // Replica 1 dies hard and comes back on the same port; its workers retry meanwhile.
           restarted = true;
@@ -118,15 +112,7 @@ for (const dialect of testDialects()) {
         await sleep(700 + Math.random() * 600);
         const victims = [...workers];
         const victim = victims[Math.floor(Math.random() * victims.length)];
-        if (
-          victim !== undefined &&
-          (
-            await retryingUnavailable(
-              () => counts(client, TABLE),
-              (line) => t.log(line),
-            )
-          ).target < KEYS
-        ) {
+        if (victim !== undefined && (await read(() => counts(client, TABLE))).target < KEYS) {
           victim.kill("SIGKILL");
           kills++;
           startWorker(started++);

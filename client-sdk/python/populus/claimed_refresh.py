@@ -52,7 +52,7 @@ import grpc
 
 from populus.config import MAX_REFRESH_INTERVAL_S
 from populus.errors import PopulusError, UnavailableError
-from populus.graceful_stop import GracefulStop, handle_signals, wait_in_slices
+from populus.graceful_stop import GracefulStop, handle_signals
 from populus.refresh import KeySource, RefreshParams, refresh_outcome
 from populus.retry import RetryPolicy
 from populus.rpc import Connection
@@ -342,7 +342,7 @@ def wait_for_work(
         if stop is None:
             time.sleep(seconds)
         else:
-            wait_in_slices(stop.stopping, seconds)
+            stop.pause(seconds)
 
     until = time.monotonic() + wait_s
     left = wait_s

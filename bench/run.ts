@@ -12,7 +12,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import mysql from "mysql2/promise";
-import type { DrainResults, IdleResults, LatencyResults, ManyWatchersResults, OneKeyResults, WatchResults } from "./scenarios.js";
+import type { DrainResults, IdleResults, LatencyResults, ManyWatchersResults, OneKeyResults, ProcessesCpuSpread, WatchResults } from "./scenarios.js";
 import type { Spread } from "./stats.js";
 
 const { values } = parseArgs({
@@ -27,8 +27,12 @@ const scenarios = values.scenario ?? [];
 interface Results {
   drain?: Record<string, DrainResults>;
   refresh?: Record<string, Spread>;
+  /** Each phase's CPU per key of the bench process (the SDK), the server and (MySQL) mariadbd, µs. */
+  refreshCpuPerKey?: Record<string, ProcessesCpuSpread>;
   /** MySQL: the empty-table refresh's rows inserted by mysql2 alone, the same way (bench scenario 2). */
   refreshDatabaseAlone?: Spread;
+  /** MySQL: mariadbd's CPU per row meanwhile, µs. */
+  refreshDatabaseAloneCpuUs?: Spread;
   flat?: Record<string, Spread>;
   latency?: Record<string, LatencyResults>;
   watch?: WatchResults;
@@ -88,10 +92,19 @@ function report(dialect: string, r: Results): string[] {
     if (d.databaseCpuUs !== undefined) row("   MariaDB's CPU per job (µs)", fmt(d.databaseCpuUs), "the database's share");
     if (d.redoBytes !== undefined) row("   redo log InnoDB wrote per job (bytes)", fmt(d.redoBytes));
   }
-  for (const [k, s] of Object.entries(r.refresh ?? {}))
+  for (const [k, s] of Object.entries(r.refresh ?? {})) {
     row(`2. refresh ${r.sizes.refreshKeys} keys, ${k} (keys/s)`, fmt(s), `target ≥ 150000: ${verdict(s.median, 150_000, true)}`);
+    const cpu = r.refreshCpuPerKey?.[k];
+    if (cpu !== undefined)
+      row(
+        `   CPU per key: bench (SDK) / server${cpu.databaseUs === undefined ? "" : " / mariadbd"} (µs)`,
+        [cpu.benchUs, cpu.serverUs, ...(cpu.databaseUs === undefined ? [] : [cpu.databaseUs])].map((v) => v.median.toFixed(1)).join(" / "),
+        "medians; 2 cores give 2 µs of CPU per µs of wall",
+      );
+  }
   if (r.refreshDatabaseAlone !== undefined)
     row("   its empty-table rows inserted by mysql2 alone (rows/s)", fmt(r.refreshDatabaseAlone), "the INSERTs alone, for comparison");
+  if (r.refreshDatabaseAloneCpuUs !== undefined) row("   mariadbd's CPU per row meanwhile (µs)", fmt(r.refreshDatabaseAloneCpuUs, 1));
   const flat = Object.entries(r.flat ?? {});
   for (const [k, s] of flat) row(`3. drain ${r.sizes.flatDrain} of ${k} (jobs/s, first to last commit)`, fmt(s));
   if (flat.length === 2) {

@@ -273,9 +273,13 @@ export async function drain(dialect: Dialect, port: number, s: Sizes, log: (line
 /** Scenario 2: a key source into an empty table, the same again, then with 10% of it changed. */
 export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (line: string) => void) {
   const srv = await benchServer(dialect, port);
+  const serverPid = srv.server.process.pid as number;
+  const databasePid = dialect === "mysql" ? mariadbdPid() : undefined;
   const phases: Record<string, number[]> = { "empty table": [], "same again (adds 0)": [], "10% changed": [] };
+  const phaseCpu: Record<string, ProcessesCpu[]> = Object.fromEntries(Object.keys(phases).map((phase) => [phase, []]));
   // MySQL: the rows of "empty table" inserted again by mysql2 alone, each run right after the refresh.
   const databaseAlone: number[] = [];
+  const databaseAloneCpuUs: number[] = [];
   for (let i = 0; i < s.repetitions; i++) {
     let shift = 0;
     const table = db.table<{ id: number }>(`Refresh${i}`, {
@@ -286,23 +290,80 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
     });
     for (const [phase, runs] of Object.entries(phases)) {
       if (phase === "10% changed") shift = Math.round(s.refreshKeys / 10);
+      const cpu = processesCpu(serverPid, databasePid);
       const started = performance.now();
       const counts = await table.jobs.refresh();
       runs.push(s.refreshKeys / ((performance.now() - started) / 1000));
+      phaseCpu[phase]!.push(cpu.perUnit(s.refreshKeys));
       const expected = phase === "empty table" ? s.refreshKeys : phase === "10% changed" ? shift : 0;
       if (counts.added !== expected) throw new Error(`refresh "${phase}" added ${counts.added}, expected ${expected}`);
     }
-    if (dialect === "mysql") databaseAlone.push(await insertsAlone(srv.databaseUrl, `RefreshAlone${i}`, s.refreshKeys));
+    if (dialect === "mysql") {
+      const database0 = databasePid === undefined ? 0 : cpuSeconds(databasePid);
+      databaseAlone.push(await insertsAlone(srv.databaseUrl, `RefreshAlone${i}`, s.refreshKeys));
+      if (databasePid !== undefined) databaseAloneCpuUs.push(((cpuSeconds(databasePid) - database0) * 1e6) / s.refreshKeys);
+    }
+    const empty = phaseCpu["empty table"]!.at(-1)!;
     log(
       `refresh run ${i + 1}: ${Object.values(phases)
         .map((r) => r.at(-1)!.toFixed(0))
-        .join(" / ")} keys/s`,
+        .join(" / ")} keys/s; into the empty table, CPU per key: bench ${empty.benchUs.toFixed(1)} µs, server ${empty.serverUs.toFixed(1)} µs${
+        empty.databaseUs === undefined
+          ? ""
+          : `, mariadbd ${empty.databaseUs.toFixed(1)} µs (its INSERTs alone: ${databaseAloneCpuUs.at(-1)?.toFixed(1)} µs a row)`
+      }`,
     );
   }
   await srv.finish();
   return {
     phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, spread(v)])),
+    cpuPerKey: Object.fromEntries(Object.entries(phaseCpu).map(([k, v]) => [k, spreadCpu(v)])),
     databaseAlone: databaseAlone.length === 0 ? undefined : spread(databaseAlone),
+    databaseAloneCpuUs: databaseAloneCpuUs.length === 0 ? undefined : spread(databaseAloneCpuUs),
+  };
+}
+
+/** CPU per unit of work (µs) of the bench process (the SDK client: all its threads), the server and (MariaDB) mariadbd. */
+export interface ProcessesCpu {
+  readonly benchUs: number;
+  readonly serverUs: number;
+  readonly databaseUs?: number;
+}
+
+/** The same, a spread over runs. */
+export interface ProcessesCpuSpread {
+  readonly benchUs: Spread;
+  readonly serverUs: Spread;
+  readonly databaseUs?: Spread;
+}
+
+/**
+ * The CPU of each process from now on: perUnit(n) answers each one's since then per unit of `n`. On
+ * two cores the three share the machine, so a rate bound by one of them shows here as that one's
+ * CPU per unit nearing the wall time per unit times the cores.
+ */
+function processesCpu(serverPid: number, databasePid: number | undefined): { perUnit(units: number): ProcessesCpu } {
+  const bench0 = process.cpuUsage();
+  const server0 = cpuSeconds(serverPid);
+  const database0 = databasePid === undefined ? 0 : cpuSeconds(databasePid);
+  return {
+    perUnit(units) {
+      const bench = process.cpuUsage(bench0);
+      return {
+        benchUs: (bench.user + bench.system) / units,
+        serverUs: ((cpuSeconds(serverPid) - server0) * 1e6) / units,
+        ...(databasePid === undefined ? {} : { databaseUs: ((cpuSeconds(databasePid) - database0) * 1e6) / units }),
+      };
+    },
+  };
+}
+
+function spreadCpu(runs: readonly ProcessesCpu[]): ProcessesCpuSpread {
+  const database = runs.flatMap((r) => (r.databaseUs === undefined ? [] : [r.databaseUs]));
+  return {
+    benchUs: spread(runs.map((r) => r.benchUs)),
+    serverUs: spread(runs.map((r) => r.serverUs)),
+    ...(database.length === runs.length && database.length > 0 ? { databaseUs: spread(database) } : {}),
   };
 }
 

@@ -117,6 +117,8 @@ function report(dialect: string, r: Results): string[] {
     row(`   max`, fmt(l.max, 2));
     row(`   server answered Reserve, Complete within 5 ms (%)`, fmt(l.serverWithin5ms, 1), "its RPC histogram: two such calls < 10 ms");
     row(`   within 10 ms (%)`, fmt(l.serverWithin10ms, 1));
+    if (l.serverGcMs !== undefined)
+      row(`   GC pauses in the run, server / bench process (ms)`, `${fmt(l.serverGcMs)} / ${fmt(l.benchGcMs)}`, "each holds every call in flight there");
   }
   const w = r.watch;
   if (w !== undefined) {

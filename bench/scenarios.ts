@@ -8,7 +8,7 @@ import { type ChildProcess, fork, spawn } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
-import { performance } from "node:perf_hooks";
+import { type PerformanceEntry, PerformanceObserver, performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { type Client, createClient } from "@connectrpc/connect";
@@ -444,20 +444,52 @@ export interface LatencyResults {
    */
   serverWithin5ms: Spread;
   serverWithin10ms: Spread;
+  /**
+   * Garbage-collection pauses during the run, ms in all: the server's (its
+   * populus_server_nodejs_gc_duration_seconds) and the bench process's, where the clients run. A
+   * pause holds every call in flight in that process, so pauses of a few ms show in the tail.
+   */
+  serverGcMs: Spread;
+  benchGcMs: Spread;
 }
 
 /** The RPC histogram's buckets read here; each must be one of server/src/service/metrics.ts's. */
 const WITHIN_5_MS = "0.005";
 const WITHIN_10_MS = "0.01";
 
-/** The server's Reserve and Complete calls answered OK so far: how many in all, and how many took at most 5 and 10 ms. */
-async function reserveCompleteWithin(url: string): Promise<{ count: number; within5: number; within10: number }> {
+/**
+ * The server's Reserve and Complete calls answered OK so far: how many in all, and how many took at
+ * most 5 and 10 ms; and its garbage-collection pauses so far, ms (every kind).
+ */
+async function reserveCompleteWithin(url: string): Promise<{ count: number; within5: number; within10: number; gcMs: number }> {
   const res = await fetch(`${url}/metrics`);
   if (!res.ok) throw new Error(`latency: GET /metrics answered ${res.status}`);
   const text = await res.text();
   const both = (series: Parameters<typeof histogramSample>[2]) =>
     ["Reserve", "Complete"].reduce((sum, method) => sum + histogramSample(text, "populus_rpc_duration_seconds", series, { method, code: "OK" }), 0);
-  return { count: both("count"), within5: both({ le: WITHIN_5_MS }), within10: both({ le: WITHIN_10_MS }) };
+  const gcSeconds = text
+    .split("\n")
+    .filter((line) => line.startsWith(`${SERVER_GC_HISTOGRAM}_sum{`))
+    .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
+  return { count: both("count"), within5: both({ le: WITHIN_5_MS }), within10: both({ le: WITHIN_10_MS }), gcMs: gcSeconds * 1000 };
+}
+
+/** prom-client's default GC histogram under the server's metric prefix (server/src/service/metrics.ts). */
+const SERVER_GC_HISTOGRAM = "populus_server_nodejs_gc_duration_seconds";
+
+/** This process's garbage-collection pauses from now on: stop() answers them, ms in all. */
+function gcPauses(): { stop(): number } {
+  let ms = 0;
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries() as PerformanceEntry[]) ms += entry.duration;
+  });
+  observer.observe({ entryTypes: ["gc"] });
+  return {
+    stop() {
+      observer.disconnect();
+      return ms;
+    },
+  };
 }
 
 /**
@@ -475,11 +507,14 @@ export async function latency(dialect: Dialect, port: number, s: Sizes, log: (li
     const max: number[] = [];
     const serverWithin5ms: number[] = [];
     const serverWithin10ms: number[] = [];
+    const serverGcMs: number[] = [];
+    const benchGcMs: number[] = [];
     for (let i = 0; i < s.repetitions; i++) {
       const table = `Latency${workers}x${i}`;
       await queue(srv.rpc, table, 0, s.roundTrips);
       const before = await reserveCompleteWithin(srv.server.url);
       const times: number[] = [];
+      const benchGc = gcPauses();
       await Promise.all(
         Array.from({ length: workers }, async () => {
           const { rpc, close } = sdkConnection(srv.server.url);
@@ -492,8 +527,10 @@ export async function latency(dialect: Dialect, port: number, s: Sizes, log: (li
           }
         }),
       );
+      benchGcMs.push(benchGc.stop());
       if (times.length !== s.roundTrips) throw new Error(`latency: ${times.length} round trips for ${s.roundTrips} jobs`);
       const after = await reserveCompleteWithin(srv.server.url);
+      serverGcMs.push(after.gcMs - before.gcMs);
       // Each job's Reserve and Complete, and each client's last Reserve, which finds nothing. Fewer
       // means the scrape did not find the histogram's lines.
       const calls = after.count - before.count;
@@ -511,9 +548,11 @@ export async function latency(dialect: Dialect, port: number, s: Sizes, log: (li
       max: spread(max),
       serverWithin5ms: spread(serverWithin5ms),
       serverWithin10ms: spread(serverWithin10ms),
+      serverGcMs: spread(serverGcMs),
+      benchGcMs: spread(benchGcMs),
     };
     log(
-      `latency ${workers} workers: p50 ${p50.map((v) => v.toFixed(2)).join(", ")} ms; p99 ${p99.map((v) => v.toFixed(2)).join(", ")} ms; the server answered Reserve and Complete within 5 / 10 ms: ${serverWithin5ms.map((v, j) => `${v.toFixed(1)}% / ${serverWithin10ms[j]!.toFixed(1)}%`).join(", ")}`,
+      `latency ${workers} workers: p50 ${p50.map((v) => v.toFixed(2)).join(", ")} ms; p99 ${p99.map((v) => v.toFixed(2)).join(", ")} ms; the server answered Reserve and Complete within 5 / 10 ms: ${serverWithin5ms.map((v, j) => `${v.toFixed(1)}% / ${serverWithin10ms[j]!.toFixed(1)}%`).join(", ")}; GC pauses, server / bench process: ${serverGcMs.map((v, j) => `${v.toFixed(0)} / ${benchGcMs[j]!.toFixed(0)} ms`).join(", ")}`,
     );
   }
   await srv.finish();

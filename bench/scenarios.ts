@@ -480,12 +480,15 @@ const SERVER_GC_HISTOGRAM = "populus_server_nodejs_gc_duration_seconds";
 /** This process's garbage-collection pauses from now on: stop() answers them, ms in all. */
 function gcPauses(): { stop(): number } {
   let ms = 0;
-  const observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries() as PerformanceEntry[]) ms += entry.duration;
-  });
+  const add = (entries: readonly PerformanceEntry[]) => {
+    for (const entry of entries) ms += entry.duration;
+  };
+  const observer = new PerformanceObserver((list) => add(list.getEntries()));
   observer.observe({ entryTypes: ["gc"] });
   return {
     stop() {
+      // Entries reach the callback a tick after their pause: the last ones are taken here.
+      add(observer.takeRecords());
       observer.disconnect();
       return ms;
     },

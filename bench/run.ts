@@ -118,7 +118,11 @@ function report(dialect: string, r: Results): string[] {
     row(`   server answered Reserve, Complete within 5 ms (%)`, fmt(l.serverWithin5ms, 1), "its RPC histogram: two such calls < 10 ms");
     row(`   within 10 ms (%)`, fmt(l.serverWithin10ms, 1));
     if (l.serverGcMs !== undefined)
-      row(`   GC pauses in the run, server / bench process (ms)`, `${fmt(l.serverGcMs)} / ${fmt(l.benchGcMs)}`, "each holds every call in flight there");
+      row(
+        `   GC pauses in the run, server / bench process (ms)`,
+        `${fmt(l.serverGcMs)} / ${fmt(l.benchGcMs)}`,
+        "the server's at least (prom-client's GC histogram)",
+      );
   }
   const w = r.watch;
   if (w !== undefined) {

@@ -299,9 +299,9 @@ export async function refresh(dialect: Dialect, port: number, s: Sizes, log: (li
       if (counts.added !== expected) throw new Error(`refresh "${phase}" added ${counts.added}, expected ${expected}`);
     }
     if (dialect === "mysql") {
-      const database0 = databasePid === undefined ? 0 : cpuSeconds(databasePid);
-      databaseAlone.push(await insertsAlone(srv.databaseUrl, `RefreshAlone${i}`, s.refreshKeys));
-      if (databasePid !== undefined) databaseAloneCpuUs.push(((cpuSeconds(databasePid) - database0) * 1e6) / s.refreshKeys);
+      const alone = await insertsAlone(srv.databaseUrl, `RefreshAlone${i}`, s.refreshKeys, databasePid);
+      databaseAlone.push(alone.rate);
+      if (alone.databaseCpuUs !== undefined) databaseAloneCpuUs.push(alone.databaseCpuUs);
     }
     const empty = phaseCpu["empty table"]!.at(-1)!;
     log(
@@ -339,8 +339,9 @@ export interface ProcessesCpuSpread {
 
 /**
  * The CPU of each process from now on: perUnit(n) answers each one's since then per unit of `n`. On
- * two cores the three share the machine, so a rate bound by one of them shows here as that one's
- * CPU per unit nearing the wall time per unit times the cores.
+ * two cores the three share the machine: their sum nearing the wall time per unit times two says
+ * the machine is CPU-bound, and the server's nearing the wall time per unit alone says its one
+ * thread is the limit.
  */
 function processesCpu(serverPid: number, databasePid: number | undefined): { perUnit(units: number): ProcessesCpu } {
   const bench0 = process.cpuUsage();
@@ -374,9 +375,15 @@ function spreadCpu(runs: readonly ProcessesCpu[]): ProcessesCpuSpread {
  * tells the SDK to send (MYSQL_REFRESH_CALLS_AT_ONCE), at READ COMMITTED (the server's): the rate
  * (rows/s) of the INSERTs alone, with no Populus process in the way; a refresh's other statements
  * (its state read, the DELETE of keys computed meanwhile, the change log) are not in it. The table
- * is dropped after, so it weighs on no later run.
+ * is dropped after, so it weighs on no later run. With `databasePid`, also MariaDB's CPU per row
+ * over the same window as the rate (the INSERTs, not the connections, DDL or DROP around them).
  */
-async function insertsAlone(databaseUrl: string, table: string, keys: number): Promise<number> {
+async function insertsAlone(
+  databaseUrl: string,
+  table: string,
+  keys: number,
+  databasePid: number | undefined,
+): Promise<{ rate: number; databaseCpuUs?: number }> {
   const CALL_KEYS = 10_000;
   const STATEMENT_ROWS = 1_000;
   const opened = await Promise.allSettled(Array.from({ length: MYSQL_REFRESH_CALLS_AT_ONCE }, () => mysql.createConnection({ uri: databaseUrl })));
@@ -388,6 +395,7 @@ async function insertsAlone(databaseUrl: string, table: string, keys: number): P
     for (const statement of createTableStatements(table)) await connections[0]!.query(statement);
     const now = Date.now();
     let next = 0;
+    const database0 = databasePid === undefined ? 0 : cpuSeconds(databasePid);
     const started = performance.now();
     await Promise.all(
       connections.map(async (c) => {
@@ -408,8 +416,9 @@ async function insertsAlone(databaseUrl: string, table: string, keys: number): P
       }),
     );
     const rate = keys / ((performance.now() - started) / 1000);
+    const databaseCpuUs = databasePid === undefined ? undefined : ((cpuSeconds(databasePid) - database0) * 1e6) / keys;
     await connections[0]!.query(`DROP TABLE ${jobsTable(table)}, ${targetTable(table)}`);
-    return rate;
+    return databaseCpuUs === undefined ? { rate } : { rate, databaseCpuUs };
   } finally {
     await Promise.all(connections.map((c) => c.end()));
   }
@@ -447,7 +456,9 @@ export interface LatencyResults {
   /**
    * Garbage-collection pauses during the run, ms in all: the server's (its
    * populus_server_nodejs_gc_duration_seconds) and the bench process's, where the clients run. A
-   * pause holds every call in flight in that process, so pauses of a few ms show in the tail.
+   * pause holds every call in flight in that process, so pauses of a few ms show in the tail. The
+   * server's is a lower bound: prom-client records the first of each batch of GC entries Node
+   * delivers to its observer, and a busy loop turn can hold several.
    */
   serverGcMs: Spread;
   benchGcMs: Spread;

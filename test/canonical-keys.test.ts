@@ -142,3 +142,42 @@ test("a key too long is refused as the parse refuses it, naming its place", (t) 
   t.is(fromScan?.message, fromParse?.message);
   t.regex(fromScan?.message ?? "", /keys_json\[1\]/);
 });
+
+/**
+ * A key's "ordered" hash is stored with its job and its result, and found again by it: the same
+ * key must hash the same in every version, or a refresh would queue a computed key again and a
+ * Complete would miss its job. Pinned to what the code wrote before 0741cb5 (which builds it in
+ * one string instead of joining the digits and a slice of the digest), for each attribute type,
+ * its extremes, -0, multi-byte strings and a key of two attributes.
+ */
+const PINNED_ORDERED_HASHES: [attributes: string, key: Record<string, unknown>, hash: string][] = [
+  ["id:int64", { id: "0" }, "g0000000000014a36ef36b60cfbe345a"],
+  ["id:int64", { id: "1" }, "g000000000005811967f540d300d249a"],
+  ["id:int64", { id: "-1" }, "fvvvvvvvvvvvc647ea03d8590062ef1b"],
+  ["id:int64", { id: "123456789012345" }, "g0070i461nfn2b9de6a5d84cf0ede1c7"],
+  ["id:int64", { id: "-999999999999999" }, "fvu750ar76004b78ac482fbf5109e890"],
+  ["id:int64", { id: "9223372036854775807" }, "vvvvvvvvvvvva2a19adcc85f8c682926"],
+  ["id:int64", { id: "-9223372036854775808" }, "0000000000001a8c0b049c26cc3dba84"],
+  ["x:double", { x: 0 }, "g000000000005bff452c5ed93f2e87a2"],
+  ["x:double", { x: -0 }, "g000000000005bff452c5ed93f2e87a2"],
+  ["x:double", { x: 2.5 }, "o0200000000025b934393cfa55ee8731"],
+  ["x:double", { x: -1e-300 }, "fpd93o1t0s6a3c1df932773e46399834"],
+  ["x:double", { x: 1.7976931348623157e308 }, "vvnvvvvvvvvv64c55aaa5fdffd5b3113"],
+  ["s:string", { s: "" }, "0000000000006f600f2520d1f84f5905"],
+  ["s:string", { s: "subject-042" }, "edqm4qj5cdq21ed1e4cb18147f18c4b3"],
+  ["s:string", { s: "日本語" }, "sqbqbpksljka6d6762aeb680c66a0b27"],
+  ["s:string", { s: "😀x" }, "u2fph03o0000e1e4949a9dd6b873fbdf"],
+  ["b:bool", { b: false }, "0000000000007d1ec4641ee2937691ed"],
+  ["b:bool", { b: true }, "000001000000fc0f22db8e47986f86d5"],
+  ["session:int64,subject:string", { session: "7", subject: "mouse-3" }, "g00000000000b4af1b71146a3eb7ad4c"],
+];
+
+test("the ordered hash of a key is the one earlier versions stored", (t) => {
+  for (const [spec, key, hash] of PINNED_ORDERED_HASHES) {
+    const attributes = spec.split(",").map((a) => {
+      const [name, type] = a.split(":") as [string, KeyAttributes[number]["type"]];
+      return { name, type };
+    });
+    t.is(encodeJsonKey(key, attributes, "ordered", "test").hash, hash, `${spec} ${JSON.stringify(key)}`);
+  }
+});

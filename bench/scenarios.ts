@@ -955,7 +955,7 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
     const table = client.table(`OneKey${run}`, { keySource: () => current, make: () => ({}) });
     current.push({ id: next++ });
     await table.jobs.refresh(); // declares the table: not counted
-    const [client0, server0, database0] = [process.cpuUsage(), cpuSeconds(serverPid), databasePid === undefined ? 0 : cpuSeconds(databasePid)];
+    const cpu = processesCpu(serverPid, databasePid);
     const started = performance.now();
     for (let c = 0; c < s.oneKeyCalls; c++) {
       current[0] = { id: next++ };
@@ -963,15 +963,14 @@ export async function oneKey(dialect: Dialect, port: number, s: Sizes, log: (lin
       if (added !== 1) throw new Error(`one-key refresh added ${added} jobs, expected 1`);
     }
     const seconds = (performance.now() - started) / 1000;
-    const used = process.cpuUsage(client0);
-    const [server1, database1] = [cpuSeconds(serverPid), databasePid === undefined ? 0 : cpuSeconds(databasePid)];
+    const used = cpu.perUnit(s.oneKeyCalls);
     const p = await progress(srv.rpc, `OneKey${run}`);
     if (p.pending !== s.oneKeyCalls + 1) throw new Error(`one-key run ${run}: ${p.pending} jobs pending, expected ${s.oneKeyCalls + 1}`);
     const r = {
       callsPerSecond: s.oneKeyCalls / seconds,
-      clientCpuUs: (used.user + used.system) / s.oneKeyCalls,
-      serverCpuUs: ((server1 - server0) * 1e6) / s.oneKeyCalls,
-      ...(databasePid === undefined ? {} : { databaseCpuUs: ((database1 - database0) * 1e6) / s.oneKeyCalls }),
+      clientCpuUs: used.benchUs,
+      serverCpuUs: used.serverUs,
+      ...(used.databaseUs === undefined ? {} : { databaseCpuUs: used.databaseUs }),
     };
     runs.push(r);
     log(

@@ -15,8 +15,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import test from "ava";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../client-sdk/dist/gen/grpc/health/v1/health_pb.js";
 import { createTestDatabase, testDialects } from "./helpers/databases.js";
-import { codeName, counts, jobsClient, keys, rpcError, until } from "./helpers/jobs-client.js";
-import { lockWaits, serverWithLocker } from "./helpers/locking-database.js";
+import { codeName, counts, jobsClient, keys, rpcError } from "./helpers/jobs-client.js";
+import { serverWithLocker, untilLockWaits } from "./helpers/locking-database.js";
 import { startServer } from "./helpers/server-process.js";
 
 const WORKER = { workerId: "pool-test", host: "test-host", pid: 1, user: "tester", codeVersion: "v1" };
@@ -35,7 +35,7 @@ if (testDialects().includes("mysql")) {
     await locker.query("SELECT id FROM `~~pool_held` WHERE status = 'reserved' FOR UPDATE");
     const held = leases.map((l) => client.complete({ table, completions: [{ leaseToken: l.leaseToken, result: { ok: true } }] }));
     // Not a fixed sleep: on a loaded machine the Completes may take longer to reach their rows.
-    await until("both Completes wait for their locked rows, each on a pooled connection", async () => (await lockWaits(locker)) === 2);
+    await untilLockWaits(t, locker, 2, "both Completes wait for their locked rows, each on a pooled connection");
 
     const started = Date.now();
     const waited = await rpcError(client.getProgress({ table }));

@@ -15,7 +15,7 @@ import { parseTableName } from "../server/dist/table-name.js";
 import type { JobStore, ReserveInput } from "../server/dist/store/store.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
 import { codeName, counts, keys, rpcError, sleep, until } from "./helpers/jobs-client.js";
-import { lockWaits, serverWithLocker } from "./helpers/locking-database.js";
+import { serverWithLocker, untilLockWaits } from "./helpers/locking-database.js";
 import { idKey, refreshInput } from "./helpers/store-inputs.js";
 import { Code } from "@connectrpc/connect";
 
@@ -96,7 +96,7 @@ async function withTheOnlyConnectionHeld(t: ExecutionContext, table: string) {
   const held = client.complete({ table, completions: [{ leaseToken: lease!.leaseToken, result: { ok: true } }] });
   // Not a fixed sleep: on a loaded machine the Complete may take longer to reach the row, and a
   // Reserve sent before it would take the connection first.
-  await until("the Complete waits for the locked row, on the only pooled connection", async () => (await lockWaits(locker)) === 1);
+  await untilLockWaits(t, locker, 1, "the Complete waits for the locked row, on the only pooled connection");
   const release = async () => {
     await locker.rollback();
     t.is(Number((await held).committed), 1);

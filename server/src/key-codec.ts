@@ -187,13 +187,15 @@ function encodedKey(
   scheme: KeyHashScheme,
   firstType: AttributeKind | undefined,
   first: string | number | boolean,
-  where: string | (() => string),
+  where: string,
+  /** The key's index in a list `where` names (written into a refusal only), or -1. */
+  index = -1,
 ): EncodedKey {
   // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting.
   const bytes = json.length * 3 <= MAX_KEY_BYTES ? json.length : Buffer.byteLength(json, "utf8");
   if (bytes > MAX_KEY_BYTES) {
     throw new InvalidKeyError(
-      `${typeof where === "string" ? where : where()}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`,
+      `${index < 0 ? where : `${where}[${index}]`}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`,
     );
   }
   return { hash: keyHash(json, scheme, firstType, first), json };
@@ -346,7 +348,7 @@ export function encodeCanonicalKeysJson(
   }
   if (at !== text.length) return undefined;
   // The key's place in an error message is written only for a key refused: a refresh of a million keys wrote a million.
-  return texts.map((json, i) => encodedKey(json, scheme, firstType, firsts[i] as string | number | boolean, () => `${where}[${i}]`));
+  return texts.map((json, i) => encodedKey(json, scheme, firstType, firsts[i] as string | number | boolean, where, i));
 }
 
 const LEFT_BRACKET = 0x5b;

@@ -27,6 +27,7 @@ import {
   attributesOf,
   declaredAttributes,
   type EncodedKey,
+  type EncodedKeyList,
   encodeCanonicalKeysJson,
   encodeJsonKey,
   encodeKey,
@@ -163,7 +164,7 @@ function refreshKeysInColumns(
   req: RefreshRequest,
   attributes: KeyAttributes | null,
   keyHash: KeyHashScheme,
-): { keyAttributes: KeyAttributes | null; keys: EncodedKey[] } {
+): { keyAttributes: KeyAttributes | null; keys: EncodedKeyList } {
   if (req.keys.length > 0) throw new InvalidRequestError("Refresh: give keys or keys_json, not both");
   const canonical = canonicalKeysInColumns(req, attributes, keyHash);
   if (canonical !== undefined) return canonical;
@@ -206,7 +207,7 @@ export function validateRefresh(req: RefreshRequest, table: TableKeys | null) {
   const attributes = table?.keyAttributes ?? null;
   const keyHash = table?.keyHash ?? NEW_TABLE_KEY_HASH;
   let keyAttributes: KeyAttributes | null;
-  let keys: EncodedKey[];
+  let keys: EncodedKeyList;
   if (req.keysJson !== "" || req.keyAttributes.length > 0) {
     ({ keyAttributes, keys } = refreshKeysInColumns(req, attributes, keyHash));
   } else {

@@ -132,7 +132,7 @@ export abstract class SharedStore implements JobStore {
     // Keys hashed for a new table, of a table that another replica (or an earlier version) declared meanwhile.
     if (def.keyHash !== input.keyHash) {
       const table = def;
-      input = { ...input, keyHash: table.keyHash, keys: input.keys.map((k) => rehashKey(k, table.keyAttributes, table.keyHash)) };
+      input = { ...input, keyHash: table.keyHash, keys: input.keys.slice(0).map((k) => rehashKey(k, table.keyAttributes, table.keyHash)) };
     }
     // An idle worker's pass (one call, an empty key source) on a table that holds no job has
     // nothing to remove, re-pend, reset or reserve: one plain read, not a transaction, and none
@@ -205,9 +205,9 @@ export abstract class SharedStore implements JobStore {
 
   /** Refresh's transactions, the table declared and the keys hashed as it keeps them. */
   private async refreshTransactions(input: RefreshInput): Promise<RefreshCounts> {
-    const [onlyKey] = input.keys;
+    const onlyKey = input.refreshId === null && input.keys.length === 1 ? input.keys.slice(0)[0] : undefined;
     let oneKey: RefreshCounts | null = null;
-    if (input.refreshId === null && input.keys.length === 1 && onlyKey !== undefined) {
+    if (onlyKey !== undefined) {
       const { counts, settled } = await this.transaction(() => refreshOneKey(this.sql, input, onlyKey), 1);
       if (settled) return counts;
       oneKey = counts;

@@ -16,7 +16,7 @@
  * The words (job, lease, target, change log, ...) and the promises that
  * comments cite by number are defined in ARCHITECTURE.md.
  */
-import type { AttributeCondition, EncodedKey, KeyAttributes, KeyHashScheme } from "../key-codec.js";
+import type { AttributeCondition, EncodedKey, EncodedKeyList, KeyAttributes, KeyHashScheme } from "../key-codec.js";
 import type { ChangeRow } from "./change-log.js";
 import type { ClaimFinish, ClaimInput, ClaimOutcome } from "./operations/refresh-claims.js";
 
@@ -64,7 +64,8 @@ export interface RefreshInput {
   readonly keyAttributes: KeyAttributes | null;
   /** The scheme `keys` were hashed with: the table's, or for a table not yet declared, the one it is declared with. */
   readonly keyHash: KeyHashScheme;
-  readonly keys: readonly EncodedKey[];
+  /** An array, or (a canonical keys_json) a list that hashes each batch as refresh reads it. */
+  readonly keys: EncodedKeyList;
   /** Groups the calls of one refresh; null for a single-call refresh. */
   readonly refreshId: string | null;
   /** Last call: stale removal runs over every key of the refresh. */

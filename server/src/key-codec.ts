@@ -338,7 +338,10 @@ export function encodeCanonicalKeysJson(
   const firstType = (attributes[0] as KeyAttributeDef).type;
   // The whole text is read before any key's size is checked, so a key refused for its size is
   // refused only when JSON.parse would have read the text too (the caller's messages come in its order).
-  const bounds: number[] = [];
+  // Off the heap, so young-generation collections do not copy it while the call is in flight: sized
+  // for the most keys the text can hold (the shortest key, `{"a":0}`, and its comma are 8 characters).
+  let bounds = new Int32Array(Math.min(maxKeys, Math.ceil(text.length / 8)) * BOUNDS_PER_KEY);
+  let count = 0;
   let at = 1;
   for (;;) {
     const start = at;
@@ -356,14 +359,19 @@ export function encodeCanonicalKeysJson(
       }
       at = end;
     }
-    if (text.charCodeAt(at) !== RIGHT_BRACE || bounds.length === maxKeys * BOUNDS_PER_KEY) return undefined;
+    if (text.charCodeAt(at) !== RIGHT_BRACE || count === maxKeys) return undefined;
     at++;
-    bounds.push(start, at, firstStart, firstEnd);
+    const b = count++ * BOUNDS_PER_KEY;
+    bounds[b] = start;
+    bounds[b + 1] = at;
+    bounds[b + 2] = firstStart;
+    bounds[b + 3] = firstEnd;
     const next = text.charCodeAt(at++);
     if (next === RIGHT_BRACKET) break;
     if (next !== COMMA) return undefined;
   }
   if (at !== text.length) return undefined;
+  bounds = bounds.subarray(0, count * BOUNDS_PER_KEY);
   for (let b = 0; b < bounds.length; b += BOUNDS_PER_KEY) {
     const length = (bounds[b + 1] as number) - (bounds[b] as number);
     // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting (as encodedKey).
@@ -380,7 +388,7 @@ class CanonicalKeyList implements EncodedKeyList {
   constructor(
     private readonly text: string,
     /** BOUNDS_PER_KEY numbers per key, in order. */
-    private readonly bounds: readonly number[],
+    private readonly bounds: Int32Array,
     private readonly scheme: KeyHashScheme,
     private readonly firstType: AttributeKind,
   ) {}

@@ -106,11 +106,13 @@ function columnText(kind: ValueKind, v: unknown): string {
  * messages when they do not (the server then names the key that does not match).
  */
 export class RefreshKeys {
-  /** The keys taken in columns, kept to be turned into Key messages should a later key not fit. */
-  readonly #keys: unknown[] = [];
+  /** Each key taken in columns, as its canonical JSON. */
   readonly #texts: string[] = [];
-  /** The first key's attribute names, sorted, with their wire types. */
-  #shape: { readonly names: string[]; readonly kinds: ValueKind[] } | undefined;
+  /**
+   * The first key's attribute names, sorted, with their wire types, and what comes before each
+   * one's value in a key's JSON (`{"a":`, `,"b":`).
+   */
+  #shape: { readonly names: string[]; readonly kinds: ValueKind[]; readonly prefixes: string[] } | undefined;
   /** Every key as a Key message, once one did not fit the columns. */
   #messages: Key[] | undefined;
 
@@ -123,14 +125,27 @@ export class RefreshKeys {
     if (this.#messages === undefined) {
       const text = this.#columnText(key);
       if (text !== undefined) {
-        this.#keys.push(key);
         this.#texts.push(text);
         return;
       }
       // Another set of attributes or types: the call goes as Key messages, and the server says which key differs.
-      this.#messages = this.#keys.map(toProtoKey);
+      this.#messages = this.#keysTaken().map(toProtoKey);
     }
     this.#messages.push(toProtoKey(key));
+  }
+
+  /**
+   * The keys taken in columns, read back from their JSON, as records toProtoKey makes the same Key
+   * messages of. The caller's key objects are not kept for this rare case: a call's 10,000 of them
+   * outlived the source that made them, for the young-generation collections to copy.
+   */
+  #keysTaken(): KeyRecord[] {
+    if (this.#shape === undefined) return [];
+    const { names, kinds } = this.#shape;
+    return fromKeysJson(
+      `[${this.#texts.join(",")}]`,
+      names.filter((_, i) => kinds[i] === "int64"),
+    );
   }
 
   /** The key's canonical JSON text, or undefined when it has not the first key's attributes and types (or is no object). */
@@ -140,19 +155,24 @@ export class RefreshKeys {
     if (this.#shape === undefined) {
       const names = Object.keys(record).sort();
       if (names.length === 0) return undefined;
-      this.#shape = { names, kinds: names.map((name) => kindOf(name, record[name])) };
+      this.#shape = {
+        names,
+        kinds: names.map((name) => kindOf(name, record[name])),
+        prefixes: names.map((name, i) => `${i === 0 ? "{" : ","}${JSON.stringify(name)}:`),
+      };
     }
-    const { names, kinds } = this.#shape;
+    const { names, kinds, prefixes } = this.#shape;
     let n = 0;
     for (const name in record) if (Object.hasOwn(record, name)) n++;
     if (n !== names.length) return undefined;
-    let text = "{";
+    let text = "";
     for (let i = 0; i < names.length; i++) {
       const name = names[i] as string;
       if (!Object.hasOwn(record, name)) return undefined;
-      const kind = kindOf(name, record[name]);
+      const v = record[name];
+      const kind = kindOf(name, v);
       if (kind !== kinds[i]) return undefined;
-      text += `${i === 0 ? "" : ","}${JSON.stringify(name)}:${columnText(kind, record[name])}`;
+      text += (prefixes[i] as string) + columnText(kind, v);
     }
     return `${text}}`;
   }

@@ -359,7 +359,8 @@ export function encodeCanonicalKeysJson(
       }
       at = end;
     }
-    if (text.charCodeAt(at) !== RIGHT_BRACE || count === maxKeys) return undefined;
+    // More keys than allowed (or than the bounds were sized for, which the text cannot hold) are left to the parse.
+    if (text.charCodeAt(at) !== RIGHT_BRACE || count * BOUNDS_PER_KEY === bounds.length) return undefined;
     at++;
     const b = count++ * BOUNDS_PER_KEY;
     bounds[b] = start;

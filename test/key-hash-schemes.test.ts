@@ -7,7 +7,7 @@
  */
 import test from "ava";
 import { parseDatabaseUrl } from "../server/dist/config.js";
-import { attributesOf, type EncodedKey, encodeKey, type KeyHashScheme } from "../server/dist/key-codec.js";
+import { attributesOf, type EncodedKey, encodeCanonicalKeysJson, encodeKey, type KeyHashScheme } from "../server/dist/key-codec.js";
 import { openStore } from "../server/dist/store/open-store.js";
 import type { JobStore } from "../server/dist/store/store.js";
 import { createTestDatabase, type Dialect, type TestDatabase, testDialects } from "./helpers/databases.js";
@@ -44,6 +44,11 @@ const rehashesToTheTables = test.macro({
     t.is((await store.describeTable("new_scheme"))?.keyHash, "ordered");
     t.is((await store.refresh(refreshInput("new_scheme", ATTRIBUTES, encoded([2, 3], "sha256"), "sha256", now + 1))).added, 1);
     t.is((await store.getProgress("new_scheme")).pending, 3);
+    // So are a column-form call's keys, which refresh hashes a batch at a time as it reads them.
+    const columns = encodeCanonicalKeysJson('[{"id":"3"},{"id":"4"}]', ATTRIBUTES, "sha256", "test", 10);
+    if (columns === undefined) throw new Error("the canonical keys_json was not read");
+    t.is((await store.refresh(refreshInput("new_scheme", ATTRIBUTES, columns, "sha256", now + 2))).added, 1);
+    t.is((await store.getProgress("new_scheme")).pending, 4);
   },
 });
 

@@ -2,7 +2,7 @@
  * client-sdk/src/keys.ts RefreshKeys: one Refresh call's keys, in columns (keys_json) while they
  * share the first key's attributes and types, as Key messages from the first one that does not.
  * The keys already taken in columns are not kept as the caller's objects: they are read back from
- * their JSON, and must make the same Key messages as the objects would have.
+ * their JSON, and must make Key messages equal to the objects' (the same attribute map).
  */
 import test from "ava";
 import { RefreshKeys, toProtoKey } from "../client-sdk/dist/keys.js";
@@ -18,6 +18,8 @@ const EVERY_TYPE = [
   { a_int: 0, b_big: 2n ** 60n, c_dbl: 0.5, d_str: 'ü " \\ 😀', e_bool: true },
   { a_int: -(2 ** 53 - 1), b_big: -(2n ** 63n), c_dbl: -1e-7, d_str: "", e_bool: false },
   { a_int: 2 ** 53 - 1, b_big: 2n ** 63n - 1n, c_dbl: 123.456, d_str: "x".repeat(100), e_bool: true },
+  // Attributes not in name order: the messages rebuilt from the JSON list them sorted, the same map.
+  { e_bool: false, d_str: "\u2028 \t", c_dbl: -0.25, b_big: 3n, a_int: 7 },
 ];
 
 test("keys of one shape go in columns: their canonical JSON, attributes sorted by name, and the attribute types", (t) => {

@@ -135,9 +135,10 @@ export class RefreshKeys {
   }
 
   /**
-   * The keys taken in columns, read back from their JSON, as records toProtoKey makes the same Key
-   * messages of. The caller's key objects are not kept for this rare case: a call's 10,000 of them
-   * outlived the source that made them, for the young-generation collections to copy.
+   * The keys taken in columns, read back from their JSON, as records whose Key messages (toProtoKey)
+   * hold the same attribute maps as the caller's keys would (listed in name order). The caller's
+   * key objects are not kept for this rare case: a call's 10,000 of them outlived the source that
+   * made them, for the young-generation collections to copy.
    */
   #keysTaken(): KeyRecord[] {
     if (this.#shape === undefined) return [];

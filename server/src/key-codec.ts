@@ -303,8 +303,16 @@ export function encodeJsonKey(key: unknown, attributes: KeyAttributes, scheme: K
  */
 export interface EncodedKeyList {
   readonly length: number;
-  /** The keys from `start` to `end` (0 <= start <= end <= length; end past length reads to the end), encoded. */
+  /** The keys from `start` (0 or more) to `end` (the length when left out or past it), encoded. */
   slice(start: number, end?: number): EncodedKey[];
+}
+
+/** `keys` hashed again under `scheme` (rehashKey), a batch at a time as they are read. */
+export function rehashKeys(keys: EncodedKeyList, attributes: KeyAttributes, scheme: KeyHashScheme): EncodedKeyList {
+  return {
+    length: keys.length,
+    slice: (start, end) => keys.slice(start, end).map((k) => rehashKey(k, attributes, scheme)),
+  };
 }
 
 /**
@@ -400,13 +408,14 @@ class CanonicalKeyList implements EncodedKeyList {
 
   slice(start: number, end = this.length): EncodedKey[] {
     const { text, bounds, scheme, firstType } = this;
+    const from = Math.max(0, start);
     const to = Math.min(end, this.length);
-    const keys = new Array<EncodedKey>(Math.max(0, to - start));
-    for (let i = start; i < to; i++) {
+    const keys = new Array<EncodedKey>(Math.max(0, to - from));
+    for (let i = from; i < to; i++) {
       const b = i * BOUNDS_PER_KEY;
       const json = text.slice(bounds[b], bounds[b + 1]);
       const first = firstValue(text, bounds[b + 2] as number, bounds[b + 3] as number, firstType);
-      keys[i - start] = { hash: keyHash(json, scheme, firstType, first), json };
+      keys[i - from] = { hash: keyHash(json, scheme, firstType, first), json };
     }
     return keys;
   }

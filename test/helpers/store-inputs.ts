@@ -4,14 +4,14 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { KeySchema } from "../../client-sdk/dist/gen/populus/v1/types_pb.js";
-import type { EncodedKey, KeyAttributes, KeyHashScheme } from "../../server/dist/key-codec.js";
+import type { EncodedKey, EncodedKeyList, KeyAttributes, KeyHashScheme } from "../../server/dist/key-codec.js";
 import type { RefreshInput } from "../../server/dist/store/store.js";
 
 /** The key `{ id }`, as a client sends it. */
 export const idKey = (id: number) => create(KeySchema, { attributes: { id: { kind: { case: "intValue", value: BigInt(id) } } } });
 
 /** A single-call refresh of `keys` into `table` (not final: no stale removal), priority 5, no delay. */
-export function refreshInput(table: string, keyAttributes: KeyAttributes, keys: EncodedKey[], keyHash: KeyHashScheme, now: number): RefreshInput {
+export function refreshInput(table: string, keyAttributes: KeyAttributes, keys: EncodedKeyList, keyHash: KeyHashScheme, now: number): RefreshInput {
   return {
     table,
     displayName: table,

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { InvalidKeyError, TableNotFoundError } from "../errors.js";
-import { type AttributeCondition, type EncodedKey, rehashKey } from "../key-codec.js";
+import { type AttributeCondition, type EncodedKey, rehashKeys } from "../key-codec.js";
 import type { ChangeRow } from "./change-log.js";
 import { changeBounds, pruneChanges, readChanges } from "./operations/changes.js";
 import { complete } from "./operations/complete.js";
@@ -132,7 +132,7 @@ export abstract class SharedStore implements JobStore {
     // Keys hashed for a new table, of a table that another replica (or an earlier version) declared meanwhile.
     if (def.keyHash !== input.keyHash) {
       const table = def;
-      input = { ...input, keyHash: table.keyHash, keys: input.keys.slice(0).map((k) => rehashKey(k, table.keyAttributes, table.keyHash)) };
+      input = { ...input, keyHash: table.keyHash, keys: rehashKeys(input.keys, table.keyAttributes, table.keyHash) };
     }
     // An idle worker's pass (one call, an empty key source) on a table that holds no job has
     // nothing to remove, re-pend, reset or reserve: one plain read, not a transaction, and none

@@ -80,7 +80,7 @@ export function literalRows(row: string, count: number, params: readonly Param[]
  * of every hash and key, all garbage once the tree was flattened (twice: into the round trip's
  * text, and again when mysql2 measured it); the server's collections took 29% of its CPU in a
  * 1,000,000-key refresh. The array is allocated once, for the most pieces the text can have: grown
- * push by push, it was copied some twenty times, three times its final size in all.
+ * push by push, it would be copied some twenty times, three times its final size in all.
  */
 class TextPieces {
   readonly #pieces: string[];
@@ -94,7 +94,7 @@ class TextPieces {
     this.#pieces[this.#count++] = piece;
   }
 
-  /** `value` as a literal: a string that needs no escape as itself between quotes, with no copy. */
+  /** `value` as literal() writes it; a string that needs no escape (literal's same test) as itself between quotes, with no copy. */
   addLiteral(value: Param): void {
     if (typeof value === "string" && !NEEDS_ESCAPE.test(value)) {
       this.add("'");

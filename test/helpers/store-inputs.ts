@@ -4,7 +4,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { KeySchema } from "../../client-sdk/dist/gen/populus/v1/types_pb.js";
-import type { EncodedKey, EncodedKeyList, KeyAttributes, KeyHashScheme } from "../../server/dist/key-codec.js";
+import type { EncodedKeyList, KeyAttributes, KeyHashScheme } from "../../server/dist/key-codec.js";
 import type { RefreshInput } from "../../server/dist/store/store.js";
 
 /** The key `{ id }`, as a client sends it. */

@@ -116,6 +116,12 @@ if (testDialects().includes("mysql")) {
     setTimeout(() => gaveUp.abort(), 1000);
     const error = await rpcError(client.reserve({ table, maxJobs: 2, worker: WORKER }, { signal: gaveUp.signal }));
     t.is(codeName(error.code), codeName(Code.Canceled));
+    // The client's reset of that call must reach the server before the connection frees: the
+    // client sends it after the abort, in a later turn of its event loop, and a fresh-clone run
+    // let the row go first (the Reserve then found its caller still there and leased 2). A call on
+    // the same HTTP/2 connection that the server answers without the database comes after the reset.
+    const barrier = await rpcError(client.refresh({ table: "bad-name", keys: keys(0, 1) }));
+    t.is(codeName(barrier.code), codeName(Code.InvalidArgument));
 
     // The connection frees; the Reserve, still waiting on the server, then runs for a caller that has gone.
     await release();

@@ -183,14 +183,18 @@ export function encodeKey(key: Key, attributes: KeyAttributes, scheme: KeyHashSc
  * key without attributes).
  */
 function encodedKey(json: string, scheme: KeyHashScheme, firstType: AttributeKind | undefined, first: string | number | boolean, where: string): EncodedKey {
-  // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting.
-  if (json.length * 3 > MAX_KEY_BYTES) checkKeySize(json, where, -1);
+  checkKeySize(json, 0, json.length, where, -1);
   return { hash: keyHash(json, scheme, firstType, first), json };
 }
 
-/** InvalidKeyError when `json` is more than MAX_KEY_BYTES of UTF-8; `index`: its place in the list `where` names, or -1. */
-function checkKeySize(json: string, where: string, index: number): void {
-  const bytes = Buffer.byteLength(json, "utf8");
+/**
+ * InvalidKeyError when the key `text` holds from `start` to `end` is more than MAX_KEY_BYTES of
+ * UTF-8; `index`: its place in the list `where` names, or -1.
+ */
+function checkKeySize(text: string, start: number, end: number, where: string, index: number): void {
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting (nor slicing).
+  if ((end - start) * 3 <= MAX_KEY_BYTES) return;
+  const bytes = Buffer.byteLength(text.slice(start, end), "utf8");
   if (bytes > MAX_KEY_BYTES) {
     throw new InvalidKeyError(
       `${index < 0 ? where : `${where}[${index}]`}: the key is ${bytes} bytes as canonical JSON; at most ${MAX_KEY_BYTES} are allowed (a key identifies a row: keep data in the result)`,
@@ -381,11 +385,7 @@ export function encodeCanonicalKeysJson(
   }
   if (at !== text.length) return undefined;
   bounds = bounds.subarray(0, count * BOUNDS_PER_KEY);
-  for (let b = 0; b < bounds.length; b += BOUNDS_PER_KEY) {
-    const length = (bounds[b + 1] as number) - (bounds[b] as number);
-    // A UTF-16 code unit is at most 3 bytes of UTF-8: short keys need no counting (as encodedKey).
-    if (length * 3 > MAX_KEY_BYTES) checkKeySize(text.slice(bounds[b], bounds[b + 1]), where, b / BOUNDS_PER_KEY);
-  }
+  for (let b = 0; b < bounds.length; b += BOUNDS_PER_KEY) checkKeySize(text, bounds[b] as number, bounds[b + 1] as number, where, b / BOUNDS_PER_KEY);
   return new CanonicalKeyList(text, bounds, scheme, firstType);
 }
 

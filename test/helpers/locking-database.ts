@@ -29,8 +29,8 @@ export async function serverWithLocker(
  * LOCK WAIT, or in the processlist's "Updating" (where a DELETE or UPDATE waits for a locked row).
  * Both, because INNODB_TRX alone missed them: in two fresh-clone runs of the suite a Complete's
  * DELETE sat "Updating" on the locked row for 15 s with no INNODB_TRX row at all (not known why:
- * that table is a bounded cache, which the suite's other tests may fill). Only this database's sessions, the locker's own
- * left out: other tests' waits on the same MariaDB show there too.
+ * that table is a bounded cache, which the suite's other tests may fill). Only this database's
+ * sessions, the locker's own left out: other tests' waits on the same MariaDB show there too.
  */
 async function lockWaits(locker: mysql.Connection): Promise<number> {
   const [rows] = await locker.query(
